@@ -1,0 +1,95 @@
+"""A preset's built stages, run on worker threads with stage-level overlap (double buffering).
+
+Frames enter with a ticket in capture order. Each stage serves tickets strictly
+in order, so with two frames in flight frame N+1 is captured, converted and
+pre-processed in the early stages while frame N is still in inference, and a
+stateful stage (tracking, smoothing) still sees frames one at a time, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from livefuse.frame import Frame
+from livefuse.stages.base import Stage
+from livefuse.stats import PipelineStats
+
+log = logging.getLogger("livefuse.pipeline")
+
+DISABLE_AFTER_CONSECUTIVE_ERRORS = 30
+
+
+class Chain:
+    """Ordered stages plus the turn-taking that keeps each stage's frames in order."""
+
+    def __init__(self, name: str, stages: Sequence[tuple[str, Stage]], stats: PipelineStats | None = None,
+                 params: dict[str, dict[str, Any]] | None = None) -> None:
+        self.name = name
+        self.stages = list(stages)
+        self.params = params or {}
+        self.stats = stats or PipelineStats()
+        self._turns = [0] * len(self.stages)
+        self._cond = threading.Condition()
+        self._next_ticket = 0
+        self._consecutive_errors = [0] * len(self.stages)
+        self._disabled = [False] * len(self.stages)
+        self._logged: set[str] = set()
+
+    def admit(self) -> int:
+        """A ticket for the next frame (called in capture order)."""
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        return ticket
+
+    def run(self, frame: Frame, ticket: int) -> None:
+        """Run every stage on the frame, each waiting its turn; a stage that raises is bypassed."""
+        for index, (label, stage) in enumerate(self.stages):
+            with self._cond:
+                self._cond.wait_for(lambda i=index: self._turns[i] == ticket)
+            try:
+                if not self._disabled[index]:
+                    start = time.perf_counter_ns()
+                    stage.process(frame)
+                    elapsed = time.perf_counter_ns() - start
+                    frame.stage_ns[label] = elapsed
+                    self.stats.record_stage(label, elapsed)
+                    self._consecutive_errors[index] = 0
+            except Exception as exc:  # noqa: BLE001 - a filter must never take the stream down
+                self._on_error(index, label, exc)
+            finally:
+                with self._cond:
+                    self._turns[index] += 1
+                    self._cond.notify_all()
+
+    def _on_error(self, index: int, label: str, exc: Exception) -> None:
+        self.stats.stage_errors[label] = self.stats.stage_errors.get(label, 0) + 1
+        self._consecutive_errors[index] += 1
+        if label not in self._logged:
+            self._logged.add(label)
+            log.warning("stage %s failed (%s: %s); passing this frame through. Further errors are counted, "
+                        "not logged", label, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        if self._consecutive_errors[index] >= DISABLE_AFTER_CONSECUTIVE_ERRORS and not self._disabled[index]:
+            self._disabled[index] = True
+            log.error("stage %s failed %d frames in a row; it is now passed through", label,
+                      DISABLE_AFTER_CONSECUTIVE_ERRORS)
+
+    def update(self, label: str, params: dict[str, Any]) -> None:
+        """Apply already-validated live parameters to one stage, between frames."""
+        for name, stage in self.stages:
+            if name == label:
+                with self._cond:
+                    stage.update(params)
+                    self.params.setdefault(label, {}).update(params)
+                return
+        raise KeyError(label)
+
+    def close(self) -> None:
+        for _, stage in self.stages:
+            try:
+                stage.close()
+            except Exception:  # noqa: BLE001 - closing must release every stage
+                log.debug("closing stage failed", exc_info=True)

@@ -1,0 +1,127 @@
+"""`livefuse run`: the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from livefuse.commands.args import add_engine_args, add_video_args, positive_float, positive_int
+from livefuse.errors import OutputError
+from livefuse.logs import setup_logging
+from livefuse.pipeline import Pipeline
+from livefuse.presets import DEFAULT_PRESET, available_presets, build_chain, load_preset
+from livefuse.runtime import Runtime
+from livefuse.sinks import OUTPUT_HELP, Sink, open_sink
+from livefuse.sources import SOURCE_HELP, default_source, open_source
+from livefuse.stages.base import StageContext
+from livefuse.status import report_status
+
+log = logging.getLogger("livefuse")
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("run", help="filter live video until stopped",
+                                   description="Capture, filter and output live video.")
+    parser.add_argument("--source", metavar="SPEC", help=f"{SOURCE_HELP} (default: webcam if present, else demo)")
+    parser.add_argument("--preset", metavar="NAME|PATH", help=f"preset name or .toml file (default: {DEFAULT_PRESET})")
+    parser.add_argument("--output", action="append", metavar="SPEC",
+                        help=f"{OUTPUT_HELP}; repeat for several (default: preview, plus virtualcam when usable)")
+    add_video_args(parser)
+    add_engine_args(parser)
+    limit = parser.add_mutually_exclusive_group()
+    limit.add_argument("--frames", type=positive_int, metavar="N", help="stop after N captured frames")
+    limit.add_argument("--duration", type=positive_float, metavar="SECONDS", help="stop after this long")
+    parser.add_argument("--stats-json", type=Path, metavar="PATH", help="write the final statistics here")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument("--host", default="127.0.0.1", help="preview and API address (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="preview and API port (default: 8080)")
+    parser.add_argument("--token", help="API token (required, and generated if not given, off loopback)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.set_defaults(func=run_command)
+
+
+def default_preset() -> str:
+    presets = available_presets()
+    return DEFAULT_PRESET if DEFAULT_PRESET in presets else "passthrough"
+
+
+def default_outputs() -> list[str]:
+    from livefuse.sinks.virtualcam import virtualcam_usable
+
+    outputs = ["preview"]
+    if virtualcam_usable():
+        outputs.append("virtualcam")
+    return outputs
+
+
+def open_outputs(specs: list[str], size: tuple[int, int], fps: float, web: dict[str, Any]) -> list[Sink]:
+    sinks: list[Sink] = []
+    try:
+        for spec in specs:
+            sinks.append(open_sink(spec, size, fps, **web))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    return sinks
+
+
+def run_command(args: argparse.Namespace) -> int:
+    setup_logging(args.log_format, args.verbose)
+    if args.stats_json is not None and not args.stats_json.resolve().parent.is_dir():
+        raise OutputError(f"--stats-json {args.stats_json}: folder {args.stats_json.parent} does not exist")
+    return asyncio.run(_run(args))
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from livefuse.engine import Engine
+
+    size, fps = args.size, args.fps
+    preset = load_preset(args.preset or default_preset())
+    source_spec = args.source or default_source()
+    source = open_source(source_spec, size, fps)
+    engine = Engine(provider=args.provider, iobinding=args.iobinding)
+    context = StageContext(engine=engine, size=size, fps=fps, preset_dir=preset.path.parent)
+    try:
+        chain = build_chain(preset, context)
+        web = {"host": args.host, "port": args.port, "token": args.token}
+        specs = args.output or default_outputs()
+        sinks = open_outputs(specs, size, fps, web)
+    except BaseException:
+        source.close()
+        raise
+    pipeline = Pipeline(source, chain, sinks, fps=fps, max_frames=args.frames, duration=args.duration,
+                        engine=engine)
+    pipeline.stats.provider = engine.provider
+    runtime = Runtime(pipeline, preset, context, engine,
+                      settings={"source": source_spec, "size": list(size), "fps": fps, "outputs": specs})
+    for sink in sinks:
+        attach = getattr(sink, "attach", None)
+        if attach is not None:
+            await attach(runtime)  # the preview output starts its web server with the control API
+    log.info("running preset %s on %s -> %s (%s)", preset.name, source.description, ", ".join(specs),
+             engine.provider)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, pipeline.stop)
+    status = asyncio.create_task(report_status(pipeline.stats, json_lines=args.log_format == "json"))
+    try:
+        stats = await pipeline.run()
+    finally:
+        status.cancel()
+        source.close()
+        runtime.pipeline.chain.close()
+    snapshot = stats.snapshot()
+    if args.stats_json is not None:
+        args.stats_json.write_text(json.dumps(snapshot, indent=2) + "\n")
+    lat = snapshot["latency_ms"]
+    assert isinstance(lat, dict)
+    log.info("done: %d frames in, %d out, %d dropped, %.1f fps, latency p50 %.1f ms p95 %.1f ms (%s)",
+             stats.frames_in, stats.frames_out, stats.dropped, stats.fps, lat["p50"], lat["p95"], stats.provider)
+    return 0
+

@@ -1,0 +1,177 @@
+"""The inference engine: picks an execution provider and creates model sessions on it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import onnx
+import onnxruntime as ort
+
+from livefuse.engine import providers as prov
+from livefuse.engine.iobinding import Copies
+from livefuse.engine.session import ModelSession, ModelSource, cache_name, session_options, tmp_name
+from livefuse.errors import ModelError
+
+if TYPE_CHECKING:
+    from livefuse.engine.registry import Registry
+
+log = logging.getLogger("livefuse.engine")
+
+
+def default_cache_dir() -> Path:
+    """Where optimised models and TensorRT engines are kept: $LIVEFUSE_CACHE_DIR or ~/.cache/livefuse."""
+    base = os.environ.get("LIVEFUSE_CACHE_DIR")
+    return (Path(base) if base else Path.home() / ".cache" / "livefuse") / "engine"
+
+
+class Engine:
+    """Creates `ModelSession`s on the best provider that works, falling back with one warning.
+
+    `provider` is "auto" or a short name (cpu, cuda, tensorrt, rocm, migraphx, directml, coreml,
+    openvino). `iobinding=False` runs plain `session.run` (kept so the benchmark can compare).
+    """
+
+    def __init__(self, provider: str = "auto", iobinding: bool = True, cache_dir: Path | str | None = None,
+                 registry: Registry | None = None) -> None:
+        self.requested = provider
+        self.iobinding = iobinding
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self._registry = registry
+        self._failed: dict[str, str] = {}  # provider -> why it failed (skipped from then on, silently)
+        self._ep_errors: dict[str, str] = {}  # what onnxruntime printed when a provider failed
+        self._copies = Copies()
+        self._lock = threading.Lock()
+        self._order = prov.candidates(provider)  # raises UserError for an unknown/unlisted provider
+        self.provider: str = self._order[0]  # updated to what sessions really got
+
+    @property
+    def registry(self) -> Registry:
+        """The model registry used to resolve model names (created on first use)."""
+        if self._registry is None:
+            from livefuse.engine.registry import Registry
+
+            self._registry = Registry()
+        return self._registry
+
+    def copies(self) -> dict[str, int]:
+        """Cumulative host-to-device and device-to-host copies made by this engine's sessions."""
+        return {"h2d": self._copies.h2d, "d2h": self._copies.d2h}
+
+    def session(self, model: str | Path | onnx.ModelProto) -> ModelSession:
+        """A session for a manifest name (`name` or `name@version`), a file path or a built graph."""
+        if isinstance(model, onnx.ModelProto):
+            source = ModelSource.from_proto(model)
+        elif isinstance(model, Path) or (isinstance(model, str) and (model.endswith(".onnx") or os.sep in model)):
+            source = ModelSource.from_path(Path(model))
+        else:
+            source = self.registry.source(model)
+        return ModelSession(self, source)
+
+    # -- provider selection ----------------------------------------------------------------------
+
+    def _candidates(self) -> list[str]:
+        return [p for p in self._order if p not in self._failed or p == prov.CPU]
+
+    def _create(self, source: ModelSource, order: list[str],
+                quiet: bool = False) -> tuple[ort.InferenceSession, str]:
+        """Create the session on the first provider of `order` that really works; log one line if any failed."""
+        reasons: list[str] = []
+        last_exc: Exception | None = None
+        for provider in order:
+            try:
+                session = self._try(source, provider)
+            except ModelError:
+                raise
+            except Exception as exc:  # onnxruntime raises several types for provider failures
+                last_exc = exc
+                why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                if provider == prov.CPU:
+                    break
+                reasons.append(f"{prov.short_name(provider)}: {why}")
+                self._failed[provider] = why
+                continue
+            if session is None:  # onnxruntime silently fell back to CPU inside the session
+                why = self._ep_errors.pop(provider, "") or prov.load_failure(provider)
+                reasons.append(f"{prov.short_name(provider)}: {why}")
+                self._failed[provider] = why
+                continue
+            if reasons and not quiet:
+                log.warning("provider fallback for %s: %s; using %s", source.label, "; ".join(reasons),
+                            prov.short_name(provider))
+            self.provider = provider
+            return session, provider
+        raise ModelError(f"{source.label} does not load in onnxruntime ({last_exc}); run "
+                         f"`livefuse models verify`, and re-download or re-export the model")
+
+    def _try(self, source: ModelSource, provider: str) -> ort.InferenceSession | None:
+        """A session on exactly `provider`, or None when onnxruntime put it on CPU instead."""
+        path, data, key = source.variant_for(provider)
+        providers: list[str | tuple[str, dict[str, str]]] = [prov.CPU]
+        if provider != prov.CPU:
+            providers = [(provider, prov.options(provider, self.cache_dir)), prov.CPU]
+        cached: Path | None = None
+        if provider not in prov.COMPILING and key:
+            cached = self.cache_dir / "optimized" / cache_name(key, provider)
+        model: str | bytes = str(path) if path is not None else data  # type: ignore[assignment]
+        if cached is not None and cached.is_file():
+            try:
+                session = self._open(str(cached), providers, session_options(None, from_cache=True), provider)
+                if session is not None:
+                    return session
+            except Exception:  # a stale or broken cache file: rebuild it below
+                with contextlib.suppress(OSError):
+                    cached.unlink()
+        tmp: Path | None = None
+        if cached is not None:
+            try:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = tmp_name(cached)
+            except OSError:
+                tmp = None
+        try:
+            session = self._open(model, providers, session_options(tmp, from_cache=False), provider)
+        except Exception as exc:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            if provider == prov.CPU:
+                raise ModelError(f"{source.label} does not load in onnxruntime: "
+                                 f"{str(exc).strip().splitlines()[0][:300]}; run `livefuse models verify`, "
+                                 f"and re-download or re-export the model") from exc
+            raise
+        if tmp is not None and cached is not None:
+            with contextlib.suppress(OSError):
+                if session is not None and tmp.is_file():
+                    os.replace(tmp, cached)
+                else:
+                    tmp.unlink()
+        return session
+
+    def _open(self, model: str | bytes, providers: list[str | tuple[str, dict[str, str]]],
+              options: ort.SessionOptions, provider: str) -> ort.InferenceSession | None:
+        printed = io.StringIO()
+        with self._lock:
+            if provider != prov.CPU:
+                ort.set_default_logger_severity(4)  # we log the reason once ourselves
+            try:
+                # onnxruntime prints its own fallback notice on stdout; keep it for our one log line.
+                with contextlib.redirect_stdout(printed):
+                    session = ort.InferenceSession(model, options, providers=providers)
+            finally:
+                if provider != prov.CPU:
+                    ort.set_default_logger_severity(3)
+        # Run-time failures are ours to handle (one log line, next provider), not onnxruntime's silent retry.
+        session.disable_fallback()
+        if session.get_providers()[0] != provider:
+            match = re.search(r"^EP Error:? ([^*].*?)(?: when using \[|$)", printed.getvalue(), re.M)
+            if match:
+                self._ep_errors[provider] = match.group(1).split(" void ")[-1].split(") ", 1)[-1].strip()
+            return None
+        return session

@@ -1,0 +1,52 @@
+"""What moves through the pipeline: one captured image plus everything learnt about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Face:
+    """One face found in a frame, in frame pixel coordinates.
+
+    `landmarks5` are the five alignment points in the InsightFace/ArcFace order:
+    right eye (subject's right, left in the image), left eye, nose tip, right mouth
+    corner, left mouth corner. `mesh` holds the 468 FaceMesh points (x, y, z) when
+    a landmark stage ran.
+    """
+
+    box: np.ndarray  # float32 [4]: x1, y1, x2, y2
+    score: float
+    landmarks5: np.ndarray  # float32 [5, 2]
+    track_id: int = -1
+    mesh: np.ndarray | None = None  # float32 [468, 3]
+    held: bool = False  # True when kept from an earlier frame because the detector missed
+
+
+@dataclass
+class Frame:
+    """A captured frame.
+
+    `image` is HxWx3 uint8 in BGR order (OpenCV's and PyAV's `bgr24`).
+    `capture_ns` is `time.monotonic_ns()` when the source released the frame;
+    every latency figure is measured from it.
+    """
+
+    seq: int
+    pts: int  # presentation time in `time_base` units (1/90000 s)
+    capture_ns: int
+    image: np.ndarray
+    faces: list[Face] = field(default_factory=list)
+    stage_ns: dict[str, int] = field(default_factory=dict)  # time spent in each stage
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    time_base = 90000
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        h, w = self.image.shape[:2]
+        return w, h

@@ -1,0 +1,172 @@
+"""Presets: TOML files naming an ordered chain of stages with their parameters.
+
+```toml
+name = "background-blur"
+description = "Blur everything but the person."
+
+[[stages]]
+type = "background"
+mode = "blur"
+strength = 0.6
+```
+Every mistake is reported with the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from livefuse.chain import Chain
+from livefuse.errors import PresetError
+from livefuse.stages.base import Param, Stage, StageContext, StageSpec
+from livefuse.stages.registry import stage_types
+from livefuse.stats import PipelineStats
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+DEFAULT_PRESET = "background-blur"
+
+
+@dataclass
+class StageConfig:
+    """One validated stage entry of a preset."""
+
+    type: str
+    label: str  # unique within the preset: the type, or type#2 for a repeat
+    params: dict[str, Any]
+    spec: StageSpec
+
+
+@dataclass
+class Preset:
+    name: str
+    description: str
+    path: Path
+    stages: list[StageConfig] = field(default_factory=list)
+
+
+def preset_dirs() -> list[Path]:
+    """Where preset names are looked up: $LIVEFUSE_PRESETS, the user's folder, then the shipped ones."""
+    dirs = [Path(p) for p in os.environ.get("LIVEFUSE_PRESETS", "").split(os.pathsep) if p]
+    dirs.append(Path.home() / ".config" / "livefuse" / "presets")
+    dirs.append(PRESETS_DIR)
+    return dirs
+
+
+def available_presets() -> dict[str, Path]:
+    """Preset name -> file, earlier folders shadowing later ones."""
+    found: dict[str, Path] = {}
+    for folder in reversed(preset_dirs()):
+        if folder.is_dir():
+            found.update({p.stem: p for p in sorted(folder.glob("*.toml"))})
+    return dict(sorted(found.items()))
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    """A preset name or a path to a .toml file -> the file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or os.sep in name_or_path:
+        if not path.is_file():
+            raise PresetError(f"preset file not found: {path}")
+        return path
+    presets = available_presets()
+    if name_or_path not in presets:
+        raise PresetError(f"unknown preset {name_or_path!r}. Available: {', '.join(presets) or 'none'} "
+                          "(or give a path to a .toml file; `livefuse presets list` shows them)")
+    return presets[name_or_path]
+
+
+def _check_value(param: Param, value: Any, where: str) -> Any:
+    """The value converted to the parameter's type, or a PresetError saying what is allowed."""
+    expected = param.describe()
+    if param.type is bool:
+        if not isinstance(value, bool):
+            raise PresetError(f"{where}: {param.name} = {value!r} is not allowed; expected {expected}")
+        return value
+    if param.type in (int, float):
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not numeric or (param.type is int and isinstance(value, float) and not value.is_integer()):
+            raise PresetError(f"{where}: {param.name} = {value!r} is not allowed; expected {expected}")
+        value = param.type(value)
+        if (param.min is not None and value < param.min) or (param.max is not None and value > param.max):
+            raise PresetError(f"{where}: {param.name} = {value!r} is out of range; expected {expected}")
+    elif param.type is list:
+        if not isinstance(value, list):
+            raise PresetError(f"{where}: {param.name} = {value!r} is not allowed; expected {expected}")
+    elif not isinstance(value, param.type):
+        raise PresetError(f"{where}: {param.name} = {value!r} is not allowed; expected {expected}")
+    if param.choices is not None and value not in param.choices:
+        raise PresetError(f"{where}: {param.name} = {value!r} is not allowed; expected {expected}")
+    return value
+
+
+def validate_params(spec: StageSpec, given: dict[str, Any], where: str, *, partial: bool = False,
+                    live_only: bool = False) -> dict[str, Any]:
+    """Check a stage's parameters; returns them with defaults filled in (unless `partial`)."""
+    known = {p.name: p for p in spec.params}
+    for key in given:
+        if key not in known:
+            allowed = ", ".join(known) or "no parameters"
+            raise PresetError(f"{where}: unknown key {key!r} for stage {spec.type!r}; allowed: {allowed}")
+        if live_only and not known[key].live:
+            raise PresetError(f"{where}: {key!r} cannot change while streaming; switch presets instead")
+    result = {} if partial else {p.name: p.default for p in spec.params}
+    for key, value in given.items():
+        result[key] = _check_value(known[key], value, where)
+    return result
+
+
+def parse_preset(text: str, path: Path) -> Preset:
+    """Validate a preset's TOML text (path is used in messages and to name it)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"{path}: malformed TOML: {exc}") from exc
+    for key in data:
+        if key not in ("name", "description", "stages"):
+            raise PresetError(f"{path}: unknown top-level key {key!r}; allowed: name, description, stages")
+    stages = data.get("stages", [])
+    if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
+        raise PresetError(f"{path}: 'stages' must be an array of tables ([[stages]] entries)")
+    types = stage_types()
+    preset = Preset(str(data.get("name", path.stem)), str(data.get("description", "")), path)
+    counts: dict[str, int] = {}
+    for index, entry in enumerate(stages, start=1):
+        where = f"{path}: stages[{index}]"
+        entry = dict(entry)
+        kind = entry.pop("type", None)
+        if kind is None:
+            raise PresetError(f"{where}: missing key 'type'; one of: {', '.join(sorted(types))}")
+        if kind not in types:
+            raise PresetError(f"{where}: unknown stage type {kind!r}; one of: {', '.join(sorted(types))}")
+        counts[kind] = counts.get(kind, 0) + 1
+        label = kind if counts[kind] == 1 else f"{kind}#{counts[kind]}"
+        params = validate_params(types[kind], entry, where)
+        preset.stages.append(StageConfig(kind, label, params, types[kind]))
+    return preset
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """Find, read and validate a preset by name or path."""
+    path = resolve_preset(name_or_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PresetError(f"cannot read preset {path}: {exc}") from exc
+    return parse_preset(text, path)
+
+
+def build_chain(preset: Preset, context: StageContext, stats: PipelineStats | None = None) -> Chain:
+    """Instantiate a preset's stages (loading their models) into a runnable chain."""
+    built: list[tuple[str, Stage]] = []
+    try:
+        for config in preset.stages:
+            built.append((config.label, config.spec.factory(dict(config.params), context)))
+    except BaseException:
+        for _, stage in built:
+            stage.close()
+        raise
+    return Chain(preset.name, built, stats, params={c.label: dict(c.params) for c in preset.stages})

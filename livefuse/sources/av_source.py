@@ -1,0 +1,111 @@
+"""Files, network streams and cameras, all decoded by PyAV (FFmpeg)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from livefuse.errors import SourceError
+from livefuse.sources.base import Pacer, SourceLost
+
+log = logging.getLogger("livefuse.source")
+
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "srt://", "http://", "https://", "udp://", "tcp://")
+
+
+def camera_input(device: str, size: tuple[int, int], fps: float) -> tuple[str, str, dict[str, str]]:
+    """FFmpeg (url, format, options) for a camera on this OS, asking for size, rate and MJPEG."""
+    options = {"video_size": f"{size[0]}x{size[1]}", "framerate": f"{fps:g}"}
+    if sys.platform.startswith("linux"):
+        url = device if device.startswith("/dev/") else f"/dev/video{device}"
+        return url, "v4l2", {**options, "input_format": "mjpeg"}
+    if sys.platform == "darwin":
+        return device, "avfoundation", {**options, "pixel_format": "uyvy422"}
+    if sys.platform == "win32":
+        name = device if not device.isdigit() else f"video={device}"
+        return name, "dshow", {**options, "vcodec": "mjpeg"}
+    raise SourceError(f"cameras are not supported on {sys.platform}: use --source demo or a file")
+
+
+class AVSource:
+    """Decodes a container or device with PyAV and returns frames as BGR at the requested size.
+
+    Files (`live=False`) are paced at their own frame rate like a camera and can loop;
+    cameras and streams are read as fast as they deliver.
+    """
+
+    def __init__(self, url: str, size: tuple[int, int], fps: float, *, fmt: str | None = None,
+                 options: dict[str, str] | None = None, live: bool = True, loop: bool = False,
+                 description: str | None = None) -> None:
+        self.url = url
+        self.size = size
+        self.fps = fps
+        self.live = live
+        self.loop = loop
+        self.description = description or url
+        self._fmt = fmt
+        self._options = options or {}
+        self._container: Any = None
+        self._frames: Iterator[av.VideoFrame] | None = None
+        self._pacer: Pacer | None = None
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            self._container = av.open(self.url, format=self._fmt, options=self._options, timeout=(5.0, 5.0))
+        except (av.FFmpegError, OSError) as exc:
+            raise SourceError(f"cannot open source {self.description}: {exc}. Check that it exists and is "
+                              "reachable, or use --source demo to try livefuse without one") from exc
+        if not self._container.streams.video:
+            self._container.close()
+            raise SourceError(f"source {self.description} has no video stream")
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if not self.live:
+            rate = float(stream.average_rate or stream.guessed_rate or self.fps)
+            self.fps = rate if rate > 0 else self.fps
+            self._pacer = Pacer(self.fps)
+        self._frames = self._container.decode(stream)
+
+    def read(self) -> np.ndarray | None:
+        assert self._frames is not None
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            if not self.loop:
+                return None
+            self._container.seek(0)
+            self._frames = self._container.decode(self._container.streams.video[0])
+            try:
+                frame = next(self._frames)
+            except StopIteration:
+                return None
+        except (av.FFmpegError, OSError) as exc:
+            if not self.live:
+                raise SourceError(f"cannot decode {self.description}: {exc}") from exc
+            raise SourceLost(str(exc)) from exc
+        if self._pacer is not None:
+            self._pacer.wait()
+        return frame.to_ndarray(format="bgr24", width=self.size[0], height=self.size[1])
+
+    def reopen(self) -> None:
+        """Open the source again after it was lost."""
+        self.close()
+        self._open()
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+
+def open_file(path: Path, size: tuple[int, int], fps: float, loop: bool) -> AVSource:
+    if not path.is_file():
+        raise SourceError(f"source file not found: {path}. Give an existing video file, or --source demo")
+    return AVSource(str(path), size, fps, live=False, loop=loop, description=f"file {path}")

@@ -1,0 +1,49 @@
+"""What a source is: something the capture thread can read frames from."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import numpy as np
+
+
+class SourceLost(Exception):
+    """A live source stopped delivering (camera unplugged, stream dropped); the pipeline reopens it."""
+
+
+class Source(Protocol):
+    """A frame source. `read` blocks in the capture thread; None means the source has ended."""
+
+    description: str
+    size: tuple[int, int]  # (width, height) of the frames it returns
+    fps: float
+
+    def read(self) -> np.ndarray | None: ...
+
+    def close(self) -> None: ...
+
+
+class Pacer:
+    """Releases frames on a fixed real-time schedule, like a camera.
+
+    Sources that could deliver faster than real time (files, stills, the demo)
+    call `wait()` before returning each frame. When the reader falls behind, the
+    schedule skips ahead instead of bursting to catch up, as a camera would.
+    """
+
+    def __init__(self, fps: float) -> None:
+        self.interval_ns = int(1e9 / fps)
+        self._next_ns = 0
+
+    def wait(self) -> None:
+        now = time.monotonic_ns()
+        if self._next_ns == 0:
+            self._next_ns = now
+        delay = self._next_ns - now
+        if delay > 0:
+            time.sleep(delay / 1e9)
+            self._next_ns += self.interval_ns
+        else:
+            missed = -delay // self.interval_ns
+            self._next_ns += (missed + 1) * self.interval_ns

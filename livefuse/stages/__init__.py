@@ -1,0 +1,1 @@
+"""Filter stages: each module registers its stage types in `registry.STAGES`."""

@@ -1,0 +1,82 @@
+"""The contract every filter stage follows, and the typed parameters presets give it.
+
+A stage is built once per preset with validated parameters and a `StageContext`
+(the engine, the model registry, the frame size), then `process` is called from
+a worker thread for every frame, in capture order. A stage may keep state across
+frames (tracking, smoothing): the pipeline never runs two frames through the same
+stage at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from livefuse.frame import Frame
+
+
+@dataclass(frozen=True)
+class Param:
+    """One preset parameter of a stage: its type, default and allowed range or choices."""
+
+    name: str
+    type: type  # int, float, str, bool, list
+    default: Any
+    help: str = ""
+    min: float | None = None
+    max: float | None = None
+    choices: Sequence[Any] | None = None
+    live: bool = True  # may change while streaming (PATCH /api/preset/params)
+
+    def describe(self) -> str:
+        """What is allowed, for error messages and `presets show`."""
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+                list: "a list"}.get(self.type, self.type.__name__)
+        if self.min is not None and self.max is not None:
+            return f"{kind} from {self.min:g} to {self.max:g}"
+        if self.min is not None:
+            return f"{kind} >= {self.min:g}"
+        if self.max is not None:
+            return f"{kind} <= {self.max:g}"
+        return kind
+
+
+@dataclass
+class StageContext:
+    """What a stage may use when it is built."""
+
+    engine: Any  # livefuse.engine.Engine
+    size: tuple[int, int]  # frame (width, height)
+    fps: float
+    preset_dir: Any = None  # pathlib.Path of the preset file, to resolve relative paths
+    shared: dict[str, Any] = field(default_factory=dict)  # state shared between stages of one chain
+
+
+class Stage(Protocol):
+    """A filter step. `process` changes `frame.image` (or `frame.faces`) in place."""
+
+    name: str
+
+    def process(self, frame: Frame) -> None: ...
+
+    def update(self, params: dict[str, Any]) -> None:
+        """Apply live parameter changes (already validated)."""
+
+    def close(self) -> None: ...
+
+
+StageFactory = Callable[[dict[str, Any], StageContext], Stage]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A stage type as presets name it."""
+
+    type: str
+    summary: str
+    params: tuple[Param, ...]
+    factory: StageFactory
+    models: tuple[str, ...] = ()  # model names the stage may need (see models/manifest.toml)

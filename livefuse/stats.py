@@ -1,0 +1,106 @@
+"""Latency and throughput bookkeeping: every figure comes from measured timestamps."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def percentiles_ms(values_ns: "np.ndarray | list[int] | deque[int]") -> dict[str, float]:
+    """p50/p95/p99/max in milliseconds (zeros when there is no sample)."""
+    if len(values_ns) == 0:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    arr = np.asarray(values_ns, dtype=np.float64) / 1e6
+    p50, p95, p99 = np.percentile(arr, [50, 95, 99])
+    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3),
+            "max": round(float(arr.max()), 3)}
+
+
+class Recorder:
+    """Keeps the last `window` samples (for percentiles) and running totals."""
+
+    def __init__(self, window: int = 20000) -> None:
+        self.samples: deque[int] = deque(maxlen=window)
+        self.count = 0
+        self.total_ns = 0
+
+    def add(self, value_ns: int) -> None:
+        self.samples.append(value_ns)
+        self.count += 1
+        self.total_ns += value_ns
+
+    def summary(self) -> dict[str, float]:
+        return percentiles_ms(self.samples)
+
+
+@dataclass
+class OutputStats:
+    """What one output delivered."""
+
+    frames: int = 0
+    dropped: int = 0
+    errors: int = 0
+    latency: Recorder = field(default_factory=Recorder)
+
+
+@dataclass
+class PipelineStats:
+    """Counters shared by the pipeline's tasks; read by the status line, the API and --stats-json."""
+
+    frames_in: int = 0
+    frames_processed: int = 0
+    frames_out: int = 0
+    dropped: int = 0  # captured frames the pipeline skipped because it was busy
+    reconnects: int = 0
+    provider: str = "none"
+    started_ns: int = field(default_factory=time.monotonic_ns)
+    first_out_ns: int = 0
+    last_out_ns: int = 0
+    latency: Recorder = field(default_factory=Recorder)
+    stages: dict[str, Recorder] = field(default_factory=dict)
+    stage_errors: dict[str, int] = field(default_factory=dict)
+    outputs: dict[str, OutputStats] = field(default_factory=dict)
+    copies: dict[str, int] = field(default_factory=lambda: {"h2d": 0, "d2h": 0})
+
+    def record_output(self, latency_ns: int, now_ns: int) -> None:
+        """A frame reached the primary output."""
+        self.frames_out += 1
+        self.latency.add(latency_ns)
+        if not self.first_out_ns:
+            self.first_out_ns = now_ns
+        self.last_out_ns = now_ns
+
+    def record_stage(self, name: str, elapsed_ns: int) -> None:
+        self.stages.setdefault(name, Recorder()).add(elapsed_ns)
+
+    @property
+    def fps(self) -> float:
+        """Output frame rate over the run so far."""
+        span = self.last_out_ns - self.first_out_ns
+        return (self.frames_out - 1) * 1e9 / span if self.frames_out > 1 and span > 0 else 0.0
+
+    def snapshot(self) -> dict[str, object]:
+        """The figures as JSON-ready data (the --stats-json format)."""
+        processed = max(self.frames_processed, 1)
+        return {
+            "frames_in": self.frames_in,
+            "frames_processed": self.frames_processed,
+            "frames_out": self.frames_out,
+            "dropped": self.dropped,
+            "fps": round(self.fps, 2),
+            "provider": self.provider,
+            "latency_ms": self.latency.summary(),
+            "stages_ms": {name: rec.summary() for name, rec in self.stages.items()},
+            "stage_errors": dict(self.stage_errors),
+            "reconnects": self.reconnects,
+            "copies_per_frame": {k: round(v / processed, 3) for k, v in self.copies.items()},
+            "outputs": {
+                name: {"frames": o.frames, "dropped": o.dropped, "errors": o.errors,
+                       "latency_ms": o.latency.summary()}
+                for name, o in self.outputs.items()
+            },
+            "duration_s": round((time.monotonic_ns() - self.started_ns) / 1e9, 3),
+        }

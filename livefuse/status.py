@@ -1,0 +1,33 @@
+"""The one-line live status on a terminal, and periodic JSON stats for machines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from livefuse.stats import PipelineStats
+
+
+def status_line(stats: PipelineStats) -> str:
+    lat = stats.latency.summary()
+    return (f"{stats.fps:5.1f} fps | latency p50 {lat['p50']:6.1f} ms p95 {lat['p95']:6.1f} ms | "
+            f"dropped {stats.dropped} | in {stats.frames_in} out {stats.frames_out} | {stats.provider}")
+
+
+async def report_status(stats: PipelineStats, *, json_lines: bool, interval: float = 0.5) -> None:
+    """Redraw the status line on a TTY (or log JSON every few seconds) until cancelled."""
+    tty = sys.stderr.isatty()
+    if not tty and not json_lines:
+        return
+    try:
+        while True:
+            await asyncio.sleep(interval if tty else 5.0)
+            if json_lines:
+                sys.stderr.write(json.dumps({"stats": stats.snapshot()}) + "\n")
+            else:
+                sys.stderr.write("\r\x1b[K" + status_line(stats))
+            sys.stderr.flush()
+    finally:
+        if tty and not json_lines:
+            sys.stderr.write("\n")

@@ -1,0 +1,247 @@
+"""Build livefuse's built-in ONNX models from the MediaPipe 0.10.14 wheel on PyPI.
+
+Reproducible: the only input is the `mediapipe==0.10.14` wheel (Apache-2.0), fetched with
+`pip download --no-deps`. The source .tflite files are copied to models/mediapipe/tflite/ so the
+tests can compare the ONNX graphs with the reference TFLite interpreter without network.
+
+Needs tf2onnx and tensorflow-cpu, which are tools-only; keep them out of the product's venv:
+
+    python3.11 -m venv .cache/tools-venv
+    .cache/tools-venv/bin/pip install tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnx==1.17.0
+    .cache/tools-venv/bin/python tools/convert_mediapipe.py [--wheel PATH] [--manifest]
+
+tf2onnx handles the face models directly. The selfie segmentation models end in MediaPipe's custom op
+Convolution2DTransposeBias, which tf2onnx does not know; a handler registered here rewrites it as an
+ONNX ConvTranspose with bias, taking padding and strides from the op's raw custom options
+(a TfLiteTransposeConvParams struct: int32 padding, stride_w, stride_h). HardSwish needs opset >= 14.
+
+face_detection_full_range_sparse.tflite is not converted: its weights are stored sparse behind
+DENSIFY ops and tf2onnx 1.16.1 crashes (segfault) on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+MEDIAPIPE_VERSION = "0.10.14"
+OPSET = 17
+ROOT = Path(__file__).resolve().parent.parent
+OUT_DIR = ROOT / "models" / "mediapipe"
+TFLITE_DIR = OUT_DIR / "tflite"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One model to convert: where it is in the wheel and the readable names its tensors get."""
+
+    name: str
+    wheel_path: str
+    inputs: dict[str, str]  # tflite tensor name -> onnx name
+    outputs: dict[str, str]
+
+
+SPECS = [
+    Spec(
+        "face_detection_short",
+        "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+        {"input": "input"},
+        {"regressors": "regressors", "classificators": "logits"},
+    ),
+    Spec(
+        "face_landmark",
+        "mediapipe/modules/face_landmark/face_landmark.tflite",
+        {"input_1": "input"},
+        {"conv2d_21": "landmarks", "conv2d_31": "face_flag"},
+    ),
+    Spec(
+        "selfie_segmentation",
+        "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
+        {"input_1": "input"},
+        {"activation_10": "mask"},
+    ),
+    Spec(
+        "selfie_segmentation_landscape",
+        "mediapipe/modules/selfie_segmentation/selfie_segmentation_landscape.tflite",
+        {"input_1": "input"},
+        {"segment_back": "mask"},
+    ),
+]
+
+# Filled per model before conversion: output tensor name -> (padding, stride_w, stride_h).
+_TRANSPOSE_PARAMS: dict[str, tuple[int, int, int]] = {}
+
+
+def fetch_wheel(dest: Path) -> Path:
+    """Download the mediapipe wheel for this interpreter (the .tflite files are platform-independent)."""
+    found = sorted(dest.glob(f"mediapipe-{MEDIAPIPE_VERSION}-*.whl"))
+    if found:
+        return found[0]
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(dest), f"mediapipe=={MEDIAPIPE_VERSION}"]
+    subprocess.run(cmd, check=True)
+    found = sorted(dest.glob(f"mediapipe-{MEDIAPIPE_VERSION}-*.whl"))
+    if not found:
+        sys.exit(f"pip download did not leave a mediapipe {MEDIAPIPE_VERSION} wheel in {dest}")
+    return found[0]
+
+
+def extract(wheel: Path) -> None:
+    """Copy the .tflite files and the wheel's licence into models/mediapipe/tflite/."""
+    TFLITE_DIR.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as zf:
+        for spec in SPECS:
+            (TFLITE_DIR / Path(spec.wheel_path).name).write_bytes(zf.read(spec.wheel_path))
+        lic = zf.read(f"mediapipe-{MEDIAPIPE_VERSION}.dist-info/LICENSE")
+    (TFLITE_DIR / "LICENSE").write_bytes(lic)
+
+
+def read_transpose_params(tflite_path: Path) -> dict[str, tuple[int, int, int]]:
+    """Find every Convolution2DTransposeBias op and decode its raw (non-flexbuffer) custom options."""
+    from tf2onnx.tflite.Model import Model
+
+    model = Model.GetRootAsModel(tflite_path.read_bytes(), 0)
+    codes = [model.OperatorCodes(i).CustomCode() for i in range(model.OperatorCodesLength())]
+    params = {}
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for i in range(graph.OperatorsLength()):
+            op = graph.Operators(i)
+            if codes[op.OpcodeIndex()] != b"Convolution2DTransposeBias":
+                continue
+            padding, stride_w, stride_h = struct.unpack("<3i", op.CustomOptionsAsNumpy().tobytes()[:12])
+            params[graph.Tensors(op.Outputs(0)).Name().decode()] = (padding, stride_w, stride_h)
+    return params
+
+
+def _register_handlers() -> None:
+    from tf2onnx.handler import tf_op
+
+    @tf_op("TFL_Convolution2DTransposeBias")
+    class ConvTransposeBias:
+        """NHWC transpose conv (kernel O,H,W,I) + bias -> NCHW ONNX ConvTranspose between transposes."""
+
+        @classmethod
+        def version_11(cls, ctx, node, **kwargs):  # noqa: ANN001, ANN003, ANN206 (tf2onnx handler API)
+            padding, stride_w, stride_h = _TRANSPOSE_PARAMS[node.output[0]]
+            x_shape = ctx.get_shape(node.input[0])
+            w_shape = ctx.get_shape(node.input[1])
+            out_shape = ctx.get_shape(node.output[0])
+            kh, kw = w_shape[1], w_shape[2]
+            pads = [0, 0, 0, 0]
+            if padding == 1:  # SAME: output = input * stride; trim the overlap, extra at the end as TF does
+                th = max(0, (x_shape[1] - 1) * stride_h + kh - out_shape[1])
+                tw = max(0, (x_shape[2] - 1) * stride_w + kw - out_shape[2])
+                pads = [th // 2, tw // 2, th - th // 2, tw - tw // 2]
+            elif padding != 2:
+                raise ValueError(f"unknown padding {padding} in {node.name}")
+            node.type = "ConvTranspose"
+            node.set_attr("strides", [stride_h, stride_w])
+            node.set_attr("kernel_shape", [kh, kw])
+            node.set_attr("pads", pads)
+            ctx.insert_new_node_on_input(node, "Transpose", node.input[0], perm=[0, 3, 1, 2])
+            ctx.insert_new_node_on_input(node, "Transpose", node.input[1], input_index=1, perm=[3, 0, 1, 2])
+            nchw = [out_shape[0], out_shape[3], out_shape[1], out_shape[2]]
+            dtype = ctx.get_dtype(node.output[0])
+            back = ctx.insert_new_node_on_output("Transpose", node.output[0], perm=[0, 2, 3, 1])
+            ctx.set_shape(node.output[0], nchw)
+            ctx.set_shape(back.output[0], out_shape)
+            ctx.set_dtype(back.output[0], dtype)
+
+
+def convert(spec: Spec) -> Path:
+    """Convert one model, give its inputs and outputs readable names, check it loads."""
+    import onnx
+    import tf2onnx
+
+    src = TFLITE_DIR / Path(spec.wheel_path).name
+    _TRANSPOSE_PARAMS.clear()
+    _TRANSPOSE_PARAMS.update(read_transpose_params(src))
+    model, _ = tf2onnx.convert.from_tflite(str(src), opset=OPSET)
+    renames = {**spec.inputs, **spec.outputs}
+    got = [v.name for v in model.graph.input] + [v.name for v in model.graph.output]
+    if sorted(got) != sorted(renames):
+        raise SystemExit(f"{spec.name}: unexpected graph inputs/outputs {got}")
+    for node in model.graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]
+    for value in list(model.graph.input) + list(model.graph.output):
+        value.name = renames[value.name]
+    model.graph.name = spec.name
+    model.doc_string = f"mediapipe=={MEDIAPIPE_VERSION} {spec.wheel_path}, converted by tools/convert_mediapipe.py"
+    del model.metadata_props[:]  # tf2onnx writes its own version and paths there; keep output stable
+    onnx.checker.check_model(model, full_check=True)
+    dst = OUT_DIR / f"{spec.name}.onnx"
+    onnx.save(model, dst)
+    return dst
+
+
+def manifest_entry(spec: Spec, path: Path) -> str:
+    """The models/manifest.toml block for one converted model."""
+    import onnx
+
+    model = onnx.load(path)
+
+    def io(values) -> str:  # noqa: ANN001
+        parts = []
+        for v in values:
+            shape = [d.dim_value for d in v.type.tensor_type.shape.dim]
+            parts.append(f'{{ name = "{v.name}", shape = {shape}, dtype = "float32" }}')
+        return "[ " + ", ".join(parts) + " ]"
+
+    data = path.read_bytes()
+    # Face detection and landmark take [-1, 1] (x / 127.5 - 1), selfie segmentation takes [0, 1].
+    centred = not spec.name.startswith("selfie")
+    mean, std = ("127.5", "127.5") if centred else ("0.0", "255.0")
+    return "\n".join(
+        [
+            "[[model]]",
+            f'name = "{spec.name}"',
+            f'version = "{MEDIAPIPE_VERSION}"',
+            f'file = "mediapipe/{path.name}"',
+            f'sha256 = "{hashlib.sha256(data).hexdigest()}"',
+            f"size = {len(data)}",
+            'license = "Apache-2.0"',
+            'url = ""',
+            f'origin = "mediapipe=={MEDIAPIPE_VERSION} wheel, {spec.wheel_path}, converted by tools/convert_mediapipe.py"',
+            f"inputs = {io(model.graph.input)}",
+            f"outputs = {io(model.graph.output)}",
+            "[model.preprocess]",
+            'color = "RGB"',
+            'layout = "NHWC"',
+            f"mean = [{mean}, {mean}, {mean}]",
+            f"std = [{std}, {std}, {std}]",
+            "",
+        ]
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--wheel", type=Path, help="use this mediapipe wheel instead of downloading it")
+    ap.add_argument("--manifest", action="store_true", help="print the manifest.toml entries")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = args.wheel or fetch_wheel(ROOT / ".cache" / "mediapipe-wheel" if (ROOT / ".cache").is_dir()
+                                          else Path(tmp))
+        extract(wheel)
+    _register_handlers()
+    for spec in SPECS:
+        dst = convert(spec)
+        print(f"wrote {dst.relative_to(ROOT)} ({dst.stat().st_size} bytes)", file=sys.stderr)
+        if args.manifest:
+            print(manifest_entry(spec, dst))
+    shutil.rmtree(ROOT / "models" / "mediapipe" / "__pycache__", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
