@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from livefuse.frame import Frame
@@ -38,6 +38,12 @@ class Chain:
         self._consecutive_errors = [0] * len(self.stages)
         self._disabled = [False] * len(self.stages)
         self._logged: set[str] = set()
+        self.on_first_stage_free: Callable[[], None] | None = None  # called (in a worker) when stage 0 frees up
+
+    def first_stage_free(self) -> bool:
+        """True when every admitted frame has left the first stage, so a new one would start at once."""
+        with self._cond:
+            return not self.stages or self._turns[0] == self._next_ticket
 
     def admit(self) -> int:
         """A ticket for the next frame (called in capture order)."""
@@ -64,6 +70,8 @@ class Chain:
                 with self._cond:
                     self._turns[index] += 1
                     self._cond.notify_all()
+                if index == 0 and self.on_first_stage_free is not None:
+                    self.on_first_stage_free()
 
     def _on_error(self, index: int, label: str, exc: Exception) -> None:
         self.stats.stage_errors[label] = self.stats.stage_errors.get(label, 0) + 1
@@ -91,5 +99,5 @@ class Chain:
         for _, stage in self.stages:
             try:
                 stage.close()
-            except Exception:  # noqa: BLE001 - closing must release every stage
+            except Exception:  # closing must release every stage
                 log.debug("closing stage failed", exc_info=True)

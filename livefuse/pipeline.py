@@ -3,7 +3,8 @@
 - The capture thread reads the source and hands each frame, stamped with its
   capture time, to a latest-frame slot; it never waits on inference.
 - The dispatcher takes the newest frame whenever fewer than `max_in_flight`
-  frames are being processed, and runs the chain on a worker thread pool.
+  frames are being processed and the chain's first stage is free (so no frame
+  ages waiting behind another), and runs the chain on a worker thread pool.
 - Processed frames are released in capture order to one latest-frame slot per
   output; each output writes on its own thread, so a slow one only drops its
   own frames. Latency is measured when the primary (first) output has written.
@@ -70,6 +71,7 @@ class Pipeline:
         self._emit_next = 0
         self._ready: dict[int, Frame] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._first_stage_free: asyncio.Event | None = None
         self.frame_listeners: list[object] = []  # callables(frame) run in the loop when a frame is emitted
 
     # -- control -------------------------------------------------------------------------------
@@ -83,6 +85,7 @@ class Pipeline:
         """Switch to another chain between frames: frames already in flight finish on the old one."""
         old, self.chain = self.chain, chain
         chain.stats = self.stats
+        self._hook_chain(chain)
         pending = list(self._in_flight)
         if pending:
             await asyncio.wait(pending)
@@ -95,6 +98,8 @@ class Pipeline:
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         self._input = LatestSlot("input")
+        self._first_stage_free = asyncio.Event()
+        self._hook_chain(self.chain)
         self.stats.started_ns = time.monotonic_ns()
         for index, sink in enumerate(self._sinks):
             out = _Output(sink, OutputStats(), LatestSlot(sink.name),
@@ -196,11 +201,31 @@ class Pipeline:
 
     def _on_captured(self, frame: Frame) -> None:
         assert self._input is not None
+        if self._input.closed:  # captured while stopping: never admitted, so neither counted nor dropped
+            return
         self.stats.frames_in += 1
         self._input.put(frame)
         self.stats.dropped = self._input.dropped
 
     # -- processing ----------------------------------------------------------------------------
+
+    def _hook_chain(self, chain: Chain) -> None:
+        loop, event = self._loop, self._first_stage_free
+        if loop is not None and event is not None:
+            chain.on_first_stage_free = lambda: loop.call_soon_threadsafe(event.set)
+
+    async def _wait_first_stage_free(self) -> None:
+        """Wait until the current chain's first stage can start on a frame right away.
+
+        Taking a frame earlier would only leave it waiting for its turn and reaching the
+        outputs older; taking it now gets the newest one.
+        """
+        assert self._first_stage_free is not None
+        while True:
+            self._first_stage_free.clear()
+            if self.chain.first_stage_free():
+                return
+            await self._first_stage_free.wait()
 
     async def _dispatch(self) -> None:
         assert self._input is not None
@@ -208,6 +233,7 @@ class Pipeline:
         order = 0
         while True:
             await capacity.acquire()
+            await self._wait_first_stage_free()
             try:
                 frame = await self._input.get()
             except SlotClosed:

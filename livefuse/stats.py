@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-def percentiles_ms(values_ns: "np.ndarray | list[int] | deque[int]") -> dict[str, float]:
+def percentiles_ms(values_ns: np.ndarray | list[int] | deque[int]) -> dict[str, float]:
     """p50/p95/p99/max in milliseconds (zeros when there is no sample)."""
     if len(values_ns) == 0:
         return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}

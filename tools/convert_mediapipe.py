@@ -15,14 +15,16 @@ Convolution2DTransposeBias, which tf2onnx does not know; a handler registered he
 ONNX ConvTranspose with bias, taking padding and strides from the op's raw custom options
 (a TfLiteTransposeConvParams struct: int32 padding, stride_w, stride_h). HardSwish needs opset >= 14.
 
-face_detection_full_range_sparse.tflite is not converted: its weights are stored sparse behind
-DENSIFY ops and tf2onnx 1.16.1 crashes (segfault) on it.
+face_detection_full_range_sparse.tflite keeps its weights sparse behind DENSIFY ops, which tf2onnx
+does not convert (and TF's interpreter segfaults listing sparse tensors). It is densified first: the
+TFLite interpreter computes each DENSIFY output, which becomes a constant buffer, and the ops go.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import struct
 import subprocess
@@ -47,6 +49,7 @@ class Spec:
     wheel_path: str
     inputs: dict[str, str]  # tflite tensor name -> onnx name
     outputs: dict[str, str]
+    sparse: bool = False  # weights stored sparse behind DENSIFY ops: densify before converting
 
 
 SPECS = [
@@ -55,6 +58,13 @@ SPECS = [
         "mediapipe/modules/face_detection/face_detection_short_range.tflite",
         {"input": "input"},
         {"regressors": "regressors", "classificators": "logits"},
+    ),
+    Spec(
+        "face_detection_full",
+        "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+        {"input_1": "input"},
+        {"Identity": "regressors", "Identity_1": "logits"},
+        sparse=True,
     ),
     Spec(
         "face_landmark",
@@ -122,6 +132,37 @@ def read_transpose_params(tflite_path: Path) -> dict[str, tuple[int, int, int]]:
     return params
 
 
+def densify(src: Path, dst: Path) -> None:
+    """Write a copy of a sparse .tflite with every DENSIFY op replaced by its (constant) dense output."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(src))
+    codes = {
+        i for i, oc in enumerate(model.operatorCodes)
+        if max(oc.builtinCode, oc.deprecatedBuiltinCode) == schema.BuiltinOperator.DENSIFY
+    }
+    interp = tf.lite.Interpreter(str(src), experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    interp.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
+    interp.invoke()  # DENSIFY outputs only depend on constants
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            if op.opcodeIndex not in codes:
+                continue
+            buf = schema.BufferT()
+            buf.data = np.frombuffer(interp.get_tensor(op.outputs[0]).tobytes(), np.uint8)
+            model.buffers.append(buf)
+            for t in (op.inputs[0], op.outputs[0]):
+                graph.tensors[t].buffer = len(model.buffers) - 1
+                graph.tensors[t].sparsity = None
+        graph.operators = [op for op in graph.operators if op.opcodeIndex not in codes]
+    flatbuffer_utils.write_model(model, str(dst))
+
+
 def _register_handlers() -> None:
     from tf2onnx.handler import tf_op
 
@@ -157,6 +198,33 @@ def _register_handlers() -> None:
             ctx.set_dtype(back.output[0], dtype)
 
 
+def canonical_names(graph, keep: set[str]) -> None:  # noqa: ANN001
+    """Rename nodes, initializers and intermediate values by position.
+
+    tf2onnx numbers the names it makes up in an order that changes from run to run; the graph is
+    otherwise identical, so positional names make the output byte-for-byte reproducible.
+    """
+    names: dict[str, str] = {k: k for k in keep}
+    inits = {i.name: i for i in graph.initializer}
+    order = []
+    for i, node in enumerate(graph.node):
+        node.name = f"{node.op_type}_{i}"
+        for x in node.input:
+            if x in inits and x not in names:
+                names[x] = f"w{len(order)}"
+                order.append(inits[x])
+        for k, y in enumerate(node.output):
+            names.setdefault(y, f"{node.op_type}_{i}:{k}" if k else f"{node.op_type}_{i}")
+    for node in graph.node:
+        node.input[:] = [names.get(x, x) if x else x for x in node.input]
+        node.output[:] = [names[y] for y in node.output]
+    for init in order:
+        init.name = names[init.name]
+    del graph.initializer[:]
+    graph.initializer.extend(order)
+    del graph.value_info[:]
+
+
 def convert(spec: Spec) -> Path:
     """Convert one model, give its inputs and outputs readable names, check it loads."""
     import onnx
@@ -165,7 +233,11 @@ def convert(spec: Spec) -> Path:
     src = TFLITE_DIR / Path(spec.wheel_path).name
     _TRANSPOSE_PARAMS.clear()
     _TRANSPOSE_PARAMS.update(read_transpose_params(src))
-    model, _ = tf2onnx.convert.from_tflite(str(src), opset=OPSET)
+    with tempfile.TemporaryDirectory() as tmp:
+        if spec.sparse:
+            densify(src, Path(tmp) / src.name)
+            src = Path(tmp) / src.name
+        model, _ = tf2onnx.convert.from_tflite(str(src), opset=OPSET)
     renames = {**spec.inputs, **spec.outputs}
     got = [v.name for v in model.graph.input] + [v.name for v in model.graph.output]
     if sorted(got) != sorted(renames):
@@ -175,6 +247,7 @@ def convert(spec: Spec) -> Path:
         node.output[:] = [renames.get(n, n) for n in node.output]
     for value in list(model.graph.input) + list(model.graph.output):
         value.name = renames[value.name]
+    canonical_names(model.graph, set(renames.values()))
     model.graph.name = spec.name
     model.doc_string = f"mediapipe=={MEDIAPIPE_VERSION} {spec.wheel_path}, converted by tools/convert_mediapipe.py"
     del model.metadata_props[:]  # tf2onnx writes its own version and paths there; keep output stable
@@ -198,8 +271,8 @@ def manifest_entry(spec: Spec, path: Path) -> str:
         return "[ " + ", ".join(parts) + " ]"
 
     data = path.read_bytes()
-    # Face detection and landmark take [-1, 1] (x / 127.5 - 1), selfie segmentation takes [0, 1].
-    centred = not spec.name.startswith("selfie")
+    # Face detection takes [-1, 1] (x / 127.5 - 1); FaceMesh and selfie segmentation take [0, 1].
+    centred = spec.name.startswith("face_detection")
     mean, std = ("127.5", "127.5") if centred else ("0.0", "255.0")
     return "\n".join(
         [
@@ -225,6 +298,9 @@ def manifest_entry(spec: Spec, path: Path) -> str:
 
 
 def main() -> None:
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        # tf2onnx's optimiser walks sets of strings, so the graph it leaves depends on the hash seed
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wheel", type=Path, help="use this mediapipe wheel instead of downloading it")
     ap.add_argument("--manifest", action="store_true", help="print the manifest.toml entries")

@@ -41,6 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--host", default="127.0.0.1", help="preview and API address (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="preview and API port (default: 8080)")
     parser.add_argument("--token", help="API token (required, and generated if not given, off loopback)")
+    parser.add_argument("--max-peers", type=positive_int, default=16, metavar="N",
+                        help="most WebRTC viewers and filtered browser cameras at once (default: 16)")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(func=run_command)
 
@@ -89,7 +91,7 @@ async def _run(args: argparse.Namespace) -> int:
     context = StageContext(engine=engine, size=size, fps=fps, preset_dir=preset.path.parent)
     try:
         chain = build_chain(preset, context)
-        web = {"host": args.host, "port": args.port, "token": args.token}
+        web = {"host": args.host, "port": args.port, "token": args.token, "max_peers": args.max_peers}
         specs = args.output or default_outputs()
         sinks = open_outputs(specs, size, fps, web)
     except BaseException:

@@ -38,8 +38,13 @@ class Engine:
     openvino). `iobinding=False` runs plain `session.run` (kept so the benchmark can compare).
     """
 
-    def __init__(self, provider: str = "auto", iobinding: bool = True, cache_dir: Path | str | None = None,
-                 registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        provider: str = "auto",
+        iobinding: bool = True,
+        cache_dir: Path | str | None = None,
+        registry: Registry | None = None,
+    ) -> None:
         self.requested = provider
         self.iobinding = iobinding
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -68,7 +73,9 @@ class Engine:
         """A session for a manifest name (`name` or `name@version`), a file path or a built graph."""
         if isinstance(model, onnx.ModelProto):
             source = ModelSource.from_proto(model)
-        elif isinstance(model, Path) or (isinstance(model, str) and (model.endswith(".onnx") or os.sep in model)):
+        elif isinstance(model, Path) or (
+            isinstance(model, str) and (model.endswith(".onnx") or os.sep in model)
+        ):
             source = ModelSource.from_path(Path(model))
         else:
             source = self.registry.source(model)
@@ -79,9 +86,10 @@ class Engine:
     def _candidates(self) -> list[str]:
         return [p for p in self._order if p not in self._failed or p == prov.CPU]
 
-    def _create(self, source: ModelSource, order: list[str],
-                quiet: bool = False) -> tuple[ort.InferenceSession, str]:
-        """Create the session on the first provider of `order` that really works; log one line if any failed."""
+    def _create(
+        self, source: ModelSource, order: list[str], quiet: bool = False
+    ) -> tuple[ort.InferenceSession, str]:
+        """A session on the first provider of `order` that really works; one log line if any failed."""
         reasons: list[str] = []
         last_exc: Exception | None = None
         for provider in order:
@@ -89,7 +97,7 @@ class Engine:
                 session = self._try(source, provider)
             except ModelError:
                 raise
-            except Exception as exc:  # onnxruntime raises several types for provider failures
+            except Exception as exc:  # noqa: BLE001 (onnxruntime raises several types for provider failures)
                 last_exc = exc
                 why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
                 if provider == prov.CPU:
@@ -103,12 +111,18 @@ class Engine:
                 self._failed[provider] = why
                 continue
             if reasons and not quiet:
-                log.warning("provider fallback for %s: %s; using %s", source.label, "; ".join(reasons),
-                            prov.short_name(provider))
+                log.warning(
+                    "provider fallback for %s: %s; using %s",
+                    source.label,
+                    "; ".join(reasons),
+                    prov.short_name(provider),
+                )
             self.provider = provider
             return session, provider
-        raise ModelError(f"{source.label} does not load in onnxruntime ({last_exc}); run "
-                         f"`livefuse models verify`, and re-download or re-export the model")
+        raise ModelError(
+            f"{source.label} does not load in onnxruntime ({last_exc}); run "
+            f"`livefuse models verify`, and re-download or re-export the model"
+        )
 
     def _try(self, source: ModelSource, provider: str) -> ort.InferenceSession | None:
         """A session on exactly `provider`, or None when onnxruntime put it on CPU instead."""
@@ -125,7 +139,7 @@ class Engine:
                 session = self._open(str(cached), providers, session_options(None, from_cache=True), provider)
                 if session is not None:
                     return session
-            except Exception:  # a stale or broken cache file: rebuild it below
+            except Exception:  # noqa: BLE001 (a stale or broken cache file of any kind: rebuild it below)
                 with contextlib.suppress(OSError):
                     cached.unlink()
         tmp: Path | None = None
@@ -142,9 +156,11 @@ class Engine:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
             if provider == prov.CPU:
-                raise ModelError(f"{source.label} does not load in onnxruntime: "
-                                 f"{str(exc).strip().splitlines()[0][:300]}; run `livefuse models verify`, "
-                                 f"and re-download or re-export the model") from exc
+                raise ModelError(
+                    f"{source.label} does not load in onnxruntime: "
+                    f"{str(exc).strip().splitlines()[0][:300]}; run `livefuse models verify`, "
+                    f"and re-download or re-export the model"
+                ) from exc
             raise
         if tmp is not None and cached is not None:
             with contextlib.suppress(OSError):
@@ -154,8 +170,13 @@ class Engine:
                     tmp.unlink()
         return session
 
-    def _open(self, model: str | bytes, providers: list[str | tuple[str, dict[str, str]]],
-              options: ort.SessionOptions, provider: str) -> ort.InferenceSession | None:
+    def _open(
+        self,
+        model: str | bytes,
+        providers: list[str | tuple[str, dict[str, str]]],
+        options: ort.SessionOptions,
+        provider: str,
+    ) -> ort.InferenceSession | None:
         printed = io.StringIO()
         with self._lock:
             if provider != prov.CPU:

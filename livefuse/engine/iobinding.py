@@ -49,8 +49,9 @@ class _Set:
 class DoubleBinding:
     """Preallocated, alternating input/output buffers for one InferenceSession."""
 
-    def __init__(self, session: ort.InferenceSession, device: str, dtypes: Mapping[str, np.dtype],
-                 copies: Copies) -> None:
+    def __init__(
+        self, session: ort.InferenceSession, device: str, dtypes: Mapping[str, np.dtype], copies: Copies
+    ) -> None:
         self.session = session
         self.device = device  # "cpu" or "cuda" (OrtValue device names)
         self.dtypes = dict(dtypes)  # input name -> numpy dtype
@@ -73,7 +74,9 @@ class DoubleBinding:
         for _ in range(2):
             buf = _Set(io=self.session.io_binding())
             for name, shape in shapes.items():
-                value = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), self.dtypes[name], self.device, 0)
+                value = ort.OrtValue.ortvalue_from_shape_and_type(
+                    list(shape), self.dtypes[name], self.device, 0
+                )
                 buf.inputs[name] = value
                 buf.io.bind_ortvalue_input(name, value)
                 buf.bound_in[name] = value.data_ptr()
@@ -124,8 +127,14 @@ class DoubleBinding:
 
     def run(self, feeds: Mapping[str, np.ndarray | ort.OrtValue]) -> dict[str, ort.OrtValue]:
         """Run once on the next set; return its output OrtValues (on the session's device)."""
-        self._prepare({name: tuple(int(d) for d in feeds[name].shape()) if isinstance(feeds[name], ort.OrtValue)
-                       else tuple(feeds[name].shape) for name in self.dtypes})
+        self._prepare(
+            {
+                name: tuple(int(d) for d in feeds[name].shape())
+                if isinstance(feeds[name], ort.OrtValue)
+                else tuple(feeds[name].shape)
+                for name in self.dtypes
+            }
+        )
         buf = self.sets[self.runs % 2]
         for name, value in feeds.items():
             self._feed(buf, name, value)
@@ -135,7 +144,7 @@ class DoubleBinding:
         else:
             try:
                 self._run(buf)
-            except Exception:
+            except Exception:  # noqa: BLE001 (onnxruntime reports a shape mismatch as a bare Fail)
                 # A data-dependent output shape changed: let onnxruntime allocate outputs from now on.
                 self.dynamic_outputs = True
                 self._bind_outputs(buf)

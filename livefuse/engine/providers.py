@@ -29,10 +29,15 @@ CPU = "CPUExecutionProvider"
 
 # Providers that compile subgraphs into their own kernels: onnxruntime cannot serialise an optimised
 # model for them, so the on-disk optimised-model cache is only used for the others.
-COMPILING = frozenset({
-    "TensorrtExecutionProvider", "MIGraphXExecutionProvider", "CoreMLExecutionProvider",
-    "OpenVINOExecutionProvider", "DmlExecutionProvider",
-})
+COMPILING = frozenset(
+    {
+        "TensorrtExecutionProvider",
+        "MIGraphXExecutionProvider",
+        "CoreMLExecutionProvider",
+        "OpenVINOExecutionProvider",
+        "DmlExecutionProvider",
+    }
+)
 
 # Shared libraries onnxruntime loads for a provider: loading one ourselves tells why the provider failed.
 _PROVIDER_LIBS = {
@@ -70,15 +75,15 @@ def candidates(provider: str) -> list[str]:
         return order if CPU in order else [*order, CPU]
     full = SHORT_NAMES.get(key) or (provider if provider in AUTO_ORDER else None)
     if full is None:
-        raise UserError(
-            f"unknown provider {provider!r}: use auto or one of {', '.join(SHORT_NAMES)}")
+        raise UserError(f"unknown provider {provider!r}: use auto or one of {', '.join(SHORT_NAMES)}")
     if full not in listed:
         have = ", ".join(short_name(p) for p in listed) or "none"
         raise UserError(
             f"provider {short_name(full)!r} is not available in this onnxruntime build (it lists: {have}); "
             f"use --provider auto, or install the onnxruntime package built for it "
-            f"(e.g. onnxruntime-gpu for cuda/tensorrt)")
-    rest = [p for p in AUTO_ORDER[AUTO_ORDER.index(full) + 1:] if p in listed]
+            f"(e.g. onnxruntime-gpu for cuda/tensorrt)"
+        )
+    rest = [p for p in AUTO_ORDER[AUTO_ORDER.index(full) + 1 :] if p in listed]
     return [full, *rest] if CPU in rest or full == CPU else [full, *rest, CPU]
 
 

@@ -56,8 +56,10 @@ class ModelSource:
     @classmethod
     def from_path(cls, path: Path, key: str = "", label: str = "") -> ModelSource:
         if not path.is_file():
-            raise ModelError(f"model file {path} does not exist: check the path, or use a model name from "
-                             f"`livefuse models list`")
+            raise ModelError(
+                f"model file {path} does not exist: check the path, or use a model name from "
+                f"`livefuse models list`"
+            )
         if not key:
             st = path.stat()
             key = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
@@ -90,14 +92,17 @@ class ModelSession:
         self.input_names: list[str] = [i.name for i in s.get_inputs()]
         self.output_names: list[str] = [o.name for o in s.get_outputs()]
         self.inputs: dict[str, tuple[list[int | str | None], np.dtype]] = {
-            i.name: (list(i.shape), ORT_DTYPES.get(i.type, np.dtype(object))) for i in s.get_inputs()}
+            i.name: (list(i.shape), ORT_DTYPES.get(i.type, np.dtype(object))) for i in s.get_inputs()
+        }
         self.outputs: dict[str, tuple[list[int | str | None], np.dtype]] = {
-            o.name: (list(o.shape), ORT_DTYPES.get(o.type, np.dtype(object))) for o in s.get_outputs()}
+            o.name: (list(o.shape), ORT_DTYPES.get(o.type, np.dtype(object))) for o in s.get_outputs()
+        }
         self.device = prov.device_type(self.provider)
         self._binding: DoubleBinding | None = None
         if self.engine.iobinding:
-            self._binding = DoubleBinding(s, self.device, {n: d for n, (_, d) in self.inputs.items()},
-                                          self.engine._copies)
+            self._binding = DoubleBinding(
+                s, self.device, {n: d for n, (_, d) in self.inputs.items()}, self.engine._copies
+            )
 
     @property
     def session(self) -> ort.InferenceSession:
@@ -116,8 +121,9 @@ class ModelSession:
         for name, value in feeds.items():
             shape = value.shape() if isinstance(value, ort.OrtValue) else value.shape
             want = self.inputs[name][0]
-            if len(shape) != len(want) or any(isinstance(w, int) and w != d for w, d in zip(want, shape,
-                                                                                           strict=True)):
+            if len(shape) != len(want) or any(
+                isinstance(w, int) and w != d for w, d in zip(want, shape, strict=True)
+            ):
                 raise ValueError(f"{self.source.label} input {name!r} has shape {want}, got {list(shape)}")
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -168,13 +174,18 @@ class ModelSession:
             self._runtime_fallback_done = True
             failed = self.provider
             rest = self.engine._candidates()
-            rest = rest[rest.index(failed) + 1:] if failed in rest else [prov.CPU]
-            log.warning("provider %s failed while running %s (%s); moving it to %s",
-                        prov.short_name(failed), self.source.label, str(exc).splitlines()[0][:200],
-                        prov.short_name(rest[0]) if rest else "cpu")
+            rest = rest[rest.index(failed) + 1 :] if failed in rest else [prov.CPU]
+            log.warning(
+                "provider %s failed while running %s (%s); moving it to %s",
+                prov.short_name(failed),
+                self.source.label,
+                str(exc).splitlines()[0][:200],
+                prov.short_name(rest[0]) if rest else "cpu",
+            )
             self.engine._failed[failed] = "failed at run time"
-            self._session, self.provider = self.engine._create(source=self.source, order=rest or [prov.CPU],
-                                                              quiet=True)
+            self._session, self.provider = self.engine._create(
+                source=self.source, order=rest or [prov.CPU], quiet=True
+            )
             self._setup()
             return call()
 

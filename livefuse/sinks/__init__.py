@@ -7,7 +7,7 @@ from typing import Any
 from livefuse.errors import OutputError
 from livefuse.sinks.base import NullSink, Sink
 
-__all__ = ["NullSink", "Sink", "open_sink", "OUTPUT_HELP"]
+__all__ = ["OUTPUT_HELP", "NullSink", "Sink", "open_sink"]
 
 OUTPUT_HELP = "virtualcam[:DEVICE], preview, file:PATH (.mp4 .mkv .webm), rtmp://URL, srt://URL, null"
 

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 from livefuse.errors import SourceError
 from livefuse.sources.base import Pacer, Source, SourceLost
 
-__all__ = ["Pacer", "Source", "SourceLost", "default_source", "open_source", "SOURCE_HELP"]
+__all__ = ["SOURCE_HELP", "Pacer", "Source", "SourceLost", "default_source", "open_source"]
 
 SOURCE_HELP = ("webcam, webcam:N, /dev/videoN, PATH or file:PATH[?loop=1], image:PATH, "
                "rtsp:// rtmp:// srt:// http(s):// URLs, or demo")

@@ -87,8 +87,10 @@ class DemoSource:
         width, height = self.size
         warped = cv2.warpAffine(self._rgba, self.transform(t), (width, height), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-        alpha = warped[..., 3].astype(np.float32) * (1.0 / 255.0)
-        return cv2.blendLinear(np.ascontiguousarray(warped[..., :3]), self._background, alpha, 1.0 - alpha)
+        # OpenCV calls only (they release the GIL): the demo must not steal time from the pipeline it feeds.
+        alpha = cv2.multiply(cv2.extractChannel(warped, 3), 1.0 / 255.0, dtype=cv2.CV_32F)
+        person = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
+        return cv2.blendLinear(person, self._background, alpha, cv2.subtract(1.0, alpha))
 
     def read(self) -> np.ndarray:
         frame = self.render(self._t / self.fps)

@@ -9,7 +9,16 @@ from livefuse.stages.base import StageSpec
 STAGES: dict[str, StageSpec] = {}
 
 # Modules that register stage types when imported; add a module here when you add one.
-STAGE_MODULES: tuple[str, ...] = ()
+STAGE_MODULES: tuple[str, ...] = (
+    "livefuse.stages.face",
+    "livefuse.stages.background",
+    "livefuse.stages.anonymise",
+    "livefuse.stages.colour",
+    "livefuse.stages.debug",
+    "livefuse.stages.beauty",
+    "livefuse.stages.swap",
+    "livefuse.stages.enhance",
+)
 
 
 def register(spec: StageSpec) -> StageSpec:

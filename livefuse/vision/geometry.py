@@ -46,7 +46,7 @@ def letterbox(image: np.ndarray, width: int, height: int, centre: bool = True) -
     out = np.zeros((height, width, image.shape[2]), dtype=image.dtype)
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     out[py : py + nh, px : px + nw] = cv2.resize(image, (nw, nh), interpolation=interp)
-    return out, Letterbox(scale=nw / w if w else scale, pad_x=px, pad_y=py)
+    return out, Letterbox(scale=scale, pad_x=px, pad_y=py)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, limit: int = 0) -> np.ndarray:
@@ -59,4 +59,41 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, limit: int = 0) -> np
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of x1, y1, x2, y2 boxes: [len(a), len(b)]."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def weighted_nms(
+    boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou: float, limit: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MediaPipe's WEIGHTED suppression: each kept face is the score-weighted mean of its overlapping group.
+
+    Averaging the many anchors that fire on one face steadies BlazeFace's boxes and keypoints.
+    """
+    order = np.argsort(-scores)
+    boxes, scores, points = boxes[order], scores[order], points[order]
+    alive = np.ones(len(boxes), dtype=bool)
+    out_b, out_s, out_p = [], [], []
+    overlaps = iou_matrix(boxes, boxes)
+    for i in range(len(boxes)):
+        if not alive[i]:
+            continue
+        group = alive & (overlaps[i] > iou)
+        group[i] = True
+        w = scores[group][:, None]
+        out_b.append((boxes[group] * w).sum(0) / w.sum())
+        out_p.append((points[group] * w[:, :, None]).sum(0) / w.sum())
+        out_s.append(scores[i])
+        alive &= ~group
+        if limit and len(out_s) >= limit:
+            break
+    return np.array(out_b, np.float32), np.array(out_s, np.float32), np.array(out_p, np.float32)

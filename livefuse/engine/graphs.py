@@ -1,0 +1,285 @@
+"""ONNX graphs for the pixel work around models, so it runs on the session's device next to them.
+
+Each builder returns an `onnx.ModelProto` to pass to `Engine.session`. Frames go in as the pipeline
+holds them (uint8 HxWx3 BGR); sizes are (width, height) like `Frame.size`. Resampling is bilinear with
+half-pixel centres, matching OpenCV's INTER_LINEAR (and `cv2.warpAffine` for the affine graphs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 20  # AffineGrid needs 20; onnxruntime >= 1.17 runs it
+FLOAT = TensorProto.FLOAT
+UINT8 = TensorProto.UINT8
+
+
+class _Builder:
+    """A tiny helper that names nodes and constants."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.count = 0
+
+    def const(self, value: np.ndarray | Sequence[float] | Sequence[int], dtype: type = np.float32) -> str:
+        self.count += 1
+        name = f"c{self.count}"
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs: object) -> str:
+        self.count += 1
+        name = out or f"t{self.count}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=f"n{self.count}", **attrs))
+        return name
+
+    def model(
+        self, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto], doc: str
+    ) -> onnx.ModelProto:
+        graph = helper.make_graph(self.nodes, self.name, inputs, outputs, self.inits, doc_string=doc)
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="livefuse"
+        )
+        model.ir_version = 10
+        onnx.checker.check_model(model)
+        return model
+
+
+def _frame_input(name: str = "frame") -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, UINT8, ["height", "width", 3])
+
+
+def _normalise(
+    b: _Builder, x: str, color: str, mean: Sequence[float], std: Sequence[float], channel_axis: int, rank: int
+) -> str:
+    """BGR input -> `color`, then (x - mean) / std (mean/std given in the output colour order)."""
+    if color.upper() == "RGB":
+        x = b.op("Gather", x, b.const([2, 1, 0], np.int64), axis=channel_axis)
+    elif color.upper() != "BGR":
+        raise ValueError(f"color must be RGB or BGR, not {color!r}")
+    shape = [1] * rank
+    shape[channel_axis] = 3
+    if any(m != 0 for m in mean):
+        x = b.op("Sub", x, b.const(np.reshape(mean, shape)))
+    if any(s != 1 for s in std):
+        x = b.op("Mul", x, b.const(np.reshape(1.0 / np.asarray(std, np.float64), shape)))
+    return x
+
+
+def preprocess(
+    size: tuple[int, int],
+    color: str = "RGB",
+    layout: str = "NCHW",
+    mean: Sequence[float] = (0.0, 0.0, 0.0),
+    std: Sequence[float] = (1.0, 1.0, 1.0),
+) -> onnx.ModelProto:
+    """uint8 HxWx3 BGR `frame` -> float32 `tensor` [1,3,h,w] or [1,h,w,3], resized and normalised.
+
+    The same as `(cv2.resize(frame, size, INTER_LINEAR) -> colour -> (x - mean) / std)` in float.
+    """
+    w, h = size
+    b = _Builder("preprocess")
+    x = b.op("Cast", "frame", to=FLOAT)
+    x = b.op(
+        "Resize",
+        x,
+        "",
+        "",
+        b.const([h, w], np.int64),
+        axes=[0, 1],
+        mode="linear",
+        coordinate_transformation_mode="half_pixel",
+    )
+    x = _normalise(b, x, color, mean, std, channel_axis=2, rank=3)
+    if layout.upper() == "NCHW":
+        x = b.op("Transpose", x, perm=[2, 0, 1])
+        shape: list[int | str] = [1, 3, h, w]
+    elif layout.upper() == "NHWC":
+        shape = [1, h, w, 3]
+    else:
+        raise ValueError(f"layout must be NCHW or NHWC, not {layout!r}")
+    b.op("Unsqueeze", x, b.const([0], np.int64), out="tensor")
+    return b.model(
+        [_frame_input()], [helper.make_tensor_value_info("tensor", FLOAT, shape)], preprocess.__doc__ or ""
+    )
+
+
+def mask_blend(
+    mask_size: tuple[int, int], mask_layout: str = "NHWC", background: tuple[int, int, int] | None = None
+) -> onnx.ModelProto:
+    """Upsample a segmentation `mask` to the frame and blend: `image = bg + m * (frame - bg)`.
+
+    Inputs: `frame` uint8 HxWx3, `mask` float32 [1,h,w,1] (NHWC) or [1,1,h,w] (NCHW) in 0..1, and
+    `background` uint8 HxWx3 unless a constant BGR colour is given. Output `image` uint8 HxWx3.
+    """
+    mw, mh = mask_size
+    b = _Builder("mask_blend")
+    frame = b.op("Cast", "frame", to=FLOAT)
+    m = b.op("Squeeze", "mask", b.const([0], np.int64))
+    if mask_layout.upper() == "NCHW":
+        m = b.op("Transpose", m, perm=[1, 2, 0])
+        mshape: list[int | str] = [1, 1, mh, mw]
+    else:
+        mshape = [1, mh, mw, 1]
+    hw = b.op("Slice", b.op("Shape", "frame"), b.const([0], np.int64), b.const([2], np.int64))
+    m = b.op("Resize", m, "", "", hw, axes=[0, 1], mode="linear", coordinate_transformation_mode="half_pixel")
+    m = b.op("Clip", m, b.const(0.0), b.const(1.0))
+    inputs = [_frame_input(), helper.make_tensor_value_info("mask", FLOAT, mshape)]
+    if background is None:
+        bg = b.op("Cast", "background", to=FLOAT)
+        inputs.append(_frame_input("background"))
+    else:
+        bg = b.const(np.reshape(background, (1, 1, 3)))
+    x = b.op("Add", bg, b.op("Mul", m, b.op("Sub", frame, bg)))
+    x = b.op("Clip", b.op("Round", x), b.const(0.0), b.const(255.0))
+    b.op("Cast", x, to=UINT8, out="image")
+    return b.model(
+        inputs,
+        [helper.make_tensor_value_info("image", UINT8, ["height", "width", 3])],
+        mask_blend.__doc__ or "",
+    )
+
+
+def _to_normalised(width: int, height: int) -> np.ndarray:
+    """3x3 matrix: pixel coordinates -> GridSample coordinates (align_corners=0)."""
+    return np.array([[2.0 / width, 0, 1.0 / width - 1], [0, 2.0 / height, 1.0 / height - 1], [0, 0, 1]])
+
+
+def _affine3(m: np.ndarray) -> np.ndarray:
+    out = np.zeros((m.shape[0], 3, 3))
+    out[:, :2] = m
+    out[:, 2, 2] = 1
+    return out
+
+
+def crop_theta(matrices: np.ndarray, frame_size: tuple[int, int], crop_size: int) -> np.ndarray:
+    """`warp_crops` input from cv2-style affine matrices [N,2,3] mapping frame pixels to crop pixels."""
+    m = _affine3(np.asarray(matrices, np.float64).reshape(-1, 2, 3))
+    theta = (
+        _to_normalised(*frame_size) @ np.linalg.inv(m) @ np.linalg.inv(_to_normalised(crop_size, crop_size))
+    )
+    return np.ascontiguousarray(theta[:, :2], np.float32)
+
+
+def paste_theta(matrices: np.ndarray, frame_size: tuple[int, int], crop_size: int) -> np.ndarray:
+    """`paste_back` input from the same frame->crop matrices [N,2,3] used to cut the crops."""
+    m = _affine3(np.asarray(matrices, np.float64).reshape(-1, 2, 3))
+    theta = _to_normalised(crop_size, crop_size) @ m @ np.linalg.inv(_to_normalised(*frame_size))
+    return np.ascontiguousarray(theta[:, :2], np.float32)
+
+
+def warp_crops(
+    crop_size: int,
+    color: str = "RGB",
+    layout: str = "NCHW",
+    mean: Sequence[float] = (0.0, 0.0, 0.0),
+    std: Sequence[float] = (1.0, 1.0, 1.0),
+) -> onnx.ModelProto:
+    """Cut aligned face crops: `frame` uint8 HxWx3 + `theta` [N,2,3] (see `crop_theta`) -> `crops`.
+
+    `crops` is float32 [N,3,S,S] (or [N,S,S,3]) normalised for the model, the same as
+    `cv2.warpAffine(frame, M, (S, S))` with zero borders. All faces are sampled in one GridSample
+    from a single copy of the frame.
+    """
+    s = crop_size
+    b = _Builder("warp_crops")
+    x = b.op(
+        "Unsqueeze",
+        b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1]),
+        b.const([0], np.int64),
+    )  # [1,3,H,W]
+    n = b.op("Slice", b.op("Shape", "theta"), b.const([0], np.int64), b.const([1], np.int64))
+    size = b.op("Concat", n, b.const([3, s, s], np.int64), axis=0)
+    grid = b.op("AffineGrid", "theta", size, align_corners=0)  # [N,S,S,2]
+    grid = b.op("Reshape", grid, b.const([1, -1, s, 2], np.int64))  # all faces stacked along height
+    y = b.op("GridSample", x, grid, mode="linear", padding_mode="zeros", align_corners=0)  # [1,3,N*S,S]
+    y = b.op("Transpose", b.op("Reshape", y, b.const([3, -1, s, s], np.int64)), perm=[1, 0, 2, 3])
+    y = _normalise(b, y, color, mean, std, channel_axis=1, rank=4)
+    if layout.upper() == "NHWC":
+        b.op("Transpose", y, perm=[0, 2, 3, 1], out="crops")
+        shape: list[int | str] = ["faces", s, s, 3]
+    else:
+        b.op("Identity", y, out="crops")
+        shape = ["faces", 3, s, s]
+    return b.model(
+        [_frame_input(), helper.make_tensor_value_info("theta", FLOAT, ["faces", 2, 3])],
+        [helper.make_tensor_value_info("crops", FLOAT, shape)],
+        warp_crops.__doc__ or "",
+    )
+
+
+def feather_mask(crop_size: int, padding: float = 0.06, blur: float = 0.04) -> np.ndarray:
+    """A soft box mask [S,S] in 0..1: zero `padding` of the size at the edges, Gaussian-blurred."""
+    s = crop_size
+    mask = np.zeros((s, s), np.float32)
+    p = max(1, round(s * padding))
+    mask[p : s - p, p : s - p] = 1.0
+    sigma = max(0.5, s * blur)
+    return cv2.GaussianBlur(mask, (0, 0), sigma)
+
+
+def paste_back(
+    crop_size: int,
+    color: str = "RGB",
+    layout: str = "NCHW",
+    mean: Sequence[float] = (0.0, 0.0, 0.0),
+    std: Sequence[float] = (1.0, 1.0, 1.0),
+    padding: float = 0.06,
+    blur: float = 0.04,
+    with_mask: bool = False,
+) -> onnx.ModelProto:
+    """Warp model output crops back into the frame and blend them with a feathered mask.
+
+    Inputs: `frame` uint8 HxWx3, `crops` float32 [N,3,S,S] (or [N,S,S,3]) in the model's output range
+    (pixel = crop * std + mean, in `color` order), `theta` [N,2,3] from `paste_theta`, and with
+    `with_mask` a `mask` [N,1,S,S] (e.g. an occlusion mask) multiplied into the feather mask.
+    Output `image` uint8 HxWx3. Overlapping faces are averaged by weight. Cost is N x H x W samples.
+    """
+    s = crop_size
+    b = _Builder("paste_back")
+    crops = "crops"
+    if layout.upper() == "NHWC":
+        crops = b.op("Transpose", crops, perm=[0, 3, 1, 2])
+    if any(v != 1 for v in std):
+        crops = b.op("Mul", crops, b.const(np.reshape(std, (1, 3, 1, 1))))
+    if any(v != 0 for v in mean):
+        crops = b.op("Add", crops, b.const(np.reshape(mean, (1, 3, 1, 1))))
+    if color.upper() == "RGB":
+        crops = b.op("Gather", crops, b.const([2, 1, 0], np.int64), axis=1)  # back to BGR
+    n = b.op("Slice", b.op("Shape", "theta"), b.const([0], np.int64), b.const([1], np.int64))
+    hw = b.op("Slice", b.op("Shape", "frame"), b.const([0], np.int64), b.const([2], np.int64))
+    size = b.op("Concat", n, b.const([3], np.int64), hw, axis=0)
+    grid = b.op("AffineGrid", "theta", size, align_corners=0)  # [N,H,W,2]
+    warped = b.op("GridSample", crops, grid, mode="linear", padding_mode="zeros", align_corners=0)
+    soft = b.const(feather_mask(s, padding, blur)[None, None])  # [1,1,S,S]
+    mask = b.op("Expand", soft, b.op("Concat", n, b.const([1, s, s], np.int64), axis=0))
+    inputs = [
+        _frame_input(),
+        helper.make_tensor_value_info(
+            "crops", FLOAT, ["faces", 3, s, s] if layout.upper() != "NHWC" else ["faces", s, s, 3]
+        ),
+        helper.make_tensor_value_info("theta", FLOAT, ["faces", 2, 3]),
+    ]
+    if with_mask:
+        mask = b.op("Mul", mask, "mask")
+        inputs.append(helper.make_tensor_value_info("mask", FLOAT, ["faces", 1, s, s]))
+    alpha = b.op("GridSample", mask, grid, mode="linear", padding_mode="zeros", align_corners=0)  # [N,1,H,W]
+    total = b.op("ReduceSum", alpha, b.const([0], np.int64), keepdims=0)  # [1,H,W]
+    weighted = b.op("ReduceSum", b.op("Mul", warped, alpha), b.const([0], np.int64), keepdims=0)  # [3,H,W]
+    frame = b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1])
+    keep = b.op("Sub", b.const(1.0), b.op("Min", total, b.const(1.0)))
+    x = b.op("Add", b.op("Mul", frame, keep), b.op("Div", weighted, b.op("Max", total, b.const(1.0))))
+    x = b.op("Clip", b.op("Round", b.op("Transpose", x, perm=[1, 2, 0])), b.const(0.0), b.const(255.0))
+    b.op("Cast", x, to=UINT8, out="image")
+    return b.model(
+        inputs,
+        [helper.make_tensor_value_info("image", UINT8, ["height", "width", 3])],
+        paste_back.__doc__ or "",
+    )

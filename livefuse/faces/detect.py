@@ -1,0 +1,46 @@
+"""Finding the face in a still image (a swap source or reference), with the built-in MediaPipe models.
+
+The frame faces come from the `face` stage; a still only needs one good look, so it gets BlazeFace
+plus a FaceMesh refinement, which gives real mouth corners for the five points.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from livefuse.errors import UserError
+from livefuse.frame import Face
+from livefuse.stages.face import TiledDetector
+from livefuse.stages.models import load_model
+from livefuse.vision.detectors import BlazeFaceDetector
+from livefuse.vision.landmarks import FaceLandmarker
+
+
+class StillFaceFinder:
+    """The largest face of a still image, with its mesh-derived five points."""
+
+    def __init__(self, engine: Any) -> None:
+        # Tiled: a landscape photo is not squeezed into BlazeFace's square input.
+        self.detector = TiledDetector(BlazeFaceDetector(load_model(engine, "face_detection_short"),
+                                                        score_threshold=0.5))
+        self.landmarker = FaceLandmarker(load_model(engine, "face_landmark"))
+
+    def largest(self, image_bgr: np.ndarray) -> Face | None:
+        faces = self.detector.detect(image_bgr)
+        if not faces:
+            return None
+        face = max(faces, key=lambda f: float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
+        return self.landmarker.refine(image_bgr, face) or face
+
+
+def read_image(path: Path, field: str) -> np.ndarray:
+    """A BGR image from disk, or a UserError naming the preset field and file."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+    if image is None:
+        why = "does not exist" if not path.is_file() else "is not an image OpenCV can read (use .jpg or .png)"
+        raise UserError(f"{field} = {str(path)!r}: the file {why}; give the path of a photo with one clear face")
+    return image

@@ -1,0 +1,126 @@
+"""The `anonymise` stage: blur, pixelate or fill every face, failing closed.
+
+It covers the faces a `face` stage put in `frame.faces` (held ones included). A detector misses now
+and then, and one missed frame in a stream is enough to reveal a face, so this stage keeps its own
+memory: a box covered on the last frame but absent now is held, grown a little more each frame, for
+`hold_frames` frames. If no face stage looked at a frame at all (it failed, or the preset lacks one),
+the last boxes are held the same way, and after that the whole frame is covered: nothing is shown
+unanonymised because detection stopped working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from livefuse.frame import Face, Frame
+from livefuse.stages.background import parse_colour
+from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.face import FACES_RAN
+from livefuse.stages.registry import register
+from livefuse.stages.tracking import grow_box
+from livefuse.vision.geometry import iou_matrix
+
+
+@dataclass
+class _Held:
+    box: np.ndarray
+    age: int  # frames since a face was last seen here
+
+
+def _region(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
+    x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x2, y2 = min(width, int(np.ceil(box[2]))), min(height, int(np.ceil(box[3])))
+    return (x1, y1, x2, y2) if x2 > x1 and y2 > y1 else None
+
+
+class AnonymiseStage:
+    """Covers every face (and every recently lost face) in the frame."""
+
+    name = "anonymise"
+
+    def __init__(self, params: dict[str, Any], context: StageContext) -> None:
+        self.params = dict(params)
+        self._held: list[_Held] = []
+        self._blind = 0  # consecutive frames no face stage ran on
+        self.update({})
+
+    def update(self, params: dict[str, Any]) -> None:
+        self.params.update(params)
+        self._fill = parse_colour(self.params["colour"], "anonymise stage")
+
+    def boxes(self, frame: Frame) -> list[np.ndarray]:
+        """The boxes to cover on this frame: the faces found, their margins, and the held ones."""
+        p = self.params
+        ran = bool(frame.meta.get(FACES_RAN))
+        self._blind = 0 if ran else self._blind + 1
+        faces: list[Face] = frame.faces if ran else []
+        current = [grow_box(f.box, 1.0 + 2 * p["margin"]) for f in faces]
+        kept: list[_Held] = [_Held(b, 0) for b in current]
+        if self._held:
+            old = np.stack([h.box for h in self._held])
+            overlap = iou_matrix(old, np.stack(current)).max(1) if current else np.zeros(len(old))
+            for h, seen in zip(self._held, overlap, strict=True):
+                if seen > 0.0 or h.age + 1 > p["hold_frames"]:
+                    continue  # a face is covered there now, or it has been gone long enough
+                kept.append(_Held(grow_box(h.box, 1.0 + p["hold_growth"]), h.age + 1))
+        self._held = kept
+        for h in kept:
+            if h.age and ran:
+                frame.faces.append(Face(box=h.box.copy(), score=0.0, landmarks5=np.zeros((5, 2), np.float32),
+                                        held=True))
+        return [h.box for h in kept]
+
+    def process(self, frame: Frame) -> None:
+        image = frame.image
+        height, width = image.shape[:2]
+        boxes = self.boxes(frame)
+        if self._blind and (not boxes or self._blind > self.params["hold_frames"]):
+            self._cover(image, (0, 0, width, height))  # nobody is looking for faces: show none
+            return
+        for box in boxes:
+            region = _region(box, width, height)
+            if region is not None:
+                self._cover(image, region)
+
+    def _cover(self, image: np.ndarray, region: tuple[int, int, int, int]) -> None:
+        x1, y1, x2, y2 = region
+        roi = image[y1:y2, x1:x2]
+        style, strength = self.params["style"], self.params["strength"]
+        h, w = roi.shape[:2]
+        if style == "fill":
+            roi[:] = self._fill
+        elif style == "pixelate":
+            # Fewer, bigger blocks as strength rises; at least ~5 pixels a block even for tiny faces.
+            blocks = max(2, round(16 - 13 * strength))
+            bw, bh = max(1, min(w // 5, blocks)), max(1, min(h // 5, blocks))
+            tiny = cv2.resize(roi, (max(1, bw), max(1, bh)), interpolation=cv2.INTER_AREA)
+            roi[:] = cv2.resize(tiny, (w, h), interpolation=cv2.INTER_NEAREST)
+        else:
+            # Blur at low resolution: strong enough that no detector finds a face, and cheap.
+            small = cv2.resize(roi, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA)
+            sigma = 0.5 + 2.5 * strength
+            small = cv2.GaussianBlur(small, (0, 0), sigma)
+            roi[:] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+SPEC = register(StageSpec(
+    type="anonymise",
+    summary="Blur, pixelate or fill every face; holds lost faces and covers the whole frame when detection "
+            "stops (fails closed). Put a `face` stage before it",
+    params=(
+        Param("style", str, "blur", "blur, pixelate or fill", choices=("blur", "pixelate", "fill")),
+        Param("strength", float, 0.8, "how strong the blur or how coarse the pixels, 0 to 1", min=0.0, max=1.0),
+        Param("margin", float, 0.25, "extra border around each face box, as a fraction of its size (each side)",
+              min=0.0, max=1.0),
+        Param("colour", str, "#202020", "fill: the colour as \"#rrggbb\""),
+        Param("hold_frames", int, 15, "keep covering where a face was for this many frames after it is lost",
+              min=0, max=300),
+        Param("hold_growth", float, 0.08, "how much a held box grows each frame (it may be moving)",
+              min=0.0, max=1.0),
+    ),
+    factory=AnonymiseStage,
+))

@@ -1,0 +1,177 @@
+"""The `colour` stage: brightness, contrast, saturation, temperature and a 3D LUT, as one ONNX graph.
+
+Running the grade as a graph on the engine puts it on the GPU where there is one, next to the other
+models. The sliders are graph inputs (a live change costs nothing); the LUT is a GridSample over the
+LUT volume (opset 20 trilinear 3D sampling, which onnxruntime's CPU provider runs exactly), and the
+graph without a LUT leaves that node out, because it is the costly part on a CPU.
+
+Order, per pixel, in 0..1: temperature gains, brightness, contrast about mid-grey, saturation about
+Rec.601 luma (together one affine map: a 3x3 MatMul), clip, then the LUT mixed in by `lut_strength`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from livefuse.errors import PresetError
+from livefuse.frame import Frame
+from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.cube import identity_cube, load_cube
+from livefuse.stages.registry import register
+
+OPSET = 20
+LUMA_BGR = (0.114, 0.587, 0.299)
+TEMPERATURE_GAIN = 0.15  # temperature 1.0 = red x1.15, blue x0.85
+BRIGHTNESS_RANGE = 0.3  # brightness 1.0 adds 0.3 (of full scale)
+
+
+def lut_volume(cube: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """A .cube LUT [b, g, r, rgb] -> GridSample input [1, 3 (b, g, r out), D=r, H=g, W=b], in 0..255 + 0.5.
+
+    With this layout the grid's (x, y, z) = (b, g, r) is simply the BGR pixel, so no channel shuffle is
+    needed per pixel. `strength` mixes the LUT with the identity on the lattice, which trilinear
+    interpolation reproduces exactly, so it costs nothing per pixel; so do the scale and rounding offset.
+    """
+    mixed = identity_cube(cube.shape[0]) + (cube - identity_cube(cube.shape[0])) * strength
+    bgr_out = mixed[..., ::-1] * 255.0 + 0.5
+    return np.ascontiguousarray(np.transpose(bgr_out, (3, 2, 1, 0))[None], dtype=np.float32)
+
+
+def affine(params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The slider adjustments as one affine map on BGR row vectors in 0..1: y = x @ matrix + offset.
+
+    Temperature gains, brightness, contrast about mid-grey and saturation about luma are all affine,
+    so their composition is one 3x3 matrix and an offset: one MatMul per pixel instead of ten ops.
+    """
+    t, b, c, s = params["temperature"], params["brightness"], params["contrast"], params["saturation"]
+    gains = np.diag([1.0 - TEMPERATURE_GAIN * t, 1.0, 1.0 + TEMPERATURE_GAIN * t])
+    luma = np.array(LUMA_BGR)[:, None]
+    sat = s * np.eye(3) + (1.0 - s) * luma @ np.ones((1, 3))  # x -> luma + (x - luma) * s
+    matrix = gains * c @ sat
+    offset = ((BRIGHTNESS_RANGE * b - 0.5) * c + 0.5) * np.ones((1, 3)) @ sat
+    return matrix.astype(np.float32), offset.reshape(3).astype(np.float32)
+
+
+def build_graph(with_lut: bool) -> onnx.ModelProto:
+    """uint8 BGR [H, W, 3], matrix [3, 3], offset [3] (+ LUT volume) -> uint8 BGR [H, W, 3].
+
+    Without a LUT the matrix and offset come pre-scaled to 0..255 (plus 0.5 for rounding); with one, to
+    GridSample's -1..1 grid range.
+    """
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+
+    def const(name: str, value: Any, dtype: Any = np.float32) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(kind: str, inputs: list[str], out: str, **attrs: Any) -> str:
+        nodes.append(helper.make_node(kind, inputs, [out], **attrs))
+        return out
+
+    x = op("Cast", ["image"], "x", to=TensorProto.FLOAT)
+    y = op("Add", [op("MatMul", [x, "matrix"], "xm"), "offset"], "y")
+    if with_lut:
+        grid_range = op("Clip", [y, const("m1", -1.0), const("p1", 1.0)], "yc")
+        shape = op("Shape", ["image"], "shape")
+        hw = op("Slice", [shape, const("s0", [0], np.int64), const("s2", [2], np.int64)], "hw")
+        grid_shape = op("Concat", [const("one_one", [1, 1], np.int64), hw, const("three", [3], np.int64)],
+                        "grid_shape", axis=0)
+        grid = op("Reshape", [grid_range, grid_shape], "grid")
+        sampled = op("GridSample", ["lut", grid], "sampled", mode="linear", align_corners=1, padding_mode="border")
+        chw = op("Reshape", [sampled, op("Concat", [const("three_b", [3], np.int64), hw], "chw_shape", axis=0)],
+                 "chw")
+        y = op("Transpose", [chw], "graded", perm=[1, 2, 0])
+    y = op("Clip", [y, const("zero", 0.0), const("max8", 255.0)], "yc8")
+    op("Cast", [y], "output", to=TensorProto.UINT8)
+    inputs = [helper.make_tensor_value_info("image", TensorProto.UINT8, ["height", "width", 3]),
+              helper.make_tensor_value_info("matrix", TensorProto.FLOAT, [3, 3]),
+              helper.make_tensor_value_info("offset", TensorProto.FLOAT, [3])]
+    if with_lut:
+        inputs.append(helper.make_tensor_value_info("lut", TensorProto.FLOAT, [1, 3, "n", "n", "n"]))
+    graph = helper.make_graph(nodes, "livefuse_colour_lut" if with_lut else "livefuse_colour", inputs,
+                              [helper.make_tensor_value_info("output", TensorProto.UINT8, ["height", "width", 3])],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="livefuse")
+    model.ir_version = 9
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def graph_inputs(params: dict[str, Any], with_lut: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Matrix and offset for uint8 pixel rows, scaled for the graph's output range (see build_graph)."""
+    matrix, offset = affine(params)
+    if with_lut:  # 0..255 in -> -1..1 grid
+        return (matrix * (2.0 / 255.0)).astype(np.float32), (offset * 2.0 - 1.0).astype(np.float32)
+    return matrix, (offset * 255.0 + 0.5).astype(np.float32)  # 0..255 in -> 0..255 out, rounded by Cast
+
+
+class ColourStage:
+    """Grades every frame with the colour graph."""
+
+    name = "colour"
+
+    def __init__(self, params: dict[str, Any], context: StageContext) -> None:
+        self.params = dict(params)
+        self.engine = context.engine
+        self.preset_dir = Path(context.preset_dir) if context.preset_dir is not None else None
+        self._lut_path: Path | None = None
+        self._cube: np.ndarray | None = None
+        self._lut: np.ndarray | None = None
+        self._sessions: dict[bool, Any] = {}
+        self.update({})
+
+    def _session(self, with_lut: bool) -> Any:
+        if with_lut not in self._sessions:
+            self._sessions[with_lut] = self.engine.session(build_graph(with_lut))
+        return self._sessions[with_lut]
+
+    def update(self, params: dict[str, Any]) -> None:
+        merged = {**self.params, **params}
+        if merged["lut"]:
+            path = Path(merged["lut"]).expanduser()
+            if not path.is_absolute() and self.preset_dir is not None:
+                path = self.preset_dir / path
+            if path != self._lut_path:
+                if not path.is_file():
+                    raise PresetError(f"colour stage: lut = {merged['lut']!r}: no such file ({path}); give a .cube "
+                                      f"file, relative to the preset")
+                self._cube, self._lut_path = load_cube(path), path
+        else:
+            self._cube, self._lut_path = None, None
+        self.params = merged
+        with_lut = self._cube is not None and merged["lut_strength"] > 0
+        self._lut = lut_volume(self._cube, merged["lut_strength"]) if with_lut and self._cube is not None else None
+        self._matrix, self._offset = graph_inputs(merged, with_lut)
+        self._session(with_lut)
+
+    def process(self, frame: Frame) -> None:
+        feeds = {"image": np.ascontiguousarray(frame.image), "matrix": self._matrix, "offset": self._offset}
+        if self._lut is not None:
+            feeds["lut"] = self._lut
+        out = self._session(self._lut is not None).run(feeds)["output"]
+        frame.image = np.array(out, copy=True)  # engine outputs are reused two runs later
+
+    def close(self) -> None:
+        self._sessions.clear()
+
+
+SPEC = register(StageSpec(
+    type="colour",
+    summary="Colour grade: brightness, contrast, saturation, temperature and a .cube 3D LUT (an ONNX graph on "
+            "the engine)",
+    params=(
+        Param("brightness", float, 0.0, "-1 (darker) to 1 (brighter)", min=-1.0, max=1.0),
+        Param("contrast", float, 1.0, "1 unchanged; 0 flat grey to 2", min=0.0, max=2.0),
+        Param("saturation", float, 1.0, "1 unchanged; 0 black and white to 2", min=0.0, max=2.0),
+        Param("temperature", float, 0.0, "-1 (cooler, bluer) to 1 (warmer, redder)", min=-1.0, max=1.0),
+        Param("lut", str, "", ".cube 3D LUT file, relative to the preset (empty: none)"),
+        Param("lut_strength", float, 1.0, "how much of the LUT to apply, 0 to 1", min=0.0, max=1.0),
+    ),
+    factory=ColourStage,
+))

@@ -1,0 +1,204 @@
+"""The JSON control API: status, preset switching, live parameters, the face-swap source image.
+
+Every change applies to the daemon's pipeline and to each camera peer's, so
+whatever the page shows follows the picker. Bad input is answered 4xx with a
+message that says what is wrong; it never reaches a stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import cv2
+import numpy as np
+from aiohttp import BodyPartReader, web
+
+from livefuse.errors import UserError
+from livefuse.presets import Preset, available_presets
+from livefuse.runtime import Runtime
+from livefuse.stages.base import Param
+from livefuse.web.signalling import BadOffer, PeerLimit, Peers
+
+log = logging.getLogger("livefuse.web")
+
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+TOO_LARGE = f"image too large: at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MB"
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/bmp"})
+
+
+def param_spec(param: Param) -> dict[str, Any]:
+    """A parameter as the page needs it to draw a control."""
+    return {"name": param.name, "type": param.type.__name__, "default": param.default, "help": param.help,
+            "min": param.min, "max": param.max, "choices": list(param.choices) if param.choices else None,
+            "live": param.live}
+
+
+def describe_preset(preset: Preset) -> dict[str, Any]:
+    return {"name": preset.name, "description": preset.description,
+            "stages": [{"type": c.type, "label": c.label, "params": c.params,
+                        "specs": [param_spec(p) for p in c.spec.params]} for c in preset.stages]}
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body, or a 400 saying why not."""
+    try:
+        body = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise web.HTTPBadRequest(text=_error(f"malformed JSON: {exc}"), content_type="application/json") from exc
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=_error("expected a JSON object"), content_type="application/json")
+    return body
+
+
+def _error(message: str) -> str:
+    return json.dumps({"error": message})
+
+
+def bad_request(message: str, status: int = 400) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class Api:
+    """Handlers bound to one daemon's runtime and peers."""
+
+    def __init__(self, runtime: Runtime, peers: Peers) -> None:
+        self.runtime = runtime
+        self.peers = peers
+        self.source_face: np.ndarray | None = None
+        self._switching = asyncio.Lock()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/status", self.status),
+            web.get("/api/preset", self.get_preset),
+            web.put("/api/preset", self.put_preset),
+            web.patch("/api/preset/params", self.patch_params),
+            web.post("/api/source-face", self.post_source_face),
+            web.post("/api/offer", self.post_offer),
+            web.delete("/api/peers/{peer}", self.delete_peer),
+            web.get("/healthz", self.healthz),
+        ]
+
+    def runtimes(self) -> list[Runtime]:
+        return [self.runtime, *self.peers.camera_runtimes()]
+
+    async def status(self, request: web.Request) -> web.Response:
+        body = self.runtime.status()
+        body["preset_info"] = describe_preset(self.runtime.preset)
+        body["presets"] = list(available_presets())
+        body["peers"] = [peer.describe() for peer in self.peers.peers.values()]
+        body["max_peers"] = self.peers.max_peers
+        return web.json_response(body)
+
+    async def get_preset(self, request: web.Request) -> web.Response:
+        return web.json_response(describe_preset(self.runtime.preset))
+
+    async def put_preset(self, request: web.Request) -> web.Response:
+        body = await read_json(request)
+        name = body.get("name")
+        if not isinstance(name, str) or not name:
+            return bad_request('expected {"name": "<preset name>"}')
+        if name not in available_presets():
+            return bad_request(f"unknown preset {name!r}; available: {', '.join(available_presets())}", 404)
+        async with self._switching:
+            try:
+                await self.runtime.switch_preset(name)
+                for peer_runtime in self.peers.camera_runtimes():
+                    await peer_runtime.switch_preset(name)
+            except UserError as exc:
+                return bad_request(str(exc))
+            if self.source_face is not None:
+                await self._apply_source_face(self.source_face)
+        log.info("preset switched to %s", name)
+        return web.json_response(describe_preset(self.runtime.preset))
+
+    async def patch_params(self, request: web.Request) -> web.Response:
+        body = await read_json(request)
+        stage, params = body.get("stage"), body.get("params")
+        if not isinstance(stage, str) or not isinstance(params, dict):
+            return bad_request('expected {"stage": "<label>", "params": {"<name>": <value>, ...}}')
+        try:
+            updated = self.runtime.update_params(stage, params)
+        except UserError as exc:
+            return bad_request(str(exc))
+        except KeyError as exc:
+            return bad_request(str(exc.args[0]))
+        for peer_runtime in self.peers.camera_runtimes():
+            try:
+                peer_runtime.update_params(stage, params)
+            except (UserError, KeyError):  # a peer still building another preset; it gets it on the next switch
+                log.debug("peer runtime skipped a parameter update", exc_info=True)
+        return web.json_response({"stage": stage, "params": updated})
+
+    async def post_source_face(self, request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > MAX_UPLOAD_BYTES:
+            return bad_request(TOO_LARGE, 413)
+        data, content_type = await self._read_upload(request)
+        if content_type not in IMAGE_TYPES:
+            return bad_request(f"unsupported type {content_type!r}; send one of {', '.join(sorted(IMAGE_TYPES))}",
+                               415)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        if image is None:
+            return bad_request("the upload does not decode as an image")
+        self.source_face = image
+        applied = await self._apply_source_face(image)
+        return web.json_response({"width": image.shape[1], "height": image.shape[0], "applied_to": applied})
+
+    async def _read_upload(self, request: web.Request) -> tuple[bytes, str]:
+        """The image bytes and their declared type: a multipart `image` field or a raw body, size-capped."""
+        if not request.content_type.startswith("multipart/"):
+            return await request.read(), request.content_type  # capped by the app's client_max_size (413)
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader) or part.name != "image":
+                continue
+            data = bytearray()
+            while chunk := await part.read_chunk(64 * 1024):
+                data += chunk
+                if len(data) > MAX_UPLOAD_BYTES:
+                    raise web.HTTPRequestEntityTooLarge(max_size=MAX_UPLOAD_BYTES, actual_size=len(data),
+                                                        text=_error(TOO_LARGE), content_type="application/json")
+            return bytes(data), part.headers.get("Content-Type", "")
+        raise web.HTTPBadRequest(text=_error("no 'image' field in the form"), content_type="application/json")
+
+    async def _apply_source_face(self, image: np.ndarray) -> list[str]:
+        """Hand the image to every stage that swaps faces (off the loop: it may run a model)."""
+        applied: list[str] = []
+        loop = asyncio.get_running_loop()
+        for runtime in self.runtimes():
+            for label, stage in runtime.pipeline.chain.stages:
+                setter = getattr(stage, "set_source_face", None)
+                if callable(setter):
+                    try:
+                        await loop.run_in_executor(None, setter, image)
+                    except UserError as exc:
+                        raise web.HTTPBadRequest(text=_error(str(exc)), content_type="application/json") from exc
+                    applied.append(label)
+        return applied
+
+    async def post_offer(self, request: web.Request) -> web.Response:
+        body = await read_json(request)
+        sdp, kind, mode = body.get("sdp"), body.get("type", "offer"), body.get("mode", "preview")
+        if not isinstance(sdp, str) or not isinstance(kind, str) or not isinstance(mode, str):
+            return bad_request('expected {"sdp": "...", "type": "offer", "mode": "preview" | "camera"}')
+        try:
+            peer, answer = await self.peers.answer(sdp, kind, mode)
+        except BadOffer as exc:
+            return bad_request(str(exc))
+        except PeerLimit as exc:
+            return bad_request(str(exc), 503)
+        except UserError as exc:  # the preset could not be built for this peer
+            return bad_request(str(exc), 500)
+        return web.json_response({"sdp": answer.sdp, "type": answer.type, "peer": peer.id})
+
+    async def delete_peer(self, request: web.Request) -> web.Response:
+        if not await self.peers.close(request.match_info["peer"]):
+            return bad_request("no such peer", 404)
+        return web.json_response({"closed": request.match_info["peer"]})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        stats = self.runtime.pipeline.stats
+        return web.json_response({"ok": True, "frames_in": stats.frames_in, "frames_out": stats.frames_out})

@@ -1,0 +1,86 @@
+"""Who may use the web server: anyone on loopback, only token holders when it is exposed.
+
+The token is accepted as `Authorization: Bearer <token>`, as a cookie (set when
+the page is opened with `?token=`, so the page's own requests carry it), or as
+`?token=` on any request. `/healthz` stays open for liveness probes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+COOKIE = "livefuse_token"
+OPEN_PATHS = frozenset({"/healthz"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_token(host: str, token: str | None) -> str | None:
+    """The token to require: the given one, a fresh one when exposed without one, or None on loopback."""
+    if token:
+        return token
+    return None if is_loopback(host) else secrets.token_urlsafe(24)
+
+
+def _presented(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[len("Bearer "):].strip()
+    return request.query.get("token") or request.cookies.get(COOKIE)
+
+
+def token_middleware(token: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Rejects requests without the token (401); remembers a `?token=` in a cookie for the page."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in OPEN_PATHS:
+            return await handler(request)
+        given = _presented(request)
+        if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+            return web.json_response({"error": "a valid token is required (Authorization: Bearer TOKEN, "
+                                      "or open the page with ?token=TOKEN)"}, status=401,
+                                     headers={"WWW-Authenticate": "Bearer"})
+        response = await handler(request)
+        if request.query.get("token") and not response.prepared:
+            response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
+        return response
+
+    return check
+
+
+def trusted_origin_middleware(bind_host: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Refuses what another web site could make a visitor's browser send (403).
+
+    No CORS headers are ever sent, so pages elsewhere cannot read responses; this
+    also stops them *changing* things: a request with a foreign Origin that is not
+    a plain read, and, on loopback, any Host that is not a loopback name (DNS rebinding).
+    """
+    loopback = is_loopback(bind_host)
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if loopback and not is_loopback(urlsplit(f"//{request.host}").hostname or ""):
+            return web.json_response({"error": f"host {request.host!r} not allowed"}, status=403)
+        origin = request.headers.get("Origin")
+        if origin and request.method not in ("GET", "HEAD") and urlsplit(origin).netloc != request.host:
+            return web.json_response({"error": f"requests from {origin} are not allowed"}, status=403)
+        return await handler(request)
+
+    return check

@@ -1,0 +1,96 @@
+"""Prometheus metrics for one server, in its own registry.
+
+Counters and gauges are read from `PipelineStats` when scraped, so they cost
+nothing per frame. Latency histograms are fed from each emitted frame (a
+`pipeline.frame_listeners` callback): one `observe` per stage plus one for the
+frame, on the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from livefuse.frame import Frame
+from livefuse.stats import PipelineStats
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.033, 0.05, 0.1, 0.25, 1.0)
+FRAME_BUCKETS = (0.005, 0.01, 0.02, 0.033, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+
+
+class _StatsCollector(Collector):
+    """Reads the pipeline's counters at scrape time."""
+
+    def __init__(self, stats: Callable[[], PipelineStats], engine: Callable[[], Any],
+                 peers: Callable[[], int]) -> None:
+        self._stats = stats
+        self._engine = engine
+        self._peers = peers
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        yield CounterMetricFamily("livefuse_frames_in", "Frames captured from the source.", value=stats.frames_in)
+        yield CounterMetricFamily("livefuse_frames_processed", "Frames run through the filter chain.",
+                                  value=stats.frames_processed)
+        yield CounterMetricFamily("livefuse_frames_out", "Frames written by the primary output.",
+                                  value=stats.frames_out)
+        yield CounterMetricFamily("livefuse_frames_dropped", "Captured frames skipped because the chain was busy.",
+                                  value=stats.dropped)
+        errors = CounterMetricFamily("livefuse_stage_errors", "Frames a stage failed on (passed through).",
+                                     labels=["stage"])
+        for stage, count in stats.stage_errors.items():
+            errors.add_metric([stage], count)
+        yield errors
+        outputs = CounterMetricFamily("livefuse_output_frames", "Frames each output wrote.", labels=["output"])
+        out_dropped = CounterMetricFamily("livefuse_output_dropped", "Frames an output skipped (too slow).",
+                                          labels=["output"])
+        out_errors = CounterMetricFamily("livefuse_output_errors", "Write errors per output.", labels=["output"])
+        for name, out in stats.outputs.items():
+            outputs.add_metric([name], out.frames)
+            out_dropped.add_metric([name], out.dropped)
+            out_errors.add_metric([name], out.errors)
+        yield from (outputs, out_dropped, out_errors)
+        yield GaugeMetricFamily("livefuse_fps", "Output frame rate so far.", value=stats.fps)
+        engine = self._engine()
+        provider = str(getattr(engine, "provider", stats.provider))
+        yield InfoMetricFamily("livefuse_provider", "The active execution provider.", value={"provider": provider})
+        copies = getattr(engine, "copies", None)
+        totals = dict(copies()) if callable(copies) else dict(stats.copies)
+        per_frame = GaugeMetricFamily("livefuse_copies_per_frame", "Host/device copies per processed frame.",
+                                      labels=["direction"])
+        for direction, total in totals.items():
+            per_frame.add_metric([direction], total / max(stats.frames_processed, 1))
+        yield per_frame
+        yield GaugeMetricFamily("livefuse_webrtc_peers", "Connected WebRTC peers.", value=self._peers())
+
+
+class Metrics:
+    """A server's registry: pipeline counters plus per-frame latency histograms."""
+
+    def __init__(self, stats: Callable[[], PipelineStats], engine: Callable[[], Any],
+                 peers: Callable[[], int] = lambda: 0) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_StatsCollector(stats, engine, peers))
+        self._stage = Histogram("livefuse_stage_seconds", "Time each stage took per frame.", ["stage"],
+                                registry=self.registry, buckets=STAGE_BUCKETS)
+        self._frame = Histogram("livefuse_frame_latency_seconds", "Capture to processed (emitted), per frame.",
+                                registry=self.registry, buckets=FRAME_BUCKETS)
+        self._stage_children: dict[str, Any] = {}
+
+    def on_frame(self, frame: Frame) -> None:
+        """A `pipeline.frame_listeners` callback."""
+        self._frame.observe((time.monotonic_ns() - frame.capture_ns) / 1e9)
+        for label, elapsed_ns in frame.stage_ns.items():
+            child = self._stage_children.get(label)
+            if child is None:
+                child = self._stage_children[label] = self._stage.labels(label)
+            child.observe(elapsed_ns / 1e9)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,85 @@
+"""The aiohttp application: the preview page, the control API, signalling and /metrics.
+
+`WebServer` ties one daemon's runtime to an HTTP server on `host:port`; the
+`PreviewSink` starts it when the pipeline is ready and stops it with the pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from livefuse.errors import OutputError
+from livefuse.runtime import Runtime
+from livefuse.web.api import MAX_UPLOAD_BYTES, Api
+from livefuse.web.auth import token_middleware, trusted_origin_middleware
+from livefuse.web.metrics import CONTENT_TYPE, Metrics
+from livefuse.web.signalling import Peers
+from livefuse.web.tracks import LatestFrameTrack
+
+log = logging.getLogger("livefuse.web")
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+class WebServer:
+    """One daemon's web face; `start()` binds, `stop()` closes peers and the listener."""
+
+    def __init__(self, runtime: Runtime, preview: LatestFrameTrack, *, host: str, port: int,
+                 token: str | None, max_peers: int) -> None:
+        self.runtime = runtime
+        self.host = host
+        self.port = port
+        self.token = token
+        self.peers = Peers(preview, max_peers)
+        self.peers.runtime = runtime
+        self.metrics = Metrics(lambda: runtime.pipeline.stats, lambda: runtime.engine, lambda: len(self.peers.peers))
+        runtime.pipeline.frame_listeners.append(self.metrics.on_frame)
+        self.api = Api(runtime, self.peers)
+        self.app = self._make_app()
+        self._runner: web.AppRunner | None = None
+
+    def _make_app(self) -> web.Application:
+        middlewares = [trusted_origin_middleware(self.host)]
+        if self.token:
+            middlewares.append(token_middleware(self.token))
+        app = web.Application(middlewares=middlewares, client_max_size=MAX_UPLOAD_BYTES + 64 * 1024)
+        app.add_routes(self.api.routes())
+        app.add_routes([web.get("/", self.index), web.get("/metrics", self.prometheus),
+                        web.static("/static", STATIC)])
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def index(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        await self.peers.close_all()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise OutputError(f"preview: cannot listen on {self.host}:{self.port} ({exc.strerror}); "
+                              "pick another with --port or --host") from exc
+        if self.port == 0 and self._runner.addresses:  # an ephemeral port (tests): report the real one
+            self.port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,159 @@
+"""WebRTC peers: viewers of the daemon's stream, and browsers whose camera the daemon filters.
+
+- "preview": the peer receives the daemon's processed stream. It is produced once
+  and relayed (aiortc's MediaRelay, unbuffered: each viewer gets the newest frame),
+  so a viewer that leaves or stalls affects neither the others nor the pipeline.
+- "camera": the peer sends its camera; the daemon runs the active preset on it in a
+  pipeline of its own and sends the result back on the same connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamTrack
+
+from livefuse.pipeline import Pipeline
+from livefuse.presets import build_chain
+from livefuse.runtime import Runtime
+from livefuse.stages.base import StageContext
+from livefuse.web.tracks import LatestFrameTrack, TrackSink, TrackSource
+
+log = logging.getLogger("livefuse.web")
+
+MODES = ("preview", "camera")
+STOP_TIMEOUT_S = 5.0
+
+
+class PeerLimit(Exception):
+    """Too many peers are connected."""
+
+
+class BadOffer(ValueError):
+    """The offer cannot be answered (malformed SDP, or no video where one is needed)."""
+
+
+@dataclass
+class Peer:
+    id: str
+    mode: str
+    pc: RTCPeerConnection
+    incoming: MediaStreamTrack | None = None
+    outgoing: LatestFrameTrack | None = None
+    source: TrackSource | None = None
+    runtime: Runtime | None = None
+    task: asyncio.Task[Any] | None = None
+    closing: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"id": self.id, "mode": self.mode, "state": self.pc.connectionState}
+        if self.runtime is not None:
+            stats = self.runtime.pipeline.stats
+            info.update(preset=self.runtime.preset.name, fps=round(stats.fps, 2), dropped=stats.dropped,
+                        frames_in=stats.frames_in, frames_out=stats.frames_out,
+                        latency_ms=stats.latency.summary())
+        return info
+
+
+class Peers:
+    """Answers offers and owns every peer connection, up to `max_peers` at once."""
+
+    def __init__(self, preview: LatestFrameTrack, max_peers: int) -> None:
+        self.preview = preview
+        self.max_peers = max_peers
+        self.runtime: Runtime | None = None  # the daemon's; camera peers copy its preset
+        self.relay = MediaRelay()
+        self.peers: dict[str, Peer] = {}
+
+    def camera_runtimes(self) -> list[Runtime]:
+        return [p.runtime for p in self.peers.values() if p.runtime is not None]
+
+    async def answer(self, sdp: str, kind: str, mode: str) -> tuple[Peer, RTCSessionDescription]:
+        """Accept an offer; returns the peer and the answer. Raises BadOffer, PeerLimit."""
+        if mode not in MODES:
+            raise BadOffer(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+        if kind != "offer":
+            raise BadOffer(f"expected an SDP offer, got type {kind!r}")
+        if len(self.peers) >= self.max_peers:
+            raise PeerLimit(f"{len(self.peers)} peers are connected, the limit (--max-peers) is {self.max_peers}")
+        peer = Peer(secrets.token_hex(8), mode, RTCPeerConnection(RTCConfiguration(iceServers=[])))
+        self.peers[peer.id] = peer
+        self._watch(peer)
+        try:
+            await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            if mode == "preview":
+                peer.pc.addTrack(self.relay.subscribe(self.preview, buffered=False))
+            elif peer.incoming is None:
+                raise BadOffer("camera mode needs a video track in the offer")
+            else:
+                await self._start_pipeline(peer)
+            await peer.pc.setLocalDescription(await peer.pc.createAnswer())
+        except Exception as exc:
+            await self.close(peer.id)
+            if isinstance(exc, BadOffer) or not isinstance(exc, (ValueError, KeyError, IndexError, TypeError)):
+                raise
+            raise BadOffer(f"malformed offer: {exc}") from exc
+        log.info("webrtc %s peer %s connected (%d peers)", mode, peer.id, len(self.peers))
+        return peer, peer.pc.localDescription
+
+    def _watch(self, peer: Peer) -> None:
+        pc = peer.pc
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video" and peer.mode == "camera" and peer.incoming is None:
+                peer.incoming = track
+                peer.outgoing = LatestFrameTrack(asyncio.get_running_loop())
+                pc.addTrack(peer.outgoing)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.close(peer.id)
+
+    async def _start_pipeline(self, peer: Peer) -> None:
+        """Build the active preset anew for this peer and run it between its two tracks."""
+        assert self.runtime is not None and peer.incoming is not None and peer.outgoing is not None
+        main = self.runtime
+        preset = copy.deepcopy(main.preset)  # with the live parameter values the daemon has now
+        context = StageContext(engine=main.engine, size=main.context.size, fps=main.context.fps,
+                               preset_dir=preset.path.parent)
+        loop = asyncio.get_running_loop()
+        chain = await loop.run_in_executor(None, build_chain, preset, context)
+        peer.source = TrackSource(peer.incoming, context.size, context.fps)
+        pipeline = Pipeline(peer.source, chain, [TrackSink(peer.outgoing)], fps=context.fps, engine=main.engine)
+        pipeline.stats.provider = main.pipeline.stats.provider
+        peer.runtime = Runtime(pipeline, preset, context, main.engine, settings={"source": "webrtc"})
+        peer.source.start()
+        peer.task = asyncio.create_task(pipeline.run())
+
+    async def close(self, peer_id: str) -> bool:
+        """Stop a peer's pipeline and connection; False when there is no such peer."""
+        peer = self.peers.get(peer_id)
+        if peer is None or peer.closing:
+            return peer is not None
+        peer.closing = True
+        if peer.runtime is not None and peer.task is not None:
+            peer.runtime.pipeline.stop()
+            if peer.source is not None:
+                peer.source.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(peer.task), STOP_TIMEOUT_S)
+            await asyncio.get_running_loop().run_in_executor(None, peer.runtime.pipeline.chain.close)
+        if peer.outgoing is not None:
+            peer.outgoing.stop()
+        await peer.pc.close()
+        self.peers.pop(peer_id, None)
+        log.info("webrtc peer %s left (%d peers)", peer.id, len(self.peers))
+        return True
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(self.close(pid) for pid in list(self.peers)), return_exceptions=True)

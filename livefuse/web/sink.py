@@ -1,0 +1,89 @@
+"""The `preview` output: processed frames to browsers over WebRTC, with the control API beside them.
+
+`write()` (on the output's own thread) hands the newest frame to one outgoing
+track; the server relays that track to every viewer, so the stream is computed
+and converted once however many watch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from livefuse.frame import Frame
+from livefuse.runtime import Runtime
+from livefuse.web.auth import is_loopback, resolve_token
+from livefuse.web.server import WebServer
+from livefuse.web.tracks import LatestFrameTrack
+
+log = logging.getLogger("livefuse.web")
+
+DEFAULT_MAX_PEERS = 16
+STOP_TIMEOUT_S = 10.0
+
+
+class PreviewSink:
+    """Serves the preview page, signalling and API on host:port once attached to a runtime."""
+
+    repeat_when_idle = True
+
+    def __init__(self, size: tuple[int, int], fps: float, *, host: str = "127.0.0.1", port: int = 8080,
+                 token: str | None = None, max_peers: int = DEFAULT_MAX_PEERS) -> None:
+        self.name = "preview"
+        self.size = size
+        self.fps = fps
+        self.host = host
+        self.port = port
+        self.token = resolve_token(host, token)
+        self.max_peers = max_peers
+        self.track: LatestFrameTrack | None = None
+        self.server: WebServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def attach(self, runtime: Runtime) -> None:
+        """Start the web server on the running loop (called once the pipeline exists)."""
+        self._loop = asyncio.get_running_loop()
+        self.track = LatestFrameTrack(self._loop)
+        self.server = WebServer(runtime, self.track, host=self.host, port=self.port, token=self.token,
+                                max_peers=self.max_peers)
+        await self.server.start()
+        self.port = self.server.port
+        url = self.server.url
+        log.info("preview at %s", url if not self.token else f"{url}?token={self.token}")
+        if self.token and not is_loopback(self.host):
+            # printed, not only logged, so that it is seen whatever the log format or level
+            print(f"livefuse: preview and API token: {self.token}  (open {url}?token={self.token})",
+                  file=sys.stderr, flush=True)
+
+    @property
+    def url(self) -> str:
+        return self.server.url if self.server else f"http://{self.host}:{self.port}/"
+
+    def write(self, frame: Frame) -> None:
+        if self.track is not None:
+            self.track.put(frame.image, frame.capture_ns)
+
+    def close(self) -> None:
+        """Stop the server (from the output's thread at the end of a run, or from the loop)."""
+        server, self.server = self.server, None
+        if self._loop is None or self._loop.is_closed():
+            return
+        if self.track is not None:
+            self._loop.call_soon_threadsafe(self.track.stop)
+        if server is None:
+            return
+        if self._on_loop():
+            self._loop.create_task(server.stop())
+            return
+        future = asyncio.run_coroutine_threadsafe(server.stop(), self._loop)
+        try:
+            future.result(STOP_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - closing must not fail the run
+            log.warning("preview server did not stop cleanly: %s", exc)
+
+    def _on_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False

@@ -1,0 +1,247 @@
+// livefuse preview page: WebRTC to the daemon, preset and parameter controls, stats, snapshots.
+// Plain script, no build step. `window.livefuse` exposes counters for tests and curious users.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const video = $("video");
+const params = new URLSearchParams(location.search);
+
+const lf = (window.livefuse = {
+  mode: null, state: "idle", peer: null, error: null, status: null,
+  frames: 0,          // video frames presented since the current connection started
+  times: [],          // performance.now() of the last frames presented (for rate and gaps)
+  fps(windowMs = 2000) {
+    const now = performance.now();
+    const recent = this.times.filter((t) => now - t <= windowMs);
+    return recent.length > 1 ? ((recent.length - 1) * 1000) / (recent[recent.length - 1] - recent[0]) : 0;
+  },
+  maxGapMs(sinceMs) {
+    const ts = this.times.filter((t) => t >= sinceMs);
+    let gap = 0;
+    for (let i = 1; i < ts.length; i++) gap = Math.max(gap, ts[i] - ts[i - 1]);
+    return gap;
+  },
+  grab(type = "image/png") { return grabFrame().toDataURL(type); },
+});
+
+let pc = null;
+let camera = null;
+let statusTimer = null;
+
+function showMessage(text) {
+  $("message").textContent = text || "";
+  $("message").hidden = !text;
+  lf.error = text || null;
+}
+
+async function api(method, path, body) {
+  const init = { method, headers: {}, credentials: "same-origin" };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.error || `${method} ${path}: HTTP ${response.status}`);
+  return data;
+}
+
+// -- frames ----------------------------------------------------------------------------------------
+
+function onFrame() {
+  lf.frames += 1;
+  lf.times.push(performance.now());
+  if (lf.times.length > 600) lf.times.splice(0, lf.times.length - 600);
+  video.requestVideoFrameCallback(onFrame);
+}
+video.requestVideoFrameCallback(onFrame);
+
+function grabFrame() {
+  const canvas = $("grab");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  return canvas;
+}
+
+// -- WebRTC ------------------------------------------------------------------------------------------
+
+function waitForIce(conn) {
+  if (conn.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const check = () => {
+      if (conn.iceGatheringState === "complete") {
+        conn.removeEventListener("icegatheringstatechange", check);
+        resolve();
+      }
+    };
+    conn.addEventListener("icegatheringstatechange", check);
+    setTimeout(resolve, 3000); // send what we have; host candidates come first
+  });
+}
+
+async function disconnect() {
+  if (lf.peer) api("DELETE", `/api/peers/${lf.peer}`).catch(() => {});
+  if (pc) pc.close();
+  if (camera) camera.getTracks().forEach((t) => t.stop());
+  pc = camera = null;
+  lf.peer = null;
+  lf.state = "idle";
+}
+
+async function connect(mode) {
+  await disconnect();
+  showMessage("");
+  lf.mode = mode;
+  lf.state = "connecting";
+  lf.frames = 0;
+  lf.times = [];
+  const conn = (pc = new RTCPeerConnection());
+  conn.addEventListener("track", (event) => { video.srcObject = new MediaStream([event.track]); });
+  conn.addEventListener("connectionstatechange", () => { lf.state = conn.connectionState; });
+  try {
+    if (mode === "camera") {
+      const size = (lf.status && lf.status.size) || [640, 360];
+      camera = await navigator.mediaDevices.getUserMedia({
+        audio: false, video: { width: { ideal: size[0] }, height: { ideal: size[1] } },
+      });
+      camera.getVideoTracks().forEach((track) => conn.addTrack(track, camera));
+    } else {
+      conn.addTransceiver("video", { direction: "recvonly" });
+    }
+    await conn.setLocalDescription(await conn.createOffer());
+    await waitForIce(conn);
+    const answer = await api("POST", "/api/offer", { sdp: conn.localDescription.sdp, type: "offer", mode });
+    lf.peer = answer.peer;
+    await conn.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
+  } catch (err) {
+    lf.state = "failed";
+    showMessage(`Could not connect: ${err.message}`);
+  }
+}
+
+// -- presets and parameters -----------------------------------------------------------------------
+
+function renderPresets(status) {
+  const select = $("preset");
+  const names = status.presets.join("\n");
+  if (select.dataset.names !== names) {
+    select.replaceChildren(...status.presets.map((n) => new Option(n, n)));
+    select.dataset.names = names;
+  }
+  if (document.activeElement !== select) select.value = status.preset;
+}
+
+function control(stage, spec, value) {
+  const row = document.createElement("label");
+  row.className = "param";
+  row.title = spec.help || "";
+  row.append(spec.name);
+  let input;
+  const out = document.createElement("output");
+  if (spec.choices) {
+    input = document.createElement("select");
+    spec.choices.forEach((c) => input.add(new Option(String(c), JSON.stringify(c))));
+    input.value = JSON.stringify(value);
+  } else if (spec.type === "bool") {
+    input = Object.assign(document.createElement("input"), { type: "checkbox", checked: !!value });
+  } else if ((spec.type === "float" || spec.type === "int") && spec.min !== null && spec.max !== null) {
+    input = Object.assign(document.createElement("input"), {
+      type: "range", min: spec.min, max: spec.max, step: spec.type === "int" ? 1 : (spec.max - spec.min) / 100,
+      value,
+    });
+    out.textContent = value;
+  } else if (spec.type === "float" || spec.type === "int") {
+    input = Object.assign(document.createElement("input"), { type: "number", value, step: "any" });
+  } else {
+    input = Object.assign(document.createElement("input"), { type: "text", value: String(value ?? "") });
+  }
+  input.name = `${stage}.${spec.name}`;
+  let timer = null;
+  input.addEventListener("input", () => {
+    let v;
+    if (spec.choices) v = JSON.parse(input.value);
+    else if (spec.type === "bool") v = input.checked;
+    else if (spec.type === "int") v = parseInt(input.value, 10);
+    else if (spec.type === "float") v = parseFloat(input.value);
+    else if (spec.type === "list") { try { v = JSON.parse(input.value); } catch { return; } }
+    else v = input.value;
+    out.textContent = input.type === "range" ? v : "";
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      api("PATCH", "/api/preset/params", { stage, params: { [spec.name]: v } })
+        .then(() => showMessage(""), (err) => showMessage(err.message));
+    }, 60);
+  });
+  row.append(input, out);
+  return row;
+}
+
+function renderParams(info) {
+  const form = $("params");
+  const key = JSON.stringify(info.stages.map((s) => [s.label, s.specs.map((p) => p.name)])) + info.name;
+  if (form.dataset.key === key) return; // keep the controls the user is touching
+  form.dataset.key = key;
+  const sets = info.stages.map((stage) => {
+    const set = document.createElement("fieldset");
+    set.append(Object.assign(document.createElement("legend"), { textContent: stage.label }));
+    stage.specs.filter((s) => s.live).forEach((spec) => set.append(control(stage.label, spec, stage.params[spec.name])));
+    return set;
+  });
+  form.replaceChildren(...(sets.length ? sets : [document.createTextNode("This preset has no parameters.")]));
+}
+
+function renderStats(status) {
+  const mine = status.peers.find((p) => p.id === lf.peer && p.mode === "camera");
+  const stats = mine || { fps: status.stats.fps, latency_ms: status.stats.latency_ms, dropped: status.stats.dropped };
+  $("stat-fps").textContent = Number(stats.fps).toFixed(1);
+  $("stat-latency").textContent = `${Number(stats.latency_ms.p50).toFixed(1)} ms`;
+  $("stat-dropped").textContent = stats.dropped;
+  $("stat-provider").textContent = status.provider;
+  $("stat-received").textContent = `${lf.fps().toFixed(1)} fps`;
+}
+
+async function refresh() {
+  try {
+    const status = (lf.status = await api("GET", "/api/status"));
+    renderPresets(status);
+    renderParams(status.preset_info);
+    renderStats(status);
+  } catch (err) {
+    showMessage(err.message);
+  }
+}
+
+// -- wiring --------------------------------------------------------------------------------------------
+
+$("preset").addEventListener("change", async (event) => {
+  try {
+    await api("PUT", "/api/preset", { name: event.target.value });
+    showMessage("");
+  } catch (err) {
+    showMessage(err.message);
+  }
+  refresh();
+});
+
+$("snapshot").addEventListener("click", () => {
+  if (!video.videoWidth) return;
+  const url = grabFrame().toDataURL("image/png");
+  const link = Object.assign(document.createElement("a"), { href: url, download: `livefuse-${Date.now()}.png` });
+  link.append(Object.assign(document.createElement("img"), { src: url, alt: "snapshot" }));
+  $("snapshots").prepend(link);
+  link.click();
+});
+
+document.querySelectorAll('input[name="mode"]').forEach((radio) => {
+  radio.addEventListener("change", () => { if (radio.checked) connect(radio.value); });
+});
+window.addEventListener("pagehide", () => { disconnect(); });
+
+(async () => {
+  await refresh();
+  statusTimer = setInterval(refresh, 1000);
+  const mode = params.get("mode") === "camera" ? "camera" : "preview";
+  document.querySelector(`input[name="mode"][value="${mode}"]`).checked = true;
+  connect(mode);
+})();

@@ -1,0 +1,276 @@
+"""Face swap: paste-back geometry, the stage end to end through a preset and the pipeline, face selection,
+run-time source changes and the missing-model error. Uses ONNX stand-ins with the real models' I/O."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from livefuse.engine import Engine
+from livefuse.engine.registry import Registry
+from livefuse.errors import ModelError, UserError
+from livefuse.faces.align import invert_affine, warp_face
+from livefuse.faces.detect import StillFaceFinder
+from livefuse.faces.embedding import normalise
+from livefuse.faces.models import last_initializer
+from livefuse.faces.paste import box_mask, paste_back, paste_region
+from livefuse.frame import Face, Frame
+from livefuse.pipeline import Pipeline
+from livefuse.presets import PRESETS_DIR, build_chain, load_preset, parse_preset, validate_params
+from livefuse.sources.base import Pacer
+from livefuse.sources.demo import DemoSource, astronaut_bgr
+from livefuse.stages.base import StageContext
+from livefuse.stages.swap import SPEC, SwapStage
+import models_builder as mb
+
+SIZE = (640, 360)
+FPS = 30.0
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("models")
+    return {
+        "arcface": mb.save(mb.arcface(), d / "arcface_w600k_r50.onnx"),
+        "identity": mb.save(mb.inswapper("identity"), d / "inswapper_identity.onnx"),
+        "tint": mb.save(mb.inswapper("tint"), d / "inswapper_tint.onnx"),
+        "tint_fp16": mb.save(mb.inswapper("tint", fp16=True), d / "inswapper_tint_fp16.onnx"),
+    }
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    return Engine(provider="cpu", cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def finder(engine: Engine) -> StillFaceFinder:
+    return StillFaceFinder(engine)
+
+
+def make_stage(engine: Engine, models: dict[str, Path], swapper: str = "tint", **params: Any) -> SwapStage:
+    given = {"model": str(models[swapper]), "arcface_model": str(models["arcface"]), **params}
+    return SwapStage(validate_params(SPEC, given, "test"), StageContext(engine=engine, size=SIZE, fps=FPS))
+
+
+def test_paste_back_of_an_identity_swap_returns_the_input(engine: Engine, finder: StillFaceFinder) -> None:
+    """Warp to the 128 crop, paste straight back: exact outside the crop, close inside.
+
+    Measured on DemoSource frames at 640x360 (the face is ~1.3x upscaled into the crop): mean absolute
+    error ~0.7-0.8 grey levels and 99th percentile <= 5 where the mask is fully on; a face larger than
+    the crop (scale 0.7) loses detail (mean ~3, p99 ~30), which the test bounds separately.
+    """
+    mask = box_mask(128, 0.3)
+    for t in (0.0, 2.0):
+        image = DemoSource(SIZE, FPS, paced=False).render(t)
+        face = finder.largest(image)
+        assert face is not None
+        crop, matrix = warp_face(image, face.landmarks5, "arcface_128", 128)
+        out = image.copy()
+        x1, y1, x2, y2 = paste_back(out, crop, mask, matrix)
+        diff = np.abs(out.astype(np.int16) - image.astype(np.int16))
+        weight = cv2.warpAffine(mask, invert_affine(matrix), SIZE)
+        full = weight > 0.999
+        assert full.sum() > 2000
+        assert diff[full].mean() < 1.0, diff[full].mean()
+        assert np.percentile(diff[full], 99) <= 6
+        outside = np.ones(image.shape[:2], bool)
+        outside[y1:y2, x1:x2] = False
+        assert np.array_equal(out[outside], image[outside])
+        assert np.array_equal(out[weight == 0], image[weight == 0])
+
+
+def test_identity_swapper_stage_changes_little_and_only_inside(engine: Engine, models: dict[str, Path],
+                                                               finder: StillFaceFinder) -> None:
+    stage = make_stage(engine, models, "identity")
+    stage.set_source_face(astronaut_bgr())
+    image = DemoSource(SIZE, FPS, paced=False).render(0.0)
+    face = finder.largest(image)
+    assert face is not None
+    frame = Frame(0, 0, 0, image.copy(), faces=[face])
+    stage.process(frame)
+    diff = np.abs(frame.image.astype(np.int16) - image.astype(np.int16))
+    _, _, matrix = stage.swapper.swap(image, face.landmarks5, stage._latent)  # type: ignore[arg-type]
+    x1, y1, x2, y2 = paste_region(image.shape, 128, matrix)
+    assert diff[y1:y2, x1:x2].mean() < 1.5  # identity + colour matching of identical statistics
+    diff[y1:y2, x1:x2] = 0
+    assert diff.max() == 0
+
+
+def test_latent_is_the_embedding_through_emap_normalised(engine: Engine, models: dict[str, Path]) -> None:
+    stage = make_stage(engine, models, "tint_fp16")
+    emap = mb.emap_of(mb.inswapper("tint", fp16=True))
+    assert np.array_equal(last_initializer(stage.swapper.session), emap)
+    emb = np.random.default_rng(0).normal(size=512).astype(np.float32)
+    want = emb @ emap
+    assert np.allclose(stage.swapper.latent(emb), want / np.linalg.norm(want), atol=1e-6)
+
+
+def _preset(tmp_path: Path, models: dict[str, Path], source: Path, swapper: str = "tint") -> Path:
+    text = f'''
+name = "swap-test"
+[[stages]]
+type = "face"
+landmarks = true
+[[stages]]
+type = "swap"
+model = "{models[swapper]}"
+arcface_model = "{models['arcface']}"
+source_image = "{source.name}"
+'''
+    path = tmp_path / "swap-test.toml"
+    path.write_text(text)
+    return path
+
+
+class RenderSource:
+    """n DemoSource frames, frame seq -> render(seq / FPS), paced at 15 fps so few are dropped."""
+
+    def __init__(self, n: int) -> None:
+        self.demo = DemoSource(SIZE, FPS, paced=False)
+        self.description, self.size, self.fps = "demo", SIZE, FPS
+        self.n, self.i = n, 0
+        self.pacer = Pacer(15.0)
+
+    def read(self) -> np.ndarray | None:
+        if self.i >= self.n:
+            return None
+        self.pacer.wait()
+        self.i += 1
+        return self.demo.render((self.i - 1) / FPS)
+
+    def close(self) -> None:
+        pass
+
+
+def test_swap_stage_end_to_end_through_preset_and_pipeline(tmp_path: Path, engine: Engine, models: dict[str, Path],
+                                                           finder: StillFaceFinder, memory_sink: Any) -> None:
+    """face -> swap built from a preset, run by the Pipeline on DemoSource frames: the face changes, the rest
+    of the frame is byte-identical."""
+    source = tmp_path / "source.png"
+    cv2.imwrite(str(source), astronaut_bgr())
+    preset = load_preset(str(_preset(tmp_path, models, source)))
+    chain = build_chain(preset, StageContext(engine=engine, size=SIZE, fps=FPS, preset_dir=tmp_path))
+    sink = memory_sink()
+    asyncio.run(asyncio.wait_for(Pipeline(RenderSource(10), chain, [sink], fps=FPS).run(), 120))
+    chain.close()
+    assert len(sink.seqs) >= 3 and not chain.stats.stage_errors
+    demo = DemoSource(SIZE, FPS, paced=False)
+    for seq, out in zip(sink.seqs, sink.images, strict=True):
+        original = demo.render(seq / FPS)
+        face = finder.largest(original)
+        assert face is not None
+        _, matrix = warp_face(original, face.landmarks5, "arcface_128", 128)
+        x1, y1, x2, y2 = paste_region(original.shape, 128, matrix)
+        diff = np.abs(out.astype(np.int16) - original.astype(np.int16))
+        core = face.box.astype(int)
+        cx, cy = (core[0] + core[2]) // 2, (core[1] + core[3]) // 2
+        assert diff[cy - 10:cy + 10, cx - 10:cx + 10].mean() > 8  # the face itself was repainted
+        margin = 12  # the tracked (smoothed) face may sit a few px from a fresh detection
+        diff[max(0, y1 - margin):y2 + margin, max(0, x1 - margin):x2 + margin] = 0
+        assert diff.max() == 0
+
+
+def test_set_source_face_at_run_time_changes_the_result(engine: Engine, models: dict[str, Path],
+                                                        finder: StillFaceFinder) -> None:
+    stage = make_stage(engine, models, "tint")
+    image = DemoSource(SIZE, FPS, paced=False).render(0.5)
+    face = finder.largest(image)
+    assert face is not None
+    untouched = Frame(0, 0, 0, image.copy(), faces=[face])
+    stage.process(untouched)  # no source yet: passes through
+    assert np.array_equal(untouched.image, image)
+    outs = []
+    for source in (astronaut_bgr(), np.ascontiguousarray(astronaut_bgr()[:, :, ::-1])):
+        stage.set_source_face(source)
+        frame = Frame(0, 0, 0, image.copy(), faces=[face])
+        stage.process(frame)
+        outs.append(frame.image)
+    assert np.abs(outs[0].astype(np.int16) - outs[1].astype(np.int16)).mean() > 0.05
+    with pytest.raises(UserError, match="no face found"):
+        stage.set_source_face(np.full((300, 300, 3), 128, np.uint8))
+
+
+def _two_faces(finder: StillFaceFinder) -> tuple[np.ndarray, list[Face], np.ndarray]:
+    """A frame with a large astronaut (left) and a smaller, colour-swapped one (right), and that second look."""
+    photo = astronaut_bgr()
+    other = np.ascontiguousarray(photo[:, :, ::-1])
+    frame = np.full((420, 840, 3), 60, np.uint8)
+    frame[:420, :420] = cv2.resize(photo, (420, 420))
+    frame[60:360, 480:780] = cv2.resize(other, (300, 300))
+    faces = []
+    for x0, y0, side in ((0, 0, 420), (480, 60, 300)):  # detect on each photo: BlazeFace wants big faces
+        face = finder.largest(np.ascontiguousarray(frame[y0:y0 + side, x0:x0 + side]))
+        assert face is not None
+        shift = np.array([x0, y0], np.float32)
+        faces.append(Face(box=face.box + np.tile(shift, 2), score=face.score, landmarks5=face.landmarks5 + shift,
+                          track_id=len(faces) + 1))
+    return frame, faces, other
+
+
+def _changed(before: np.ndarray, after: np.ndarray, face: Face) -> bool:
+    x1, y1, x2, y2 = face.box.astype(int)
+    return bool(np.abs(after[y1:y2, x1:x2].astype(np.int16) - before[y1:y2, x1:x2].astype(np.int16)).mean() > 2)
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("all", (True, True)), ("largest", (True, False)),
+                                                 ("similar", (False, True))])
+def test_face_selection(tmp_path: Path, engine: Engine, models: dict[str, Path], finder: StillFaceFinder,
+                        mode: str, expected: tuple[bool, bool]) -> None:
+    image, faces, other = _two_faces(finder)
+    reference = tmp_path / "reference.png"
+    cv2.imwrite(str(reference), other)
+    stage = make_stage(engine, models, "tint", faces=mode, reference_image=str(reference), colour_match=False)
+    stage.set_source_face(astronaut_bgr())
+    frame = Frame(0, 0, 0, image.copy(), faces=list(faces))
+    stage.process(frame)
+    assert (_changed(image, frame.image, faces[0]), _changed(image, frame.image, faces[1])) == expected
+
+
+def test_similar_picks_by_cosine_and_respects_the_threshold(engine: Engine, models: dict[str, Path],
+                                                            finder: StillFaceFinder) -> None:
+    image, faces, other = _two_faces(finder)
+    stage = make_stage(engine, models, "tint", faces="similar", colour_match=False)
+    stage.set_source_face(astronaut_bgr())
+    frame = Frame(0, 0, 0, image.copy(), faces=list(faces))
+    stage.process(frame)  # no reference yet: nothing is swapped
+    assert np.array_equal(frame.image, image)
+    stage.set_reference_face(astronaut_bgr())
+    ref = stage._reference
+    assert ref is not None
+    sims = [float(normalise(stage.arcface.embed(image, f.landmarks5)) @ ref) for f in faces]
+    assert sims[0] > sims[1]  # the stand-in recogniser tells the colour-swapped face apart
+    frame = Frame(0, 0, 0, image.copy(), faces=list(faces))
+    stage.process(frame)
+    assert _changed(image, frame.image, faces[0]) and not _changed(image, frame.image, faces[1])
+    stage.update({"min_similarity": min(1.0, sims[0] + 0.01)})  # nobody is similar enough now
+    frame = Frame(0, 0, 0, image.copy(), faces=list(faces))
+    stage.process(frame)
+    assert np.array_equal(frame.image, image)
+
+
+def test_missing_model_names_it_and_the_pull_command(tmp_path: Path, models: dict[str, Path]) -> None:
+    empty = Engine(provider="cpu", cache_dir=tmp_path / "cache", registry=Registry(models_dir=tmp_path / "none"))
+    context = StageContext(engine=empty, size=SIZE, fps=FPS)
+    with pytest.raises(ModelError) as info:
+        SwapStage(validate_params(SPEC, {"arcface_model": str(models["arcface"])}, "test"), context)
+    message = str(info.value)
+    assert "inswapper_128" in message and "livefuse models pull inswapper_128" in message
+    assert "non-commercial" in message
+    with pytest.raises(ModelError, match="livefuse models pull arcface_w600k_r50"):
+        SwapStage(validate_params(SPEC, {"model": str(models["tint"])}, "test"), context)
+    with pytest.raises(ModelError, match="nowhere.onnx"):
+        SwapStage(validate_params(SPEC, {"model": str(tmp_path / "nowhere.onnx")}, "test"), context)
+
+
+@pytest.mark.parametrize("name", ["face-swap", "face-swap-enhance"])
+def test_shipped_swap_presets_say_which_model_to_pull(tmp_path: Path, name: str) -> None:
+    preset = parse_preset((PRESETS_DIR / f"{name}.toml").read_text(), PRESETS_DIR / f"{name}.toml")
+    empty = Engine(provider="cpu", cache_dir=tmp_path / "cache", registry=Registry(models_dir=tmp_path / "none"))
+    with pytest.raises(ModelError, match=r"livefuse models pull inswapper_128"):
+        build_chain(preset, StageContext(engine=empty, size=SIZE, fps=FPS, preset_dir=PRESETS_DIR))

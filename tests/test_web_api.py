@@ -1,0 +1,238 @@
+"""The control API, its security and /metrics, against a live daemon (real server, real pipeline)."""
+
+from __future__ import annotations
+
+import io
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from browser_fixtures import daemons_fixture, http, http_json, web_presets_fixture
+from conftest import cli_env
+from prometheus_client.parser import text_string_to_metric_families
+
+__all__ = ["daemons_fixture", "web_presets_fixture"]  # the `daemons` and `web_presets` fixtures
+
+
+def png_bytes(size: tuple[int, int] = (64, 64)) -> bytes:
+    ok, encoded = cv2.imencode(".png", np.full((size[1], size[0], 3), 90, np.uint8))
+    assert ok
+    return encoded.tobytes()
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def test_loopback_needs_no_token_and_serves_page_status_and_health(web_presets, daemons) -> None:
+    daemon = daemons("tag-a").start()
+    status, page = http_json("GET", daemon.url + "/api/status")
+    assert status == 200
+    assert page["preset"] == "tag-a" and {"tag-a", "tag-b", "backdrop", "passthrough"} <= set(page["presets"])
+    stage = page["preset_info"]["stages"][0]
+    assert stage["label"] == "test_tag" and stage["params"]["value"] == 40
+    assert {"name": "value", "type": "int", "min": 0, "max": 255, "live": True}.items() <= stage["specs"][0].items()
+    code, headers, body = http("GET", daemon.url + "/")
+    assert code == 200 and b"/static/app.js" in body and "Access-Control-Allow-Origin" not in headers
+    assert http("GET", daemon.url + "/static/app.js")[0] == 200
+    assert http_json("GET", daemon.url + "/healthz")[1]["ok"] is True
+    assert daemon.token is None
+
+
+def test_exposed_daemon_requires_its_token(web_presets, daemons) -> None:
+    daemon = daemons("tag-a", host="0.0.0.0").start()
+    token = daemon.token
+    assert token and len(token) >= 24
+    for method, path in (("GET", "/api/status"), ("GET", "/"), ("GET", "/metrics"), ("PUT", "/api/preset"),
+                         ("POST", "/api/offer"), ("GET", "/static/app.js")):
+        assert http(method, daemon.url + path, {})[0] == 401, path
+        assert http(method, daemon.url + path, {}, headers={"Authorization": "Bearer wrong"})[0] == 401, path
+    assert http("GET", daemon.url + "/api/status", headers={"Authorization": f"Bearer {token}"})[0] == 200
+    assert http("GET", daemon.url + "/healthz")[0] == 200  # liveness probes need no token
+    # the page: ?token= once, then the cookie carries it for the page's own requests
+    code, headers, _ = http("GET", f"{daemon.url}/?token={token}")
+    assert code == 200
+    cookie = headers["Set-Cookie"].split(";")[0]
+    assert "HttpOnly" in headers["Set-Cookie"]
+    assert http("GET", daemon.url + "/api/status", headers={"Cookie": cookie})[0] == 200
+    assert http("GET", daemon.url + "/api/status", headers={"Cookie": "livefuse_token=nope"})[0] == 401
+
+
+def test_given_token_is_used(web_presets, daemons) -> None:
+    daemon = daemons("tag-a", host="0.0.0.0", token="s3cret-token").start()
+    assert daemon.token == "s3cret-token"
+    assert http("GET", daemon.url + "/metrics", headers={"Authorization": "Bearer s3cret-token"})[0] == 200
+
+
+def test_cross_site_requests_are_refused(web_presets, daemons) -> None:
+    daemon = daemons("tag-a").start()
+    evil = {"Origin": "http://evil.example"}
+    assert http("PUT", daemon.url + "/api/preset", {"name": "tag-b"}, headers=evil)[0] == 403
+    assert http("GET", daemon.url + "/api/status", headers={"Host": "rebound.example:8080"})[0] == 403
+    own = {"Origin": daemon.url}
+    assert http("PUT", daemon.url + "/api/preset", {"name": "tag-b"}, headers=own)[0] == 200
+
+
+def test_switching_presets_loses_no_frame(web_presets, daemons) -> None:
+    daemon = daemons("tag-a", fps=20.0).start()
+    assert wait_for(lambda: len(daemon.emitted) >= 10)
+    status, body = http_json("PUT", daemon.url + "/api/preset", {"name": "tag-b"})
+    assert status == 200 and body["name"] == "tag-b"
+    assert http_json("GET", daemon.url + "/api/preset")[1]["name"] == "tag-b"
+    assert wait_for(lambda: [tag for *_, tag in daemon.emitted[-5:]] == [220] * 5)
+    frames = list(daemon.emitted)
+    tags = [tag for *_, tag in frames]
+    last_old = max(i for i, tag in enumerate(tags) if tag == 40)
+    first_new = tags.index(220)
+    assert first_new == last_old + 1, "frames of the two presets interleaved"
+    (seq_old, t_old, _), (seq_new, t_new, _) = frames[last_old], frames[first_new]
+    interval_ns = 1e9 / daemon.fps
+    assert seq_new == seq_old + 1, "a captured frame was lost in the switch"
+    assert t_new - t_old <= 1.25 * interval_ns, f"gap {(t_new - t_old) / 1e6:.1f} ms"
+    assert daemon.pipeline.stats.frames_processed >= len(frames)
+    # the old preset's stages are closed, the new one is reported
+    assert http_json("GET", daemon.url + "/api/status")[1]["preset"] == "tag-b"
+    assert http_json("PUT", daemon.url + "/api/preset", {"name": "no-such"})[0] == 404
+    assert http_json("PUT", daemon.url + "/api/preset", {"nom": "tag-a"})[0] == 400
+
+
+def test_live_parameters_are_validated_and_applied(web_presets, daemons) -> None:
+    daemon = daemons("tag-a").start()
+    url = daemon.url + "/api/preset/params"
+    status, body = http_json("PATCH", url, {"stage": "test_tag", "params": {"value": 99}})
+    assert (status, body) == (200, {"stage": "test_tag", "params": {"value": 99, "fixed": 0}})
+    assert wait_for(lambda: daemon.emitted[-1][2] == 99)
+    cases = [({"stage": "test_tag", "params": {"value": 300}}, "out of range"),
+             ({"stage": "test_tag", "params": {"value": "high"}}, "not allowed"),
+             ({"stage": "test_tag", "params": {"fixed": 1}}, "cannot change while streaming"),
+             ({"stage": "test_tag", "params": {"colour": 1}}, "unknown key"),
+             ({"stage": "nope", "params": {"value": 1}}, "no stage 'nope'"),
+             ({"stage": "test_tag"}, "expected"),
+             ([1, 2], "JSON object")]
+    for payload, message in cases:
+        status, body = http_json("PATCH", url, payload)
+        assert status == 400 and message in body["error"], (payload, body)
+    code, _, raw = http("PATCH", url, data=b"{not json", headers={"Content-Type": "application/json"})
+    assert code == 400 and b"malformed JSON" in raw
+    assert daemon.runtime.preset.stages[0].params["value"] == 99
+    assert http_json("GET", daemon.url + "/healthz")[1]["ok"]
+
+
+def test_source_face_upload_is_checked_and_reaches_the_swap_stage(web_presets, daemons) -> None:
+    daemon = daemons("tag-a").start()
+    url = daemon.url + "/api/source-face"
+    status, body = http_json("POST", url, data=png_bytes((80, 60)), headers={"Content-Type": "image/png"})
+    assert (status, body["width"], body["height"], body["applied_to"]) == (200, 80, 60, ["test_tag"])
+    stage = daemon.runtime.pipeline.chain.stages[0][1]
+    assert stage.source_faces == [(60, 80, 3)]
+    # multipart, as a browser form sends it
+    boundary = "livefuse-test"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"f.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + png_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    multipart = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    assert http_json("POST", url, data=form, headers=multipart)[0] == 200
+    big = b"\x89PNG" + bytes(6 * 1024 * 1024)
+    assert http("POST", url, data=big, headers={"Content-Type": "image/png"})[0] == 413
+    big_form = form.replace(png_bytes(), big)
+    assert http("POST", url, data=big_form, headers=multipart)[0] == 413
+    status, body = http_json("POST", url, data=b"\x89PNG not really", headers={"Content-Type": "image/png"})
+    assert status == 400 and "does not decode" in body["error"]
+    assert http_json("POST", url, data=b"hello", headers={"Content-Type": "text/plain"})[0] == 415
+    assert len(stage.source_faces) == 2
+    # the image is kept for presets switched to later
+    assert http_json("PUT", daemon.url + "/api/preset", {"name": "tag-b"})[0] == 200
+    assert daemon.runtime.pipeline.chain.stages[0][1].source_faces == [(64, 64, 3)]
+
+
+def test_malformed_offers_are_refused_and_the_daemon_carries_on(web_presets, daemons) -> None:
+    daemon = daemons("tag-a", max_peers=1).start()
+    url = daemon.url + "/api/offer"
+    for payload in ({"sdp": "v=0\r\nthis is not sdp\r\n", "type": "offer"},
+                    {"sdp": "", "type": "offer"},
+                    {"sdp": "v=0", "type": "answer"},
+                    {"sdp": "v=0", "type": "offer", "mode": "karaoke"},
+                    {"type": "offer"}):
+        status, body = http_json("POST", url, payload)
+        assert status == 400 and body["error"], payload
+    assert http("POST", url, data=b"\x00\xff", headers={"Content-Type": "application/json"})[0] == 400
+    assert http_json("GET", daemon.url + "/api/status")[1]["peers"] == []
+    count = daemon.pipeline.stats.frames_out
+    assert wait_for(lambda: daemon.pipeline.stats.frames_out > count + 3)
+
+
+def test_metrics_parse_and_move(web_presets, daemons) -> None:
+    daemon = daemons("tag-a").start()
+    time.sleep(0.5)
+
+    def scrape() -> dict[str, object]:
+        code, headers, raw = http("GET", daemon.url + "/metrics")
+        assert code == 200 and headers["Content-Type"].startswith("text/plain")
+        return {s.name + repr(sorted(s.labels.items())): s.value
+                for family in text_string_to_metric_families(raw.decode()) for s in family.samples}
+
+    first = scrape()
+    time.sleep(0.6)
+    second = scrape()
+    for name in ("livefuse_frames_in_total[]", "livefuse_frames_processed_total[]",
+                 "livefuse_frame_latency_seconds_count[]", "livefuse_stage_seconds_count[('stage', 'test_tag')]",
+                 "livefuse_output_frames_total[('output', 'preview')]"):
+        assert second[name] > first[name] > 0, name  # type: ignore[operator]
+    assert second[f"livefuse_provider_info[('provider', '{daemon.runtime.engine.provider}')]"] == 1
+    assert second["livefuse_frames_dropped_total[]"] >= 0  # type: ignore[operator]
+    assert "livefuse_copies_per_frame[('direction', 'h2d')]" in second
+    assert second["livefuse_webrtc_peers[]"] == 0
+    # one histogram observation per emitted frame, not more
+    assert second["livefuse_frame_latency_seconds_count[]"] <= daemon.pipeline.stats.frames_processed
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_cli_prints_a_token_when_exposed(tmp_path: Path) -> None:
+    port = free_port()
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "livefuse", "run", "--source", "demo", "--preset", "passthrough",
+                             "--output", "preview", "--host", "0.0.0.0", "--port", str(port), "--size", "160x120",
+                             "--fps", "10", "--max-peers", "2", "--duration", "60"],
+                            cwd=tmp_path, env=cli_env(home), stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        token = None
+        lines = io.StringIO()
+        deadline = time.monotonic() + 60
+        while token is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.write(line)
+            match = re.search(r"token: (\S+)", line)
+            token = match[1] if match else None
+        assert token, lines.getvalue()
+        base = f"http://127.0.0.1:{port}"
+        assert http("GET", base + "/api/status")[0] == 401
+        status, body = http_json("GET", base + "/api/status", headers={"Authorization": f"Bearer {token}"})
+        assert status == 200 and body["preset"] == "passthrough" and body["max_peers"] == 2
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("livefuse run did not stop on SIGINT")
+    assert proc.returncode == 0
