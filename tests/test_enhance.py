@@ -62,7 +62,8 @@ def _full_weight(stage: EnhanceStage, image: np.ndarray, face: Face) -> np.ndarr
 def test_identity_enhancer_returns_the_input(engine: Engine, models: dict[str, Path], scene: tuple[np.ndarray, Face],
                                              name: str) -> None:
     """Align to FFHQ 512 (scaled to 256 for GPEN 256), restore with an identity model, paste back at strength 1:
-    mean error < 1 grey level where the mask is full (measured ~0.3-0.5), exact where it is 0."""
+    where the mask is full the mean error is 0.08 grey levels (0.15 for GPEN 256) and the 99th percentile 1;
+    the test allows a mean of 0.5 and p99 of 2. Where the mask is 0 the frame is byte-identical."""
     image, face = scene
     stage = make_stage(engine, models[name], strength=1.0, template="ffhq_512")
     assert stage.enhancer.size == mb.ENHANCERS[name]
@@ -71,7 +72,8 @@ def test_identity_enhancer_returns_the_input(engine: Engine, models: dict[str, P
     weight = _full_weight(stage, image, face)
     diff = np.abs(frame.image.astype(np.int16) - image.astype(np.int16))
     assert (weight > 0.999).sum() > 3000
-    assert diff[weight > 0.999].mean() < 1.0, diff[weight > 0.999].mean()
+    assert diff[weight > 0.999].mean() < 0.5, diff[weight > 0.999].mean()
+    assert np.percentile(diff[weight > 0.999], 99) <= 2
     assert np.array_equal(frame.image[weight == 0], image[weight == 0])
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -40,7 +41,7 @@ def render(name: str, engine: Engine) -> Path:
     try:
         frame = None
         for i in range(FRAMES):
-            frame = Frame(seq=i, pts=0, capture_ns=0, image=source.render(T0 + i / FPS))
+            frame = Frame(seq=i, pts=0, capture_ns=time.monotonic_ns(), image=source.render(T0 + i / FPS))
             chain.run(frame, chain.admit())
         assert frame is not None
         errors = chain.stats.stage_errors

@@ -88,6 +88,7 @@ async def _run(args: argparse.Namespace) -> int:
     source_spec = args.source or default_source()
     source = open_source(source_spec, size, fps)
     engine = Engine(provider=args.provider, iobinding=args.iobinding)
+    await asyncio.get_running_loop().run_in_executor(None, engine.resolve_provider)
     context = StageContext(engine=engine, size=size, fps=fps, preset_dir=preset.path.parent)
     try:
         chain = build_chain(preset, context)

@@ -81,6 +81,18 @@ class Engine:
             source = self.registry.source(model)
         return ModelSession(self, source)
 
+    def resolve_provider(self) -> str:
+        """Settle the provider now with a one-node probe graph, so the first status line is already true.
+
+        Without it a preset with no model (passthrough) would report the provider asked for, not the one
+        that works; with it a missing CUDA falls back at start-up, with its one log line.
+        """
+        from livefuse.engine.graphs import identity_probe
+
+        probe = identity_probe()
+        self._create(ModelSource.from_proto(probe), self._candidates())
+        return self.provider
+
     # -- provider selection ----------------------------------------------------------------------
 
     def _candidates(self) -> list[str]:

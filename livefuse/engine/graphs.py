@@ -52,6 +52,14 @@ class _Builder:
         return model
 
 
+def identity_probe() -> onnx.ModelProto:
+    """The smallest graph a provider can run: used to settle which provider works before any model loads."""
+    builder = _Builder("provider_probe")
+    builder.op("Identity", "x", out="y")
+    spec = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [1]) for n in ("x", "y")]
+    return builder.model([spec[0]], [spec[1]], "provider probe")
+
+
 def _frame_input(name: str = "frame") -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, UINT8, ["height", "width", 3])
 

@@ -57,21 +57,28 @@ def blazeface_anchors(
 
 
 class BlazeFaceDetector:
-    """MediaPipe face detection, short range (faces within ~2 m), 128x128 with aspect-keeping letterbox.
+    """MediaPipe face detection with an aspect-keeping (centred) letterbox.
 
+    `range="short"` is the 128x128 model for faces within ~2 m (face_detection_short), `"full"` the
+    192x192 one for faces up to ~5 m (face_detection_full), per MediaPipe's graphs' anchor options.
     BlazeFace has no mouth corners, only the mouth centre: they are placed on the eye line's direction
     at ArcFace-template spacing around it. Good enough to align a crop; run `FaceLandmarker` when the
     mouth corners matter.
     """
 
-    size = 128
+    # input size, anchor strides, anchors per layer (aspect 1.0 + interpolated scale, or 1.0 alone)
+    VARIANTS = {"short": (128, (8, 16, 16, 16), 2), "full": (192, (4,), 1)}
 
-    def __init__(self, runner: Runner, score_threshold: float = 0.5, iou: float = 0.3, max_faces: int = 0) -> None:
+    def __init__(
+        self, runner: Runner, score_threshold: float = 0.5, iou: float = 0.3, max_faces: int = 0,
+        range: str = "short",  # noqa: A002 (MediaPipe's own term)
+    ) -> None:
         self.runner = runner
         self.score_threshold = score_threshold
         self.iou = iou
         self.max_faces = max_faces
-        self.anchors = blazeface_anchors(self.size)
+        self.size, strides, per_layer = self.VARIANTS[range]
+        self.anchors = blazeface_anchors(self.size, strides, per_layer)
         self.input_name = runner.input_names[0]
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]:
