@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
-	$(BIN)/pip install -q 'torch==2.13.0' 'ai-edge-litert' || echo "note: optional test packages unavailable; those tests will skip"
+	$(BIN)/pip install -q 'torch==2.13.0' || echo "note: torch unavailable; the export tests will skip"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -37,6 +37,7 @@ class Chain:
         self._next_ticket = 0
         self._consecutive_errors = [0] * len(self.stages)
         self._disabled = [False] * len(self.stages)
+        self._busy = [threading.Lock() for _ in self.stages]  # held while a stage processes or is updated
         self._logged: set[str] = set()
         self.on_first_stage_free: Callable[[], None] | None = None  # called (in a worker) when stage 0 frees up
 
@@ -59,7 +60,8 @@ class Chain:
             try:
                 if not self._disabled[index]:
                     start = time.perf_counter_ns()
-                    stage.process(frame)
+                    with self._busy[index]:
+                        stage.process(frame)
                     elapsed = time.perf_counter_ns() - start
                     frame.stage_ns[label] = elapsed
                     self.stats.record_stage(label, elapsed)
@@ -87,9 +89,9 @@ class Chain:
 
     def update(self, label: str, params: dict[str, Any]) -> None:
         """Apply already-validated live parameters to one stage, between frames."""
-        for name, stage in self.stages:
+        for index, (name, stage) in enumerate(self.stages):
             if name == label:
-                with self._cond:
+                with self._busy[index]:  # never while the stage is processing a frame
                     stage.update(params)
                     self.params.setdefault(label, {}).update(params)
                 return

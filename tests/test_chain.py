@@ -174,3 +174,41 @@ def test_a_failing_stage_in_a_pipeline_still_delivers_every_frame(memory_sink: A
     assert stats.stage_errors == {"flaky": failed}
     assert stats.frames_out == len(out.seqs) == stats.frames_processed
     assert len([r for r in caplog.records if "flaky" in r.getMessage()]) == 1
+
+
+class Tunable:
+    """A stage that must not see its parameters change half-way through a frame."""
+
+    name = "tunable"
+
+    def __init__(self) -> None:
+        self.gain = 1
+        self.seen: list[tuple[int, int]] = []
+        self.processing = threading.Event()
+
+    def process(self, frame: Frame) -> None:
+        before = self.gain
+        self.processing.set()
+        time.sleep(0.2)
+        self.seen.append((before, self.gain))
+
+    def update(self, params: dict[str, Any]) -> None:
+        self.gain = params["gain"]
+
+    def close(self) -> None:
+        pass
+
+
+def test_live_parameter_updates_apply_between_frames() -> None:
+    stage = Tunable()
+    chain = Chain("t", [("tunable", stage)], params={"tunable": {"gain": 1}})
+    worker = threading.Thread(target=chain.run, args=(make_frame(0), chain.admit()))
+    worker.start()
+    assert stage.processing.wait(5)
+    chain.update("tunable", {"gain": 5})  # arrives mid-frame: applied once that frame is done
+    worker.join(5)
+    chain.run(make_frame(1), chain.admit())
+    assert stage.seen == [(1, 1), (5, 5)]
+    assert chain.params == {"tunable": {"gain": 5}}
+    with pytest.raises(KeyError):
+        chain.update("missing", {"gain": 2})

@@ -24,6 +24,7 @@ MP = MODELS / "mediapipe"
 # onnx name -> (tflite file, input range)
 PAIRS = {
     "face_detection_short": ("face_detection_short_range.tflite", (-1.0, 1.0)),
+    "face_detection_full": ("face_detection_full_range_sparse.tflite", (-1.0, 1.0)),  # densified in the ONNX
     "face_landmark": ("face_landmark.tflite", (0.0, 1.0)),
     "selfie_segmentation": ("selfie_segmentation.tflite", (0.0, 1.0)),
     "selfie_segmentation_landscape": ("selfie_segmentation_landscape.tflite", (0.0, 1.0)),
@@ -32,7 +33,7 @@ PHOTOS = {"astronaut": data.astronaut, "chelsea": data.chelsea, "coffee": data.c
 MAX_ABS_DIFF = 1e-3
 
 
-def _reference(tflite: str):  # noqa: ANN202
+def _reference(tflite: str) -> litert.Interpreter:
     it = litert.Interpreter(model_path=str(MP / "tflite" / tflite), num_threads=1)
     it.allocate_tensors()
     return it
@@ -76,10 +77,11 @@ def test_face_landmark_matches_on_aligned_crop() -> None:
     bgr = np.ascontiguousarray(data.astronaut()[:, :, ::-1])
     face = BlazeFaceDetector(OrtRunner(MP / "face_detection_short.onnx")).detect(bgr)[0]
     lm = FaceLandmarker(OrtRunner(MP / "face_landmark.onnx"))
-    crop = cv2.warpAffine(bgr, lm.crop_transform(face), (192, 192), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    crop = cv2.warpAffine(
+        bgr, lm.crop_transform(face), (192, 192), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
     x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32)[None] / 255.0
     ref, got = _run_both("face_landmark", x)
     for r, g in zip(ref, got, strict=True):
         assert float(np.abs(r - g).max()) <= MAX_ABS_DIFF
     assert ref[1].item() > 5  # face present (logit)
-

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import threading
 import time
 import weakref
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -234,7 +236,7 @@ class BrokenSource:
 def test_a_source_error_stops_cleanly_and_is_raised(memory_sink: Any) -> None:
     out = memory_sink("out", keep_images=False)
     pipeline = Pipeline(BrokenSource(), Chain("none", []), [out], fps=30.0)
-    with pytest.raises(SourceError, match="broken.mp4"):
+    with pytest.raises(SourceError, match=r"broken\.mp4"):
         run(pipeline)
     assert out.seqs == [0, 1, 2, 3, 4] and out.closed
 
@@ -259,3 +261,22 @@ def test_source_end_drains_every_frame_and_stop_is_prompt(memory_sink: Any) -> N
     stats, took = asyncio.run(stop_soon())
     assert took < 2.0 and stats.frames_out >= 10
     assert stats.frames_in - stats.frames_processed == stats.dropped
+
+
+@pytest.mark.slow
+def test_cli_run_writes_the_stats_json(cli: Any, tmp_path: Path) -> None:
+    """The acceptance run: 300 demo frames at 1280x720@30 through passthrough into a null output."""
+    proc = cli("run", "--source", "demo", "--output", "null", "--frames", "300", "--size", "1280x720", "--fps",
+               "30", "--stats-json", "s.json", "--preset", "passthrough", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["frames_in"] == 300
+    assert stats["frames_in"] - stats["frames_processed"] == stats["dropped"]
+    assert stats["frames_out"] == stats["frames_processed"] >= 270
+    assert 20 <= stats["fps"] <= 35, stats["fps"]  # paced like a 30 fps camera
+    assert isinstance(stats["provider"], str) and stats["provider"]
+    latency = stats["latency_ms"]
+    assert set(latency) == {"p50", "p95", "p99", "max"}
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"] < 2000
+    assert stats["outputs"]["null"]["frames"] == stats["frames_out"]

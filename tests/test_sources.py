@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from livefuse.errors import SourceError
-from livefuse.sources import open_source
+from livefuse.sources import SourceLost, open_source
+from livefuse.sources.av_source import AVSource
 from livefuse.sources.demo import DemoSource
 
 
@@ -86,6 +87,18 @@ def test_file_source_ends_without_loop_and_resizes(tmp_path: Path) -> None:
     source.close()
     assert [frame_index(f) for f in frames] == list(range(6))
     assert frames[0].shape == (24, 32, 3)
+
+
+def test_a_live_source_that_ends_is_lost_and_reopens(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mp4"
+    write_video(path, numbered_frames(3), fps=30)
+    source = AVSource(str(path), (64, 48), 30.0, live=True, description="stream test")
+    assert [frame_index(source.read()) for _ in range(3)] == [0, 1, 2]  # type: ignore[arg-type]
+    with pytest.raises(SourceLost, match="stream test ended"):  # for the pipeline to reconnect, not to stop
+        source.read()
+    source.reopen()
+    assert frame_index(source.read()) == 0  # type: ignore[arg-type]
+    source.close()
 
 
 def test_image_source_repeats_the_resized_still_at_the_rate(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -26,7 +26,7 @@ BACKEND = "livefuse-test"
 class RecordingBackend:
     """A pyvirtualcam backend (see pyvirtualcam.Backend) that keeps what it is sent instead of a device."""
 
-    instances: list[RecordingBackend] = []
+    instances: ClassVar[list[RecordingBackend]] = []
 
     def __init__(self, *, width: int, height: int, fps: float, fourcc: int, device: str | None,
                  **kw: Any) -> None:
@@ -93,7 +93,7 @@ def test_sink_sends_bgr_frames_of_its_size(backend: type[RecordingBackend]) -> N
 def test_unusable_camera_says_how_to_fix_it() -> None:
     pyvirtualcam.register_backend(BACKEND, RefusingBackend)
     try:
-        with pytest.raises(OutputError, match="no virtual camera is usable.*(v4l2loopback|OBS)"):
+        with pytest.raises(OutputError, match=r"no virtual camera is usable.*(v4l2loopback|OBS)"):
             VirtualCamSink((64, 48), 30.0, backend=BACKEND)
     finally:
         BACKENDS.pop(BACKEND, None)

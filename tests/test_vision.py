@@ -31,7 +31,9 @@ from livefuse.vision import (
 from livefuse.vision.segmentation import LANDSCAPE_SIZE
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = next((p for p in (ROOT.parent / "shared" / "models", Path("/work/shared/models")) if p.is_dir()), None)
+SHARED = next(
+    (p for p in (ROOT.parent / "shared" / "models", Path("/work/shared/models")) if p.is_dir()), None
+)
 
 TRUTH = np.array([[203.0, 101.5], [246.0, 103.0], [223.0, 127.0], [203.0, 141.0], [242.5, 141.5]], np.float32)
 FACE_BOX = (185, 65, 270, 170)  # x1, y1, x2, y2 around forehead to chin, cheek to cheek
@@ -64,7 +66,9 @@ TOLERANCE = {"blazeface": [7, 7, 7, 10, 10], "yunet": [5] * 5, "retinaface": [5]
 def _check_points(points: np.ndarray, kind: str, truth: np.ndarray = TRUTH) -> None:
     err = np.linalg.norm(points - truth, axis=1)
     for part, e, tol in zip(PART, err, TOLERANCE[kind], strict=True):
-        assert e <= tol, f"{kind}: {part} is {e:.1f} px off (tolerance {tol}); points {points.round(1).tolist()}"
+        assert e <= tol, (
+            f"{kind}: {part} is {e:.1f} px off (tolerance {tol}); points {points.round(1).tolist()}"
+        )
 
 
 def _check_face(faces: list[Face], kind: str, truth: np.ndarray = TRUTH, box: tuple = FACE_BOX) -> Face:
@@ -107,10 +111,28 @@ def test_detector_maps_back_through_letterbox(kind: str, astronaut: np.ndarray) 
     box = np.array(FACE_BOX, np.float32).reshape(2, 2) @ m[:, :2].T + m[:, 2]
     faces = _detector(kind).detect(frame)
     assert len(faces) == 1, f"{kind}: {len(faces)} faces"
-    x1, y1, x2, y2 = faces[0].box
+    x1, _, x2, y2 = faces[0].box
     assert x1 <= box[0, 0] + 15 and x2 >= box[1, 0] - 15 and y2 >= box[1, 1] - 15, faces[0].box
     err = np.linalg.norm(faces[0].landmarks5 - truth, axis=1) / 1.5  # in original-photo pixels
     assert np.all(err <= np.array(TOLERANCE[kind])), f"{kind}: errors {err.round(1).tolist()}"
+
+
+def test_full_range_finds_a_distant_face(astronaut: np.ndarray) -> None:
+    """Face ~85 px wide in a 1280x720 frame: too small for the short-range model, fine for full range."""
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    frame[100:612, 600:1112] = astronaut
+    truth = TRUTH + np.array([600, 100], np.float32)
+    assert BlazeFaceDetector(OrtRunner(mediapipe_model("face_detection_short"))).detect(frame) == []
+    faces = BlazeFaceDetector(OrtRunner(mediapipe_model("face_detection_full")), variant="full").detect(frame)
+    assert len(faces) == 1 and faces[0].score > 0.8
+    err = np.linalg.norm(faces[0].landmarks5 - truth, axis=1)
+    assert np.all(err <= [8, 8, 8, 10, 10]), err.round(1).tolist()
+    assert (
+        BlazeFaceDetector(OrtRunner(mediapipe_model("face_detection_full")), variant="full").detect(
+            np.ascontiguousarray(data.coffee()[:, :, ::-1])
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize("kind", ["blazeface", "yunet", "retinaface"])
@@ -142,8 +164,11 @@ def test_facemesh_follows_a_rotated_face(astronaut: np.ndarray) -> None:
 
 
 def test_facemesh_rejects_a_non_face(astronaut: np.ndarray) -> None:
-    fake = Face(box=np.array([380, 20, 470, 110], np.float32), score=1.0,
-                landmarks5=np.array([[400, 60], [450, 60], [425, 80], [405, 95], [445, 95]], np.float32))
+    fake = Face(
+        box=np.array([380, 20, 470, 110], np.float32),
+        score=1.0,
+        landmarks5=np.array([[400, 60], [450, 60], [425, 80], [405, 95], [445, 95]], np.float32),
+    )
     lm = FaceLandmarker(OrtRunner(mediapipe_model("face_landmark")))
     assert lm.refine(np.ascontiguousarray(data.coffee()[:, :, ::-1]), fake) is None
 
@@ -166,7 +191,9 @@ def test_segmentation_covers_the_person(letterbox: bool, astronaut: np.ndarray) 
 @pytest.mark.parametrize("letterbox", [False, True])
 def test_landscape_segmentation_on_a_widescreen_frame(letterbox: bool, astronaut: np.ndarray) -> None:
     frame, _ = _widescreen(astronaut, 1.2, 200, 0)
-    seg = SelfieSegmenter(OrtRunner(mediapipe_model("selfie_segmentation_landscape")), LANDSCAPE_SIZE, letterbox)
+    seg = SelfieSegmenter(
+        OrtRunner(mediapipe_model("selfie_segmentation_landscape")), LANDSCAPE_SIZE, letterbox
+    )
     m = seg.mask(frame)
     assert m.shape == (144, 256)  # 16:9 frame on the 16:9 model: letterboxing pads nothing
     person = upsample(m, 640, 360) > 0.5
@@ -179,7 +206,14 @@ def test_landscape_segmentation_on_a_widescreen_frame(letterbox: bool, astronaut
 
 def test_manifest_entries_match_files() -> None:
     entries = {m["name"]: m for m in tomllib.loads((ROOT / "models" / "manifest.toml").read_text())["model"]}
-    for name in ("face_detection_short", "face_landmark", "selfie_segmentation", "selfie_segmentation_landscape"):
+    names = (
+        "face_detection_short",
+        "face_detection_full",
+        "face_landmark",
+        "selfie_segmentation",
+        "selfie_segmentation_landscape",
+    )
+    for name in names:
         e = entries[name]
         path = ROOT / "models" / e["file"]
         assert path == mediapipe_model(name)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -33,9 +32,16 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import onnx
 
 MEDIAPIPE_VERSION = "0.10.14"
 OPSET = 17
+TOOL = "tools/convert_mediapipe.py"
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "models" / "mediapipe"
 TFLITE_DIR = OUT_DIR / "tflite"
@@ -47,6 +53,7 @@ class Spec:
 
     name: str
     wheel_path: str
+    sha256: str  # of the .tflite in the wheel (the same in every platform's wheel)
     inputs: dict[str, str]  # tflite tensor name -> onnx name
     outputs: dict[str, str]
     sparse: bool = False  # weights stored sparse behind DENSIFY ops: densify before converting
@@ -56,12 +63,14 @@ SPECS = [
     Spec(
         "face_detection_short",
         "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+        "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
         {"input": "input"},
         {"regressors": "regressors", "classificators": "logits"},
     ),
     Spec(
         "face_detection_full",
         "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+        "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
         {"input_1": "input"},
         {"Identity": "regressors", "Identity_1": "logits"},
         sparse=True,
@@ -69,18 +78,21 @@ SPECS = [
     Spec(
         "face_landmark",
         "mediapipe/modules/face_landmark/face_landmark.tflite",
+        "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
         {"input_1": "input"},
         {"conv2d_21": "landmarks", "conv2d_31": "face_flag"},
     ),
     Spec(
         "selfie_segmentation",
         "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
+        "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
         {"input_1": "input"},
         {"activation_10": "mask"},
     ),
     Spec(
         "selfie_segmentation_landscape",
         "mediapipe/modules/selfie_segmentation/selfie_segmentation_landscape.tflite",
+        "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
         {"input_1": "input"},
         {"segment_back": "mask"},
     ),
@@ -96,8 +108,17 @@ def fetch_wheel(dest: Path) -> Path:
     if found:
         return found[0]
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(dest), f"mediapipe=={MEDIAPIPE_VERSION}"]
-    subprocess.run(cmd, check=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "-d",
+        str(dest),
+        f"mediapipe=={MEDIAPIPE_VERSION}",
+    ]
+    subprocess.run(cmd, check=True, stdout=sys.stderr)  # stdout is for --manifest
     found = sorted(dest.glob(f"mediapipe-{MEDIAPIPE_VERSION}-*.whl"))
     if not found:
         sys.exit(f"pip download did not leave a mediapipe {MEDIAPIPE_VERSION} wheel in {dest}")
@@ -109,7 +130,10 @@ def extract(wheel: Path) -> None:
     TFLITE_DIR.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as zf:
         for spec in SPECS:
-            (TFLITE_DIR / Path(spec.wheel_path).name).write_bytes(zf.read(spec.wheel_path))
+            blob, name = zf.read(spec.wheel_path), Path(spec.wheel_path).name
+            if hashlib.sha256(blob).hexdigest() != spec.sha256:
+                sys.exit(f"{wheel.name}: {spec.wheel_path} is not the file this tool was written for")
+            (TFLITE_DIR / name).write_bytes(blob)
         lic = zf.read(f"mediapipe-{MEDIAPIPE_VERSION}.dist-info/LICENSE")
     (TFLITE_DIR / "LICENSE").write_bytes(lic)
 
@@ -141,7 +165,8 @@ def densify(src: Path, dst: Path) -> None:
 
     model = flatbuffer_utils.read_model(str(src))
     codes = {
-        i for i, oc in enumerate(model.operatorCodes)
+        i
+        for i, oc in enumerate(model.operatorCodes)
         if max(oc.builtinCode, oc.deprecatedBuiltinCode) == schema.BuiltinOperator.DENSIFY
     }
     interp = tf.lite.Interpreter(str(src), experimental_preserve_all_tensors=True)
@@ -171,7 +196,7 @@ def _register_handlers() -> None:
         """NHWC transpose conv (kernel O,H,W,I) + bias -> NCHW ONNX ConvTranspose between transposes."""
 
         @classmethod
-        def version_11(cls, ctx, node, **kwargs):  # noqa: ANN001, ANN003, ANN206 (tf2onnx handler API)
+        def version_11(cls, ctx: Any, node: Any, **kwargs: Any) -> None:
             padding, stride_w, stride_h = _TRANSPOSE_PARAMS[node.output[0]]
             x_shape = ctx.get_shape(node.input[0])
             w_shape = ctx.get_shape(node.input[1])
@@ -198,7 +223,7 @@ def _register_handlers() -> None:
             ctx.set_dtype(back.output[0], dtype)
 
 
-def canonical_names(graph, keep: set[str]) -> None:  # noqa: ANN001
+def canonical_names(graph: onnx.GraphProto, keep: set[str]) -> None:
     """Rename nodes, initializers and intermediate values by position.
 
     tf2onnx numbers the names it makes up in an order that changes from run to run; the graph is
@@ -249,7 +274,7 @@ def convert(spec: Spec) -> Path:
         value.name = renames[value.name]
     canonical_names(model.graph, set(renames.values()))
     model.graph.name = spec.name
-    model.doc_string = f"mediapipe=={MEDIAPIPE_VERSION} {spec.wheel_path}, converted by tools/convert_mediapipe.py"
+    model.doc_string = f"mediapipe=={MEDIAPIPE_VERSION} {spec.wheel_path}, converted by {TOOL}"
     del model.metadata_props[:]  # tf2onnx writes its own version and paths there; keep output stable
     onnx.checker.check_model(model, full_check=True)
     dst = OUT_DIR / f"{spec.name}.onnx"
@@ -263,7 +288,7 @@ def manifest_entry(spec: Spec, path: Path) -> str:
 
     model = onnx.load(path)
 
-    def io(values) -> str:  # noqa: ANN001
+    def io(values: Iterable[onnx.ValueInfoProto]) -> str:
         parts = []
         for v in values:
             shape = [d.dim_value for d in v.type.tensor_type.shape.dim]
@@ -284,7 +309,7 @@ def manifest_entry(spec: Spec, path: Path) -> str:
             f"size = {len(data)}",
             'license = "Apache-2.0"',
             'url = ""',
-            f'origin = "mediapipe=={MEDIAPIPE_VERSION} wheel, {spec.wheel_path}, converted by tools/convert_mediapipe.py"',
+            f'origin = "mediapipe=={MEDIAPIPE_VERSION} wheel, {spec.wheel_path}, converted by {TOOL}"',
             f"inputs = {io(model.graph.input)}",
             f"outputs = {io(model.graph.output)}",
             "[model.preprocess]",
@@ -307,8 +332,9 @@ def main() -> None:
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel or fetch_wheel(ROOT / ".cache" / "mediapipe-wheel" if (ROOT / ".cache").is_dir()
-                                          else Path(tmp))
+        wheel = args.wheel or fetch_wheel(
+            ROOT / ".cache" / "mediapipe-wheel" if (ROOT / ".cache").is_dir() else Path(tmp)
+        )
         extract(wheel)
     _register_handlers()
     for spec in SPECS:
@@ -316,7 +342,6 @@ def main() -> None:
         print(f"wrote {dst.relative_to(ROOT)} ({dst.stat().st_size} bytes)", file=sys.stderr)
         if args.manifest:
             print(manifest_entry(spec, dst))
-    shutil.rmtree(ROOT / "models" / "mediapipe" / "__pycache__", ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -53,11 +53,27 @@ def load_session(engine: Any, spec: str, *, stage: str, field: str, base: Any = 
     try:
         return engine.session(spec)
     except ModelError as exc:
+        why = str(exc).rstrip(".")
+        pull = "" if "models pull" in why else f"; get it with `livefuse models pull {name}`"
         licence = (" Note: its licence is non-commercial (research and personal use only)."
                    if _non_commercial(engine, name) else "")
-        raise ModelError(f"stage {stage!r} needs model {name!r} ({field} = {spec!r}), which is not available: "
-                         f"{exc}. Get it with `livefuse models pull {name}`, or set {field} to the path of an .onnx "
-                         f"file.{licence}") from exc
+        raise ModelError(f"stage {stage!r} needs model {name!r} ({field} = {spec!r}): {why}{pull} (or set {field} "
+                         f"to the path of an .onnx file).{licence}") from exc
+
+
+def load_sessions(engine: Any, specs: dict[str, str], *, stage: str, base: Any = None) -> dict[str, Any]:
+    """Sessions for several model fields; when some are missing, one ModelError lists every one of them."""
+    sessions: dict[str, Any] = {}
+    problems: list[str] = []
+    for field, spec in specs.items():
+        try:
+            sessions[field] = load_session(engine, spec, stage=stage, field=field, base=base)
+        except ModelError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ModelError(problems[0] if len(problems) == 1 else
+                         f"{len(problems)} models are missing:\n  " + "\n  ".join(problems))
+    return sessions
 
 
 def last_initializer(session: Any) -> np.ndarray:

@@ -78,6 +78,8 @@ class AVSource:
         try:
             frame = next(self._frames)
         except StopIteration:
+            if self.live:  # a camera or stream does not end: it was unplugged or its sender stopped
+                raise SourceLost(f"{self.description} ended") from None
             if not self.loop:
                 return None
             self._container.seek(0)

@@ -94,16 +94,18 @@ class AnonymiseStage:
         if style == "fill":
             roi[:] = self._fill
         elif style == "pixelate":
-            # Fewer, bigger blocks as strength rises; at least ~5 pixels a block even for tiny faces.
-            blocks = max(2, round(16 - 13 * strength))
-            bw, bh = max(1, min(w // 5, blocks)), max(1, min(h // 5, blocks))
-            tiny = cv2.resize(roi, (max(1, bw), max(1, bh)), interpolation=cv2.INTER_AREA)
+            # Fewer, bigger blocks as strength rises, counted across the region's shorter side.
+            across = max(2, round(12 - 9 * strength))
+            k = across / min(w, h)
+            tiny = cv2.resize(roi, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
             roi[:] = cv2.resize(tiny, (w, h), interpolation=cv2.INTER_NEAREST)
         else:
-            # Blur at low resolution: strong enough that no detector finds a face, and cheap.
-            small = cv2.resize(roi, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA)
-            sigma = 0.5 + 2.5 * strength
-            small = cv2.GaussianBlur(small, (0, 0), sigma)
+            # Blur by shrinking the region to a few pixels across (whatever its size: a face box or, failing
+            # closed, the whole frame), so no detector can find a face in it; cheap at any size.
+            across = max(3, round(14 - 10 * strength))
+            k = across / min(w, h)
+            small = cv2.resize(roi, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+            small = cv2.GaussianBlur(small, (0, 0), 0.8)
             roi[:] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 

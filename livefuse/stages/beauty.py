@@ -41,18 +41,23 @@ def eye_warp(face: Face, strength: float) -> list[tuple[np.ndarray, float, float
 
 
 def slim_warp(face: Face, strength: float) -> list[tuple[np.ndarray, float, np.ndarray]]:
-    """(centre, radius, move) for each jaw point, moving it towards the face's vertical centre line."""
+    """(centre, radius, move) for each side's lower cheek, moving it towards the face's vertical centre line.
+
+    One translation per side: overlapping ones would add up to more than the intended move, and the two
+    circles are kept small enough not to meet at the chin.
+    """
     assert face.mesh is not None
     mesh = face.mesh[:, :2].astype(np.float64)
     top, bottom = mesh[NOSE_BRIDGE], mesh[CHIN]
     axis = (bottom - top) / max(float(np.linalg.norm(bottom - top)), 1e-6)
     width = float(np.linalg.norm(mesh[454] - mesh[234]))
     out = []
-    for idx in (*JAW_RIGHT, *JAW_LEFT):
-        p = mesh[idx]
+    for side in (JAW_RIGHT, JAW_LEFT):
+        p = mesh[list(side)].mean(0)
         foot = top + axis * float((p - top) @ axis)  # nearest point of the centre line
         inward = (foot - p) / max(float(np.linalg.norm(foot - p)), 1e-6)
-        out.append((p, SLIM_RADIUS * width, inward * MAX_SLIM_MOVE * width * strength))
+        radius = min(SLIM_RADIUS * width, 0.95 * float(np.linalg.norm(foot - p)))
+        out.append((p, radius, inward * MAX_SLIM_MOVE * width * strength))
     return out
 
 

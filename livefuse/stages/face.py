@@ -24,6 +24,7 @@ from livefuse.vision.landmarks import FaceLandmarker
 
 DETECTOR_MODELS = {
     "blazeface": "face_detection_short",
+    "blazeface_full": "face_detection_full",
     "yunet": "yunet",
     "retinaface": "retinaface_mobilenet0.25",
 }
@@ -38,10 +39,9 @@ class TiledDetector:
     inside one tile; detections cut by an inner tile border are dropped, the rest merged by NMS.
     """
 
-    def __init__(self, detector: FaceDetector, iou: float = 0.3, max_faces: int = 0) -> None:
+    def __init__(self, detector: FaceDetector, iou: float = 0.3) -> None:
         self.detector = detector
         self.iou = iou
-        self.max_faces = max_faces
 
     @staticmethod
     def tiles(width: int, height: int) -> list[tuple[int, int, int]]:
@@ -72,7 +72,7 @@ class TiledDetector:
                 found.append(Face(box=b + np.tile(shift, 2), score=face.score, landmarks5=face.landmarks5 + shift))
         if not found:
             return []
-        keep = nms(np.stack([f.box for f in found]), np.array([f.score for f in found]), self.iou, self.max_faces)
+        keep = nms(np.stack([f.box for f in found]), np.array([f.score for f in found]), self.iou)
         return [found[i] for i in keep]
 
 
@@ -96,14 +96,17 @@ class FaceStage:
         runner = load_model(context.engine, DETECTOR_MODELS[kind], params["model"], context.preset_dir,
                             where="face stage: model")
         score, limit = params["min_score"], params["max_faces"]
+        # The detectors are given no face limit: geometry.nms passes it to cv2.dnn.NMSBoxes as top_k,
+        # which caps the candidates *before* suppression (several faces collapse into one). We cut after.
         self.detector: FaceDetector
-        if kind == "blazeface":
-            self.detector = TiledDetector(BlazeFaceDetector(runner, score_threshold=score), max_faces=limit)
+        if kind in ("blazeface", "blazeface_full"):
+            variant = "full" if kind == "blazeface_full" else "short"
+            self.detector = TiledDetector(BlazeFaceDetector(runner, score_threshold=score, variant=variant))
         elif kind == "yunet":
-            self.detector = YuNetDetector(runner, score_threshold=score, input_size=params["detect_size"],
-                                          max_faces=limit)
+            self.detector = YuNetDetector(runner, score_threshold=score, input_size=params["detect_size"])
         else:
-            self.detector = RetinaFaceDetector(runner, score_threshold=score, max_faces=limit)
+            self.detector = RetinaFaceDetector(runner, score_threshold=score)
+        self.max_faces = limit
         self.landmarker: FaceLandmarker | None = None
         if params["landmarks"]:
             self.landmarker = FaceLandmarker(load_model(context.engine, LANDMARK_MODEL))
@@ -140,7 +143,8 @@ class FaceStage:
         detect = self._count % self.params["detect_every"] == 0 or not self.tracker.tracks
         self._count += 1
         if detect:
-            faces = self._refine(frame.image, self.detector.detect(frame.image), tracking=False)
+            found = sorted(self.detector.detect(frame.image), key=lambda f: -f.score)[: self.max_faces]
+            faces = self._refine(frame.image, found, tracking=False)
             frame.faces = self.tracker.update(faces, t)
         elif self.landmarker is not None:
             live = [f for f in self.tracker.predict(t) if not f.held]
@@ -162,11 +166,13 @@ SPEC = register(StageSpec(
     summary="Find faces (box, score, five points, optional 468-point mesh), track them with stable ids and "
             "smooth them with a One Euro filter; the face effects after it use them",
     params=(
-        Param("detector", str, "blazeface", "blazeface (bundled, near faces), yunet or retinaface (pulled models)",
+        Param("detector", str, "blazeface", "blazeface (bundled, faces within ~2 m), blazeface_full (bundled, "
+              "up to ~5 m: small faces), yunet or retinaface (pulled models)",
               choices=tuple(DETECTOR_MODELS), live=False),
         Param("model", str, "", "path of the detector's .onnx file instead of the named model (relative to the "
               "preset)", live=False),
-        Param("min_score", float, 0.5, "detections scoring below this are ignored", min=0.05, max=1.0, live=False),
+        Param("min_score", float, 0.65, "detections scoring below this are ignored (lower finds more faces and "
+              "more false alarms)", min=0.05, max=1.0, live=False),
         Param("max_faces", int, 4, "at most this many faces", min=1, max=32, live=False),
         Param("landmarks", bool, False, "also run FaceMesh (468 points) on every face", live=False),
         Param("detect_every", int, 1, "run the detector on every Nth frame and track in between", min=1, max=30),

@@ -17,7 +17,7 @@ import numpy as np
 from livefuse.errors import UserError
 from livefuse.faces.detect import StillFaceFinder, read_image
 from livefuse.faces.embedding import ArcFace, normalise
-from livefuse.faces.models import last_initializer, load_session, resolve_path
+from livefuse.faces.models import last_initializer, load_sessions, resolve_path
 from livefuse.faces.paste import box_mask, match_colour, paste_back
 from livefuse.faces.select import MODES, EmbeddingCache, largest, most_similar
 from livefuse.faces.swapper import SIZE, InSwapper
@@ -37,10 +37,10 @@ class SwapStage:
         self.params = dict(params)
         self.base = context.preset_dir
         engine = context.engine
-        session = load_session(engine, params["model"], stage="swap", field="model", base=self.base)
-        self.swapper = InSwapper(session, last_initializer(session))
-        self.arcface = ArcFace(load_session(engine, params["arcface_model"], stage="swap", field="arcface_model",
-                                            base=self.base))
+        sessions = load_sessions(engine, {"model": params["model"], "arcface_model": params["arcface_model"]},
+                                 stage="swap", base=self.base)
+        self.swapper = InSwapper(sessions["model"], last_initializer(sessions["model"]))
+        self.arcface = ArcFace(sessions["arcface_model"])
         self.finder = StillFaceFinder(engine)
         self.cache = EmbeddingCache()
         self._lock = threading.Lock()

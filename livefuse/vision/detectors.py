@@ -6,7 +6,7 @@ All three return the five points in the ArcFace order of `livefuse.frame.Face`: 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import cv2
 import numpy as np
@@ -26,7 +26,9 @@ class FaceDetector(Protocol):
     def detect(self, image_bgr: np.ndarray) -> list[Face]: ...
 
 
-def _faces(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou: float, max_faces: int) -> list[Face]:
+def _faces(
+    boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou: float, max_faces: int
+) -> list[Face]:
     keep = nms(boxes, scores, iou, max_faces)
     return [
         Face(box=boxes[i].astype(np.float32), score=float(scores[i]), landmarks5=points[i].astype(np.float32))
@@ -59,7 +61,7 @@ def blazeface_anchors(
 class BlazeFaceDetector:
     """MediaPipe face detection with an aspect-keeping (centred) letterbox.
 
-    `range="short"` is the 128x128 model for faces within ~2 m (face_detection_short), `"full"` the
+    `variant="short"` is the 128x128 model for faces within ~2 m (face_detection_short), `"full"` the
     192x192 one for faces up to ~5 m (face_detection_full), per MediaPipe's graphs' anchor options.
     BlazeFace has no mouth corners, only the mouth centre: they are placed on the eye line's direction
     at ArcFace-template spacing around it. Good enough to align a crop; run `FaceLandmarker` when the
@@ -67,17 +69,26 @@ class BlazeFaceDetector:
     """
 
     # input size, anchor strides, anchors per layer (aspect 1.0 + interpolated scale, or 1.0 alone)
-    VARIANTS = {"short": (128, (8, 16, 16, 16), 2), "full": (192, (4,), 1)}
+    VARIANTS: ClassVar[dict[str, tuple[int, tuple[int, ...], int]]] = {
+        "short": (128, (8, 16, 16, 16), 2),
+        "full": (192, (4,), 1),
+    }
 
     def __init__(
-        self, runner: Runner, score_threshold: float = 0.5, iou: float = 0.3, max_faces: int = 0,
-        range: str = "short",  # noqa: A002 (MediaPipe's own term)
+        self,
+        runner: Runner,
+        score_threshold: float = 0.5,
+        iou: float = 0.3,
+        max_faces: int = 0,
+        variant: str = "short",
     ) -> None:
         self.runner = runner
         self.score_threshold = score_threshold
         self.iou = iou
         self.max_faces = max_faces
-        self.size, strides, per_layer = self.VARIANTS[range]
+        if variant not in self.VARIANTS:
+            raise ValueError(f"BlazeFace variant {variant!r}: use one of {', '.join(self.VARIANTS)}")
+        self.size, strides, per_layer = self.VARIANTS[variant]
         self.anchors = blazeface_anchors(self.size, strides, per_layer)
         self.input_name = runner.input_names[0]
 
@@ -95,11 +106,15 @@ class BlazeFaceDetector:
         # Offsets are in input pixels; anchors are normalised with size 1. Work in input pixels.
         centre = anchors * self.size + raw[:, 0:2]
         half = raw[:, 2:4] / 2
-        boxes = lb.to_frame(np.concatenate([centre - half, centre + half], axis=1).reshape(-1, 2, 2)).reshape(-1, 4)
+        boxes = lb.to_frame(np.concatenate([centre - half, centre + half], axis=1).reshape(-1, 2, 2)).reshape(
+            -1, 4
+        )
         kps = lb.to_frame(anchors[:, None, :] * self.size + raw[:, 4:16].reshape(-1, 6, 2))
         boxes, scores, kps = weighted_nms(boxes, scores, kps, self.iou, self.max_faces)
         points = self._arcface(kps)
-        return [Face(box=b, score=float(s), landmarks5=p) for b, s, p in zip(boxes, scores, points, strict=True)]
+        return [
+            Face(box=b, score=float(s), landmarks5=p) for b, s, p in zip(boxes, scores, points, strict=True)
+        ]
 
     @staticmethod
     def _arcface(kps: np.ndarray) -> np.ndarray:
@@ -118,7 +133,11 @@ class YuNetDetector:
     strides = (8, 16, 32)
 
     def __init__(
-        self, runner: Runner, score_threshold: float = 0.6, iou: float = 0.3, input_size: int = 320,
+        self,
+        runner: Runner,
+        score_threshold: float = 0.6,
+        iou: float = 0.3,
+        input_size: int = 320,
         max_faces: int = 0,
     ) -> None:
         self.runner = runner
@@ -144,8 +163,7 @@ class YuNetDetector:
         w = int(np.ceil(iw * scale / 32) * 32)
         h = int(np.ceil(ih * scale / 32) * 32)
         img, lb = letterbox(image_bgr, w, h, centre=False)
-        # letterbox fits into w x h; recompute to the exact scale chosen above when padding dominates
-        x = img.transpose(2, 0, 1)[None].astype(np.float32)
+        x = cv2.dnn.blobFromImage(img)
         out = self.runner.run({self.input_name: x})
         boxes, scores, points = [], [], []
         for s, grid in zip(self.strides, self._grid(w, h), strict=True):
@@ -162,7 +180,9 @@ class YuNetDetector:
         if not boxes:
             return []
         b = lb.to_frame(np.concatenate(boxes).reshape(-1, 2, 2)).reshape(-1, 4)
-        return _faces(b, np.concatenate(scores), lb.to_frame(np.concatenate(points)), self.iou, self.max_faces)
+        return _faces(
+            b, np.concatenate(scores), lb.to_frame(np.concatenate(points)), self.iou, self.max_faces
+        )
 
 
 def retinaface_priors(size: int = 640) -> np.ndarray:
@@ -173,8 +193,10 @@ def retinaface_priors(size: int = 640) -> np.ndarray:
         ys, xs = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
         cx = ((xs.ravel() + 0.5) * step / size)[:, None]
         cy = ((ys.ravel() + 0.5) * step / size)[:, None]
-        for_cell = [np.concatenate([cx, cy, np.full_like(cx, m / size), np.full_like(cx, m / size)], 1)
-                    for m in min_sizes]
+        for_cell = [
+            np.concatenate([cx, cy, np.full_like(cx, m / size), np.full_like(cx, m / size)], 1)
+            for m in min_sizes
+        ]
         priors.append(np.stack(for_cell, axis=1).reshape(-1, 4))  # cell-major, then min size
     return np.concatenate(priors).astype(np.float32)
 
@@ -185,7 +207,9 @@ class RetinaFaceDetector:
     size = 640
     variances = (0.1, 0.2)
 
-    def __init__(self, runner: Runner, score_threshold: float = 0.6, iou: float = 0.4, max_faces: int = 0) -> None:
+    def __init__(
+        self, runner: Runner, score_threshold: float = 0.6, iou: float = 0.4, max_faces: int = 0
+    ) -> None:
         self.runner = runner
         self.score_threshold = score_threshold
         self.iou = iou
@@ -197,8 +221,8 @@ class RetinaFaceDetector:
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]:
         img, lb = letterbox(image_bgr, self.size, self.size, centre=False)
-        x = (img.astype(np.float32) - np.array([104, 117, 123], np.float32)).transpose(2, 0, 1)[None]
-        out = self.runner.run({self.input_name: np.ascontiguousarray(x)})
+        x = cv2.dnn.blobFromImage(img, 1.0, None, (104.0, 117.0, 123.0))
+        out = self.runner.run({self.input_name: x})
         loc, conf, ldm = (out[n][0] for n in self._names)
         scores = conf[:, 1]
         sel = np.flatnonzero(scores >= self.score_threshold)

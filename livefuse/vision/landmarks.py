@@ -64,7 +64,10 @@ class FaceLandmarker:
         """Mesh [468, 3] in frame pixels and the face-presence probability."""
         m = self.crop_transform(face)
         crop = cv2.warpAffine(
-            image_bgr, m, (self.size, self.size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            image_bgr,
+            m,
+            (self.size, self.size),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_CONSTANT,
         )
         x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32)[None] * (1 / 255.0)
@@ -82,6 +85,10 @@ class FaceLandmarker:
         if presence < self.min_presence:
             return None
         return Face(
-            box=face.box.copy(), score=face.score, landmarks5=arcface_points(mesh), track_id=face.track_id,
-            mesh=mesh, held=face.held,
+            box=face.box.copy(),
+            score=face.score,
+            landmarks5=arcface_points(mesh),
+            track_id=face.track_id,
+            mesh=mesh,
+            held=face.held,
         )

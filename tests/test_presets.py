@@ -1,0 +1,161 @@
+"""Presets: lookup, validation with messages naming the file, key and what is allowed, and chain building."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from livefuse.errors import PresetError
+from livefuse.frame import Frame
+from livefuse.presets import (
+    available_presets,
+    build_chain,
+    load_preset,
+    parse_preset,
+    resolve_preset,
+    validate_params,
+)
+from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.registry import STAGES, register, stage_types
+
+
+class Tint:
+    """A test stage: adds `amount` to one colour channel."""
+
+    closed: ClassVar[list[str]] = []
+
+    def __init__(self, params: dict[str, Any], context: StageContext) -> None:
+        if params["channel"] == "explode":
+            raise RuntimeError("cannot build")
+        self.name = "test-tint"
+        self.params = dict(params)
+
+    def process(self, frame: Frame) -> None:
+        frame.meta.setdefault("tints", []).append(self.params["amount"])
+
+    def update(self, params: dict[str, Any]) -> None:
+        self.params.update(params)
+
+    def close(self) -> None:
+        Tint.closed.append(self.params["channel"])
+
+
+SPEC = StageSpec("test-tint", "tint (tests only)", (
+    Param("amount", int, 10, min=0, max=255),
+    Param("strength", float, 0.5, min=0.0, max=1.0),
+    Param("channel", str, "blue", choices=("blue", "green", "red", "explode")),
+    Param("enabled", bool, True),
+    Param("points", list, [], live=False),
+), Tint)
+
+
+@pytest.fixture(autouse=True)
+def tint_stage(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    stage_types()  # import the shipped stage modules first, so registering ours cannot clash later
+    register(SPEC)
+    Tint.closed = []
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("LIVEFUSE_PRESETS", raising=False)
+    try:
+        yield
+    finally:
+        STAGES.pop(SPEC.type, None)
+
+
+def parse(text: str) -> Any:
+    return parse_preset(text, Path("my.toml"))
+
+
+def test_a_valid_preset_gets_defaults_and_unique_labels() -> None:
+    preset = parse('name = "n"\ndescription = "d"\n[[stages]]\ntype = "test-tint"\namount = 3\n'
+                   '[[stages]]\ntype = "test-tint"\nstrength = 1\n')
+    assert (preset.name, preset.description) == ("n", "d")
+    assert [c.label for c in preset.stages] == ["test-tint", "test-tint#2"]
+    assert preset.stages[0].params == {"amount": 3, "strength": 0.5, "channel": "blue", "enabled": True,
+                                       "points": []}
+    strength = preset.stages[1].params["strength"]
+    assert strength == 1.0 and isinstance(strength, float)  # an integer in TOML where a number is expected
+
+
+@pytest.mark.parametrize(("text", "phrases"), [
+    ('name = "x"\n[[stages]\n', ("my.toml", "malformed TOML")),
+    ('colour = "red"\n', ("unknown top-level key 'colour'",)),
+    ('stages = "background"\n', ("array of tables",)),
+    ('[[stages]]\namount = 3\n', ("stages[1]", "missing key 'type'", "test-tint")),
+    ('[[stages]]\ntype = "teleport"\n', ("stages[1]", "unknown stage type 'teleport'", "test-tint")),
+    ('[[stages]]\ntype = "test-tint"\namount = 300\n', ("amount = 300", "out of range", "from 0 to 255")),
+    ('[[stages]]\ntype = "test-tint"\nstrength = -0.1\n', ("strength = -0.1", "out of range")),
+    ('[[stages]]\ntype = "test-tint"\namount = 2.5\n', ("amount = 2.5", "an integer")),
+    ('[[stages]]\ntype = "test-tint"\namount = true\n', ("amount = True", "not allowed")),
+    ('[[stages]]\ntype = "test-tint"\nchannel = "pink"\n', ("channel = 'pink'", "one of 'blue'")),
+    ('[[stages]]\ntype = "test-tint"\nenabled = "yes"\n', ("enabled = 'yes'", "true or false")),
+    ('[[stages]]\ntype = "test-tint"\npoints = 3\n', ("points = 3", "a list")),
+    ('[[stages]]\ntype = "test-tint"\ncolor = 3\n', ("unknown key 'color'", "allowed: amount, strength")),
+    ('[[stages]]\ntype = "test-tint"\n[[stages]]\ntype = "test-tint"\namount = -1\n', ("stages[2]",)),
+])
+def test_mistakes_name_the_file_key_and_what_is_allowed(text: str, phrases: tuple[str, ...]) -> None:
+    with pytest.raises(PresetError) as caught:
+        parse(text)
+    for phrase in phrases:
+        assert phrase in str(caught.value), str(caught.value)
+
+
+def test_live_updates_are_checked_too() -> None:
+    assert validate_params(SPEC, {"amount": 7}, "stage x", partial=True, live_only=True) == {"amount": 7}
+    with pytest.raises(PresetError, match="cannot change while streaming"):
+        validate_params(SPEC, {"points": [1]}, "stage x", partial=True, live_only=True)
+    with pytest.raises(PresetError, match="out of range"):
+        validate_params(SPEC, {"amount": 256}, "stage x", partial=True, live_only=True)
+
+
+def test_names_resolve_through_the_preset_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = available_presets()
+    assert "passthrough" in shipped
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "passthrough.toml").write_text('name = "my passthrough"\nstages = []\n')
+    (mine / "tinted.toml").write_text('[[stages]]\ntype = "test-tint"\n')
+    monkeypatch.setenv("LIVEFUSE_PRESETS", str(mine))
+    assert resolve_preset("passthrough") == mine / "passthrough.toml"  # the user's folder shadows the shipped
+    assert load_preset("tinted").name == "tinted"  # named after its file when it has no name
+    assert load_preset(str(mine / "tinted.toml")).stages[0].type == "test-tint"
+    with pytest.raises(PresetError, match=r"unknown preset 'tinte'.*passthrough.*tinted"):
+        resolve_preset("tinte")
+
+
+def test_every_shipped_preset_is_valid() -> None:
+    presets = available_presets()
+    assert presets
+    for name, path in presets.items():
+        preset = load_preset(str(path))
+        assert preset.name, name
+        for config in preset.stages:
+            assert config.type in stage_types()
+
+
+def test_build_chain_runs_the_stages_and_closes_them_if_one_fails() -> None:
+    context = StageContext(engine=None, size=(64, 48), fps=30.0)
+    preset = parse('name = "two"\n[[stages]]\ntype = "test-tint"\namount = 1\n'
+                   '[[stages]]\ntype = "test-tint"\namount = 2\nchannel = "red"\n')
+    chain = build_chain(preset, context)
+    assert chain.name == "two" and [label for label, _ in chain.stages] == ["test-tint", "test-tint#2"]
+    assert chain.params["test-tint#2"]["channel"] == "red"
+    frame = Frame(seq=0, pts=0, capture_ns=0, image=np.zeros((48, 64, 3), np.uint8))
+    chain.run(frame, chain.admit())
+    assert frame.meta["tints"] == [1, 2]
+    chain.update("test-tint", {"amount": 9})
+    assert chain.stages[0][1].params["amount"] == 9 and chain.params["test-tint"]["amount"] == 9  # type: ignore
+    with pytest.raises(KeyError):
+        chain.update("test-tint#3", {"amount": 9})
+    chain.close()
+    assert Tint.closed == ["blue", "red"]
+
+    Tint.closed = []
+    broken = parse('[[stages]]\ntype = "test-tint"\n[[stages]]\ntype = "test-tint"\nchannel = "explode"\n')
+    with pytest.raises(RuntimeError, match="cannot build"):
+        build_chain(broken, context)
+    assert Tint.closed == ["blue"]  # the stage already built was released

@@ -1,0 +1,143 @@
+"""`anonymise` fails closed: an independent detector (OpenCV's YuNet) finds no face in any output frame.
+
+Misses of livefuse's own detector are injected by wrapping its `detect` (the one fake here): the
+frames where it sees nothing are exactly the ones that must still come out anonymised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from livefuse.chain import Chain
+from livefuse.engine import Engine
+from livefuse.frame import Frame
+from livefuse.sources.demo import DemoSource, astronaut_bgr
+from livefuse.stages import anonymise, face
+from livefuse.stages.base import StageContext
+
+YUNET = Path("/work/shared/models/face_detection_yunet.onnx")
+SIZE = (1280, 720)
+DETECTOR = "blazeface_full"  # as the shipped anonymise preset: finds small, distant faces too
+MISSES = {3, 4, 5, 6, 7, 8, 12}  # a long gap (longer than the face stage's own hold) and a single blink
+
+pytestmark = pytest.mark.skipif(not YUNET.is_file(), reason="needs /work/shared/models (independent detector)")
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    return Engine(provider="cpu", cache_dir=tmp_path_factory.mktemp("engine"))
+
+
+def params(spec: Any, **given: Any) -> dict[str, Any]:
+    return {p.name: p.default for p in spec.params} | given
+
+
+def build(engine: Engine, misses: set[int], **anon: Any) -> Chain:
+    context = StageContext(engine=engine, size=SIZE, fps=30.0)
+    finder = face.FaceStage(params(face.SPEC, detector=DETECTOR, min_score=0.5, max_faces=8, hold_frames=3), context)
+    real = finder.detector.detect
+    calls = iter(range(10_000))
+    finder.detector.detect = lambda image: [] if next(calls) in misses else real(image)  # type: ignore[method-assign]
+    cover = anonymise.AnonymiseStage(params(anonymise.SPEC, **anon), context)
+    return Chain("anonymise", [("face", finder), ("anonymise", cover)])
+
+
+def independent_faces(image: np.ndarray, threshold: float = 0.5) -> int:
+    h, w = image.shape[:2]
+    det = cv2.FaceDetectorYN.create(str(YUNET), "", (w, h), threshold)
+    _, found = det.detect(image)
+    return 0 if found is None else len(found)
+
+
+def group_photo(t: float, count: int = 3) -> np.ndarray:
+    """Several astronaut faces in one frame, each drifting on its own."""
+    rng = np.random.default_rng(4)
+    canvas = np.full((SIZE[1], SIZE[0], 3), (120, 130, 140), np.uint8)
+    for _ in range(30):  # a busy room behind them
+        x, y = int(rng.integers(0, SIZE[0])), int(rng.integers(0, SIZE[1]))
+        colour = tuple(int(c) for c in rng.integers(30, 230, 3))
+        cv2.rectangle(canvas, (x, y), (x + int(rng.integers(20, 200)), y + int(rng.integers(20, 150))), colour, -1)
+    portrait = cv2.resize(astronaut_bgr()[20:260, 110:340], (180, 190))
+    for k in range(count):
+        x = int(60 + k * (SIZE[0] - 300) / max(1, count - 1) + 30 * np.sin(2 * t + k))
+        y = int(200 + 60 * np.cos(1.5 * t + 2 * k))
+        canvas[y:y + 190, x:x + 180] = portrait
+    return canvas
+
+
+def run(chain: Chain, images: list[np.ndarray]) -> list[Frame]:
+    frames = []
+    for i, image in enumerate(images):
+        frame = Frame(seq=i, pts=0, capture_ns=0, image=image.copy())
+        chain.run(frame, chain.admit())
+        frames.append(frame)
+    return frames
+
+
+def check_clip(engine: Engine, images: list[np.ndarray], faces: int, **anon: Any) -> None:
+    assert [independent_faces(im) for im in images] == [faces] * len(images)  # the clip really shows them
+    frames = run(build(engine, MISSES, **anon), images)
+    found = [independent_faces(f.image) for f in frames]
+    assert found == [0] * len(frames), found
+    assert any(f.faces and f.faces[0].held for i, f in enumerate(frames) if i in MISSES)
+
+
+ClipMaker = Callable[[float], np.ndarray]
+
+
+def demo_clip(n: int = 16) -> list[np.ndarray]:
+    source = DemoSource(SIZE, 30, paced=False)
+    return [source.render(2.0 + i / 6) for i in range(n)]  # fast motion: 5 s of the clip in 16 frames
+
+
+def test_one_moving_face_is_never_visible(engine: Engine) -> None:
+    check_clip(engine, demo_clip(), faces=1)
+
+
+def test_several_faces_are_never_visible(engine: Engine) -> None:
+    check_clip(engine, [group_photo(i / 8) for i in range(16)], faces=3)
+
+
+@pytest.mark.parametrize("style", ["pixelate", "fill"])
+def test_other_styles_hide_faces_too(engine: Engine, style: str) -> None:
+    check_clip(engine, demo_clip(10), faces=1, style=style)
+
+
+def test_only_the_faces_are_touched(engine: Engine) -> None:
+    image = demo_clip(1)[0]
+    out = run(build(engine, set()), [image])[0]
+    changed = np.any(out.image != image, axis=2)
+    assert 0.005 < changed.mean() < 0.08  # a face and its margin, not the frame
+    assert out.faces and not out.faces[0].held
+
+
+def test_when_the_face_stage_fails_the_whole_frame_is_covered(engine: Engine) -> None:
+    chain = build(engine, set(), hold_frames=2)
+    finder = chain.stages[0][1]
+    images = demo_clip(8)
+    frames = run(chain, images[:2])
+
+    def broken(image: np.ndarray) -> list[Any]:
+        raise RuntimeError("detector crashed")
+
+    finder.detector.detect = broken  # type: ignore[attr-defined]
+    frames += run(chain, images[2:])
+    assert chain.stats.stage_errors.get("face") == 6
+    assert [independent_faces(f.image) for f in frames] == [0] * 8
+    # Held boxes for hold_frames frames, then nothing is shown: every pixel is blurred.
+    for f, image in zip(frames[5:], images[5:], strict=True):
+        assert np.any(f.image != image, axis=2).mean() > 0.9
+
+
+def test_without_any_face_stage_nothing_is_shown(engine: Engine) -> None:
+    stage = anonymise.AnonymiseStage(params(anonymise.SPEC), StageContext(engine=engine, size=SIZE, fps=30.0))
+    image = demo_clip(1)[0]
+    frame = Frame(seq=0, pts=0, capture_ns=0, image=image.copy())
+    stage.process(frame)
+    assert np.any(frame.image != image, axis=2).mean() > 0.9

@@ -1,0 +1,179 @@
+"""The `face` stage on real frames with the real detectors: found, tracked with stable ids, steady, held."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from livefuse.engine import Engine
+from livefuse.errors import ModelError
+from livefuse.frame import Face, Frame
+from livefuse.sources.demo import DemoSource, astronaut_bgr
+from livefuse.stages.base import StageContext
+from livefuse.stages.face import SPEC, FaceStage, TiledDetector
+from livefuse.stages.smoothing import OneEuro
+from livefuse.stages.tracking import FaceTracker
+from livefuse.vision.geometry import iou_matrix
+
+SHARED = Path("/work/shared/models")
+YUNET = SHARED / "face_detection_yunet.onnx"
+RETINA = SHARED / "retinaface_mobilenet0.25_640.onnx"
+SIZE = (1280, 720)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    return Engine(provider="cpu", cache_dir=tmp_path_factory.mktemp("engine"))
+
+
+def make_stage(engine: Engine, size: tuple[int, int] = SIZE, **params: Any) -> FaceStage:
+    full = {p.name: p.default for p in SPEC.params} | params
+    return FaceStage(full, StageContext(engine=engine, size=size, fps=30.0))
+
+
+def run(stage: FaceStage, images: list[np.ndarray]) -> list[list[Face]]:
+    out = []
+    for i, image in enumerate(images):
+        frame = Frame(seq=i, pts=0, capture_ns=0, image=image)
+        stage.process(frame)
+        out.append(frame.faces)
+    return out
+
+
+def independent_boxes(image: np.ndarray) -> np.ndarray:
+    """Face boxes from OpenCV's own YuNet runner: ground truth independent of livefuse's code."""
+    h, w = image.shape[:2]
+    det = cv2.FaceDetectorYN.create(str(YUNET), "", (w, h), 0.6)
+    _, found = det.detect(image)
+    if found is None:
+        return np.zeros((0, 4), np.float32)
+    return np.column_stack([found[:, 0], found[:, 1], found[:, 0] + found[:, 2], found[:, 1] + found[:, 3]])
+
+
+def group_photo(t: float, width: int = 1280, height: int = 720, count: int = 3) -> np.ndarray:
+    """Several astronaut faces side by side, drifting in opposite directions."""
+    canvas = np.full((height, width, 3), 90, np.uint8)
+    face = cv2.resize(astronaut_bgr()[40:200, 150:300], (150, 160))
+    for k in range(count):
+        x = int(80 + k * (width - 300) / max(1, count - 1) + 25 * np.sin(t + k))
+        y = int(height / 2 - 80 + 20 * np.cos(t * 1.3 + k))
+        canvas[y:y + 160, x:x + 150] = face
+    return canvas
+
+
+def test_tiles_cover_a_wide_frame_with_overlap() -> None:
+    tiles = TiledDetector.tiles(1280, 720)
+    assert tiles[0][0] == 0 and tiles[-1][0] + tiles[-1][2] == 1280
+    steps = np.diff([x for x, _, _ in tiles])
+    assert (steps <= 720 / 2).all()
+    assert TiledDetector.tiles(720, 720) == [(0, 0, 720)]
+
+
+@pytest.mark.parametrize("detector", ["blazeface", "yunet", "retinaface"])
+def test_follows_the_demo_face_with_one_id(engine: Engine, detector: str) -> None:
+    if detector != "blazeface" and not SHARED.is_dir():
+        pytest.skip("needs /work/shared/models")
+    model = {"yunet": str(YUNET), "retinaface": str(RETINA)}.get(detector, "")
+    stage = make_stage(engine, detector=detector, model=model)
+    source = DemoSource(SIZE, 30, paced=False)
+    images = [source.render(i / 10) for i in range(24)]
+    faces = run(stage, images)
+    assert all(len(f) == 1 for f in faces), [len(f) for f in faces]
+    assert len({f[0].track_id for f in faces}) == 1
+    for image, found in zip(images[::6], faces[::6], strict=True):
+        truth = independent_boxes(image)
+        assert len(truth) == 1
+        assert iou_matrix(found[0].box[None], truth)[0, 0] > 0.4
+        x1, y1, x2, y2 = found[0].box
+        eyes = found[0].landmarks5[:2]
+        assert ((eyes[:, 0] > x1) & (eyes[:, 0] < x2) & (eyes[:, 1] > y1) & (eyes[:, 1] < y2)).all()
+
+
+def test_several_faces_keep_their_own_ids(engine: Engine) -> None:
+    stage = make_stage(engine, detector="yunet", model=str(YUNET)) if SHARED.is_dir() else make_stage(engine)
+    faces = run(stage, [group_photo(i / 5) for i in range(15)])
+    assert all(len(f) == 3 for f in faces), [len(f) for f in faces]
+    first = sorted(faces[0], key=lambda f: f.box[0])
+    last = sorted(faces[-1], key=lambda f: f.box[0])
+    assert [f.track_id for f in first] == [f.track_id for f in last]
+    assert len({f.track_id for f in first}) == 3
+
+
+def test_max_faces_limits_the_count(engine: Engine) -> None:
+    stage = make_stage(engine, max_faces=2)
+    faces = run(stage, [group_photo(0.0)] * 3)
+    assert all(len(f) <= 2 for f in faces) and len(faces[-1]) == 2
+
+
+def test_landmarks_give_a_mesh_inside_the_face(engine: Engine) -> None:
+    stage = make_stage(engine, landmarks=True, detect_every=3)
+    source = DemoSource(SIZE, 30, paced=False)
+    faces = run(stage, [source.render(i / 15) for i in range(9)])
+    assert all(len(f) == 1 for f in faces)
+    assert len({f[0].track_id for f in faces}) == 1
+    for found in faces:
+        face = found[0]
+        assert face.mesh is not None and face.mesh.shape == (468, 3)
+        x1, y1, x2, y2 = face.box
+        w = x2 - x1
+        centre = face.mesh[:, :2].mean(0)
+        assert x1 - 0.2 * w < centre[0] < x2 + 0.2 * w and y1 - 0.2 * w < centre[1] < y2 + 0.2 * w
+
+
+def test_detect_every_tracks_between_detections(engine: Engine) -> None:
+    calls = []
+    stage = make_stage(engine, detect_every=4)
+    real = stage.detector.detect
+    stage.detector.detect = lambda image: calls.append(1) or real(image)  # type: ignore[method-assign]
+    source = DemoSource(SIZE, 30, paced=False)
+    faces = run(stage, [source.render(i / 30) for i in range(12)])
+    assert len(calls) == 3
+    assert all(len(f) == 1 and not f[0].held for f in faces)
+
+
+def test_a_missed_frame_holds_the_face(engine: Engine) -> None:
+    stage = make_stage(engine, hold_frames=2)
+    source = DemoSource(SIZE, 30, paced=False)
+    real = stage.detector.detect
+    misses = {3, 4, 6, 7, 8}
+    seq = iter(range(100))
+    stage.detector.detect = lambda image: [] if next(seq) in misses else real(image)  # type: ignore[method-assign]
+    faces = run(stage, [source.render(i / 30) for i in range(10)])
+    assert [len(f) for f in faces] == [1, 1, 1, 1, 1, 1, 1, 1, 0, 1]
+    assert [f[0].held for f in faces if f] == [False, False, False, True, True, False, True, True, False]
+    assert faces[4][0].box[2] - faces[4][0].box[0] > faces[2][0].box[2] - faces[2][0].box[0]  # grown
+    assert len({f[0].track_id for f in faces[:8]}) == 1
+
+
+def test_one_euro_steadies_jitter_and_follows_motion() -> None:
+    rng = np.random.default_rng(1)
+    f = OneEuro(min_cutoff=1.0, beta=5.0)
+    still = [f(np.array([100.0]) + rng.normal(0, 2.0, 1), i / 30, scale=100.0)[0] for i in range(60)]
+    assert np.std(np.diff(still[20:])) < 0.25 * np.std(np.diff(100 + rng.normal(0, 2.0, 60)))
+    f = OneEuro(min_cutoff=1.0, beta=5.0)
+    moving = [f(np.array([10.0 * i]), i / 30, scale=100.0)[0] for i in range(60)]
+    assert abs(moving[-1] - 590.0) < 10.0  # follows a fast move (300 px/s) within 10 px
+
+
+def test_tracker_smooths_detector_jitter() -> None:
+    rng = np.random.default_rng(2)
+    tracker = FaceTracker(min_cutoff=1.0, beta=5.0)
+    box = np.array([500, 200, 600, 320], np.float32)
+    boxes = []
+    for i in range(60):
+        noisy = box + rng.normal(0, 2.0, 4).astype(np.float32)
+        out = tracker.update([Face(box=noisy, score=0.9, landmarks5=np.zeros((5, 2), np.float32))], i / 30)
+        boxes.append(out[0].box)
+    jitter = np.abs(np.diff(np.array(boxes[20:]), axis=0)).mean()
+    assert jitter < 0.5, jitter  # raw frame-to-frame change is ~2.3 px
+
+
+def test_missing_pulled_model_says_how_to_pull_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVEFUSE_MODELS_DIR", str(tmp_path / "models"))
+    engine = Engine(provider="cpu", cache_dir=tmp_path / "cache")
+    with pytest.raises(ModelError, match=r"yunet.*livefuse models pull yunet"):
+        make_stage(engine, detector="yunet")
