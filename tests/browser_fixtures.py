@@ -8,6 +8,7 @@ code, from Playwright, or from their own asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import urllib.error
@@ -170,6 +171,7 @@ class LiveDaemon:
         self.token = self.sink.token
         source = DemoSource(self.size, self.fps, motion=self.motion)
         self.pipeline = Pipeline(source, chain, [self.sink], fps=self.fps, engine=engine)
+        self.pipeline.stats.provider = engine.provider  # as `livefuse run` does
         self.pipeline.frame_listeners.append(lambda f: self.emitted.append((f.seq, f.capture_ns, f.meta.get("tag"))))
         self.runtime = Runtime(self.pipeline, preset, context, engine,
                                settings={"source": "demo", "size": list(self.size), "fps": self.fps})
@@ -191,8 +193,9 @@ class LiveDaemon:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
-        if self.pipeline is not None:
-            self.pipeline.stop()
+        if self.pipeline is not None and self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # its loop finished meanwhile
+                self.pipeline.stop()
         self._thread.join(20)
         assert not self._thread.is_alive(), "daemon did not stop"
 

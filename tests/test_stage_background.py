@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,7 @@ def mask_change(engine: Engine, smoothing: float) -> tuple[float, float]:
     noisy = [cv2.add(image, rng.normal(0, 4, image.shape).astype(np.int16), dtype=cv2.CV_8U) for _ in range(14)]
     frames = run(make_stage(engine, smoothing=smoothing), noisy)
     masks = [f.meta["person_mask"] for f in frames[3:]]
-    change = float(np.mean([np.abs(a - b).mean() for a, b in zip(masks, masks[1:], strict=False)]))
+    change = float(np.mean([np.abs(a - b).mean() for a, b in itertools.pairwise(masks)]))
     return change, float(masks[-1].mean())
 
 

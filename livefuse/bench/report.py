@@ -40,16 +40,21 @@ class Usage:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (each mode runs in its own process, so it is per mode)."""
+    """This process's peak resident memory so far (each mode runs in its own process, so it is per mode).
+
+    Linux's VmHWM first: `ru_maxrss` survives exec, so a child would report its parent's peak if larger.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 2**10, 1)
+    except (OSError, ValueError):
+        pass
     try:
         import resource
     except ImportError:  # Windows
-        try:
-            import psutil
-
-            return round(psutil.Process().memory_info().peak_wset / 2**20, 1)
-        except (ImportError, AttributeError):
-            return 0.0
+        return 0.0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes on macOS, KiB elsewhere
 

@@ -54,14 +54,14 @@ class DebugStage:
         p = self.params
         for face in frame.faces:
             colour = _colour(face.track_id)
-            x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+            x1, y1, x2, y2 = (round(v) for v in face.box)
             cv2.rectangle(img, (x1, y1), (x2, y2), colour, 1 if face.held else thick, cv2.LINE_AA)
             if p["mesh"] and face.mesh is not None:
                 for x, y in face.mesh[:, :2].astype(np.int32):
                     cv2.circle(img, (int(x), int(y)), 1, (255, 255, 255), -1)
             if p["landmarks"]:
                 for x, y in face.landmarks5:
-                    cv2.circle(img, (int(round(x)), int(round(y))), max(2, thick + 1), colour, -1, cv2.LINE_AA)
+                    cv2.circle(img, (round(x), round(y)), max(2, thick + 1), colour, -1, cv2.LINE_AA)
             label = f"#{face.track_id} {face.score:.2f}" + (" held" if face.held else "")
             cv2.putText(img, label, (x1, max(12, y1 - 6)), _FONT, 0.5 * scale, colour, thick, cv2.LINE_AA)
         if p["stats"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 
 from livefuse.frame import Face, Frame
@@ -55,23 +56,30 @@ class TiledDetector:
         return [(int(s), 0, side) if width >= height else (0, int(s), side) for s in starts]
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]:
+        # Shrink the frame once so each tile is already the model's input size (one resize, not one a tile).
+        size = getattr(self.detector, "size", 0)
         h, w = image_bgr.shape[:2]
-        tiles = self.tiles(w, h)
-        if len(tiles) == 1:
-            return self.detector.detect(image_bgr)
+        scale = size / min(w, h) if size and size < min(w, h) else 1.0
+        if scale < 1.0:
+            image_bgr = cv2.resize(image_bgr, (max(size, round(w * scale)), max(size, round(h * scale))),
+                                   interpolation=cv2.INTER_AREA)
+            h, w = image_bgr.shape[:2]
         found: list[Face] = []
+        tiles = self.tiles(w, h)
         for x, y, side in tiles:
             margin = side * 0.01
             for face in self.detector.detect(image_bgr[y:y + side, x:x + side]):
                 b = face.box
-                cut = ((x > 0 and b[0] < margin) or (x + side < w and b[2] > side - margin)
-                       or (y > 0 and b[1] < margin) or (y + side < h and b[3] > side - margin))
+                cut = len(tiles) > 1 and (
+                    (x > 0 and b[0] < margin) or (x + side < w and b[2] > side - margin)
+                    or (y > 0 and b[1] < margin) or (y + side < h and b[3] > side - margin))
                 if cut:
                     continue
                 shift = np.array([x, y], np.float32)
-                found.append(Face(box=b + np.tile(shift, 2), score=face.score, landmarks5=face.landmarks5 + shift))
-        if not found:
-            return []
+                found.append(Face(box=(b + np.tile(shift, 2)) / scale, score=face.score,
+                                  landmarks5=(face.landmarks5 + shift) / scale))
+        if len(tiles) == 1 or not found:
+            return found
         keep = nms(np.stack([f.box for f in found]), np.array([f.score for f in found]), self.iou)
         return [found[i] for i in keep]
 

@@ -38,8 +38,13 @@ class LatestFrameTrack(MediaStreamTrack):
         self.sent = 0
 
     def put(self, image: np.ndarray, capture_ns: int) -> None:
-        """Offer a BGR image (from any thread); converted here, off the event loop."""
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        """Offer a BGR image (from any thread); converted here, off the event loop.
+
+        It is converted to the encoders' yuv420p once, here: relayed frames are shared
+        by every viewer's encoder thread, and PyAV's on-demand conversion keeps state on
+        the frame that is not safe to use from several threads at once.
+        """
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
         frame.time_base = TIME_BASE
         pts = capture_ns * Frame.time_base // 1_000_000_000
         with contextlib.suppress(RuntimeError):  # the loop closed while an output thread was finishing
