@@ -86,6 +86,8 @@ class Pipeline:
         old, self.chain = self.chain, chain
         chain.stats = self.stats
         self._hook_chain(chain)
+        if self._first_stage_free is not None:
+            self._first_stage_free.set()  # a dispatcher waiting on the old chain looks at the new one
         pending = list(self._in_flight)
         if pending:
             await asyncio.wait(pending)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from livefuse.chain import Chain
-from livefuse.errors import PresetError
+from livefuse.errors import ModelError, PresetError
 from livefuse.stages.base import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import stage_types
 from livefuse.stats import PipelineStats
@@ -162,9 +162,15 @@ def load_preset(name_or_path: str) -> Preset:
 def build_chain(preset: Preset, context: StageContext, stats: PipelineStats | None = None) -> Chain:
     """Instantiate a preset's stages (loading their models) into a runnable chain."""
     built: list[tuple[str, Stage]] = []
+    missing: list[str] = []  # every stage's model problem, so one run names all there is to pull
     try:
         for config in preset.stages:
-            built.append((config.label, config.spec.factory(dict(config.params), context)))
+            try:
+                built.append((config.label, config.spec.factory(dict(config.params), context)))
+            except ModelError as exc:
+                missing.append(str(exc))
+        if missing:
+            raise ModelError(f"preset {preset.name!r} cannot start:\n  " + "\n  ".join(missing))
     except BaseException:
         for _, stage in built:
             stage.close()

@@ -278,7 +278,7 @@ def test_cli_run_writes_the_stats_json(cli: Any, tmp_path: Path) -> None:
     assert stats["frames_processed"] >= 270
     assert stats["frames_out"] + stats["outputs"]["null"]["dropped"] == stats["frames_processed"]
     assert 20 <= stats["fps"] <= 35, stats["fps"]  # paced like a 30 fps camera
-    assert isinstance(stats["provider"], str) and stats["provider"]
+    assert stats["provider"].endswith("ExecutionProvider"), stats["provider"]  # the one really in use
     latency = stats["latency_ms"]
     assert set(latency) == {"p50", "p95", "p99", "max"}
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"] < 2000

@@ -111,6 +111,7 @@ def test_switching_presets_loses_no_frame(web_presets, daemons) -> None:
 def test_live_parameters_are_validated_and_applied(web_presets, daemons) -> None:
     daemon = daemons("tag-a").start()
     url = daemon.url + "/api/preset/params"
+    assert wait_for(lambda: len(daemon.emitted) > 2)
     status, body = http_json("PATCH", url, {"stage": "test_tag", "params": {"value": 99}})
     assert (status, body) == (200, {"stage": "test_tag", "params": {"value": 99, "fixed": 0}})
     assert wait_for(lambda: daemon.emitted[-1][2] == 99)

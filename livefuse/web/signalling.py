@@ -134,6 +134,11 @@ class Peers:
         peer.runtime = Runtime(pipeline, preset, context, main.engine, settings={"source": "webrtc"})
         peer.source.start()
         peer.task = asyncio.create_task(pipeline.run())
+        peer.task.add_done_callback(lambda task: self._pipeline_ended(peer, task))
+
+    def _pipeline_ended(self, peer: Peer, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("camera peer %s: pipeline failed: %s", peer.id, task.exception())
 
     async def close(self, peer_id: str) -> bool:
         """Stop a peer's pipeline and connection; False when there is no such peer."""
