@@ -155,6 +155,16 @@ class Pipeline:
     # -- capture (its own thread) --------------------------------------------------------------
 
     def _capture_loop(self) -> None:
+        """Read until stopped, then close the source here: never from another thread while a read may block."""
+        try:
+            self._capture_frames()
+        finally:
+            try:
+                self.source.close()
+            except Exception as exc:  # noqa: BLE001 - closing must not hide why capture ended
+                log.debug("closing source failed: %s", exc)
+
+    def _capture_frames(self) -> None:
         assert self._loop is not None
         seq = 0
         start_ns = time.monotonic_ns()

@@ -99,8 +99,8 @@ class ReleasedCamera:
         with self._cond:
             self._cond.wait_for(lambda: self._ended or (self._latest is not None and self._latest[0] > self._taken))
             if self._latest is None or self._latest[0] <= self._taken:
-                if self.error is not None:
-                    raise self.error
+                if self.error is not None:  # not re-raised as is: a SourceLost would make the pipeline reconnect
+                    raise RuntimeError(f"{self.description} failed: {self.error}") from self.error
                 return None
             index, released, image = self._latest
             self.skipped += index - self._taken - 1

@@ -80,12 +80,22 @@ def _open_producer(config: BenchConfig) -> tuple[Callable[[], np.ndarray | None]
         demo = DemoSource(config.size, config.fps, paced=False)
         return demo.read, demo.close, demo.description
     from livefuse.sources.av_source import AVSource
+    from livefuse.sources.base import SourceLost
 
     path = Path(config.source)
     if not path.is_file():
         raise UserError(f"--source {config.source}: no such file; give a video file or 'demo'")
-    video = AVSource(str(path), config.size, config.fps, live=True, loop=True, description=f"file {path}")
-    return video.read, video.close, video.description
+    video = AVSource(str(path), config.size, config.fps, live=True, description=f"file {path}")
+
+    def read_looping() -> np.ndarray | None:
+        """Decoded as fast as asked (live=True: the camera emulator paces it); back to the start at its end."""
+        try:
+            return video.read()
+        except SourceLost:  # a live source's end: reopen the file once, a second failure propagates
+            video.reopen()
+            return video.read()
+
+    return read_looping, video.close, video.description
 
 
 def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:

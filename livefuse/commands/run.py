@@ -16,7 +16,7 @@ from livefuse.logs import setup_logging
 from livefuse.pipeline import Pipeline
 from livefuse.presets import DEFAULT_PRESET, available_presets, build_chain, load_preset
 from livefuse.runtime import Runtime
-from livefuse.sinks import OUTPUT_HELP, Sink, open_sink
+from livefuse.sinks import OUTPUT_HELP, Sink, open_sink, output_kind
 from livefuse.sources import SOURCE_HELP, default_source, open_source
 from livefuse.stages.base import StageContext
 from livefuse.status import report_status
@@ -85,6 +85,9 @@ async def _run(args: argparse.Namespace) -> int:
 
     size, fps = args.size, args.fps
     preset = load_preset(args.preset or default_preset())
+    specs = args.output or default_outputs()
+    for spec in specs:
+        output_kind(spec)  # a typo in --output is reported before any model loads
     source_spec = args.source or default_source()
     source = open_source(source_spec, size, fps)
     engine = Engine(provider=args.provider, iobinding=args.iobinding)
@@ -93,20 +96,19 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         chain = build_chain(preset, context)
         web = {"host": args.host, "port": args.port, "token": args.token, "max_peers": args.max_peers}
-        specs = args.output or default_outputs()
         sinks = open_outputs(specs, size, fps, web)
+        pipeline = Pipeline(source, chain, sinks, fps=fps, max_frames=args.frames, duration=args.duration,
+                            engine=engine)
+        pipeline.stats.provider = engine.provider
+        runtime = Runtime(pipeline, preset, context, engine,
+                          settings={"source": source_spec, "size": list(size), "fps": fps, "outputs": specs})
+        for sink in sinks:
+            attach = getattr(sink, "attach", None)
+            if attach is not None:
+                await attach(runtime)  # the preview output starts its web server with the control API
     except BaseException:
-        source.close()
+        source.close()  # from here on the pipeline's capture thread owns (and closes) the source
         raise
-    pipeline = Pipeline(source, chain, sinks, fps=fps, max_frames=args.frames, duration=args.duration,
-                        engine=engine)
-    pipeline.stats.provider = engine.provider
-    runtime = Runtime(pipeline, preset, context, engine,
-                      settings={"source": source_spec, "size": list(size), "fps": fps, "outputs": specs})
-    for sink in sinks:
-        attach = getattr(sink, "attach", None)
-        if attach is not None:
-            await attach(runtime)  # the preview output starts its web server with the control API
     log.info("running preset %s on %s -> %s (%s)", preset.name, source.description, ", ".join(specs),
              engine.provider)
     loop = asyncio.get_running_loop()
@@ -117,7 +119,6 @@ async def _run(args: argparse.Namespace) -> int:
         stats = await pipeline.run()
     finally:
         status.cancel()
-        source.close()
         runtime.pipeline.chain.close()
     snapshot = stats.snapshot()
     if args.stats_json is not None:

@@ -52,6 +52,7 @@ class Peer:
     runtime: Runtime | None = None
     task: asyncio.Task[Any] | None = None
     closing: bool = False
+    viewing: bool = False  # counted in Peers.viewers
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"id": self.id, "mode": self.mode, "state": self.pc.connectionState}
@@ -72,6 +73,7 @@ class Peers:
         self.runtime: Runtime | None = None  # the daemon's; camera peers copy its preset
         self.relay = MediaRelay()
         self.peers: dict[str, Peer] = {}
+        self.viewers = 0  # preview peers; read from the output thread to skip converting unwatched frames
 
     def camera_runtimes(self) -> list[Runtime]:
         return [p.runtime for p in self.peers.values() if p.runtime is not None]
@@ -91,6 +93,8 @@ class Peers:
             await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             if mode == "preview":
                 peer.pc.addTrack(self.relay.subscribe(self.preview, buffered=False))
+                peer.viewing = True
+                self.viewers += 1
             elif peer.incoming is None:
                 raise BadOffer("camera mode needs a video track in the offer")
             else:
@@ -157,6 +161,8 @@ class Peers:
             peer.outgoing.stop()
         await peer.pc.close()
         self.peers.pop(peer_id, None)
+        if peer.viewing:
+            self.viewers -= 1
         log.info("webrtc peer %s left (%d peers)", peer.id, len(self.peers))
         return True
 

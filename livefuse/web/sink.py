@@ -61,7 +61,7 @@ class PreviewSink:
         return self.server.url if self.server else f"http://{self.host}:{self.port}/"
 
     def write(self, frame: Frame) -> None:
-        if self.track is not None:
+        if self.track is not None and self.server is not None and self.server.peers.viewers > 0:
             self.track.put(frame.image, frame.capture_ns)
 
     def close(self) -> None:

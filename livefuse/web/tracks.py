@@ -105,10 +105,12 @@ class TrackSource:
         self._latest: np.ndarray | None = None
         self._ended = False
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
         """Begin receiving (call from the loop)."""
-        self._task = asyncio.ensure_future(self._receive())
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._receive())
 
     async def _receive(self) -> None:
         try:
@@ -138,6 +140,8 @@ class TrackSource:
         return image
 
     def close(self) -> None:
+        """Stop receiving; safe from any thread (the pipeline closes its source from the capture thread)."""
         self._end()
-        if self._task is not None:
-            self._task.cancel()
+        if self._task is not None and self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._task.cancel)
