@@ -1,9 +1,13 @@
-"""The `colour` stage: brightness, contrast, saturation, temperature and a 3D LUT, as one ONNX graph.
+"""The `colour` stage: brightness, contrast, saturation, temperature and a 3D LUT.
 
-Running the grade as a graph on the engine puts it on the GPU where there is one, next to the other
-models. The sliders are graph inputs (a live change costs nothing); the LUT is a GridSample over the
-LUT volume (opset 20 trilinear 3D sampling, which onnxruntime's CPU provider runs exactly), and the
-graph without a LUT leaves that node out, because it is the costly part on a CPU.
+On a GPU provider the grade is one ONNX graph on the engine, so the frame stays on the device next to
+the other models. The sliders are graph inputs (a live change costs nothing); the LUT is a GridSample
+over the LUT volume (opset 20 trilinear 3D sampling), and the graph without a LUT leaves that node out.
+
+On the CPU provider that graph is slow (GridSample alone 70-130 ms a 1280x720 frame on two cores), so
+the same grade runs in OpenCV instead (`benchmarks/colour_paths.py` measures both): the sliders are one
+cv2.transform (a 3x4 affine on uint8, which also clips), and the LUT, with `lut_strength` mixed in, is
+baked into a table of every 8-bit BGR colour, looked up by the pixel's bytes (see `lut_table`).
 
 Order, per pixel, in 0..1: temperature gains, brightness, contrast about mid-grey, saturation about
 Rec.601 luma (together one affine map: a 3x3 MatMul), clip, then the LUT mixed in by `lut_strength`.
@@ -14,10 +18,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from livefuse.engine.providers import CPU
 from livefuse.errors import PresetError
 from livefuse.frame import Frame
 from livefuse.stages.base import Param, StageContext, StageSpec
@@ -55,6 +61,44 @@ def affine(params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     matrix = gains * c @ sat
     offset = ((BRIGHTNESS_RANGE * b - 0.5) * c + 0.5) * np.ones((1, 3)) @ sat
     return matrix.astype(np.float32), offset.reshape(3).astype(np.float32)
+
+
+def transform_matrix(params: dict[str, Any]) -> np.ndarray:
+    """The slider map as a cv2.transform matrix [3, 4] on uint8 BGR pixels (column vectors, 0..255)."""
+    matrix, offset = affine(params)
+    return np.hstack([matrix.T, offset[:, None] * 255.0]).astype(np.float32)
+
+
+def lut_table(cube: np.ndarray, strength: float = 1.0, out: np.ndarray | None = None) -> np.ndarray:
+    """The LUT mixed by `strength`, evaluated at every 8-bit colour: uint32 [2**24], index and value BGR0.
+
+    A pixel's bytes b, g, r, 0 read as a little-endian uint32 are its index, so a frame is graded by
+    one gather. It is exact (trilinear, then rounded) for integer inputs, where a 7-bit table would be up
+    to 2 levels off and a 6-bit one 3. Trilinear interpolation is separable, so it is built one axis at
+    a time, blue on the lattice, then green and red as weighted sums of two rows or planes in OpenCV:
+    ~50 ms, paid only when the LUT or its strength changes (64 MiB, reused).
+    """
+    n = cube.shape[0]
+    ident = identity_cube(n)
+    bgr0 = np.zeros((n, n, n, 4), np.float32)  # [b, g, r, (b, g, r, 0) out] in 0..255
+    bgr0[..., :3] = (ident + (cube - ident) * strength)[..., ::-1] * 255.0  # mixed on the lattice: exact
+    pos = np.arange(256) * ((n - 1) / 255.0)
+    lower = np.minimum(pos.astype(np.int64), n - 2)
+    frac = pos - lower
+    weights = np.zeros((256, n), np.float32)
+    weights[np.arange(256), lower] = 1.0 - frac
+    weights[np.arange(256), lower + 1] += frac
+    along_b = np.einsum("Bb,bgrc->rgBc", weights, bgr0)  # [r, g, B, c]: small
+    along_gb = np.empty((n, 256, 256, 4), np.float32)  # [r, G, B, c]
+    for green in range(256):
+        k, f = int(lower[green]), float(frac[green])
+        cv2.addWeighted(along_b[:, k], 1.0 - f, along_b[:, k + 1], f, 0.0, dst=along_gb[:, green])
+    table = out if out is not None else np.empty(1 << 24, np.uint32)
+    planes = table.view(np.uint8).reshape(256, 256, 256, 4)  # [R, G, B, (b, g, r, 0)]
+    for red in range(256):  # rounds to uint8 in place: no 200 MB float intermediate
+        k, f = int(lower[red]), float(frac[red])
+        cv2.addWeighted(along_gb[k], 1.0 - f, along_gb[k + 1], f, 0.0, dst=planes[red], dtype=cv2.CV_8U)
+    return table
 
 
 def build_graph(with_lut: bool) -> onnx.ModelProto:
@@ -112,19 +156,33 @@ def graph_inputs(params: dict[str, Any], with_lut: bool) -> tuple[np.ndarray, np
 
 
 class ColourStage:
-    """Grades every frame with the colour graph."""
+    """Grades every frame: with the colour graph on a GPU provider, with OpenCV and a table on the CPU.
+
+    `path` is "auto" (the graph unless the engine runs on the CPU provider), "graph" or "cpu"; the
+    last two are for tests and benchmarks/colour_paths.py.
+    """
 
     name = "colour"
 
-    def __init__(self, params: dict[str, Any], context: StageContext) -> None:
+    def __init__(self, params: dict[str, Any], context: StageContext, path: str = "auto") -> None:
+        if path not in ("auto", "graph", "cpu"):
+            raise ValueError(f"path must be auto, graph or cpu, not {path!r}")
         self.params = dict(params)
         self.engine = context.engine
         self.preset_dir = Path(context.preset_dir) if context.preset_dir is not None else None
+        self.path = "cpu" if path == "auto" and self.engine.provider == CPU else path
         self._lut_path: Path | None = None
         self._cube: np.ndarray | None = None
         self._lut: np.ndarray | None = None
+        self._table: np.ndarray | None = None
+        self._table_key: tuple[Path | None, float] | None = None
         self._sessions: dict[bool, Any] = {}
+        self._packed: np.ndarray | None = None  # CPU path buffers, reused frame to frame
+        self._looked_up: np.ndarray | None = None
         self.update({})
+        if path == "auto" and self.path == "graph" and self._session(self._lut is not None).provider == CPU:
+            self.path = "cpu"  # the GPU provider failed and the session fell back: the CPU path is faster
+            self.update({})
 
     def _session(self, with_lut: bool) -> Any:
         if with_lut not in self._sessions:
@@ -132,6 +190,8 @@ class ColourStage:
         return self._sessions[with_lut]
 
     def update(self, params: dict[str, Any]) -> None:
+        """Apply parameters. Sliders cost nothing on either path; on the CPU path a new LUT or strength
+        rebuilds the table (~50 ms, once, while the chain holds this stage between frames)."""
         merged = {**self.params, **params}
         if merged["lut"]:
             path = Path(merged["lut"]).expanduser()
@@ -146,25 +206,52 @@ class ColourStage:
             self._cube, self._lut_path = None, None
         self.params = merged
         with_lut = self._cube is not None and merged["lut_strength"] > 0
+        if self.path == "cpu":
+            self._transform = transform_matrix(merged)
+            key = (self._lut_path, float(merged["lut_strength"]))
+            if not with_lut or self._cube is None:
+                self._table, self._table_key = None, None
+            elif key != self._table_key:
+                self._table = lut_table(self._cube, merged["lut_strength"], out=self._table)
+                self._table_key = key
+            return
         self._lut = lut_volume(self._cube, merged["lut_strength"]) if with_lut and self._cube is not None else None
         self._matrix, self._offset = graph_inputs(merged, with_lut)
         self._session(with_lut)
 
     def process(self, frame: Frame) -> None:
+        if self.path == "cpu":
+            frame.image = self._grade_cpu(np.ascontiguousarray(frame.image))
+            return
         feeds = {"image": np.ascontiguousarray(frame.image), "matrix": self._matrix, "offset": self._offset}
         if self._lut is not None:
             feeds["lut"] = self._lut
         out = self._session(self._lut is not None).run(feeds)["output"]
         frame.image = np.array(out, copy=True)  # engine outputs are reused two runs later
 
+    def _grade_cpu(self, image: np.ndarray) -> np.ndarray:
+        """cv2.transform for the sliders, then (with a LUT) one gather in the table by the pixel's bytes."""
+        graded = cv2.transform(image, self._transform)  # rounds and clips to 0..255, as the graph does
+        if self._table is None:
+            return graded
+        height, width = image.shape[:2]
+        if self._packed is None or self._packed.shape[:2] != (height, width):
+            self._packed = np.zeros((height, width, 4), np.uint8)  # the fourth byte stays 0
+            self._looked_up = np.empty((height, width), np.uint32)
+        cv2.mixChannels([graded], [self._packed], [0, 0, 1, 1, 2, 2])
+        # mode="clip" spares numpy a buffered copy of the output; every index is in range anyway
+        np.take(self._table, self._packed.view(np.uint32)[..., 0], out=self._looked_up, mode="clip")
+        return cv2.cvtColor(self._looked_up.view(np.uint8).reshape(height, width, 4), cv2.COLOR_BGRA2BGR)
+
     def close(self) -> None:
         self._sessions.clear()
+        self._table = self._packed = self._looked_up = None
 
 
 SPEC = register(StageSpec(
     type="colour",
     summary="Colour grade: brightness, contrast, saturation, temperature and a .cube 3D LUT (an ONNX graph on "
-            "the engine)",
+            "a GPU, OpenCV and a lookup table on the CPU)",
     params=(
         Param("brightness", float, 0.0, "-1 (darker) to 1 (brighter)", min=-1.0, max=1.0),
         Param("contrast", float, 1.0, "1 unchanged; 0 flat grey to 2", min=0.0, max=2.0),
