@@ -7,12 +7,14 @@ from typing import Any
 
 from livefuse.errors import UserError
 
+DROPPED_AT_MS = 0.5  # where dropped frames are ticked on the (log) timeline
+
 
 def plot_latency(series: list[tuple[str, dict[str, Any]]], path: Path, title: str = "") -> None:
     """Write a PNG: left the latency CDF of each (label, mode result), right latency against release time.
 
-    Dropped frames are drawn as ticks along the bottom of the timeline, so a mode that keeps its
-    latency low by skipping frames shows it.
+    Both latency axes are logarithmic. Dropped frames are drawn as ticks along the bottom of the
+    timeline, so a mode that keeps its latency low by skipping frames shows it.
     """
     try:
         import matplotlib
@@ -34,15 +36,17 @@ def plot_latency(series: list[tuple[str, dict[str, Any]]], path: Path, title: st
         line = timeline.plot(t[ok], lat[ok], lw=0.8, label=f"{label}: {mode['fps']:.1f} fps, "
                              f"{mode['dropped']} dropped")[0]
         if (~ok).any():
-            timeline.plot(t[~ok], np.zeros((~ok).sum()), "|", color=line.get_color(), ms=8)
-    cdf.set_xlabel("capture-to-output latency (ms)")
+            timeline.plot(t[~ok], np.full((~ok).sum(), DROPPED_AT_MS), "|", color=line.get_color(), ms=8)
+    cdf.set_xscale("log")  # a contender with a growing backlog (seconds) must not flatten the others
+    timeline.set_yscale("log")
+    cdf.set_xlabel("capture-to-output latency (ms, log)")
     cdf.set_ylabel("fraction of output frames")
     cdf.set_title("latency CDF")
     cdf.grid(alpha=0.3)
     cdf.legend(fontsize=8, loc="lower right")
     timeline.set_xlabel("release time (s)")
-    timeline.set_ylabel("latency (ms)")
-    timeline.set_title("per-frame latency (ticks at 0: dropped frames)")
+    timeline.set_ylabel("latency (ms, log)")
+    timeline.set_title(f"per-frame latency (ticks at {DROPPED_AT_MS:g} ms: dropped frames)")
     timeline.grid(alpha=0.3)
     timeline.legend(fontsize=8, loc="upper right")
     if title:

@@ -72,10 +72,11 @@ def transform_matrix(params: dict[str, Any]) -> np.ndarray:
 def lut_table(cube: np.ndarray, strength: float = 1.0, out: np.ndarray | None = None) -> np.ndarray:
     """The LUT mixed by `strength`, evaluated at every 8-bit colour: uint32 [2**24], index and value BGR0.
 
-    A pixel's bytes b, g, r, 0 read as a little-endian uint32 are its index, so a frame is graded by
-    one gather. It is exact (trilinear, then rounded) for integer inputs, where a 7-bit table would be up
-    to 2 levels off and a 6-bit one 3. Trilinear interpolation is separable, so it is built one axis at
-    a time, blue on the lattice, then green and red as weighted sums of two rows or planes in OpenCV:
+    A pixel's bytes b, g, r, 0 read as a little-endian uint32 (every platform livefuse runs on) are its
+    index, so a frame is graded by one gather. It is exact (trilinear, then rounded) for integer inputs,
+    where a 7-bit table would be up to 2 levels off and a 6-bit one 3. Trilinear interpolation is
+    separable, so it is built one axis at a time, blue on the lattice, then green and red as weighted
+    sums of two rows or planes in OpenCV:
     ~50 ms, paid only when the LUT or its strength changes (64 MiB, reused).
     """
     n = cube.shape[0]
@@ -177,8 +178,7 @@ class ColourStage:
         self._table: np.ndarray | None = None
         self._table_key: tuple[Path | None, float] | None = None
         self._sessions: dict[bool, Any] = {}
-        self._packed: np.ndarray | None = None  # CPU path buffers, reused frame to frame
-        self._looked_up: np.ndarray | None = None
+        self._packed: np.ndarray | None = None  # CPU path: the frame as BGR0, reused frame to frame
         self.update({})
         if path == "auto" and self.path == "graph" and self._session(self._lut is not None).provider == CPU:
             self.path = "cpu"  # the GPU provider failed and the session fell back: the CPU path is faster
@@ -194,14 +194,14 @@ class ColourStage:
         rebuilds the table (~50 ms, once, while the chain holds this stage between frames)."""
         merged = {**self.params, **params}
         if merged["lut"]:
-            path = Path(merged["lut"]).expanduser()
-            if not path.is_absolute() and self.preset_dir is not None:
-                path = self.preset_dir / path
-            if path != self._lut_path:
-                if not path.is_file():
-                    raise PresetError(f"colour stage: lut = {merged['lut']!r}: no such file ({path}); give a .cube "
-                                      f"file, relative to the preset")
-                self._cube, self._lut_path = load_cube(path), path
+            lut_path = Path(merged["lut"]).expanduser()
+            if not lut_path.is_absolute() and self.preset_dir is not None:
+                lut_path = self.preset_dir / lut_path
+            if lut_path != self._lut_path:
+                if not lut_path.is_file():
+                    raise PresetError(f"colour stage: lut = {merged['lut']!r}: no such file ({lut_path}); give a "
+                                      f".cube file, relative to the preset")
+                self._cube, self._lut_path = load_cube(lut_path), lut_path
         else:
             self._cube, self._lut_path = None, None
         self.params = merged
@@ -237,15 +237,13 @@ class ColourStage:
         height, width = image.shape[:2]
         if self._packed is None or self._packed.shape[:2] != (height, width):
             self._packed = np.zeros((height, width, 4), np.uint8)  # the fourth byte stays 0
-            self._looked_up = np.empty((height, width), np.uint32)
         cv2.mixChannels([graded], [self._packed], [0, 0, 1, 1, 2, 2])
-        # mode="clip" spares numpy a buffered copy of the output; every index is in range anyway
-        np.take(self._table, self._packed.view(np.uint32)[..., 0], out=self._looked_up, mode="clip")
-        return cv2.cvtColor(self._looked_up.view(np.uint8).reshape(height, width, 4), cv2.COLOR_BGRA2BGR)
+        looked_up = np.take(self._table, self._packed.view(np.uint32)[..., 0])  # faster than take(out=...)
+        return cv2.cvtColor(looked_up.view(np.uint8).reshape(height, width, 4), cv2.COLOR_BGRA2BGR)
 
     def close(self) -> None:
         self._sessions.clear()
-        self._table = self._packed = self._looked_up = None
+        self._table = self._packed = None
 
 
 SPEC = register(StageSpec(
