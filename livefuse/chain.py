@@ -4,6 +4,10 @@ Frames enter with a ticket in capture order. Each stage serves tickets strictly
 in order, so with two frames in flight frame N+1 is captured, converted and
 pre-processed in the early stages while frame N is still in inference, and a
 stateful stage (tracking, smoothing) still sees frames one at a time, in order.
+
+A stage may split its work into steps (`Stage.steps()`, e.g. segment then
+composite): each step takes its turns on its own, so on two cores one frame's
+composite overlaps the next frame's segmentation.
 """
 
 from __future__ import annotations
@@ -32,19 +36,26 @@ class Chain:
         self.stages = list(stages)
         self.params = params or {}
         self.stats = stats or PipelineStats()
-        self._turns = [0] * len(self.stages)
+        # The units that take turns: one per stage, or one per step of a stage that has steps.
+        self._steps: list[tuple[str, int, Callable[[Frame], None]]] = []
+        for index, (label, stage) in enumerate(self.stages):
+            steps = getattr(stage, "steps", None)
+            for step_label, fn in (steps() if callable(steps) else [("", stage.process)]):
+                self._steps.append((f"{label}:{step_label}" if step_label else label, index, fn))
+        count = len(self._steps)
+        self._turns = [0] * count
         self._cond = threading.Condition()
         self._next_ticket = 0
-        self._consecutive_errors = [0] * len(self.stages)
-        self._disabled = [False] * len(self.stages)
-        self._busy = [threading.Lock() for _ in self.stages]  # held while a stage processes or is updated
+        self._consecutive_errors = [0] * count
+        self._disabled = [False] * count
+        self._busy = [threading.Lock() for _ in range(count)]  # held while a step runs, or its stage is updated
         self._logged: set[str] = set()
-        self.on_first_stage_free: Callable[[], None] | None = None  # called (in a worker) when stage 0 frees up
+        self.on_first_stage_free: Callable[[], None] | None = None  # called (in a worker) when step 0 frees up
 
     def first_stage_free(self) -> bool:
-        """True when every admitted frame has left the first stage, so a new one would start at once."""
+        """True when every admitted frame has left the first step, so a new one would start at once."""
         with self._cond:
-            return not self.stages or self._turns[0] == self._next_ticket
+            return not self._steps or self._turns[0] == self._next_ticket
 
     def admit(self) -> int:
         """A ticket for the next frame (called in capture order)."""
@@ -53,15 +64,15 @@ class Chain:
         return ticket
 
     def run(self, frame: Frame, ticket: int) -> None:
-        """Run every stage on the frame, each waiting its turn; a stage that raises is bypassed."""
-        for index, (label, stage) in enumerate(self.stages):
+        """Run every step on the frame, each waiting its turn; a step that raises is bypassed."""
+        for index, (label, _, fn) in enumerate(self._steps):
             with self._cond:
                 self._cond.wait_for(lambda i=index: self._turns[i] == ticket)
             try:
                 if not self._disabled[index]:
                     start = time.perf_counter_ns()
                     with self._busy[index]:
-                        stage.process(frame)
+                        fn(frame)
                     elapsed = time.perf_counter_ns() - start
                     frame.stage_ns[label] = elapsed
                     self.stats.record_stage(label, elapsed)
@@ -91,9 +102,15 @@ class Chain:
         """Apply already-validated live parameters to one stage, between frames."""
         for index, (name, stage) in enumerate(self.stages):
             if name == label:
-                with self._busy[index]:  # never while the stage is processing a frame
+                locks = [self._busy[i] for i, (_, owner, _) in enumerate(self._steps) if owner == index]
+                for lock in locks:  # never while one of the stage's steps is processing a frame
+                    lock.acquire()
+                try:
                     stage.update(params)
                     self.params.setdefault(label, {}).update(params)
+                finally:
+                    for lock in locks:
+                        lock.release()
                 return
         raise KeyError(label)
 

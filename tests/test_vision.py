@@ -234,3 +234,21 @@ def test_letterboxed_mask_drops_the_padding(astronaut: np.ndarray) -> None:
     person = upsample(m, 640, 360) > 0.5
     assert person[90:195, 310:395].mean() > 0.95
     assert person[:, :180].mean() < 0.05
+
+
+def test_nms_limit_cuts_after_suppression() -> None:
+    """Regression: the limit was OpenCV's top_k, which cut the candidates before suppression, so the best
+    face's duplicates filled max_faces and three faces came out as one."""
+    from livefuse.vision.geometry import nms
+
+    boxes, scores = [], []
+    for x, best in ((10.0, 0.9), (200.0, 0.8), (400.0, 0.7)):  # three faces, four overlapping candidates each
+        for k in range(4):
+            boxes.append([x + k, 10.0 + k, x + 100.0 + k, 110.0 + k])
+            scores.append(best - 0.01 * k)
+    order = np.random.default_rng(0).permutation(len(boxes))  # candidates in no particular order
+    b, s = np.array(boxes, np.float32)[order], np.array(scores, np.float32)[order]
+    faces = [float(s[i]) for i in nms(b, s, 0.3, limit=3)]
+    assert faces == pytest.approx([0.9, 0.8, 0.7])
+    assert [float(s[i]) for i in nms(b, s, 0.3)] == faces
+    assert [float(s[i]) for i in nms(b, s, 0.3, limit=2)] == pytest.approx([0.9, 0.8])

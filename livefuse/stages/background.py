@@ -15,6 +15,7 @@ can key it out. True transparency needs an output with alpha, which the virtual 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -212,12 +213,29 @@ class BackgroundStage:
         bg = num / np.maximum(den, 1e-3)[..., None] * trust + plain * (1.0 - trust)
         return cv2.resize(bg.clip(0, 255).astype(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR)
 
+    def steps(self) -> list[tuple[str, Callable[[Frame], None]]]:
+        """Segment and composite take turns separately: frame N+1 is segmented while frame N is composited."""
+        return [("segment", self.segment), ("composite", self.composite)]
+
     def process(self, frame: Frame) -> None:
+        self.segment(frame)
+        self.composite(frame)
+
+    def segment(self, frame: Frame) -> None:
+        """Shrink the frame once and find the person in it (the small frame also feeds the blur)."""
+        height, width = frame.image.shape[:2]
+        small = cv2.resize(frame.image, self._small_size(width, height), interpolation=cv2.INTER_AREA)
+        frame.meta["background_small"] = small
+        frame.meta["person_mask"] = self.person_mask(small)
+
+    def composite(self, frame: Frame) -> None:
+        """Put the person over the blurred, replaced or removed background (nothing if segment failed)."""
+        small = frame.meta.pop("background_small", None)
+        mask = frame.meta.get("person_mask")
+        if small is None or mask is None:
+            return
         image = frame.image
         height, width = image.shape[:2]
-        sw, sh = self._small_size(width, height)
-        small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
-        mask = self.person_mask(small)
         mode = self.params["mode"]
         if mode == "blur":
             background = self._blurred(small, mask, width, height)
@@ -231,7 +249,6 @@ class BackgroundStage:
             background = self._colour
         full = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
         frame.image = cv2.blendLinear(image, background, full, cv2.subtract(1.0, full))
-        frame.meta["person_mask"] = mask
 
     def close(self) -> None:
         if self._backdrop is not None:

@@ -65,6 +65,9 @@ class Stage(Protocol):
     def update(self, params: dict[str, Any]) -> None:
         """Apply live parameter changes (already validated)."""
 
+    # Optional: `steps() -> list[tuple[str, Callable[[Frame], None]]]` splits `process` into steps that
+    # take turns separately (see livefuse/chain.py), so consecutive frames overlap inside one stage.
+
     def close(self) -> None: ...
 
 

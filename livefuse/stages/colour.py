@@ -171,7 +171,12 @@ class ColourStage:
         self.params = dict(params)
         self.engine = context.engine
         self.preset_dir = Path(context.preset_dir) if context.preset_dir is not None else None
-        self.path = "cpu" if path == "auto" and self.engine.provider == CPU else path
+        if path == "auto":
+            path = "cpu" if self.engine.provider == CPU else "graph"
+            auto = True
+        else:
+            auto = False
+        self.path = path
         self._lut_path: Path | None = None
         self._cube: np.ndarray | None = None
         self._lut: np.ndarray | None = None
@@ -180,7 +185,7 @@ class ColourStage:
         self._sessions: dict[bool, Any] = {}
         self._packed: np.ndarray | None = None  # CPU path: the frame as BGR0, reused frame to frame
         self.update({})
-        if path == "auto" and self.path == "graph" and self._session(self._lut is not None).provider == CPU:
+        if auto and self.path == "graph" and self._session(self._lut is not None).provider == CPU:
             self.path = "cpu"  # the GPU provider failed and the session fell back: the CPU path is faster
             self.update({})
 

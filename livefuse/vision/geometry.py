@@ -52,12 +52,17 @@ def letterbox(
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, limit: int = 0) -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression, best first; boxes are x1, y1, x2, y2."""
+    """Indices kept by greedy non-maximum suppression, best first; boxes are x1, y1, x2, y2.
+
+    `limit` (0: none) cuts the kept boxes after suppression. It is not OpenCV's `top_k`, which cuts the
+    candidates before it: the best face's overlapping duplicates would fill the quota and hide the others.
+    """
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
     xywh = np.column_stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]])
-    keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.astype(float).tolist(), 0.0, iou, top_k=limit)
-    return np.asarray(keep, dtype=np.int64).reshape(-1)
+    keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.astype(float).tolist(), 0.0, iou)
+    keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+    return keep[:limit] if limit > 0 else keep
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
