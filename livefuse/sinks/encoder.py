@@ -69,6 +69,13 @@ class EncoderSink:
         stream.codec_context.time_base = TIME_BASE
         stream.options = _codec_options(codec, fps)
         self._stream = stream
+        try:  # write the header (and connect a push) now, so a bad target fails at start, not at frame one
+            self._container.start_encoding()
+        except (av.FFmpegError, OSError) as exc:
+            self._container.close()
+            hint = (" This FFmpeg build has no SRT support: push with rtmp:// or udp:// instead."
+                    if target.startswith("srt://") and isinstance(exc, av.ProtocolNotFoundError) else "")
+            raise OutputError(f"cannot open output {target}: {exc}.{hint}") from exc
         self.frames = 0
 
     def write(self, frame: Frame) -> None:
