@@ -31,6 +31,7 @@ test: setup browser
 	$(BIN)/pytest -q
 
 bench: setup
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/run_all.py
 
 lint: setup

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -119,6 +120,8 @@ async def _run(args: argparse.Namespace) -> int:
         stats = await pipeline.run()
     finally:
         status.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await status  # the status line ends its line before the summary is logged
         runtime.pipeline.chain.close()
     snapshot = stats.snapshot()
     if args.stats_json is not None:

@@ -31,6 +31,15 @@ def default_cache_dir() -> Path:
     return (Path(base) if base else Path.home() / ".cache" / "livefuse") / "engine"
 
 
+PROBE_LABEL = "built graph 'provider_probe'"
+
+
+def _short(reason: str, limit: int = 90) -> str:
+    """A reason's first sentence, cut to fit one log line."""
+    first = reason.split(". ")[0].split(", make sure")[0]
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
 class Engine:
     """Creates `ModelSession`s on the best provider that works, falling back with one warning.
 
@@ -124,9 +133,9 @@ class Engine:
                 continue
             if reasons and not quiet:
                 log.warning(
-                    "provider fallback for %s: %s; using %s",
-                    source.label,
-                    "; ".join(reasons),
+                    "provider fallback%s: %s; using %s",
+                    "" if source.label == PROBE_LABEL else f" for {source.label}",
+                    "; ".join(_short(reason) for reason in reasons),
                     prov.short_name(provider),
                 )
             self.provider = provider
