@@ -75,9 +75,9 @@ def lut_table(cube: np.ndarray, strength: float = 1.0, out: np.ndarray | None = 
     A pixel's bytes b, g, r, 0 read as a little-endian uint32 (every platform livefuse runs on) are its
     index, so a frame is graded by one gather. It is exact (trilinear, then rounded) for integer inputs,
     where a 7-bit table would be up to 2 levels off and a 6-bit one 3. Trilinear interpolation is
-    separable, so it is built one axis at a time, blue on the lattice, then green and red as weighted
-    sums of two rows or planes in OpenCV:
-    ~50 ms, paid only when the LUT or its strength changes (64 MiB, reused).
+    separable, so it is built one axis at a time (blue on the lattice, then green and red as weighted
+    sums of two rows or planes in OpenCV): 30-50 ms, paid only when the LUT or its strength changes.
+    The table takes 64 MiB, reused from one build to the next.
     """
     n = cube.shape[0]
     ident = identity_cube(n)
@@ -196,7 +196,7 @@ class ColourStage:
 
     def update(self, params: dict[str, Any]) -> None:
         """Apply parameters. Sliders cost nothing on either path; on the CPU path a new LUT or strength
-        rebuilds the table (~50 ms, once, while the chain holds this stage between frames)."""
+        rebuilds the table (30-50 ms, once, while the chain holds this stage between frames)."""
         merged = {**self.params, **params}
         if merged["lut"]:
             lut_path = Path(merged["lut"]).expanduser()
