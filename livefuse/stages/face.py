@@ -104,8 +104,7 @@ class FaceStage:
         runner = load_model(context.engine, DETECTOR_MODELS[kind], params["model"], context.preset_dir,
                             where="face stage: model")
         score, limit = params["min_score"], params["max_faces"]
-        # The detectors are given no face limit: the tracker cuts to max_faces after matching, keeping the
-        # faces it already follows.
+        # The detectors are given no face limit: the best max_faces detections are kept after suppression.
         self.detector: FaceDetector
         if kind in ("blazeface", "blazeface_full"):
             variant = "full" if kind == "blazeface_full" else "short"
