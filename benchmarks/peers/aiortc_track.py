@@ -15,12 +15,9 @@ import fractions
 import threading
 import time
 
-import cv2
-import numpy as np
-import onnxruntime as ort
 from aiortc import MediaStreamTrack
 from av import VideoFrame
-from common import Timer, blurred_background, finish, make_camera, parse_args
+from common import finish, measure, ort_segment_blur, parse_args
 
 from livefuse.bench.camera import ReleasedCamera
 from livefuse.bench.report import Measured
@@ -101,28 +98,9 @@ async def consume(camera: ReleasedCamera, transform: object, measured: Measured)
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
-    session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
-    inp = session.get_inputs()[0]
-    _, mh, mw, _ = inp.shape
-
-    def transform(image: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
-        timer = Timer()
-        h, w = image.shape[:2]
-        x = cv2.cvtColor(cv2.resize(image, (mw, mh)), cv2.COLOR_BGR2RGB).astype(np.float32)[None] / 255.0
-        mask = session.run(None, {inp.name: x})[0].reshape(mh, mw)
-        timer.lap("segment")
-        alpha = cv2.resize(mask, (w, h))[..., None]
-        out = (image * alpha + blurred_background(image, args) * (1.0 - alpha)).astype(np.uint8)
-        timer.lap("composite")
-        return out, timer.steps
-
-    camera = make_camera(args, transform)
-    measured = Measured(release_ns=camera.release_times_ns)
-    measured.usage.start()
-    camera.start()
-    asyncio.run(consume(camera, transform, measured))
-    measured.usage.stop()
-    camera.close()
+    transform = ort_segment_blur(args)
+    camera, measured = measure(args, transform,
+                               lambda camera, measured: asyncio.run(consume(camera, transform, measured)))
     finish(args, "aiortc-track-recv", "track", "CPUExecutionProvider", measured, camera,
            "VideoFrame in/out, transform on the event loop, unbounded source queue")
 

@@ -108,6 +108,30 @@ def run_loop(args: argparse.Namespace, camera: ReleasedCamera,
         measured.outputs.append((got.index, got.release_ns, taken, done, sum(steps.values())))
 
 
+def ort_segment_blur(args: argparse.Namespace) -> Callable[[np.ndarray], tuple[np.ndarray, StageTimes]]:
+    """The OpenCV + onnxruntime transform on `args.model`: resize to the model's input, RGB float in
+    [0, 1], `session.run` (CPU, default session options), upsample the mask, numpy blend over
+    `blurred_background`."""
+    import onnxruntime as ort  # imported here: the MediaPipe peer's venv has no onnxruntime
+
+    session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    _, mh, mw, _ = inp.shape
+
+    def transform(image: np.ndarray) -> tuple[np.ndarray, StageTimes]:
+        timer = Timer()
+        h, w = image.shape[:2]
+        x = cv2.cvtColor(cv2.resize(image, (mw, mh)), cv2.COLOR_BGR2RGB).astype(np.float32)[None] / 255.0
+        mask = session.run(None, {inp.name: x})[0].reshape(mh, mw)
+        timer.lap("segment")
+        alpha = cv2.resize(mask, (w, h))[..., None]
+        out = (image * alpha + blurred_background(image, args) * (1.0 - alpha)).astype(np.uint8)
+        timer.lap("composite")
+        return out, timer.steps
+
+    return transform
+
+
 def make_camera(args: argparse.Namespace, warmup: Callable[[np.ndarray], Any]) -> ReleasedCamera:
     """The clip's camera, after `warmup` ran on its first frames (unmeasured, as livefuse's bench does)."""
     produce = clip_producer(args.clip, args.size)
@@ -118,6 +142,23 @@ def make_camera(args: argparse.Namespace, warmup: Callable[[np.ndarray], Any]) -
         if image is not None:
             warmup(image)
     return ReleasedCamera(produce, args.fps, args.frames, size=args.size, description=f"clip {args.clip}")
+
+
+def measure(args: argparse.Namespace, process: Callable[[np.ndarray], tuple[np.ndarray, StageTimes]],
+            drive: Callable[[ReleasedCamera, Measured], None] | None = None) -> tuple[ReleasedCamera, Measured]:
+    """Warm `process` up, release the clip and let `drive` (default: `run_loop`) take it to its end,
+    with CPU and memory usage measured; returns the closed camera and the figures for `finish`."""
+    camera = make_camera(args, process)
+    measured = Measured(release_ns=camera.release_times_ns)
+    measured.usage.start()
+    camera.start()
+    if drive is None:
+        run_loop(args, camera, process, measured)
+    else:
+        drive(camera, measured)
+    measured.usage.stop()
+    camera.close()
+    return camera, measured
 
 
 def finish(args: argparse.Namespace, peer: str, mode: str, provider: str, measured: Measured,

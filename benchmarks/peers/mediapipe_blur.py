@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import mediapipe as mp
 import numpy as np
-from common import Timer, blurred_background, finish, make_camera, parse_args, run_loop
-
-from livefuse.bench.report import Measured
+from common import Timer, blurred_background, finish, measure, parse_args
 
 
 def main() -> None:
@@ -33,13 +31,7 @@ def main() -> None:
         timer.lap("composite")
         return out, timer.steps
 
-    camera = make_camera(args, process)
-    measured = Measured(release_ns=camera.release_times_ns)
-    measured.usage.start()
-    camera.start()
-    run_loop(args, camera, process, measured)
-    measured.usage.stop()
-    camera.close()
+    camera, measured = measure(args, process)
     segmentation.close()
     finish(args, f"mediapipe-{mp.__version__}", "sequential", "mediapipe (TFLite, XNNPACK CPU)", measured, camera,
            "mp.solutions.selfie_segmentation, model_selection=1, np.where(mask > 0.1), docs loop")

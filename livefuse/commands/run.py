@@ -54,11 +54,13 @@ def default_preset() -> str:
 
 
 def default_outputs() -> list[str]:
-    from livefuse.sinks.virtualcam import virtualcam_usable
+    from livefuse.sinks.virtualcam import virtualcam_fix, virtualcam_usable
 
     outputs = ["preview"]
     if virtualcam_usable():
         outputs.append("virtualcam")
+    else:
+        log.info("no virtual camera on this machine, so only the preview runs; for one: %s", virtualcam_fix())
     return outputs
 
 
