@@ -5,7 +5,7 @@
    which conflict with livefuse's) unless it is there already.
 3. Real-time runs at 30 fps: livefuse background-blur (pipelined and sequential) and passthrough
    (the pipeline's own overhead), then each peer, all reading the same clip released at 30 fps.
-4. Capacity runs: the same contenders with frames released at 120 fps from 60 preloaded frames
+4. Capacity runs: the same contenders with frames released at 240 fps from 60 preloaded frames
    (releasing costs no CPU), so the output rate is the most each can do: the throughput figure.
 5. benchmarks/results/*.json, comparison plots, and results/table.md for the README.
 """
@@ -31,7 +31,7 @@ PEERS_REQUIREMENTS = ["mediapipe==0.10.14", "numpy<2"]
 PRESET = "background-blur"
 SIZE = (1280, 720)
 FPS = 30.0
-CAPACITY_FPS = 120.0
+CAPACITY_FPS = 240.0
 PRELOAD = 60
 
 sys.path.insert(0, str(ROOT))

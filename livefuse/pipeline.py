@@ -295,7 +295,10 @@ class Pipeline:
                     continue
                 frame = dataclasses.replace(out.last, capture_ns=time.monotonic_ns())
             try:
-                await self._loop.run_in_executor(out.executor, out.sink.write, frame)
+                if getattr(out.sink, "inline", False):
+                    out.sink.write(frame)  # costs nothing (null): no thread hop
+                else:
+                    await self._loop.run_in_executor(out.executor, out.sink.write, frame)
             except Exception as exc:  # noqa: BLE001 - one output failing must not stop the others
                 if self._output_failed(out, exc):
                     return

@@ -96,6 +96,7 @@ async def _run(args: argparse.Namespace) -> int:
     engine = Engine(provider=args.provider, iobinding=args.iobinding)
     await asyncio.get_running_loop().run_in_executor(None, engine.resolve_provider)
     context = StageContext(engine=engine, size=size, fps=fps, preset_dir=preset.path.parent)
+    sinks: list[Sink] = []
     try:
         chain = build_chain(preset, context)
         web = {"host": args.host, "port": args.port, "token": args.token, "max_peers": args.max_peers}
@@ -110,6 +111,8 @@ async def _run(args: argparse.Namespace) -> int:
             if attach is not None:
                 await attach(runtime)  # the preview output starts its web server with the control API
     except BaseException:
+        for sink in sinks:  # e.g. the preview's port was taken: finalise any recording already opened
+            sink.close()
         source.close()  # from here on the pipeline's capture thread owns (and closes) the source
         raise
     log.info("running preset %s on %s -> %s (%s)", preset.name, source.description, ", ".join(specs),

@@ -26,6 +26,7 @@ class NullSink:
     """Discards frames: for benchmarks, where only latency matters."""
 
     repeat_when_idle = False
+    inline = True  # written on the loop itself: there is nothing to wait for
 
     def __init__(self) -> None:
         self.name = "null"
