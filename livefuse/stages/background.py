@@ -11,6 +11,11 @@ halo of the person bleeds into the blurred room around them.
 
 `remove` paints a solid colour; the default is chroma-key green (#00b140) so a downstream tool (OBS)
 can key it out. True transparency needs an output with alpha, which the virtual camera is not.
+
+On a GPU provider the same steps are one fused ONNX graph (`build_graph`: downscale, the segmenter
+inlined, EMA, tighten, feather, mask-weighted blur, upsample, blend), so a frame is uploaded once and
+downloaded once; the EMA state stays on the device between frames. On the CPU provider OpenCV is
+faster (`benchmarks/background_paths.py`), so that path stays the default there.
 """
 
 from __future__ import annotations
@@ -21,11 +26,16 @@ from typing import Any
 
 import cv2
 import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, compose, helper, version_converter
 
+from livefuse.engine.graphs import OPSET, _Builder
+from livefuse.engine.providers import CPU
 from livefuse.errors import PresetError
 from livefuse.frame import Frame
 from livefuse.stages.base import Param, StageContext, StageSpec
-from livefuse.stages.models import load_model
+from livefuse.stages.models import load_model, model_file
 from livefuse.stages.registry import register
 from livefuse.vision.segmentation import GENERAL_SIZE, LANDSCAPE_SIZE, SelfieSegmenter
 
@@ -61,6 +71,141 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
     if image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     return image
+
+
+# -- the fused graph (GPU providers, or path="graph") ---------------------------------------------
+
+
+def gaussian_taps(sigma: float, limit: int) -> np.ndarray:
+    """OpenCV's float Gaussian kernel for `sigma` (4-sigma radius), cut to at most `limit` taps a side.
+
+    The cut keeps ONNX's reflect padding (OpenCV's BORDER_REFLECT_101) legal on tiny images.
+    """
+    size = max(3, round(sigma * 8 + 1) | 1)
+    taps = cv2.getGaussianKernel(size, sigma, cv2.CV_32F).ravel()
+    radius = min(size // 2, max(1, limit))
+    taps = taps[size // 2 - radius: size // 2 + radius + 1]
+    return (taps / taps.sum()).astype(np.float32)
+
+
+def _separable_blur(b: _Builder, x: str, channels: int, taps: np.ndarray) -> str:
+    """Depthwise Gaussian over [1, C, h, w]: two 1-D Convs after reflect padding (as cv2.GaussianBlur)."""
+    r = len(taps) // 2
+    pads = b.const([0, 0, r, r, 0, 0, r, r], np.int64)
+    x = b.op("Pad", x, pads, mode="reflect")
+    vertical = b.const(np.tile(taps.reshape(1, 1, -1, 1), (channels, 1, 1, 1)))
+    horizontal = b.const(np.tile(taps.reshape(1, 1, 1, -1), (channels, 1, 1, 1)))
+    x = b.op("Conv", x, vertical, group=channels)
+    return b.op("Conv", x, horizontal, group=channels)
+
+
+def _resize(b: _Builder, x: str, sizes: list[int], axes: list[int]) -> str:
+    """Bilinear with half-pixel centres; antialiased when shrinking (close to INTER_AREA)."""
+    return b.op("Resize", x, "", "", b.const(sizes, np.int64), axes=axes, mode="linear", antialias=1,
+                coordinate_transformation_mode="half_pixel")
+
+
+def area_weights(src: int, dst: int) -> np.ndarray:
+    """[dst, src] weights of cv2.INTER_AREA along one axis (read off by resizing the identity).
+
+    INTER_AREA is separable, so two MatMuls reproduce it exactly; at model resolution that is cheap,
+    and a Resize, even antialiased, is a different filter that moves the mask's edges.
+    """
+    return np.ascontiguousarray(cv2.resize(np.eye(src, dtype=np.float32), (dst, src), interpolation=cv2.INTER_AREA).T)
+
+
+def _area(b: _Builder, x: str, src: tuple[int, int], dst: tuple[int, int]) -> str:
+    """cv2.resize(..., INTER_AREA) of [N, C, h, w] from src to dst (width, height)."""
+    if src == dst:
+        return x
+    x = b.op("MatMul", b.const(area_weights(src[1], dst[1])), x)
+    return b.op("MatMul", x, b.const(area_weights(src[0], dst[0]).T))
+
+
+def _inline(b: _Builder, model: onnx.ModelProto, prefix: str, source: str) -> str:
+    """Add a one-input, one-output model's nodes to `b` under `prefix`, fed by `source`; returns its output.
+
+    Inlining (rather than a second session) keeps the whole step one graph on one device.
+    """
+    if max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) < OPSET:
+        model = version_converter.convert_version(model, OPSET)
+    graph = compose.add_prefix(model, prefix).graph
+    b.op("Identity", source, out=graph.input[0].name)
+    b.nodes.extend(graph.node)
+    b.inits.extend(graph.initializer)
+    return graph.output[0].name
+
+
+def blur_geometry(width: int, small: tuple[int, int], strength: float) -> tuple[tuple[int, int], float]:
+    """(blur image size, sigma there): the CPU path's choice, shared so both paths blur alike."""
+    sigma_full = 1.0 + strength * 0.012 * width  # in full-frame pixels
+    scale = min(1.0, 3.0 / (sigma_full * small[0] / width))
+    bw, bh = max(8, round(small[0] * scale)), max(8, round(small[1] * scale))
+    return (bw, bh), sigma_full * bw / width
+
+
+def build_graph(model: onnx.ModelProto, size: tuple[int, int], model_size: tuple[int, int],
+                params: dict[str, Any]) -> onnx.ModelProto:
+    """The whole stage as one graph, for the frame `size` and the stage `params` (baked in).
+
+    Inputs: `frame` uint8 [H, W, 3] BGR, `state` float32 [1, 1, mh, mw] (the previous EMA mask; negative
+    on the first frame), and in replace mode `backdrop` uint8 [H, W, 3]. Outputs: `image` uint8
+    [H, W, 3] and `state_out` (feed it back as `state`; on a GPU it never leaves the device).
+    """
+    width, height = size
+    mw, mh = model_size
+    d = params["downscale"]
+    sw, sh = max(16, width // d), max(16, height // d)
+    b = _Builder("livefuse_background")
+    frame = b.op("Cast", "frame", to=TensorProto.FLOAT)  # [H, W, 3]
+    nchw = b.op("Unsqueeze", b.op("Transpose", frame, perm=[2, 0, 1]), b.const([0], np.int64))
+    if width % d == 0 and height % d == 0 and (sw, sh) == (width // d, height // d):
+        small = b.op("AveragePool", nchw, kernel_shape=[d, d], strides=[d, d]) if d > 1 else nchw  # = INTER_AREA
+    else:
+        small = _resize(b, nchw, [sh, sw], [2, 3])
+    small = b.op("Round", small)  # the CPU path holds it as uint8
+    seg = b.op("Round", _area(b, small, (sw, sh), (mw, mh)))
+    seg = b.op("Gather", seg, b.const([2, 1, 0], np.int64), axis=1)  # BGR -> RGB
+    seg = b.op("Transpose", b.op("Mul", seg, b.const(1.0 / 255.0)), perm=[0, 2, 3, 1])  # NHWC in 0..1
+    raw = b.op("Transpose", b.op("Clip", _inline(b, model, "seg/", seg), b.const(0.0), b.const(1.0)), perm=[0, 3, 1, 2])
+    keep = float(params["smoothing"])
+    ema = b.op("Add", b.op("Mul", "state", b.const(keep)), b.op("Mul", raw, b.const(1.0 - keep)))
+    b.op("Where", b.op("Less", "state", b.const(0.0)), raw, ema, out="state_out")
+    mask = b.op("Clip", b.op("Mul", b.op("Sub", "state_out", b.const(0.25)), b.const(2.0)), b.const(0.0),
+                b.const(1.0))
+    if params["feather"] > 0:
+        mask = _separable_blur(b, mask, 1, gaussian_taps(params["feather"] * 0.01 * mw, min(mw, mh) - 1))
+    mode = params["mode"]
+    if mode == "blur":
+        (bw, bh), sigma = blur_geometry(width, (sw, sh), params["strength"])
+        img = _area(b, small, (sw, sh), (bw, bh))
+        weight = _area(b, b.op("Sub", b.const(1.0), mask), (mw, mh), (bw, bh))
+        stack = b.op("Concat", b.op("Mul", img, weight), weight, img, axis=1)  # num | den | plain
+        blurred = _separable_blur(b, stack, 7, gaussian_taps(sigma, min(bw, bh) - 1))
+        num, den, plain = (b.op("Slice", blurred, b.const([lo], np.int64), b.const([hi], np.int64),
+                                b.const([1], np.int64)) for lo, hi in ((0, 3), (3, 4), (4, 7)))
+        trust = b.op("Clip", b.op("Mul", den, b.const(8.0)), b.const(0.0), b.const(1.0))
+        normalised = b.op("Div", num, b.op("Max", den, b.const(1e-3)))
+        bg = b.op("Add", b.op("Mul", normalised, trust), b.op("Mul", plain, b.op("Sub", b.const(1.0), trust)))
+        bg = b.op("Floor", b.op("Clip", bg, b.const(0.0), b.const(255.0)))  # as the CPU path's astype(uint8)
+        bg = b.op("Transpose", b.op("Squeeze", bg, b.const([0], np.int64)), perm=[1, 2, 0])
+        background = _resize(b, bg, [height, width], [0, 1])
+    elif mode == "replace":
+        background = b.op("Cast", "backdrop", to=TensorProto.FLOAT)
+    else:
+        background = b.const(np.reshape(parse_colour(params["colour"], "background stage"), (1, 1, 3)))
+    full = _resize(b, b.op("Transpose", b.op("Squeeze", mask, b.const([0], np.int64)), perm=[1, 2, 0]),
+                   [height, width], [0, 1])  # [H, W, 1]
+    out = b.op("Add", background, b.op("Mul", full, b.op("Sub", frame, background)))
+    b.op("Cast", b.op("Clip", b.op("Round", out), b.const(0.0), b.const(255.0)), to=TensorProto.UINT8, out="image")
+    frame_info = helper.make_tensor_value_info("frame", TensorProto.UINT8, [height, width, 3])
+    state_info = helper.make_tensor_value_info("state", TensorProto.FLOAT, [1, 1, mh, mw])
+    inputs = [frame_info, state_info]
+    if mode == "replace":
+        inputs.append(helper.make_tensor_value_info("backdrop", TensorProto.UINT8, [height, width, 3]))
+    outputs = [helper.make_tensor_value_info("image", TensorProto.UINT8, [height, width, 3]),
+               helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [1, 1, mh, mw])]
+    return b.model(inputs, outputs, build_graph.__doc__ or "")
 
 
 class Backdrop:
@@ -122,13 +267,23 @@ class Backdrop:
             self._video.release()
 
 
+GRAPH_PARAMS = ("mode", "strength", "colour", "feather", "smoothing", "downscale")  # baked into the graph
+
+
 class BackgroundStage:
-    """Segment the person, then blur, replace or recolour the rest."""
+    """Segment the person, then blur, replace or recolour the rest: OpenCV on the CPU, one graph on a GPU.
+
+    `path` is "auto" (the graph unless the engine runs on the CPU provider), "graph" or "cpu"; the
+    last two are for tests and benchmarks/background_paths.py.
+    """
 
     name = "background"
 
-    def __init__(self, params: dict[str, Any], context: StageContext) -> None:
+    def __init__(self, params: dict[str, Any], context: StageContext, path: str = "auto") -> None:
+        if path not in ("auto", "graph", "cpu"):
+            raise ValueError(f"path must be auto, graph or cpu, not {path!r}")
         self.params = dict(params)
+        self.engine = context.engine
         self.size = context.size
         self.fps = context.fps or 30.0
         self.preset_dir = Path(context.preset_dir) if context.preset_dir is not None else None
@@ -136,12 +291,29 @@ class BackgroundStage:
         kind = params["model"]
         if kind == "auto":
             kind = "landscape" if width >= 1.4 * height else "general"
-        runner = load_model(context.engine, MODELS[kind])
-        self.segmenter = SelfieSegmenter(runner, LANDSCAPE_SIZE if kind == "landscape" else GENERAL_SIZE)
-        self._mask: np.ndarray | None = None  # EMA state at model resolution
+        self.model_name = MODELS[kind]
+        self.model_size = LANDSCAPE_SIZE if kind == "landscape" else GENERAL_SIZE
+        auto = path == "auto"
+        self.path = ("cpu" if self.engine.provider == CPU else "graph") if auto else path
+        self.segmenter: SelfieSegmenter | None = None
+        self._mask: np.ndarray | None = None  # CPU path: EMA state at model resolution
         self._backdrop: Backdrop | None = None
         self._colour: np.ndarray | None = None
+        # Graph path: the fused session, what it was built for, and the EMA state (an OrtValue on its device).
+        self._model: onnx.ModelProto | None = None
+        self._session: Any = None
+        self._built: tuple[Any, ...] | None = None
+        self._state: ort.OrtValue | np.ndarray | None = None
+        self._backdrop_host: np.ndarray | None = None
+        self._backdrop_device: ort.OrtValue | None = None
+        if self.path == "graph":
+            self._model = onnx.load(model_file(self.engine, self.model_name))
         self._configure()
+        if auto and self.path == "graph" and self._session.provider == CPU:
+            self.path = "cpu"  # the GPU provider failed and the session fell back: OpenCV is faster there
+            self._session = self._model = None
+        if self.path == "cpu":
+            self.segmenter = SelfieSegmenter(load_model(self.engine, self.model_name), self.model_size)
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -161,6 +333,21 @@ class BackgroundStage:
         bgr = parse_colour(p["colour"], "background stage")
         self._colour_bgr = bgr
         self._colour = None
+        if self.path == "graph":
+            self._graph_for(self.size)
+
+    def _graph_for(self, size: tuple[int, int]) -> Any:
+        """The fused session for this frame size and these settings, rebuilt only when they change.
+
+        A live change of strength, feather or smoothing rebuilds it (they are constants in the graph, so
+        a frame carries no parameter uploads); the EMA state is kept, its shape depends only on the model.
+        """
+        key = (size, *(self.params[name] for name in GRAPH_PARAMS))
+        if key != self._built:
+            assert self._model is not None
+            self._session = self.engine.session(build_graph(self._model, size, self.model_size, self.params))
+            self._built = key
+        return self._session
 
     def update(self, params: dict[str, Any]) -> None:
         old = dict(self.params)
@@ -179,6 +366,7 @@ class BackgroundStage:
 
     def person_mask(self, small: np.ndarray) -> np.ndarray:
         """Temporally smoothed, feathered person mask at model resolution (float32, 1 = person)."""
+        assert self.segmenter is not None  # the CPU path's
         raw = self.segmenter.mask(small)
         keep = self.params["smoothing"]
         if self._mask is None or self._mask.shape != raw.shape or keep <= 0:
@@ -199,12 +387,9 @@ class BackgroundStage:
         A wide Gaussian is costly, so the frame is shrunk further until the blur is ~3 pixels wide there;
         a blurred image has no detail for the smaller size to lose.
         """
-        sigma_full = 1.0 + self.params["strength"] * 0.012 * width  # in full-frame pixels
-        scale = min(1.0, 3.0 / (sigma_full * small.shape[1] / width))
-        bw, bh = max(8, round(small.shape[1] * scale)), max(8, round(small.shape[0] * scale))
+        (bw, bh), sigma = blur_geometry(width, (small.shape[1], small.shape[0]), self.params["strength"])
         img = cv2.resize(small, (bw, bh), interpolation=cv2.INTER_AREA).astype(np.float32)
         weight = cv2.resize(cv2.subtract(1.0, mask), (bw, bh), interpolation=cv2.INTER_AREA)
-        sigma = sigma_full * bw / width
         num = cv2.GaussianBlur(img * weight[..., None], (0, 0), sigma)
         den = cv2.GaussianBlur(weight, (0, 0), sigma)
         plain = cv2.GaussianBlur(img, (0, 0), sigma)
@@ -214,12 +399,54 @@ class BackgroundStage:
         return cv2.resize(bg.clip(0, 255).astype(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR)
 
     def steps(self) -> list[tuple[str, Callable[[Frame], None]]]:
-        """Segment and composite take turns separately: frame N+1 is segmented while frame N is composited."""
+        """Segment and composite take turns separately: frame N+1 is segmented while frame N is composited.
+
+        The graph path is one run on the device, so it is one step.
+        """
+        if self.path == "graph":
+            return [("", self.process)]
         return [("segment", self.segment), ("composite", self.composite)]
 
     def process(self, frame: Frame) -> None:
+        if self.path == "graph":
+            self._process_graph(frame)
+            return
         self.segment(frame)
         self.composite(frame)
+
+    def _process_graph(self, frame: Frame) -> None:
+        """One run of the fused graph: the frame goes up, the result comes down, the mask state stays."""
+        image = np.ascontiguousarray(frame.image)
+        height, width = image.shape[:2]
+        session = self._graph_for((width, height))
+        mw, mh = self.model_size
+        state = self._state if self._state is not None else np.full((1, 1, mh, mw), -1.0, np.float32)
+        feeds: dict[str, Any] = {"frame": image, "state": state}
+        if self.params["mode"] == "replace":
+            assert self._backdrop is not None
+            feeds["backdrop"] = self._backdrop_feed(self._backdrop.frame(frame.seq / self.fps, (width, height)))
+        outs = session.run_device(feeds)
+        self._state = outs["state_out"]  # valid until two runs later, and the next run consumes it
+        out = session.download(outs["image"])
+        frame.image = np.array(out, copy=True) if session.device == "cpu" else out  # CPU: a view of a reused buffer
+
+    def _backdrop_feed(self, backdrop: np.ndarray) -> np.ndarray | ort.OrtValue:
+        """A still backdrop is uploaded once, not with every frame; a video's with each new picture."""
+        session = self._session
+        if session.device == "cpu":
+            return backdrop
+        if backdrop is not self._backdrop_host:
+            self._backdrop_device = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(backdrop), session.device, 0)
+            self._backdrop_host = backdrop
+            self.engine._copies.add(h2d=1)
+        assert self._backdrop_device is not None
+        return self._backdrop_device
+
+    def mask_state(self) -> np.ndarray | None:
+        """Graph path: the EMA mask state [1, 1, mh, mw] as numpy (a download on a GPU: for tests and tools)."""
+        if self._state is None or isinstance(self._state, np.ndarray):
+            return self._state
+        return np.array(self._session.download(self._state), copy=True)
 
     def segment(self, frame: Frame) -> None:
         """Shrink the frame once and find the person in it (the small frame also feeds the blur)."""
@@ -254,6 +481,7 @@ class BackgroundStage:
         if self._backdrop is not None:
             self._backdrop.close()
             self._backdrop = None
+        self._session = self._state = self._backdrop_device = self._backdrop_host = None
 
 
 SPEC = register(StageSpec(

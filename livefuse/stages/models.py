@@ -39,3 +39,19 @@ def load_model(engine: Any, name: str, override: str = "", preset_dir: Path | No
         return engine.session(bundled)
     raise ModelError(f"model {name!r} is neither in models/manifest.toml nor bundled in models/mediapipe; "
                      f"`livefuse models list` shows the models, `livefuse models pull NAME` fetches one")
+
+
+def model_file(engine: Any, name: str) -> Path:
+    """The .onnx file `load_model` would load for `name` (hash-checked via the registry when listed there).
+
+    For stages that fuse a model into a graph of their own instead of running it as a session.
+    """
+    if _in_manifest(engine, name):
+        path = engine.registry.source(name).path
+        if path is not None:
+            return Path(path)
+    bundled = mediapipe_model(name)
+    if bundled.is_file():
+        return bundled
+    raise ModelError(f"model {name!r} is neither in models/manifest.toml nor bundled in models/mediapipe; "
+                     f"`livefuse models list` shows the models, `livefuse models pull NAME` fetches one")
