@@ -12,6 +12,7 @@ import sys
 
 from livefuse import __version__
 from livefuse.errors import UserError
+from livefuse.memory import keep_frame_memory
 
 SUBCOMMANDS = ("livefuse.commands.run", "livefuse.commands.bench", "livefuse.commands.presets",
                "livefuse.commands.models")
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_frame_memory()
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -101,6 +101,7 @@ def _open_producer(config: BenchConfig) -> tuple[Callable[[], np.ndarray | None]
 def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
     """Build the preset, warm it up, run `config.frames` released frames through it in `mode`; its JSON."""
     from livefuse.engine import Engine
+    from livefuse.memory import keep_frame_memory
     from livefuse.pipeline import Pipeline
     from livefuse.presets import build_chain, load_preset
     from livefuse.stages.base import StageContext
@@ -108,6 +109,7 @@ def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
 
     if mode not in MODES:
         raise ValueError(mode)
+    keep_frame_memory()  # as `livefuse run` does (a spawned process starts with the default malloc)
     preset = load_preset(config.preset)
     engine = Engine(provider=config.provider, iobinding=config.iobinding)
     context = StageContext(engine=engine, size=config.size, fps=config.fps, preset_dir=preset.path.parent)
