@@ -84,9 +84,12 @@ def test_recording_decodes_to_the_frames_sent(tmp_path: Path, name: str, memory_
     assert times[-1] - times[0] == pytest.approx((tap.seqs[-1] - tap.seqs[0]) / 30.0, rel=0.35)
 
 
-def test_sigint_finishes_the_recording(tmp_path: Path, livefuse_env: dict[str, str]) -> None:
-    """Ctrl-C during a recording: a prompt exit 0 and a file that decodes to its last frame."""
-    path = tmp_path / "rec.mp4"
+@pytest.mark.parametrize(("stop", "suffix"), [(signal.SIGINT, ".mp4"), (signal.SIGTERM, ".mkv")])
+def test_a_signal_finishes_the_recording(tmp_path: Path, livefuse_env: dict[str, str], stop: signal.Signals,
+                                         suffix: str) -> None:
+    """Ctrl-C (or a service manager's SIGTERM) during a recording: a prompt exit 0 and a file that decodes
+    to its last frame."""
+    path = tmp_path / f"rec{suffix}"
     stats_path = tmp_path / "s.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "livefuse", "run", "--source", "demo", "--output", f"file:{path}", "--preset",
@@ -107,7 +110,7 @@ def test_sigint_finishes_the_recording(tmp_path: Path, livefuse_env: dict[str, s
     try:
         assert running.wait(60), "".join(lines)
         time.sleep(2.0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         signalled = time.monotonic()
         rc = proc.wait(timeout=30)
         took = time.monotonic() - signalled
@@ -118,7 +121,7 @@ def test_sigint_finishes_the_recording(tmp_path: Path, livefuse_env: dict[str, s
     reader.join(timeout=5)
     stderr = "".join(lines)
     assert rc == 0, stderr
-    assert took < 2.5, f"took {took:.2f} s to stop after SIGINT"
+    assert took < 2.5, f"took {took:.2f} s to stop after {stop.name}"
     assert "Traceback" not in stderr
 
     stats = json.loads(stats_path.read_text())
@@ -128,3 +131,31 @@ def test_sigint_finishes_the_recording(tmp_path: Path, livefuse_env: dict[str, s
     assert abs(len(images) - written) <= 1, (len(images), written)
     assert images[-1].shape == (360, 640, 3)
     assert times[-1] >= (written - 1) / 30.0 * 0.65
+
+
+def test_a_killed_recorder_leaves_a_playable_mp4(tmp_path: Path, livefuse_env: dict[str, str]) -> None:
+    """SIGKILL gives no chance to finalise: the fragmented MP4 still plays up to its last whole fragment."""
+    path = tmp_path / "killed.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "livefuse", "run", "--source", "demo", "--output", f"file:{path}", "--preset",
+         "passthrough", "--size", "320x240", "--fps", "30"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=livefuse_env)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "running preset" in line:
+                break
+        time.sleep(4.5)  # two keyframe intervals (2 s each): at least one whole fragment on disk
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    frames = 0
+    with av.open(str(path)) as container:
+        try:
+            for _ in container.decode(video=0):
+                frames += 1
+        except av.FFmpegError:
+            pass  # the fragment being written when the process died is cut off
+    assert frames >= 55, f"only {frames} frames decode from a recorder killed after ~4.5 s"

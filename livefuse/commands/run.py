@@ -92,6 +92,8 @@ async def _run(args: argparse.Namespace) -> int:
     for spec in specs:
         output_kind(spec)  # a typo in --output is reported before any model loads
     source_spec = args.source or default_source()
+    if args.source is None and source_spec == "demo":
+        log.info("no camera found: showing the built-in demo source (pick one with --source)")
     source = open_source(source_spec, size, fps)
     engine = Engine(provider=args.provider, iobinding=args.iobinding)
     await asyncio.get_running_loop().run_in_executor(None, engine.resolve_provider)

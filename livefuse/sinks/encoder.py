@@ -118,7 +118,11 @@ def open_file_sink(spec: str, size: tuple[int, int], fps: float) -> EncoderSink:
         if suffix != ".webm" or wanted not in WEBM_CODECS:
             raise OutputError(f"codec {wanted!r} is not supported for {suffix}: .webm takes vp8 or vp9")
         codec = WEBM_CODECS[wanted]
-    options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if fmt == "mp4" else {}
+    # flush_packets: each packet reaches the disk at once instead of sitting in a 256 KB I/O buffer,
+    # so a killed recorder loses at most the fragment being written.
+    options = {"flush_packets": "1"}
+    if fmt == "mp4":
+        options["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
     return EncoderSink(str(path), size, fps, fmt=fmt, codec=codec, options=options, name=f"file:{path}")
 
 
