@@ -33,14 +33,18 @@ class Runtime:
         self.preset = preset
         return preset
 
-    def update_params(self, label: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Validate and apply live parameter changes to one stage of the active preset."""
+    async def update_params(self, label: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Validate and apply live parameter changes to one stage of the active preset.
+
+        Applying waits for the stage to finish its current frame and may rebuild a table or a graph
+        (tens of milliseconds), so it runs off the loop.
+        """
         config = next((c for c in self.preset.stages if c.label == label), None)
         if config is None:
             labels = ", ".join(c.label for c in self.preset.stages) or "none"
             raise KeyError(f"no stage {label!r} in preset {self.preset.name!r}; stages: {labels}")
         checked = validate_params(config.spec, params, f"stage {label}", partial=True, live_only=True)
-        self.pipeline.chain.update(label, checked)
+        await asyncio.get_running_loop().run_in_executor(None, self.pipeline.chain.update, label, checked)
         config.params.update(checked)
         return dict(config.params)
 

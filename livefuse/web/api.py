@@ -121,14 +121,14 @@ class Api:
         if not isinstance(stage, str) or not isinstance(params, dict):
             return bad_request('expected {"stage": "<label>", "params": {"<name>": <value>, ...}}')
         try:
-            updated = self.runtime.update_params(stage, params)
+            updated = await self.runtime.update_params(stage, params)
         except UserError as exc:
             return bad_request(str(exc))
         except KeyError as exc:
             return bad_request(str(exc.args[0]))
         for peer_runtime in self.peers.camera_runtimes():
             try:
-                peer_runtime.update_params(stage, params)
+                await peer_runtime.update_params(stage, params)
             except (UserError, KeyError):  # a peer still building another preset; it gets it on the next switch
                 log.debug("peer runtime skipped a parameter update", exc_info=True)
         return web.json_response({"stage": stage, "params": updated})
