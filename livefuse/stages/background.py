@@ -34,7 +34,7 @@ from livefuse.engine.graphs import OPSET, _Builder
 from livefuse.engine.providers import CPU
 from livefuse.errors import PresetError
 from livefuse.frame import Frame
-from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.base import Param, StageContext, StageSpec, choose_implementation, preset_file
 from livefuse.stages.models import load_model, model_file
 from livefuse.stages.registry import register
 from livefuse.vision.segmentation import GENERAL_SIZE, LANDSCAPE_SIZE, SelfieSegmenter
@@ -280,8 +280,6 @@ class BackgroundStage:
     name = "background"
 
     def __init__(self, params: dict[str, Any], context: StageContext, path: str = "auto") -> None:
-        if path not in ("auto", "graph", "cpu"):
-            raise ValueError(f"path must be auto, graph or cpu, not {path!r}")
         self.params = dict(params)
         self.engine = context.engine
         self.size = context.size
@@ -294,7 +292,7 @@ class BackgroundStage:
         self.model_name = MODELS[kind]
         self.model_size = LANDSCAPE_SIZE if kind == "landscape" else GENERAL_SIZE
         auto = path == "auto"
-        self.path = ("cpu" if self.engine.provider == CPU else "graph") if auto else path
+        self.path = choose_implementation(path, self.engine.provider)
         self.segmenter: SelfieSegmenter | None = None
         self._mask: np.ndarray | None = None  # CPU path: EMA state at model resolution
         self._backdrop: Backdrop | None = None
@@ -323,9 +321,7 @@ class BackgroundStage:
             if not p["image"]:
                 raise PresetError("background stage: mode = 'replace' needs image = \"PATH\" (a picture or a "
                                   "video, relative to the preset file)")
-            path = Path(p["image"]).expanduser()
-            if not path.is_absolute() and self.preset_dir is not None:
-                path = self.preset_dir / path
+            path = preset_file(p["image"], self.preset_dir)
             if self._backdrop is None or self._backdrop.path != path:
                 if self._backdrop is not None:
                     self._backdrop.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from livefuse.frame import Frame
@@ -83,3 +84,24 @@ class StageSpec:
     params: tuple[Param, ...]
     factory: StageFactory
     models: tuple[str, ...] = ()  # model names the stage may need (see models/manifest.toml)
+
+
+def preset_file(text: str, preset_dir: Path | str | None) -> Path:
+    """A file a preset names: `~` expanded, and relative to the preset's folder when not absolute."""
+    path = Path(text).expanduser()
+    return Path(preset_dir) / path if not path.is_absolute() and preset_dir is not None else path
+
+
+IMPLEMENTATIONS = ("auto", "graph", "cpu")
+
+
+def choose_implementation(path: str, provider: str) -> str:
+    """"graph" (an ONNX graph: frames stay on a GPU) or "cpu" (OpenCV, faster on the CPU provider).
+
+    "auto" picks by the engine's provider; "graph" and "cpu" force one (tests and benchmarks).
+    """
+    if path not in IMPLEMENTATIONS:
+        raise ValueError(f"path must be auto, graph or cpu, not {path!r}")
+    if path != "auto":
+        return path
+    return "cpu" if provider == "CPUExecutionProvider" else "graph"

@@ -26,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 from livefuse.engine.providers import CPU
 from livefuse.errors import PresetError
 from livefuse.frame import Frame
-from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.base import Param, StageContext, StageSpec, choose_implementation, preset_file
 from livefuse.stages.cube import identity_cube, load_cube
 from livefuse.stages.registry import register
 
@@ -166,17 +166,11 @@ class ColourStage:
     name = "colour"
 
     def __init__(self, params: dict[str, Any], context: StageContext, path: str = "auto") -> None:
-        if path not in ("auto", "graph", "cpu"):
-            raise ValueError(f"path must be auto, graph or cpu, not {path!r}")
         self.params = dict(params)
         self.engine = context.engine
         self.preset_dir = Path(context.preset_dir) if context.preset_dir is not None else None
-        if path == "auto":
-            path = "cpu" if self.engine.provider == CPU else "graph"
-            auto = True
-        else:
-            auto = False
-        self.path = path
+        auto = path == "auto"
+        self.path = choose_implementation(path, self.engine.provider)
         self._lut_path: Path | None = None
         self._cube: np.ndarray | None = None
         self._lut: np.ndarray | None = None
@@ -199,9 +193,7 @@ class ColourStage:
         rebuilds the table (30-50 ms, once, while the chain holds this stage between frames)."""
         merged = {**self.params, **params}
         if merged["lut"]:
-            lut_path = Path(merged["lut"]).expanduser()
-            if not lut_path.is_absolute() and self.preset_dir is not None:
-                lut_path = self.preset_dir / lut_path
+            lut_path = preset_file(merged["lut"], self.preset_dir)
             if lut_path != self._lut_path:
                 if not lut_path.is_file():
                     raise PresetError(f"colour stage: lut = {merged['lut']!r}: no such file ({lut_path}); give a "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from livefuse.errors import ModelError
+from livefuse.stages.base import preset_file
 from livefuse.vision.geometry import mediapipe_model
 
 
@@ -25,9 +26,7 @@ def load_model(engine: Any, name: str, override: str = "", preset_dir: Path | No
                where: str = "model") -> Any:
     """A ModelSession for `override` (a file path) when given, else the manifest name or bundled file."""
     if override:
-        path = Path(override).expanduser()
-        if not path.is_absolute() and preset_dir is not None:
-            path = Path(preset_dir) / path
+        path = preset_file(override, preset_dir)
         if not path.is_file():
             raise ModelError(f"{where} = {override!r}: no such file ({path}); give the path of an .onnx file, "
                              f"or leave it empty to use the {name!r} model")
