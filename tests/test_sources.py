@@ -6,6 +6,7 @@ import sys
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import ClassVar
 
 import av
 import cv2
@@ -135,3 +136,48 @@ def test_bad_sources_raise_a_clear_source_error(tmp_path: Path, spec: str, messa
     (tmp_path / "notes.txt").write_text("not a video\n")
     with pytest.raises(SourceError, match=message):
         open_source(spec.format(tmp=tmp_path), (64, 48), 30.0)
+
+
+class _FakeCamera:
+    """Stands in for PyAV's v4l2 device (no camera on this machine): accepts only the listed modes."""
+
+    accepted: ClassVar[tuple[str, ...]] = ()
+    tried: ClassVar[list[str]] = []
+
+    def __init__(self, url: str, size: tuple[int, int], fps: float, **kwargs: object) -> None:
+        options = kwargs["options"]
+        assert isinstance(options, dict)
+        mode = str(options.get("input_format", "default"))
+        type(self).tried.append(mode)
+        if mode not in self.accepted:
+            raise SourceError(f"cannot open source camera {url}: {mode} refused")
+        self.mode = mode
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="v4l2 modes are Linux's")
+def test_a_camera_without_mjpeg_is_opened_in_yuyv(monkeypatch: pytest.MonkeyPatch) -> None:
+    from livefuse.sources import av_source
+
+    monkeypatch.setattr(av_source, "AVSource", _FakeCamera)
+    monkeypatch.setattr(_FakeCamera, "tried", [])
+    monkeypatch.setattr(_FakeCamera, "accepted", ("yuyv422",))
+    camera = av_source.open_camera("/dev/null", (1280, 720), 30.0)  # a path that exists stands in for the device
+    assert camera.mode == "yuyv422"
+    assert _FakeCamera.tried == ["mjpeg", "yuyv422"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="v4l2 modes are Linux's")
+def test_a_camera_that_takes_no_mode_reports_the_preferred_modes_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from livefuse.sources import av_source
+
+    monkeypatch.setattr(av_source, "AVSource", _FakeCamera)
+    monkeypatch.setattr(_FakeCamera, "tried", [])
+    monkeypatch.setattr(_FakeCamera, "accepted", ())
+    with pytest.raises(SourceError, match="mjpeg refused"):
+        av_source.open_camera("/dev/null", (1280, 720), 30.0)
+    assert _FakeCamera.tried == ["mjpeg", "yuyv422", "default"]
+
+
+def test_no_camera_device_names_the_fix() -> None:
+    with pytest.raises(SourceError, match=r"no camera at /dev/video97.*--source demo"):
+        open_source("webcam:97", (640, 360), 30.0)

@@ -32,7 +32,7 @@ def _split_query(spec: str) -> tuple[str, dict[str, str]]:
 
 def open_source(spec: str, size: tuple[int, int], fps: float) -> Source:
     """Open the source a --source value names; raises SourceError with the fix when it can't."""
-    from livefuse.sources.av_source import STREAM_SCHEMES, AVSource, camera_input, open_file
+    from livefuse.sources.av_source import STREAM_SCHEMES, AVSource, open_camera, open_file
 
     if spec == "demo":
         from livefuse.sources.demo import DemoSource
@@ -40,11 +40,7 @@ def open_source(spec: str, size: tuple[int, int], fps: float) -> Source:
         return DemoSource(size, fps)
     if spec == "webcam" or spec.startswith("webcam:") or spec.startswith("/dev/video"):
         device = spec.split(":", 1)[1] if spec.startswith("webcam:") else ("0" if spec == "webcam" else spec)
-        url, fmt, options = camera_input(device, size, fps)
-        if fmt == "v4l2" and not Path(url).exists():
-            raise SourceError(f"no camera at {url}. Plug one in, pick another with --source webcam:N, "
-                              "or use --source demo")
-        return AVSource(url, size, fps, fmt=fmt, options=options, live=True, description=f"camera {url}")
+        return open_camera(device, size, fps)
     if spec.startswith("image:"):
         from livefuse.sources.image import ImageSource
 

@@ -19,17 +19,25 @@ log = logging.getLogger("livefuse.source")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "srt://", "http://", "https://", "udp://", "tcp://")
 
 
-def camera_input(device: str, size: tuple[int, int], fps: float) -> tuple[str, str, dict[str, str]]:
-    """FFmpeg (url, format, options) for a camera on this OS, asking for size, rate and MJPEG."""
+def camera_inputs(device: str, size: tuple[int, int], fps: float) -> list[tuple[str, str, dict[str, str]]]:
+    """FFmpeg (url, format, options) to try for a camera on this OS, best first.
+
+    MJPEG first (a USB camera sends 720p30 only compressed), then raw YUYV, then the camera's own
+    default mode at the requested size and rate.
+    """
     options = {"video_size": f"{size[0]}x{size[1]}", "framerate": f"{fps:g}"}
     if sys.platform.startswith("linux"):
         url = device if device.startswith("/dev/") else f"/dev/video{device}"
-        return url, "v4l2", {**options, "input_format": "mjpeg"}
+        return [(url, "v4l2", {**options, "input_format": fmt}) for fmt in ("mjpeg", "yuyv422")] + [
+            (url, "v4l2", options)]
     if sys.platform == "darwin":
-        return device, "avfoundation", {**options, "pixel_format": "uyvy422"}
+        return [(device, "avfoundation", {**options, "pixel_format": fmt}) for fmt in ("uyvy422", "yuyv422")] + [
+            (device, "avfoundation", options)]
     if sys.platform == "win32":
         name = device if not device.isdigit() else f"video={device}"
-        return name, "dshow", {**options, "vcodec": "mjpeg"}
+        return [(name, "dshow", {**options, "vcodec": "mjpeg"}), (name, "dshow", {**options,
+                                                                                  "pixel_format": "yuyv422"}),
+                (name, "dshow", options)]
     raise SourceError(f"cameras are not supported on {sys.platform}: use --source demo or a file")
 
 
@@ -111,3 +119,21 @@ def open_file(path: Path, size: tuple[int, int], fps: float, loop: bool) -> AVSo
     if not path.is_file():
         raise SourceError(f"source file not found: {path}. Give an existing video file, or --source demo")
     return AVSource(str(path), size, fps, live=False, loop=loop, description=f"file {path}")
+
+
+def open_camera(device: str, size: tuple[int, int], fps: float) -> AVSource:
+    """The camera in the first mode it accepts; the error of the preferred mode when it takes none."""
+    candidates = camera_inputs(device, size, fps)
+    url = candidates[0][0]
+    if candidates[0][1] == "v4l2" and not Path(url).exists():
+        raise SourceError(f"no camera at {url}. Plug one in, pick another with --source webcam:N, "
+                          "or use --source demo")
+    first_error: SourceError | None = None
+    for url, fmt, options in candidates:
+        try:
+            return AVSource(url, size, fps, fmt=fmt, options=options, live=True, description=f"camera {url}")
+        except SourceError as exc:
+            log.debug("camera %s refused %s: %s", url, options, exc)
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
