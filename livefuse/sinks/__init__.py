@@ -9,7 +9,7 @@ from livefuse.sinks.base import NullSink, Sink
 
 __all__ = ["OUTPUT_HELP", "NullSink", "Sink", "open_sink", "output_kind"]
 
-OUTPUT_HELP = "virtualcam[:DEVICE], preview, file:PATH (.mp4 .mkv .webm), rtmp://URL, srt://URL, null"
+OUTPUT_HELP = "virtualcam[:DEVICE], preview, file:PATH (.mp4 .mkv .webm), rtmp://URL, udp://URL, srt://URL, null"
 
 
 def output_kind(spec: str) -> str:
