@@ -87,10 +87,13 @@ def blur_match() -> tuple[int, float]:
     """(downscale, sigma at that scale) of the background-blur preset, so the peers blur as strongly."""
     from livefuse.presets import load_preset
 
+    from livefuse.stages.background import blur_geometry
+
     preset = load_preset(PRESET)
     params = next(c.params for c in preset.stages if c.type == "background")
-    downscale = int(params["downscale"])
-    return downscale, 0.5 + float(params["strength"]) * 0.05 * (SIZE[0] // downscale)
+    small = (SIZE[0] // int(params["downscale"]), SIZE[1] // int(params["downscale"]))
+    (blur_width, _), sigma = blur_geometry(SIZE[0], small, float(params["strength"]))  # the stage's own choice
+    return round(SIZE[0] / blur_width), sigma
 
 
 def run(cmd: list[str], name: str) -> bool:
