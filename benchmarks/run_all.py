@@ -86,7 +86,6 @@ def peers_python() -> Path | None:
 def blur_match() -> tuple[int, float]:
     """(downscale, sigma at that scale) of the background-blur preset, so the peers blur as strongly."""
     from livefuse.presets import load_preset
-
     from livefuse.stages.background import blur_geometry
 
     preset = load_preset(PRESET)
