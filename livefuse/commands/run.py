@@ -17,7 +17,7 @@ from livefuse.logs import setup_logging
 from livefuse.pipeline import Pipeline
 from livefuse.presets import DEFAULT_PRESET, available_presets, build_chain, load_preset
 from livefuse.runtime import Runtime
-from livefuse.sinks import OUTPUT_HELP, Sink, open_sink, output_kind
+from livefuse.sinks import OUTPUT_HELP, Sink, open_sink, parse_output
 from livefuse.sources import SOURCE_HELP, default_source, open_source
 from livefuse.stages.base import StageContext
 from livefuse.status import report_status
@@ -90,7 +90,7 @@ async def _run(args: argparse.Namespace) -> int:
     preset = load_preset(args.preset or default_preset())
     specs = args.output or default_outputs()
     for spec in specs:
-        output_kind(spec)  # a typo in --output is reported before any model loads
+        parse_output(spec)  # a typo in --output is reported before any model loads
     source_spec = args.source or default_source()
     if args.source is None and source_spec == "demo":
         log.info("no camera found: showing the built-in demo source (pick one with --source)")

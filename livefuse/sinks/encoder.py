@@ -53,8 +53,11 @@ class EncoderSink:
         self.repeat_when_idle = live
         self._first_ns: int | None = None
         self._last_pts = -1
+        # flush_packets: each packet leaves at once instead of sitting in FFmpeg's 256 KB I/O buffer, so a
+        # push adds no delay and a killed recorder loses at most the fragment being written.
+        options = {"flush_packets": "1", **(options or {})}
         try:
-            self._container: Any = av.open(target, mode="w", format=fmt, options=options or {})
+            self._container: Any = av.open(target, mode="w", format=fmt, options=options)
         except (av.FFmpegError, OSError) as exc:
             raise OutputError(f"cannot open output {target}: {exc}. Check the path or URL is writable "
                               "or reachable") from exc
@@ -118,11 +121,7 @@ def open_file_sink(spec: str, size: tuple[int, int], fps: float) -> EncoderSink:
         if suffix != ".webm" or wanted not in WEBM_CODECS:
             raise OutputError(f"codec {wanted!r} is not supported for {suffix}: .webm takes vp8 or vp9")
         codec = WEBM_CODECS[wanted]
-    # flush_packets: each packet reaches the disk at once instead of sitting in a 256 KB I/O buffer,
-    # so a killed recorder loses at most the fragment being written.
-    options = {"flush_packets": "1"}
-    if fmt == "mp4":
-        options["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
+    options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if fmt == "mp4" else {}
     return EncoderSink(str(path), size, fps, fmt=fmt, codec=codec, options=options, name=f"file:{path}")
 
 
