@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 
 from livefuse.errors import UserError
+from livefuse.faces.select import area
 from livefuse.frame import Face
-from livefuse.stages.face import TiledDetector
+from livefuse.stages.face import DETECTOR_MODELS, LANDMARK_MODEL, TiledDetector
 from livefuse.stages.models import load_model
 from livefuse.vision.detectors import BlazeFaceDetector
 from livefuse.vision.landmarks import FaceLandmarker
@@ -25,15 +26,15 @@ class StillFaceFinder:
 
     def __init__(self, engine: Any) -> None:
         # Tiled: a landscape photo is not squeezed into BlazeFace's square input.
-        self.detector = TiledDetector(BlazeFaceDetector(load_model(engine, "face_detection_short"),
+        self.detector = TiledDetector(BlazeFaceDetector(load_model(engine, DETECTOR_MODELS["blazeface"]),
                                                         score_threshold=0.5))
-        self.landmarker = FaceLandmarker(load_model(engine, "face_landmark"))
+        self.landmarker = FaceLandmarker(load_model(engine, LANDMARK_MODEL))
 
     def largest(self, image_bgr: np.ndarray) -> Face | None:
         faces = self.detector.detect(image_bgr)
         if not faces:
             return None
-        face = max(faces, key=lambda f: float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
+        face = max(faces, key=area)
         return self.landmarker.refine(image_bgr, face) or face
 
 

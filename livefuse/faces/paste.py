@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from livefuse.faces.align import invert_affine
+from livefuse.faces.align import invert_affine, transform_points
 
 
 def box_mask(size: int, blur: float = 0.3, padding: tuple[float, float, float, float] = (0, 0, 0, 0)) -> np.ndarray:
@@ -50,9 +50,8 @@ def match_colour(crop: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> n
 
 def paste_region(frame_shape: tuple[int, ...], crop_size: int, matrix: np.ndarray) -> tuple[int, int, int, int]:
     """The frame box x1, y1, x2, y2 (clipped) that a crop aligned by `matrix` covers."""
-    inverse = invert_affine(matrix)
     corners = np.array([[0, 0], [crop_size, 0], [0, crop_size], [crop_size, crop_size]], np.float64)
-    pts = corners @ inverse[:, :2].T + inverse[:, 2]
+    pts = transform_points(corners, invert_affine(matrix))
     h, w = frame_shape[:2]
     x1, y1 = np.floor(pts.min(0)).astype(int)
     x2, y2 = np.ceil(pts.max(0)).astype(int)
@@ -72,7 +71,7 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, matrix: np
     inverse = invert_affine(matrix)
     inverse[:, 2] -= (x1, y1)
     region = (x2 - x1, y2 - y1)
-    weight = cv2.warpAffine(mask.astype(np.float32), inverse, region, flags=cv2.INTER_LINEAR,
+    weight = cv2.warpAffine(mask.astype(np.float32, copy=False), inverse, region, flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
     weight = np.clip(weight * float(strength), 0.0, 1.0)[..., None]
     face = cv2.warpAffine(crop, inverse, region, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)

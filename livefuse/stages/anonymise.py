@@ -37,6 +37,13 @@ def _region(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, in
     return (x1, y1, x2, y2) if x2 > x1 and y2 > y1 else None
 
 
+def _shrink(roi: np.ndarray, across: int) -> np.ndarray:
+    """`roi` shrunk (INTER_AREA) to `across` pixels along its shorter side, keeping its aspect ratio."""
+    h, w = roi.shape[:2]
+    k = across / min(w, h)
+    return cv2.resize(roi, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+
+
 class AnonymiseStage:
     """Covers every face (and every recently lost face) in the frame."""
 
@@ -95,17 +102,12 @@ class AnonymiseStage:
             roi[:] = self._fill
         elif style == "pixelate":
             # Fewer, bigger blocks as strength rises, counted across the region's shorter side.
-            across = max(2, round(12 - 9 * strength))
-            k = across / min(w, h)
-            tiny = cv2.resize(roi, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+            tiny = _shrink(roi, max(2, round(12 - 9 * strength)))
             roi[:] = cv2.resize(tiny, (w, h), interpolation=cv2.INTER_NEAREST)
         else:
             # Blur by shrinking the region to a few pixels across (whatever its size: a face box or, failing
             # closed, the whole frame), so no detector can find a face in it; cheap at any size.
-            across = max(3, round(14 - 10 * strength))
-            k = across / min(w, h)
-            small = cv2.resize(roi, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
-            small = cv2.GaussianBlur(small, (0, 0), 0.8)
+            small = cv2.GaussianBlur(_shrink(roi, max(3, round(14 - 10 * strength))), (0, 0), 0.8)
             roi[:] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 

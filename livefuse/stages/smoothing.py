@@ -32,10 +32,6 @@ class OneEuro:
     def reset(self) -> None:
         self._x = self._dx = self._t = None
 
-    @property
-    def value(self) -> np.ndarray | None:
-        return self._x
-
     def velocity(self) -> np.ndarray | None:
         """Smoothed rate of change per second (for extrapolating between detections)."""
         return self._dx

@@ -32,7 +32,6 @@ class Track:
     points_filter: OneEuro
     mesh_filter: OneEuro
     misses: int = 0
-    hits: int = 1
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))  # box px per second
 
 
@@ -149,4 +148,3 @@ class FaceTracker:
                 track.velocity = ((det.box - track.face.box) / (t - self._last_t)).astype(np.float32)
         track.face = Face(box=box, score=det.score, landmarks5=points, track_id=track.id, mesh=mesh)
         track.misses = 0
-        track.hits += 1
