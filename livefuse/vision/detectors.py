@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from livefuse.frame import Face
-from livefuse.vision.geometry import letterbox, nms, sigmoid, weighted_nms
+from livefuse.vision.geometry import letterbox, nms, rgb_tensor, sigmoid, weighted_nms
 from livefuse.vision.runner import Runner
 
 # Mouth corners relative to the mouth centre, as a fraction of the right->left eye vector: the
@@ -94,7 +94,7 @@ class BlazeFaceDetector:
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]:
         img, lb = letterbox(image_bgr, self.size, self.size)
-        x = cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32)[None] * (1 / 127.5) - 1.0
+        x = rgb_tensor(img, 1 / 127.5, -1.0)
         out = self.runner.run({self.input_name: x})
         raw = out["regressors"][0] if "regressors" in out else out[self.runner.output_names[0]][0]
         logits = out["logits"][0, :, 0] if "logits" in out else out[self.runner.output_names[1]][0, :, 0]

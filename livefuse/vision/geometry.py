@@ -51,6 +51,15 @@ def letterbox(
     return out, Letterbox(scale=scale, pad_x=px, pad_y=py)
 
 
+def rgb_tensor(image_bgr: np.ndarray, scale: float, shift: float = 0.0) -> np.ndarray:
+    """A uint8 BGR image as a float32 [1, H, W, 3] RGB tensor `x * scale + shift`, scaled in place."""
+    x = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB).astype(np.float32)[None]
+    x *= scale
+    if shift:
+        x += shift
+    return x
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, limit: int = 0) -> np.ndarray:
     """Indices kept by greedy non-maximum suppression, best first; boxes are x1, y1, x2, y2.
 

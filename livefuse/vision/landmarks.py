@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from livefuse.frame import Face
-from livefuse.vision.geometry import sigmoid
+from livefuse.vision.geometry import rgb_tensor, sigmoid
 from livefuse.vision.runner import Runner
 
 # Eye contours of the 468-point mesh; their means are the eye centres.
@@ -70,7 +70,7 @@ class FaceLandmarker:
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_CONSTANT,
         )
-        x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32)[None] * (1 / 255.0)
+        x = rgb_tensor(crop, 1 / 255.0)
         out = self.runner.run({self.input_name: x})
         raw = out.get("landmarks", out[self.runner.output_names[0]]).reshape(468, 3)
         flag = out.get("face_flag", out[self.runner.output_names[1]]).reshape(-1)[0]

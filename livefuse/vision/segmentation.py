@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from livefuse.vision.geometry import letterbox
+from livefuse.vision.geometry import letterbox, rgb_tensor
 from livefuse.vision.runner import Runner
 
 GENERAL_SIZE = (256, 256)  # (width, height) of selfie_segmentation.onnx
@@ -33,7 +33,7 @@ class SelfieSegmenter:
             img, lb = letterbox(image_bgr, w, h)
         else:
             img = cv2.resize(image_bgr, (w, h), interpolation=cv2.INTER_AREA)
-        x = cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32)[None] * (1 / 255.0)
+        x = rgb_tensor(img, 1 / 255.0)
         m = self.runner.run({self.input_name: x})[self.output_name].reshape(h, w)
         if self.letterbox:
             fh, fw = image_bgr.shape[:2]
