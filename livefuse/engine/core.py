@@ -16,7 +16,14 @@ import onnxruntime as ort
 
 from livefuse.engine import providers as prov
 from livefuse.engine.iobinding import Copies
-from livefuse.engine.session import ModelSession, ModelSource, cache_name, session_options, tmp_name
+from livefuse.engine.session import (
+    ModelSession,
+    ModelSource,
+    cache_name,
+    first_line,
+    session_options,
+    tmp_name,
+)
 from livefuse.errors import ModelError
 
 if TYPE_CHECKING:
@@ -120,7 +127,7 @@ class Engine:
                 raise
             except Exception as exc:  # noqa: BLE001 (onnxruntime raises several types for provider failures)
                 last_exc = exc
-                why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                why = first_line(exc, 200)
                 if provider == prov.CPU:
                     break
                 reasons.append(f"{prov.short_name(provider)}: {why}")
@@ -179,7 +186,7 @@ class Engine:
             if provider == prov.CPU:
                 raise ModelError(
                     f"{source.label} does not load in onnxruntime: "
-                    f"{str(exc).strip().splitlines()[0][:300]}; run `livefuse models verify`, "
+                    f"{first_line(exc, 300)}; run `livefuse models verify`, "
                     f"and re-download or re-export the model"
                 ) from exc
             raise

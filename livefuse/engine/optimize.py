@@ -145,15 +145,14 @@ def to_int8(model_path: Path, dest: Path, calibration: Path, entry: ModelEntry) 
     # are quantised per tensor (the quantiser lifts them to opset 11 itself).
     per_channel = opset >= 13
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
+        prepared = model_path
         if not per_channel:
+            converted = Path(tmp) / "prepared.onnx"
             try:
-                onnx.save(onnx.version_converter.convert_version(model, 13), str(prepared))
-                per_channel = True
+                onnx.save(onnx.version_converter.convert_version(model, 13), str(converted))
+                prepared, per_channel = converted, True
             except Exception:  # noqa: BLE001 (onnx's version converter raises assorted errors)
-                prepared = model_path
-        else:
-            prepared = model_path
+                pass
         quantize_static(
             str(prepared),
             str(dest),
@@ -200,8 +199,6 @@ def optimize(
         written.append(_save(half, registry.variant_path(entry, "fp16")))
     if int8:
         assert calibration is not None
-        dest = registry.variant_path(entry, "int8")
-        dest.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = Path(tmp) / "fp32.onnx"
             onnx.save(base, str(fp32))
@@ -217,5 +214,5 @@ def optimize(
             f"onnxruntime.quantization.quantize_static {onnxruntime.__version__} (QDQ, {how}, MinMax)",
             {"livefuse.calibration": f"{n} images"},
         )
-        written.append(_save(q, dest))
+        written.append(_save(q, registry.variant_path(entry, "int8")))
     return written

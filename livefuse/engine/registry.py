@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from livefuse.engine.session import ModelSource
+from livefuse.engine.session import ModelSource, first_line
 from livefuse.errors import ModelError, UserError
 
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -228,18 +228,15 @@ class Registry:
         st = path.stat()
         key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
         if key not in self._hashes:
-            h = hashlib.sha256()
-            with path.open("rb") as f:
-                while chunk := f.read(_CHUNK):
-                    h.update(chunk)
-            self._hashes[key] = h.hexdigest()
+            self._hashes[key] = _sha_file(path)
         return self._hashes[key]
 
     def expected_sha(self, entry: ModelEntry) -> str:
         """The manifest hash, or the hash recorded when an unverified model was pulled on trust."""
         if entry.sha256:
             return entry.sha256
-        side = self.path(entry).with_name(self.path(entry).name + ".sha256")
+        path = self.path(entry)
+        side = path.with_name(path.name + ".sha256")
         return side.read_text().strip() if side.is_file() else ""
 
     def problem(self, entry: ModelEntry) -> Problem:
@@ -302,11 +299,10 @@ class Registry:
         entry = self.entry(spec)
         path = self.check(entry)
         fp16: Path | None = None
-        for other in (f"{entry.name}_fp16",):
-            if self.versions(other):
-                cand = self.entry(other)
-                if self.problem(cand).status == "ok":
-                    fp16 = self.path(cand)
+        if self.versions(f"{entry.name}_fp16"):
+            cand = self.entry(f"{entry.name}_fp16")
+            if self.problem(cand).status == "ok":
+                fp16 = self.path(cand)
         if fp16 is None and self.variant_path(entry, "fp16").is_file():
             fp16 = self.variant_path(entry, "fp16")
         return ModelSource(label=entry.ref, path=path, fp16_path=fp16, key=self.expected_sha(entry))
@@ -513,5 +509,5 @@ def _load_error(path: Path) -> str:
     try:
         ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 (onnxruntime raises several exception types)
-        return str(exc).strip().splitlines()[0][:300]
+        return first_line(exc, 300)
     return ""

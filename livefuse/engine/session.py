@@ -179,7 +179,7 @@ class ModelSession:
                 "provider %s failed while running %s (%s); moving it to %s",
                 prov.short_name(failed),
                 self.source.label,
-                str(exc).splitlines()[0][:200],
+                first_line(exc, 200),
                 prov.short_name(rest[0]) if rest else "cpu",
             )
             self.engine._failed[failed] = "failed at run time"
@@ -214,6 +214,12 @@ def session_options(cache_file: Path | None, from_cache: bool) -> ort.SessionOpt
 def cache_name(key: str, provider: str) -> str:
     """The optimised-model file for a model hash on a provider with this onnxruntime."""
     return f"{key[:24]}-{prov.short_name(provider)}-ort{ort.__version__}.onnx"
+
+
+def first_line(exc: BaseException, limit: int) -> str:
+    """An exception's first line, cut to `limit` characters (its type name when it has no message)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 def tmp_name(path: Path) -> Path:
