@@ -47,14 +47,16 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise web.HTTPBadRequest(text=_error(f"malformed JSON: {exc}"), content_type="application/json") from exc
+        raise json_error(f"malformed JSON: {exc}") from exc
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=_error("expected a JSON object"), content_type="application/json")
+        raise json_error("expected a JSON object")
     return body
 
 
-def _error(message: str) -> str:
-    return json.dumps({"error": message})
+def json_error(message: str, error: type[web.HTTPException] = web.HTTPBadRequest,
+               **kwargs: Any) -> web.HTTPException:
+    """An HTTP error to raise, with the same JSON body as `bad_request`'s."""
+    return error(text=json.dumps({"error": message}), content_type="application/json", **kwargs)
 
 
 def bad_request(message: str, status: int = 400) -> web.Response:
@@ -106,7 +108,7 @@ class Api:
         async with self._switching:
             try:
                 await self.runtime.switch_preset(name)
-                for peer_runtime in self.peers.camera_runtimes():
+                for peer_runtime in self.peers.camera_runtimes():  # listed now: with any that joined meanwhile
                     await peer_runtime.switch_preset(name)
             except UserError as exc:
                 return bad_request(str(exc))
@@ -159,10 +161,10 @@ class Api:
             while chunk := await part.read_chunk(64 * 1024):
                 data += chunk
                 if len(data) > MAX_UPLOAD_BYTES:
-                    raise web.HTTPRequestEntityTooLarge(max_size=MAX_UPLOAD_BYTES, actual_size=len(data),
-                                                        text=_error(TOO_LARGE), content_type="application/json")
+                    raise json_error(TOO_LARGE, web.HTTPRequestEntityTooLarge, max_size=MAX_UPLOAD_BYTES,
+                                     actual_size=len(data))
             return bytes(data), part.headers.get("Content-Type", "")
-        raise web.HTTPBadRequest(text=_error("no 'image' field in the form"), content_type="application/json")
+        raise json_error("no 'image' field in the form")
 
     async def _apply_source_face(self, image: np.ndarray) -> list[str]:
         """Hand the image to every stage that swaps faces (off the loop: it may run a model)."""
@@ -175,7 +177,7 @@ class Api:
                     try:
                         await loop.run_in_executor(None, setter, image)
                     except UserError as exc:
-                        raise web.HTTPBadRequest(text=_error(str(exc)), content_type="application/json") from exc
+                        raise json_error(str(exc)) from exc
                     applied.append(label)
         return applied
 

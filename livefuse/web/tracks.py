@@ -99,7 +99,6 @@ class TrackSource:
         self.size = size
         self.fps = fps
         self.description = f"webrtc {track.id}"
-        self.received = 0
         self._track = track
         self._cond = threading.Condition()
         self._latest: np.ndarray | None = None
@@ -121,7 +120,6 @@ class TrackSource:
                     image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
                 with self._cond:
                     self._latest = image
-                    self.received += 1
                     self._cond.notify_all()
         except MediaStreamError:
             pass
