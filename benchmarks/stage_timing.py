@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from livefuse.commands.args import size_arg  # noqa: E402
 from livefuse.engine import Engine  # noqa: E402
 from livefuse.presets import PRESETS_DIR  # noqa: E402
 from livefuse.sources.demo import DemoSource  # noqa: E402
@@ -31,11 +32,10 @@ from livefuse.stages.base import StageContext  # noqa: E402
 def parse_args(description: str) -> tuple[tuple[int, int], int]:
     """(frame size, runs) from --size WIDTHxHEIGHT and --runs N."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--size", default="1280x720", help="frame size, WIDTHxHEIGHT")
+    parser.add_argument("--size", type=size_arg, default=(1280, 720), metavar="WxH", help="frame size")
     parser.add_argument("--runs", type=int, default=30, help="frames timed per figure (the median is printed)")
     args = parser.parse_args()
-    width, height = (int(v) for v in args.size.lower().split("x"))
-    return (width, height), args.runs
+    return args.size, args.runs
 
 
 def demo_frames(size: tuple[int, int], count: int) -> list[np.ndarray]:

@@ -17,7 +17,7 @@ import time
 
 from aiortc import MediaStreamTrack
 from av import VideoFrame
-from common import finish, measure, ort_segment_blur, parse_args
+from common import finish, measure, ort_segment_blur, parse_args, record
 
 from livefuse.bench.camera import ReleasedCamera
 from livefuse.bench.report import Measured
@@ -89,11 +89,7 @@ async def consume(camera: ReleasedCamera, transform: object, measured: Measured)
             break
         done = time.monotonic_ns()
         index = int(frame.pts)
-        release_ns = camera.release_times_ns[index]
-        steps = track.steps.pop(index)
-        for name, ns in steps.items():
-            measured.stages_ns.setdefault(name, []).append(ns)
-        measured.outputs.append((index, release_ns, source.taken[index], done, sum(steps.values())))
+        record(measured, index, camera.release_times_ns[index], source.taken[index], done, track.steps.pop(index))
 
 
 def main() -> None:

@@ -19,10 +19,11 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # livefuse.bench.{camera,report} need only numpy: usable from any venv
+sys.path.insert(0, str(ROOT))  # these livefuse modules need only numpy: usable from any venv
 
 from livefuse.bench.camera import ReleasedCamera, preloaded  # noqa: E402
 from livefuse.bench.report import Measured, mode_result, write_json  # noqa: E402
+from livefuse.commands.args import size_arg  # noqa: E402
 
 StageTimes = dict[str, int]
 
@@ -30,7 +31,7 @@ StageTimes = dict[str, int]
 def parse_args(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--clip", type=Path, required=True, help="video file, released at --fps")
-    parser.add_argument("--size", default="1280x720")
+    parser.add_argument("--size", type=size_arg, default=(1280, 720), metavar="WxH")
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--frames", type=int, default=600)
     parser.add_argument("--warmup", type=int, default=10)
@@ -42,10 +43,7 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, default=ROOT / "models/mediapipe/selfie_segmentation_landscape.onnx")
     parser.add_argument("--preload", type=int, default=0, help="cycle the first N frames (capacity runs)")
     parser.add_argument("--json", type=Path, required=True)
-    args = parser.parse_args()
-    w, h = (int(v) for v in args.size.lower().split("x"))
-    args.size = (w, h)
-    return args
+    return parser.parse_args()
 
 
 def clip_producer(path: Path, size: tuple[int, int]) -> Callable[[], np.ndarray | None]:
@@ -102,10 +100,15 @@ def run_loop(args: argparse.Namespace, camera: ReleasedCamera,
         got = camera.reads[-1]
         out, steps = process(image)
         del out  # the null output
-        done = time.monotonic_ns()
-        for name, ns in steps.items():
-            measured.stages_ns.setdefault(name, []).append(ns)
-        measured.outputs.append((got.index, got.release_ns, taken, done, sum(steps.values())))
+        record(measured, got.index, got.release_ns, taken, time.monotonic_ns(), steps)
+
+
+def record(measured: Measured, index: int, release_ns: int, taken_ns: int, output_ns: int,
+           steps: StageTimes) -> None:
+    """One frame that reached the output, with the time each of its steps took."""
+    for name, ns in steps.items():
+        measured.stages_ns.setdefault(name, []).append(ns)
+    measured.outputs.append((index, release_ns, taken_ns, output_ns, sum(steps.values())))
 
 
 def ort_segment_blur(args: argparse.Namespace) -> Callable[[np.ndarray], tuple[np.ndarray, StageTimes]]:

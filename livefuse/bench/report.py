@@ -90,14 +90,15 @@ def mode_result(m: Measured) -> dict[str, Any]:
     span = outs[-1][3] - outs[0][3] if len(outs) > 1 else 0
     fps = (len(outs) - 1) * 1e9 / span if span > 0 else 0.0
     processed = max(len(outs), 1)
+    dropped = len(m.release_ns) - len(outs)
     t0 = m.release_ns[0] if m.release_ns else 0
     by_index = {o[0]: (o[3] - o[1]) / 1e6 for o in outs}
     return {
         "fps": round(fps, 2),
         "frames_released": len(m.release_ns),
         "frames_out": len(outs),
-        "dropped": len(m.release_ns) - len(outs),
-        "dropped_percent": round(100.0 * (len(m.release_ns) - len(outs)) / max(len(m.release_ns), 1), 2),
+        "dropped": dropped,
+        "dropped_percent": round(100.0 * dropped / max(len(m.release_ns), 1), 2),
         "latency_ms": percentiles_ms(latency),
         "stages_ms": {name: _p50_p95(values) for name, values in m.stages_ns.items()},
         # Where the latency goes: waiting to be taken from the camera, in the stages, and the rest
