@@ -29,7 +29,7 @@ from livefuse.stats import OutputStats, PipelineStats
 
 log = logging.getLogger("livefuse.pipeline")
 
-RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)
+RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0)  # then every 2 s: a restarted sender is picked up soon
 DROP_OUTPUT_AFTER_ERRORS = 30
 
 

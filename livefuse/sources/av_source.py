@@ -16,6 +16,10 @@ from livefuse.sources.base import Pacer, SourceLost
 
 log = logging.getLogger("livefuse.source")
 
+# A live source silent this long is taken as lost and reopened (outputs a viewer watches repeat their last
+# frame meanwhile): without it, a stream whose sender stopped would block the capture thread on a silent socket.
+STALL_TIMEOUT_S = 2.0
+OPEN_TIMEOUT_S = 5.0
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "srt://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -50,13 +54,14 @@ class AVSource:
 
     def __init__(self, url: str, size: tuple[int, int], fps: float, *, fmt: str | None = None,
                  options: dict[str, str] | None = None, live: bool = True, loop: bool = False,
-                 description: str | None = None) -> None:
+                 description: str | None = None, stall_timeout: float = STALL_TIMEOUT_S) -> None:
         self.url = url
         self.size = size
         self.fps = fps
         self.live = live
         self.loop = loop
         self.description = description or url
+        self.stall_timeout = stall_timeout
         self._fmt = fmt
         self._options = options or {}
         self._container: Any = None
@@ -66,7 +71,8 @@ class AVSource:
 
     def _open(self) -> None:
         try:
-            self._container = av.open(self.url, format=self._fmt, options=self._options, timeout=(5.0, 5.0))
+            self._container = av.open(self.url, format=self._fmt, options=self._options,
+                                      timeout=(OPEN_TIMEOUT_S, self.stall_timeout if self.live else OPEN_TIMEOUT_S))
         except (av.FFmpegError, OSError) as exc:
             raise SourceError(f"cannot open source {self.description}: {exc}. Check that it exists and is "
                               "reachable, or use --source demo to try livefuse without one") from exc
@@ -96,6 +102,10 @@ class AVSource:
                 frame = next(self._frames)
             except StopIteration:
                 return None
+        except av.ExitError as exc:  # the read timeout interrupted a read that got no data
+            if not self.live:
+                raise SourceError(f"cannot read {self.description}: no data for {OPEN_TIMEOUT_S:g} s") from exc
+            raise SourceLost(f"{self.description} sent nothing for {self.stall_timeout:g} s") from exc
         except (av.FFmpegError, OSError) as exc:
             if not self.live:
                 raise SourceError(f"cannot decode {self.description}: {exc}") from exc
