@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import pytest
 from conftest import MemorySink
+from test_cli_errors import assert_one_clear_error
 
 from livefuse.chain import Chain
 from livefuse.errors import SourceError
@@ -135,3 +138,61 @@ def test_a_network_stream_that_stops_for_4_s_reconnects_and_the_recording_goes_o
     assert reconnect_s < 3.0
     assert before >= 30 and after >= 2 * FPS
     assert pipeline.stats.outputs[f"file:{recording}"].errors == 0
+
+
+def write_clip(path: Path, frames: int = 60, **options: str) -> bytes:
+    """A noisy H.264 clip (noise: every frame is a real packet of data), returned as bytes."""
+    rng = np.random.default_rng(1)
+    with av.open(str(path), "w", options=options) as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8), format="bgr24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path.read_bytes()
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(np.random.default_rng(2).integers(0, 255, 50_000, dtype=np.uint8).tobytes())
+
+
+def _killed_recording(path: Path) -> None:  # an MP4 whose index (written last) never was
+    data = write_clip(path)
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _cut_short(path: Path) -> None:  # index first, media cut in half: the header promises 2 s
+    data = write_clip(path, movflags="faststart")
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _damaged_inside(path: Path) -> None:
+    data = bytearray(write_clip(path, movflags="faststart"))
+    third = len(data) // 3
+    data[third:2 * third] = np.random.default_rng(3).integers(0, 255, third, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("damage", "phrases"), [
+    (_garbage, ("cannot open source file bad.mp4", "not a video file")),
+    (_killed_recording, ("cannot open source file bad.mp4", "damaged or truncated")),
+    (_cut_short, ("file bad.mp4 is truncated", "of the 2.0 s its header declares")),
+    (_damaged_inside, ("cannot decode file bad.mp4 after", "damaged")),
+])
+def test_a_damaged_media_file_as_source_is_one_clear_error(cli: Any, tmp_path: Path, damage: Any,
+                                                           phrases: tuple[str, ...]) -> None:
+    damage(tmp_path / "bad.mp4")
+    proc = cli("run", "--source", "bad.mp4", "--output", "null", "--preset", "passthrough", "--size", "96x64")
+    assert_one_clear_error(proc, *phrases)
+
+
+def test_a_whole_clip_plays_to_its_end_without_an_error(cli: Any, tmp_path: Path) -> None:
+    write_clip(tmp_path / "good.mp4", movflags="faststart")
+    proc = cli("run", "--source", "good.mp4", "--output", "null", "--preset", "passthrough", "--size", "96x64",
+               "--stats-json", "s.json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["frames_in"] == 60

@@ -67,6 +67,10 @@ class AVSource:
         self._container: Any = None
         self._frames: Iterator[av.VideoFrame] | None = None
         self._pacer: Pacer | None = None
+        self._declared_s: float | None = None  # a file's duration, to tell a truncated one from a short one
+        self._first_s: float | None = None  # times of the first and last frame of this pass through a file
+        self._last_s = 0.0
+        self._read = 0
         self._open()
 
     def _open(self) -> None:
@@ -74,6 +78,9 @@ class AVSource:
             self._container = av.open(self.url, format=self._fmt, options=self._options,
                                       timeout=(OPEN_TIMEOUT_S, self.stall_timeout if self.live else OPEN_TIMEOUT_S))
         except (av.FFmpegError, OSError) as exc:
+            if not self.live:
+                raise SourceError(f"cannot open source {self.description}: {exc.strerror or exc}. It is not a video "
+                                  "file FFmpeg can read, or it is damaged or truncated") from exc
             raise SourceError(f"cannot open source {self.description}: {exc}. Check that it exists and is "
                               "reachable, or use --source demo to try livefuse without one") from exc
         if not self._container.streams.video:
@@ -85,7 +92,9 @@ class AVSource:
             rate = float(stream.average_rate or stream.guessed_rate or self.fps)
             self.fps = rate if rate > 0 else self.fps
             self._pacer = Pacer(self.fps)
+            self._declared_s = declared_duration(self._container)
         self._frames = self._container.decode(stream)
+        self._first_s, self._read = None, 0
 
     def read(self) -> np.ndarray | None:
         assert self._frames is not None
@@ -94,10 +103,12 @@ class AVSource:
         except StopIteration:
             if self.live:  # a camera or stream does not end: it was unplugged or its sender stopped
                 raise SourceLost(f"{self.description} ended") from None
+            self._check_complete()
             if not self.loop:
                 return None
             self._container.seek(0)
             self._frames = self._container.decode(self._container.streams.video[0])
+            self._first_s, self._read = None, 0
             try:
                 frame = next(self._frames)
             except StopIteration:
@@ -108,11 +119,26 @@ class AVSource:
             raise SourceLost(f"{self.description} sent nothing for {self.stall_timeout:g} s") from exc
         except (av.FFmpegError, OSError) as exc:
             if not self.live:
-                raise SourceError(f"cannot decode {self.description}: {exc}") from exc
+                raise SourceError(f"cannot decode {self.description} after {self._read} frames: "
+                                  f"{exc.strerror or exc}. The file is damaged") from exc
             raise SourceLost(str(exc)) from exc
+        if frame.time is not None:
+            self._first_s = frame.time if self._first_s is None else self._first_s
+            self._last_s = frame.time
+        self._read += 1
         if self._pacer is not None:
             self._pacer.wait()
         return frame.to_ndarray(format="bgr24", width=self.size[0], height=self.size[1])
+
+    def _check_complete(self) -> None:
+        """A file that ends well before the duration its header declares was cut short: say so, don't stop
+        quietly as if it had played to its end."""
+        if self._declared_s is None:
+            return
+        played = self._last_s - (self._first_s or 0.0) + 1.0 / self.fps if self._read else 0.0
+        if played < 0.9 * self._declared_s - 1.0 / self.fps:
+            raise SourceError(f"{self.description} is truncated: it ended after {played:.1f} s of the "
+                              f"{self._declared_s:.1f} s its header declares ({self._read} frames)")
 
     def reopen(self) -> None:
         """Open the source again after it was lost."""
@@ -123,6 +149,17 @@ class AVSource:
         if self._container is not None:
             self._container.close()
             self._container = None
+
+
+def declared_duration(container: Any) -> float | None:
+    """Seconds of video a file's header declares; None where it is only an estimate (MPEG-TS) or may be
+    another stream's (a container with more than the video stream and no video duration of its own)."""
+    stream = container.streams.video[0]
+    if stream.duration and stream.time_base and "mpegts" not in container.format.name:
+        return float(stream.duration * stream.time_base)
+    if container.duration and len(container.streams) == 1 and "mpegts" not in container.format.name:
+        return container.duration / 1_000_000
+    return None
 
 
 def open_file(path: Path, size: tuple[int, int], fps: float, loop: bool) -> AVSource:
