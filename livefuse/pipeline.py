@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from livefuse.chain import Chain
 from livefuse.frame import Frame
-from livefuse.sinks.base import Sink
+from livefuse.sinks.base import OutputFailed, Sink
 from livefuse.slot import LatestSlot, SlotClosed
 from livefuse.sources.base import Source, SourceLost
 from livefuse.stats import OutputStats, PipelineStats
@@ -42,6 +42,7 @@ class _Output:
     primary: bool
     last: Frame | None = None
     consecutive_errors: int = 0
+    closed: bool = False
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -136,13 +137,20 @@ class Pipeline:
             out.slot.close()
         await asyncio.gather(*(out.task for out in self._outputs if out.task))
         for out in self._outputs:
-            try:
-                await self._loop.run_in_executor(out.executor, out.sink.close)
-            except Exception as exc:  # noqa: BLE001 - close the other outputs whatever happens
-                log.error("closing output %s failed: %s", out.sink.name, exc)
+            await self._close_output(out)
             out.executor.shutdown(wait=False)
         self._workers.shutdown(wait=False)
         self._update_engine_stats()
+
+    async def _close_output(self, out: _Output) -> None:
+        assert self._loop is not None
+        if out.closed:
+            return
+        out.closed = True
+        try:
+            await self._loop.run_in_executor(out.executor, out.sink.close)
+        except Exception as exc:  # noqa: BLE001 - close the other outputs whatever happens
+            log.error("closing output %s failed: %s", out.sink.name, exc)
 
     def _update_engine_stats(self) -> None:
         if self.engine is None:
@@ -301,6 +309,8 @@ class Pipeline:
                     await self._loop.run_in_executor(out.executor, out.sink.write, frame)
             except Exception as exc:  # noqa: BLE001 - one output failing must not stop the others
                 if self._output_failed(out, exc):
+                    out.slot.close()  # given up: no more frames for it, and it is finalised now, not at the end
+                    await self._close_output(out)
                     return
                 continue
             out.consecutive_errors = 0
@@ -313,12 +323,18 @@ class Pipeline:
                     self.stats.record_output(now - frame.capture_ns, now)
 
     def _output_failed(self, out: _Output, exc: Exception) -> bool:
-        """Count a write error; give the output up after many in a row. True when given up."""
+        """Count a write error; give the output up at once when retrying cannot help (OutputFailed), else after
+        many in a row. True when given up: logged once, and shown in the stats as the output's `failed`."""
         out.stats.errors += 1
         out.consecutive_errors += 1
+        if isinstance(exc, OutputFailed):
+            out.stats.failed = str(exc)
+            log.error("output %s stopped: %s; the other outputs go on", out.sink.name, exc)
+            return True
         if out.stats.errors == 1:
             log.warning("output %s failed to write (%s); retrying", out.sink.name, exc)
         if out.consecutive_errors >= DROP_OUTPUT_AFTER_ERRORS:
+            out.stats.failed = f"{exc} ({out.consecutive_errors} write errors in a row)"
             log.error("output %s failed %d times in a row; closing it", out.sink.name, out.consecutive_errors)
             return True
         return False

@@ -43,6 +43,7 @@ class OutputStats:
     frames: int = 0
     dropped: int = 0
     errors: int = 0
+    failed: str = ""  # why the output was given up, once it was; the others go on
     latency: Recorder = field(default_factory=Recorder)
 
 
@@ -98,7 +99,7 @@ class PipelineStats:
             "reconnects": self.reconnects,
             "copies_per_frame": {k: round(v / processed, 3) for k, v in self.copies.items()},
             "outputs": {
-                name: {"frames": o.frames, "dropped": o.dropped, "errors": o.errors,
+                name: {"frames": o.frames, "dropped": o.dropped, "errors": o.errors, "failed": o.failed or None,
                        "latency_ms": o.latency.summary()}
                 for name, o in self.outputs.items()
             },

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from livefuse.errors import OutputError
-from livefuse.sinks.base import NullSink, Sink
+from livefuse.sinks.base import NullSink, OutputFailed, Sink
 
-__all__ = ["OUTPUT_HELP", "NullSink", "Sink", "open_sink", "parse_output"]
+__all__ = ["OUTPUT_HELP", "NullSink", "OutputFailed", "Sink", "open_sink", "parse_output"]
 
 OUTPUT_HELP = "virtualcam[:DEVICE], preview, file:PATH (.mp4 .mkv .webm), rtmp://URL, udp://URL, srt://URL, null"
 

@@ -36,3 +36,8 @@ class NullSink:
 
     def close(self) -> None:
         pass
+
+
+class OutputFailed(Exception):
+    """A write error that trying again cannot fix (disk full, file too large, folder gone): the pipeline
+    gives that output up at once, and the other outputs go on."""

@@ -2,12 +2,15 @@
 
 Recordings must survive an abrupt end: MP4 is written fragmented (a playable
 file after every keyframe even if the process is killed), and `close` flushes
-the encoder so a clean stop keeps every frame.
+the encoder so a clean stop keeps every frame. When a recording cannot be
+written any more (disk full, file too large), it stops at once and is cut back
+to the end of its last whole write, so what was recorded stays playable.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import av
 
 from livefuse.errors import OutputError
 from livefuse.frame import Frame
+from livefuse.sinks.base import OutputFailed
 
 log = logging.getLogger("livefuse.output")
 
@@ -47,10 +51,14 @@ class EncoderSink:
     repeat_when_idle = False
 
     def __init__(self, target: str, size: tuple[int, int], fps: float, *, fmt: str, codec: str,
-                 options: dict[str, str] | None = None, name: str | None = None, live: bool = False) -> None:
+                 options: dict[str, str] | None = None, name: str | None = None, live: bool = False,
+                 path: Path | None = None) -> None:
         self.name = name or target
         self.target = target
         self.repeat_when_idle = live
+        self.failed = False
+        self._path = path  # a recording's file: cut back to `_whole_size` when a write fails half-way
+        self._whole_size = 0
         self._first_ns: int | None = None
         self._last_pts = -1
         # flush_packets: each packet leaves at once instead of sitting in FFmpeg's 256 KB I/O buffer, so a
@@ -79,6 +87,8 @@ class EncoderSink:
             hint = (" This FFmpeg build has no SRT support: push with rtmp:// or udp:// instead."
                     if target.startswith("srt://") and isinstance(exc, av.ProtocolNotFoundError) else "")
             raise OutputError(f"cannot open output {target}: {exc}.{hint}") from exc
+        if path is not None:
+            self._whole_size = os.stat(path).st_size
         self.frames = 0
 
     def write(self, frame: Frame) -> None:
@@ -91,19 +101,47 @@ class EncoderSink:
         video.pts = pts
         video.time_base = TIME_BASE
         for packet in self._stream.encode(video):
-            self._container.mux(packet)
+            self._mux(packet)
         self.frames += 1
 
+    def _mux(self, packet: av.Packet) -> None:
+        if self.failed:
+            raise OutputFailed(f"{self.target} was stopped after a write error")
+        try:
+            self._container.mux(packet)
+        except (av.FFmpegError, OSError) as exc:
+            if self._path is None:
+                raise  # a push: the pipeline retries, then gives it up
+            self.failed = True  # FFmpeg's file writer stays in error once a write failed: retrying cannot help
+            raise OutputFailed(f"cannot write {self._path}: {exc.strerror or exc}") from exc
+        if self._path is not None:  # each packet is flushed (flush_packets), so the file ends on a whole write
+            self._whole_size = os.stat(self._path).st_size
+
     def close(self) -> None:
-        """Flush the encoder and finalise the container, so the recording plays to its end."""
-        if self._container is None:
+        """Flush the encoder and finalise the container, so the recording plays to its end.
+
+        After a write error only the container is closed (what it still writes may be cut off too) and the
+        file is cut back to its last whole write: a fragmented MP4 or a Matroska file then plays to there."""
+        container = self._container
+        if container is None:
             return
         try:
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
+            if not self.failed:
+                for packet in self._stream.encode(None):
+                    self._mux(packet)
         finally:
-            self._container.close()
             self._container = None
+            try:
+                container.close()
+            except (av.FFmpegError, OSError) as exc:
+                if self._path is None:
+                    raise
+                if not self.failed:  # else the write error was reported already, and this one follows from it
+                    self.failed = True
+                    raise OutputFailed(f"cannot finish {self._path}: {exc.strerror or exc}") from exc
+            finally:
+                if self.failed and self._path is not None:
+                    os.truncate(self._path, self._whole_size)
 
 
 def open_file_sink(spec: str, size: tuple[int, int], fps: float) -> EncoderSink:
@@ -122,7 +160,7 @@ def open_file_sink(spec: str, size: tuple[int, int], fps: float) -> EncoderSink:
             raise OutputError(f"codec {wanted!r} is not supported for {suffix}: .webm takes vp8 or vp9")
         codec = WEBM_CODECS[wanted]
     options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if fmt == "mp4" else {}
-    return EncoderSink(str(path), size, fps, fmt=fmt, codec=codec, options=options, name=f"file:{path}")
+    return EncoderSink(str(path), size, fps, fmt=fmt, codec=codec, options=options, name=f"file:{path}", path=path)
 
 
 def open_stream_sink(url: str, size: tuple[int, int], fps: float) -> EncoderSink:
