@@ -176,7 +176,7 @@ class Registry:
         self.repo_models = repo_models or self.manifest.parent
         self.models_dir = models_dir or default_models_dir()
         self.entries = load_manifest(self.manifest)
-        self._hashes: dict[tuple[str, int, int], str] = {}
+        self._hashes: dict[tuple[str, int, int, int], str] = {}
 
     # -- lookup ----------------------------------------------------------------------------------
 
@@ -224,9 +224,10 @@ class Registry:
     # -- hashes ----------------------------------------------------------------------------------
 
     def sha256(self, path: Path) -> str:
-        """The file's SHA-256 (remembered per path, size and mtime so a model is hashed once per process)."""
+        """The file's SHA-256 (remembered per path, size, mtime and ctime so a model is hashed once per process;
+        ctime too, because a file rewritten with its old size and mtime put back must be hashed again)."""
         st = path.stat()
-        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if key not in self._hashes:
             self._hashes[key] = _sha_file(path)
         return self._hashes[key]
