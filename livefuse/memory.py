@@ -22,15 +22,37 @@ MMAP_THRESHOLD = 256 << 20  # frames and masks up to 8K come from the heap
 TRIM_THRESHOLD = 512 << 20  # keep up to this much freed memory for reuse
 
 
-def keep_frame_memory() -> bool:
-    """Tune glibc's malloc for large per-frame buffers; True when applied (glibc on Linux only)."""
+def _glibc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        libc.mallopt, libc.malloc_trim  # noqa: B018 - glibc has both; musl and others have neither
     except (OSError, AttributeError):  # musl or another libc: nothing to tune
+        return None
+    return libc
+
+
+def keep_frame_memory() -> bool:
+    """Tune glibc's malloc for large per-frame buffers; True when applied (glibc on Linux only)."""
+    libc = _glibc()
+    if libc is None:
         return False
+    mallopt = libc.mallopt
     applied = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     log.debug("malloc thresholds for frame buffers %s", "set" if applied else "not set")
     return applied
+
+
+def release_freed_memory() -> bool:
+    """Give the memory freed since back to the system (glibc only; True when done).
+
+    For rare, large frees such as a WebRTC peer leaving: its encoder ran on pool threads, each with its
+    own malloc arena, and the thresholds above keep freed memory for reuse, so without this a daemon
+    that once served many viewers would stay as big as it was then.
+    """
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True

@@ -44,6 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--token", help="API token (required, and generated if not given, off loopback)")
     parser.add_argument("--max-peers", type=positive_int, default=16, metavar="N",
                         help="most WebRTC viewers and filtered browser cameras at once (default: 16)")
+    parser.add_argument("--peer-timeout", type=positive_float, default=15.0, metavar="SECONDS",
+                        help="close a WebRTC peer that sent nothing back for this long (default: 15)")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(func=run_command)
 
@@ -101,7 +103,8 @@ async def _run(args: argparse.Namespace) -> int:
     sinks: list[Sink] = []
     try:
         chain = build_chain(preset, context)
-        web = {"host": args.host, "port": args.port, "token": args.token, "max_peers": args.max_peers}
+        web = {"host": args.host, "port": args.port, "token": args.token, "max_peers": args.max_peers,
+               "peer_timeout": args.peer_timeout}
         sinks = open_outputs(specs, size, fps, web)
         pipeline = Pipeline(source, chain, sinks, fps=fps, max_frames=args.frames, duration=args.duration,
                             engine=engine)

@@ -16,7 +16,7 @@ from livefuse.runtime import Runtime
 from livefuse.web.api import MAX_UPLOAD_BYTES, Api
 from livefuse.web.auth import token_middleware, trusted_origin_middleware
 from livefuse.web.metrics import CONTENT_TYPE, Metrics
-from livefuse.web.signalling import Peers
+from livefuse.web.signalling import PEER_TIMEOUT_S, Peers
 from livefuse.web.tracks import LatestFrameTrack
 
 log = logging.getLogger("livefuse.web")
@@ -28,12 +28,12 @@ class WebServer:
     """One daemon's web face; `start()` binds, `stop()` closes peers and the listener."""
 
     def __init__(self, runtime: Runtime, preview: LatestFrameTrack, *, host: str, port: int,
-                 token: str | None, max_peers: int) -> None:
+                 token: str | None, max_peers: int, peer_timeout: float = PEER_TIMEOUT_S) -> None:
         self.runtime = runtime
         self.host = host
         self.port = port
         self.token = token
-        self.peers = Peers(preview, max_peers)
+        self.peers = Peers(preview, max_peers, peer_timeout)
         self.peers.runtime = runtime
         self.metrics = Metrics(lambda: runtime.pipeline.stats, lambda: runtime.engine, lambda: len(self.peers.peers))
         runtime.pipeline.frame_listeners.append(self.metrics.on_frame)

@@ -5,6 +5,10 @@
   so a viewer that leaves or stalls affects neither the others nor the pipeline.
 - "camera": the peer sends its camera; the daemon runs the active preset on it in a
   pipeline of its own and sends the result back on the same connection.
+
+A peer that vanishes without a goodbye (a crashed tab, a lost network) is noticed
+when its receiver reports stop (`peer_timeout`, default 15 s; ICE consent would
+take 30 s) and closed like one that left.
 """
 
 from __future__ import annotations
@@ -12,15 +16,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import gc
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.stats import RTCInboundRtpStreamStats, RTCRemoteInboundRtpStreamStats
 
+from livefuse.memory import release_freed_memory
 from livefuse.pipeline import Pipeline
 from livefuse.presets import build_chain
 from livefuse.runtime import Runtime
@@ -31,6 +39,8 @@ log = logging.getLogger("livefuse.web")
 
 MODES = ("preview", "camera")
 STOP_TIMEOUT_S = 5.0
+PEER_TIMEOUT_S = 15.0  # a peer that sent no RTCP report for this long has gone: it is closed
+TRIM_DELAY_S = 1.0  # memory freed by peers that left is given back this long after the first of them
 
 
 class PeerLimit(Exception):
@@ -39,6 +49,13 @@ class PeerLimit(Exception):
 
 class BadOffer(ValueError):
     """The offer cannot be answered (malformed SDP, or no video where one is needed)."""
+
+
+def _collect_and_release() -> None:
+    """Free what peers that left hold in reference cycles (aiortc's objects are full of them) now rather than at
+    some later full collection, then give the freed memory back to the system."""
+    gc.collect()
+    release_freed_memory()
 
 
 @dataclass
@@ -53,6 +70,7 @@ class Peer:
     task: asyncio.Task[Any] | None = None
     closing: bool = False
     viewing: bool = False  # counted in Peers.viewers
+    watchdog: asyncio.Task[None] | None = None
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"id": self.id, "mode": self.mode, "state": self.pc.connectionState}
@@ -67,13 +85,15 @@ class Peer:
 class Peers:
     """Answers offers and owns every peer connection, up to `max_peers` at once."""
 
-    def __init__(self, preview: LatestFrameTrack, max_peers: int) -> None:
+    def __init__(self, preview: LatestFrameTrack, max_peers: int, peer_timeout: float = PEER_TIMEOUT_S) -> None:
         self.preview = preview
         self.max_peers = max_peers
+        self.peer_timeout = peer_timeout
         self.runtime: Runtime | None = None  # the daemon's; camera peers copy its preset
         self.relay = MediaRelay()
         self.peers: dict[str, Peer] = {}
         self.viewers = 0  # preview peers; read from the output thread to skip converting unwatched frames
+        self._trim: asyncio.TimerHandle | None = None
 
     def camera_runtimes(self) -> list[Runtime]:
         return [p.runtime for p in self.peers.values() if p.runtime is not None]
@@ -105,8 +125,38 @@ class Peers:
             if isinstance(exc, BadOffer) or not isinstance(exc, (ValueError, KeyError, IndexError, TypeError)):
                 raise
             raise BadOffer(f"malformed offer: {exc}") from exc
+        peer.watchdog = asyncio.create_task(self._watch_liveness(peer))
         log.info("webrtc %s peer %s connected (%d peers)", mode, peer.id, len(self.peers))
         return peer, peer.pc.localDescription
+
+    async def _watch_liveness(self, peer: Peer) -> None:
+        """Close the peer once nothing came back from it for `peer_timeout` seconds.
+
+        A live receiver sends an RTCP report about every second for the video it gets (and a camera peer
+        sends video): each new one, seen in the connection's stats, shows it is still there. One that
+        never completes its connection is closed the same way.
+        """
+        heard_at, last = time.monotonic(), None
+        while not peer.closing:
+            await asyncio.sleep(min(1.0, self.peer_timeout / 4))
+            try:
+                report = await peer.pc.getStats()
+            except Exception:  # noqa: BLE001 - the connection is being torn down: close() finishes it
+                break
+            signs = []
+            for stats in report.values():
+                if isinstance(stats, RTCRemoteInboundRtpStreamStats):  # from the peer's last receiver report
+                    signs.append((stats.id, str(stats.timestamp)))
+                elif isinstance(stats, RTCInboundRtpStreamStats):  # what its camera sent
+                    signs.append((stats.id, str(stats.packetsReceived)))
+            signs.sort()
+            if signs != last:
+                heard_at, last = time.monotonic(), signs
+            elif time.monotonic() - heard_at > self.peer_timeout:
+                log.info("webrtc peer %s sent nothing for %.0f s: it has gone; closing it", peer.id,
+                         self.peer_timeout)
+                await self.close(peer.id)
+                return
 
     def _watch(self, peer: Peer) -> None:
         pc = peer.pc
@@ -150,6 +200,8 @@ class Peers:
         if peer is None or peer.closing:
             return peer is not None
         peer.closing = True
+        if peer.watchdog is not None and peer.watchdog is not asyncio.current_task():
+            peer.watchdog.cancel()
         if peer.runtime is not None and peer.task is not None:
             peer.runtime.pipeline.stop()
             if peer.source is not None:
@@ -164,7 +216,14 @@ class Peers:
         if peer.viewing:
             self.viewers -= 1
         log.info("webrtc peer %s left (%d peers)", peer.id, len(self.peers))
+        if self._trim is None:  # once for peers leaving together
+            self._trim = asyncio.get_running_loop().call_later(TRIM_DELAY_S, self._release_memory)
         return True
+
+    def _release_memory(self) -> None:
+        self._trim = None
+        with contextlib.suppress(RuntimeError):  # the daemon is shutting down: nothing to give back then
+            asyncio.get_running_loop().run_in_executor(None, _collect_and_release)
 
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(pid) for pid in list(self.peers)), return_exceptions=True)

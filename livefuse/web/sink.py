@@ -15,6 +15,7 @@ from livefuse.frame import Frame
 from livefuse.runtime import Runtime
 from livefuse.web.auth import is_loopback, resolve_token
 from livefuse.web.server import WebServer
+from livefuse.web.signalling import PEER_TIMEOUT_S
 from livefuse.web.tracks import LatestFrameTrack
 
 log = logging.getLogger("livefuse.web")
@@ -29,7 +30,8 @@ class PreviewSink:
     repeat_when_idle = True
 
     def __init__(self, size: tuple[int, int], fps: float, *, host: str = "127.0.0.1", port: int = 8080,
-                 token: str | None = None, max_peers: int = DEFAULT_MAX_PEERS) -> None:
+                 token: str | None = None, max_peers: int = DEFAULT_MAX_PEERS,
+                 peer_timeout: float = PEER_TIMEOUT_S) -> None:
         self.name = "preview"
         self.size = size
         self.fps = fps
@@ -37,6 +39,7 @@ class PreviewSink:
         self.port = port
         self.token = resolve_token(host, token)
         self.max_peers = max_peers
+        self.peer_timeout = peer_timeout
         self.track: LatestFrameTrack | None = None
         self.server: WebServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -46,7 +49,7 @@ class PreviewSink:
         self._loop = asyncio.get_running_loop()
         self.track = LatestFrameTrack(self._loop)
         self.server = WebServer(runtime, self.track, host=self.host, port=self.port, token=self.token,
-                                max_peers=self.max_peers)
+                                max_peers=self.max_peers, peer_timeout=self.peer_timeout)
         await self.server.start()
         self.port = self.server.port
         url = self.server.url
