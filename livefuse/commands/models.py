@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from livefuse.commands.triton_models import add_parsers as add_triton_parsers
 from livefuse.engine.registry import ModelEntry, Registry, semver
 from livefuse.errors import UserError
 
@@ -172,7 +173,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register `models` and its subcommands on the main CLI."""
-    models = subparsers.add_parser("models", help="list, verify, pull, pin, optimise and export models")
+    models = subparsers.add_parser("models", help="list, verify, pull, pin, optimise and export models; "
+                                   "write and release a Triton model repository")
     models.add_argument(
         "--manifest", type=Path, default=None, help="manifest file (default models/manifest.toml)"
     )
@@ -230,6 +232,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--name", default=None, help="source name recorded in the metadata")
     p.add_argument("--atol", type=float, default=1e-4, help="numerical check tolerance")
     p.set_defaults(func=cmd_export)
+    add_triton_parsers(sub, _registry)
 
 
 def main(argv: list[str] | None = None) -> int:
