@@ -503,18 +503,21 @@ class Registry:
         return actual, ""
 
     def _same_file(self, entry: ModelEntry, crc: str) -> ModelEntry | None:
-        """Another entry whose intact pulled file has exactly the bytes `entry` wants (one download, two names)."""
+        """Another entry whose intact pulled file has exactly the bytes `entry` wants (one download, two names).
+
+        With a known SHA-256 only entries expected to hold that hash are looked at; with the publisher's
+        CRC32 only, every intact pulled file of a matching size (when known) is checked against it.
+        """
         for other in self.entries:
             if other.ref == entry.ref or not (other.url or other.optional):
                 continue
             path = self.path(other)
             if not path.is_file() or (entry.size and path.stat().st_size != entry.size):
                 continue
-            if self.problem(other).status != "ok":
-                continue
-            if entry.sha256 and self.expected_sha(other) == entry.sha256:
-                return other
-            if crc and not entry.sha256 and crc32_file(path) == crc:
+            if entry.sha256:
+                if self.expected_sha(other) == entry.sha256 and self.problem(other).status == "ok":
+                    return other
+            elif crc and self.problem(other).status == "ok" and crc32_file(path) == crc:
                 return other
         return None
 
