@@ -17,7 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from livefuse.engine.download import CHUNK, SIDECAR_KINDS, Wanted, crc32_file, fetch, read_sidecar, sha256_file
+from livefuse.engine.download import (
+    CHUNK,
+    SIDECAR_KINDS,
+    MirrorFailed,
+    Wanted,
+    crc32_file,
+    fetch,
+    read_sidecar,
+    sha256_file,
+    sidecar_url,
+)
 from livefuse.errors import ModelError, UserError
 
 if TYPE_CHECKING:  # the session module imports onnxruntime; `models list` must stay light
@@ -449,7 +459,7 @@ class Registry:
                 raise UserError(
                     f"{entry.ref} has no url; add it with `livefuse models pull {entry.ref} --from FILE`"
                 )
-            crc = read_sidecar(entry.url, timeout) if entry.sidecar else ""
+            crc = _publisher_crc(entry, timeout) if entry.sidecar else ""
             same = self._same_file(entry, crc)
             if same is not None:
                 print(f"{entry.ref}: the same file is already here as {same.ref} ({self.path(same)}); "
@@ -491,7 +501,11 @@ class Registry:
                 )
             return actual, "sha256"
         if entry.sidecar:
-            crc = crc or read_sidecar(entry.url, timeout)
+            crc = crc or _publisher_crc(entry, timeout)
+            if not crc:
+                part.unlink()
+                raise ModelError(f"{entry.ref}: none of its publisher's checksum files could be read "
+                                 f"({', '.join(sidecar_url(u) for u in entry.urls)}); try again later")
             have = crc32_file(part)
             if have != crc:
                 part.unlink()
@@ -520,6 +534,16 @@ class Registry:
             elif crc and self.problem(other).status == "ok" and crc32_file(path) == crc:
                 return other
         return None
+
+
+def _publisher_crc(entry: ModelEntry, timeout: float) -> str:
+    """The CRC32 in the first readable `.hash` sidecar of the entry's mirrors ('' when none answers)."""
+    for url in entry.urls:
+        try:
+            return read_sidecar(url, timeout)
+        except MirrorFailed:
+            continue
+    return ""
 
 
 def _sha_file(path: Path) -> str:
