@@ -176,6 +176,7 @@ def test_two_daemons_share_one_server_and_are_batched(server: TritonServer, live
         before, "nv_inference_request_success", SEGMENTER)
     executions = metric(after, "nv_inference_exec_count", SEGMENTER) - metric(
         before, "nv_inference_exec_count", SEGMENTER)
+    print(f"two daemons: {requests:.0f} requests in {executions:.0f} executions")
     assert requests >= 200  # both daemons' frames arrived (a few may have run locally)
     assert executions < requests  # Triton's dynamic batcher merged requests of the two daemons
 
@@ -298,6 +299,9 @@ def test_killed_server_falls_back_locally_with_no_face_shown_then_returns(repo: 
     windows = [(killed - started - 0.5, fell_back - started + 1.5), (restarted - started - 0.5,
                                                                       came_back - started + 1.5)]
     switching = [image for t, image in frames if any(a <= t <= b for a, b in windows)]
+    print(f"fell back {fell_back - killed:.2f} s after the kill, back on triton {came_back - ready:.2f} s after it "
+          f"was ready; {len(frames)} frames recorded, largest gap {np.diff(times).max() * 1000:.0f} ms; "
+          f"{len(switching)} frames around the switches checked with YuNet")
     assert len(switching) >= 30
     assert sum(independent_faces(switching)) == 0
 
