@@ -56,8 +56,9 @@ class AnonymiseStage:
         self.update({})
 
     def update(self, params: dict[str, Any]) -> None:
-        self.params.update(params)
-        self._fill = parse_colour(self.params["colour"], "anonymise stage")
+        merged = {**self.params, **params}
+        self._fill = parse_colour(merged["colour"], "anonymise stage")  # first: a bad colour changes nothing
+        self.params = merged
 
     def boxes(self, frame: Frame) -> list[np.ndarray]:
         """The boxes to cover on this frame: the faces found, their margins, and the held ones."""
@@ -127,4 +128,5 @@ SPEC = register(StageSpec(
               min=0.0, max=1.0),
     ),
     factory=AnonymiseStage,
+    guards_privacy=True,
 ))
