@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from browser_fixtures import daemons_fixture, http, http_json, web_presets_fixture
+import pytest
+from browser_fixtures import daemons_fixture, demo_clip, http, http_json, launch_chromium, web_presets_fixture
 from prometheus_client.parser import text_string_to_metric_families
 
 from livefuse.frame import Frame
@@ -165,3 +166,36 @@ def test_a_failing_stage_is_switched_off_shown_and_switched_back_on(web_presets:
     assert wait_for(lambda: not stage_status(daemon)["disabled"], timeout=5.0)
     assert disabled_gauge(daemon) == 0.0 and stage_status(daemon)["_off"] == []
     assert wait_for(lambda: daemon.emitted[-1][2] == 2)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_page_shows_a_switched_off_stage_with_its_error(web_presets: Path, daemons: Any, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    faulty_preset(web_presets)
+    FAULT.clear()
+    daemon = daemons("faulty", size=(160, 120), fps=10.0).start()
+    daemon.pipeline.chain.disable_after, daemon.pipeline.chain.backoff = 3, (60.0,)
+    clip = demo_clip(tmp_path / "face.y4m", (160, 120), 10, seconds=1.0)
+    with sync_api.sync_playwright() as playwright:
+        chromium = launch_chromium(playwright, clip)
+        try:
+            page = chromium.new_page()
+            page.goto(daemon.url + "/")
+            page.wait_for_selector('input[name="test_faulty.level"]')
+            assert page.locator("#stage-alerts").is_hidden()
+            FAULT.set()
+            page.wait_for_function("window.livefuse.disabled.includes('test_faulty')", timeout=20_000)
+            alert = page.locator("#stage-alerts").inner_text()
+            note = page.locator('fieldset[data-stage="test_faulty"] .stage-off').inner_text()
+            # the user switches it back on by moving its control
+            FAULT.clear()
+            page.evaluate("""() => { const input = document.querySelector('input[name="test_faulty.level"]');
+                                     input.value = 4; input.dispatchEvent(new Event('input')); }""")
+            page.wait_for_function("window.livefuse.disabled.length === 0", timeout=20_000)
+            hidden = page.locator("#stage-alerts").is_hidden()
+        finally:
+            chromium.close()
+    assert "test_faulty is switched off after errors (RuntimeError: model output was empty)" in alert, alert
+    assert "pass through" in alert and "model output was empty" in note
+    assert hidden and daemon.runtime.preset.stages[0].params["level"] == 4
