@@ -174,6 +174,12 @@ class Api:
         """The image bytes and their declared type: a multipart `image` field or a raw body, size-capped."""
         if not request.content_type.startswith("multipart/"):
             return await request.read(), request.content_type  # capped by the app's client_max_size (413)
+        try:
+            return await self._read_form(request)
+        except (ValueError, AssertionError, LookupError, UnicodeDecodeError) as exc:  # aiohttp's parser refusing it
+            raise json_error(f"malformed multipart form: {first_line(exc)}") from exc
+
+    async def _read_form(self, request: web.Request) -> tuple[bytes, str]:
         reader = await request.multipart()
         async for part in reader:
             if not isinstance(part, BodyPartReader) or part.name != "image":
