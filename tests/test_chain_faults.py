@@ -19,6 +19,7 @@ from livefuse.frame import Frame
 from livefuse.sources.demo import DemoSource
 from livefuse.stages import anonymise, face
 from livefuse.stages.base import StageContext
+from livefuse.status import status_line
 
 YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet.onnx"
 SIZE = (640, 360)
@@ -203,3 +204,12 @@ def test_a_parameter_change_switches_a_stage_back_on_at_once() -> None:
     chain.run(frame, chain.admit())
     assert stage.calls == 3 and frame.meta.get("raises") is True
     assert stage.updates == [{"gain": 2}]
+
+
+def test_the_terminal_status_line_names_a_switched_off_stage() -> None:
+    chain = Chain("t", [("raises", Raises())], disable_after=2, clock=Clock())
+    for i in range(3):
+        chain.run(small_frame(i), chain.admit())
+    off = [h["label"] for h in chain.health_report() if h["disabled"]]
+    assert "OFF after errors: raises" in status_line(chain.stats, off)
+    assert "OFF" not in status_line(chain.stats)
