@@ -101,7 +101,7 @@ def _plain_item(value: Any, max_length: int, depth: int = 0) -> bool:
     return False
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """A value as messages quote it: a long string or list cut short, so the message stays one line."""
     text = repr(value)
     return text if len(text) <= 80 else text[:60] + f"... ({len(text)} characters)"
@@ -110,7 +110,7 @@ def _shown(value: Any) -> str:
 def _check_value(param: Param, value: Any, where: str) -> Any:
     """The value converted to the parameter's type, or a PresetError saying what is allowed."""
     expected = param.describe()
-    refused = PresetError(f"{where}: {param.name} = {_shown(value)} is not allowed; expected {expected}")
+    refused = PresetError(f"{where}: {param.name} = {shown(value)} is not allowed; expected {expected}")
     if param.type is bool:
         if not isinstance(value, bool):
             raise refused
@@ -122,7 +122,7 @@ def _check_value(param: Param, value: Any, where: str) -> Any:
         if param.type is int and isinstance(value, float) and not value.is_integer():
             raise refused
         if (param.min is not None and value < param.min) or (param.max is not None and value > param.max):
-            raise PresetError(f"{where}: {param.name} = {_shown(value)} is out of range; expected {expected}")
+            raise PresetError(f"{where}: {param.name} = {shown(value)} is out of range; expected {expected}")
         value = param.type(value)
     elif param.type is list:
         if not isinstance(value, list) or len(value) > MAX_LIST_LENGTH or \
@@ -148,7 +148,7 @@ def check_api_file(param: Param, value: str, root: Path, where: str) -> str:
     """
     if not value:
         return value  # "" means no file
-    refused = PresetError(f"{where}: {param.name} = {_shown(value)} is not allowed over the API; name a file "
+    refused = PresetError(f"{where}: {param.name} = {shown(value)} is not allowed over the API; name a file "
                           f"inside the preset's folder, relative to it (no absolute path, '~' or '..')")
     text = PurePosixPath(value.replace("\\", "/"))
     if text.is_absolute() or value.startswith("~") or ".." in text.parts or PureWindowsPath(value).drive:
@@ -170,7 +170,7 @@ def validate_params(spec: StageSpec, given: dict[str, Any], where: str, *, parti
     for key in given:
         if key not in known:
             allowed = ", ".join(known) or "no parameters"
-            raise PresetError(f"{where}: unknown key {_shown(key)} for stage {spec.type!r}; allowed: {allowed}")
+            raise PresetError(f"{where}: unknown key {shown(key)} for stage {spec.type!r}; allowed: {allowed}")
         if live_only and not known[key].live:
             raise PresetError(f"{where}: {key!r} cannot change while streaming; switch presets instead")
     result = {} if partial else {p.name: p.default for p in spec.params}
@@ -197,7 +197,7 @@ def parse_preset(text: str, path: Path) -> Preset:
     types = stage_types()
     for key in ("name", "description"):
         if key in data and (not isinstance(data[key], str) or len(data[key]) > MAX_STRING_LENGTH):
-            raise PresetError(f"{path}: {key} = {_shown(data[key])} is not allowed; expected a string of at most "
+            raise PresetError(f"{path}: {key} = {shown(data[key])} is not allowed; expected a string of at most "
                               f"{MAX_STRING_LENGTH} characters")
     preset = Preset(str(data.get("name", path.stem)), str(data.get("description", "")), path)
     counts: dict[str, int] = {}
@@ -208,7 +208,7 @@ def parse_preset(text: str, path: Path) -> Preset:
         if kind is None:
             raise PresetError(f"{where}: missing key 'type'; one of: {', '.join(sorted(types))}")
         if not isinstance(kind, str) or kind not in types:
-            raise PresetError(f"{where}: unknown stage type {_shown(kind)}; one of: {', '.join(sorted(types))}")
+            raise PresetError(f"{where}: unknown stage type {shown(kind)}; one of: {', '.join(sorted(types))}")
         where = f"{where} ({kind})"
         counts[kind] = counts.get(kind, 0) + 1
         label = kind if counts[kind] == 1 else f"{kind}#{counts[kind]}"

@@ -15,7 +15,7 @@ from typing import Any
 from livefuse.chain import first_line
 from livefuse.errors import PresetError, UserError
 from livefuse.pipeline import Pipeline
-from livefuse.presets import Preset, build_chain, load_preset, validate_params
+from livefuse.presets import Preset, build_chain, load_preset, shown, validate_params
 from livefuse.stages.base import StageContext
 
 
@@ -49,8 +49,7 @@ class Runtime:
         config = next((c for c in self.preset.stages if c.label == label), None)
         if config is None:
             labels = ", ".join(c.label for c in self.preset.stages) or "none"
-            shown = label if len(label) <= 80 else label[:60] + "..."
-            raise KeyError(f"no stage {shown!r} in preset {self.preset.name!r}; stages: {labels}")
+            raise KeyError(f"no stage {shown(label)} in preset {self.preset.name!r}; stages: {labels}")
         checked = validate_params(config.spec, params, f"stage {label}", partial=True, live_only=True,
                                   files_under=Path(self.preset.path).parent)
         try:

@@ -166,6 +166,12 @@ def test_a_failing_stage_is_switched_off_shown_and_switched_back_on(web_presets:
     assert wait_for(lambda: not stage_status(daemon)["disabled"], timeout=5.0)
     assert disabled_gauge(daemon) == 0.0 and stage_status(daemon)["_off"] == []
     assert wait_for(lambda: daemon.emitted[-1][2] == 2)
+    # loading a preset switches it on at once too (a new chain)
+    FAULT.set()
+    assert wait_for(lambda: stage_status(daemon)["disabled"])
+    FAULT.clear()
+    assert http_json("PUT", daemon.url + "/api/preset", {"name": "faulty"})[0] == 200
+    assert not stage_status(daemon)["disabled"] and disabled_gauge(daemon) == 0.0
 
 
 @pytest.mark.browser

@@ -16,9 +16,8 @@ import cv2
 import numpy as np
 from aiohttp import BodyPartReader, web
 
-from livefuse.chain import first_line
 from livefuse.errors import UserError
-from livefuse.presets import Preset, available_presets
+from livefuse.presets import Preset, available_presets, shown
 from livefuse.runtime import Runtime
 from livefuse.stages.base import Param
 from livefuse.web.signalling import BadOffer, PeerLimit, Peers
@@ -48,6 +47,12 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number (JSON has no NaN or Infinity); send a finite number")
 
 
+def error_text(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message for a client: its first line, cut short (an offer or body may be huge)."""
+    text = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def strict_json(text: str) -> Any:
     """`json.loads` without Python's extensions: the NaN and Infinity literals are refused.
 
@@ -57,18 +62,12 @@ def strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=_no_constant)
 
 
-def shorten(value: Any, limit: int = 80) -> str:
-    """repr of a client's value, cut short for a message."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text)} characters)"
-
-
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body, or a 400 saying why not."""
     try:
         body = await request.json(loads=strict_json)
     except (ValueError, UnicodeDecodeError, LookupError, RecursionError) as exc:  # LookupError: bad charset
-        raise json_error(f"malformed JSON: {first_line(exc)}") from exc
+        raise json_error(f"malformed JSON: {error_text(exc)}") from exc
     if not isinstance(body, dict):
         raise json_error("expected a JSON object")
     return body
@@ -125,7 +124,7 @@ class Api:
         if not isinstance(name, str) or not name:
             return bad_request('expected {"name": "<preset name>"}')
         if name not in available_presets():
-            return bad_request(f"unknown preset {shorten(name)}; available: {', '.join(available_presets())}", 404)
+            return bad_request(f"unknown preset {shown(name)}; available: {', '.join(available_presets())}", 404)
         async with self._switching:
             try:
                 await self.runtime.switch_preset(name)
@@ -177,7 +176,7 @@ class Api:
         try:
             return await self._read_form(request)
         except (ValueError, AssertionError, LookupError, UnicodeDecodeError) as exc:  # aiohttp's parser refusing it
-            raise json_error(f"malformed multipart form: {first_line(exc)}") from exc
+            raise json_error(f"malformed multipart form: {error_text(exc)}") from exc
 
     async def _read_form(self, request: web.Request) -> tuple[bytes, str]:
         reader = await request.multipart()
@@ -218,7 +217,7 @@ class Api:
         try:
             peer, answer = await self.peers.answer(sdp, kind, mode)
         except BadOffer as exc:
-            return bad_request(first_line(exc).removeprefix("BadOffer: "))
+            return bad_request(error_text(exc))
         except PeerLimit as exc:
             return bad_request(str(exc), 503)
         except UserError as exc:  # the preset could not be built for this peer
