@@ -66,7 +66,10 @@ class Runtime:
         health = {h["label"]: h for h in self.pipeline.chain.health_report()}
         stages = [{"type": c.type, "label": c.label, "params": c.params, **health.get(c.label, {})}
                   for c in self.preset.stages]
+        executor = self.engine.executor
         return {
+            "session_id": self.engine.session_id,
+            "executor": executor.status() if executor is not None else {"executor": "local"},
             "preset": self.preset.name,
             "preset_path": str(Path(self.preset.path)),
             "stages": stages,
