@@ -90,21 +90,21 @@ def test_200_peers_joining_and_leaving_some_abruptly_leave_nothing_behind(
         base = sample(proc)
         frames_before = http_json("GET", url + "/api/status")[1]["stats"]["frames_out"]
         start = time.monotonic()
-        results, trend, most_threads = [], [], base["threads"]
-        for _ in range(PEERS // BATCH):
+        results, trend, noticed, most_threads = [], [], [], base["threads"]
+        for _ in range(PEERS // BATCH):  # each batch as the warm-up: BATCH peers at once, at most
             results.append(batch(url))
-            trend.append(round(proc.memory_info().rss / 2**20, 1))
             most_threads = max(most_threads, proc.num_threads())
+            noticed.append(round(wait_for_no_peers(url, PEER_TIMEOUT_S + 20), 1))  # the droppers too
+            trend.append(round(proc.memory_info().rss / 2**20, 1))
         churn_s = time.monotonic() - start
         dropped = sum(r["leaves"].count("drop") for r in results)
-        noticed_s = wait_for_no_peers(url, PEER_TIMEOUT_S + 20)
         time.sleep(1.5)
         after = sample(proc)
         status = http_json("GET", url + "/api/status")[1]
         metrics = http_json("GET", url + "/api/status")[1]
         print(f"\n{PEERS} peers in {PEERS // BATCH} batches of {BATCH} in {churn_s:.0f} s, {dropped} dropped "
-              f"without a goodbye (all gone {noticed_s:.1f} s after the last batch); daemon cold {cold}, "
-              f"after warm-up {base}, after the churn {after}; RSS after each batch {trend} MB")
+              f"without a goodbye (all of a batch gone {min(noticed)}-{max(noticed)} s after it ended); daemon "
+              f"cold {cold}, after warm-up {base}, after the churn {after}; RSS after each batch {trend} MB")
         assert not status["peers"] and not metrics["peers"]
         assert after["fds"] <= base["fds"], (base, after)
         # the only threads peers add are the encoders' in asyncio's default pool, which keeps its threads (at
