@@ -64,6 +64,10 @@ class PipelineStats:
     stage_errors: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, OutputStats] = field(default_factory=dict)
     copies: dict[str, int] = field(default_factory=lambda: {"h2d": 0, "d2h": 0})
+    audio: str = "none"  # where the sound comes from
+    audio_chunks: int = 0
+    audio_seconds: float = 0.0  # of sound captured and handed to the outputs
+    audio_overflows: int = 0  # chunks an output had stopped draining (it is marked failed)
 
     def record_output(self, latency_ns: int, now_ns: int) -> None:
         """A frame reached the primary output."""
@@ -102,5 +106,7 @@ class PipelineStats:
                        "latency_ms": o.latency.summary()}
                 for name, o in self.outputs.items()
             },
+            "audio": {"input": self.audio, "chunks": self.audio_chunks, "seconds": round(self.audio_seconds, 3),
+                      "overflows": self.audio_overflows},
             "duration_s": round((time.monotonic_ns() - self.started_ns) / 1e9, 3),
         }

@@ -11,6 +11,7 @@ from typing import Any
 import av
 import numpy as np
 
+from livefuse.audio.chunk import AudioFormat
 from livefuse.errors import SourceError
 from livefuse.sources.base import Pacer, SourceLost
 
@@ -62,6 +63,11 @@ class AVSource:
         self._container: Any = None
         self._frames: Iterator[av.VideoFrame] | None = None
         self._pacer: Pacer | None = None
+        self.audio_format: AudioFormat | None = None  # the container's sound, offered to SourceAudio
+        self.video_media_ns = 0  # media time of the frame `read` returned last
+        self.video_slot_ns: int | None = None  # a paced file's: the instant its pacer released that frame for
+        self._audio_enabled = False
+        self._audio: list[tuple[int, av.AudioFrame]] = []
         self._open()
 
     def _open(self) -> None:
@@ -78,8 +84,29 @@ class AVSource:
         if not self.live:
             rate = float(stream.average_rate or stream.guessed_rate or self.fps)
             self.fps = rate if rate > 0 else self.fps
-            self._pacer = Pacer(self.fps)
-        self._frames = self._container.decode(stream)
+            self._pacer = Pacer(self.fps, catch_up=self._audio_enabled)
+        audio = self._container.streams.audio
+        self.audio_format = AudioFormat(audio[0].rate, audio[0].channels) if audio and audio[0].rate else None
+        self._frames = self._decode()
+
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        """The video frames; with audio enabled, the sound demuxed on the way is kept for `take_audio`."""
+        video = self._container.streams.video[0]
+        if not self._audio_enabled or self.audio_format is None:
+            return self._container.decode(video)
+        return demux_with_audio(self._container, video, self._container.streams.audio[0], self._audio)
+
+    def enable_audio(self) -> None:
+        """Decode the container's audio too (only when an output will carry it: decoding costs CPU)."""
+        self._audio_enabled = True
+        if self._pacer is not None:
+            self._pacer.catch_up = True  # late frames keep their slots, so the sound needs no gap
+        self._frames = self._decode()
+
+    def take_audio(self) -> list[tuple[int, av.AudioFrame]]:
+        """(media time in ns, frame) of the sound decoded since the last call."""
+        taken, self._audio[:] = list(self._audio), []
+        return taken
 
     def read(self) -> np.ndarray | None:
         assert self._frames is not None
@@ -91,7 +118,7 @@ class AVSource:
             if not self.loop:
                 return None
             self._container.seek(0)
-            self._frames = self._container.decode(self._container.streams.video[0])
+            self._frames = self._decode()
             try:
                 frame = next(self._frames)
             except StopIteration:
@@ -101,7 +128,9 @@ class AVSource:
                 raise SourceError(f"cannot decode {self.description}: {exc}") from exc
             raise SourceLost(str(exc)) from exc
         if self._pacer is not None:
-            self._pacer.wait()
+            self.video_slot_ns = self._pacer.wait()
+        if frame.pts is not None:
+            self.video_media_ns = int(frame.pts * frame.time_base * 1_000_000_000)
         return frame.to_ndarray(format="bgr24", width=self.size[0], height=self.size[1])
 
     def reopen(self) -> None:
@@ -113,6 +142,18 @@ class AVSource:
         if self._container is not None:
             self._container.close()
             self._container = None
+
+
+def demux_with_audio(container: Any, video: Any, audio: Any,
+                     sound: list[tuple[int, av.AudioFrame]]) -> Iterator[av.VideoFrame]:
+    """Video frames of one container read once for both streams; its audio frames go to `sound`."""
+    for packet in container.demux(video, audio):
+        for frame in packet.decode():
+            if isinstance(frame, av.AudioFrame):
+                if frame.pts is not None:
+                    sound.append((int(frame.pts * frame.time_base * 1_000_000_000), frame))
+            else:
+                yield frame
 
 
 def open_file(path: Path, size: tuple[int, int], fps: float, loop: bool) -> AVSource:

@@ -1,0 +1,191 @@
+"""Where sound comes from: the source's own audio track, or a capture device beside the camera.
+
+Both hand `AudioChunk`s stamped on the capture clock to a `deliver` callback, from a thread that is
+never the asyncio loop's: the source's audio from the capture thread (decoded with the video from the
+same container), a device's from its own reader thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import av
+
+from livefuse.audio.chunk import AudioChunk, AudioFormat
+from livefuse.audio.clock import MediaClock
+from livefuse.audio.convert import ToPlanarFloat
+from livefuse.errors import SourceError
+
+log = logging.getLogger("livefuse.audio")
+
+Deliver = Callable[[AudioChunk], None]
+DEVICE_FORMATS = ("pulse", "alsa", "avfoundation", "dshow")
+AUDIO_HELP = ("auto (the source's own sound, else none), off, or a device: pulse:NAME, alsa:NAME (e.g. alsa:default), "
+              "avfoundation::N, dshow:audio=NAME")
+
+
+class AudioInput(Protocol):
+    """A producer of audio chunks. `on_video` and `flush` are called by the capture thread."""
+
+    description: str
+    format: AudioFormat
+
+    def start(self, deliver: Deliver) -> None: ...
+
+    def video_capture_ns(self, now_ns: int) -> int: ...
+
+    def on_video(self, capture_ns: int) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class DemuxedAudio(Protocol):
+    """What a video source with its own audio track offers (`AVSource` declares it)."""
+
+    audio_format: AudioFormat | None
+    video_media_ns: int
+    video_slot_ns: int | None
+
+    def enable_audio(self) -> None: ...
+
+    def take_audio(self) -> list[tuple[int, av.AudioFrame]]: ...
+
+
+class SourceAudio:
+    """The source's own audio, decoded beside its video and stamped through the video's capture times.
+
+    Each video frame the pipeline stamps anchors a `MediaClock`: media time -> capture time. An audio
+    frame's capture time is its media time through that clock, so a sample and the picture of the same
+    media instant carry the same capture time.
+    """
+
+    def __init__(self, source: DemuxedAudio, description: str) -> None:
+        assert source.audio_format is not None
+        self.format = source.audio_format
+        self.description = f"sound of {description}"
+        self._source = source
+        self._clock = MediaClock()
+        self._convert = ToPlanarFloat()
+        self._deliver: Deliver | None = None
+        source.enable_audio()
+
+    def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    def video_capture_ns(self, now_ns: int) -> int:
+        """The capture time to stamp the frame just read with: a paced file's frame belongs to its slot
+        (a late wake-up of the capture thread must not shift the picture against its sound)."""
+        slot = self._source.video_slot_ns
+        return slot if slot is not None and slot <= now_ns else now_ns
+
+    def on_video(self, capture_ns: int) -> None:
+        self._clock.anchor(self._source.video_media_ns, capture_ns)
+        self._send(self._source.take_audio())
+
+    def flush(self) -> None:
+        """The source ended: deliver the sound decoded after its last picture."""
+        if self._clock.anchored:
+            self._send(self._source.take_audio())
+
+    def _send(self, pending: list[tuple[int, av.AudioFrame]]) -> None:
+        if self._deliver is None:
+            return
+        for media_ns, frame in pending:
+            samples = self._convert(frame)
+            if samples.shape[1]:
+                self._deliver(AudioChunk(samples, frame.sample_rate, self._clock.capture_ns(media_ns)))
+
+    def close(self) -> None:
+        pass
+
+
+def device_input(spec: str) -> tuple[str, str]:
+    """(FFmpeg format, device) for an --audio device spec; a bare name uses the platform's usual system."""
+    fmt, sep, device = spec.partition(":")
+    if sep and fmt in DEVICE_FORMATS:
+        return fmt, device
+    if sys.platform.startswith("linux"):
+        return ("pulse" if "pulse" in av.formats_available else "alsa"), spec
+    if sys.platform == "darwin":
+        return "avfoundation", spec
+    return "dshow", spec if spec.startswith("audio=") else f"audio={spec}"
+
+
+class DeviceAudio:
+    """A microphone read through PyAV on its own thread; capture times from when its samples arrive."""
+
+    def __init__(self, spec: str) -> None:
+        fmt, device = device_input(spec)
+        self.description = f"audio device {fmt}:{device}"
+        if fmt not in av.formats_available:
+            raise SourceError(f"--audio {spec}: this PyAV build cannot capture with {fmt} (it has "
+                              f"{', '.join(f for f in DEVICE_FORMATS if f in av.formats_available) or 'none'}); "
+                              "use --audio off or another device")
+        try:
+            self._container: Any = av.open(device, format=fmt, timeout=(5.0, 5.0))
+        except (av.FFmpegError, OSError) as exc:
+            raise SourceError(f"--audio {spec}: cannot open {self.description}: {exc}. Name an existing "
+                              "device, or use --audio off") from exc
+        if not self._container.streams.audio:
+            self._container.close()
+            raise SourceError(f"--audio {spec}: {self.description} has no audio stream")
+        stream = self._container.streams.audio[0]
+        self.format = AudioFormat(stream.rate, stream.channels)
+        self._stream = stream
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._clock = MediaClock(window=100)
+        self._convert = ToPlanarFloat()
+
+    def start(self, deliver: Deliver) -> None:
+        self._thread = threading.Thread(target=self._read, args=(deliver,), name="livefuse-audio", daemon=True)
+        self._thread.start()
+
+    def _read(self, deliver: Deliver) -> None:
+        try:
+            for frame in self._container.decode(self._stream):
+                if self._stop.is_set():
+                    return
+                now = time.monotonic_ns()
+                media_ns = int(frame.pts * frame.time_base * 1_000_000_000) if frame.pts is not None else now
+                duration_ns = frame.samples * 1_000_000_000 // frame.sample_rate
+                self._clock.anchor(media_ns + duration_ns, now)  # its last sample has just arrived
+                deliver(AudioChunk(self._convert(frame), frame.sample_rate, self._clock.capture_ns(media_ns)))
+        except (av.FFmpegError, OSError) as exc:
+            if not self._stop.is_set():
+                log.error("%s stopped: %s", self.description, exc)
+
+    def video_capture_ns(self, now_ns: int) -> int:
+        return now_ns
+
+    def on_video(self, capture_ns: int) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        self._container.close()
+
+
+def open_audio(spec: str, source: object, source_description: str) -> AudioInput | None:
+    """The audio input an --audio value names, for this video source (None: no sound)."""
+    from livefuse.sources.av_source import AVSource
+
+    if spec == "off":
+        return None
+    if spec == "auto":
+        if isinstance(source, AVSource) and source.audio_format is not None:
+            return SourceAudio(source, source_description)
+        return None
+    return DeviceAudio(spec)
