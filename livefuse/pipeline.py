@@ -205,7 +205,10 @@ class Pipeline:
                 return
             now = time.monotonic_ns()
             if self.audio is not None:  # picture and sound stamped on one clock
-                now = self.audio.video_capture_ns(now)
+                stamp = self.audio.video_capture_ns(now)
+                if stamp is None:  # a stream's backlog from before capture started
+                    continue
+                now = stamp
             frame = Frame(seq=seq, pts=(now - start_ns) * Frame.time_base // 1_000_000_000, capture_ns=now,
                           image=image)
             self._loop.call_soon_threadsafe(self._on_captured, frame)

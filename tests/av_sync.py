@@ -111,7 +111,9 @@ class Decoded:
 
     @property
     def audio_duration(self) -> float:
-        return self.audio.shape[0] / self.rate
+        """Seconds of sound from the first click (the clip's first sample) to the end: an encoder's own
+        leading samples that a container plays (AAC priming in FLV) are not the clip's sound."""
+        return self.audio_start + self.audio.shape[0] / self.rate - self.clicks()[0]
 
     def clicks(self) -> list[float]:
         """Output times of the clicks: the first loud sample after a quiet half second."""

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from collections import deque
 
-RESET_NS = 500_000_000  # a jump this large is a seek, a loop or a reconnect: anchor afresh
+RESET_NS = 2_000_000_000  # a jump this large is a seek, a loop or a reconnect: anchor afresh
 
 
 class MediaClock:
-    """capture_ns = media_ns + offset, where offset is learnt from (media, capture) pairs of video frames.
+    """capture_ns = media_ns + offset, learnt from (media time, arrival time) pairs of video frames.
 
-    The offset is the median over the last `window` frames: one frame delivered late (a network
-    hiccup) does not move the sound, a lasting shift (a paced file that fell a whole frame behind)
-    is followed after half a window.
+    A frame can arrive late (held in a buffer, a network hiccup) but never before its media instant
+    happened: so the offset is the smallest seen over the last `window` frames, and a stream's frames
+    and sound are both placed where its own timestamps say, not where a burst of delivery put them.
+    A clock that runs slow against ours is followed as the window moves on.
     """
 
-    def __init__(self, window: int = 9) -> None:
+    def __init__(self, window: int = 300) -> None:
         self._offsets: deque[int] = deque(maxlen=window)
 
-    def anchor(self, media_ns: int, capture_ns: int) -> None:
-        offset = capture_ns - media_ns
+    def anchor(self, media_ns: int, arrived_ns: int) -> None:
+        offset = arrived_ns - media_ns
         if self._offsets and abs(offset - self.offset_ns) > RESET_NS:
             self._offsets.clear()
         self._offsets.append(offset)
@@ -30,8 +31,7 @@ class MediaClock:
 
     @property
     def offset_ns(self) -> int:
-        ordered = sorted(self._offsets)
-        return ordered[len(ordered) // 2]
+        return min(self._offsets)
 
     def capture_ns(self, media_ns: int) -> int:
         return media_ns + self.offset_ns

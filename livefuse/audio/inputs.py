@@ -37,7 +37,7 @@ class AudioInput(Protocol):
 
     def start(self, deliver: Deliver) -> None: ...
 
-    def video_capture_ns(self, now_ns: int) -> int: ...
+    def video_capture_ns(self, now_ns: int) -> int | None: ...
 
     def on_video(self, capture_ns: int) -> None: ...
 
@@ -46,12 +46,36 @@ class AudioInput(Protocol):
     def close(self) -> None: ...
 
 
+class _LiveEdge:
+    """Finds where a stream's backlog ends. Opening a stream reads ahead to learn its codecs, so its first
+    frames come in a burst, already old; picture and sound stamped as they arrive would be squeezed
+    together and the sound would then lag for good. Capture starts where frames come at their own pace."""
+
+    GIVE_UP_NS = 2_000_000_000
+
+    def __init__(self) -> None:
+        self._first_ns: int | None = None
+        self._last_ns: int | None = None
+        self.reached = False
+
+    def stale(self, now_ns: int, fps: float) -> bool:
+        if self.reached:
+            return False
+        self._first_ns = self._first_ns or now_ns
+        previous, self._last_ns = self._last_ns, now_ns
+        paced = previous is not None and now_ns - previous >= 0.5e9 / fps
+        self.reached = paced or now_ns - self._first_ns > self.GIVE_UP_NS
+        return not self.reached
+
+
 class DemuxedAudio(Protocol):
     """What a video source with its own audio track offers (`AVSource` declares it)."""
 
     audio_format: AudioFormat | None
     video_media_ns: int
     video_slot_ns: int | None
+    live: bool
+    fps: float
 
     def enable_audio(self) -> None: ...
 
@@ -74,19 +98,26 @@ class SourceAudio:
         self._clock = MediaClock()
         self._convert = ToPlanarFloat()
         self._deliver: Deliver | None = None
+        self._live_edge = _LiveEdge() if source.live else None
         source.enable_audio()
 
     def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
 
-    def video_capture_ns(self, now_ns: int) -> int:
-        """The capture time to stamp the frame just read with: a paced file's frame belongs to its slot
-        (a late wake-up of the capture thread must not shift the picture against its sound)."""
+    def video_capture_ns(self, now_ns: int) -> int | None:
+        """The capture time to stamp the frame just read with (None: skip it), from its media time: a paced file's frame
+        belongs to its pacer slot (a late wake-up of the capture thread must not shift it against its
+        sound), a stream's to when its media instant arrived at the earliest (not when a burst of
+        buffered frames was delivered)."""
+        media = self._source.video_media_ns
         slot = self._source.video_slot_ns
-        return slot if slot is not None and slot <= now_ns else now_ns
+        if self._live_edge is not None and self._live_edge.stale(now_ns, self._source.fps):
+            self._source.take_audio()  # the sound of that backlog: before capture started, like its picture
+            return None
+        self._clock.anchor(media, slot if slot is not None and slot <= now_ns else now_ns)
+        return min(now_ns, self._clock.capture_ns(media))
 
     def on_video(self, capture_ns: int) -> None:
-        self._clock.anchor(self._source.video_media_ns, capture_ns)
         self._send(self._source.take_audio())
 
     def flush(self) -> None:
@@ -141,7 +172,7 @@ class DeviceAudio:
         self._stream = stream
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._clock = MediaClock(window=100)
+        self._clock = MediaClock()
         self._convert = ToPlanarFloat()
 
     def start(self, deliver: Deliver) -> None:

@@ -60,7 +60,7 @@ class EncoderSink:
         quality = quality or EncodeOptions()
         self._first_ns: int | None = None
         self._last_pts = -1
-        self._keyint_ms = round(quality.keyint_s * 1000)
+        self._keyint_ms = round(quality.keyint_s * 1000 - 500 / fps)  # half a frame early is on time
         self._last_key_pts: int | None = None
         self.audio_feed: AudioFeed | None = AudioFeed(audio) if audio is not None else None
         self._audio: AudioTrack | None = None

@@ -116,9 +116,12 @@ def video_codec_options(codec: str, fps: float, options: EncodeOptions, *, push:
     """FFmpeg codec options: no B-frames and real-time speed; constant quality for recordings unless a
     bitrate is asked, constant bitrate (maxrate = bitrate, bufsize one second) for pushes."""
     gop = str(max(1, round(fps * options.keyint_s)))
+    # H.264 outputs force their keyframes by time (EncoderSink): the encoder's own GOP is only a backstop,
+    # long enough never to add one just after a forced one
+    backstop = str(max(1, round(2 * fps * options.keyint_s)))
     bitrate = options.bitrate or (PUSH_BITRATE if push and options.crf is None else None)
     if codec == "libx264":
-        settings = {"preset": options.preset, "tune": "zerolatency", "g": gop, "bf": "0", "forced-idr": "1",
+        settings = {"preset": options.preset, "tune": "zerolatency", "g": backstop, "bf": "0", "forced-idr": "1",
                     "sc_threshold": "0"}
         if bitrate is not None and options.crf is None:
             rate = str(bitrate)
