@@ -7,6 +7,7 @@ The bound is one video frame interval (34 ms at 30 fps). Every figure is printed
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import subprocess
 import sys
@@ -17,8 +18,8 @@ from typing import Any
 
 import av
 import pytest
-
 from av_sync import Decoded, decode, flash_click_offsets, frame_offsets, make_clip
+
 from livefuse.audio.inputs import open_audio
 from livefuse.chain import Chain
 from livefuse.errors import OutputError
@@ -58,7 +59,7 @@ def check_flashes(name: str, decoded: Decoded, source: Decoded, *, least: int = 
     assert max(abs(o) for o in offsets) <= BOUND_S, f"{name}: flash-click offsets {offsets}"
     assert max(abs(o) for o in per_frame) <= BOUND_S, f"{name}: per-frame offsets {per_frame}"
     clicks = decoded.clicks()
-    spacing = [b - a for a, b in zip(clicks, clicks[1:], strict=False)]
+    spacing = [b - a for a, b in itertools.pairwise(clicks)]
     assert spacing and all(abs(gap - 1.0) <= 0.002 for gap in spacing), f"{name}: clicks {clicks}"
     if whole:  # the whole clip went through: all of its sound came out
         assert len(clicks) == len(source.clicks()), f"{name}: clicks {clicks}"
@@ -179,7 +180,7 @@ def test_rtmp_push_in_sync_at_the_bitrate_and_keyframe_interval_asked(clip: Path
     span = float((packets[-1].pts - packets[0].pts) * video.time_base) + 1 / FPS
     measured = sum(p.size for p in packets) * 8 / span
     keys = [float(p.pts * video.time_base) for p in packets if p.is_keyframe]
-    gaps = [b - a for a, b in zip(keys, keys[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(keys)]
     print(f"rtmp: video bitrate {measured / 1000:.0f} kb/s (asked {bitrate // 1000}k), keyframes at {keys}")
     assert abs(measured - bitrate) <= 0.15 * bitrate
     assert gaps and all(abs(gap - keyint) <= 1.5 / FPS for gap in gaps), gaps
