@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from test_cli_errors import RUN, assert_one_clear_error
 
 BAD = [
