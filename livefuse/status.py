@@ -11,8 +11,12 @@ from livefuse.stats import PipelineStats
 
 def status_line(stats: PipelineStats) -> str:
     lat = stats.latency.summary()
-    return (f"{stats.fps:5.1f} fps | latency p50 {lat['p50']:6.1f} ms p95 {lat['p95']:6.1f} ms | "
+    line = (f"{stats.fps:5.1f} fps | latency p50 {lat['p50']:6.1f} ms p95 {lat['p95']:6.1f} ms | "
             f"dropped {stats.dropped} | in {stats.frames_in} out {stats.frames_out} | {stats.provider}")
+    delay = stats.virtualcam_delay_ms()
+    if delay is not None:  # no sound on the virtual camera: say how far to hold the microphone back
+        line += f" | video delay {delay:.0f} ms: set it as the mic's sync offset in OBS"
+    return line
 
 
 async def report_status(stats: PipelineStats, *, json_lines: bool, interval: float = 0.5) -> None:
