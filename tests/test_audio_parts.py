@@ -22,8 +22,11 @@ def test_clock_ignores_late_frames_and_restarts_on_a_jump() -> None:
     clock.anchor(0, 1000 * MS)
     clock.anchor(33 * MS, 1073 * MS)  # delivered 40 ms late
     assert clock.capture_ns(66 * MS) == 1066 * MS
-    clock.anchor(0, 9000 * MS)  # the file looped: media time starts again
+    clock.anchor(0, 9000 * MS)  # a file looped: media time starts again
     assert clock.capture_ns(33 * MS) == 9033 * MS
+    clock.anchor(2000 * MS, 11000 * MS)
+    clock.anchor(0, 11033 * MS)  # a 2 s clip looped (the offset moved by its length only)
+    assert clock.capture_ns(33 * MS) == 11066 * MS
 
 
 def test_feed_keeps_every_chunk_and_reports_an_output_that_stopped() -> None:

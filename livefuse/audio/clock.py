@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import deque
 
-RESET_NS = 2_000_000_000  # a jump this large is a seek, a loop or a reconnect: anchor afresh
+RESET_NS = 2_000_000_000  # an offset jump this large is a reconnect or a stall: anchor afresh
+BACK_NS = 500_000_000  # media time going back this far is a seek or a loop: anchor afresh
 
 
 class MediaClock:
@@ -18,12 +19,14 @@ class MediaClock:
 
     def __init__(self, window: int = 300) -> None:
         self._offsets: deque[int] = deque(maxlen=window)
+        self._last_media_ns = 0
 
     def anchor(self, media_ns: int, arrived_ns: int) -> None:
         offset = arrived_ns - media_ns
-        if self._offsets and abs(offset - self.offset_ns) > RESET_NS:
+        if self._offsets and (abs(offset - self.offset_ns) > RESET_NS or media_ns < self._last_media_ns - BACK_NS):
             self._offsets.clear()
         self._offsets.append(offset)
+        self._last_media_ns = media_ns
 
     @property
     def anchored(self) -> bool:

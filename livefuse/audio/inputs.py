@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import av
 
 from livefuse.audio.chunk import AudioChunk, AudioFormat
-from livefuse.audio.clock import MediaClock
+from livefuse.audio.clock import BACK_NS, MediaClock
 from livefuse.audio.convert import ToPlanarFloat
 from livefuse.errors import SourceError
 
@@ -99,6 +99,8 @@ class SourceAudio:
         self._convert = ToPlanarFloat()
         self._deliver: Deliver | None = None
         self._live_edge = _LiveEdge() if source.live else None
+        self._last_media_ns = 0
+        self._held: list[tuple[int, av.AudioFrame]] = []
         source.enable_audio()
 
     def start(self, deliver: Deliver) -> None:
@@ -114,11 +116,23 @@ class SourceAudio:
         if self._live_edge is not None and self._live_edge.stale(now_ns, self._source.fps):
             self._source.take_audio()  # the sound of that backlog: before capture started, like its picture
             return None
+        if self._clock.anchored and media < self._last_media_ns - BACK_NS:  # a looped file started again
+            self._send_before_loop()
+        self._last_media_ns = media
         self._clock.anchor(media, slot if slot is not None and slot <= now_ns else now_ns)
         return min(now_ns, self._clock.capture_ns(media))
 
     def on_video(self, capture_ns: int) -> None:
-        self._send(self._source.take_audio())
+        self._send(self._held + self._source.take_audio())
+        self._held = []
+
+    def _send_before_loop(self) -> None:
+        """Deliver the end of the previous pass on the old clock; hold the new pass's start for the new one."""
+        pending = self._source.take_audio()
+        split = next((i for i in range(1, len(pending)) if pending[i][0] < pending[i - 1][0] - BACK_NS),
+                     len(pending))
+        self._send(pending[:split])
+        self._held = pending[split:]
 
     def flush(self) -> None:
         """The source ended: deliver the sound decoded after its last picture."""

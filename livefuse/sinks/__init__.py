@@ -49,7 +49,7 @@ def open_sink(spec: str, size: tuple[int, int], fps: float, audio: AudioFormat |
     if kind == "preview":
         from livefuse.web.sink import PreviewSink
 
-        return PreviewSink(size, fps, **web)
+        return PreviewSink(size, fps, audio_format=audio, **web)
     if kind == "stream":
         return open_stream_sink(target, size, fps, audio)
     return open_file_sink(target, size, fps, audio)

@@ -118,6 +118,8 @@ class AVSource:
             if not self.loop:
                 return None
             self._container.seek(0)
+            for stream in self._container.streams.audio[:1]:  # no sound of the old pass in the new one
+                stream.codec_context.flush_buffers()
             self._frames = self._decode()
             try:
                 frame = next(self._frames)
