@@ -76,6 +76,7 @@ class DemuxedAudio(Protocol):
     video_slot_ns: int | None
     live: bool
     fps: float
+    loop_end_ns: int | None
 
     def enable_audio(self) -> None: ...
 
@@ -144,6 +145,10 @@ class SourceAudio:
             return
         for media_ns, frame in pending:
             samples = self._convert(frame)
+            end_ns = self._source.loop_end_ns
+            if end_ns is not None:  # a looped pass ends with its picture: sound past it (an encoder's
+                # padding) would overlap the next pass and push all later sound back a little every loop
+                samples = samples[:, :max(0, (end_ns - media_ns) * frame.sample_rate // 1_000_000_000)]
             if samples.shape[1]:
                 self._deliver(AudioChunk(samples, frame.sample_rate, self._clock.capture_ns(media_ns)))
 

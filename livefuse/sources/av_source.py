@@ -66,6 +66,7 @@ class AVSource:
         self.audio_format: AudioFormat | None = None  # the container's sound, offered to SourceAudio
         self.video_media_ns = 0  # media time of the frame `read` returned last
         self.video_slot_ns: int | None = None  # a paced file's: the instant its pacer released that frame for
+        self.loop_end_ns: int | None = None
         self._audio_enabled = False
         self._audio: list[tuple[int, av.AudioFrame]] = []
         self._open()
@@ -85,6 +86,8 @@ class AVSource:
             rate = float(stream.average_rate or stream.guessed_rate or self.fps)
             self.fps = rate if rate > 0 else self.fps
             self._pacer = Pacer(self.fps, catch_up=self._audio_enabled)
+        duration = stream.duration * stream.time_base if stream.duration and stream.time_base else None
+        self.loop_end_ns = int(duration * 1_000_000_000) if self.loop and duration else None  # where a pass ends
         audio = self._container.streams.audio
         self.audio_format = AudioFormat(audio[0].rate, audio[0].channels) if audio and audio[0].rate else None
         self._frames = self._decode()
