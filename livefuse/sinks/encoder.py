@@ -42,7 +42,7 @@ FILE_FORMATS: dict[str, tuple[str, str]] = {
 }
 STREAM_FORMATS = {"rtmp://": "flv", "rtmps://": "flv", "srt://": "mpegts", "udp://": "mpegts"}
 AUDIO_CODECS = {"mp4": "aac", "matroska": "aac", "webm": "libopus", "flv": "aac", "mpegts": "aac"}
-NO_ENCODER_DELAY_FIELD = {"flv"}  # as written here (fragmented MP4, FLV): see AudioTrack
+NO_ENCODER_DELAY_FIELD = {"flv"}  # no way to say "skip the priming" (MP4 has its edit list: delay_moov)
 TIME_BASE = Fraction(1, 1000)
 
 
