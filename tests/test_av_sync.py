@@ -225,3 +225,39 @@ def test_live_mpegts_source_keeps_its_sound_in_sync(clip: Path, source_media: De
     finally:
         sender.kill()
     check_flashes("live mpegts", decode(out), source_media, whole=False)  # stopped after 75 frames
+
+
+UDP_RECEIVER = textwrap.dedent("""
+    import sys, av
+    source = av.open(sys.argv[1], format="mpegts", timeout=20)
+    out = av.open(sys.argv[2], "w", format="mpegts")
+    streams = {s.index: out.add_stream_from_template(s) for s in source.streams if s.type in ("video", "audio")}
+    try:
+        for packet in source.demux():
+            if packet.dts is not None and packet.stream.index in streams:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    except av.error.OSError:
+        pass  # no datagram for 3 s: the sender has finished
+    out.close()
+""")
+
+
+@pytest.mark.slow
+def test_udp_mpegts_push_in_sync(clip: Path, source_media: Decoded, tmp_path: Path) -> None:
+    """H.264 + AAC in MPEG-TS over UDP, received by a PyAV process that keeps what arrives."""
+    port = free_port()
+    received = tmp_path / "received.ts"
+    receiver = subprocess.Popen([sys.executable, "-c", UDP_RECEIVER, f"udp://127.0.0.1:{port}?timeout=3000000",
+                                 str(received)])
+    try:
+        time.sleep(1.5)  # the receiver binds its port (UDP has no handshake to wait for)
+        source = open_file(clip, SIZE, FPS, loop=False)
+        run_pipeline(source, Chain("none", []), [f"udp://127.0.0.1:{port}?pkt_size=1316"])
+        assert receiver.wait(timeout=30) == 0
+    finally:
+        receiver.kill()
+    decoded = decode(received)
+    with av.open(str(received)) as container:
+        assert container.streams.audio[0].codec_context.name == "aac"
+    check_flashes("udp mpegts", decoded, source_media, whole=False)  # a datagram may be lost: no whole-sound check
