@@ -126,7 +126,7 @@ def test_landmarks_give_a_mesh_inside_the_face(engine: Engine) -> None:
 
 def test_detect_every_tracks_between_detections(engine: Engine) -> None:
     calls = []
-    stage = make_stage(engine, detect_every=4)
+    stage = make_stage(engine, detect_every=4, scan_every_frame=False)
     real = stage.detector.detect
     stage.detector.detect = lambda image: calls.append(1) or real(image)  # type: ignore[method-assign]
     source = DemoSource(SIZE, 30, paced=False)
@@ -136,7 +136,7 @@ def test_detect_every_tracks_between_detections(engine: Engine) -> None:
 
 
 def test_a_missed_frame_holds_the_face(engine: Engine) -> None:
-    stage = make_stage(engine, hold_frames=2)
+    stage = make_stage(engine, hold_frames=2, detect_every=1, scan_every_frame=False)
     source = DemoSource(SIZE, 30, paced=False)
     real = stage.detector.detect
     misses = {3, 4, 6, 7, 8}
