@@ -38,10 +38,11 @@ DETECTOR_MODELS = {
 LANDMARK_MODEL = "face_landmark"
 FACES_RAN = "faces_detected"  # frame.meta key: set when a face stage looked at the frame
 DETECT_SECONDS = 0.25  # detect_every = 0: detect this often
-RESTART_GAP_S = 1.0
+RESTART_GAP_S = 1.0  # capture times going back, or a gap this long: a new scene (source reopened)
 # Faces smaller than this fraction of the frame's longer side are only a few pixels in a whole-frame pass,
 # which finds them now and then and frames them coarsely: tracked ones are looked for in crops instead.
-WHOLE_MIN_FACE = 0.07  # capture times going back, or a gap this long: a new scene (source reopened)
+WHOLE_MIN_FACE = 0.07
+EDGE_MIRROR = 0.1  # the whole-frame pass mirrors this fraction of the width beyond each side edge
 
 
 class TiledDetector:
@@ -78,28 +79,46 @@ class TiledDetector:
         return [(int(s), 0, side) if width >= height else (0, int(s), side) for s in starts]
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]:
-        h, w = image_bgr.shape[:2]
-        size = self.size
-        if not size:
+        if not self.size:
             return list(self.detector.detect(image_bgr))
-        # Shrink the frame once so each tile is already the model's input size (one resize, not one a tile);
-        # the whole-frame pass looks at the same small frame.
-        scale = size / min(w, h) if size < min(w, h) else 1.0
-        small = resize(image_bgr, max(size, round(w * scale)), max(size, round(h * scale))) if scale < 1 else image_bgr
-        found = [Face(box=f.box / scale, score=f.score, landmarks5=f.landmarks5 / scale)
-                 for f in self.whole.detect(small)]
+        h, w = image_bgr.shape[:2]
+        found = self._whole(image_bgr)
         # Tracked faces the whole pass saw too small to frame well, or missed, are looked for near their box.
         least = WHOLE_MIN_FACE * max(w, h)
         missed = [b for b in self.near if float(max(b[2:] - b[:2])) < least
                   or not _overlaps(b, [f.box for f in found])]
         if missed:
             found = self._near(image_bgr, missed) + found
-        image_bgr = small
-        h, w = image_bgr.shape[:2]
         first = len(found)
         if self.tiled and len(self.tiles(w, h)) > 1:
-            found += self._tiles(image_bgr, scale)
+            found += self._tiles(image_bgr)
         return self._merge(found, first)
+
+    def _whole(self, image_bgr: np.ndarray) -> list[Face]:
+        """The whole-frame pass, on the frame shrunk to the model's input with mirrored borders.
+
+        A face half out of the frame is half a face, which detectors miss, and a face entering from the
+        edge is just that on its first frames. Mirrored at the border it is a whole (symmetric) face:
+        EDGE_MIRROR of the width is mirrored on the left and right (at a slightly smaller scale), the
+        letterbox's free rows above and below are mirrored too. Mirror images of faces lying wholly
+        inside the frame land outside it and are dropped.
+        """
+        h, w = image_bgr.shape[:2]
+        side = int(getattr(self.whole, "size", 0))
+        pad = round(w * EDGE_MIRROR)
+        scale = side / max(w + 2 * pad, h)
+        sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+        left, top = (side - sw) // 2, (side - sh) // 2
+        small = cv2.copyMakeBorder(resize(image_bgr, sw, sh), top, side - sh - top, left, side - sw - left,
+                                   cv2.BORDER_REFLECT_101)
+        offset = np.array([left, top], np.float32)
+        found = []
+        for face in self.whole.detect(small):
+            box = (face.box - np.tile(offset, 2)) / scale
+            centre = (box[:2] + box[2:]) / 2
+            if 0 <= centre[0] < w and 0 <= centre[1] < h:
+                found.append(Face(box=box, score=face.score, landmarks5=(face.landmarks5 - offset) / scale))
+        return found
 
     def _near(self, image_bgr: np.ndarray, boxes: list[np.ndarray]) -> list[Face]:
         """Faces found in one mosaic of crops around `boxes`: a single model run for up to 9 faces.
@@ -135,9 +154,15 @@ class TiledDetector:
                     break
         return out
 
-    def _tiles(self, image_bgr: np.ndarray, scale: float) -> list[Face]:
-        """Faces found in the square tiles of the (already shrunk) frame, less those cut by a tile border."""
+    def _tiles(self, image_bgr: np.ndarray) -> list[Face]:
+        """Faces found in the square tiles of the frame, less those cut by a tile border."""
+        # Shrink the frame once so each tile is already the model's input size (one resize, not one a tile).
         h, w = image_bgr.shape[:2]
+        size = self.size
+        scale = size / min(w, h) if size < min(w, h) else 1.0
+        if scale < 1.0:
+            image_bgr = resize(image_bgr, max(size, round(w * scale)), max(size, round(h * scale)))
+            h, w = image_bgr.shape[:2]
         found = []
         tiles = self.tiles(w, h)
         for x, y, side in tiles:
@@ -291,6 +316,8 @@ class FaceStage:
         t = self._time(frame)
         image = frame.image
         followed, lost = self._follow(image) if self.landmarker is not None and self.tracker.tracks else ([], False)
+        # Detect on schedule, and whenever a face is lost (on this frame, or held since) until it is back.
+        lost = lost or any(tr.misses for tr in self.tracker.tracks)
         periodic = self._since_detect + 1 >= self.detect_every or not self.tracker.tracks or lost
         scan = bool(self.params["scan_every_frame"])
         if periodic or scan:

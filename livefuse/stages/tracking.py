@@ -59,7 +59,7 @@ class FaceTracker:
 
     def update(self, detections: list[Face], t: float) -> list[Face]:
         """Fold one frame's detections (taken at time t seconds) into the tracks; returns the faces to show."""
-        matches, new = self._match(detections)
+        matches, new = self._match(detections, t)
         for track in self.tracks:
             det = matches.get(track.id)
             if det is None:
@@ -102,15 +102,17 @@ class FaceTracker:
         return Face(box=grow_box(f.box, factor), score=f.score, landmarks5=f.landmarks5.copy(), track_id=track.id,
                     mesh=None if f.mesh is None else f.mesh.copy(), held=True)
 
-    def _match(self, detections: list[Face]) -> tuple[dict[int, Face], list[Face]]:
+    def _match(self, detections: list[Face], t: float) -> tuple[dict[int, Face], list[Face]]:
         """Faces carrying a live track's id go to it; the rest by greedy best IoU (optimal in practice for a
-        handful of faces, and no scipy needed)."""
+        handful of faces, and no scipy needed). A live track is matched where its last detection moved on
+        by its velocity: the smoothed box lags a fast face by up to half its width."""
         ids = {tr.id for tr in self.tracks}
         matches = {d.track_id: d for d in detections if d.track_id in ids}
         detections = [d for d in detections if d.track_id not in matches]
         if not self.tracks or not detections:
             return matches, list(detections)
-        tb = np.stack([self._held(tr).box if tr.misses else tr.face.box for tr in self.tracks])
+        dt = 0.0 if self._last_t is None else max(0.0, t - self._last_t)
+        tb = np.stack([self._held(tr).box if tr.misses else tr.raw.box + tr.velocity * dt for tr in self.tracks])
         db = np.stack([d.box for d in detections])
         ious = iou_matrix(tb, db)
         used: set[int] = set()
