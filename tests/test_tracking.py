@@ -119,10 +119,11 @@ def still_landmark_motion(stage: FaceStage, image: np.ndarray, frames: int = 40)
 
 
 def test_a_still_face_stays_still(engine: Engine) -> None:
-    # Before tracking (a fresh detection every frame) these were 0.025 px (mesh) and 0.33 px (five points).
+    # Measured the same way before tracking (a fresh detection every frame): 0.027 px for the mesh (beauty's
+    # settings) and 0.38 px for the five points (anonymise's); with tracking 0.022 and 0.10.
     image = demo(1, start=1.0)[0].astype(np.float32)
-    assert still_landmark_motion(make_stage(engine, landmarks=True, scan_every_frame=False), image) < 0.03
-    assert still_landmark_motion(make_stage(engine, detector="blazeface_full", min_score=0.5), image) < 0.15
+    assert still_landmark_motion(make_stage(engine, landmarks=True, scan_every_frame=False), image) < 0.027
+    assert still_landmark_motion(make_stage(engine, detector="blazeface_full", min_score=0.5), image) < 0.2
 
 
 # -- privacy: anonymise with tracking, checked by YuNet ----------------------------------------------------
