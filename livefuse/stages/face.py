@@ -338,6 +338,8 @@ class FaceStage:
 
     def close(self) -> None:
         self.tracker.reset()
+        self._last_t = None
+        self._since_detect = 0
 
 
 SPEC = register(StageSpec(
