@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup run test bench lint browser clean
+TRITON_VENV := .venv-triton
+
+.PHONY: setup run test bench lint browser triton-env clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,6 +17,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# A real Triton Inference Server for the Triton tests: PyTriton's tritonserver, whose Python-backend stub
+# needs a shared-library Python 3.11 (Debian's; pyenv's fails in the stub). Skipped where there is none.
+$(TRITON_VENV)/.installed:
+	@if [ -x /usr/bin/python3.11 ]; then \
+	  /usr/bin/python3.11 -m venv $(TRITON_VENV) && \
+	  $(TRITON_VENV)/bin/pip install -q 'nvidia-pytriton==0.7.0' onnxruntime numpy && touch $@; \
+	else echo "note: no /usr/bin/python3.11, so the Triton tests will skip"; fi
+
+triton-env: $(TRITON_VENV)/.installed
 
 # Debian's chromium for the browser tests (root or sudo; skipped where apt is missing).
 browser:
@@ -26,7 +38,7 @@ browser:
 run: setup
 	$(BIN)/livefuse run $(ARGS)
 
-test: setup browser
+test: setup browser triton-env
 	$(BIN)/ruff check livefuse tests tools benchmarks
 	$(BIN)/pytest -q
 
@@ -38,4 +50,4 @@ lint: setup
 	$(BIN)/ruff check livefuse tests tools benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TRITON_VENV) .pytest_cache .ruff_cache

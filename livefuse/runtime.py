@@ -49,7 +49,10 @@ class Runtime:
         return dict(config.params)
 
     def status(self) -> dict[str, Any]:
+        executor = self.engine.executor
         return {
+            "session_id": self.engine.session_id,
+            "executor": executor.status() if executor is not None else {"executor": "local"},
             "preset": self.preset.name,
             "preset_path": str(Path(self.preset.path)),
             "stages": [{"type": c.type, "label": c.label, "params": c.params} for c in self.preset.stages],

@@ -5,8 +5,13 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import json
 import shutil
+import socket
+import subprocess
+import sys
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,15 +152,22 @@ def test_repo_manifest_parses() -> None:
         "inswapper_128",
         "inswapper_128_fp16",
         "arcface_w600k_r50",
+        "w600k_r50",
         "gfpgan_1.4",
+        "gfpgan_1024",
         "gpen_bfr_256",
         "gpen_bfr_512",
         "codeformer",
         "retinaface_mobilenet0.25",
     } <= names
     for e in entries:
-        assert e.url == "" or e.url.startswith("https://"), e.ref
-        assert e.sha256 or "NOT verified" in e.origin, e.ref  # unverified hashes are said to be so
+        assert all(u.startswith("https://") for u in e.urls), e.ref
+        assert e.sha256 or e.sidecar or "NOT verified" in e.origin, e.ref  # unverified hashes are said to be so
+    by_name = {e.name: e for e in entries}
+    for name in ("inswapper_128", "inswapper_128_fp16", "w600k_r50", "gpen_bfr_256", "gpen_bfr_512",
+                 "gfpgan_1024"):
+        assert by_name[name].sha256 and len(by_name[name].urls) >= 2, name  # verified, with a fallback mirror
+    assert by_name["arcface_w600k_r50"].sidecar == "crc32"
 
 
 def test_pull_resumes_after_interruption_and_checks_hash(
@@ -329,3 +341,137 @@ def test_import_from_file_and_bad_manifest(tmp_path: Path) -> None:
     bad.write_text(entry("x", "1.0.0", "x.onnx", YUNET, url="http://example.com/x.onnx"))
     with pytest.raises(UserError, match="pinned https"):
         Registry(manifest=bad)
+
+
+# -- mirrors, publisher checksum files, shared files, licence consent -----------------------------------
+
+
+def crc32(data: bytes) -> str:
+    return format(zlib.crc32(data), "08x")
+
+
+def dead_url() -> str:
+    """A loopback URL nothing listens on (a mirror that is down)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/gone/retina.onnx"
+
+
+def mirrored(name: str, src: Path, urls: list[str], digest: str | None = None, sidecar: bool = False,
+             nc: bool = False) -> str:
+    text = entry(name, "1.0.0", f"{name}.onnx", src, url=urls[0], nc=nc, digest=digest)
+    extra = f"mirrors = {json.dumps(urls[1:])}\n" + ('sidecar = "crc32"\n' if sidecar else "")
+    return text.replace('origin = "test copy"\n', f'origin = "test copy"\n{extra}')
+
+
+def registry(tmp: Path, text: str) -> Registry:
+    repo = tmp / "models"
+    repo.mkdir(exist_ok=True)
+    (repo / "manifest.toml").write_text(text)
+    return Registry(manifest=repo / "manifest.toml", models_dir=tmp / "cache", repo_models=repo)
+
+
+def test_a_mirror_that_is_down_or_serves_other_bytes_falls_through(tmp_path: Path, server: Server) -> None:
+    server.files["/wrong/retina.onnx"] = YUNET.read_bytes()
+    reg = registry(tmp_path, mirrored("m", RETINA, [dead_url(), f"{server.url}/wrong/retina.onnx",
+                                                    f"{server.url}/retina.onnx"]))
+    out = io.StringIO()
+    path = reg.pull("m", out=out, retries=1)
+    assert sha(path) == sha(RETINA)
+    text = out.getvalue()
+    assert text.count("trying the next mirror") == 2
+    # the wrong mirror is named with both hashes (its size differs too: the check stops at the size)
+    assert f"sent {YUNET.stat().st_size} bytes, expected {RETINA.stat().st_size}" in text
+    assert [p for p, _ in server.requests] == ["/wrong/retina.onnx", "/retina.onnx"]
+    assert reg.trust(reg.entry("m")) == "verified"
+
+
+def test_every_mirror_wrong_names_both_hashes_and_keeps_nothing(tmp_path: Path, server: Server) -> None:
+    reg = registry(tmp_path, mirrored("w", RETINA, [f"{server.url}/retina.onnx", f"{server.url}/retina.onnx"],
+                                      digest="1" * 64))
+    with pytest.raises(ModelError) as err:
+        reg.pull("w", out=io.StringIO())
+    msg = str(err.value)
+    assert msg.count(f"sha256 {sha(RETINA)}, expected {'1' * 64}") == 2 and "no mirror delivered" in msg
+    assert not any((tmp_path / "cache").rglob("*.onnx*"))
+
+
+def test_interrupted_download_resumes_on_the_next_mirror(tmp_path: Path, server: Server) -> None:
+    srv2 = Server({"/retina.onnx": RETINA.read_bytes()})
+    try:
+        server.drop_first_after = 500_000  # the first mirror dies half-way (one attempt each)
+        reg = registry(tmp_path, mirrored("r", RETINA, [f"{server.url}/retina.onnx", f"{srv2.url}/retina.onnx"]))
+        path = reg.pull("r", out=io.StringIO(), retries=1)
+        assert sha(path) == sha(RETINA)
+        assert server.requests == [("/retina.onnx", None)]
+        assert srv2.requests == [("/retina.onnx", "bytes=500000-")]  # resumed, not restarted
+    finally:
+        srv2.close()
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_publisher_hash_sidecar_is_checked_then_the_sha256_recorded(
+    tmp_path: Path, server: Server, good: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = RETINA.read_bytes()
+    server.files["/ff/retina.onnx"] = data
+    server.files["/ff/retina.hash"] = (crc32(data) if good else "deadbeef").encode() + b"\n"
+    urls = [dead_url(), f"{server.url}/ff/retina.onnx"]  # the first release mirror is down, .hash and all
+    reg = registry(tmp_path, mirrored("ff", RETINA, urls, digest="", sidecar=True))
+    e = reg.entry("ff")
+    assert reg.trust(e) == "publisher .hash"
+    if not good:
+        with pytest.raises(ModelError) as err:
+            reg.pull("ff", out=io.StringIO(), retries=1)
+        assert f"CRC32 {crc32(data)}" in str(err.value) and "says deadbeef" in str(err.value)
+        assert not any((tmp_path / "cache").rglob("*.onnx*"))
+        return
+    out = io.StringIO()
+    path = reg.pull("ff", out=out, retries=1)  # no --allow-unverified needed: the publisher vouches for it
+    assert f"recorded sha256 {sha(RETINA)}" in out.getvalue()
+    assert server.requests[0] == ("/ff/retina.hash", None)
+    assert reg.recorded(e) == (sha(RETINA), f"crc32 {crc32(data)} from {server.url}/ff/retina.hash")
+    assert reg.trust(e) == "verified (.hash)" and reg.problem(e).status == "ok"
+    args = ["models", "--manifest", str(reg.manifest), "--models-dir", str(reg.models_dir), "list"]
+    assert cli.main(args) == 0 and "verified (.hash)" in capsys.readouterr().out
+    path.write_bytes(data[:-1] + b"\0")  # tampering after the pull: caught against the recorded sha256
+    assert reg.problem(e).status == "corrupt"
+
+
+def test_two_names_for_one_file_download_once(tmp_path: Path, server: Server) -> None:
+    data = RETINA.read_bytes()
+    server.files["/ff/retina.hash"] = crc32(data).encode()
+    reg = registry(tmp_path, mirrored("insight", RETINA, [f"{server.url}/retina.onnx"])
+                   + mirrored("fusion", RETINA, [f"{server.url}/ff/retina.onnx"], digest="", sidecar=True)
+                   + mirrored("copy", RETINA, [f"{server.url}/retina.onnx"]))
+    reg.pull("insight", out=io.StringIO())
+    out = io.StringIO()
+    reg.pull("fusion", out=out)  # same bytes, told by the publisher's CRC32: only the .hash is fetched
+    reg.pull("copy", out=io.StringIO())  # same sha256 in the manifest: nothing fetched
+    assert "no second download" in out.getvalue()
+    assert [p for p, _ in server.requests] == ["/retina.onnx", "/ff/retina.hash"]
+    assert {p.entry.name: p.status for p in reg.verify(load=False)} == {"insight": "ok", "fusion": "ok", "copy": "ok"}
+
+
+def test_non_commercial_pull_needs_consent_or_yes(
+    tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reg = registry(tmp_path, mirrored("nc", RETINA, [f"{server.url}/retina.onnx"], nc=True))
+    args = ["models", "--manifest", str(reg.manifest), "--models-dir", str(reg.models_dir), "pull", "nc"]
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal: a script must say --yes
+    assert cli.main(args) == 2
+    assert "pass --yes" in capsys.readouterr().err and not server.requests
+    monkeypatch.setattr("sys.stdin", type("Tty", (io.StringIO,), {"isatty": lambda self: True})("n\n"))
+    assert cli.main(args) == 1 and not server.requests  # answered no
+    assert cli.main([*args, "--yes"]) == 0
+    assert "NON-COMMERCIAL" in capsys.readouterr().err and reg.problem(reg.entry("nc")).status == "ok"
+
+
+def test_models_list_does_not_load_onnxruntime() -> None:
+    code = ("import sys; from livefuse.cli import main; rc = main(['models', 'list']); "
+            "print('ORT', 'onnxruntime' in sys.modules, rc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert "ORT False 0" in done.stdout, done.stdout + done.stderr
+    assert "inswapper_128 " in done.stdout and "verified" in done.stdout

@@ -19,7 +19,8 @@ from livefuse.faces.align import invert_affine, warp_face
 from livefuse.faces.detect import StillFaceFinder
 from livefuse.faces.embedding import normalise
 from livefuse.faces.models import last_initializer
-from livefuse.faces.paste import box_mask, paste_back, paste_region
+from livefuse.faces.mouth import lip_polygon, mouth_region
+from livefuse.faces.paste import box_mask, match_colour, paste_back, paste_region
 from livefuse.frame import Face, Frame
 from livefuse.pipeline import Pipeline
 from livefuse.presets import PRESETS_DIR, build_chain, load_preset, parse_preset, validate_params
@@ -265,16 +266,83 @@ def test_missing_model_names_it_and_the_pull_command(tmp_path: Path, models: dic
     with pytest.raises(ModelError) as both:  # neither pulled: one error lists both, so one round of pulls fixes it
         SwapStage(validate_params(SPEC, {}, "test"), context)
     assert "2 models are missing" in str(both.value)
-    assert "models pull inswapper_128" in str(both.value) and "models pull arcface_w600k_r50" in str(both.value)
-    with pytest.raises(ModelError, match="livefuse models pull arcface_w600k_r50"):
+    assert "models pull inswapper_128" in str(both.value) and "models pull w600k_r50" in str(both.value)
+    with pytest.raises(ModelError, match="livefuse models pull w600k_r50"):
         SwapStage(validate_params(SPEC, {"model": str(models["tint"])}, "test"), context)
     with pytest.raises(ModelError, match=r"nowhere\.onnx"):
         SwapStage(validate_params(SPEC, {"model": str(tmp_path / "nowhere.onnx")}, "test"), context)
 
 
-@pytest.mark.parametrize("name", ["face-swap", "face-swap-enhance"])
+@pytest.mark.parametrize("name", ["face-swap", "face-swap-enhance", "face-swap-talk"])
 def test_shipped_swap_presets_say_which_model_to_pull(tmp_path: Path, name: str) -> None:
     preset = parse_preset((PRESETS_DIR / f"{name}.toml").read_text(), PRESETS_DIR / f"{name}.toml")
     empty = Engine(provider="cpu", cache_dir=tmp_path / "cache", registry=Registry(models_dir=tmp_path / "none"))
     with pytest.raises(ModelError, match=r"livefuse models pull inswapper_128"):
         build_chain(preset, StageContext(engine=empty, size=SIZE, fps=FPS, preset_dir=PRESETS_DIR))
+
+
+def _polygon_mask(shape: tuple[int, ...], poly: np.ndarray) -> np.ndarray:
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def test_mouth_mask_keeps_the_own_mouth_and_nothing_else(engine: Engine, models: dict[str, Path],
+                                                          finder: StillFaceFinder) -> None:
+    """mouth_mask = 0.5: the lips are the input's (within 2 levels), the rest of the face is the mask-off
+    output exactly; mouth_mask = 0 is byte-identical to the swap without any mouth code."""
+    image = DemoSource(SIZE, FPS, paced=False).render(0.0)
+    face = finder.largest(image)
+    assert face is not None and face.mesh is not None
+    stage = make_stage(engine, models, "tint")
+    stage.set_source_face(astronaut_bgr())
+    latent = stage._latent
+    assert latent is not None
+
+    off = Frame(0, 0, 0, image.copy(), faces=[face])
+    stage.process(off)
+    swapped, crop, matrix = stage.swapper.swap(image, face.landmarks5, latent)  # the swap, composed by hand
+    today = image.copy()
+    paste_back(today, match_colour(swapped, crop, stage._mask), stage._mask, matrix, 1.0)
+    assert np.array_equal(off.image, today)
+
+    lips = _polygon_mask(image.shape, lip_polygon(face.mesh))
+    assert lips.sum() > 150
+    assert np.abs(off.image.astype(np.int16) - image.astype(np.int16))[lips].mean() > 8  # the swap repainted them
+
+    stage.update({"mouth_mask": 0.5})
+    on = Frame(0, 0, 0, image.copy(), faces=[face])
+    stage.process(on)
+    to_input = np.abs(on.image.astype(np.int16) - image.astype(np.int16))
+    assert to_input[lips].max() <= 2
+    grown = _polygon_mask(image.shape, lip_polygon(face.mesh, 0.5))
+    assert grown.sum() > 1.8 * lips.sum() and to_input[grown].max() <= 2  # grown by the setting
+    region = mouth_region(face.mesh, 0.5, 0.5, image.shape)
+    assert region is not None
+    x1, y1, x2, y2 = region.box
+    rest = np.ones(image.shape[:2], bool)
+    rest[y1:y2, x1:x2] = False
+    assert np.array_equal(on.image[rest], off.image[rest])
+    weight = np.zeros(image.shape[:2], np.float32)
+    weight[y1:y2, x1:x2] = region.weight[..., 0]
+    assert np.array_equal(on.image[weight == 0], off.image[weight == 0])
+    band = (weight > 0.05) & (weight < 0.95)  # feathered: a soft edge, not a cut
+    assert band.sum() > 100
+
+
+def test_mouth_mask_is_live_and_needs_the_mesh(engine: Engine, models: dict[str, Path],
+                                               finder: StillFaceFinder, caplog: pytest.LogCaptureFixture) -> None:
+    params = {p.name: p for p in SPEC.params}
+    assert params["mouth_mask"].live and params["mouth_feather"].live
+    image = DemoSource(SIZE, FPS, paced=False).render(0.0)
+    face = finder.largest(image)
+    assert face is not None
+    bare = Face(box=face.box, score=face.score, landmarks5=face.landmarks5, track_id=1)  # no mesh
+    stage = make_stage(engine, models, "tint", mouth_mask=0.5)
+    stage.set_source_face(astronaut_bgr())
+    with_mask, without = Frame(0, 0, 0, image.copy(), faces=[bare]), Frame(0, 0, 0, image.copy(), faces=[bare])
+    stage.process(with_mask)
+    stage.update({"mouth_mask": 0.0})
+    stage.process(without)
+    assert np.array_equal(with_mask.image, without.image)  # nothing to keep: the swapped mouth stays
+    assert "landmarks = true" in caplog.text

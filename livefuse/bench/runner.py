@@ -41,6 +41,7 @@ class BenchConfig:
     iobinding: bool = True
     warmup: int = WARMUP_FRAMES
     preload: int = 0  # > 0: decode this many frames first and cycle copies of them (capacity runs)
+    executor: str = "local"  # or triton://HOST:PORT: the remote executor's cost, against local in the same run
 
 
 class RecordingSink:
@@ -109,7 +110,10 @@ def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
         raise ValueError(mode)
     keep_frame_memory()  # as `livefuse run` does (a spawned process starts with the default malloc)
     preset = load_preset(config.preset)
-    engine = Engine(provider=config.provider, iobinding=config.iobinding)
+    from livefuse.triton.executor import open_executor
+
+    engine = Engine(provider=config.provider, iobinding=config.iobinding,
+                    executor=open_executor(config.executor, config.fps))
     context = StageContext(engine=engine, size=config.size, fps=config.fps, preset_dir=preset.path.parent)
     chain = build_chain(preset, context)
     produce, close_source, description = open_producer(config)
@@ -140,6 +144,7 @@ def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
     finally:
         close_source()
         chain.close()
+        engine.close()
     measured.outputs = sink.outputs
     measured.stages_ns = {name: list(rec.samples) for name, rec in stats.stages.items()}
     measured.provider = engine.provider if preset.stages else "none (no stage)"

@@ -64,6 +64,9 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
                         help="ONNX Runtime execution provider (default: auto, the fastest that works)")
     parser.add_argument("--iobinding", type=on_off, default=True, metavar="on|off",
                         help="bind inputs and outputs to preallocated device buffers (default: on)")
+    parser.add_argument("--executor", default="local", metavar="local|triton://HOST:PORT",
+                        help="where models run: in this process (default), or on a Triton Inference Server "
+                             "over gRPC, with local fallback (?timeout_ms=N, default two frame intervals)")
 
 
 def add_video_args(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from livefuse.commands.args import add_engine_args, add_video_args, positive_int
 from livefuse.errors import OutputError
 from livefuse.logs import setup_logging
 from livefuse.presets import DEFAULT_PRESET, available_presets, load_preset
+from livefuse.triton.executor import parse_executor
 
 log = logging.getLogger("livefuse")
 
@@ -51,8 +52,10 @@ def bench_command(args: argparse.Namespace) -> int:
             raise OutputError(f"{option} {path}: folder {path.parent} does not exist")
     preset = args.preset or (DEFAULT_PRESET if DEFAULT_PRESET in available_presets() else "passthrough")
     load_preset(preset)  # report a bad preset now, not from a child process
+    parse_executor(args.executor, args.fps)
     config = BenchConfig(preset=preset, source=args.source, size=args.size, fps=args.fps, frames=args.frames,
-                         provider=args.provider, iobinding=args.iobinding, preload=args.preload)
+                         provider=args.provider, iobinding=args.iobinding, preload=args.preload,
+                         executor=args.executor)
     modes = MODES if args.mode == "both" else (args.mode,)
     log.info("benchmarking %s on %s at %dx%d %g fps, %d frames per mode: %s", preset, args.source, *args.size,
              args.fps, args.frames, ", ".join(modes))

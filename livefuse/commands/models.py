@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from livefuse.commands.triton_models import add_parsers as add_triton_parsers
 from livefuse.engine.registry import ModelEntry, Registry, semver
 from livefuse.errors import UserError
 
@@ -31,15 +32,15 @@ def _state(reg: Registry, entry: ModelEntry) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     reg = _registry(args)
     pins = reg.pins()
-    rows = [("NAME", "VERSION", "STATE", "SIZE", "LICENCE")]
+    rows = [("NAME", "VERSION", "STATE", "CHECK", "SIZE", "LICENCE")]
     for name in reg.names():
         for e in reg.versions(name):
             pin = " (pinned)" if pins.get(name) == e.version else ""
             lic = e.license + (" [non-commercial]" if e.non_commercial else "")
-            rows.append((e.name, e.version + pin, _state(reg, e), _size(e.size), lic))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+            rows.append((e.name, e.version + pin, _state(reg, e), reg.trust(e), _size(e.size), lic))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])
+        print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5])
     return 0
 
 
@@ -56,7 +57,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         path = reg.path(e)
         print(f"{e.ref}{'  (pinned)' if pinned == e.version else ''}")
         print(f"  file:     {path} ({_state(reg, e)})")
-        print(f"  sha256:   {e.sha256 or 'unverified (not in the manifest)'}")
+        recorded, how = reg.recorded(e)
+        print(f"  sha256:   {e.sha256 or (f'{recorded} (recorded; {how})' if recorded else '')}"
+              f"{'' if e.sha256 or recorded else 'not in the manifest'}"
+              f"{'; checked by the publisher .hash file on pull' if e.sidecar and not recorded else ''}")
+        if e.mirrors:
+            print(f"  mirrors:  {', '.join(e.mirrors)}")
         print(f"  size:     {e.size or '?'} bytes")
         print(f"  licence:  {e.license}{'  (NON-COMMERCIAL)' if e.non_commercial else ''}")
         print(f"  url:      {e.url or 'bundled'}")
@@ -104,8 +110,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _licence_accepted(entry: ModelEntry, yes: bool) -> bool:
+    """A non-commercial model is only downloaded once the user said so (a prompt, or --yes in scripts)."""
+    if not entry.non_commercial or yes:
+        return True
+    print(f"{entry.ref} is licensed for NON-COMMERCIAL use only ({entry.license}).", file=sys.stderr)
+    if not sys.stdin.isatty():
+        raise UserError(
+            f"{entry.ref} is licensed for non-commercial use only ({entry.license}); run the pull in a terminal "
+            f"to confirm, or pass --yes to accept the licence (scripts)"
+        )
+    answer = input("Download it for non-commercial use? [y/N] ").strip().lower()
+    return answer in ("y", "yes")
+
+
 def cmd_pull(args: argparse.Namespace) -> int:
     reg = _registry(args)
+    entry = reg.entry(args.spec)
+    if not (reg.path(entry).is_file() and reg.problem(entry).status == "ok") and not _licence_accepted(
+        entry, args.yes
+    ):
+        print("not downloaded", file=sys.stderr)
+        return 1
     reg.pull(
         args.spec,
         out=sys.stderr,
@@ -172,7 +198,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register `models` and its subcommands on the main CLI."""
-    models = subparsers.add_parser("models", help="list, verify, pull, pin, optimise and export models")
+    models = subparsers.add_parser("models", help="list, verify, pull, pin, optimise and export models; "
+                                   "write and release a Triton model repository")
     models.add_argument(
         "--manifest", type=Path, default=None, help="manifest file (default models/manifest.toml)"
     )
@@ -192,12 +219,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p = sub.add_parser("verify", help="check hashes and that present models load; non-zero exit on problems")
     p.add_argument("names", nargs="*", help="only these models")
     p.set_defaults(func=cmd_verify)
-    p = sub.add_parser("pull", help="download a model (resumable) and check its SHA-256")
+    p = sub.add_parser("pull", help="download a model (mirrors, resumable) and check its SHA-256")
     p.add_argument("spec", metavar="NAME[@VERSION]")
+    p.add_argument("--yes", "-y", action="store_true",
+                   help="accept a non-commercial licence without asking (for scripts)")
     p.add_argument(
         "--allow-unverified",
         action="store_true",
-        help="accept a model whose manifest entry has no sha256 (the hash is recorded)",
+        help="accept a model no publisher vouches for (no sha256, no checksum file); the hash is recorded",
     )
     p.add_argument(
         "--from", dest="from_file", metavar="FILE", help="import a local file instead of downloading"
@@ -230,6 +259,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--name", default=None, help="source name recorded in the metadata")
     p.add_argument("--atol", type=float, default=1e-4, help="numerical check tolerance")
     p.set_defaults(func=cmd_export)
+    add_triton_parsers(sub, _registry)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--host", default="127.0.0.1", help="preview and API address (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="preview and API port (default: 8080)")
     parser.add_argument("--token", help="API token (required, and generated if not given, off loopback)")
+    parser.add_argument("--session-id", default="main", metavar="ID",
+                        help="this stream's id: with --executor triton://, a grey release picks model versions by "
+                             "its hash (default: main; give each daemon its own)")
     parser.add_argument("--max-peers", type=positive_int, default=16, metavar="N",
                         help="most WebRTC viewers and filtered browser cameras at once (default: 16)")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -85,8 +88,10 @@ def run_command(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from livefuse.engine import Engine
+    from livefuse.triton.executor import open_executor, parse_executor
 
     size, fps = args.size, args.fps
+    parse_executor(args.executor, fps)  # a bad --executor is reported before anything opens
     preset = load_preset(args.preset or default_preset())
     specs = args.output or default_outputs()
     for spec in specs:
@@ -95,11 +100,15 @@ async def _run(args: argparse.Namespace) -> int:
     if args.source is None and source_spec == "demo":
         log.info("no camera found: showing the built-in demo source (pick one with --source)")
     source = open_source(source_spec, size, fps)
-    engine = Engine(provider=args.provider, iobinding=args.iobinding)
-    await asyncio.get_running_loop().run_in_executor(None, engine.resolve_provider)
-    context = StageContext(engine=engine, size=size, fps=fps, preset_dir=preset.path.parent)
     sinks: list[Sink] = []
+    engine: Engine | None = None
     try:
+        engine = Engine(provider=args.provider, iobinding=args.iobinding,
+                        executor=await asyncio.get_running_loop().run_in_executor(
+                            None, open_executor, args.executor, fps),
+                        session_id=args.session_id)
+        await asyncio.get_running_loop().run_in_executor(None, engine.resolve_provider)
+        context = StageContext(engine=engine, size=size, fps=fps, preset_dir=preset.path.parent)
         chain = build_chain(preset, context)
         web = {"host": args.host, "port": args.port, "token": args.token, "max_peers": args.max_peers}
         sinks = open_outputs(specs, size, fps, web)
@@ -116,6 +125,8 @@ async def _run(args: argparse.Namespace) -> int:
         for sink in sinks:  # e.g. the preview's port was taken: finalise any recording already opened
             sink.close()
         source.close()  # from here on the pipeline's capture thread owns (and closes) the source
+        if engine is not None:
+            engine.close()
         raise
     log.info("running preset %s on %s -> %s (%s)", preset.name, source.description, ", ".join(specs),
              engine.provider)
@@ -130,6 +141,7 @@ async def _run(args: argparse.Namespace) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await status  # the status line ends its line before the summary is logged
         runtime.pipeline.chain.close()
+        engine.close()
     snapshot = stats.snapshot()
     if args.stats_json is not None:
         args.stats_json.write_text(json.dumps(snapshot, indent=2) + "\n")

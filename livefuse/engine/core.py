@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import os
@@ -28,6 +29,7 @@ from livefuse.errors import ModelError
 
 if TYPE_CHECKING:
     from livefuse.engine.registry import Registry
+    from livefuse.triton.executor import RemoteSession, TritonExecutor
 
 log = logging.getLogger("livefuse.engine")
 
@@ -52,6 +54,8 @@ class Engine:
 
     `provider` is "auto" or a short name (cpu, cuda, tensorrt, rocm, migraphx, directml, coreml,
     openvino). `iobinding=False` runs plain `session.run` (kept so the benchmark can compare).
+    With an `executor` (Triton), manifest models run there, each with its local session as fallback;
+    `session_id` picks the model versions a grey release gives this session (see `for_session`).
     """
 
     def __init__(
@@ -60,8 +64,13 @@ class Engine:
         iobinding: bool = True,
         cache_dir: Path | str | None = None,
         registry: Registry | None = None,
+        executor: TritonExecutor | None = None,
+        session_id: str = "main",
     ) -> None:
         self.requested = provider
+        self.executor = executor
+        self.session_id = session_id
+        self.model_names: list[str] = []  # manifest models sessions were made for, in order
         self.iobinding = iobinding
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._registry = registry
@@ -85,17 +94,37 @@ class Engine:
         """Cumulative host-to-device and device-to-host copies made by this engine's sessions."""
         return {"h2d": self._copies.h2d, "d2h": self._copies.d2h}
 
-    def session(self, model: str | Path | onnx.ModelProto) -> ModelSession:
-        """A session for a manifest name (`name` or `name@version`), a file path or a built graph."""
+    def for_session(self, session_id: str) -> Engine:
+        """This engine for another session (a camera peer): same providers, registry and executor.
+
+        Only the session id differs, so a grey release can give that session another model version.
+        """
+        view = copy.copy(self)
+        view.session_id = session_id
+        return view
+
+    def session(self, model: str | Path | onnx.ModelProto) -> ModelSession | RemoteSession:
+        """A session for a manifest name (`name` or `name@version`), a file path or a built graph.
+
+        With an executor, a manifest model's calls go there (built graphs and files stay local).
+        """
         if isinstance(model, onnx.ModelProto):
-            source = ModelSource.from_proto(model)
-        elif isinstance(model, Path) or (
-            isinstance(model, str) and (model.endswith(".onnx") or os.sep in model)
-        ):
-            source = ModelSource.from_path(Path(model))
-        else:
-            source = self.registry.source(model)
-        return ModelSession(self, source)
+            return ModelSession(self, ModelSource.from_proto(model))
+        if isinstance(model, Path) or (isinstance(model, str) and (model.endswith(".onnx") or os.sep in model)):
+            return ModelSession(self, ModelSource.from_path(Path(model)))
+        name = model.split("@", 1)[0]
+        local = ModelSession(self, self.registry.source(model))
+        self.model_names.append(name)
+        if self.executor is None:
+            return local
+        from livefuse.triton.executor import RemoteSession
+
+        return RemoteSession(self.executor, name, local, self.session_id)
+
+    def close(self) -> None:
+        """Stop the executor's connection and watcher (local sessions need nothing)."""
+        if self.executor is not None:
+            self.executor.close()
 
     def resolve_provider(self) -> str:
         """Settle the provider now with a one-node probe graph, so the first status line is already true.

@@ -8,26 +8,34 @@ loaded after its SHA-256 matched the manifest.
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import json
 import os
 import re
 import sys
-import time
 import tomllib
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from livefuse.engine.session import ModelSource, first_line
+from livefuse.engine.download import (
+    CHUNK,
+    SIDECAR_KINDS,
+    MirrorFailed,
+    Wanted,
+    crc32_file,
+    fetch,
+    read_sidecar,
+    sha256_file,
+    sidecar_url,
+)
 from livefuse.errors import ModelError, UserError
+
+if TYPE_CHECKING:  # the session module imports onnxruntime; `models list` must stay light
+    from livefuse.engine.session import ModelSource
 
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 VARIANTS = ("fp16", "int8", "slim")
-_CHUNK = 1 << 20
+_CHUNK = CHUNK
 
 
 def default_models_dir() -> Path:
@@ -74,11 +82,22 @@ class ModelEntry:
     template: str | None = None
     optional: bool = False  # url-less model the user adds (export/--from); missing is not an error
     preprocess: Preprocess | None = None
+    mirrors: tuple[str, ...] = ()  # more urls serving the same bytes, tried in order after `url`
+    sidecar: str = ""  # "crc32": the publisher's <name>.hash next to each url vouches for the file
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return (self.url, *self.mirrors) if self.url else ()
+
+    @property
+    def vouched(self) -> bool:
+        """Whether a download can be checked: a known SHA-256 or a publisher's checksum file."""
+        return bool(self.sha256 or self.sidecar)
 
     @property
     def bundled(self) -> bool:
@@ -127,15 +146,24 @@ def load_manifest(path: Path) -> list[ModelEntry]:
         if not semver(str(raw["version"])):
             raise ModelError(f"{where}: version {raw['version']!r} is not a semantic version like 1.2.3")
         url = str(raw["url"])
-        if url and not (
-            url.startswith("https://") or re.match(r"http://(127\.0\.0\.1|localhost|\[::1\])[:/]", url)
-        ):
-            raise ModelError(
-                f"{where}: url {url!r} must be a pinned https:// URL (plain http only on loopback "
-                f"mirrors), or empty when bundled"
-            )
+        mirrors = raw.get("mirrors", [])
+        if not isinstance(mirrors, list) or not all(isinstance(m, str) for m in mirrors):
+            raise ModelError(f"{where}: mirrors must be a list of URL strings")
+        if mirrors and not url:
+            raise ModelError(f"{where}: mirrors need a url first (a bundled model has neither)")
+        for u in (url, *mirrors):
+            if u and not (
+                u.startswith("https://") or re.match(r"http://(127\.0\.0\.1|localhost|\[::1\])[:/]", u)
+            ):
+                raise ModelError(
+                    f"{where}: url {u!r} must be a pinned https:// URL (plain http only on loopback "
+                    f"mirrors), or empty when bundled"
+                )
+        sidecar = str(raw.get("sidecar", ""))
+        if sidecar and sidecar not in SIDECAR_KINDS:
+            raise ModelError(f"{where}: sidecar {sidecar!r} is not one of {', '.join(SIDECAR_KINDS)}")
         pre = raw.get("preprocess")
-        known = {*required, "non_commercial", "template", "optional", "preprocess"}
+        known = {*required, "non_commercial", "template", "optional", "preprocess", "mirrors", "sidecar"}
         entries.append(
             ModelEntry(
                 name=str(raw["name"]),
@@ -159,6 +187,8 @@ def load_manifest(path: Path) -> list[ModelEntry]:
                 )
                 if pre
                 else None,
+                mirrors=tuple(mirrors),
+                sidecar=sidecar,
                 extra={k: v for k, v in raw.items() if k not in known},
             )
         )
@@ -231,13 +261,35 @@ class Registry:
             self._hashes[key] = _sha_file(path)
         return self._hashes[key]
 
-    def expected_sha(self, entry: ModelEntry) -> str:
-        """The manifest hash, or the hash recorded when an unverified model was pulled on trust."""
-        if entry.sha256:
-            return entry.sha256
+    def record_path(self, entry: ModelEntry) -> Path:
+        """The local pin of a pulled file's SHA-256 (`FILE.sha256`: the hash, then how it was vouched for)."""
         path = self.path(entry)
-        side = path.with_name(path.name + ".sha256")
-        return side.read_text().strip() if side.is_file() else ""
+        return path.with_name(path.name + ".sha256")
+
+    def recorded(self, entry: ModelEntry) -> tuple[str, str]:
+        """(sha256, how it was vouched for) recorded at pull time; ("", "") when nothing was recorded."""
+        side = self.record_path(entry)
+        try:
+            words = side.read_text().split(maxsplit=1)
+        except OSError:
+            return "", ""
+        return (words[0].lower(), words[1].strip() if len(words) > 1 else "trusted (--allow-unverified)") \
+            if words else ("", "")
+
+    def expected_sha(self, entry: ModelEntry) -> str:
+        """The manifest hash, or the hash recorded when the file was pulled (publisher-checked or on trust)."""
+        return entry.sha256 or self.recorded(entry)[0]
+
+    def trust(self, entry: ModelEntry) -> str:
+        """How a model's bytes are vouched for, for `models list`: verified, publisher .hash or unverified."""
+        if entry.sha256:
+            return "verified"
+        how = self.recorded(entry)[1]
+        if how.startswith("crc32"):
+            return "verified (.hash)"
+        if entry.sidecar:
+            return "publisher .hash"
+        return "recorded on trust" if how else "unverified"
 
     def problem(self, entry: ModelEntry) -> Problem:
         """Whether the file is present and intact (size and hash; loading is checked by `verify`)."""
@@ -296,6 +348,8 @@ class Registry:
 
     def source(self, spec: str) -> ModelSource:
         """What the engine loads for `name` or `name@version`: the verified file and its FP16 variant."""
+        from livefuse.engine.session import ModelSource
+
         entry = self.entry(spec)
         path = self.check(entry)
         fp16: Path | None = None
@@ -365,7 +419,11 @@ class Registry:
         retries: int = 3,
         timeout: float = 30.0,
     ) -> Path:
-        """Download (resuming a .part file) or import a model, check its SHA-256, then move it into place."""
+        """Download (mirrors in order, resuming a .part file) or import a model, check it, move it into place.
+
+        The check is the manifest's SHA-256, else the publisher's `.hash` sidecar (then the measured
+        SHA-256 is recorded and checked from then on), else, with `allow_unverified` only, nothing.
+        """
         out = out or sys.stderr
         entry = self.entry(spec)
         dest = self.path(entry)
@@ -376,11 +434,11 @@ class Registry:
         if dest.is_file() and self.problem(entry).status == "ok":
             print(f"{entry.ref} is already present: {dest}", file=out)
             return dest
-        if not entry.sha256 and not allow_unverified:
+        if not entry.vouched and not allow_unverified:
             raise ModelError(
-                f"{entry.ref} has no sha256 in {self.manifest}, so a download cannot be checked; "
-                f"add the published hash, or pass --allow-unverified to trust this download "
-                f"(its hash is recorded and checked from then on)"
+                f"{entry.ref} has no sha256 in {self.manifest} and its publisher offers no checksum file, so a "
+                f"download cannot be checked; add the published hash, or pass --allow-unverified to trust "
+                f"this download (its hash is recorded and checked from then on)"
             )
         note = " (NON-COMMERCIAL use only)" if entry.non_commercial else ""
         print(f"{entry.ref}: licence {entry.license}{note}; origin: {entry.origin}", file=out)
@@ -392,103 +450,113 @@ class Registry:
             )
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
+        want = Wanted(entry.ref, entry.size, entry.sha256, entry.sidecar)
         if from_file is not None:
             _copy(from_file, part)
+            actual, how = self._check_import(entry, part, timeout)
         else:
             if not entry.url:
                 raise UserError(
                     f"{entry.ref} has no url; add it with `livefuse models pull {entry.ref} --from FILE`"
                 )
-            self._download(entry, part, out, retries, timeout)
-        size = part.stat().st_size
-        actual = _sha_file(part)
-        want = entry.sha256
-        if want and actual != want:
-            part.unlink()
-            raise ModelError(
-                f"{entry.ref}: downloaded file has sha256 {actual}, expected {want} ({size} bytes, "
-                f"expected {entry.size}); it was deleted and will not be used. Check the url in "
-                f"{self.manifest} or try again later"
-            )
-        if entry.size and size != entry.size and want:
-            part.unlink()
-            raise ModelError(f"{entry.ref}: downloaded {size} bytes, expected {entry.size}; deleted")
-        if not want:
+            crc = _publisher_crc(entry, timeout) if entry.sidecar else ""
+            same = self._same_file(entry, crc)
+            if same is not None:
+                print(f"{entry.ref}: the same file is already here as {same.ref} ({self.path(same)}); "
+                      f"no second download", file=out)
+                _link_or_copy(self.path(same), part)
+                actual, how = self._check_import(entry, part, timeout, crc)
+            else:
+                got = fetch(want, entry.urls, part, out, retries, timeout)
+                actual, how = got.sha256, got.vouched
+        if how == "sha256":
+            pass
+        elif how:
+            self.record_path(entry).write_text(f"{actual} {how}\n")
+            print(f"{entry.ref}: checked against the publisher's checksum ({how}); recorded sha256 {actual}",
+                  file=out)
+        else:
             print(
-                f"warning: {entry.ref} is unverified; recorded sha256 {actual} (size {size}); "
+                f"warning: {entry.ref} is unverified; recorded sha256 {actual} (size {part.stat().st_size}); "
                 f"add it to {self.manifest}",
                 file=out,
             )
-            dest.with_name(dest.name + ".sha256").write_text(actual + "\n")
+            self.record_path(entry).write_text(f"{actual} trusted (--allow-unverified)\n")
         with part.open("rb+") as f:
             os.fsync(f.fileno())
         os.replace(part, dest)
         print(f"{entry.ref}: sha256 ok, stored at {dest}", file=out)
         return dest
 
-    def _download(self, entry: ModelEntry, part: Path, out: IO[str], retries: int, timeout: float) -> None:
-        """Fetch entry.url into `part`, resuming with Range requests after an interruption."""
-        tty = out.isatty()
-        last_error: Exception | None = None
-        for _attempt in range(retries):
-            have = part.stat().st_size if part.exists() else 0
-            if entry.size and have == entry.size:
-                return
-            if entry.size and have > entry.size:
+    def _check_import(self, entry: ModelEntry, part: Path, timeout: float, crc: str = "") -> tuple[str, str]:
+        """(sha256, how vouched: "sha256", "crc32 ...", or "" when unverified) of a copied file; bad: deleted."""
+        size = part.stat().st_size
+        actual = sha256_file(part)
+        if entry.sha256:
+            if actual != entry.sha256 or (entry.size and size != entry.size):
                 part.unlink()
-                have = 0
-            request = urllib.request.Request(entry.url, headers={"User-Agent": "livefuse"})
-            if have:
-                request.add_header("Range", f"bytes={have}-")
-            try:
-                with urllib.request.urlopen(request, timeout=timeout) as resp:
-                    if have and resp.status != 206:  # the server ignored Range: start again
-                        have = 0
-                    total = entry.size or (have + int(resp.headers.get("Content-Length", 0) or 0))
-                    with part.open("ab" if have else "wb") as f:
-                        done, start = have, time.monotonic()
-                        while chunk := resp.read(_CHUNK):
-                            f.write(chunk)
-                            done += len(chunk)
-                            if tty:
-                                _progress(out, entry.name, done, total, have, start)
-                    if tty:
-                        print(file=out)
-                    if not entry.size or done >= entry.size:
-                        return
-                    last_error = OSError(f"connection closed after {done} of {total} bytes")
-            except urllib.error.HTTPError as exc:
-                if exc.code == 416 and have:  # nothing left to fetch
-                    return
                 raise ModelError(
-                    f"{entry.ref}: {entry.url} answered HTTP {exc.code} {exc.reason}; check the url "
-                    f"in {self.manifest}"
-                ) from exc
-            except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
-                last_error = exc
-            if tty:
-                print(file=out)
-            print(f"{entry.ref}: download interrupted ({last_error}); resuming", file=out)
-        have = part.stat().st_size if part.exists() else 0
-        raise ModelError(
-            f"{entry.ref}: download from {entry.url} failed after {retries} attempts ({last_error}); "
-            f"{have} bytes are kept in {part}: run the same pull again to resume"
-        )
+                    f"{entry.ref}: the file has sha256 {actual}, expected {entry.sha256} ({size} bytes, "
+                    f"expected {entry.size}); it was deleted and will not be used"
+                )
+            return actual, "sha256"
+        if entry.sidecar:
+            crc = crc or _publisher_crc(entry, timeout)
+            if not crc:
+                part.unlink()
+                raise ModelError(f"{entry.ref}: none of its publisher's checksum files could be read "
+                                 f"({', '.join(sidecar_url(u) for u in entry.urls)}); try again later")
+            have = crc32_file(part)
+            if have != crc:
+                part.unlink()
+                raise ModelError(
+                    f"{entry.ref}: the file has CRC32 {have}, but the publisher's checksum says {crc} "
+                    f"(sha256 {actual}); it was deleted and will not be used"
+                )
+            return actual, f"crc32 {have}"
+        return actual, ""
+
+    def _same_file(self, entry: ModelEntry, crc: str) -> ModelEntry | None:
+        """Another entry whose intact pulled file has exactly the bytes `entry` wants (one download, two names).
+
+        With a known SHA-256 only entries expected to hold that hash are looked at; with the publisher's
+        CRC32 only, every intact pulled file of a matching size (when known) is checked against it.
+        """
+        for other in self.entries:
+            if other.ref == entry.ref or not (other.url or other.optional):
+                continue
+            path = self.path(other)
+            if not path.is_file() or (entry.size and path.stat().st_size != entry.size):
+                continue
+            if entry.sha256:
+                if self.expected_sha(other) == entry.sha256 and self.problem(other).status == "ok":
+                    return other
+            elif crc and self.problem(other).status == "ok" and crc32_file(path) == crc:
+                return other
+        return None
 
 
-def _progress(out: IO[str], name: str, done: int, total: int, resumed: int, start: float) -> None:
-    rate = (done - resumed) / max(time.monotonic() - start, 1e-6) / 1e6
-    pct = f"{100 * done / total:5.1f}%" if total else "     "
-    out.write(f"\r{name}: {pct} {done / 1e6:8.1f}/{total / 1e6:.1f} MB {rate:6.1f} MB/s")
-    out.flush()
+def _publisher_crc(entry: ModelEntry, timeout: float) -> str:
+    """The CRC32 in the first readable `.hash` sidecar of the entry's mirrors ('' when none answers)."""
+    for url in entry.urls:
+        try:
+            return read_sidecar(url, timeout)
+        except MirrorFailed:
+            continue
+    return ""
 
 
 def _sha_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """`dst` with the bytes of `src`: a hard link where the filesystem allows, else a copy."""
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        _copy(src, dst)
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -502,6 +570,8 @@ def _copy(src: Path, dst: Path) -> None:
 def _load_error(path: Path) -> str:
     """Why onnxruntime cannot load `path` on CPU ('' when it loads)."""
     import onnxruntime as ort
+
+    from livefuse.engine.session import first_line
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -17,7 +17,7 @@ from onnx import numpy_helper
 from livefuse.errors import ModelError
 
 # Licences of the face models as published (the manifest's `non_commercial` flag wins when present).
-NON_COMMERCIAL = frozenset({"inswapper_128", "inswapper_128_fp16", "arcface_w600k_r50", "codeformer",
+NON_COMMERCIAL = frozenset({"inswapper_128", "inswapper_128_fp16", "arcface_w600k_r50", "w600k_r50", "codeformer",
                             "gpen_bfr_256", "gpen_bfr_512"})
 
 

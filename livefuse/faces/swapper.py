@@ -36,8 +36,9 @@ class InSwapper:
         self._dtypes = {name: session.inputs[name][1] for name in ("target", "source")}
 
     def latent(self, embedding: np.ndarray) -> np.ndarray:
-        """The model's `source` input [1, 512] for an identity embedding."""
-        latent = np.asarray(embedding, np.float32).reshape(1, -1) @ self.emap
+        """The model's `source` input [1, 512]: the normalised embedding times emap, normalised again."""
+        v = np.asarray(embedding, np.float32).reshape(1, -1)
+        latent = (v / max(float(np.linalg.norm(v)), 1e-12)) @ self.emap
         return latent / max(float(np.linalg.norm(latent)), 1e-12)
 
     def swap(self, image_bgr: np.ndarray, landmarks5: np.ndarray, latent: np.ndarray) -> tuple[np.ndarray, np.ndarray,

@@ -3,7 +3,9 @@
 The source is a photo (preset `source_image`, or `set_source_face` from the web API); its ArcFace
 embedding is projected through the swapper's emap once. Each selected target face is aligned to the
 128-px ArcFace template, swapped, colour-matched to the original crop and pasted back through the
-inverse affine with a feathered mask. Until a source face is set the stage passes frames through.
+inverse affine with a feathered mask. With `mouth_mask` > 0 the person's own mouth (FaceMesh lips,
+grown by the setting, feathered) is then blended back from the original frame, so speech looks real.
+Until a source face is set the stage passes frames through.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from livefuse.errors import UserError
 from livefuse.faces.detect import StillFaceFinder, read_image
 from livefuse.faces.embedding import ArcFace, normalise
 from livefuse.faces.models import last_initializer, load_sessions, resolve_path
+from livefuse.faces.mouth import MouthRegion, mouth_region, restore_mouth
 from livefuse.faces.paste import box_mask, match_colour, paste_back
 from livefuse.faces.select import MODES, EmbeddingCache, largest, most_similar
 from livefuse.faces.swapper import SIZE, InSwapper
@@ -115,11 +118,32 @@ class SwapStage:
         strength = self.params["strength"]
         if strength <= 0 or not frame.faces:
             return
-        for face in self._targets(frame):
+        targets = self._targets(frame)
+        mouths = self._mouths(frame, targets)
+        for face in targets:
             swapped, crop, matrix = self.swapper.swap(frame.image, face.landmarks5, latent)
             if self.params["colour_match"]:
                 swapped = match_colour(swapped, crop, self._mask)
             paste_back(frame.image, swapped, self._mask, matrix, strength)
+        for region, original in mouths:
+            restore_mouth(frame.image, original, region)
+
+    def _mouths(self, frame: Frame, faces: list[Face]) -> list[tuple[MouthRegion, np.ndarray]]:
+        """The mouth regions to keep and their original pixels, taken before any face is pasted."""
+        amount = self.params["mouth_mask"]
+        if amount <= 0 or not faces:
+            return []
+        found = []
+        for face in faces:
+            if face.mesh is None:
+                self._warn_once("mesh", "swap: mouth_mask needs FaceMesh points; set landmarks = true on the "
+                                "face stage (faces without a mesh keep the swapped mouth)")
+                continue
+            region = mouth_region(face.mesh, amount, self.params["mouth_feather"], frame.image.shape)
+            if region is not None:
+                x1, y1, x2, y2 = region.box
+                found.append((region, frame.image[y1:y2, x1:x2].copy()))
+        return found
 
     def update(self, params: dict[str, Any]) -> None:
         self.params.update(params)
@@ -142,8 +166,9 @@ SPEC = register(StageSpec(
     params=(
         Param("model", str, "inswapper_128", "inswapper_128, inswapper_128_fp16, or the path of an .onnx file",
               live=False),
-        Param("arcface_model", str, "arcface_w600k_r50", "face recognition model for the identities (name or "
-              ".onnx path)", live=False),
+        Param("arcface_model", str, "w600k_r50", "face recognition model for the identities: w600k_r50 "
+              "(InsightFace's, SHA-256 verified), arcface_w600k_r50 (FaceFusion's copy) or an .onnx path",
+              live=False),
         Param("source_image", str, "", "photo whose face is painted on (relative to the preset); empty: set it "
               "in the web UI"),
         Param("faces", str, "all", "which faces to swap", choices=MODES),
@@ -154,7 +179,11 @@ SPEC = register(StageSpec(
         Param("mask_blur", float, 0.3, "feather of the pasted crop's edge (fraction of half the crop)",
               min=0.0, max=1.0),
         Param("colour_match", bool, True, "match the swapped face's colour and lighting to the original"),
+        Param("mouth_mask", float, 0.0, "keep the person's own mouth: 0 = off, up to 1 = the lips grown to twice "
+              "their size (needs landmarks = true on the face stage)", min=0.0, max=1.0),
+        Param("mouth_feather", float, 0.5, "mouth_mask: width of the soft edge around the kept mouth",
+              min=0.0, max=1.0),
     ),
     factory=SwapStage,
-    models=("inswapper_128", "inswapper_128_fp16", "arcface_w600k_r50"),
+    models=("inswapper_128", "inswapper_128_fp16", "w600k_r50", "arcface_w600k_r50"),
 ))

@@ -68,6 +68,31 @@ class _StatsCollector(Collector):
             per_frame.add_metric([direction], total / max(stats.frames_processed, 1))
         yield per_frame
         yield GaugeMetricFamily("livefuse_webrtc_peers", "Connected WebRTC peers.", value=self._peers())
+        executor = engine.executor if engine is not None else None
+        if executor is not None:
+            yield from remote_metrics(executor.metric_rows())
+
+
+def remote_metrics(rows: Iterator[tuple[str, dict[str, str], float]]) -> Iterator[Metric]:
+    """The remote executor's rows as metric families (calls, errors, fallbacks, call time, versions)."""
+    families: dict[str, Metric] = {}
+    for name, labels, value in rows:
+        family = families.get(name)
+        if family is None:
+            kind = CounterMetricFamily if name.endswith("_total") else GaugeMetricFamily
+            family = families[name] = kind(name.removesuffix("_total"), REMOTE_HELP[name], labels=list(labels))
+        family.add_metric(list(labels.values()), value)  # type: ignore[attr-defined]
+    yield from families.values()
+
+
+REMOTE_HELP = {
+    "livefuse_remote_up": "1 while the remote executor (Triton) answers.",
+    "livefuse_remote_calls_total": "Model calls answered by the remote executor.",
+    "livefuse_remote_errors_total": "Remote model calls that failed or timed out (each ran locally instead).",
+    "livefuse_remote_local_fallbacks_total": "Model calls run locally because the remote executor was away.",
+    "livefuse_remote_call_ms": "Remote model call time, milliseconds (recent p50 and p99).",
+    "livefuse_model_version": "The remote model version a session last used (0: the local copy).",
+}
 
 
 class Metrics:

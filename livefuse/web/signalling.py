@@ -128,14 +128,15 @@ class Peers:
         assert self.runtime is not None and peer.incoming is not None and peer.outgoing is not None
         main = self.runtime
         preset = copy.deepcopy(main.preset)  # with the live parameter values the daemon has now
-        context = StageContext(engine=main.engine, size=main.context.size, fps=main.context.fps,
+        engine = main.engine.for_session(peer.id)  # its own share bucket in a grey release
+        context = StageContext(engine=engine, size=main.context.size, fps=main.context.fps,
                                preset_dir=preset.path.parent)
         loop = asyncio.get_running_loop()
         chain = await loop.run_in_executor(None, build_chain, preset, context)
         peer.source = TrackSource(peer.incoming, context.size, context.fps)
-        pipeline = Pipeline(peer.source, chain, [TrackSink(peer.outgoing)], fps=context.fps, engine=main.engine)
+        pipeline = Pipeline(peer.source, chain, [TrackSink(peer.outgoing)], fps=context.fps, engine=engine)
         pipeline.stats.provider = main.pipeline.stats.provider
-        peer.runtime = Runtime(pipeline, preset, context, main.engine, settings={"source": "webrtc"})
+        peer.runtime = Runtime(pipeline, preset, context, engine, settings={"source": "webrtc"})
         peer.source.start()
         peer.task = asyncio.create_task(pipeline.run())
         peer.task.add_done_callback(lambda task: self._pipeline_ended(peer, task))
