@@ -46,19 +46,21 @@ EDGE_MIRROR = 0.1  # the whole-frame pass mirrors this fraction of the width bey
 
 
 class TiledDetector:
-    """A detector run once on the whole frame, and when `tiled` is set also on square tiles across it.
+    """Overlapping square tiles for a square-input detector, and optionally one pass over the whole frame.
 
-    A square-input detector (BlazeFace) shrinks a 16:9 frame's faces by its longer side; large faces it
-    still sees whole. For small ones, overlapping square tiles spanning the frame are added: neighbours
-    overlap by at least half a tile, so every face smaller than that lies wholly inside one tile;
-    detections cut by an inner tile border are dropped, the rest merged with the whole-frame pass by NMS.
-    A detector with a wide input (YuNet, RetinaFace) gets no tiles.
+    A square-input detector (BlazeFace) shrinks a 16:9 frame's faces by its longer side. The tiles give
+    small faces more pixels: neighbours overlap by at least half a tile, so every face smaller than that
+    lies wholly inside one tile; detections cut by an inner tile border are dropped. With a `whole`
+    detector (BlazeFace full range) the frame is also looked at in one piece, which finds large faces,
+    and the stage may leave the tiles out (`tiled = False`) between full detections. A detector with a
+    wide input (YuNet, RetinaFace) gets neither: it runs once on the frame.
     """
 
     def __init__(self, detector: FaceDetector, iou: float = 0.3, tile: bool = True,
                  whole: FaceDetector | None = None) -> None:
         self.detector = detector
-        self.whole = whole or detector  # the whole-frame pass (BlazeFace full range: it sees smaller faces)
+        # The whole-frame pass (BlazeFace full range: it sees smaller faces); without one, tiles only.
+        self.whole = whole
         self.iou = iou
         self.tile = tile
         # Set by the stage before each detect(): look in the tiles too, and near these tracked faces' boxes
@@ -81,20 +83,22 @@ class TiledDetector:
     def detect(self, image_bgr: np.ndarray) -> list[Face]:
         if not self.size:
             return list(self.detector.detect(image_bgr))
+        if self.whole is None:
+            return self._merge(self._tiles(image_bgr), 0)
         h, w = image_bgr.shape[:2]
-        found = self._whole(image_bgr)
+        found = self._whole(image_bgr, self.whole)
         # Tracked faces the whole pass saw too small to frame well, or missed, are looked for near their box.
         least = WHOLE_MIN_FACE * max(w, h)
         missed = [b for b in self.near if float(max(b[2:] - b[:2])) < least
                   or not _overlaps(b, [f.box for f in found])]
         if missed:
-            found = self._near(image_bgr, missed) + found
+            found = self._near(image_bgr, missed, self.whole) + found
         first = len(found)
         if self.tiled and len(self.tiles(w, h)) > 1:
             found += self._tiles(image_bgr)
         return self._merge(found, first)
 
-    def _whole(self, image_bgr: np.ndarray) -> list[Face]:
+    def _whole(self, image_bgr: np.ndarray, detector: FaceDetector) -> list[Face]:
         """The whole-frame pass, on the frame shrunk to the model's input with mirrored borders.
 
         A face half out of the frame is half a face, which detectors miss, and a face entering from the
@@ -104,7 +108,7 @@ class TiledDetector:
         inside the frame land outside it and are dropped.
         """
         h, w = image_bgr.shape[:2]
-        side = int(getattr(self.whole, "size", 0))
+        side = int(getattr(detector, "size", 0))
         pad = round(w * EDGE_MIRROR)
         scale = side / max(w + 2 * pad, h)
         sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
@@ -113,20 +117,20 @@ class TiledDetector:
                                    cv2.BORDER_REFLECT_101)
         offset = np.array([left, top], np.float32)
         found = []
-        for face in self.whole.detect(small):
+        for face in detector.detect(small):
             box = (face.box - np.tile(offset, 2)) / scale
             centre = (box[:2] + box[2:]) / 2
             if 0 <= centre[0] < w and 0 <= centre[1] < h:
                 found.append(Face(box=box, score=face.score, landmarks5=(face.landmarks5 - offset) / scale))
         return found
 
-    def _near(self, image_bgr: np.ndarray, boxes: list[np.ndarray]) -> list[Face]:
+    def _near(self, image_bgr: np.ndarray, boxes: list[np.ndarray], detector: FaceDetector) -> list[Face]:
         """Faces found in one mosaic of crops around `boxes`: a single model run for up to 9 faces.
 
         Each crop is a square 2.5 times its face, so the face lies whole inside its own cell, at a size
         the whole-frame pass could not give it.
         """
-        size = int(getattr(self.whole, "size", 0)) or self.size
+        size = int(getattr(detector, "size", 0)) or self.size
         boxes = boxes[:9]
         grid = int(np.ceil(np.sqrt(len(boxes))))
         cell = size // grid
@@ -142,7 +146,7 @@ class TiledDetector:
             mosaic[cy:cy + cell, cx:cx + cell] = cv2.warpAffine(image_bgr, m, (cell, cell), flags=cv2.INTER_LINEAR)
             cells.append((cx, cy, x0, y0, side / cell))
         out = []
-        for face in self.whole.detect(mosaic):
+        for face in detector.detect(mosaic):
             centre = (face.box[:2] + face.box[2:]) / 2
             for cx, cy, x0, y0, k in cells:
                 origin = np.array([cx, cy], np.float32)
@@ -225,7 +229,8 @@ class FaceStage:
         # The detectors are given no face limit: the best max_faces detections are kept after suppression.
         self.detector: TiledDetector
         if kind == "blazeface_full":
-            self.detector = TiledDetector(BlazeFaceDetector(runner, score_threshold=score, variant="full"))
+            full_range = BlazeFaceDetector(runner, score_threshold=score, variant="full")
+            self.detector = TiledDetector(full_range, whole=full_range)
         elif kind == "blazeface":
             # Short range for the tiles; one full-range pass over the whole frame finds the mid-sized faces
             # that a 128 px input shrinks too far.
