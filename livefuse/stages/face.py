@@ -4,13 +4,14 @@ Finding faces afresh on every frame is the costly way. As MediaPipe's face-mesh 
 detector runs only at the start, when a tracked face is lost, and every `detect_every` frames (about
 0.25 s by default) to pick up new faces; in between, with `landmarks` on, each face's FaceMesh crop for
 the next frame comes from its mesh on this one, and FaceMesh's face-presence score says when it is
-lost: one FaceMesh run per face per frame is the whole cost. Without landmarks, faces between
-detections move on by their smoothed velocity.
+lost: one FaceMesh run per face per frame is the whole cost. Without landmarks and without the scan
+below, faces between detections move on by their smoothed velocity.
 
 Privacy first: with `scan_every_frame` (the default) the detector also looks once at the whole,
 downscaled frame on every frame (a single small model run), so a face entering between detections is
-found, and covered by anonymise, on its first frame. Detection proper adds BlazeFace's square tiles
-only for the small faces a whole-frame pass cannot see.
+found, and covered by anonymise, on its first frame; the frame's side edges are mirrored so that a
+face half out of the frame is found too. Detection proper adds BlazeFace's square tiles only for the
+small faces a whole-frame pass cannot see; tracked small faces are looked for in one mosaic of crops.
 """
 
 from __future__ import annotations
