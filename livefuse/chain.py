@@ -8,15 +8,26 @@ stateful stage (tracking, smoothing) still sees frames one at a time, in order.
 A stage may split its work into steps (`Stage.steps()`, e.g. segment then
 composite): each step takes its turns on its own, so on two cores one frame's
 composite overlaps the next frame's segmentation.
+
+Faults: a stage that raises is bypassed for that frame (the frame passes through), logged once and
+counted. After `disable_after` failures in a row it is switched off, and retried after a backoff
+(1, 2, 4 ... 30 s); it is switched on again at once when its parameters change (a new preset is a
+new chain). A stage that guards privacy (`StageSpec.guards_privacy`, e.g. anonymise) fails closed:
+when it, or any stage before it, failed on a frame or is switched off, the whole frame is covered.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import cv2
+import numpy as np
 
 from livefuse.frame import Frame
 from livefuse.stages.base import Stage
@@ -25,29 +36,82 @@ from livefuse.stats import PipelineStats
 log = logging.getLogger("livefuse.pipeline")
 
 DISABLE_AFTER_CONSECUTIVE_ERRORS = 30
+RETRY_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # the last delay repeats
+COVER_ACROSS = 6  # a covered frame keeps this many blurred pixels across its shorter side: no face survives
+
+
+def cover_whole(frame: Frame) -> None:
+    """Hide everything in the frame, without any stage's parameters (a privacy stage's fallback).
+
+    The frame is shrunk to a few pixels across and scaled back (a coarse blur, so the stream still
+    shows that something moves); if even that fails, the frame is blanked.
+    """
+    try:
+        image = frame.image
+        h, w = image.shape[:2]
+        k = COVER_ACROSS / min(w, h)
+        small = cv2.resize(image, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+        image[:] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    except Exception:  # noqa: BLE001 - whatever went wrong, nothing of the picture may be shown
+        frame.image = np.zeros_like(np.asarray(frame.image, dtype=np.uint8))
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """`Type: message`, first line only and cut short: what status and the page show as a last error."""
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass
+class StageHealth:
+    """One stage's fault state, as status and /metrics show it."""
+
+    label: str
+    guards_privacy: bool = False
+    consecutive_errors: int = 0
+    disabled: bool = False
+    last_error: str | None = None
+    retries: int = 0  # failed retries since it was switched off: picks the next backoff delay
+    retry_at: float = math.inf  # clock time of the next retry while disabled
+    probing: bool = False  # a frame is retrying it now
+
+    def describe(self, now: float) -> dict[str, Any]:
+        retry = max(0.0, self.retry_at - now) if self.disabled and math.isfinite(self.retry_at) else None
+        return {"label": self.label, "disabled": self.disabled, "last_error": self.last_error,
+                "consecutive_errors": self.consecutive_errors, "guards_privacy": self.guards_privacy,
+                "retry_in_s": None if retry is None else round(retry, 2)}
 
 
 class Chain:
     """Ordered stages plus the turn-taking that keeps each stage's frames in order."""
 
     def __init__(self, name: str, stages: Sequence[tuple[str, Stage]], stats: PipelineStats | None = None,
-                 params: dict[str, dict[str, Any]] | None = None) -> None:
+                 params: dict[str, dict[str, Any]] | None = None, *, guards_privacy: Collection[str] = (),
+                 disable_after: int = DISABLE_AFTER_CONSECUTIVE_ERRORS,
+                 backoff: Sequence[float] = RETRY_BACKOFF_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         self.stages = list(stages)
         self.params = params or {}
         self.stats = stats or PipelineStats()
+        self.disable_after = disable_after
+        self.backoff = tuple(backoff)  # seconds before the 1st, 2nd ... retry of a switched-off stage
+        self.clock = clock
+        unknown = set(guards_privacy) - {label for label, _ in self.stages}
+        if unknown:
+            raise ValueError(f"guards_privacy names no stage of the chain: {sorted(unknown)}")
+        self.health = [StageHealth(label, label in guards_privacy) for label, _ in self.stages]
         # The units that take turns: one per stage, or one per step of a stage that has steps.
         self._steps: list[tuple[str, int, Callable[[Frame], None]]] = []
         for index, (label, stage) in enumerate(self.stages):
             steps = getattr(stage, "steps", None)
             for step_label, fn in (steps() if callable(steps) else [("", stage.process)]):
                 self._steps.append((f"{label}:{step_label}" if step_label else label, index, fn))
+        self._last_step = {owner: i for i, (_, owner, _) in enumerate(self._steps)}
         count = len(self._steps)
         self._turns = [0] * count
         self._cond = threading.Condition()
+        self._health_lock = threading.Lock()
         self._next_ticket = 0
-        self._consecutive_errors = [0] * count
-        self._disabled = [False] * count
         self._busy = [threading.Lock() for _ in range(count)]  # held while a step runs, or its stage is updated
         self._logged: set[str] = set()
         self.on_first_stage_free: Callable[[], None] | None = None  # called (in a worker) when step 0 frees up
@@ -64,55 +128,134 @@ class Chain:
         return ticket
 
     def run(self, frame: Frame, ticket: int) -> None:
-        """Run every step on the frame, each waiting its turn; a step that raises is bypassed."""
-        for index, (label, _, fn) in enumerate(self._steps):
+        """Run every step on the frame, each waiting its turn; a step that raises is bypassed.
+
+        Whether a stage runs on this frame (on, or off but due for a retry) is decided at its first
+        step, so all its steps see the same frames.
+        """
+        runs: dict[int, bool] = {}
+        failed: set[int] = set()  # stages that failed on this frame or were skipped (switched off)
+        for index, (label, owner, fn) in enumerate(self._steps):
             with self._cond:
                 self._cond.wait_for(lambda i=index: self._turns[i] == ticket)
             try:
-                if not self._disabled[index]:
+                if owner not in runs:
+                    runs[owner] = self._should_run(owner)
+                    if not runs[owner]:
+                        failed.add(owner)
+                if runs[owner] and owner not in failed:
                     start = time.perf_counter_ns()
                     with self._busy[index]:
                         fn(frame)
                     elapsed = time.perf_counter_ns() - start
                     frame.stage_ns[label] = elapsed
                     self.stats.record_stage(label, elapsed)
-                    self._consecutive_errors[index] = 0
+                    if self._last_step[owner] == index:
+                        self._on_success(owner)
             except Exception as exc:  # noqa: BLE001 - a filter must never take the stream down
-                self._on_error(index, label, exc)
+                failed.add(owner)  # its later steps skip this frame: they would work on a half-done one
+                self._on_error(owner, label, exc)
             finally:
+                if self._last_step[owner] == index and self.health[owner].guards_privacy and failed:
+                    cover_whole(frame)  # it, or a stage it relies on, did not run: show nothing
+                    self.stats.frames_covered += 1
                 with self._cond:
                     self._turns[index] += 1
                     self._cond.notify_all()
                 if index == 0 and self.on_first_stage_free is not None:
                     self.on_first_stage_free()
 
-    def _on_error(self, index: int, label: str, exc: Exception) -> None:
+    # -- faults ------------------------------------------------------------------------------------
+
+    def _should_run(self, owner: int) -> bool:
+        """On, or switched off and due for a retry (one frame at a time retries it)."""
+        health = self.health[owner]
+        with self._health_lock:
+            if not health.disabled:
+                return True
+            if health.probing or self.clock() < health.retry_at:
+                return False
+            health.probing = True
+            return True
+
+    def _on_success(self, owner: int) -> None:
+        health = self.health[owner]
+        with self._health_lock:
+            health.consecutive_errors = 0
+            if health.disabled:
+                health.disabled = health.probing = False
+                health.retry_at = math.inf
+                log.info("stage %s works again after being switched off; it is back on", health.label)
+            elif health.retries:
+                health.retries = 0  # it has run since its last retry: a later fault starts the backoff afresh
+
+    def _on_error(self, owner: int, label: str, exc: Exception) -> None:
         self.stats.stage_errors[label] = self.stats.stage_errors.get(label, 0) + 1
-        self._consecutive_errors[index] += 1
+        health = self.health[owner]
+        action = "covering the frame" if health.guards_privacy else "passing this frame through"
         if label not in self._logged:
             self._logged.add(label)
-            log.warning("stage %s failed (%s: %s); passing this frame through. Further errors are counted, "
-                        "not logged", label, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-        if self._consecutive_errors[index] >= DISABLE_AFTER_CONSECUTIVE_ERRORS and not self._disabled[index]:
-            self._disabled[index] = True
-            log.error("stage %s failed %d frames in a row; it is now passed through", label,
-                      DISABLE_AFTER_CONSECUTIVE_ERRORS)
+            log.warning("stage %s failed (%s: %s); %s. Further errors are counted, not logged", label,
+                        type(exc).__name__, exc, action, exc_info=log.isEnabledFor(logging.DEBUG))
+        with self._health_lock:
+            health.last_error = first_line(exc)
+            health.consecutive_errors += 1
+            if health.disabled:  # a retry failed: wait longer
+                health.probing = False
+                health.retries += 1
+                health.retry_at = self.clock() + self._delay(health.retries)
+                log.debug("stage %s still fails (%s); next retry in %.0f s", label, health.last_error,
+                          self._delay(health.retries))
+            elif health.consecutive_errors >= self.disable_after:
+                health.disabled = True
+                health.retry_at = self.clock() + self._delay(health.retries)
+                log.error("stage %s failed %d frames in a row (%s); it is switched off (%s) and retried in %.0f s",
+                          label, health.consecutive_errors, health.last_error,
+                          "its frames are covered" if health.guards_privacy else "its frames pass through",
+                          self._delay(health.retries))
+
+    def _delay(self, retries: int) -> float:
+        return self.backoff[min(retries, len(self.backoff) - 1)] if self.backoff else 0.0
+
+    def enable(self, label: str) -> None:
+        """Switch a stage back on now (its parameters changed), with a fresh count of failures."""
+        health = self.health[self._index(label)]
+        with self._health_lock:
+            was_off = health.disabled
+            health.disabled = health.probing = False
+            health.consecutive_errors = health.retries = 0
+            health.retry_at = math.inf
+        if was_off:
+            log.info("stage %s switched back on: its parameters changed", label)
+
+    def health_report(self) -> list[dict[str, Any]]:
+        """Each stage's fault state: on or off, its last error, when it is retried."""
+        now = self.clock()
+        with self._health_lock:
+            return [h.describe(now) for h in self.health]
+
+    # -- parameters --------------------------------------------------------------------------------
+
+    def _index(self, label: str) -> int:
+        for index, (name, _) in enumerate(self.stages):
+            if name == label:
+                return index
+        raise KeyError(label)
 
     def update(self, label: str, params: dict[str, Any]) -> None:
-        """Apply already-validated live parameters to one stage, between frames."""
-        for index, (name, stage) in enumerate(self.stages):
-            if name == label:
-                locks = [self._busy[i] for i, (_, owner, _) in enumerate(self._steps) if owner == index]
-                for lock in locks:  # never while one of the stage's steps is processing a frame
-                    lock.acquire()
-                try:
-                    stage.update(params)
-                    self.params.setdefault(label, {}).update(params)
-                finally:
-                    for lock in locks:
-                        lock.release()
-                return
-        raise KeyError(label)
+        """Apply already-validated live parameters to one stage, between frames, and switch it back on."""
+        index = self._index(label)
+        stage = self.stages[index][1]
+        locks = [self._busy[i] for i, (_, owner, _) in enumerate(self._steps) if owner == index]
+        for lock in locks:  # never while one of the stage's steps is processing a frame
+            lock.acquire()
+        try:
+            stage.update(params)
+            self.params.setdefault(label, {}).update(params)
+        finally:
+            for lock in locks:
+                lock.release()
+        self.enable(label)
 
     def close(self) -> None:
         for _, stage in self.stages:

@@ -14,15 +14,16 @@ Every mistake is reported with the file, the key and what is allowed.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from livefuse.chain import Chain
 from livefuse.errors import ModelError, PresetError
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec
+from livefuse.stages.base import MAX_LIST_LENGTH, MAX_STRING_LENGTH, Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import stage_types
 from livefuse.stats import PipelineStats
 
@@ -79,43 +80,105 @@ def resolve_preset(name_or_path: str) -> Path:
     return presets[name_or_path]
 
 
+def _finite(value: Any) -> bool:
+    """A number that is neither NaN nor infinite (and fits a float: JSON and TOML allow huge integers)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _plain_item(value: Any, max_length: int, depth: int = 0) -> bool:
+    """A list element presets may hold: a finite number, a short string, a boolean, or one level of those."""
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (int, float)):
+        return _finite(value)
+    if isinstance(value, str):
+        return len(value) <= max_length
+    if isinstance(value, list) and depth == 0:
+        return len(value) <= MAX_LIST_LENGTH and all(_plain_item(v, max_length, 1) for v in value)
+    return False
+
+
+def shown(value: Any) -> str:
+    """A value as messages quote it: a long string or list cut short, so the message stays one line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:60] + f"... ({len(text)} characters)"
+
+
 def _check_value(param: Param, value: Any, where: str) -> Any:
     """The value converted to the parameter's type, or a PresetError saying what is allowed."""
     expected = param.describe()
+    refused = PresetError(f"{where}: {param.name} = {shown(value)} is not allowed; expected {expected}")
     if param.type is bool:
         if not isinstance(value, bool):
-            raise PresetError(f"{where}: {param.name} = {value!r} is not allowed; expected {expected}")
+            raise refused
         return value
     if param.type in (int, float):
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not numeric or (param.type is int and isinstance(value, float) and not value.is_integer()):
-            raise PresetError(f"{where}: {param.name} = {value!r} is not allowed; expected {expected}")
-        value = param.type(value)
+        if not numeric or not _finite(value):  # NaN and infinities compare false with every bound
+            raise refused
+        if param.type is int and isinstance(value, float) and not value.is_integer():
+            raise refused
         if (param.min is not None and value < param.min) or (param.max is not None and value > param.max):
-            raise PresetError(f"{where}: {param.name} = {value!r} is out of range; expected {expected}")
+            raise PresetError(f"{where}: {param.name} = {shown(value)} is out of range; expected {expected}")
+        value = param.type(value)
     elif param.type is list:
-        if not isinstance(value, list):
-            raise PresetError(f"{where}: {param.name} = {value!r} is not allowed; expected {expected}")
+        if not isinstance(value, list) or len(value) > MAX_LIST_LENGTH or \
+                not all(_plain_item(v, param.max_length) for v in value):
+            raise refused
+    elif param.type is str:
+        if not isinstance(value, str) or len(value) > param.max_length or "\x00" in value:
+            raise refused
     elif not isinstance(value, param.type):
-        raise PresetError(f"{where}: {param.name} = {value!r} is not allowed; expected {expected}")
+        raise refused
     if param.choices is not None and value not in param.choices:
-        raise PresetError(f"{where}: {param.name} = {value!r} is not allowed; expected {expected}")
+        raise refused
+    return value
+
+
+def check_api_file(param: Param, value: str, root: Path, where: str) -> str:
+    """A file parameter given over the control API: only a file inside the preset's folder `root`.
+
+    The API is the untrusted entry, so the check is made on the text alone (no absolute path, no `~`,
+    no `..`) and then on where it resolves (a link inside the folder may not lead out of it): a path
+    outside is refused with the same message whether or not it exists, so nothing outside can be
+    reached or probed. A preset file on disk is the user's own and may name any file (`preset_file`).
+    """
+    if not value:
+        return value  # "" means no file
+    refused = PresetError(f"{where}: {param.name} = {shown(value)} is not allowed over the API; name a file "
+                          f"inside the preset's folder, relative to it (no absolute path, '~' or '..')")
+    text = PurePosixPath(value.replace("\\", "/"))
+    if text.is_absolute() or value.startswith("~") or ".." in text.parts or PureWindowsPath(value).drive:
+        raise refused
+    base = root.resolve()
+    if not (base / text).resolve().is_relative_to(base):
+        raise refused
     return value
 
 
 def validate_params(spec: StageSpec, given: dict[str, Any], where: str, *, partial: bool = False,
-                    live_only: bool = False) -> dict[str, Any]:
-    """Check a stage's parameters; returns them with defaults filled in (unless `partial`)."""
+                    live_only: bool = False, files_under: Path | None = None) -> dict[str, Any]:
+    """Check a stage's parameters; returns them with defaults filled in (unless `partial`).
+
+    `files_under` is set for untrusted input (the control API): file parameters must then name a file
+    inside that folder (`check_api_file`).
+    """
     known = {p.name: p for p in spec.params}
     for key in given:
         if key not in known:
             allowed = ", ".join(known) or "no parameters"
-            raise PresetError(f"{where}: unknown key {key!r} for stage {spec.type!r}; allowed: {allowed}")
+            raise PresetError(f"{where}: unknown key {shown(key)} for stage {spec.type!r}; allowed: {allowed}")
         if live_only and not known[key].live:
             raise PresetError(f"{where}: {key!r} cannot change while streaming; switch presets instead")
     result = {} if partial else {p.name: p.default for p in spec.params}
     for key, value in given.items():
-        result[key] = _check_value(known[key], value, where)
+        checked = _check_value(known[key], value, where)
+        if files_under is not None and known[key].kind == "file":
+            checked = check_api_file(known[key], checked, files_under, where)
+        result[key] = checked
     return result
 
 
@@ -132,6 +195,10 @@ def parse_preset(text: str, path: Path) -> Preset:
     if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
         raise PresetError(f"{path}: 'stages' must be an array of tables ([[stages]] entries)")
     types = stage_types()
+    for key in ("name", "description"):
+        if key in data and (not isinstance(data[key], str) or len(data[key]) > MAX_STRING_LENGTH):
+            raise PresetError(f"{path}: {key} = {shown(data[key])} is not allowed; expected a string of at most "
+                              f"{MAX_STRING_LENGTH} characters")
     preset = Preset(str(data.get("name", path.stem)), str(data.get("description", "")), path)
     counts: dict[str, int] = {}
     for index, entry in enumerate(stages, start=1):
@@ -140,8 +207,9 @@ def parse_preset(text: str, path: Path) -> Preset:
         kind = entry.pop("type", None)
         if kind is None:
             raise PresetError(f"{where}: missing key 'type'; one of: {', '.join(sorted(types))}")
-        if kind not in types:
-            raise PresetError(f"{where}: unknown stage type {kind!r}; one of: {', '.join(sorted(types))}")
+        if not isinstance(kind, str) or kind not in types:
+            raise PresetError(f"{where}: unknown stage type {shown(kind)}; one of: {', '.join(sorted(types))}")
+        where = f"{where} ({kind})"
         counts[kind] = counts.get(kind, 0) + 1
         label = kind if counts[kind] == 1 else f"{kind}#{counts[kind]}"
         params = validate_params(types[kind], entry, where)
@@ -175,4 +243,5 @@ def build_chain(preset: Preset, context: StageContext, stats: PipelineStats | No
         for _, stage in built:
             stage.close()
         raise
-    return Chain(preset.name, built, stats, params={c.label: dict(c.params) for c in preset.stages})
+    return Chain(preset.name, built, stats, params={c.label: dict(c.params) for c in preset.stages},
+                 guards_privacy=[c.label for c in preset.stages if c.spec.guards_privacy])

@@ -7,12 +7,15 @@ parameters through it while frames keep flowing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from livefuse.chain import first_line
+from livefuse.errors import PresetError, UserError
 from livefuse.pipeline import Pipeline
-from livefuse.presets import Preset, build_chain, load_preset, validate_params
+from livefuse.presets import Preset, build_chain, load_preset, shown, validate_params
 from livefuse.stages.base import StageContext
 
 
@@ -28,34 +31,49 @@ class Runtime:
         """Load and build the new preset off the loop, then swap it in between two frames."""
         loop = asyncio.get_running_loop()
         preset = await loop.run_in_executor(None, load_preset, name_or_path)
-        chain = await loop.run_in_executor(None, build_chain, preset, self.context, self.pipeline.stats)
+        # Its files are relative to its own folder, not the first preset's; its stages share state afresh.
+        context = dataclasses.replace(self.context, preset_dir=preset.path.parent, shared={})
+        chain = await loop.run_in_executor(None, build_chain, preset, context, self.pipeline.stats)
         await self.pipeline.swap_chain(chain)
-        self.preset = preset
+        self.preset, self.context = preset, context
         return preset
 
     async def update_params(self, label: str, params: dict[str, Any]) -> dict[str, Any]:
         """Validate and apply live parameter changes to one stage of the active preset.
 
         Applying waits for the stage to finish its current frame and may rebuild a table or a graph
-        (tens of milliseconds), so it runs off the loop.
+        (tens of milliseconds), so it runs off the loop. The values come from the untrusted API: file
+        parameters may only name files inside the preset's folder. A stage switched off after
+        failures is switched back on.
         """
         config = next((c for c in self.preset.stages if c.label == label), None)
         if config is None:
             labels = ", ".join(c.label for c in self.preset.stages) or "none"
-            raise KeyError(f"no stage {label!r} in preset {self.preset.name!r}; stages: {labels}")
-        checked = validate_params(config.spec, params, f"stage {label}", partial=True, live_only=True)
-        await asyncio.get_running_loop().run_in_executor(None, self.pipeline.chain.update, label, checked)
+            raise KeyError(f"no stage {shown(label)} in preset {self.preset.name!r}; stages: {labels}")
+        checked = validate_params(config.spec, params, f"stage {label}", partial=True, live_only=True,
+                                  files_under=Path(self.preset.path).parent)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.pipeline.chain.update, label, checked)
+        except (UserError, KeyError):
+            raise
+        except Exception as exc:  # a stage refused values that passed the checks
+            raise PresetError(f"stage {label}: cannot apply {sorted(checked)} ({first_line(exc)}); "
+                              "the stage keeps its previous values") from exc
         config.params.update(checked)
         return dict(config.params)
 
     def status(self) -> dict[str, Any]:
+        health = {h["label"]: h for h in self.pipeline.chain.health_report()}
+        stages = [{"type": c.type, "label": c.label, "params": c.params, **health.get(c.label, {})}
+                  for c in self.preset.stages]
         executor = self.engine.executor
         return {
             "session_id": self.engine.session_id,
             "executor": executor.status() if executor is not None else {"executor": "local"},
             "preset": self.preset.name,
             "preset_path": str(Path(self.preset.path)),
-            "stages": [{"type": c.type, "label": c.label, "params": c.params} for c in self.preset.stages],
+            "stages": stages,
+            "disabled_stages": [s["label"] for s in stages if s.get("disabled")],
             "provider": self.pipeline.stats.provider,
             **self.settings,
             "stats": self.pipeline.stats.snapshot(),

@@ -54,6 +54,7 @@ class PipelineStats:
     frames_processed: int = 0
     frames_out: int = 0
     dropped: int = 0  # captured frames the pipeline skipped because it was busy
+    frames_covered: int = 0  # frames a privacy stage covered whole because it or a stage before it failed
     reconnects: int = 0
     provider: str = "none"
     started_ns: int = field(default_factory=time.monotonic_ns)
@@ -95,6 +96,7 @@ class PipelineStats:
             "latency_ms": self.latency.summary(),
             "stages_ms": {name: rec.summary() for name, rec in self.stages.items()},
             "stage_errors": dict(self.stage_errors),
+            "frames_covered": self.frames_covered,
             "reconnects": self.reconnects,
             "copies_per_frame": {k: round(v / processed, 3) for k, v in self.copies.items()},
             "outputs": {

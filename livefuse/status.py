@@ -5,18 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable, Sequence
 
 from livefuse.stats import PipelineStats
 
 
-def status_line(stats: PipelineStats) -> str:
+def status_line(stats: PipelineStats, disabled: Sequence[str] = ()) -> str:
     lat = stats.latency.summary()
+    off = f" | OFF after errors: {', '.join(disabled)}" if disabled else ""
     return (f"{stats.fps:5.1f} fps | latency p50 {lat['p50']:6.1f} ms p95 {lat['p95']:6.1f} ms | "
-            f"dropped {stats.dropped} | in {stats.frames_in} out {stats.frames_out} | {stats.provider}")
+            f"dropped {stats.dropped} | in {stats.frames_in} out {stats.frames_out} | {stats.provider}{off}")
 
 
-async def report_status(stats: PipelineStats, *, json_lines: bool, interval: float = 0.5) -> None:
-    """Redraw the status line on a TTY (or log JSON every few seconds) until cancelled."""
+async def report_status(stats: PipelineStats, *, json_lines: bool, interval: float = 0.5,
+                        disabled: Callable[[], list[str]] = lambda: []) -> None:
+    """Redraw the status line on a TTY (or log JSON every few seconds) until cancelled.
+
+    `disabled` names the stages switched off after failures, so the line says so while they are off.
+    """
     tty = sys.stderr.isatty()
     if not tty and not json_lines:
         return
@@ -24,9 +30,9 @@ async def report_status(stats: PipelineStats, *, json_lines: bool, interval: flo
         while True:
             await asyncio.sleep(interval if tty else 5.0)
             if json_lines:
-                sys.stderr.write(json.dumps({"stats": stats.snapshot()}) + "\n")
+                sys.stderr.write(json.dumps({"stats": stats.snapshot(), "disabled_stages": disabled()}) + "\n")
             else:
-                sys.stderr.write("\r\x1b[K" + status_line(stats))
+                sys.stderr.write("\r\x1b[K" + status_line(stats, disabled()))
             sys.stderr.flush()
     finally:
         if tty and not json_lines:

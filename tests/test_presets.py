@@ -50,6 +50,7 @@ SPEC = StageSpec("test-tint", "tint (tests only)", (
     Param("channel", str, "blue", choices=("blue", "green", "red", "explode")),
     Param("enabled", bool, True),
     Param("points", list, [], live=False),
+    Param("picture", str, "", kind="file", max_length=200),
 ), Tint)
 
 
@@ -76,7 +77,7 @@ def test_a_valid_preset_gets_defaults_and_unique_labels() -> None:
     assert (preset.name, preset.description) == ("n", "d")
     assert [c.label for c in preset.stages] == ["test-tint", "test-tint#2"]
     assert preset.stages[0].params == {"amount": 3, "strength": 0.5, "channel": "blue", "enabled": True,
-                                       "points": []}
+                                       "points": [], "picture": ""}
     strength = preset.stages[1].params["strength"]
     assert strength == 1.0 and isinstance(strength, float)  # an integer in TOML where a number is expected
 
@@ -96,6 +97,15 @@ def test_a_valid_preset_gets_defaults_and_unique_labels() -> None:
     ('[[stages]]\ntype = "test-tint"\npoints = 3\n', ("points = 3", "a list")),
     ('[[stages]]\ntype = "test-tint"\ncolor = 3\n', ("unknown key 'color'", "allowed: amount, strength")),
     ('[[stages]]\ntype = "test-tint"\n[[stages]]\ntype = "test-tint"\namount = -1\n', ("stages[2]",)),
+    # non-finite and out-of-reach numbers, over-long strings, odd list items: every one names stage and key
+    ('[[stages]]\ntype = "test-tint"\nstrength = nan\n', ("stages[1] (test-tint)", "strength = nan",
+                                                          "a finite number from 0 to 1")),
+    ('[[stages]]\ntype = "test-tint"\nstrength = -inf\n', ("strength = -inf", "not allowed")),
+    ('[[stages]]\ntype = "test-tint"\namount = inf\n', ("amount = inf", "an integer")),
+    ('[[stages]]\ntype = "test-tint"\npicture = "' + "x" * 201 + '"\n', ("picture = 'xxx", "at most 200 characters")),
+    ('[[stages]]\ntype = "test-tint"\npoints = [{ x = 1 }]\n', ("points = [{'x': 1}]", "a list of at most")),
+    ('[[stages]]\ntype = "test-tint"\npoints = [nan]\n', ("points = [nan]",)),
+    ('name = 3\n', ("name = 3", "a string")),
 ])
 def test_mistakes_name_the_file_key_and_what_is_allowed(text: str, phrases: tuple[str, ...]) -> None:
     with pytest.raises(PresetError) as caught:
@@ -110,6 +120,43 @@ def test_live_updates_are_checked_too() -> None:
         validate_params(SPEC, {"points": [1]}, "stage x", partial=True, live_only=True)
     with pytest.raises(PresetError, match="out of range"):
         validate_params(SPEC, {"amount": 256}, "stage x", partial=True, live_only=True)
+
+
+def test_out_of_range_numbers_never_reach_a_stage() -> None:
+    for value in (float("nan"), float("inf"), -float("inf"), 10**400, 1e308, True, None, "0.5", [0.5]):
+        with pytest.raises(PresetError) as caught:
+            validate_params(SPEC, {"strength": value}, "stage test-tint", partial=True, live_only=True)
+        assert "stage test-tint: strength = " in str(caught.value) and "from 0 to 1" in str(caught.value)
+        assert len(str(caught.value)) < 200
+    assert validate_params(SPEC, {"amount": 2.0}, "s", partial=True) == {"amount": 2}
+
+
+def test_over_the_api_a_file_must_lie_inside_the_preset_folder(tmp_path: Path) -> None:
+    root = tmp_path / "presets"
+    (root / "pictures").mkdir(parents=True)
+    (root / "pictures" / "beach.jpg").write_bytes(b"x")
+    (root / "out").symlink_to(tmp_path)  # a link inside the folder that leads out of it
+    (tmp_path / "secret.txt").write_text("s")
+
+    def api(value: str) -> dict[str, Any]:
+        return validate_params(SPEC, {"picture": value}, "stage test-tint", partial=True, files_under=root)
+
+    assert api("pictures/beach.jpg") == {"picture": "pictures/beach.jpg"}
+    assert api("pictures/missing.jpg") == {"picture": "pictures/missing.jpg"}  # inside: the stage says "no such file"
+    assert api("") == {"picture": ""}
+    messages = set()
+    for value in ("../secret.txt", "../missing.txt", "../../../../etc/shadow", "../../../../etc/no-such",
+                  str(tmp_path / "secret.txt"), str(tmp_path / "missing"), "~/secret.txt", "out/secret.txt",
+                  "out/missing.txt", "pictures/../../secret.txt", "..\\secret.txt", "C:\\Windows\\win.ini"):
+        with pytest.raises(PresetError) as caught:
+            api(value)
+        messages.add(str(caught.value).replace(repr(value), "VALUE"))
+    # one answer for all of them, whether the file exists or not: nothing outside can be probed
+    assert len(messages) == 1, messages
+    assert "inside the preset's folder" in messages.pop()
+    # a preset file on disk is the user's own: it may name a file anywhere (the check is the API's)
+    preset = parse('[[stages]]\ntype = "test-tint"\npicture = "/etc/hostname"\n')
+    assert preset.stages[0].params["picture"] == "/etc/hostname"
 
 
 def test_names_resolve_through_the_preset_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -133,7 +133,9 @@ async def _run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, pipeline.stop)
-    status = asyncio.create_task(report_status(pipeline.stats, json_lines=args.log_format == "json"))
+    status = asyncio.create_task(report_status(
+        pipeline.stats, json_lines=args.log_format == "json",
+        disabled=lambda: [h["label"] for h in runtime.pipeline.chain.health_report() if h["disabled"]]))
     try:
         stats = await pipeline.run()
     finally:

@@ -488,7 +488,7 @@ SPEC = register(StageSpec(
               choices=("blur", "replace", "remove")),
         Param("strength", float, 0.6, "blur: how strong, 0 (barely) to 1 (very)", min=0.0, max=1.0),
         Param("image", str, "", "replace: picture or video file (looped), relative to the preset; fitted by "
-              "cover-cropping, never stretched"),
+              "cover-cropping, never stretched", kind="file"),
         Param("colour", str, CHROMA_GREEN, "remove: the colour as \"#rrggbb\" (default chroma-key green)"),
         Param("feather", float, 0.5, "edge softness, 0 (hard) to 5 (very soft), in % of the frame width",
               min=0.0, max=5.0),

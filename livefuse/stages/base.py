@@ -12,14 +12,22 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from livefuse.frame import Frame
+
+MAX_STRING_LENGTH = 1024  # a string parameter's default limit: a path, a colour or a name, never a document
+MAX_LIST_LENGTH = 64
 
 
 @dataclass(frozen=True)
 class Param:
-    """One preset parameter of a stage: its type, default and allowed range or choices."""
+    """One preset parameter of a stage: its type, default and allowed range or choices.
+
+    `kind="file"` declares a string that names a file: a preset file may name any file (relative to
+    its folder, or absolute), while the control API may only name one inside the preset's folder
+    (see `livefuse.presets.check_api_file`).
+    """
 
     name: str
     type: type  # int, float, str, bool, list
@@ -29,13 +37,19 @@ class Param:
     max: float | None = None
     choices: Sequence[Any] | None = None
     live: bool = True  # may change while streaming (PATCH /api/preset/params)
+    kind: Literal["value", "file"] = "value"
+    max_length: int = MAX_STRING_LENGTH  # strings: at most this many characters; lists: MAX_LIST_LENGTH items
 
     def describe(self) -> str:
         """What is allowed, for error messages and `presets show`."""
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
-        kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-                list: "a list"}.get(self.type, self.type.__name__)
+        if self.type is str:
+            what = "a file path" if self.kind == "file" else "a string"
+            return f"{what} of at most {self.max_length} characters"
+        kind = {int: "an integer", float: "a finite number", bool: "true or false",
+                list: f"a list of at most {MAX_LIST_LENGTH} numbers, strings or booleans"}.get(
+                    self.type, self.type.__name__)
         if self.min is not None and self.max is not None:
             return f"{kind} from {self.min:g} to {self.max:g}"
         if self.min is not None:
@@ -84,6 +98,9 @@ class StageSpec:
     params: tuple[Param, ...]
     factory: StageFactory
     models: tuple[str, ...] = ()  # model names the stage may need (see models/manifest.toml)
+    # A privacy stage (anonymise): when it, or any stage before it, fails on a frame or is switched off,
+    # the chain covers the whole frame instead of passing it through (see livefuse/chain.py).
+    guards_privacy: bool = False
 
 
 def preset_file(text: str, preset_dir: Path | str | None) -> Path:

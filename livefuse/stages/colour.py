@@ -252,7 +252,7 @@ SPEC = register(StageSpec(
         Param("contrast", float, 1.0, "1 unchanged; 0 flat grey to 2", min=0.0, max=2.0),
         Param("saturation", float, 1.0, "1 unchanged; 0 black and white to 2", min=0.0, max=2.0),
         Param("temperature", float, 0.0, "-1 (cooler, bluer) to 1 (warmer, redder)", min=-1.0, max=1.0),
-        Param("lut", str, "", ".cube 3D LUT file, relative to the preset (empty: none)"),
+        Param("lut", str, "", ".cube 3D LUT file, relative to the preset (empty: none)", kind="file"),
         Param("lut_strength", float, 1.0, "how much of the LUT to apply, 0 to 1", min=0.0, max=1.0),
     ),
     factory=ColourStage,

@@ -357,7 +357,7 @@ SPEC = register(StageSpec(
               "up to ~5 m: small faces), yunet or retinaface (pulled models)",
               choices=tuple(DETECTOR_MODELS), live=False),
         Param("model", str, "", "path of the detector's .onnx file instead of the named model (relative to the "
-              "preset)", live=False),
+              "preset)", live=False, kind="file"),
         Param("min_score", float, 0.65, "detections scoring below this are ignored (lower finds more faces and "
               "more false alarms)", min=0.05, max=1.0, live=False),
         Param("max_faces", int, 4, "at most this many faces", min=1, max=32, live=False),

@@ -170,9 +170,9 @@ SPEC = register(StageSpec(
               "(InsightFace's, SHA-256 verified), arcface_w600k_r50 (FaceFusion's copy) or an .onnx path",
               live=False),
         Param("source_image", str, "", "photo whose face is painted on (relative to the preset); empty: set it "
-              "in the web UI"),
+              "in the web UI", kind="file"),
         Param("faces", str, "all", "which faces to swap", choices=MODES),
-        Param("reference_image", str, "", "faces = \"similar\": photo of the person to swap"),
+        Param("reference_image", str, "", "faces = \"similar\": photo of the person to swap", kind="file"),
         Param("min_similarity", float, 0.2, "faces = \"similar\": lowest cosine similarity that still counts",
               min=-1.0, max=1.0),
         Param("strength", float, 1.0, "blend of the swapped face over the original", min=0.0, max=1.0),

@@ -17,7 +17,7 @@ import numpy as np
 from aiohttp import BodyPartReader, web
 
 from livefuse.errors import UserError
-from livefuse.presets import Preset, available_presets
+from livefuse.presets import Preset, available_presets, shown
 from livefuse.runtime import Runtime
 from livefuse.stages.base import Param
 from livefuse.web.signalling import BadOffer, PeerLimit, Peers
@@ -25,6 +25,7 @@ from livefuse.web.signalling import BadOffer, PeerLimit, Peers
 log = logging.getLogger("livefuse.web")
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+MAX_SDP_CHARS = 64 * 1024  # a browser's offer is a few kB
 TOO_LARGE = f"image too large: at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MB"
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/bmp"})
 
@@ -33,7 +34,7 @@ def param_spec(param: Param) -> dict[str, Any]:
     """A parameter as the page needs it to draw a control."""
     return {"name": param.name, "type": param.type.__name__, "default": param.default, "help": param.help,
             "min": param.min, "max": param.max, "choices": list(param.choices) if param.choices else None,
-            "live": param.live}
+            "live": param.live, "kind": param.kind, "max_length": param.max_length}
 
 
 def describe_preset(preset: Preset) -> dict[str, Any]:
@@ -42,12 +43,31 @@ def describe_preset(preset: Preset) -> dict[str, Any]:
                         "specs": [param_spec(p) for p in c.spec.params]} for c in preset.stages]}
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (JSON has no NaN or Infinity); send a finite number")
+
+
+def error_text(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message for a client: its first line, cut short (an offer or body may be huge)."""
+    text = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def strict_json(text: str) -> Any:
+    """`json.loads` without Python's extensions: the NaN and Infinity literals are refused.
+
+    A number too large for a float (1e999) still parses, as infinity: the parameter checks refuse it
+    and name the key.
+    """
+    return json.loads(text, parse_constant=_no_constant)
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body, or a 400 saying why not."""
     try:
-        body = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise json_error(f"malformed JSON: {exc}") from exc
+        body = await request.json(loads=strict_json)
+    except (ValueError, UnicodeDecodeError, LookupError, RecursionError) as exc:  # LookupError: bad charset
+        raise json_error(f"malformed JSON: {error_text(exc)}") from exc
     if not isinstance(body, dict):
         raise json_error("expected a JSON object")
     return body
@@ -104,7 +124,7 @@ class Api:
         if not isinstance(name, str) or not name:
             return bad_request('expected {"name": "<preset name>"}')
         if name not in available_presets():
-            return bad_request(f"unknown preset {name!r}; available: {', '.join(available_presets())}", 404)
+            return bad_request(f"unknown preset {shown(name)}; available: {', '.join(available_presets())}", 404)
         async with self._switching:
             try:
                 await self.runtime.switch_preset(name)
@@ -153,6 +173,12 @@ class Api:
         """The image bytes and their declared type: a multipart `image` field or a raw body, size-capped."""
         if not request.content_type.startswith("multipart/"):
             return await request.read(), request.content_type  # capped by the app's client_max_size (413)
+        try:
+            return await self._read_form(request)
+        except (ValueError, AssertionError, LookupError, UnicodeDecodeError) as exc:  # aiohttp's parser refusing it
+            raise json_error(f"malformed multipart form: {error_text(exc)}") from exc
+
+    async def _read_form(self, request: web.Request) -> tuple[bytes, str]:
         reader = await request.multipart()
         async for part in reader:
             if not isinstance(part, BodyPartReader) or part.name != "image":
@@ -186,10 +212,12 @@ class Api:
         sdp, kind, mode = body.get("sdp"), body.get("type", "offer"), body.get("mode", "preview")
         if not isinstance(sdp, str) or not isinstance(kind, str) or not isinstance(mode, str):
             return bad_request('expected {"sdp": "...", "type": "offer", "mode": "preview" | "camera"}')
+        if len(sdp) > MAX_SDP_CHARS:
+            return bad_request(f"offer too large: at most {MAX_SDP_CHARS} characters of SDP", 413)
         try:
             peer, answer = await self.peers.answer(sdp, kind, mode)
         except BadOffer as exc:
-            return bad_request(str(exc))
+            return bad_request(error_text(exc))
         except PeerLimit as exc:
             return bad_request(str(exc), 503)
         except UserError as exc:  # the preset could not be built for this peer

@@ -28,10 +28,11 @@ class _StatsCollector(Collector):
     """Reads the pipeline's counters at scrape time."""
 
     def __init__(self, stats: Callable[[], PipelineStats], engine: Callable[[], Any],
-                 peers: Callable[[], int]) -> None:
+                 peers: Callable[[], int], health: Callable[[], list[dict[str, Any]]]) -> None:
         self._stats = stats
         self._engine = engine
         self._peers = peers
+        self._health = health
 
     def collect(self) -> Iterator[Metric]:
         stats = self._stats()
@@ -42,11 +43,19 @@ class _StatsCollector(Collector):
                                   value=stats.frames_out)
         yield CounterMetricFamily("livefuse_frames_dropped", "Captured frames skipped because the chain was busy.",
                                   value=stats.dropped)
-        errors = CounterMetricFamily("livefuse_stage_errors", "Frames a stage failed on (passed through).",
+        errors = CounterMetricFamily("livefuse_stage_errors", "Frames a stage failed on (passed through, or "
+                                     "covered for a privacy stage).",
                                      labels=["stage"])
         for stage, count in stats.stage_errors.items():
             errors.add_metric([stage], count)
         yield errors
+        disabled = GaugeMetricFamily("livefuse_stage_disabled", "1 while a stage is switched off after failures "
+                                     "(retried with backoff), else 0.", labels=["stage"])
+        for health in self._health():
+            disabled.add_metric([health["label"]], 1.0 if health["disabled"] else 0.0)
+        yield disabled
+        yield CounterMetricFamily("livefuse_frames_covered", "Frames a privacy stage covered whole because it, "
+                                  "or a stage before it, failed or was switched off.", value=stats.frames_covered)
         outputs = CounterMetricFamily("livefuse_output_frames", "Frames each output wrote.", labels=["output"])
         out_dropped = CounterMetricFamily("livefuse_output_dropped", "Frames an output skipped (too slow).",
                                           labels=["output"])
@@ -99,9 +108,10 @@ class Metrics:
     """A server's registry: pipeline counters plus per-frame latency histograms."""
 
     def __init__(self, stats: Callable[[], PipelineStats], engine: Callable[[], Any],
-                 peers: Callable[[], int] = lambda: 0) -> None:
+                 peers: Callable[[], int] = lambda: 0,
+                 health: Callable[[], list[dict[str, Any]]] = lambda: []) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_StatsCollector(stats, engine, peers))
+        self.registry.register(_StatsCollector(stats, engine, peers, health))
         self._stage = Histogram("livefuse_stage_seconds", "Time each stage took per frame.", ["stage"],
                                 registry=self.registry, buckets=STAGE_BUCKETS)
         self._frame = Histogram("livefuse_frame_latency_seconds", "Capture to processed (emitted), per frame.",

@@ -35,7 +35,8 @@ class WebServer:
         self.token = token
         self.peers = Peers(preview, max_peers)
         self.peers.runtime = runtime
-        self.metrics = Metrics(lambda: runtime.pipeline.stats, lambda: runtime.engine, lambda: len(self.peers.peers))
+        self.metrics = Metrics(lambda: runtime.pipeline.stats, lambda: runtime.engine, lambda: len(self.peers.peers),
+                               lambda: runtime.pipeline.chain.health_report())
         runtime.pipeline.frame_listeners.append(self.metrics.on_frame)
         self.api = Api(runtime, self.peers)
         self.app = self._make_app()

@@ -7,7 +7,7 @@ const video = $("video");
 const params = new URLSearchParams(location.search);
 
 const lf = (window.livefuse = {
-  mode: null, state: "idle", peer: null, error: null, status: null,
+  mode: null, state: "idle", peer: null, error: null, status: null, disabled: [],
   frames: 0,          // video frames presented since the current connection started
   times: [],          // performance.now() of the last frames presented (for rate and gaps)
   fps(windowMs = 2000) {
@@ -153,8 +153,12 @@ function control(stage, spec, value) {
     out.textContent = value;
   } else if (spec.type === "float" || spec.type === "int") {
     input = Object.assign(document.createElement("input"), { type: "number", value, step: "any" });
+    if (spec.min !== null) input.min = spec.min;
+    if (spec.max !== null) input.max = spec.max;
   } else {
     input = Object.assign(document.createElement("input"), { type: "text", value: String(value ?? "") });
+    if (spec.max_length) input.maxLength = spec.max_length;
+    if (spec.kind === "file") input.placeholder = "a file in the preset's folder";
   }
   input.name = `${stage}.${spec.name}`;
   let timer = null;
@@ -166,6 +170,10 @@ function control(stage, spec, value) {
     else if (spec.type === "float") v = parseFloat(input.value);
     else if (spec.type === "list") { try { v = JSON.parse(input.value); } catch { return; } }
     else v = input.value;
+    if ((spec.type === "int" || spec.type === "float") && !Number.isFinite(v)) {
+      showMessage(`${stage}.${spec.name}: enter a number`); // never send NaN (JSON would carry null)
+      return;
+    }
     out.textContent = input.type === "range" ? v : "";
     clearTimeout(timer);
     timer = setTimeout(() => {
@@ -184,11 +192,33 @@ function renderParams(info) {
   form.dataset.key = key;
   const sets = info.stages.map((stage) => {
     const set = document.createElement("fieldset");
+    set.dataset.stage = stage.label;
     set.append(Object.assign(document.createElement("legend"), { textContent: stage.label }));
+    set.append(Object.assign(document.createElement("p"), { className: "stage-off", hidden: true }));
     stage.specs.filter((s) => s.live).forEach((spec) => set.append(control(stage.label, spec, stage.params[spec.name])));
     return set;
   });
   form.replaceChildren(...(sets.length ? sets : [document.createTextNode("This preset has no parameters.")]));
+}
+
+// A stage switched off after failures says so, with its last error, until it is back on.
+function renderHealth(status) {
+  const off = status.stages.filter((s) => s.disabled);
+  lf.disabled = off.map((s) => s.label);
+  const alert = $("stage-alerts");
+  alert.hidden = off.length === 0;
+  alert.textContent = off.map((s) => {
+    const retry = s.retry_in_s === null ? "" : `; retried in ${Math.ceil(s.retry_in_s)} s`;
+    const what = s.guards_privacy ? "the picture is covered" : "frames pass through unfiltered";
+    return `${s.label} is switched off after errors (${s.last_error})${retry}: ${what}.`;
+  }).join(" ");
+  document.querySelectorAll("#params fieldset").forEach((set) => {
+    const stage = status.stages.find((s) => s.label === set.dataset.stage);
+    const note = set.querySelector(".stage-off");
+    if (!note) return;
+    note.hidden = !(stage && stage.disabled);
+    note.textContent = stage && stage.disabled ? `off: ${stage.last_error}` : "";
+  });
 }
 
 function renderStats(status) {
@@ -206,6 +236,7 @@ async function refresh() {
     const status = (lf.status = await api("GET", "/api/status"));
     renderPresets(status);
     renderParams(status.preset_info);
+    renderHealth(status);
     renderStats(status);
   } catch (err) {
     showMessage(err.message);

@@ -1,0 +1,207 @@
+"""The control API under bad input and stage faults, against a live daemon (real server, real pipeline)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_fixtures import daemons_fixture, demo_clip, http, http_json, launch_chromium, web_presets_fixture
+from prometheus_client.parser import text_string_to_metric_families
+
+from livefuse.frame import Frame
+from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.registry import STAGES, register
+
+__all__ = ["daemons_fixture", "web_presets_fixture"]  # the `daemons` and `web_presets` fixtures
+
+JSON = {"Content-Type": "application/json"}
+FAULT = threading.Event()  # set: the faulty stage raises on every frame
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def patch_raw(daemon: Any, text: str) -> tuple[int, Any]:
+    """PATCH /api/preset/params with this exact body text (json.dumps would never write NaN)."""
+    return http_json("PATCH", daemon.url + "/api/preset/params", data=text.encode(), headers=JSON)
+
+
+def test_the_nan_calls_are_refused_and_the_stages_keep_working(web_presets: Path, daemons: Any) -> None:
+    daemon = daemons("anonymise", size=(320, 180), fps=10.0).start()
+    assert wait_for(lambda: daemon.pipeline.stats.frames_out > 3)
+    status, body = patch_raw(daemon, '{"stage": "anonymise", "params": {"strength": NaN}}')
+    assert status == 400 and "NaN" in body["error"], body
+    status, body = patch_raw(daemon, '{"stage": "anonymise", "params": {"strength": -Infinity}}')
+    assert status == 400, body
+    status, body = patch_raw(daemon, '{"stage": "anonymise", "params": {"strength": 1e999}}')
+    assert status == 400 and "stage anonymise: strength = inf" in body["error"] and "from 0 to 1" in body["error"]
+    status, body = patch_raw(daemon, '{"stage": "anonymise", "params": {"hold_frames": ' + "9" * 5000 + "}}")
+    assert status == 400, body
+    status, body = http_json("PATCH", daemon.url + "/api/preset/params",
+                             {"stage": "anonymise", "params": {"colour": "#" + "a" * 5000}})
+    assert status == 400 and "at most 1024 characters" in body["error"] and len(body["error"]) < 300
+    assert daemon.runtime.preset.stages[1].params["strength"] == 0.8
+
+    assert http_json("PUT", daemon.url + "/api/preset", {"name": "background-blur"})[0] == 200
+    status, body = patch_raw(daemon, '{"stage": "background", "params": {"strength": NaN}}')
+    assert status == 400 and "NaN" in body["error"], body
+    # a valid value still applies, and no frame ever failed in a stage
+    assert http_json("PATCH", daemon.url + "/api/preset/params",
+                     {"stage": "background", "params": {"strength": 0.9}})[0] == 200
+    count = daemon.pipeline.stats.frames_processed
+    assert wait_for(lambda: daemon.pipeline.stats.frames_processed > count + 3)
+    assert daemon.pipeline.stats.stage_errors == {}
+    assert not any(h["disabled"] for h in daemon.pipeline.chain.health_report())
+
+
+def test_a_file_parameter_cannot_reach_or_probe_outside_the_preset_folder(web_presets: Path, daemons: Any) -> None:
+    daemon = daemons("background-blur", size=(320, 180), fps=10.0).start()
+    url = daemon.url + "/api/preset/params"
+
+    def answer(params: dict[str, Any]) -> tuple[int, str]:
+        status, body = http_json("PATCH", url, {"stage": "background", "params": params})
+        text = body.get("error") or ""
+        for value in params.values():
+            text = text.replace(repr(value), "VALUE")
+        return status, text
+
+    outside = ["../../../../etc/shadow", "../../../../etc/no-such-file", "/etc/passwd", "/no/such/file",
+               "~/.bashrc", "../README.md", "../no-such.md"]
+    answers = {answer({"image": path}) for path in outside}  # mode blur: the image is not even opened
+    answers |= {answer({"mode": "replace", "image": path}) for path in outside}
+    assert len(answers) == 1, answers  # the same answer whatever the mode, whether the file exists or not
+    status, text = answers.pop()
+    assert status == 400 and "inside the preset's folder" in text
+    assert daemon.runtime.preset.stages[0].params["mode"] == "blur"
+    # a picture shipped in the preset's own folder is fine
+    picture = next(p for p in (Path(daemon.runtime.preset.path).parent / "pictures").iterdir()
+                   if p.suffix in (".jpg", ".png"))
+    status, body = http_json("PATCH", url, {"stage": "background",
+                                            "params": {"mode": "replace", "image": f"pictures/{picture.name}"}})
+    assert status == 200, body
+    status, body = http_json("PATCH", url, {"stage": "background", "params": {"image": "pictures/none.jpg"}})
+    assert status == 400 and "no such file" in body["error"]
+
+
+# -- a stage switched off and back on ---------------------------------------------------------------
+
+
+class FaultyStage:
+    """Marks frames; raises on every frame while FAULT is set (a filter whose model went bad)."""
+
+    name = "test_faulty"
+
+    def __init__(self, params: dict[str, Any], context: StageContext) -> None:
+        self.level = params["level"]
+
+    def process(self, frame: Frame) -> None:
+        if FAULT.is_set():
+            raise RuntimeError("model output was empty")
+        frame.meta["tag"] = self.level
+
+    def update(self, params: dict[str, Any]) -> None:
+        self.level = params.get("level", self.level)
+
+    def close(self) -> None:
+        pass
+
+
+def faulty_preset(folder: Path) -> None:
+    if "test_faulty" not in STAGES:
+        register(StageSpec("test_faulty", "fails on demand (tests)", (Param("level", int, 1, min=0, max=9),),
+                           FaultyStage))
+    (folder / "faulty.toml").write_text('name = "faulty"\n[[stages]]\ntype = "test_faulty"\n')
+
+
+def disabled_gauge(daemon: Any) -> float:
+    raw = http("GET", daemon.url + "/metrics")[2].decode()
+    for family in text_string_to_metric_families(raw):
+        for sample in family.samples:
+            if sample.name == "livefuse_stage_disabled" and sample.labels == {"stage": "test_faulty"}:
+                return float(sample.value)
+    raise AssertionError("no livefuse_stage_disabled{stage=test_faulty} in /metrics")
+
+
+def stage_status(daemon: Any) -> dict[str, Any]:
+    status = http_json("GET", daemon.url + "/api/status")[1]
+    return next(s for s in status["stages"] if s["label"] == "test_faulty") | {"_off": status["disabled_stages"]}
+
+
+def test_a_failing_stage_is_switched_off_shown_and_switched_back_on(web_presets: Path, daemons: Any) -> None:
+    faulty_preset(web_presets)
+    FAULT.clear()
+    daemon = daemons("faulty", size=(160, 120), fps=20.0).start()
+    chain = daemon.pipeline.chain
+    chain.disable_after, chain.backoff = 3, (60.0,)  # only a parameter change can bring it back
+    assert wait_for(lambda: daemon.emitted and daemon.emitted[-1][2] == 1)
+    assert disabled_gauge(daemon) == 0.0
+    FAULT.set()
+    assert wait_for(lambda: stage_status(daemon)["disabled"])
+    shown = stage_status(daemon)
+    assert shown["_off"] == ["test_faulty"] and shown["last_error"] == "RuntimeError: model output was empty"
+    assert 0 < shown["retry_in_s"] <= 60
+    assert disabled_gauge(daemon) == 1.0
+    # a parameter change switches it on at once
+    FAULT.clear()
+    assert http_json("PATCH", daemon.url + "/api/preset/params", {"stage": "test_faulty", "params": {"level": 2}})[0] \
+        == 200
+    assert not stage_status(daemon)["disabled"] and disabled_gauge(daemon) == 0.0
+    assert wait_for(lambda: daemon.emitted[-1][2] == 2)
+    # and with a short backoff it comes back by itself once the fault clears
+    chain.backoff = (0.3, 0.6)
+    FAULT.set()
+    assert wait_for(lambda: stage_status(daemon)["disabled"])
+    time.sleep(1.0)  # a retry or two fail meanwhile
+    assert stage_status(daemon)["disabled"] and disabled_gauge(daemon) == 1.0
+    FAULT.clear()
+    assert wait_for(lambda: not stage_status(daemon)["disabled"], timeout=5.0)
+    assert disabled_gauge(daemon) == 0.0 and stage_status(daemon)["_off"] == []
+    assert wait_for(lambda: daemon.emitted[-1][2] == 2)
+    # loading a preset switches it on at once too (a new chain)
+    FAULT.set()
+    assert wait_for(lambda: stage_status(daemon)["disabled"])
+    FAULT.clear()
+    assert http_json("PUT", daemon.url + "/api/preset", {"name": "faulty"})[0] == 200
+    assert not stage_status(daemon)["disabled"] and disabled_gauge(daemon) == 0.0
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_page_shows_a_switched_off_stage_with_its_error(web_presets: Path, daemons: Any, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    faulty_preset(web_presets)
+    FAULT.clear()
+    daemon = daemons("faulty", size=(160, 120), fps=10.0).start()
+    daemon.pipeline.chain.disable_after, daemon.pipeline.chain.backoff = 3, (60.0,)
+    clip = demo_clip(tmp_path / "face.y4m", (160, 120), 10, seconds=1.0)
+    with sync_api.sync_playwright() as playwright:
+        chromium = launch_chromium(playwright, clip)
+        try:
+            page = chromium.new_page()
+            page.goto(daemon.url + "/")
+            page.wait_for_selector('input[name="test_faulty.level"]')
+            assert page.locator("#stage-alerts").is_hidden()
+            FAULT.set()
+            page.wait_for_function("window.livefuse.disabled.includes('test_faulty')", timeout=20_000)
+            alert = page.locator("#stage-alerts").inner_text()
+            note = page.locator('fieldset[data-stage="test_faulty"] .stage-off').inner_text()
+            # the user switches it back on by moving its control
+            FAULT.clear()
+            page.evaluate("""() => { const input = document.querySelector('input[name="test_faulty.level"]');
+                                     input.value = 4; input.dispatchEvent(new Event('input')); }""")
+            page.wait_for_function("window.livefuse.disabled.length === 0", timeout=20_000)
+            hidden = page.locator("#stage-alerts").is_hidden()
+        finally:
+            chromium.close()
+    assert "test_faulty is switched off after errors (RuntimeError: model output was empty)" in alert, alert
+    assert "pass through" in alert and "model output was empty" in note
+    assert hidden and daemon.runtime.preset.stages[0].params["level"] == 4
