@@ -7,7 +7,10 @@
    (the pipeline's own overhead), then each peer, all reading the same clip released at 30 fps.
 4. Capacity runs: the same contenders with frames released at 240 fps from 60 preloaded frames
    (releasing costs no CPU), so the output rate is the most each can do: the throughput figure.
-5. benchmarks/results/*.json, comparison plots, and results/table.md for the README.
+5. Faces: livefuse's `face` stage (beauty's and anonymise's settings) against MediaPipe's FaceMesh on
+   one face, three faces and a face that enters mid-clip (benchmarks/face_clips.py), and `livefuse bench`
+   end to end for anonymise and beauty. `--faces-only` runs just this part.
+6. benchmarks/results/*.json, comparison plots, and results/table.md for the README.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ CAPACITY_FPS = 240.0
 PRELOAD = 60
 
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH))  # face_clips
 
 
 def log(message: str) -> None:
@@ -156,15 +160,73 @@ def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+FACE_CLIPS = {"1face": 1, "3faces": 3, "enters": 1}  # clip -> faces to look for
+FACE_PRESETS = ("beauty", "anonymise")
+
+
+def face_runs(python_peers: Path | None, frames: int) -> bool:
+    """The face stage against MediaPipe FaceMesh on each face clip, then anonymise and beauty end to end."""
+    from face_clips import write_clips
+
+    clips = write_clips(CLIP_DIR, frames)
+    ok = True
+    for name, faces in FACE_CLIPS.items():
+        common = ["--clip", str(clips[name]), "--size", f"{SIZE[0]}x{SIZE[1]}", "--fps", f"{FPS:g}",
+                  "--frames", str(frames), "--max-faces", str(faces)]
+        for preset in FACE_PRESETS:
+            ok &= run([sys.executable, "benchmarks/peers/livefuse_face.py", *common, "--preset", preset,
+                       "--json", str(RESULTS / f"face-{name}-livefuse-{preset}.json")], f"face {name} {preset}")
+        if python_peers is not None:
+            ok &= run([str(python_peers), "benchmarks/peers/mediapipe_facemesh.py", *common,
+                       "--json", str(RESULTS / f"face-{name}-mediapipe.json")], f"face {name} mediapipe")
+    for preset in FACE_PRESETS:
+        ok &= run(livefuse_cmd(preset, make_clip(frames), f"livefuse-{preset}", frames, FPS, "both", 0), preset)
+    return ok
+
+
+def face_table() -> str:
+    """Face stage against FaceMesh per clip, and the face presets end to end."""
+    lines = ["| clip | contender | p50 ms | p95 ms | faces per frame | frames without a face | dropped |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for name in FACE_CLIPS:
+        for who in [f"livefuse-{p}" for p in FACE_PRESETS] + ["mediapipe"]:
+            result = load(f"face-{name}-{who}")
+            if not result:
+                continue
+            m = next(iter(result["modes"].values()))
+            face, faces = m["stages_ms"]["face"], result["faces"]
+            lines.append(f"| {name} | {result['peer']} | {face['p50']:.1f} | {face['p95']:.1f} | "
+                         f"{faces['per_frame']:.2f} | {faces['frames_without']} of {faces['frames']} | "
+                         f"{m['dropped']} |")
+    lines += ["", "| preset | mode | fps | dropped | p50 ms | p95 ms | p99 ms | stages p50/p95 ms |",
+              "|---|---|---:|---:|---:|---:|---:|---|"]
+    for preset in FACE_PRESETS:
+        result = load(f"livefuse-{preset}")
+        for mode, m in (result or {}).get("modes", {}).items():
+            lat = m["latency_ms"]
+            stages = ", ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in m["stages_ms"].items())
+            lines.append(f"| {preset} | {mode} | {m['fps']:.1f} | {m['dropped']} | {lat['p50']:.1f} | "
+                         f"{lat['p95']:.1f} | {lat['p99']:.1f} | {stages} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=600, help="frames released per real-time run (default 600)")
     parser.add_argument("--capacity-frames", type=int, default=600, help="frames per capacity run (default 600)")
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--faces-only", action="store_true", help="only the face stage and face presets")
+    parser.add_argument("--face-frames", type=int, default=300, help="frames per face run (default 300)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     clip = make_clip(args.frames)
     python_peers = None if args.no_peers else peers_python()
+    if args.faces_only:
+        ok = face_runs(python_peers, args.face_frames)
+        text = f"### Faces: livefuse's face stage and MediaPipe FaceMesh, released at {FPS:g} fps\n\n{face_table()}\n"
+        (RESULTS / "table-faces.md").write_text(text)
+        print(text)
+        return 0 if ok else 1
     started = time.time()
     ok = True
     # Real time: what a viewer sees at 30 fps.
@@ -180,6 +242,7 @@ def main() -> int:
         for name, cmd in peer_cmds(python_peers, clip, args.capacity_frames, CAPACITY_FPS, PRELOAD,
                                    "-capacity").items():
             ok &= run(cmd, f"{name} capacity")
+    ok &= face_runs(python_peers, args.face_frames)
 
     from livefuse.bench.plot import plot_latency
 
@@ -213,6 +276,9 @@ def main() -> int:
         if "throughput_vs_mediapipe_docs_blur" in summary:
             text += f" (x{summary['throughput_vs_mediapipe_docs_blur']} against its docs' blur)"
         text += "\n"
+    faces = f"### Faces: livefuse's face stage and MediaPipe FaceMesh, released at {FPS:g} fps\n\n{face_table()}\n"
+    (RESULTS / "table-faces.md").write_text(faces)
+    text += f"\n{faces}"
     (RESULTS / "table.md").write_text(text)
     print(text)
     return 0 if ok else 1

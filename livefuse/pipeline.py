@@ -20,6 +20,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from livefuse.audio.chunk import AudioChunk
+from livefuse.audio.feed import AudioFeed, AudioSink
+from livefuse.audio.inputs import AudioInput
 from livefuse.chain import Chain
 from livefuse.frame import Frame
 from livefuse.sinks.base import OutputFailed, Sink
@@ -51,7 +54,8 @@ class Pipeline:
 
     def __init__(self, source: Source, chain: Chain, sinks: list[Sink], *, fps: float,
                  max_frames: int | None = None, duration: float | None = None, max_in_flight: int = 2,
-                 stats: PipelineStats | None = None, engine: object | None = None) -> None:
+                 stats: PipelineStats | None = None, engine: object | None = None,
+                 audio: AudioInput | None = None) -> None:
         self.source = source
         self.chain = chain
         self.fps = fps
@@ -66,6 +70,7 @@ class Pipeline:
         self._input: LatestSlot[Frame] | None = None
         self._workers = ThreadPoolExecutor(max_in_flight, thread_name_prefix="livefuse-infer")
         self._stop_capture = threading.Event()
+        self._capture_done = threading.Event()
         self._stopped: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fatal: BaseException | None = None
@@ -74,6 +79,11 @@ class Pipeline:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._first_stage_free: asyncio.Event | None = None
         self.frame_listeners: list[object] = []  # callables(frame) run in the loop when a frame is emitted
+        self.audio = audio
+        self._audio_feeds: list[AudioFeed] = [sink.audio_feed for sink in sinks
+                                              if isinstance(sink, AudioSink) and sink.audio_feed is not None]
+        if audio is not None:
+            self.stats.audio = audio.description
 
     # -- control -------------------------------------------------------------------------------
 
@@ -110,6 +120,8 @@ class Pipeline:
             self.stats.outputs[sink.name] = out.stats
             out.task = asyncio.create_task(self._drive_output(out))
             self._outputs.append(out)
+        if self.audio is not None:
+            self.audio.start(self._deliver_audio)
         capture = threading.Thread(target=self._capture_loop, name="livefuse-capture", daemon=True)
         capture.start()
         dispatcher = asyncio.create_task(self._dispatch())
@@ -121,6 +133,8 @@ class Pipeline:
                 timer.cancel()
             await self._drain(dispatcher)
             capture.join(timeout=1.0)
+            if self.audio is not None:
+                await self._loop.run_in_executor(None, self.audio.close)
         if self._fatal is not None:
             raise self._fatal
         return self.stats
@@ -130,6 +144,8 @@ class Pipeline:
         assert self._input is not None and self._loop is not None
         self._stop_capture.set()
         self._input.close()
+        if self.audio is not None:  # sound up to the last captured frame reaches the outputs before they close
+            await self._loop.run_in_executor(None, self._capture_done.wait, 2.0)
         await dispatcher
         if self._in_flight:
             await asyncio.wait(list(self._in_flight))
@@ -167,6 +183,7 @@ class Pipeline:
         try:
             self._capture_frames()
         finally:
+            self._capture_done.set()
             try:
                 self.source.close()
             except Exception as exc:  # noqa: BLE001 - closing must not hide why capture ended
@@ -190,16 +207,36 @@ class Pipeline:
             failures = 0
             if image is None:
                 log.info("source %s ended", self.source.description)
+                if self.audio is not None:
+                    self.audio.flush()
                 self.stop()
                 return
             now = time.monotonic_ns()
+            if self.audio is not None:  # picture and sound stamped on one clock
+                stamp = self.audio.video_capture_ns(now)
+                if stamp is None:  # a stream's backlog from before capture started
+                    continue
+                now = stamp
             frame = Frame(seq=seq, pts=(now - start_ns) * Frame.time_base // 1_000_000_000, capture_ns=now,
                           image=image)
             self._loop.call_soon_threadsafe(self._on_captured, frame)
+            if self.audio is not None:
+                self.audio.on_video(now)
             seq += 1
             if self.max_frames is not None and seq >= self.max_frames:
                 self.stop()
                 return
+
+    def _deliver_audio(self, chunk: AudioChunk) -> None:
+        """Hand a chunk to every output that carries sound (capture or device thread; never waits)."""
+        self.stats.audio_chunks += 1
+        self.stats.audio_seconds += chunk.samples.shape[1] / chunk.rate
+        for feed in self._audio_feeds:
+            if not feed.put(chunk):
+                self.stats.audio_overflows += 1
+                if self.stats.audio_overflows == 1:
+                    log.error("an output stopped taking sound for %d s; its audio is incomplete",
+                              feed.max_backlog_ns // 1_000_000_000)
 
     def _reconnect(self, failures: int, exc: Exception) -> int:
         """Reopen a lost live source with backoff; outputs keep showing the last frame meanwhile."""

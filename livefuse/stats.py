@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+VIRTUALCAM_HINT = ("the virtual camera carries no sound: set the microphone's sync offset to {delay:.0f} ms in "
+                   "OBS (Advanced Audio Properties, Sync Offset) to match this video delay")
+
 
 def percentiles_ms(values_ns: np.ndarray | list[int] | deque[int]) -> dict[str, float]:
     """p50/p95/p99/max in milliseconds (zeros when there is no sample)."""
@@ -66,6 +69,10 @@ class PipelineStats:
     stage_errors: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, OutputStats] = field(default_factory=dict)
     copies: dict[str, int] = field(default_factory=lambda: {"h2d": 0, "d2h": 0})
+    audio: str = "none"  # where the sound comes from
+    audio_chunks: int = 0
+    audio_seconds: float = 0.0  # of sound captured and handed to the outputs
+    audio_overflows: int = 0  # chunks an output had stopped draining (it is marked failed)
 
     def record_output(self, latency_ns: int, now_ns: int) -> None:
         """A frame reached the primary output."""
@@ -83,6 +90,14 @@ class PipelineStats:
         """Output frame rate over the run so far."""
         span = self.last_out_ns - self.first_out_ns
         return (self.frames_out - 1) * 1e9 / span if self.frames_out > 1 and span > 0 else 0.0
+
+    def virtualcam_delay_ms(self) -> float | None:
+        """The video delay the virtual camera adds (median capture-to-output), measured; None without one.
+        It carries no sound, so this is the offset a microphone beside it needs (OBS: Sync Offset)."""
+        for name, out in self.outputs.items():
+            if name.startswith("virtualcam") and out.latency.samples:
+                return out.latency.summary()["p50"]
+        return None
 
     def snapshot(self) -> dict[str, object]:
         """The figures as JSON-ready data (the --stats-json format)."""
@@ -105,5 +120,9 @@ class PipelineStats:
                        "latency_ms": o.latency.summary()}
                 for name, o in self.outputs.items()
             },
+            **({"virtualcam_video_delay_ms": delay, "virtualcam_hint": VIRTUALCAM_HINT.format(delay=delay)}
+               if (delay := self.virtualcam_delay_ms()) is not None else {}),
+            "audio": {"input": self.audio, "chunks": self.audio_chunks, "seconds": round(self.audio_seconds, 3),
+                      "overflows": self.audio_overflows},
             "duration_s": round((time.monotonic_ns() - self.started_ns) / 1e9, 3),
         }

@@ -126,7 +126,7 @@ def test_landmarks_give_a_mesh_inside_the_face(engine: Engine) -> None:
 
 def test_detect_every_tracks_between_detections(engine: Engine) -> None:
     calls = []
-    stage = make_stage(engine, detect_every=4)
+    stage = make_stage(engine, detect_every=4, scan_every_frame=False)
     real = stage.detector.detect
     stage.detector.detect = lambda image: calls.append(1) or real(image)  # type: ignore[method-assign]
     source = DemoSource(SIZE, 30, paced=False)
@@ -135,8 +135,31 @@ def test_detect_every_tracks_between_detections(engine: Engine) -> None:
     assert all(len(f) == 1 and not f[0].held for f in faces)
 
 
+def test_between_detections_one_whole_frame_pass_finds_the_face(engine: Engine) -> None:
+    stage = make_stage(engine, detector="blazeface_full")
+    runs: list[int] = []
+    real = stage.detector.detector.detect
+    stage.detector.detector.detect = lambda image: runs.append(1) or real(image)  # type: ignore[method-assign]
+    image = DemoSource(SIZE, 30, paced=False).render(0.5)
+    stage.detector.tiled = False
+    assert len(stage.detector.detect(image)) == 1 and len(runs) == 1  # no tiles: one model run
+    stage.detector.tiled = True
+    assert len(stage.detector.detect(image)) == 1 and len(runs) == 1 + 1 + len(TiledDetector.tiles(341, 192))
+
+
+def test_a_face_half_out_of_the_frame_is_found(engine: Engine) -> None:
+    stage = make_stage(engine, detector="blazeface_full")
+    stage.detector.tiled = False
+    canvas = np.full((720, 1280, 3), 120, np.uint8)
+    portrait = cv2.resize(astronaut_bgr()[20:280, 100:340], (260, 286))
+    canvas[200:486, :130] = portrait[:, 130:]  # the left half of the portrait is out of the frame
+    assert len(independent_boxes(canvas)) == 1  # YuNet sees a face there
+    found = stage.detector.detect(canvas)
+    assert len(found) == 1 and found[0].box[0] < 20, [f.box for f in found]
+
+
 def test_a_missed_frame_holds_the_face(engine: Engine) -> None:
-    stage = make_stage(engine, hold_frames=2)
+    stage = make_stage(engine, hold_frames=2, detect_every=1, scan_every_frame=False)
     source = DemoSource(SIZE, 30, paced=False)
     real = stage.detector.detect
     misses = {3, 4, 6, 7, 8}

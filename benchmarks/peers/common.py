@@ -46,6 +46,29 @@ def parse_args(description: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
+def face_args(description: str, extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The face benchmark's options: the clip and its release, how many faces to look for, the JSON."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--clip", type=Path, required=True, help="video file, released at --fps")
+    parser.add_argument("--size", type=size_arg, default=(1280, 720), metavar="WxH")
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--preload", type=int, default=0, help="cycle the first N frames (capacity runs)")
+    parser.add_argument("--max-faces", type=int, default=1, help="look for at most this many faces")
+    parser.add_argument("--json", type=Path, required=True)
+    if extra is not None:
+        extra(parser)
+    return parser.parse_args()
+
+
+def faces_summary(counts: list[int]) -> dict[str, Any]:
+    """Faces found per measured frame: the mean, and how many frames had none."""
+    return {"per_frame": round(float(np.mean(counts)), 3) if counts else 0.0,
+            "frames": len(counts), "frames_without": int(sum(c == 0 for c in counts)),
+            "counts": counts}
+
+
 def clip_producer(path: Path, size: tuple[int, int]) -> Callable[[], np.ndarray | None]:
     """Next BGR frame of the clip at `size`, looping at its end."""
     cap = cv2.VideoCapture(str(path))
@@ -165,11 +188,12 @@ def measure(args: argparse.Namespace, process: Callable[[np.ndarray], tuple[np.n
 
 
 def finish(args: argparse.Namespace, peer: str, mode: str, provider: str, measured: Measured,
-           camera: ReleasedCamera, notes: str) -> None:
+           camera: ReleasedCamera, notes: str, *, preset: str = "background-blur",
+           extra: dict[str, Any] | None = None) -> None:
     measured.provider = provider
     measured.camera_slips = camera.slips
     result = {
-        "preset": "background-blur",
+        "preset": preset,
         "peer": peer,
         "notes": notes,
         "source": str(args.clip),
@@ -177,9 +201,10 @@ def finish(args: argparse.Namespace, peer: str, mode: str, provider: str, measur
         "fps_target": args.fps,
         "frames": args.frames,
         "provider": provider,
-        "blur": args.blur,
+        "blur": getattr(args, "blur", None),
         "preload": args.preload,
         "modes": {mode: mode_result(measured)},
+        **(extra or {}),
     }
     write_json(result, args.json)
     m = result["modes"][mode]

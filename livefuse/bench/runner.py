@@ -27,6 +27,7 @@ from livefuse.frame import Frame
 log = logging.getLogger("livefuse.bench")
 
 MODES = ("pipelined", "sequential")
+AUDIO_MODE = "pipelined+audio"  # the pipeline again, with a microphone's sound resampled and AAC-encoded
 WARMUP_FRAMES = 10  # run through the chain unmeasured first: the first inferences allocate and tune
 
 
@@ -106,7 +107,7 @@ def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
     from livefuse.stages.base import StageContext
     from livefuse.stats import PipelineStats
 
-    if mode not in MODES:
+    if mode not in (*MODES, AUDIO_MODE):
         raise ValueError(mode)
     keep_frame_memory()  # as `livefuse run` does (a spawned process starts with the default malloc)
     preset = load_preset(config.preset)
@@ -132,6 +133,13 @@ def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
         camera.start()
         if mode == "pipelined":
             pipeline = Pipeline(camera, chain, [sink], fps=config.fps, stats=stats, engine=engine)
+            asyncio.run(pipeline.run())
+        elif mode == AUDIO_MODE:
+            from livefuse.bench.audio import AudioEncodeSink, SyntheticMicrophone
+
+            microphone = SyntheticMicrophone()
+            pipeline = Pipeline(camera, chain, [sink, AudioEncodeSink(microphone.format)], fps=config.fps,
+                                stats=stats, engine=engine, audio=microphone)
             asyncio.run(pipeline.run())
         else:
             from livefuse.bench.sequential import run_sequential

@@ -33,6 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_engine_args(parser)
     parser.add_argument("--mode", choices=("pipelined", "sequential", "both"), default="both",
                         help="livefuse's pipeline, the naive one-thread loop, or both (default: both)")
+    parser.add_argument("--audio", action="store_true",
+                        help="also run the pipeline with sound (a 44.1 kHz microphone, resampled and AAC-encoded), "
+                             "to show what audio adds to CPU and to video latency in the same run")
     parser.add_argument("--preload", type=int, default=0, metavar="N",
                         help="decode the first N frames up front and cycle them, so that releasing frames costs no "
                              "CPU (for capacity runs with a high --fps; default: 0, decode as released)")
@@ -44,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def bench_command(args: argparse.Namespace) -> int:
     from livefuse.bench.report import table, write_json
-    from livefuse.bench.runner import MODES, BenchConfig, run_bench
+    from livefuse.bench.runner import AUDIO_MODE, MODES, BenchConfig, run_bench
 
     setup_logging("text", args.verbose)
     for option, path in (("--json", args.json), ("--plot", args.plot)):
@@ -57,6 +60,8 @@ def bench_command(args: argparse.Namespace) -> int:
                          provider=args.provider, iobinding=args.iobinding, preload=args.preload,
                          executor=args.executor)
     modes = MODES if args.mode == "both" else (args.mode,)
+    if args.audio:
+        modes = (*modes, AUDIO_MODE) if "pipelined" in modes else ("pipelined", *modes, AUDIO_MODE)
     log.info("benchmarking %s on %s at %dx%d %g fps, %d frames per mode: %s", preset, args.source, *args.size,
              args.fps, args.frames, ", ".join(modes))
     result = run_bench(config, modes)

@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from livefuse.audio.inputs import AUDIO_HELP, AudioInput, open_audio
 from livefuse.commands.args import add_engine_args, add_video_args, positive_float, positive_int
 from livefuse.errors import OutputError
 from livefuse.logs import setup_logging
@@ -26,12 +27,19 @@ log = logging.getLogger("livefuse")
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("run", help="filter live video until stopped",
-                                   description="Capture, filter and output live video.")
+    parser = subparsers.add_parser(
+        "run", help="filter live video until stopped", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Capture, filter and output live video, and its sound.",
+        epilog="Sound: the source's own audio (files, streams) or an --audio device goes, never dropped and in "
+               "sync,\nto .mp4/.mkv (AAC), .webm (Opus), RTMP (AAC in FLV) and udp/srt (AAC in MPEG-TS) outputs. "
+               "Video and\naudio keep their capture times, so the sound is held back by exactly the video's "
+               "processing delay.\nThe virtual camera carries no sound: set the video delay livefuse reports as "
+               "the microphone's\nsync offset in OBS.")
     parser.add_argument("--source", metavar="SPEC", help=f"{SOURCE_HELP} (default: webcam if present, else demo)")
     parser.add_argument("--preset", metavar="NAME|PATH", help=f"preset name or .toml file (default: {DEFAULT_PRESET})")
     parser.add_argument("--output", action="append", metavar="SPEC",
                         help=f"{OUTPUT_HELP}; repeat for several (default: preview, plus virtualcam when usable)")
+    parser.add_argument("--audio", default="auto", metavar="SPEC", help=f"{AUDIO_HELP} (default: auto)")
     add_video_args(parser)
     add_engine_args(parser)
     limit = parser.add_mutually_exclusive_group()
@@ -69,11 +77,12 @@ def default_outputs() -> list[str]:
     return outputs
 
 
-def open_outputs(specs: list[str], size: tuple[int, int], fps: float, web: dict[str, Any]) -> list[Sink]:
+def open_outputs(specs: list[str], size: tuple[int, int], fps: float, web: dict[str, Any],
+                 audio: AudioInput | None = None) -> list[Sink]:
     sinks: list[Sink] = []
     try:
         for spec in specs:
-            sinks.append(open_sink(spec, size, fps, **web))
+            sinks.append(open_sink(spec, size, fps, audio.format if audio is not None else None, **web))
     except BaseException:
         for sink in sinks:
             sink.close()
@@ -102,6 +111,11 @@ async def _run(args: argparse.Namespace) -> int:
     if args.source is None and source_spec == "demo":
         log.info("no camera found: showing the built-in demo source (pick one with --source)")
     source = open_source(source_spec, size, fps)
+    try:
+        audio = open_audio(args.audio, source, source.description)
+    except BaseException:
+        source.close()
+        raise
     sinks: list[Sink] = []
     engine: Engine | None = None
     try:
@@ -114,9 +128,9 @@ async def _run(args: argparse.Namespace) -> int:
         chain = build_chain(preset, context)
         web = {"host": args.host, "port": args.port, "token": args.token, "max_peers": args.max_peers,
                "peer_timeout": args.peer_timeout}
-        sinks = open_outputs(specs, size, fps, web)
+        sinks = open_outputs(specs, size, fps, web, audio)
         pipeline = Pipeline(source, chain, sinks, fps=fps, max_frames=args.frames, duration=args.duration,
-                            engine=engine)
+                            engine=engine, audio=audio)
         pipeline.stats.provider = engine.provider
         runtime = Runtime(pipeline, preset, context, engine,
                           settings={"source": source_spec, "size": list(size), "fps": fps, "outputs": specs})
@@ -128,11 +142,13 @@ async def _run(args: argparse.Namespace) -> int:
         for sink in sinks:  # e.g. the preview's port was taken: finalise any recording already opened
             sink.close()
         source.close()  # from here on the pipeline's capture thread owns (and closes) the source
+        if audio is not None:
+            audio.close()
         if engine is not None:
             engine.close()
         raise
-    log.info("running preset %s on %s -> %s (%s)", preset.name, source.description, ", ".join(specs),
-             engine.provider)
+    log.info("running preset %s on %s -> %s (%s; sound: %s)", preset.name, source.description, ", ".join(specs),
+             engine.provider, audio.description if audio is not None else "none")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, pipeline.stop)

@@ -1,25 +1,42 @@
-"""Encoded outputs through PyAV: recordings (.mp4, .mkv, .webm) and RTMP/SRT pushes.
+"""Encoded outputs through PyAV: recordings (.mp4, .mkv, .webm) and RTMP/SRT pushes, with their sound.
 
 Recordings must survive an abrupt end: MP4 is written fragmented (a playable
 file after every keyframe even if the process is killed), and `close` flushes
 the encoder so a clean stop keeps every frame. When a recording cannot be
 written any more (disk full, file too large), it stops at once and is cut back
 to the end of its last whole write, so what was recorded stays playable.
+
+Video and audio pts both come from capture times, on one timeline that starts at
+the first frame's capture: the muxer then holds sound back by exactly the delay
+the video took (it interleaves packets by timestamp), frame by frame.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
 
+from livefuse.audio.chunk import AudioFormat
+from livefuse.audio.encode import AudioTrack
+from livefuse.audio.feed import AudioFeed
 from livefuse.errors import OutputError
 from livefuse.frame import Frame
 from livefuse.sinks.base import OutputFailed
+from livefuse.sinks.options import (
+    AUDIO_RATE,
+    WEBM_CODECS,
+    EncodeOptions,
+    parse_options,
+    split_options,
+    video_codec_options,
+)
 
 log = logging.getLogger("livefuse.output")
 
@@ -29,20 +46,10 @@ FILE_FORMATS: dict[str, tuple[str, str]] = {
     ".mkv": ("matroska", "libx264"),
     ".webm": ("webm", "libvpx"),
 }
-WEBM_CODECS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
 STREAM_FORMATS = {"rtmp://": "flv", "rtmps://": "flv", "srt://": "mpegts", "udp://": "mpegts"}
+AUDIO_CODECS = {"mp4": "aac", "matroska": "aac", "webm": "libopus", "flv": "aac", "mpegts": "aac"}
+NO_ENCODER_DELAY_FIELD = {"flv"}  # no way to say "skip the priming" (MP4 has its edit list: delay_moov)
 TIME_BASE = Fraction(1, 1000)
-
-
-def _codec_options(codec: str, fps: float) -> dict[str, str]:
-    """Real-time settings: no B-frames, a keyframe every two seconds, fast presets."""
-    gop = str(max(1, round(fps * 2)))
-    if codec == "libx264":
-        return {"preset": "veryfast", "tune": "zerolatency", "g": gop, "bf": "0"}
-    if codec in ("libvpx", "libvpx-vp9"):
-        return {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "g": gop, "b": "2M",
-                "row-mt": "1"}
-    return {"g": gop}
 
 
 class EncoderSink:
@@ -52,6 +59,7 @@ class EncoderSink:
 
     def __init__(self, target: str, size: tuple[int, int], fps: float, *, fmt: str, codec: str,
                  options: dict[str, str] | None = None, name: str | None = None, live: bool = False,
+                 quality: EncodeOptions | None = None, audio: AudioFormat | None = None,
                  path: Path | None = None) -> None:
         self.name = name or target
         self.target = target
@@ -59,8 +67,14 @@ class EncoderSink:
         self.failed = False
         self._path = path  # a recording's file: cut back to `_whole_size` when a write fails half-way
         self._whole_size = 0
+        quality = quality or EncodeOptions()
         self._first_ns: int | None = None
         self._last_pts = -1
+        self._keyint_ms = round(quality.keyint_s * 1000 - 500 / fps)  # half a frame early is on time
+        self._last_key_pts: int | None = None
+        self.audio_feed: AudioFeed | None = AudioFeed(audio) if audio is not None else None
+        self._audio: AudioTrack | None = None
+        self._video_shift_ms = 0
         # flush_packets: each packet leaves at once instead of sitting in FFmpeg's 256 KB I/O buffer, so a
         # push adds no delay and a killed recorder loses at most the fragment being written.
         options = {"flush_packets": "1", **(options or {})}
@@ -78,8 +92,12 @@ class EncoderSink:
         stream.pix_fmt = "yuv420p"
         stream.time_base = TIME_BASE
         stream.codec_context.time_base = TIME_BASE
-        stream.options = _codec_options(codec, fps)
+        stream.options = video_codec_options(codec, fps, quality, push=live)
         self._stream = stream
+        if audio is not None:
+            self._audio = AudioTrack(self._container, AUDIO_CODECS[fmt], audio, rate=AUDIO_RATE,
+                                     bitrate=quality.audio_bitrate, delay_in_timeline=fmt in NO_ENCODER_DELAY_FIELD)
+            self._video_shift_ms = round(self._audio.delay_s * 1000)
         try:  # write the header (and connect a push) now, so a bad target fails at start, not at frame one
             self._container.start_encoding()
         except (av.FFmpegError, OSError) as exc:
@@ -94,26 +112,51 @@ class EncoderSink:
     def write(self, frame: Frame) -> None:
         if self._first_ns is None:
             self._first_ns = frame.capture_ns
-        pts = (frame.capture_ns - self._first_ns) // 1_000_000
+        pts = (frame.capture_ns - self._first_ns) // 1_000_000 + self._video_shift_ms
         pts = max(pts, self._last_pts + 1)  # strictly increasing, even for repeated frames
         self._last_pts = pts
         video = av.VideoFrame.from_ndarray(frame.image, format="bgr24")
         video.pts = pts
         video.time_base = TIME_BASE
+        if self._last_key_pts is None or pts - self._last_key_pts >= self._keyint_ms:
+            video.pict_type = av.video.frame.PictureType.I  # keyframes by time, whatever frames were dropped
+            self._last_key_pts = pts
         for packet in self._stream.encode(video):
             self._mux(packet)
         self.frames += 1
+        self._write_audio()
 
-    def _mux(self, packet: av.Packet) -> None:
+    def _write_audio(self) -> None:
+        """Encode the sound captured so far; the muxer interleaves it with the video by timestamp."""
+        if self._audio is None or self.audio_feed is None:
+            return
+        chunks = self.audio_feed.take_all()
+        if self._first_ns is None:  # no picture yet: the timeline starts with the first sound
+            if not chunks:
+                return
+            self._first_ns = chunks[0].capture_ns
+        with self._file_writes():
+            for chunk in chunks:
+                self._audio.write(chunk, self._first_ns)
+
+    @contextlib.contextmanager
+    def _file_writes(self) -> Iterator[None]:
+        """A write error on a recording is final (FFmpeg's file writer stays in error once a write failed, so
+        retrying cannot help): OutputFailed, for the pipeline to give this output up at once. A push's error
+        is left as it is: the pipeline retries, then gives it up."""
         if self.failed:
             raise OutputFailed(f"{self.target} was stopped after a write error")
         try:
-            self._container.mux(packet)
+            yield
         except (av.FFmpegError, OSError) as exc:
             if self._path is None:
-                raise  # a push: the pipeline retries, then gives it up
-            self.failed = True  # FFmpeg's file writer stays in error once a write failed: retrying cannot help
+                raise
+            self.failed = True
             raise OutputFailed(f"cannot write {self._path}: {exc.strerror or exc}") from exc
+
+    def _mux(self, packet: av.Packet) -> None:
+        with self._file_writes():
+            self._container.mux(packet)
         if self._path is not None:  # each packet is flushed (flush_packets), so the file ends on a whole write
             self._whole_size = os.stat(self._path).st_size
 
@@ -127,8 +170,15 @@ class EncoderSink:
             return
         try:
             if not self.failed:
-                for packet in self._stream.encode(None):
-                    self._mux(packet)
+                try:
+                    self._write_audio()
+                    if self._audio is not None:
+                        with self._file_writes():
+                            self._audio.close()
+                finally:
+                    if not self.failed:
+                        for packet in self._stream.encode(None):
+                            self._mux(packet)
         finally:
             self._container = None
             try:
@@ -144,26 +194,40 @@ class EncoderSink:
                     os.truncate(self._path, self._whole_size)
 
 
-def open_file_sink(spec: str, size: tuple[int, int], fps: float) -> EncoderSink:
-    """file:PATH[?codec=vp9] → a recording; the suffix picks the container."""
-    path_text, _, query = spec.partition("?")
+def file_options(spec: str) -> tuple[Path, str, EncodeOptions]:
+    """(path, codec, checked options) of file:PATH[?crf=18&preset=slow&codec=vp9...]."""
+    path_text, raw = split_options(spec, passthrough=False)
     path = Path(path_text)
     suffix = path.suffix.lower()
     if suffix not in FILE_FORMATS:
         raise OutputError(f"cannot record to {path}: use a .mp4, .mkv or .webm file name")
+    codec = FILE_FORMATS[suffix][1]
+    options = parse_options(raw, video_codec=codec)
+    if options.codec is not None:
+        codec = WEBM_CODECS[options.codec]
+    return path, codec, options
+
+
+def stream_options(url: str) -> tuple[str, EncodeOptions]:
+    """(URL for the protocol, checked options) of a push URL; its own query keys stay in the URL."""
+    target, raw = split_options(url, passthrough=True)
+    return target, parse_options(raw, video_codec="libx264")
+
+
+def open_file_sink(spec: str, size: tuple[int, int], fps: float, audio: AudioFormat | None = None) -> EncoderSink:
+    """file:PATH[?crf=N&...] -> a recording; the suffix picks the container, AAC or Opus sound beside it."""
+    path, codec, quality = file_options(spec)
     if not path.parent.exists():
         raise OutputError(f"cannot record to {path}: folder {path.parent} does not exist")
-    fmt, codec = FILE_FORMATS[suffix]
-    if query.startswith("codec="):
-        wanted = query[len("codec="):].lower()
-        if suffix != ".webm" or wanted not in WEBM_CODECS:
-            raise OutputError(f"codec {wanted!r} is not supported for {suffix}: .webm takes vp8 or vp9")
-        codec = WEBM_CODECS[wanted]
-    options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if fmt == "mp4" else {}
-    return EncoderSink(str(path), size, fps, fmt=fmt, codec=codec, options=options, name=f"file:{path}", path=path)
+    fmt = FILE_FORMATS[path.suffix.lower()][0]
+    options = {"movflags": "frag_keyframe+empty_moov+default_base_moof+delay_moov"} if fmt == "mp4" else {}
+    return EncoderSink(str(path), size, fps, fmt=fmt, codec=codec, options=options, name=f"file:{path}",
+                       quality=quality, audio=audio, path=path)
 
 
-def open_stream_sink(url: str, size: tuple[int, int], fps: float) -> EncoderSink:
-    """rtmp:// (FLV) or srt:// / udp:// (MPEG-TS) push with H.264."""
+def open_stream_sink(url: str, size: tuple[int, int], fps: float, audio: AudioFormat | None = None) -> EncoderSink:
+    """rtmp:// (FLV) or srt:// / udp:// (MPEG-TS) push with H.264 and AAC at push settings."""
+    target, quality = stream_options(url)
     fmt = next(f for prefix, f in STREAM_FORMATS.items() if url.startswith(prefix))
-    return EncoderSink(url, size, fps, fmt=fmt, codec="libx264", name=url, live=True)
+    return EncoderSink(target, size, fps, fmt=fmt, codec="libx264", name=url, live=True, quality=quality,
+                       audio=audio)

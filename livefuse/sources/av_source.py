@@ -11,6 +11,7 @@ from typing import Any
 import av
 import numpy as np
 
+from livefuse.audio.chunk import AudioFormat
 from livefuse.errors import SourceError
 from livefuse.sources.base import Pacer, SourceLost
 
@@ -67,6 +68,12 @@ class AVSource:
         self._container: Any = None
         self._frames: Iterator[av.VideoFrame] | None = None
         self._pacer: Pacer | None = None
+        self.audio_format: AudioFormat | None = None  # the container's sound, offered to SourceAudio
+        self.video_media_ns = 0  # media time of the frame `read` returned last
+        self.video_slot_ns: int | None = None  # a paced file's: the instant its pacer released that frame for
+        self.loop_end_ns: int | None = None
+        self._audio_enabled = False
+        self._audio: list[tuple[int, av.AudioFrame]] = []
         self._declared_s: float | None = None  # a file's duration, to tell a truncated one from a short one
         self._first_s: float | None = None  # times of the first and last frame of this pass through a file
         self._last_s = 0.0
@@ -91,10 +98,33 @@ class AVSource:
         if not self.live:
             rate = float(stream.average_rate or stream.guessed_rate or self.fps)
             self.fps = rate if rate > 0 else self.fps
-            self._pacer = Pacer(self.fps)
+            self._pacer = Pacer(self.fps, catch_up=self._audio_enabled)
             self._declared_s = declared_duration(self._container)
-        self._frames = self._container.decode(stream)
+        duration = stream.duration * stream.time_base if stream.duration and stream.time_base else None
+        self.loop_end_ns = int(duration * 1_000_000_000) if self.loop and duration else None  # where a pass ends
+        audio = self._container.streams.audio
+        self.audio_format = AudioFormat(audio[0].rate, audio[0].channels) if audio and audio[0].rate else None
+        self._frames = self._decode()
         self._first_s, self._read = None, 0
+
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        """The video frames; with audio enabled, the sound demuxed on the way is kept for `take_audio`."""
+        video = self._container.streams.video[0]
+        if not self._audio_enabled or self.audio_format is None:
+            return self._container.decode(video)
+        return demux_with_audio(self._container, video, self._container.streams.audio[0], self._audio)
+
+    def enable_audio(self) -> None:
+        """Decode the container's audio too (only when an output will carry it: decoding costs CPU)."""
+        self._audio_enabled = True
+        if self._pacer is not None:
+            self._pacer.catch_up = True  # late frames keep their slots, so the sound needs no gap
+        self._frames = self._decode()
+
+    def take_audio(self) -> list[tuple[int, av.AudioFrame]]:
+        """(media time in ns, frame) of the sound decoded since the last call."""
+        taken, self._audio[:] = list(self._audio), []
+        return taken
 
     def read(self) -> np.ndarray | None:
         assert self._frames is not None
@@ -107,7 +137,9 @@ class AVSource:
             if not self.loop:
                 return None
             self._container.seek(0)
-            self._frames = self._container.decode(self._container.streams.video[0])
+            for stream in self._container.streams.audio[:1]:  # no sound of the old pass in the new one
+                stream.codec_context.flush_buffers()
+            self._frames = self._decode()
             self._first_s, self._read = None, 0
             try:
                 frame = next(self._frames)
@@ -127,7 +159,9 @@ class AVSource:
             self._last_s = frame.time
         self._read += 1
         if self._pacer is not None:
-            self._pacer.wait()
+            self.video_slot_ns = self._pacer.wait()
+        if frame.pts is not None:
+            self.video_media_ns = int(frame.pts * frame.time_base * 1_000_000_000)
         return frame.to_ndarray(format="bgr24", width=self.size[0], height=self.size[1])
 
     def _check_complete(self) -> None:
@@ -160,6 +194,18 @@ def declared_duration(container: Any) -> float | None:
     if container.duration and len(container.streams) == 1 and "mpegts" not in container.format.name:
         return container.duration / 1_000_000
     return None
+
+
+def demux_with_audio(container: Any, video: Any, audio: Any,
+                     sound: list[tuple[int, av.AudioFrame]]) -> Iterator[av.VideoFrame]:
+    """Video frames of one container read once for both streams; its audio frames go to `sound`."""
+    for packet in container.demux(video, audio):
+        for frame in packet.decode():
+            if isinstance(frame, av.AudioFrame):
+                if frame.pts is not None:
+                    sound.append((int(frame.pts * frame.time_base * 1_000_000_000), frame))
+            else:
+                yield frame
 
 
 def open_file(path: Path, size: tuple[int, int], fps: float, loop: bool) -> AVSource:

@@ -32,18 +32,29 @@ class Pacer:
     schedule skips ahead instead of bursting to catch up, as a camera would.
     """
 
-    def __init__(self, fps: float) -> None:
+    MAX_CATCH_UP_NS = 1_000_000_000
+
+    def __init__(self, fps: float, *, catch_up: bool = False) -> None:
         self.interval_ns = int(1e9 / fps)
+        self.catch_up = catch_up  # a file with sound: keep every slot (sound cannot skip), up to a second behind
         self._next_ns = 0
 
-    def wait(self) -> None:
+    def wait(self) -> int:
+        """Sleep until the next slot; return that slot's time (the frame's ideal capture instant, which a
+        late wake-up does not move: sound stamped from it stays in step with the picture)."""
         now = time.monotonic_ns()
         if self._next_ns == 0:
             self._next_ns = now
         delay = self._next_ns - now
         if delay > 0:
             time.sleep(delay / 1e9)
+            slot = self._next_ns
+            self._next_ns += self.interval_ns
+        elif self.catch_up and -delay < self.MAX_CATCH_UP_NS:
+            slot = self._next_ns
             self._next_ns += self.interval_ns
         else:
             missed = -delay // self.interval_ns
+            slot = self._next_ns + missed * self.interval_ns
             self._next_ns += (missed + 1) * self.interval_ns
+        return slot

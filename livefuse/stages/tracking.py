@@ -3,7 +3,8 @@
 A detector looks at each frame afresh, so its boxes jitter by a few pixels and it sometimes misses a
 frame. The tracker matches each detection to the track it overlaps most, smooths every coordinate of
 the track, and keeps a missed track alive for `hold_frames` frames as a `held` face whose box grows a
-little each frame (a face that moved while unseen is still covered).
+little each frame (a face that moved while unseen is still covered). A face followed by FaceMesh
+comes in already carrying its track's id and is matched by it. Times are capture times in seconds.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Track:
     box_filter: OneEuro
     points_filter: OneEuro
     mesh_filter: OneEuro
+    raw: Face  # the latest face as found, before smoothing (FaceMesh looks for it there next)
     misses: int = 0
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))  # box px per second
 
@@ -57,7 +59,7 @@ class FaceTracker:
 
     def update(self, detections: list[Face], t: float) -> list[Face]:
         """Fold one frame's detections (taken at time t seconds) into the tracks; returns the faces to show."""
-        matches, new = self._match(detections)
+        matches, new = self._match(detections, t)
         for track in self.tracks:
             det = matches.get(track.id)
             if det is None:
@@ -74,20 +76,7 @@ class FaceTracker:
 
     def predict(self, t: float) -> list[Face]:
         """Faces for a frame that was not run through the detector: tracks moved on by their velocity."""
-        dt = 0.0 if self._last_t is None else max(0.0, t - self._last_t)
-        out = []
-        for track in self.tracks:
-            if track.misses:
-                out.append(self._held(track))
-                continue
-            shift = track.velocity * dt
-            face = track.face
-            box = face.box + shift
-            delta = (shift[:2] + shift[2:]) / 2
-            mesh = None if face.mesh is None else face.mesh + np.array([delta[0], delta[1], 0], np.float32)
-            out.append(Face(box=box.astype(np.float32), score=face.score,
-                            landmarks5=(face.landmarks5 + delta).astype(np.float32), track_id=track.id, mesh=mesh))
-        return out
+        return [self._held(track) if track.misses else self._moved(track, t) for track in self.tracks]
 
     def faces(self) -> list[Face]:
         return [self._held(tr) if tr.misses else tr.face for tr in self.tracks]
@@ -98,20 +87,34 @@ class FaceTracker:
 
     # -- internals -------------------------------------------------------------------------------
 
+    def _moved(self, track: Track, t: float) -> Face:
+        dt = 0.0 if self._last_t is None else max(0.0, t - self._last_t)
+        shift = track.velocity * dt
+        face = track.face
+        delta = (shift[:2] + shift[2:]) / 2
+        mesh = None if face.mesh is None else face.mesh + np.array([delta[0], delta[1], 0], np.float32)
+        return Face(box=(face.box + shift).astype(np.float32), score=face.score,
+                    landmarks5=(face.landmarks5 + delta).astype(np.float32), track_id=track.id, mesh=mesh)
+
     def _held(self, track: Track) -> Face:
         f = track.face
         factor = 1.0 + self.hold_growth * track.misses
         return Face(box=grow_box(f.box, factor), score=f.score, landmarks5=f.landmarks5.copy(), track_id=track.id,
                     mesh=None if f.mesh is None else f.mesh.copy(), held=True)
 
-    def _match(self, detections: list[Face]) -> tuple[dict[int, Face], list[Face]]:
-        """Greedy best-IoU assignment (a handful of faces: optimal in practice, and no scipy needed)."""
+    def _match(self, detections: list[Face], t: float) -> tuple[dict[int, Face], list[Face]]:
+        """Faces carrying a live track's id go to it; the rest by greedy best IoU (optimal in practice for a
+        handful of faces, and no scipy needed). A live track is matched where its last detection moved on
+        by its velocity: the smoothed box lags a fast face by up to half its width."""
+        ids = {tr.id for tr in self.tracks}
+        matches = {d.track_id: d for d in detections if d.track_id in ids}
+        detections = [d for d in detections if d.track_id not in matches]
         if not self.tracks or not detections:
-            return {}, list(detections)
-        tb = np.stack([self._held(tr).box if tr.misses else tr.face.box for tr in self.tracks])
+            return matches, list(detections)
+        dt = 0.0 if self._last_t is None else max(0.0, t - self._last_t)
+        tb = np.stack([self._held(tr).box if tr.misses else tr.raw.box + tr.velocity * dt for tr in self.tracks])
         db = np.stack([d.box for d in detections])
         ious = iou_matrix(tb, db)
-        matches: dict[int, Face] = {}
         used: set[int] = set()
         for flat in np.argsort(-ious, axis=None):
             ti, di = np.unravel_index(flat, ious.shape)
@@ -126,7 +129,7 @@ class FaceTracker:
 
     def _start(self, det: Face, t: float) -> None:
         bf, pf, mf = self._filters()
-        track = Track(self._next_id, det, bf, pf, mf)
+        track = Track(self._next_id, det, bf, pf, mf, raw=det)
         self._next_id += 1
         self._absorb(track, det, t, fresh=True)
         self.tracks.append(track)
@@ -147,4 +150,5 @@ class FaceTracker:
             if not fresh and not track.misses and self._last_t is not None and t > self._last_t:
                 track.velocity = ((det.box - track.face.box) / (t - self._last_t)).astype(np.float32)
         track.face = Face(box=box, score=det.score, landmarks5=points, track_id=track.id, mesh=mesh)
+        track.raw = det
         track.misses = 0

@@ -46,9 +46,26 @@ def letterbox(
     px = (width - nw) // 2 if centre else 0
     py = (height - nh) // 2 if centre else 0
     out = np.zeros((height, width, image.shape[2]), dtype=image.dtype)
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    out[py : py + nh, px : px + nw] = cv2.resize(image, (nw, nh), interpolation=interp)
+    out[py : py + nh, px : px + nw] = resize(image, nw, nh)
     return out, Letterbox(scale=scale, pad_x=px, pad_y=py)
+
+
+def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`image` resized to width x height; a big shrink is halved (box filter) first, then area-resized.
+
+    OpenCV's INTER_AREA is fast for an exact halving but several times slower for an odd ratio such as
+    1280 -> 192. Halving while the ratio is 4 or more and finishing with an area step from under 4x keeps
+    the detectors' accuracy (a finer split loses it) for half the time: a detector looks at every frame.
+    """
+    h, w = image.shape[:2]
+    if width >= w or height >= h:
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    while w >= 4 * width and h >= 4 * height:
+        w, h = w // 2, h // 2
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    if (w, h) == (width, height):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def rgb_tensor(image_bgr: np.ndarray, scale: float, shift: float = 0.0) -> np.ndarray:

@@ -15,6 +15,8 @@ LEFT_EYE = [263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387
 NOSE_TIP = 1
 MOUTH_RIGHT = 61  # subject's right corner
 MOUTH_LEFT = 291
+RIGHT_EYE_CORNER = 33  # the outer corners MediaPipe levels its tracking crop on
+LEFT_EYE_CORNER = 263
 
 
 def arcface_points(mesh: np.ndarray) -> np.ndarray:
@@ -40,9 +42,11 @@ class FaceLandmarker:
 
     size = 192
 
-    def __init__(self, runner: Runner, scale: float = 1.5, min_presence: float = 0.5) -> None:
+    def __init__(self, runner: Runner, scale: float = 1.5, min_presence: float = 0.5,
+                 mesh_scale: float = 1.5) -> None:
         self.runner = runner
         self.scale = scale
+        self.mesh_scale = mesh_scale
         self.min_presence = min_presence
         self.input_name = runner.input_names[0]
 
@@ -53,7 +57,26 @@ class FaceLandmarker:
         angle = float(np.arctan2(dy, dx))
         x1, y1, x2, y2 = face.box
         centre = np.array([(x1 + x2) / 2, (y1 + y2) / 2], np.float32)
-        side = max(x2 - x1, y2 - y1) * self.scale
+        return self._transform(centre, max(x2 - x1, y2 - y1) * self.scale, angle)
+
+    def mesh_transform(self, mesh: np.ndarray) -> np.ndarray:
+        """The crop for the next frame from this frame's mesh, as MediaPipe's face_landmarks_to_roi.
+
+        The mesh's bounding rectangle in the face's own (eye-levelled) axes, squared on its longer side
+        and scaled by `mesh_scale`: no detector is needed while the face stays in view.
+        """
+        right_eye, left_eye = mesh[RIGHT_EYE_CORNER, :2], mesh[LEFT_EYE_CORNER, :2]
+        dx, dy = left_eye - right_eye
+        angle = float(np.arctan2(dy, dx))
+        c, s = np.cos(angle), np.sin(angle)
+        pts = mesh[:, :2]
+        local = pts @ np.array([[c, -s], [s, c]], np.float32)  # frame -> face axes
+        lo, hi = local.min(0), local.max(0)
+        mid = (lo + hi) / 2
+        centre = np.array([c * mid[0] - s * mid[1], s * mid[0] + c * mid[1]], np.float32)
+        return self._transform(centre, float((hi - lo).max()) * self.mesh_scale, angle)
+
+    def _transform(self, centre: np.ndarray, side: float, angle: float) -> np.ndarray:
         k = side / self.size
         c, s = np.cos(angle) * k, np.sin(angle) * k
         rot = np.array([[c, -s], [s, c]], np.float32)
@@ -62,7 +85,14 @@ class FaceLandmarker:
 
     def run(self, image_bgr: np.ndarray, face: Face) -> tuple[np.ndarray, float]:
         """Mesh [468, 3] in frame pixels and the face-presence probability."""
-        m = self.crop_transform(face)
+        return self.run_crop(image_bgr, self.crop_transform(face))
+
+    def track(self, image_bgr: np.ndarray, mesh: np.ndarray) -> tuple[np.ndarray, float]:
+        """This frame's mesh and face-presence probability, looked for where the last frame's `mesh` was."""
+        return self.run_crop(image_bgr, self.mesh_transform(mesh))
+
+    def run_crop(self, image_bgr: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, float]:
+        """FaceMesh on the crop that the 2x3 map `m` (crop -> frame pixels) takes out of the frame."""
         crop = cv2.warpAffine(
             image_bgr,
             m,

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.stats import RTCInboundRtpStreamStats, RTCRemoteInboundRtpStreamStats
 
 from livefuse.memory import release_freed_memory
@@ -33,7 +33,7 @@ from livefuse.pipeline import Pipeline
 from livefuse.presets import build_chain
 from livefuse.runtime import Runtime
 from livefuse.stages.base import StageContext
-from livefuse.web.tracks import LatestFrameTrack, TrackSink, TrackSource
+from livefuse.web.tracks import HeldBackAudioTrack, LatestFrameTrack, TrackSink, TrackSource
 
 log = logging.getLogger("livefuse.web")
 
@@ -65,6 +65,8 @@ class Peer:
     pc: RTCPeerConnection
     incoming: MediaStreamTrack | None = None
     outgoing: LatestFrameTrack | None = None
+    outgoing_audio: HeldBackAudioTrack | None = None  # camera mode: the browser's microphone, sent back in sync
+    audio_task: asyncio.Task[None] | None = None
     source: TrackSource | None = None
     runtime: Runtime | None = None
     task: asyncio.Task[Any] | None = None
@@ -91,6 +93,7 @@ class Peers:
         self.peer_timeout = peer_timeout
         self.runtime: Runtime | None = None  # the daemon's; camera peers copy its preset
         self.relay = MediaRelay()
+        self.preview_audio: HeldBackAudioTrack | None = None  # the daemon's sound, when its source has some
         self.peers: dict[str, Peer] = {}
         self.viewers = 0  # preview peers; read from the output thread to skip converting unwatched frames
         self._trim: asyncio.TimerHandle | None = None
@@ -113,6 +116,9 @@ class Peers:
             await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             if mode == "preview":
                 peer.pc.addTrack(self.relay.subscribe(self.preview, buffered=False))
+                if self.preview_audio is not None:
+                    # buffered: the relay must pass every audio frame on, not only the newest
+                    peer.pc.addTrack(self.relay.subscribe(self.preview_audio, buffered=True))
                 peer.viewing = True
                 self.viewers += 1
             elif peer.incoming is None:
@@ -167,6 +173,10 @@ class Peers:
                 peer.incoming = track
                 peer.outgoing = LatestFrameTrack(asyncio.get_running_loop())
                 pc.addTrack(peer.outgoing)
+            elif track.kind == "audio" and peer.mode == "camera" and peer.outgoing_audio is None:
+                peer.outgoing_audio = HeldBackAudioTrack(asyncio.get_running_loop())
+                pc.addTrack(peer.outgoing_audio)
+                peer.audio_task = asyncio.create_task(_return_audio(track, peer.outgoing_audio))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -184,7 +194,8 @@ class Peers:
         loop = asyncio.get_running_loop()
         chain = await loop.run_in_executor(None, build_chain, preset, context)
         peer.source = TrackSource(peer.incoming, context.size, context.fps)
-        pipeline = Pipeline(peer.source, chain, [TrackSink(peer.outgoing)], fps=context.fps, engine=engine)
+        sink = TrackSink(peer.outgoing, audio=peer.outgoing_audio)
+        pipeline = Pipeline(peer.source, chain, [sink], fps=context.fps, engine=engine)
         pipeline.stats.provider = main.pipeline.stats.provider
         peer.runtime = Runtime(pipeline, preset, context, engine, settings={"source": "webrtc"})
         peer.source.start()
@@ -212,6 +223,10 @@ class Peers:
             await asyncio.get_running_loop().run_in_executor(None, peer.runtime.pipeline.chain.close)
         if peer.outgoing is not None:
             peer.outgoing.stop()
+        if peer.outgoing_audio is not None:
+            peer.outgoing_audio.stop()
+        if peer.audio_task is not None:
+            peer.audio_task.cancel()
         await peer.pc.close()
         self.peers.pop(peer_id, None)
         if peer.viewing:
@@ -228,3 +243,12 @@ class Peers:
 
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(pid) for pid in list(self.peers)), return_exceptions=True)
+
+
+async def _return_audio(incoming: MediaStreamTrack, outgoing: HeldBackAudioTrack) -> None:
+    """Camera mode: the browser's microphone back to it beside the filtered video, held back by that
+    video's delay (the page keeps it muted: it is for recording the call, not for hearing oneself)."""
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            frame = await incoming.recv()
+            outgoing.put(frame, time.monotonic_ns() - frame.samples * 1_000_000_000 // frame.sample_rate)

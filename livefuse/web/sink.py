@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 
+from livefuse.audio.chunk import AudioFormat
+from livefuse.audio.feed import AudioFeed
 from livefuse.frame import Frame
 from livefuse.runtime import Runtime
 from livefuse.web.auth import is_loopback, resolve_token
 from livefuse.web.server import WebServer
 from livefuse.web.signalling import PEER_TIMEOUT_S
-from livefuse.web.tracks import LatestFrameTrack
+from livefuse.web.tracks import HeldBackAudioTrack, LatestFrameTrack
 
 log = logging.getLogger("livefuse.web")
 
@@ -31,8 +34,10 @@ class PreviewSink:
 
     def __init__(self, size: tuple[int, int], fps: float, *, host: str = "127.0.0.1", port: int = 8080,
                  token: str | None = None, max_peers: int = DEFAULT_MAX_PEERS,
-                 peer_timeout: float = PEER_TIMEOUT_S) -> None:
+                 peer_timeout: float = PEER_TIMEOUT_S, audio_format: AudioFormat | None = None) -> None:
         self.name = "preview"
+        self.audio_feed: AudioFeed | None = AudioFeed(audio_format) if audio_format is not None else None
+        self.audio_track: HeldBackAudioTrack | None = None  # Opus to viewers, held back by the video's delay
         self.size = size
         self.fps = fps
         self.host = host
@@ -50,6 +55,9 @@ class PreviewSink:
         self.track = LatestFrameTrack(self._loop)
         self.server = WebServer(runtime, self.track, host=self.host, port=self.port, token=self.token,
                                 max_peers=self.max_peers, peer_timeout=self.peer_timeout)
+        if self.audio_feed is not None:
+            self.audio_track = HeldBackAudioTrack(self._loop)
+            self.server.peers.preview_audio = self.audio_track
         await self.server.start()
         self.port = self.server.port
         url = self.server.url
@@ -64,8 +72,15 @@ class PreviewSink:
         return self.server.url if self.server else f"http://{self.host}:{self.port}/"
 
     def write(self, frame: Frame) -> None:
-        if self.track is not None and self.server is not None and self.server.peers.viewers > 0:
+        watched = self.track is not None and self.server is not None and self.server.peers.viewers > 0
+        if watched and self.track is not None:
             self.track.put(frame.image, frame.capture_ns)
+        if self.audio_feed is not None:
+            chunks = self.audio_feed.take_all()  # taken even unwatched: a viewer joins at the live sound
+            if watched and self.audio_track is not None:
+                self.audio_track.video_delay_ns = time.monotonic_ns() - frame.capture_ns
+                for chunk in chunks:
+                    self.audio_track.put_chunk(chunk)
 
     def close(self) -> None:
         """Stop the server (from the output's thread at the end of a run, or from the loop)."""
@@ -74,6 +89,8 @@ class PreviewSink:
             return
         if self.track is not None:
             self._loop.call_soon_threadsafe(self.track.stop)
+        if self.audio_track is not None:
+            self._loop.call_soon_threadsafe(self.audio_track.stop)
         if server is None:
             return
         if self._on_loop():

@@ -4,7 +4,10 @@
   images; `recv()` returns the newest one not yet sent, stamped with its capture
   time on the 90 kHz clock, and waits when there is none.
 - `TrackSource`: a pipeline `Source` reading an incoming (browser camera) track.
-- `TrackSink`: a pipeline output that feeds a `LatestFrameTrack`.
+- `TrackSink`: a pipeline output that feeds a `LatestFrameTrack` (and the sound beside it).
+- `HeldBackAudioTrack`: an outgoing audio track that sends each chunk once the video of the same
+  capture instant has gone out: held back by the video's measured delay, so the browser, which
+  lines the two up by when they were sent, plays them in sync.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from fractions import Fraction
 
 import av
@@ -19,9 +23,68 @@ import cv2
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from livefuse.audio.chunk import AudioChunk, AudioFormat
+from livefuse.audio.convert import to_frame
+from livefuse.audio.feed import AudioFeed
 from livefuse.frame import Frame
 
 TIME_BASE = Fraction(1, Frame.time_base)
+OPUS_RATE = 48000
+MAX_HOLD_NS = 2_000_000_000  # a video delay past this is a stall, not a delay to match
+
+
+class HeldBackAudioTrack(MediaStreamTrack):
+    """Sends audio frames in order, each when `video_delay_ns` has passed since its capture.
+
+    `put` (any thread) takes frames already converted; the loop only waits and stamps. Frames are
+    never dropped: a viewer that reads slowly gets them late, never fewer.
+    """
+
+    kind = "audio"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._loop = loop
+        self._queue: asyncio.Queue[tuple[av.AudioFrame | None, int]] = asyncio.Queue()
+        self._next_pts: int | None = None
+        self.video_delay_ns = 0  # set by the video side each time a frame goes out
+        self.sent = 0
+        self._resampler: av.AudioResampler | None = None
+
+    def put(self, frame: av.AudioFrame, capture_ns: int) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed while an output thread was finishing
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, (frame, capture_ns))
+
+    def put_chunk(self, chunk: AudioChunk) -> None:
+        """Offer a chunk (from one output thread): resampled here, once, to what the Opus encoder takes."""
+        if self._resampler is None:
+            # 20 ms frames: aiortc sends one Opus packet per frame it is given (more would share a timestamp)
+            self._resampler = av.AudioResampler(format="s16", layout="stereo", rate=OPUS_RATE, frame_size=960)
+        for frame in self._resampler.resample(to_frame(chunk.samples, chunk.rate)):
+            self.put(frame, chunk.capture_ns)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame, capture_ns = await self._queue.get()
+        if frame is None:
+            raise MediaStreamError
+        due_ns = capture_ns + min(self.video_delay_ns, MAX_HOLD_NS)
+        wait_ns = due_ns - time.monotonic_ns()
+        if wait_ns > 0:
+            await asyncio.sleep(wait_ns / 1e9)
+        rate = frame.sample_rate
+        if self._next_pts is None:
+            self._next_pts = capture_ns * rate // 1_000_000_000
+        frame.pts, frame.time_base = self._next_pts, Fraction(1, rate)  # back to back: one continuous signal
+        self._next_pts += frame.samples
+        self.sent += 1
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, (None, 0))  # wake a waiting recv()
 
 
 class LatestFrameTrack(MediaStreamTrack):
@@ -72,16 +135,25 @@ class LatestFrameTrack(MediaStreamTrack):
 
 
 class TrackSink:
-    """Pipeline output feeding a `LatestFrameTrack` (one per camera peer)."""
+    """Pipeline output feeding a `LatestFrameTrack` (one per camera peer), and its audio track the video's
+    delay, measured as each frame goes out."""
 
     repeat_when_idle = True
 
-    def __init__(self, track: LatestFrameTrack, name: str = "webrtc") -> None:
+    def __init__(self, track: LatestFrameTrack, name: str = "webrtc", audio: HeldBackAudioTrack | None = None,
+                 audio_format: AudioFormat | None = None) -> None:
         self.name = name
         self.track = track
+        self.audio = audio
+        self.audio_feed: AudioFeed | None = AudioFeed(audio_format) if audio and audio_format else None
 
     def write(self, frame: Frame) -> None:
         self.track.put(frame.image, frame.capture_ns)
+        if self.audio is not None:
+            self.audio.video_delay_ns = time.monotonic_ns() - frame.capture_ns
+            if self.audio_feed is not None:
+                for chunk in self.audio_feed.take_all():
+                    self.audio.put_chunk(chunk)
 
     def close(self) -> None:
         pass

@@ -22,6 +22,13 @@ const lf = (window.livefuse = {
     return gap;
   },
   grab(type = "image/png") { return grabFrame().toDataURL(type); },
+  audio: false,       // whether the stream received has a sound track (played muted: no echo)
+  async audioPackets() {  // RTP packets of sound received so far on this connection
+    if (!pc) return 0;
+    let packets = 0;
+    (await pc.getStats()).forEach((r) => { if (r.type === "inbound-rtp" && r.kind === "audio") packets += r.packetsReceived; });
+    return packets;
+  },
 });
 
 let pc = null;
@@ -97,17 +104,25 @@ async function connect(mode) {
   lf.frames = 0;
   lf.times = [];
   const conn = (pc = new RTCPeerConnection());
-  conn.addEventListener("track", (event) => { video.srcObject = new MediaStream([event.track]); });
+  const remote = new MediaStream();  // video, and sound when the stream has some (kept muted: no echo)
+  lf.audio = false;
+  conn.addEventListener("track", (event) => {
+    remote.addTrack(event.track);
+    video.srcObject = remote;
+    lf.audio = remote.getAudioTracks().length > 0;
+    $("stat-sound").textContent = lf.audio ? "yes (muted)" : "none";
+  });
   conn.addEventListener("connectionstatechange", () => { lf.state = conn.connectionState; });
   try {
     if (mode === "camera") {
       const size = (lf.status && lf.status.size) || [640, 360];
-      camera = await navigator.mediaDevices.getUserMedia({
-        audio: false, video: { width: { ideal: size[0] }, height: { ideal: size[1] } },
-      });
-      camera.getVideoTracks().forEach((track) => conn.addTrack(track, camera));
+      const wanted = { width: { ideal: size[0] }, height: { ideal: size[1] } };
+      camera = await navigator.mediaDevices.getUserMedia({ audio: true, video: wanted })
+        .catch(() => navigator.mediaDevices.getUserMedia({ audio: false, video: wanted }));  // no microphone
+      camera.getTracks().forEach((track) => conn.addTrack(track, camera));
     } else {
       conn.addTransceiver("video", { direction: "recvonly" });
+      conn.addTransceiver("audio", { direction: "recvonly" });
     }
     await conn.setLocalDescription(await conn.createOffer());
     await waitForIce(conn);
