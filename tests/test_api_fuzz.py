@@ -16,19 +16,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 from browser_fixtures import daemons_fixture, web_presets_fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from privacy_check import HAS_YUNET, independent_faces
 
 from livefuse.stages import anonymise, face
 from livefuse.stages.base import Param
 
 __all__ = ["daemons_fixture", "web_presets_fixture"]  # the `daemons` and `web_presets` fixtures
 
-YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet.onnx"
 SIZE, FPS = (320, 240), 15.0
 EXAMPLES = 300
 # YuNet scores the demo's visible face 0.90-0.93 at this size, and a covered head (a blurred, pixelated
@@ -37,7 +36,7 @@ FACE_SCORE = 0.7
 PAUSE_S = 0.02  # between requests: the fuzz spans several seconds of stream
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not YUNET.is_file(), reason=f"needs the independent detector {YUNET}")]
+              pytest.mark.skipif(not HAS_YUNET, reason="needs the independent detector in ../shared/models")]
 
 # -- strategies -------------------------------------------------------------------------------------
 
@@ -169,13 +168,6 @@ def send(port: int, method: str, path: str, body: bytes, ctype: str) -> int:
         conn.close()
 
 
-def independent_faces(image: np.ndarray) -> int:
-    h, w = image.shape[:2]
-    detector = cv2.FaceDetectorYN.create(str(YUNET), "", (w, h), FACE_SCORE)
-    _, found = detector.detect(image)
-    return 0 if found is None else len(found)
-
-
 def test_random_requests_never_break_the_api_the_stream_or_anonymise(web_presets: Path, daemons: Any) -> None:
     (web_presets / "anonymise-pixel.toml").write_text(
         'name = "anonymise-pixel"\n[[stages]]\ntype = "face"\ndetector = "blazeface_full"\nmin_score = 0.5\n'
@@ -223,7 +215,7 @@ def test_random_requests_never_break_the_api_the_stream_or_anonymise(web_presets
     stalls = [(t1 - t0) for (t0, n0), (t1, n1) in zip(counts, counts[8:], strict=False) if n1 <= n0]
     assert counts and not stalls, f"the stream stalled while fuzzed: {stalls[:3]}"
     assert daemon.pipeline.stats.frames_processed > FPS * took * 0.3
-    found = [independent_faces(image) for image in outputs]
+    found = [independent_faces(image, FACE_SCORE) for image in outputs]
     print(f"fuzz: {sum(answers.values())} requests in {took:.1f} s, answers {dict(sorted(answers.items()))}; "
           f"YuNet found a face in {sum(1 for f in found if f)} of {len(found)} output frames")
     assert len(found) > 50

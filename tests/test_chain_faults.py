@@ -6,12 +6,11 @@ and count faces in the output with the independent detector (OpenCV's YuNet from
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
+from privacy_check import HAS_YUNET, independent_faces, run_chain
 
 from livefuse.chain import Chain
 from livefuse.engine import Engine
@@ -21,7 +20,6 @@ from livefuse.stages import anonymise, face
 from livefuse.stages.base import StageContext
 from livefuse.status import status_line
 
-YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet.onnx"
 SIZE = (640, 360)
 
 
@@ -62,25 +60,9 @@ def defaults(spec: Any, **given: Any) -> dict[str, Any]:
     return {p.name: p.default for p in spec.params} | given
 
 
-def independent_faces(image: np.ndarray) -> int:
-    h, w = image.shape[:2]
-    detector = cv2.FaceDetectorYN.create(str(YUNET), "", (w, h), 0.5)
-    _, found = detector.detect(image)
-    return 0 if found is None else len(found)
-
-
 def clip(n: int) -> list[np.ndarray]:
     source = DemoSource(SIZE, 30, paced=False)
     return [source.render(1.0 + i / 5) for i in range(n)]
-
-
-def run(chain: Chain, images: list[np.ndarray]) -> list[Frame]:
-    frames = []
-    for i, image in enumerate(images):
-        frame = Frame(seq=i, pts=0, capture_ns=0, image=image.copy())
-        chain.run(frame, chain.admit())
-        frames.append(frame)
-    return frames
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +72,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 
 @pytest.fixture(scope="module")
 def images() -> list[np.ndarray]:
-    if not YUNET.is_file():
-        pytest.skip(f"needs the independent detector {YUNET}")
+    if not HAS_YUNET:
+        pytest.skip("needs the independent detector in ../shared/models")
     frames = clip(12)
     assert [independent_faces(im) for im in frames] == [1] * len(frames)  # the clip really shows the face
     return frames
@@ -110,7 +92,7 @@ def privacy_chain(engine: Engine, broken_before: bool, **anon: Any) -> tuple[Cha
 
 def test_a_stage_failing_before_anonymise_covers_every_frame(engine: Engine, images: list[np.ndarray]) -> None:
     chain, raises = privacy_chain(engine, broken_before=True)
-    frames = run(chain, images)
+    frames = run_chain(chain, images)
     found = [independent_faces(f.image) for f in frames]
     assert found == [0] * len(images), found
     assert chain.stats.frames_covered == len(images)
@@ -124,7 +106,7 @@ def test_anonymise_itself_failing_covers_every_frame(engine: Engine, images: lis
     chain, _ = privacy_chain(engine, broken_before=False)
     cover = chain.stages[2][1]
     cover.params["strength"] = float("nan")  # the value the API used to let through: _cover raises on it
-    frames = run(chain, images)
+    frames = run_chain(chain, images)
     assert chain.stats.stage_errors["anonymise"] == 5  # then it is switched off
     assert [independent_faces(f.image) for f in frames] == [0] * len(images)
     report = chain.health_report()[2]
@@ -141,14 +123,14 @@ def test_the_face_stage_failing_covers_every_frame_at_once(engine: Engine, image
         raise RuntimeError("detector model failed")
 
     finder.detector.detect = crashed  # type: ignore[attr-defined]
-    frames = run(chain, images[:4])
+    frames = run_chain(chain, images[:4])
     assert [independent_faces(f.image) for f in frames] == [0] * 4
     assert all(np.any(f.image != im, axis=2).mean() > 0.9 for f, im in zip(frames, images, strict=False))
 
 
 def test_a_working_chain_covers_only_the_face(engine: Engine, images: list[np.ndarray]) -> None:
     chain, _ = privacy_chain(engine, broken_before=False)
-    frames = run(chain, images[:3])
+    frames = run_chain(chain, images[:3])
     assert [independent_faces(f.image) for f in frames] == [0] * 3
     assert chain.stats.frames_covered == 0
     changed = np.any(frames[-1].image != images[2], axis=2).mean()

@@ -7,12 +7,12 @@ frames where it sees nothing are exactly the ones that must still come out anony
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from privacy_check import HAS_YUNET, independent_faces, run_chain
 
 from livefuse.chain import Chain
 from livefuse.engine import Engine
@@ -21,12 +21,11 @@ from livefuse.sources.demo import DemoSource, astronaut_bgr
 from livefuse.stages import anonymise, face
 from livefuse.stages.base import StageContext
 
-YUNET = Path("/work/shared/models/face_detection_yunet.onnx")
 SIZE = (1280, 720)
 DETECTOR = "blazeface_full"  # as the shipped anonymise preset: finds small, distant faces too
 MISSES = {3, 4, 5, 6, 7, 8, 12}  # a long gap (longer than the face stage's own hold) and a single blink
 
-pytestmark = pytest.mark.skipif(not YUNET.is_file(), reason="needs /work/shared/models (independent detector)")
+pytestmark = pytest.mark.skipif(not HAS_YUNET, reason="needs ../shared/models (independent detector)")
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +47,6 @@ def build(engine: Engine, misses: set[int], **anon: Any) -> Chain:
     return Chain("anonymise", [("face", finder), ("anonymise", cover)])
 
 
-def independent_faces(image: np.ndarray, threshold: float = 0.5) -> int:
-    h, w = image.shape[:2]
-    det = cv2.FaceDetectorYN.create(str(YUNET), "", (w, h), threshold)
-    _, found = det.detect(image)
-    return 0 if found is None else len(found)
-
-
 def group_photo(t: float, count: int = 3) -> np.ndarray:
     """Several astronaut faces in one frame, each drifting on its own."""
     rng = np.random.default_rng(4)
@@ -71,18 +63,9 @@ def group_photo(t: float, count: int = 3) -> np.ndarray:
     return canvas
 
 
-def run(chain: Chain, images: list[np.ndarray]) -> list[Frame]:
-    frames = []
-    for i, image in enumerate(images):
-        frame = Frame(seq=i, pts=0, capture_ns=0, image=image.copy())
-        chain.run(frame, chain.admit())
-        frames.append(frame)
-    return frames
-
-
 def check_clip(engine: Engine, images: list[np.ndarray], faces: int, **anon: Any) -> None:
     assert [independent_faces(im) for im in images] == [faces] * len(images)  # the clip really shows them
-    frames = run(build(engine, MISSES, **anon), images)
+    frames = run_chain(build(engine, MISSES, **anon), images)
     found = [independent_faces(f.image) for f in frames]
     assert found == [0] * len(frames), found
     assert any(f.faces and f.faces[0].held for i, f in enumerate(frames) if i in MISSES)
@@ -111,7 +94,7 @@ def test_other_styles_hide_faces_too(engine: Engine, style: str) -> None:
 
 def test_only_the_faces_are_touched(engine: Engine) -> None:
     image = demo_clip(1)[0]
-    out = run(build(engine, set()), [image])[0]
+    out = run_chain(build(engine, set()), [image])[0]
     changed = np.any(out.image != image, axis=2)
     assert 0.005 < changed.mean() < 0.08  # a face and its margin, not the frame
     assert out.faces and not out.faces[0].held
@@ -121,13 +104,13 @@ def test_when_the_face_stage_fails_the_whole_frame_is_covered(engine: Engine) ->
     chain = build(engine, set(), hold_frames=2)
     finder = chain.stages[0][1]
     images = demo_clip(8)
-    frames = run(chain, images[:2])
+    frames = run_chain(chain, images[:2])
 
     def broken(image: np.ndarray) -> list[Any]:
         raise RuntimeError("detector crashed")
 
     finder.detector.detect = broken  # type: ignore[attr-defined]
-    frames += run(chain, images[2:])
+    frames += run_chain(chain, images[2:])
     assert chain.stats.stage_errors.get("face") == 6
     assert [independent_faces(f.image) for f in frames] == [0] * 8
     # Held boxes for hold_frames frames, then nothing is shown: every pixel is blurred.

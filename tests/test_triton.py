@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from privacy_check import HAS_YUNET, independent_faces
 
 from livefuse.engine import Engine
 from livefuse.engine.batch_axis import batch_error, with_dynamic_batch
@@ -36,7 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from pytriton_server import TritonServer
 
 ROOT = Path(__file__).resolve().parents[1]
-YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet.onnx"
 SEGMENTER = "selfie_segmentation_landscape"  # what background-blur loads at 16:9
 DETECTOR = "face_detection_full"  # what anonymise loads
 SIZE = (640, 360)
@@ -216,13 +216,6 @@ def test_status_and_metrics_show_the_version_a_session_uses(server: TritonServer
         daemon.communicate(timeout=30)
 
 
-def independent_faces(images: list[np.ndarray]) -> list[int]:
-    """Faces OpenCV's YuNet (not livefuse's detector) finds in each frame."""
-    h, w = images[0].shape[:2]
-    detector = cv2.FaceDetectorYN.create(str(YUNET), "", (w, h), 0.5)
-    return [0 if (found := detector.detect(image)[1]) is None else len(found) for image in images]
-
-
 class LoggedDaemon:
     """A `livefuse run` subprocess whose log lines are kept with the time each arrived."""
 
@@ -259,13 +252,13 @@ class LoggedDaemon:
 
 
 @needs_server
-@pytest.mark.skipif(not YUNET.is_file(), reason="needs ../shared/models (the independent detector)")
+@pytest.mark.skipif(not HAS_YUNET, reason="needs ../shared/models (the independent detector)")
 def test_killed_server_falls_back_locally_with_no_face_shown_then_returns(repo: Path, livefuse_env: dict[str, str],
                                                                           tmp_path: Path) -> None:
     # A still face: the switch is what is tested, not how anonymise follows motion on a loaded machine.
     photo = tmp_path / "face.png"
     cv2.imwrite(str(photo), cv2.copyMakeBorder(astronaut_bgr(), 0, 0, 200, 200, cv2.BORDER_REPLICATE))
-    assert independent_faces([cv2.resize(cv2.imread(str(photo)), SIZE)]) == [1]  # the check can fail
+    assert independent_faces(cv2.resize(cv2.imread(str(photo)), SIZE)) == 1  # the check can fail
     server = TritonServer(repo, tmp_path / "server")
     server.start()
     out = tmp_path / "out.mkv"
@@ -307,7 +300,7 @@ def test_killed_server_falls_back_locally_with_no_face_shown_then_returns(repo: 
     # No stall past the 200 ms budget at the switches (more only where the machine stalls the rest as much).
     assert switch_gap < max(0.2, 2 * other_gap)
     assert len(switching) >= 30
-    assert sum(independent_faces(switching)) == 0
+    assert sum(independent_faces(image) for image in switching) == 0
 
 
 @needs_server
