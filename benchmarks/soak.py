@@ -227,6 +227,8 @@ def main() -> int:
     parser.add_argument("--taskset", metavar="CPUS", help="pin the daemon with `taskset -c CPUS`")
     parser.add_argument("--recording", type=Path, default=Path("/tmp/livefuse-soak.mp4"),
                         help="the file output (deleted at the end; default: /tmp/livefuse-soak.mp4)")
+    parser.add_argument("--recording-options", default="",
+                        help="the recording's quality options, e.g. preset=veryfast (default: the recording defaults)")
     parser.add_argument("--keep-recording", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for soak.json and soak.png")
     parser.add_argument("--name", default="soak", help="file name stem (default: soak)")
@@ -237,7 +239,7 @@ def main() -> int:
     stats_path = args.out / f"{args.name}-final-stats.json"
     command = [sys.executable, "-m", "livefuse", "run", "--source", "demo", "--size", args.size,
                "--fps", f"{args.fps:g}", "--preset", args.preset, "--output", "null",
-               "--output", f"file:{args.recording}", "--output", "preview", "--port", str(port),
+               "--output", f"file:{args.recording}" + (f"?{args.recording_options}" if args.recording_options else ""), "--output", "preview", "--port", str(port),
                "--duration", f"{args.duration:g}", "--stats-json", str(stats_path), "--log-format", "json"]
     if args.taskset:
         command = ["taskset", "-c", args.taskset, *command]
