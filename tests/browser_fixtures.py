@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Coroutine, Iterator
@@ -213,6 +214,23 @@ def daemons_fixture() -> Iterator[type[LiveDaemon]]:
     yield Tracked
     for daemon in started:
         daemon.stop()
+
+
+def processed_locally(preset_name: str, image: np.ndarray, fps: float = 15.0, frames: int = 8) -> np.ndarray:
+    """What a preset makes of a still frame, run here a few times so smoothing settles (the expected output)."""
+    from livefuse.engine import Engine
+
+    preset = load_preset(preset_name)
+    size = (image.shape[1], image.shape[0])
+    chain = build_chain(preset, StageContext(engine=Engine(provider="cpu"), size=size, fps=fps,
+                                             preset_dir=preset.path.parent))
+    try:
+        for ticket in range(frames):
+            frame = Frame(seq=ticket, pts=0, capture_ns=time.monotonic_ns(), image=image.copy())
+            chain.run(frame, chain.admit())
+        return frame.image
+    finally:
+        chain.close()
 
 
 # -- HTTP ------------------------------------------------------------------------------------------

@@ -23,13 +23,12 @@ from browser_fixtures import (
     demo_person_alpha,
     http_json,
     launch_chromium,
+    processed_locally,
     web_presets_fixture,
 )
 
-from livefuse.frame import Frame
-from livefuse.presets import available_presets, build_chain, load_preset
+from livefuse.presets import available_presets
 from livefuse.sources.demo import DemoSource
-from livefuse.stages.base import StageContext
 
 __all__ = ["daemons_fixture", "web_presets_fixture"]  # the `daemons` and `web_presets` fixtures
 
@@ -47,22 +46,6 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         chromium = launch_chromium(playwright, clip)
         yield chromium
         chromium.close()
-
-
-def processed_locally(preset_name: str, image: np.ndarray) -> np.ndarray:
-    """What the preset makes of the clip's (still) frame, run here a few times so smoothing settles."""
-    from livefuse.engine import Engine
-
-    preset = load_preset(preset_name)
-    chain = build_chain(preset, StageContext(engine=Engine(provider="cpu"), size=SIZE, fps=FPS,
-                                             preset_dir=preset.path.parent))
-    try:
-        for ticket in range(8):
-            frame = Frame(seq=ticket, pts=0, capture_ns=time.monotonic_ns(), image=image.copy())
-            chain.run(frame, chain.admit())
-        return frame.image
-    finally:
-        chain.close()
 
 
 def camera_preset() -> str:
@@ -100,12 +83,21 @@ def test_filter_my_camera(web_presets: Path, daemons: Any, browser: Any) -> None
         shown = decode_data_url(page.evaluate("window.livefuse.grab()"))
         page.screenshot(path=str(ARTIFACTS / "camera-page.png"))
         peers = http_json("GET", daemon.url + "/api/status")[1]["peers"]
+        resource = page.evaluate("window.livefuse.resource")
+        sessions = http_json("GET", daemon.url + "/api/sessions")[1]["sessions"]
+        # the page's preset picker now drives its own session only, not the daemon's stream
+        page.select_option("#preset", "passthrough")
+        switched = wait_until(lambda: http_json("GET", f"{daemon.url}/api/sessions/{sessions[0]['id']}/preset")[1]
+                              .get("name") == "passthrough")
         error = page.evaluate("window.livefuse.error")
     finally:
         page.close()
     cv2.imwrite(str(ARTIFACTS / "camera-frame.png"), shown)
     assert error is None
     assert [(p["mode"], p["preset"]) for p in peers] == [("camera", preset)]
+    assert [s["resource"] for s in sessions] == [resource] and resource.startswith("/whip/"), (resource, sessions)
+    assert sessions[0]["frames_out"] > 20 and sessions[0]["preset"] == preset
+    assert switched and daemon.runtime.preset.name == preset
     assert peers[0]["frames_in"] > 20
     assert fps >= 0.7 * FPS, f"{fps:.1f} fps back from a {FPS} fps camera"
     assert shown.shape[:2] == (SIZE[1], SIZE[0])
@@ -143,6 +135,7 @@ def test_preview_page_streams_and_follows_a_preset_switch(web_presets: Path, dae
         page.goto(f"{daemon.url}/?token={daemon.token}")
         page.wait_for_function("window.livefuse.frames > 20", timeout=40_000)
         assert page.evaluate("window.livefuse.mode") == "preview"
+        assert page.evaluate("window.livefuse.resource").startswith("/whep/main/")  # the daemon's stream, by WHEP
         assert abs(square_mean(page) - 40) < 12
         page.wait_for_function("document.getElementById('stat-fps').textContent !== '–'")
         page.screenshot(path=str(ARTIFACTS / "preview-tag-a.png"))

@@ -25,6 +25,7 @@ from livefuse.engine.session import (
     session_options,
     tmp_name,
 )
+from livefuse.engine.shared import SessionPool
 from livefuse.errors import ModelError
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class Engine:
         self._failed: dict[str, str] = {}  # provider -> why it failed (skipped from then on, silently)
         self._ep_errors: dict[str, str] = {}  # what onnxruntime printed when a provider failed
         self._copies = Copies()
+        self.pool = SessionPool()  # shared by every `for_session` view: one loaded session per model
         self._lock = threading.Lock()
         self._order = prov.candidates(provider)  # raises UserError for an unknown/unlisted provider
         self.provider: str = self._order[0]  # updated to what sessions really got
@@ -137,6 +139,12 @@ class Engine:
         probe = identity_probe()
         self._create(ModelSource.from_proto(probe), self._candidates())
         return self.provider
+
+    def shared_session(self, source: ModelSource) -> tuple[ort.InferenceSession, str]:
+        """The loaded session for `source` that every stream shares, and its provider (see engine/shared.py)."""
+        order = self._candidates()
+        key = (source.key or source.label, tuple(order))
+        return self.pool.get(key, source.label, lambda: self._create(source, order))  # type: ignore[no-any-return]
 
     # -- provider selection ----------------------------------------------------------------------
 

@@ -84,7 +84,7 @@ class ModelSession:
         self.source = source
         self._lock = threading.Lock()
         self._runtime_fallback_done = False
-        self._session, self.provider = engine._create(source, engine._candidates())
+        self._session, self.provider = engine.shared_session(source)  # its own binding, a shared session
         self._setup()
 
     def _setup(self) -> None:

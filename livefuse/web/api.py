@@ -1,8 +1,9 @@
 """The JSON control API: status, preset switching, live parameters, the face-swap source image.
 
-Every change applies to the daemon's pipeline and to each camera peer's, so
-whatever the page shows follows the picker. Bad input is answered 4xx with a
-message that says what is wrong; it never reaches a stage.
+A change applies to the daemon's own pipeline; each session (camera peer) has a preset of its own,
+changed through /api/sessions/<id> with the same checks (`preset_name`, `params_request`,
+`apply_preset`, `apply_params`). Bad input is answered 4xx with a message that says what is wrong;
+it never reaches a stage.
 """
 
 from __future__ import annotations
@@ -83,6 +84,43 @@ def bad_request(message: str, status: int = 400) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def preset_name(body: dict[str, Any]) -> str:
+    """The preset a `{"name": ...}` body asks for, or a 400/404 to raise."""
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise json_error('expected {"name": "<preset name>"}')
+    if name not in available_presets():
+        raise json_error(f"unknown preset {shown(name)}; available: {', '.join(available_presets())}",
+                         web.HTTPNotFound)
+    return name
+
+
+def params_request(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The stage and parameters a `{"stage": ..., "params": {...}}` body names, or a 400 to raise."""
+    stage, params = body.get("stage"), body.get("params")
+    if not isinstance(stage, str) or not isinstance(params, dict):
+        raise json_error('expected {"stage": "<label>", "params": {"<name>": <value>, ...}}')
+    return stage, params
+
+
+async def apply_preset(runtime: Runtime, name: str) -> None:
+    """Switch one runtime's preset; a preset that cannot be built is a 400 to raise."""
+    try:
+        await runtime.switch_preset(name)
+    except UserError as exc:
+        raise json_error(str(exc)) from exc
+
+
+async def apply_params(runtime: Runtime, stage: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate and apply live parameters to one runtime's stage; its new values, or a 400 to raise."""
+    try:
+        return await runtime.update_params(stage, params)
+    except UserError as exc:
+        raise json_error(str(exc)) from exc
+    except KeyError as exc:
+        raise json_error(str(exc.args[0])) from exc
+
+
 class Api:
     """Handlers bound to one daemon's runtime and peers."""
 
@@ -119,40 +157,21 @@ class Api:
         return web.json_response(describe_preset(self.runtime.preset))
 
     async def put_preset(self, request: web.Request) -> web.Response:
-        body = await read_json(request)
-        name = body.get("name")
-        if not isinstance(name, str) or not name:
-            return bad_request('expected {"name": "<preset name>"}')
-        if name not in available_presets():
-            return bad_request(f"unknown preset {shown(name)}; available: {', '.join(available_presets())}", 404)
-        async with self._switching:
-            try:
-                await self.runtime.switch_preset(name)
-                for peer_runtime in self.peers.camera_runtimes():  # listed now: with any that joined meanwhile
-                    await peer_runtime.switch_preset(name)
-            except UserError as exc:
-                return bad_request(str(exc))
-            if self.source_face is not None:
-                await self._apply_source_face(self.source_face)
+        name = preset_name(await read_json(request))
+        await self.switch(self.runtime, name)
         log.info("preset switched to %s", name)
         return web.json_response(describe_preset(self.runtime.preset))
 
+    async def switch(self, runtime: Runtime, name: str) -> None:
+        """Switch one runtime (the daemon's or a session's) to a preset, with the source face given earlier."""
+        async with self._switching:
+            await apply_preset(runtime, name)
+            if self.source_face is not None:
+                await self._apply_source_face(self.source_face, [runtime])
+
     async def patch_params(self, request: web.Request) -> web.Response:
-        body = await read_json(request)
-        stage, params = body.get("stage"), body.get("params")
-        if not isinstance(stage, str) or not isinstance(params, dict):
-            return bad_request('expected {"stage": "<label>", "params": {"<name>": <value>, ...}}')
-        try:
-            updated = await self.runtime.update_params(stage, params)
-        except UserError as exc:
-            return bad_request(str(exc))
-        except KeyError as exc:
-            return bad_request(str(exc.args[0]))
-        for peer_runtime in self.peers.camera_runtimes():
-            try:
-                await peer_runtime.update_params(stage, params)
-            except (UserError, KeyError):  # a peer still building another preset; it gets it on the next switch
-                log.debug("peer runtime skipped a parameter update", exc_info=True)
+        stage, params = params_request(await read_json(request))
+        updated = await apply_params(self.runtime, stage, params)
         return web.json_response({"stage": stage, "params": updated})
 
     async def post_source_face(self, request: web.Request) -> web.Response:
@@ -192,11 +211,11 @@ class Api:
             return bytes(data), part.headers.get("Content-Type", "")
         raise json_error("no 'image' field in the form")
 
-    async def _apply_source_face(self, image: np.ndarray) -> list[str]:
+    async def _apply_source_face(self, image: np.ndarray, runtimes: list[Runtime] | None = None) -> list[str]:
         """Hand the image to every stage that swaps faces (off the loop: it may run a model)."""
         applied: list[str] = []
         loop = asyncio.get_running_loop()
-        for runtime in self.runtimes():
+        for runtime in self.runtimes() if runtimes is None else runtimes:
             for label, stage in runtime.pipeline.chain.stages:
                 setter = getattr(stage, "set_source_face", None)
                 if callable(setter):

@@ -1,4 +1,4 @@
-"""The aiohttp application: the preview page, the control API, signalling and /metrics.
+"""The aiohttp application: the preview page, the control API, signalling, WHIP/WHEP sessions and /metrics.
 
 `WebServer` ties one daemon's runtime to an HTTP server on `host:port`; the
 `PreviewSink` starts it when the pipeline is ready and stops it with the pipeline.
@@ -15,9 +15,14 @@ from livefuse.errors import OutputError
 from livefuse.runtime import Runtime
 from livefuse.web.api import MAX_UPLOAD_BYTES, Api
 from livefuse.web.auth import token_middleware, trusted_origin_middleware
+from livefuse.web.loop_lag import LoopLagProbe
 from livefuse.web.metrics import CONTENT_TYPE, Metrics
+from livefuse.web.session_api import SessionApi
+from livefuse.web.session_metrics import SessionCollector
+from livefuse.web.sessions import DEFAULT_BUDGET_MS, Sessions
 from livefuse.web.signalling import PEER_TIMEOUT_S, Peers
 from livefuse.web.tracks import LatestFrameTrack
+from livefuse.web.whip import Whip
 
 log = logging.getLogger("livefuse.web")
 
@@ -28,7 +33,8 @@ class WebServer:
     """One daemon's web face; `start()` binds, `stop()` closes peers and the listener."""
 
     def __init__(self, runtime: Runtime, preview: LatestFrameTrack, *, host: str, port: int,
-                 token: str | None, max_peers: int, peer_timeout: float = PEER_TIMEOUT_S) -> None:
+                 token: str | None, max_peers: int, peer_timeout: float = PEER_TIMEOUT_S,
+                 session_budget_ms: float = DEFAULT_BUDGET_MS) -> None:
         self.runtime = runtime
         self.host = host
         self.port = port
@@ -39,6 +45,11 @@ class WebServer:
                                lambda: runtime.pipeline.chain.health_report())
         runtime.pipeline.frame_listeners.append(self.metrics.on_frame)
         self.api = Api(runtime, self.peers)
+        self.sessions = Sessions(self.peers, session_budget_ms)
+        self.metrics.registry.register(SessionCollector(self.sessions))
+        self.loop_lag = LoopLagProbe(self.metrics.registry)
+        self.whip = Whip(self.peers, self.sessions)
+        self.session_api = SessionApi(self.api, self.sessions, self.loop_lag)
         self.app = self._make_app()
         self._runner: web.AppRunner | None = None
 
@@ -48,6 +59,8 @@ class WebServer:
             middlewares.append(token_middleware(self.token))
         app = web.Application(middlewares=middlewares, client_max_size=MAX_UPLOAD_BYTES + 64 * 1024)
         app.add_routes(self.api.routes())
+        app.add_routes(self.session_api.routes())
+        app.add_routes(self.whip.routes())
         app.add_routes([web.get("/", self.index), web.get("/metrics", self.prometheus),
                         web.static("/static", STATIC)])
         app.on_shutdown.append(self._on_shutdown)
@@ -60,6 +73,7 @@ class WebServer:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _on_shutdown(self, app: web.Application) -> None:
+        await self.loop_lag.stop()
         await self.peers.close_all()
 
     @property
@@ -79,8 +93,10 @@ class WebServer:
                               "pick another with --port or --host") from exc
         if self.port == 0 and self._runner.addresses:  # an ephemeral port (tests): report the real one
             self.port = int(self._runner.addresses[0][1])
+        self.loop_lag.start()
 
     async def stop(self) -> None:
+        await self.loop_lag.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

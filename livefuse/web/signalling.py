@@ -3,8 +3,9 @@
 - "preview": the peer receives the daemon's processed stream. It is produced once
   and relayed (aiortc's MediaRelay, unbuffered: each viewer gets the newest frame),
   so a viewer that leaves or stalls affects neither the others nor the pipeline.
-- "camera": the peer sends its camera; the daemon runs the active preset on it in a
-  pipeline of its own and sends the result back on the same connection.
+- "camera": the peer sends its camera; the daemon runs a preset on it (the daemon's active one, or
+  the one asked for) in a pipeline of its own, a session, and sends the result back on the same
+  connection. A session's output is relayed like the daemon's stream, so WHEP viewers can watch it.
 
 A peer that vanishes without a goodbye (a crashed tab, a lost network) is noticed
 when its receiver reports stop (`peer_timeout`, default 15 s; ICE consent would
@@ -30,7 +31,7 @@ from aiortc.stats import RTCInboundRtpStreamStats, RTCRemoteInboundRtpStreamStat
 
 from livefuse.memory import release_freed_memory
 from livefuse.pipeline import Pipeline
-from livefuse.presets import build_chain
+from livefuse.presets import Preset, build_chain
 from livefuse.runtime import Runtime
 from livefuse.stages.base import StageContext
 from livefuse.web.tracks import HeldBackAudioTrack, LatestFrameTrack, TrackSink, TrackSource
@@ -49,6 +50,13 @@ class PeerLimit(Exception):
 
 class BadOffer(ValueError):
     """The offer cannot be answered (malformed SDP, or no video where one is needed)."""
+
+
+class NoSuchSession(KeyError):
+    """A viewer asked to watch a session that is not there."""
+
+
+MAIN = "main"  # what a viewer watches when it names no session: the daemon's own stream
 
 
 def _collect_and_release() -> None:
@@ -73,9 +81,13 @@ class Peer:
     closing: bool = False
     viewing: bool = False  # counted in Peers.viewers
     watchdog: asyncio.Task[None] | None = None
+    watching: str = MAIN  # preview mode: the session it views (MAIN: the daemon's stream)
+    budget_ms: float | None = None  # camera mode: its glass-to-glass budget (None: the daemon's default)
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"id": self.id, "mode": self.mode, "state": self.pc.connectionState}
+        if self.mode == "preview":
+            info["watching"] = self.watching
         if self.runtime is not None:
             stats = self.runtime.pipeline.stats
             info.update(preset=self.runtime.preset.name, fps=round(stats.fps, 2), dropped=stats.dropped,
@@ -101,20 +113,36 @@ class Peers:
     def camera_runtimes(self) -> list[Runtime]:
         return [p.runtime for p in self.peers.values() if p.runtime is not None]
 
-    async def answer(self, sdp: str, kind: str, mode: str) -> tuple[Peer, RTCSessionDescription]:
-        """Accept an offer; returns the peer and the answer. Raises BadOffer, PeerLimit."""
+    def session(self, session_id: str) -> Peer | None:
+        """The camera peer (session) with this id, if it is there and not closing."""
+        peer = self.peers.get(session_id)
+        return peer if peer is not None and peer.mode == "camera" and not peer.closing else None
+
+    async def answer(self, sdp: str, kind: str, mode: str, *, watch: str = MAIN, preset: Preset | None = None,
+                     budget_ms: float | None = None) -> tuple[Peer, RTCSessionDescription]:
+        """Accept an offer; returns the peer and the answer. Raises BadOffer, PeerLimit, NoSuchSession.
+
+        A preview peer watches `watch` (a session's id, or MAIN); a camera peer runs `preset` (default: a copy
+        of the daemon's, with its live parameter values) within `budget_ms`.
+        """
         if mode not in MODES:
             raise BadOffer(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         if kind != "offer":
             raise BadOffer(f"expected an SDP offer, got type {kind!r}")
+        watched = self.session(watch) if watch != MAIN else None
+        if mode == "preview" and watch != MAIN and (watched is None or watched.outgoing is None):
+            raise NoSuchSession(watch)
         if len(self.peers) >= self.max_peers:
             raise PeerLimit(f"{len(self.peers)} peers are connected, the limit (--max-peers) is {self.max_peers}")
-        peer = Peer(secrets.token_hex(8), mode, RTCPeerConnection(RTCConfiguration(iceServers=[])))
+        peer = Peer(secrets.token_hex(8), mode, RTCPeerConnection(RTCConfiguration(iceServers=[])), watching=watch,
+                    budget_ms=budget_ms)
         self.peers[peer.id] = peer
         self._watch(peer)
         try:
             await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            if mode == "preview":
+            if mode == "preview" and watched is not None and watched.outgoing is not None:
+                peer.pc.addTrack(self.relay.subscribe(watched.outgoing, buffered=False))
+            elif mode == "preview":
                 peer.pc.addTrack(self.relay.subscribe(self.preview, buffered=False))
                 if self.preview_audio is not None:
                     # buffered: the relay must pass every audio frame on, not only the newest
@@ -124,7 +152,7 @@ class Peers:
             elif peer.incoming is None:
                 raise BadOffer("camera mode needs a video track in the offer")
             else:
-                await self._start_pipeline(peer)
+                await self._start_pipeline(peer, preset)
             await peer.pc.setLocalDescription(await peer.pc.createAnswer())
         except Exception as exc:
             await self.close(peer.id)
@@ -172,7 +200,7 @@ class Peers:
             if track.kind == "video" and peer.mode == "camera" and peer.incoming is None:
                 peer.incoming = track
                 peer.outgoing = LatestFrameTrack(asyncio.get_running_loop())
-                pc.addTrack(peer.outgoing)
+                pc.addTrack(self.relay.subscribe(peer.outgoing, buffered=False))  # WHEP viewers may join it
             elif track.kind == "audio" and peer.mode == "camera" and peer.outgoing_audio is None:
                 peer.outgoing_audio = HeldBackAudioTrack(asyncio.get_running_loop())
                 pc.addTrack(peer.outgoing_audio)
@@ -183,11 +211,12 @@ class Peers:
             if pc.connectionState in ("failed", "closed"):
                 await self.close(peer.id)
 
-    async def _start_pipeline(self, peer: Peer) -> None:
-        """Build the active preset anew for this peer and run it between its two tracks."""
+    async def _start_pipeline(self, peer: Peer, asked: Preset | None = None) -> None:
+        """Build the preset asked for (or the daemon's active one) anew for this peer and run it between
+        its two tracks."""
         assert self.runtime is not None and peer.incoming is not None and peer.outgoing is not None
         main = self.runtime
-        preset = copy.deepcopy(main.preset)  # with the live parameter values the daemon has now
+        preset = copy.deepcopy(asked or main.preset)  # the daemon's: with the live parameter values it has now
         engine = main.engine.for_session(peer.id)  # its own share bucket in a grey release
         context = StageContext(engine=engine, size=main.context.size, fps=main.context.fps,
                                preset_dir=preset.path.parent)
@@ -214,6 +243,9 @@ class Peers:
         peer.closing = True
         if peer.watchdog is not None and peer.watchdog is not asyncio.current_task():
             peer.watchdog.cancel()
+        if peer.mode == "camera":  # a session ending ends its viewers
+            viewers = [p.id for p in self.peers.values() if p.mode == "preview" and p.watching == peer.id]
+            await asyncio.gather(*(self.close(v) for v in viewers), return_exceptions=True)
         if peer.runtime is not None and peer.task is not None:
             peer.runtime.pipeline.stop()
             if peer.source is not None:

@@ -162,9 +162,10 @@ class TrackSink:
 class TrackSource:
     """Pipeline source reading frames from an incoming WebRTC track, resized to the pipeline's size.
 
-    A task on the loop receives frames into a one-frame mailbox; the capture thread's
-    `read()` takes the newest one. If the pipeline falls behind, older frames are
-    replaced, as a camera would drop them.
+    A task on the loop receives decoded frames into a one-frame mailbox and does nothing else with
+    them; the capture thread's `read()` takes the newest one and converts and resizes it there, so
+    no per-frame work runs on the event loop. If the pipeline falls behind, older frames are
+    replaced unconverted, as a camera would drop them.
     """
 
     def __init__(self, track: MediaStreamTrack, size: tuple[int, int], fps: float) -> None:
@@ -173,7 +174,7 @@ class TrackSource:
         self.description = f"webrtc {track.id}"
         self._track = track
         self._cond = threading.Condition()
-        self._latest: np.ndarray | None = None
+        self._latest: av.VideoFrame | None = None
         self._ended = False
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -187,11 +188,8 @@ class TrackSource:
         try:
             while True:
                 frame = await self._track.recv()
-                image = frame.to_ndarray(format="bgr24")
-                if (image.shape[1], image.shape[0]) != self.size:
-                    image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
                 with self._cond:
-                    self._latest = image
+                    self._latest = frame
                     self._cond.notify_all()
         except MediaStreamError:
             pass
@@ -204,9 +202,15 @@ class TrackSource:
             self._cond.notify_all()
 
     def read(self) -> np.ndarray | None:
+        """The newest frame as BGR at the pipeline's size (capture thread); None once the track ended."""
         with self._cond:
             self._cond.wait_for(lambda: self._latest is not None or self._ended)
-            image, self._latest = self._latest, None
+            frame, self._latest = self._latest, None
+        if frame is None:
+            return None
+        image = frame.to_ndarray(format="bgr24")
+        if (image.shape[1], image.shape[0]) != self.size:
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         return image
 
     def close(self) -> None:

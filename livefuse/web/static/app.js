@@ -8,6 +8,8 @@ const params = new URLSearchParams(location.search);
 
 const lf = (window.livefuse = {
   mode: null, state: "idle", peer: null, error: null, status: null, disabled: [],
+  resource: null,     // the WHIP session (camera) or WHEP viewer (preview) this page holds: DELETE ends it
+  session: null,      // camera mode: the id of this page's session (its own preset and parameters)
   frames: 0,          // video frames presented since the current connection started
   times: [],          // performance.now() of the last frames presented (for rate and gaps)
   fps(windowMs = 2000) {
@@ -71,7 +73,24 @@ function grabFrame() {
   return canvas;
 }
 
-// -- WebRTC ------------------------------------------------------------------------------------------
+// -- WebRTC: WHIP (camera, a session of our own) and WHEP (preview, the daemon's stream) -----------------
+
+// POST an SDP offer to a WHIP/WHEP endpoint: the answer and the resource it created (201 Created).
+async function exchange(path, sdp) {
+  const response = await fetch(path, {
+    method: "POST", headers: { "Content-Type": "application/sdp" }, body: sdp, credentials: "same-origin",
+  });
+  if (response.status !== 201) {
+    const data = await response.json().catch(() => ({}));
+    throw new Error(data.error || `POST ${path}: HTTP ${response.status}`);
+  }
+  return { sdp: await response.text(), resource: response.headers.get("Location") };
+}
+
+// The API path that controls what this page shows: its own session's in camera mode, else the daemon's.
+function controlled(path) {
+  return lf.session ? `/api/sessions/${lf.session}${path}` : `/api${path}`;
+}
 
 function waitForIce(conn) {
   if (conn.iceGatheringState === "complete") return Promise.resolve();
@@ -88,11 +107,11 @@ function waitForIce(conn) {
 }
 
 async function disconnect() {
-  if (lf.peer) api("DELETE", `/api/peers/${lf.peer}`).catch(() => {});
+  if (lf.resource) api("DELETE", lf.resource).catch(() => {});
   if (pc) pc.close();
   if (camera) camera.getTracks().forEach((t) => t.stop());
   pc = camera = null;
-  lf.peer = null;
+  lf.peer = lf.resource = lf.session = null;
   lf.state = "idle";
 }
 
@@ -126,9 +145,12 @@ async function connect(mode) {
     }
     await conn.setLocalDescription(await conn.createOffer());
     await waitForIce(conn);
-    const answer = await api("POST", "/api/offer", { sdp: conn.localDescription.sdp, type: "offer", mode });
-    lf.peer = answer.peer;
-    await conn.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
+    const answer = await exchange(mode === "camera" ? "/whip" : "/whep/main", conn.localDescription.sdp);
+    lf.resource = answer.resource;
+    lf.peer = answer.resource.split("/").pop();
+    lf.session = mode === "camera" ? lf.peer : null;
+    await conn.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    refresh();
   } catch (err) {
     lf.state = "failed";
     showMessage(`Could not connect: ${err.message}`);
@@ -137,14 +159,14 @@ async function connect(mode) {
 
 // -- presets and parameters -----------------------------------------------------------------------
 
-function renderPresets(status) {
+function renderPresets(status, active) {
   const select = $("preset");
   const names = status.presets.join("\n");
   if (select.dataset.names !== names) {
     select.replaceChildren(...status.presets.map((n) => new Option(n, n)));
     select.dataset.names = names;
   }
-  if (document.activeElement !== select) select.value = status.preset;
+  if (document.activeElement !== select) select.value = active;
 }
 
 function control(stage, spec, value) {
@@ -192,7 +214,7 @@ function control(stage, spec, value) {
     out.textContent = input.type === "range" ? v : "";
     clearTimeout(timer);
     timer = setTimeout(() => {
-      api("PATCH", "/api/preset/params", { stage, params: { [spec.name]: v } })
+      api("PATCH", controlled(lf.session ? "/params" : "/preset/params"), { stage, params: { [spec.name]: v } })
         .then(() => showMessage(""), (err) => showMessage(err.message));
     }, 60);
   });
@@ -249,9 +271,10 @@ function renderStats(status) {
 async function refresh() {
   try {
     const status = (lf.status = await api("GET", "/api/status"));
-    renderPresets(status);
-    renderParams(status.preset_info);
-    renderHealth(status);
+    const shown = lf.session ? await api("GET", `/api/sessions/${lf.session}`) : status;  // what this page shows
+    renderPresets(status, shown.preset);
+    renderParams(shown.preset_info);
+    renderHealth(shown);
     renderStats(status);
   } catch (err) {
     showMessage(err.message);
@@ -262,7 +285,7 @@ async function refresh() {
 
 $("preset").addEventListener("change", async (event) => {
   try {
-    await api("PUT", "/api/preset", { name: event.target.value });
+    await api("PUT", controlled("/preset"), { name: event.target.value });
     showMessage("");
   } catch (err) {
     showMessage(err.message);

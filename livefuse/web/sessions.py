@@ -1,0 +1,96 @@
+"""Sessions: the streams the daemon filters for others (WHIP ingests, the page's "filter my camera").
+
+A session is a camera peer (see signalling.py): its own pipeline and preset between the track it
+sends and the filtered track it gets back, which WHEP viewers can watch too. This module is the
+view the API, /metrics and admission take of them: their figures, and whether one more fits.
+
+Admission: each session has a glass-to-glass budget (default 150 ms). What the daemon measures is
+capture to output inside it; the network and the peers' codecs add to that, so a session whose recent
+p95 has passed `NEAR_BUDGET` of its budget has no room left, and a new session is refused (503 with
+Retry-After) rather than pushing every stream past its budget. Latency cannot grow without bound
+meanwhile: the pipelines drop frames instead of queueing them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
+
+from livefuse.stats import percentiles_ms
+from livefuse.web.signalling import Peer, Peers
+
+DEFAULT_BUDGET_MS = 150.0
+MAX_BUDGET_MS = 10_000.0
+NEAR_BUDGET = 0.8  # a session past this share of its budget (recent p95) leaves no room for another
+RECENT_FRAMES = 60  # about two seconds at 30 fps: the latency admission looks at
+MIN_FRAMES = 10  # fewer measured frames than this: a session that just started is not judged yet
+RETRY_AFTER_S = 5
+
+
+def check_budget(text: str | None) -> float | None:
+    """A budget from a query string (milliseconds), or None when not given; ValueError says what is allowed."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 < value <= MAX_BUDGET_MS:
+        raise ValueError(f"budget_ms must be a number of milliseconds above 0 and at most {MAX_BUDGET_MS:g}, "
+                         f"not {text[:40]!r}")
+    return value
+
+
+class Sessions:
+    """The camera peers of one server, as sessions: listing, figures, budgets and admission."""
+
+    def __init__(self, peers: Peers, budget_ms: float = DEFAULT_BUDGET_MS) -> None:
+        self.peers = peers
+        self.budget_ms = budget_ms  # for sessions that ask for none
+
+    def __iter__(self) -> Iterator[Peer]:
+        return iter([p for p in self.peers.peers.values()
+                     if p.mode == "camera" and p.runtime is not None and not p.closing])
+
+    def get(self, session_id: str) -> Peer | None:
+        peer = self.peers.session(session_id)
+        return peer if peer is not None and peer.runtime is not None else None
+
+    def budget(self, peer: Peer) -> float:
+        return peer.budget_ms if peer.budget_ms is not None else self.budget_ms
+
+    def recent_latency(self, peer: Peer) -> dict[str, float] | None:
+        """Capture-to-output percentiles of the session's last frames (ms); None until enough are measured."""
+        assert peer.runtime is not None
+        samples = peer.runtime.pipeline.stats.latency.samples
+        if len(samples) < MIN_FRAMES:
+            return None
+        return percentiles_ms(list(islice(reversed(samples), RECENT_FRAMES)))
+
+    def refusal(self) -> str | None:
+        """Why one more session would not fit now (measured), or None when it would."""
+        for peer in self:
+            recent = self.recent_latency(peer)
+            budget = self.budget(peer)
+            if recent is not None and recent["p95"] > NEAR_BUDGET * budget:
+                return (f"at capacity: session {peer.id} runs at {recent['p95']:.0f} ms p95 of its {budget:g} ms "
+                        f"latency budget; try again in {RETRY_AFTER_S} s")
+        return None
+
+    def viewers(self, peer: Peer) -> int:
+        return sum(1 for p in self.peers.peers.values() if p.mode == "preview" and p.watching == peer.id)
+
+    def describe(self, peer: Peer) -> dict[str, Any]:
+        """A session's figures, as /api/sessions lists them."""
+        assert peer.runtime is not None
+        stats = peer.runtime.pipeline.stats
+        recent = self.recent_latency(peer)
+        budget = self.budget(peer)
+        return {"id": peer.id, "preset": peer.runtime.preset.name, "state": peer.pc.connectionState,
+                "resource": f"/whip/{peer.id}", "viewers": self.viewers(peer), "fps": round(stats.fps, 2),
+                "frames_in": stats.frames_in, "frames_out": stats.frames_out, "dropped": stats.dropped,
+                "latency_ms": stats.latency.summary(), "recent_latency_ms": recent, "budget_ms": budget,
+                "over_budget": recent is not None and recent["p95"] > budget,
+                "disabled_stages": [h["label"] for h in peer.runtime.pipeline.chain.health_report() if h["disabled"]]}

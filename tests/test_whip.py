@@ -1,0 +1,335 @@
+"""WHIP/WHEP sessions against a live daemon, with real aiortc peers: a stream in, its filtered stream back.
+
+Each session runs a preset of its own; WHEP viewers watch a session or the daemon's stream; DELETE
+ends a session and leaves nothing behind; past its latency budget the daemon refuses new sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import threading
+from collections import Counter
+from itertools import pairwise
+from typing import Any
+
+import aiohttp
+import numpy as np
+import onnxruntime as ort
+import psutil
+import pytest
+from browser_fixtures import TAG_BOX, LiveDaemon, daemons_fixture, processed_locally, web_presets_fixture
+from privacy_check import HAS_YUNET, independent_faces
+from prometheus_client.parser import text_string_to_metric_families
+from whip_client import StillCamera, WhipClient, astronaut_frame
+
+__all__ = ["daemons_fixture", "web_presets_fixture"]  # the `daemons` and `web_presets` fixtures
+
+pytestmark = pytest.mark.slow
+
+SIZE, FPS = (320, 240), 15
+
+
+def square(image: np.ndarray) -> float:
+    """The mean of the tag stage's square (its value: which preset made the frame)."""
+    return float(image[6:TAG_BOX - 6, 6:TAG_BOX - 6].mean())
+
+
+async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
+    async with http.get(url) as response:
+        return await response.json()
+
+
+def leftovers() -> tuple[Counter[str], int, int]:
+    """Python threads by name (the loops' default executors aside: pools that keep idle threads), other
+    (native: onnxruntime, codecs) threads, and open file descriptors, of this process (daemon and clients)."""
+    python = [t for t in threading.enumerate() if not t.name.startswith("asyncio")]
+    native = len(os.listdir("/proc/self/task")) - len(threading.enumerate())
+    return Counter(t.name for t in python), native, len(os.listdir("/proc/self/fd"))
+
+
+def no_more_than(now: tuple[Counter[str], int, int], before: tuple[Counter[str], int, int]) -> bool:
+    return not (now[0] - before[0]) and now[1] <= before[1] and now[2] <= before[2]
+
+
+async def round_trip(http: aiohttp.ClientSession, daemon: LiveDaemon) -> dict[str, Any]:
+    """A session on tag-b (the daemon runs tag-a), a WHEP viewer of it and one of the daemon; then DELETE."""
+    client = WhipClient(daemon.url, StillCamera(astronaut_frame(SIZE), FPS))
+    assert await client.publish(http, "/whip?preset=tag-b") == 201, client.error
+    viewer, main_viewer = WhipClient(daemon.url), WhipClient(daemon.url)
+    assert await viewer.publish(http, f"/whep/{client.id}") == 201, viewer.error
+    assert await main_viewer.publish(http, "/whep/main") == 201, main_viewer.error
+    got = await asyncio.gather(client.wait_frames(20), viewer.wait_frames(10), main_viewer.wait_frames(10))
+    await asyncio.sleep(0.5)
+    listed = await get_json(http, daemon.url + "/api/sessions")
+    result = {"got": got, "client": client.last, "viewer": viewer.last, "main": main_viewer.last,
+              "location": client.location, "viewer_location": viewer.location, "accept_patch": client.accept_patch,
+              "listed": listed, "deleted": await client.delete(http), "deleted_again": await client.delete(http)}
+    await asyncio.sleep(0.3)
+    result["viewer_after"] = await viewer.delete(http)  # ended with its session
+    result["main_viewer_deleted"] = await main_viewer.delete(http)
+    await asyncio.gather(client.close(), viewer.close(), main_viewer.close())
+    return result
+
+
+def test_whip_session_round_trip_whep_viewers_and_delete_leaves_nothing(web_presets, daemons) -> None:
+    daemon = daemons("tag-a", size=SIZE, fps=5.0).start()
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], Any, Any]:
+        async with aiohttp.ClientSession() as http:
+            await round_trip(http, daemon)  # the first starts what stays (the loops' executors, codec libraries)
+            await asyncio.sleep(1.5)
+            gc.collect()
+            before = leftovers()
+            result = await round_trip(http, daemon)
+            deadline = asyncio.get_running_loop().time() + 15
+            while not no_more_than(leftovers(), before) and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.2)
+                gc.collect()
+            sessions = await get_json(http, daemon.url + "/api/sessions")
+        return result, sessions, before, leftovers()
+
+    result, sessions, before, after = asyncio.run(scenario())
+    assert result["got"] == [True, True, True]
+    assert result["location"].startswith("/whip/") and result["accept_patch"] == "application/trickle-ice-sdpfrag"
+    session_id = result["location"].rsplit("/", 1)[1]
+    assert result["viewer_location"].startswith(f"/whep/{session_id}/")
+    # the session runs its own preset: tag-b's square comes back, to its sender and to its WHEP viewer
+    assert abs(square(result["client"]) - 220) < 12 and abs(square(result["viewer"]) - 220) < 12
+    # the daemon's own stream, by WHEP, is still tag-a's; and the sender's picture is what it sent elsewhere
+    assert abs(square(result["main"]) - 40) < 12
+    sent = astronaut_frame(SIZE).astype(np.float32)
+    assert float(np.abs(result["client"][TAG_BOX:].astype(np.float32) - sent[TAG_BOX:]).mean()) < 10
+    [listed] = result["listed"]["sessions"]
+    assert listed["id"] == session_id and listed["preset"] == "tag-b" and listed["viewers"] == 1
+    assert listed["frames_out"] >= 20 and listed["fps"] > 0 and listed["latency_ms"]["p95"] > 0
+    assert result["deleted"] == 200 and result["deleted_again"] == 404 and result["viewer_after"] == 404
+    assert result["main_viewer_deleted"] == 200
+    assert sessions["sessions"] == [] and daemon.sink.server.peers.peers == {}
+    assert no_more_than(after, before), f"left over after DELETE: {after} (before the session: {before})"
+    assert daemon.runtime.preset.name == "tag-a"
+
+
+def test_whip_protocol_errors_trickle_and_options(web_presets, daemons) -> None:
+    daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
+
+    async def scenario() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with aiohttp.ClientSession() as http:
+            url = daemon.url
+            async with http.options(url + "/whip") as response:
+                out["options"] = (response.status, response.headers.get("Accept-Post"))
+            async with http.post(url + "/whip", json={"sdp": "v=0"}) as response:
+                out["json_body"] = response.status
+            async with http.post(url + "/whip", data="", headers={"Content-Type": "application/sdp"}) as response:
+                out["empty"] = response.status
+            async with http.post(url + "/whip", data="v=0\r\nnonsense", headers={"Content-Type": "application/sdp"}) \
+                    as response:
+                out["malformed"] = (response.status, (await response.json())["error"])
+            still = astronaut_frame((160, 120))
+            for query in ("?preset=no-such", "?budget_ms=0", "?budget_ms=nan"):
+                client = WhipClient(url, StillCamera(still, FPS))
+                out[query] = (await client.publish(http, "/whip" + query), client.error)
+                await client.close()
+            nothing = WhipClient(url)
+            out["whep_nothing"] = await nothing.publish(http, "/whep/nosuch")
+            await nothing.close()
+            client = WhipClient(url, StillCamera(still, FPS))
+            assert await client.publish(http, "/whip", trickle=True) == 201  # its candidates come by PATCH
+            frag = client.trickled
+            patch = {"Content-Type": "application/trickle-ice-sdpfrag"}
+            resource = url + client.location
+            async with http.patch(resource, data=frag, headers={**patch, "If-Match": client.etag}) as response:
+                out["trickle"] = response.status
+            out["trickled"] = frag.count("a=candidate:")
+            restart = "a=ice-ufrag:newufrag\r\na=ice-pwd:newpasswordnewpassword\r\n" + frag.split("a=mid:", 1)[1]
+            async with http.patch(resource, data="a=mid:" + restart, headers=patch) as response:
+                out["restart_ufrag"] = response.status
+            async with http.patch(resource, data=frag, headers={"Content-Type": "text/plain"}) as response:
+                out["trickle_type"] = response.status
+            async with http.patch(resource, data=frag, headers={**patch, "If-Match": '"other"'}) as response:
+                out["trickle_etag"] = response.status
+            async with http.patch(resource, data=frag, headers={**patch, "If-Match": "*"}) as response:
+                out["restart"] = response.status
+            bad = "a=mid:0\r\na=candidate:oops\r\n"
+            async with http.patch(resource, data=bad, headers=patch) as response:
+                out["bad_candidate"] = response.status
+            async with http.patch(url + "/whip/nosuch", data=frag, headers=patch) as response:
+                out["patch_nothing"] = response.status
+            out["frames"] = await client.wait_frames(5)
+            out["delete"] = await client.delete(http)
+            await client.close()
+        return out
+
+    out = asyncio.run(scenario())
+    assert out["options"] == (204, "application/sdp")
+    assert out["json_body"] == 415 and out["empty"] == 400
+    assert out["malformed"][0] == 400 and out["malformed"][1]
+    assert out["?preset=no-such"][0] == 404 and "unknown preset" in out["?preset=no-such"][1]
+    assert out["?budget_ms=0"][0] == 400 and "budget_ms" in out["?budget_ms=0"][1]
+    assert out["?budget_ms=nan"][0] == 400
+    assert out["whep_nothing"] == 404
+    assert out["trickled"] >= 1 and out["trickle"] == 204
+    assert out["trickle_type"] == 415 and out["trickle_etag"] == 412
+    assert out["restart"] == 422 and out["restart_ufrag"] == 422
+    assert out["bad_candidate"] == 400 and out["patch_nothing"] == 404
+    assert out["frames"] and out["delete"] == 200
+
+
+def test_whip_needs_the_bearer_token_off_loopback(web_presets, daemons) -> None:
+    daemon = daemons("tag-a", size=(160, 120), fps=5.0, host="0.0.0.0").start()
+
+    async def scenario() -> tuple[int, int, int]:
+        async with aiohttp.ClientSession() as http:
+            still = astronaut_frame((160, 120))
+            anonymous, wrong, right = (WhipClient(daemon.url, StillCamera(still, FPS), token=t)
+                                       for t in (None, "wrong", daemon.token))
+            statuses = (await anonymous.publish(http), await wrong.publish(http), await right.publish(http))
+            assert await right.wait_frames(3)
+            assert await right.delete(http) == 200
+            await asyncio.gather(anonymous.close(), wrong.close(), right.close())
+        return statuses
+
+    assert asyncio.run(scenario()) == (401, 401, 201)
+
+
+def test_admission_refuses_a_session_past_the_budget(web_presets, daemons) -> None:
+    daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
+
+    async def scenario() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with aiohttp.ClientSession() as http:
+            still = astronaut_frame((160, 120))
+            first = WhipClient(daemon.url, StillCamera(still, FPS))
+            # a budget no stream can keep (0.01 ms): once measured, there is no room for another session
+            assert await first.publish(http, "/whip?budget_ms=0.01") == 201, first.error
+            assert await first.wait_frames(20)
+            second = WhipClient(daemon.url, StillCamera(still, FPS))
+            headers = {"Content-Type": "application/sdp"}
+            await second.pc.setLocalDescription(await second.pc.createOffer())
+            async with http.post(daemon.url + "/whip", data=second.pc.localDescription.sdp, headers=headers) as r:
+                out["refused"] = (r.status, r.headers.get("Retry-After"), (await r.json())["error"])
+            out["listed"] = await get_json(http, daemon.url + "/api/sessions")
+            assert await first.delete(http) == 200
+            third = WhipClient(daemon.url, StillCamera(still, FPS))
+            out["after"] = await third.publish(http)
+            out["third_frames"] = await third.wait_frames(5)
+            await third.delete(http)
+            await asyncio.gather(first.close(), second.close(), third.close())
+        return out
+
+    out = asyncio.run(scenario())
+    status, retry_after, error = out["refused"]
+    assert status == 503 and retry_after is not None and int(retry_after) > 0
+    assert "budget" in error and "at capacity" in out["listed"]["capacity"]
+    [listed] = out["listed"]["sessions"]
+    assert listed["budget_ms"] == 0.01 and listed["over_budget"] is True
+    assert out["after"] == 201 and out["third_frames"]  # with the slow session gone there is room again
+
+
+def live_inference_sessions() -> int:
+    """onnxruntime sessions alive in this process, counted from the garbage collector (not from livefuse)."""
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, ort.InferenceSession))
+
+
+def test_three_sessions_share_one_model_session(web_presets, daemons) -> None:
+    size = (160, 120)
+    daemon = daemons("tag-a", size=size, fps=5.0).start()
+
+    async def scenario() -> dict[str, Any]:
+        out: dict[str, Any] = {"sessions": [live_inference_sessions()], "rss_mb": []}
+        process = psutil.Process()
+        out["rss_mb"].append(process.memory_info().rss / 2**20)
+        async with aiohttp.ClientSession() as http:
+            clients = []
+            for _ in range(3):
+                client = WhipClient(daemon.url, StillCamera(astronaut_frame(size), 10))
+                assert await client.publish(http, "/whip?preset=background-blur") == 201, client.error
+                assert await client.wait_frames(10)
+                clients.append(client)
+                out["sessions"].append(live_inference_sessions())
+                out["rss_mb"].append(process.memory_info().rss / 2**20)
+            for client in clients:
+                await client.delete(http)
+            await asyncio.gather(*(c.close() for c in clients))
+        return out
+
+    out = asyncio.run(scenario())
+    rss = out["rss_mb"]
+    print(f"onnxruntime sessions with 0..3 sessions: {out['sessions']}; RSS MB: {[round(r, 1) for r in rss]}; "
+          f"added per session: {[round(b - a, 1) for a, b in pairwise(rss)]}")
+    before, one, two, three = out["sessions"]
+    assert one > before, "background-blur loaded no model: the count would prove nothing"
+    assert one == two == three, f"models loaded again for later sessions: {out['sessions']}"
+
+
+@pytest.mark.skipif(not HAS_YUNET, reason="needs ../shared/models (independent detector)")
+def test_two_sessions_each_with_its_own_filter(web_presets, daemons) -> None:
+    daemon = daemons("passthrough", size=SIZE, fps=5.0).start()
+    original = astronaut_frame(SIZE)
+
+    async def scenario() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with aiohttp.ClientSession() as http:
+            blur = WhipClient(daemon.url, StillCamera(original, FPS))
+            anon = WhipClient(daemon.url, StillCamera(original, FPS))
+            assert await blur.publish(http, "/whip?preset=background-blur") == 201, blur.error
+            assert await anon.publish(http, "/whip?preset=anonymise") == 201, anon.error
+            assert all(await asyncio.gather(blur.wait_frames(30), anon.wait_frames(30)))
+            viewer = WhipClient(daemon.url)
+            assert await viewer.publish(http, f"/whep/{anon.id}") == 201
+            assert await viewer.wait_frames(6)
+            out["anon"], out["viewer"] = [], []
+            for _ in range(3):
+                await asyncio.sleep(0.4)
+                out["anon"].append(anon.last)
+                out["viewer"].append(viewer.last)
+            out["blur"] = blur.last
+            out["before"] = await get_json(http, f"{daemon.url}/api/sessions/{blur.id}/preset")
+            change = {"stage": "anonymise", "params": {"strength": 0.3}}
+            async with http.patch(f"{daemon.url}/api/sessions/{anon.id}/params", json=change) as response:
+                out["patched"] = (response.status, await response.json())
+            bad = {"stage": "anonymise", "params": {"strength": 7}}
+            async with http.patch(f"{daemon.url}/api/sessions/{anon.id}/params", json=bad) as response:
+                out["bad"] = (response.status, await response.json())
+            async with http.patch(f"{daemon.url}/api/sessions/nosuch/params", json=change) as response:
+                out["nosuch"] = response.status
+            out["after"] = await get_json(http, f"{daemon.url}/api/sessions/{blur.id}/preset")
+            out["anon_preset"] = await get_json(http, f"{daemon.url}/api/sessions/{anon.id}/preset")
+            out["ids"] = (blur.id, anon.id)
+            async with http.get(daemon.url + "/metrics") as response:
+                out["metrics"] = await response.text()
+            for client in (blur, anon, viewer):
+                await client.delete(http)
+            await asyncio.gather(blur.close(), anon.close(), viewer.close())
+        return out
+
+    out = asyncio.run(scenario())
+    assert independent_faces(original) >= 1, "the astronaut must be found in what was sent: a useless check"
+    # anonymise: no face in what its sender gets back, nor in what its WHEP viewer sees
+    assert [independent_faces(image) for image in out["anon"] + out["viewer"]] == [0] * 6
+    # background-blur: the face is kept, the background is blurred as the preset does it here
+    assert independent_faces(out["blur"]) >= 1
+    expected = processed_locally("background-blur", original, FPS)
+    changed = np.abs(expected.astype(np.float32) - original.astype(np.float32)).mean(axis=2) > 12
+    assert changed.mean() > 0.05, "background-blur hardly changes the frame: a useless check"
+    blur = out["blur"].astype(np.float32)
+    to_expected = float(np.abs(blur - expected.astype(np.float32))[changed].mean())
+    to_original = float(np.abs(blur - original.astype(np.float32))[changed].mean())
+    assert to_expected < 0.5 * to_original, (to_expected, to_original)
+    # one session's parameters change; the other's (and the daemon's) stay
+    assert out["patched"][0] == 200 and out["patched"][1]["params"]["strength"] == 0.3
+    assert out["anon_preset"]["stages"][1]["params"]["strength"] == 0.3
+    assert out["before"] == out["after"]
+    assert out["bad"][0] == 400 and "strength" in out["bad"][1]["error"]  # the checks of /api/preset/params
+    assert out["nosuch"] == 404
+    # per-session figures in /metrics
+    families = {f.name: f for f in text_string_to_metric_families(out["metrics"])}
+    frames = {s.labels["session"]: s.value for s in families["livefuse_session_frames_out"].samples}
+    assert set(out["ids"]) <= set(frames) and min(frames[i] for i in out["ids"]) >= 30
+    presets = {s.labels["session"]: s.labels["preset"] for s in families["livefuse_session_fps"].samples}
+    assert presets[out["ids"][0]] == "background-blur" and presets[out["ids"][1]] == "anonymise"
+    lag = {s.name: s.value for s in families["livefuse_loop_lag_seconds"].samples}
+    assert lag["livefuse_loop_lag_seconds_count"] > 0

@@ -1,0 +1,126 @@
+"""A real WHIP/WHEP client for the tests (aiortc): pushes a camera, or only watches, and keeps what comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from fractions import Fraction
+
+import aiohttp
+import av
+import cv2
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from livefuse.sources.demo import astronaut_bgr
+
+
+def astronaut_frame(size: tuple[int, int]) -> np.ndarray:
+    """scikit-image's astronaut at `size` (BGR): a real face, filling most of the frame."""
+    return cv2.resize(astronaut_bgr(), size, interpolation=cv2.INTER_AREA)
+
+
+class StillCamera(VideoStreamTrack):
+    """A camera showing one still image at `fps` (a still, so the test knows what each frame was)."""
+
+    def __init__(self, image: np.ndarray, fps: int = 15) -> None:
+        super().__init__()
+        self.image = image
+        self.fps = fps
+        self._pts = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.VideoFrame:
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        self._pts += 1
+        wait = self._start + self._pts / self.fps - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        frame = av.VideoFrame.from_ndarray(self.image, format="bgr24")
+        frame.pts, frame.time_base = self._pts * 90000 // self.fps, Fraction(1, 90000)
+        return frame
+
+
+class WhipClient:
+    """POSTs its offer as application/sdp and keeps the resource; counts the frames it gets back."""
+
+    def __init__(self, base: str, send: MediaStreamTrack | None = None, token: str | None = None) -> None:
+        self.base = base
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.frames = 0
+        self.last: np.ndarray | None = None
+        self.location = ""
+        self.etag = ""
+        self.accept_patch = ""
+        self.error = ""
+        self.trickled = ""  # with publish(trickle=True): the candidates held back, as an SDP fragment to PATCH
+        self._track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+        self.pc.on("track", lambda track: self._track.done() or self._track.set_result(track))
+        self._receiver: asyncio.Task[None] | None = None
+        if send is not None:
+            self.pc.addTransceiver(send, direction="sendrecv")
+        else:
+            self.pc.addTransceiver("video", direction="recvonly")
+
+    @property
+    def id(self) -> str:
+        return self.location.rsplit("/", 1)[-1]
+
+    async def publish(self, session: aiohttp.ClientSession, path: str = "/whip", *, trickle: bool = False) -> int:
+        """The offer to `path` (a WHIP or WHEP endpoint, with its query); the HTTP status it got.
+
+        With `trickle`, the offer goes without its candidates, as a trickling client's would, and they are
+        kept in `trickled` (an application/trickle-ice-sdpfrag) for a PATCH.
+        """
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        offer = self.pc.localDescription.sdp
+        if trickle:
+            lines = offer.splitlines()
+            held = [ln for ln in lines if ln.startswith(("a=candidate:", "a=end-of-candidates"))]
+            ice = [ln for ln in lines if ln.startswith(("a=ice-ufrag:", "a=ice-pwd:"))][:2]
+            offer = "\r\n".join(ln for ln in lines if ln not in held) + "\r\n"
+            self.trickled = "\r\n".join([*ice, "a=mid:0", *dict.fromkeys(held)]) + "\r\n"
+        headers = {**self.headers, "Content-Type": "application/sdp"}
+        async with session.post(self.base + path, data=offer, headers=headers) as response:
+            if response.status != 201:
+                self.error = await response.text()
+                return response.status
+            assert response.content_type == "application/sdp"
+            answer = await response.text()
+            self.location = response.headers["Location"]
+            self.etag = response.headers.get("ETag", "")
+            self.accept_patch = response.headers.get("Accept-Patch", "")
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        self._receiver = asyncio.create_task(self._receive())
+        return 201
+
+    async def _receive(self) -> None:
+        track = await self._track
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                self.frames += 1
+                if self.frames % 3 == 0:
+                    self.last = frame.to_ndarray(format="bgr24")
+
+    async def wait_frames(self, count: int, timeout: float = 30.0) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.frames < count and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        return self.frames >= count
+
+    async def delete(self, session: aiohttp.ClientSession) -> int:
+        async with session.delete(self.base + self.location, headers=self.headers) as response:
+            return response.status
+
+    async def close(self) -> None:
+        if self._receiver is not None:
+            self._receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._receiver
+        await self.pc.close()
