@@ -42,6 +42,27 @@ def default_cache_dir() -> Path:
 
 
 PROBE_LABEL = "built graph 'provider_probe'"
+BATCH_TOLERANCE = 1e-4  # batched and single results may differ this much (float summation order)
+
+
+def batchable(source: ModelSource) -> ModelSource:
+    """The model with a free batch axis when it has a fixed batch of 1 and the rewrite answers per item as
+    before; else the model as it is (it then runs unbatched)."""
+    from livefuse.engine.batch_axis import batch_error, fixed_batch, with_dynamic_batch
+
+    try:
+        model = onnx.load(str(source.path)) if source.path is not None else onnx.load_from_string(source.data)
+        if fixed_batch(model) != 1:
+            return source
+        dynamic = with_dynamic_batch(model)
+        if batch_error(dynamic) > BATCH_TOLERANCE:
+            log.info("%s does not batch exactly; it runs one frame at a time", source.label)
+            return source
+    except Exception as exc:  # noqa: BLE001 - a model the rewrite cannot handle still runs unbatched
+        log.info("%s cannot be given a batch axis (%s); it runs one frame at a time", source.label, exc)
+        return source
+    data = dynamic.SerializeToString()
+    return ModelSource(label=source.label, data=data, key=f"{source.key}-batch")
 
 
 def _short(reason: str, limit: int = 90) -> str:
@@ -143,8 +164,10 @@ class Engine:
     def shared_session(self, source: ModelSource) -> tuple[ort.InferenceSession, str]:
         """The loaded session for `source` that every stream shares, and its provider (see engine/shared.py)."""
         order = self._candidates()
-        key = (source.key or source.label, tuple(order))
-        return self.pool.get(key, source.label, lambda: self._create(source, order))  # type: ignore[no-any-return]
+        batched = self.pool.batching is not None
+        key = (f"{source.key or source.label}{'-batch' if batched else ''}", tuple(order))
+        return self.pool.get(key, source.label,  # type: ignore[no-any-return]
+                             lambda: self._create(batchable(source) if batched else source, order))
 
     # -- provider selection ----------------------------------------------------------------------
 

@@ -127,8 +127,14 @@ class ModelSession:
                 raise ValueError(f"{self.source.label} input {name!r} has shape {want}, got {list(shape)}")
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one frame: inputs by name -> outputs by name (numpy; see the class note on validity)."""
+        """Run one frame: inputs by name -> outputs by name (numpy; see the class note on validity).
+
+        With batching on, the frame runs in a batch with other streams' frames (engine/batcher.py).
+        """
         self._check(feeds)
+        batcher = self.engine.pool.batcher(self._session, self.source.label)
+        if batcher is not None:
+            return batcher.run(feeds)
         with self._lock:
             return self._with_fallback(lambda: self._run_numpy(feeds))
 

@@ -46,7 +46,7 @@ class WebServer:
         runtime.pipeline.frame_listeners.append(self.metrics.on_frame)
         self.api = Api(runtime, self.peers)
         self.sessions = Sessions(self.peers, session_budget_ms)
-        self.metrics.registry.register(SessionCollector(self.sessions))
+        self.metrics.registry.register(SessionCollector(self.sessions, runtime.engine.pool))
         self.loop_lag = LoopLagProbe(self.metrics.registry)
         self.whip = Whip(self.peers, self.sessions)
         self.session_api = SessionApi(self.api, self.sessions, self.loop_lag)

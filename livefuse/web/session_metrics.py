@@ -1,4 +1,5 @@
-"""Per-session figures in /metrics, labelled `session="<id>"`, read from each pipeline when scraped."""
+"""Per-session figures in /metrics, labelled `session="<id>"`, read from each pipeline when scraped; and the
+cross-stream batches formed per model (sizes, queue delay) when batching is on."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from livefuse.engine.shared import SessionPool
 from livefuse.web.sessions import Sessions
 
 
 class SessionCollector(Collector):
     """Frames, drops, fps, latency percentiles and budget of every session; costs nothing per frame."""
 
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, pool: SessionPool) -> None:
         self._sessions = sessions
+        self._pool = pool
 
     def collect(self) -> Iterator[Metric]:
         sessions = list(self._sessions)
@@ -46,3 +49,17 @@ class SessionCollector(Collector):
                 for quantile, key in (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99")):
                     latency.add_metric([*labels, quantile], recent[key] / 1e3)
         yield from (frames_in, frames_out, dropped, fps, latency, budget)
+        yield from self._batches()
+
+    def _batches(self) -> Iterator[Metric]:
+        batches = CounterMetricFamily("livefuse_batches", "Cross-stream batches run, by model and items in them.",
+                                      labels=["model", "size"])
+        delay = GaugeMetricFamily("livefuse_batch_queue_delay_seconds", "How long requests waited for their batch.",
+                                  labels=["model", "quantile"])
+        for batcher in self._pool.batchers():
+            for size, count in batcher.sizes().items():
+                batches.add_metric([batcher.name, str(size)], count)
+            summary = batcher.delay()
+            for quantile, key in (("0.5", "p50"), ("0.99", "p99")):
+                delay.add_metric([batcher.name, quantile], summary[key] / 1e3)
+        yield from (batches, delay)

@@ -23,8 +23,8 @@ from aiohttp import web
 from aiortc.sdp import candidate_from_sdp
 
 from livefuse.errors import UserError
-from livefuse.presets import Preset, available_presets, load_preset, shown
-from livefuse.web.api import MAX_SDP_CHARS, error_text, json_error
+from livefuse.presets import Preset, load_preset, shown
+from livefuse.web.api import MAX_SDP_CHARS, error_text, json_error, preset_name
 from livefuse.web.sessions import RETRY_AFTER_S, Sessions, check_budget
 from livefuse.web.signalling import MAIN, BadOffer, NoSuchSession, Peer, PeerLimit, Peers
 
@@ -82,11 +82,9 @@ class Whip:
     async def _preset(self, name: str | None) -> Preset | None:
         if name is None:
             return None
-        if name not in available_presets():
-            raise json_error(f"unknown preset {shown(name)}; available: {', '.join(available_presets())}",
-                             web.HTTPNotFound)
+        checked = preset_name({"name": name})  # as PUT /api/preset checks it
         try:
-            return await asyncio.get_running_loop().run_in_executor(None, load_preset, name)
+            return await asyncio.get_running_loop().run_in_executor(None, load_preset, checked)
         except UserError as exc:
             raise json_error(str(exc)) from exc
 
