@@ -32,7 +32,9 @@ class Frame:
 
     `image` is HxWx3 uint8 in BGR order (OpenCV's and PyAV's `bgr24`).
     `capture_ns` is `time.monotonic_ns()` when the source released the frame;
-    every latency figure is measured from it.
+    every latency figure is measured from it. `source_epoch` counts the times the
+    source had been reopened when the frame was captured: a stage sees it move on
+    as `Stage.on_source_reopened()`.
     """
 
     seq: int
@@ -42,6 +44,7 @@ class Frame:
     faces: list[Face] = field(default_factory=list)
     stage_ns: dict[str, int] = field(default_factory=dict)  # time spent in each stage
     meta: dict[str, Any] = field(default_factory=dict)
+    source_epoch: int = 0
 
     time_base = 90000
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from livefuse.frame import Face, Frame
 from livefuse.stages.background import parse_colour
-from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.base import Param, Stage, StageContext, StageSpec
 from livefuse.stages.face import FACES_RAN
 from livefuse.stages.registry import register
 from livefuse.stages.tracking import grow_box
@@ -50,10 +50,11 @@ def _shrink(roi: np.ndarray, across: int) -> np.ndarray:
     return cv2.resize(roi, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
 
 
-class AnonymiseStage:
+class AnonymiseStage(Stage):
     """Covers every face (and every recently lost face) in the frame."""
 
     name = "anonymise"
+    guards_privacy = True  # fails closed: see livefuse/chain.py
 
     def __init__(self, params: dict[str, Any], context: StageContext) -> None:
         self.params = dict(params)
@@ -100,6 +101,9 @@ class AnonymiseStage:
             if region is not None:
                 self._cover(image, region)
 
+    def close(self) -> None:
+        self._held = []
+
     def _cover(self, image: np.ndarray, region: tuple[int, int, int, int]) -> None:
         x1, y1, x2, y2 = region
         roi = image[y1:y2, x1:x2]
@@ -136,5 +140,4 @@ SPEC = register(StageSpec(
               min=0.0, max=1.0),
     ),
     factory=AnonymiseStage,
-    guards_privacy=True,
 ))

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.base import Param, Stage, StageContext, StageSpec
 from livefuse.stages.models import load_model
 from livefuse.stages.registry import register
 from livefuse.stages.tracking import FaceTracker
@@ -215,7 +215,7 @@ def _overlaps(box: np.ndarray, boxes: list[np.ndarray], iou: float = 0.2) -> boo
     return bool(inside.any() or (iou_matrix(box[None], others)[0] > iou).any())
 
 
-class FaceStage:
+class FaceStage(Stage):
     """Detect when needed, follow each face with FaceMesh in between, track and smooth; writes `frame.faces`."""
 
     name = "face"
@@ -342,10 +342,14 @@ class FaceStage:
         self.params.update(params)
         self._configure()
 
-    def close(self) -> None:
+    def on_source_reopened(self) -> None:
+        """A new scene: the faces tracked in the old one are gone; the next frame detects afresh."""
         self.tracker.reset()
         self._last_t = None
         self._since_detect = 0
+
+    def close(self) -> None:
+        self.on_source_reopened()
 
 
 SPEC = register(StageSpec(
