@@ -19,7 +19,6 @@ import numpy as np
 from livefuse.frame import Face, Frame
 from livefuse.stages.background import parse_colour
 from livefuse.stages.base import Param, Stage, StageContext, StageSpec
-from livefuse.stages.face import FACES_RAN
 from livefuse.stages.registry import register
 from livefuse.stages.tracking import grow_box
 from livefuse.vision.geometry import iou_matrix
@@ -70,7 +69,7 @@ class AnonymiseStage(Stage):
     def boxes(self, frame: Frame) -> list[np.ndarray]:
         """The boxes to cover on this frame: the faces found, their margins, and the held ones."""
         p = self.params
-        ran = bool(frame.meta.get(FACES_RAN))
+        ran = frame.faces_searched
         self._blind = 0 if ran else self._blind + 1
         faces: list[Face] = frame.faces if ran else []
         current = [grow_box(f.box, 1.0 + 2 * p["margin"]) for f in faces]

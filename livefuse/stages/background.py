@@ -447,13 +447,13 @@ class BackgroundStage(Stage):
         """Shrink the frame once and find the person in it (the small frame also feeds the blur)."""
         height, width = frame.image.shape[:2]
         small = cv2.resize(frame.image, self._small_size(width, height), interpolation=cv2.INTER_AREA)
-        frame.meta["background_small"] = small
-        frame.meta["person_mask"] = self.person_mask(small)
+        frame.small = small
+        frame.person_mask = self.person_mask(small)
 
     def composite(self, frame: Frame) -> None:
         """Put the person over the blurred, replaced or removed background (nothing if segment failed)."""
-        small = frame.meta.pop("background_small", None)
-        mask = frame.meta.get("person_mask")
+        small, mask = frame.small, frame.person_mask
+        frame.small = None  # used: it does not travel on to the outputs
         if small is None or mask is None:
             return
         image = frame.image
