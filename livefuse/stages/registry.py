@@ -14,7 +14,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "livefuse.stages.face",
     "livefuse.stages.background.spec",
     "livefuse.stages.anonymise",
-    "livefuse.stages.colour",
+    "livefuse.stages.colour.spec",
     "livefuse.stages.debug",
     "livefuse.stages.beauty",
     "livefuse.stages.swap",

@@ -1,0 +1,126 @@
+"""The colour stage as one ONNX graph on the engine: the path on GPU providers (or forced with path="graph").
+
+The frame stays on the device next to the other models. The sliders are graph inputs (a live change
+costs nothing); the LUT is a GridSample over the LUT volume (opset 20 trilinear 3D sampling), and the
+graph without a LUT leaves that node out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from livefuse.frame import Frame
+from livefuse.stages.base import StageContext
+from livefuse.stages.colour.common import ColourStage, affine
+from livefuse.stages.cube import identity_cube
+
+OPSET = 20
+
+
+def lut_volume(cube: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """A .cube LUT [b, g, r, rgb] -> GridSample input [1, 3 (b, g, r out), D=r, H=g, W=b], in 0..255 + 0.5.
+
+    With this layout the grid's (x, y, z) = (b, g, r) is simply the BGR pixel, so no channel shuffle is
+    needed per pixel. `strength` mixes the LUT with the identity on the lattice, which trilinear
+    interpolation reproduces exactly, so it costs nothing per pixel; so do the scale and rounding offset.
+    """
+    mixed = identity_cube(cube.shape[0]) + (cube - identity_cube(cube.shape[0])) * strength
+    bgr_out = mixed[..., ::-1] * 255.0 + 0.5
+    return np.ascontiguousarray(np.transpose(bgr_out, (3, 2, 1, 0))[None], dtype=np.float32)
+
+
+def build_graph(with_lut: bool) -> onnx.ModelProto:
+    """uint8 BGR [H, W, 3], matrix [3, 3], offset [3] (+ LUT volume) -> uint8 BGR [H, W, 3].
+
+    Without a LUT the matrix and offset come pre-scaled to 0..255 (plus 0.5 for rounding); with one, to
+    GridSample's -1..1 grid range.
+    """
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+
+    def const(name: str, value: Any, dtype: Any = np.float32) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(kind: str, inputs: list[str], out: str, **attrs: Any) -> str:
+        nodes.append(helper.make_node(kind, inputs, [out], **attrs))
+        return out
+
+    x = op("Cast", ["image"], "x", to=TensorProto.FLOAT)
+    y = op("Add", [op("MatMul", [x, "matrix"], "xm"), "offset"], "y")
+    if with_lut:
+        grid_range = op("Clip", [y, const("m1", -1.0), const("p1", 1.0)], "yc")
+        shape = op("Shape", ["image"], "shape")
+        hw = op("Slice", [shape, const("s0", [0], np.int64), const("s2", [2], np.int64)], "hw")
+        grid_shape = op("Concat", [const("one_one", [1, 1], np.int64), hw, const("three", [3], np.int64)],
+                        "grid_shape", axis=0)
+        grid = op("Reshape", [grid_range, grid_shape], "grid")
+        sampled = op("GridSample", ["lut", grid], "sampled", mode="linear", align_corners=1, padding_mode="border")
+        chw = op("Reshape", [sampled, op("Concat", [const("three_b", [3], np.int64), hw], "chw_shape", axis=0)],
+                 "chw")
+        y = op("Transpose", [chw], "graded", perm=[1, 2, 0])
+    y = op("Clip", [y, const("zero", 0.0), const("max8", 255.0)], "yc8")
+    op("Cast", [y], "output", to=TensorProto.UINT8)
+    inputs = [helper.make_tensor_value_info("image", TensorProto.UINT8, ["height", "width", 3]),
+              helper.make_tensor_value_info("matrix", TensorProto.FLOAT, [3, 3]),
+              helper.make_tensor_value_info("offset", TensorProto.FLOAT, [3])]
+    if with_lut:
+        inputs.append(helper.make_tensor_value_info("lut", TensorProto.FLOAT, [1, 3, "n", "n", "n"]))
+    graph = helper.make_graph(nodes, "livefuse_colour_lut" if with_lut else "livefuse_colour", inputs,
+                              [helper.make_tensor_value_info("output", TensorProto.UINT8, ["height", "width", 3])],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="livefuse")
+    model.ir_version = 9
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def graph_inputs(params: dict[str, Any], with_lut: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Matrix and offset for uint8 pixel rows, scaled for the graph's output range (see build_graph)."""
+    matrix, offset = affine(params)
+    if with_lut:  # 0..255 in -> -1..1 grid
+        return (matrix * (2.0 / 255.0)).astype(np.float32), (offset * 2.0 - 1.0).astype(np.float32)
+    return matrix, (offset * 255.0 + 0.5).astype(np.float32)  # 0..255 in -> 0..255 out, rounded by Cast
+
+
+class GraphColour(ColourStage):
+    """Grades with the colour graph: one session with a LUT, one without, made when first needed."""
+
+    path = "graph"
+
+    def __init__(self, params: dict[str, Any], context: StageContext) -> None:
+        super().__init__(params, context)
+        self._sessions: dict[bool, Any] = {}
+        self._lut: np.ndarray | None = None
+        self._matrix, self._offset = graph_inputs(self.params, False)
+        self.update({})
+
+    @property
+    def provider(self) -> str:
+        """The provider the graph's session really got (the CPU one when a GPU provider failed)."""
+        return str(self._session(self._lut is not None).provider)
+
+    def _session(self, with_lut: bool) -> Any:
+        if with_lut not in self._sessions:
+            self._sessions[with_lut] = self.engine.session(build_graph(with_lut))
+        return self._sessions[with_lut]
+
+    def _apply(self, params: dict[str, Any], cube: np.ndarray | None) -> None:
+        """Sliders and LUT strength are graph inputs: nothing is rebuilt."""
+        self._lut = lut_volume(cube, params["lut_strength"]) if cube is not None else None
+        self._matrix, self._offset = graph_inputs(params, cube is not None)
+        self._session(cube is not None)
+
+    def process(self, frame: Frame) -> None:
+        feeds = {"image": np.ascontiguousarray(frame.image), "matrix": self._matrix, "offset": self._offset}
+        if self._lut is not None:
+            feeds["lut"] = self._lut
+        out = self._session(self._lut is not None).run(feeds)["output"]
+        frame.image = np.array(out, copy=True)  # engine outputs are reused two runs later
+
+    def close(self) -> None:
+        self._sessions.clear()
