@@ -60,7 +60,6 @@ class Engine:
         registry: Registry | None = None,
         executor: TritonExecutor | None = None,
         session_id: str = "main",
-        choice: ProviderChoice | None = None,
         keep_warm_ms: float = 20.0,
     ) -> None:
         self.executor = executor
@@ -69,7 +68,7 @@ class Engine:
         self.iobinding = iobinding
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._registry = registry
-        self.choice = choice or ProviderChoice(provider)  # raises UserError for an unknown/unlisted provider
+        self.choice = ProviderChoice(provider)  # raises UserError for an unknown/unlisted provider
         self.requested = self.choice.requested
         self.opener = SessionOpener(self.cache_dir, self.choice)
         self.keep_warm = KeepWarm(keep_warm_ms, lambda: warm_graph_runner(self.opener, self.choice.current))

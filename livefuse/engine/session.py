@@ -41,6 +41,7 @@ class SessionHost(Protocol):
 
     def open_on(self, source: ModelSource, provider: str, cuda_graph: bool) -> Opened | None: ...
 
+
 log = logging.getLogger("livefuse.engine")
 
 # onnxruntime type strings -> numpy dtypes.
@@ -164,10 +165,8 @@ class ModelSession:
         except (ValueError, TypeError):
             raise
         except Exception as exc:
-            if self.cuda_graph:
-                reopened = self._without_cuda_graph(exc)
-                if reopened:
-                    return call()
+            if self.cuda_graph and self._without_cuda_graph(exc):
+                return self._with_fallback(call)  # without the graph now; a second failure moves provider
             if self.provider == prov.CPU or self._runtime_fallback_done:
                 raise
             self._runtime_fallback_done = True
