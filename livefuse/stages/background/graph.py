@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, compose, helper, version_converter
+from onnx import TensorProto, helper
 
-from livefuse.engine.graphs import OPSET, _Builder
+from livefuse.engine.graph_builder import GraphBuilder
 from livefuse.frame import Frame
 from livefuse.stages.background.common import BackgroundStage, blur_geometry, parse_colour
 from livefuse.stages.base import StageContext
@@ -36,7 +36,7 @@ def gaussian_taps(sigma: float, limit: int) -> np.ndarray:
     return (taps / taps.sum()).astype(np.float32)
 
 
-def _separable_blur(b: _Builder, x: str, channels: int, taps: np.ndarray) -> str:
+def _separable_blur(b: GraphBuilder, x: str, channels: int, taps: np.ndarray) -> str:
     """Depthwise Gaussian over [1, C, h, w]: two 1-D Convs after reflect padding (as cv2.GaussianBlur)."""
     r = len(taps) // 2
     pads = b.const([0, 0, r, r, 0, 0, r, r], np.int64)
@@ -47,7 +47,7 @@ def _separable_blur(b: _Builder, x: str, channels: int, taps: np.ndarray) -> str
     return b.op("Conv", x, horizontal, group=channels)
 
 
-def _resize(b: _Builder, x: str, sizes: list[int], axes: list[int]) -> str:
+def _resize(b: GraphBuilder, x: str, sizes: list[int], axes: list[int]) -> str:
     """Bilinear with half-pixel centres; antialiased when shrinking (close to INTER_AREA)."""
     return b.op("Resize", x, "", "", b.const(sizes, np.int64), axes=axes, mode="linear", antialias=1,
                 coordinate_transformation_mode="half_pixel")
@@ -62,26 +62,12 @@ def area_weights(src: int, dst: int) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(np.eye(src, dtype=np.float32), (dst, src), interpolation=cv2.INTER_AREA).T)
 
 
-def _area(b: _Builder, x: str, src: tuple[int, int], dst: tuple[int, int]) -> str:
+def _area(b: GraphBuilder, x: str, src: tuple[int, int], dst: tuple[int, int]) -> str:
     """cv2.resize(..., INTER_AREA) of [N, C, h, w] from src to dst (width, height)."""
     if src == dst:
         return x
     x = b.op("MatMul", b.const(area_weights(src[1], dst[1])), x)
     return b.op("MatMul", x, b.const(area_weights(src[0], dst[0]).T))
-
-
-def _inline(b: _Builder, model: onnx.ModelProto, prefix: str, source: str) -> str:
-    """Add a one-input, one-output model's nodes to `b` under `prefix`, fed by `source`; returns its output.
-
-    Inlining (rather than a second session) keeps the whole step one graph on one device.
-    """
-    if max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) < OPSET:
-        model = version_converter.convert_version(model, OPSET)
-    graph = compose.add_prefix(model, prefix).graph
-    b.op("Identity", source, out=graph.input[0].name)
-    b.nodes.extend(graph.node)
-    b.inits.extend(graph.initializer)
-    return graph.output[0].name
 
 
 def build_graph(model: onnx.ModelProto, size: tuple[int, int], model_size: tuple[int, int],
@@ -96,7 +82,7 @@ def build_graph(model: onnx.ModelProto, size: tuple[int, int], model_size: tuple
     mw, mh = model_size
     d = params["downscale"]
     sw, sh = max(16, width // d), max(16, height // d)
-    b = _Builder("livefuse_background")
+    b = GraphBuilder("livefuse_background")
     frame = b.op("Cast", "frame", to=TensorProto.FLOAT)  # [H, W, 3]
     nchw = b.op("Unsqueeze", b.op("Transpose", frame, perm=[2, 0, 1]), b.const([0], np.int64))
     if width % d == 0 and height % d == 0 and (sw, sh) == (width // d, height // d):
@@ -107,7 +93,7 @@ def build_graph(model: onnx.ModelProto, size: tuple[int, int], model_size: tuple
     seg = b.op("Round", _area(b, small, (sw, sh), (mw, mh)))
     seg = b.op("Gather", seg, b.const([2, 1, 0], np.int64), axis=1)  # BGR -> RGB
     seg = b.op("Transpose", b.op("Mul", seg, b.const(1.0 / 255.0)), perm=[0, 2, 3, 1])  # NHWC in 0..1
-    raw = b.op("Transpose", b.op("Clip", _inline(b, model, "seg/", seg), b.const(0.0), b.const(1.0)), perm=[0, 3, 1, 2])
+    raw = b.op("Transpose", b.op("Clip", b.inline(model, "seg/", seg), b.const(0.0), b.const(1.0)), perm=[0, 3, 1, 2])
     keep = float(params["smoothing"])
     ema = b.op("Add", b.op("Mul", "state", b.const(keep)), b.op("Mul", raw, b.const(1.0 - keep)))
     b.op("Where", b.op("Less", "state", b.const(0.0)), raw, ema, out="state_out")

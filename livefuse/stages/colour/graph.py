@@ -2,7 +2,7 @@
 
 The frame stays on the device next to the other models. The sliders are graph inputs (a live change
 costs nothing); the LUT is a GridSample over the LUT volume (opset 20 trilinear 3D sampling), and the
-graph without a LUT leaves that node out.
+graph without a LUT leaves that node out. The graph is written with the engine's one graph builder.
 """
 
 from __future__ import annotations
@@ -11,14 +11,12 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
+from livefuse.engine.graph_builder import FLOAT, UINT8, GraphBuilder
 from livefuse.frame import Frame
 from livefuse.stages.base import StageContext
 from livefuse.stages.colour.common import ColourStage, affine
 from livefuse.stages.cube import identity_cube
-
-OPSET = 20
 
 
 def lut_volume(cube: np.ndarray, strength: float = 1.0) -> np.ndarray:
@@ -39,44 +37,21 @@ def build_graph(with_lut: bool) -> onnx.ModelProto:
     Without a LUT the matrix and offset come pre-scaled to 0..255 (plus 0.5 for rounding); with one, to
     GridSample's -1..1 grid range.
     """
-    nodes: list[onnx.NodeProto] = []
-    inits: list[onnx.TensorProto] = []
-
-    def const(name: str, value: Any, dtype: Any = np.float32) -> str:
-        inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-        return name
-
-    def op(kind: str, inputs: list[str], out: str, **attrs: Any) -> str:
-        nodes.append(helper.make_node(kind, inputs, [out], **attrs))
-        return out
-
-    x = op("Cast", ["image"], "x", to=TensorProto.FLOAT)
-    y = op("Add", [op("MatMul", [x, "matrix"], "xm"), "offset"], "y")
+    b = GraphBuilder("livefuse_colour_lut" if with_lut else "livefuse_colour")
+    image = b.input("image", UINT8, ["height", "width", 3])
+    x = b.op("Cast", image, to=FLOAT)
+    y = b.op("Add", b.op("MatMul", x, b.input("matrix", FLOAT, [3, 3])), b.input("offset", FLOAT, [3]))
     if with_lut:
-        grid_range = op("Clip", [y, const("m1", -1.0), const("p1", 1.0)], "yc")
-        shape = op("Shape", ["image"], "shape")
-        hw = op("Slice", [shape, const("s0", [0], np.int64), const("s2", [2], np.int64)], "hw")
-        grid_shape = op("Concat", [const("one_one", [1, 1], np.int64), hw, const("three", [3], np.int64)],
-                        "grid_shape", axis=0)
-        grid = op("Reshape", [grid_range, grid_shape], "grid")
-        sampled = op("GridSample", ["lut", grid], "sampled", mode="linear", align_corners=1, padding_mode="border")
-        chw = op("Reshape", [sampled, op("Concat", [const("three_b", [3], np.int64), hw], "chw_shape", axis=0)],
-                 "chw")
-        y = op("Transpose", [chw], "graded", perm=[1, 2, 0])
-    y = op("Clip", [y, const("zero", 0.0), const("max8", 255.0)], "yc8")
-    op("Cast", [y], "output", to=TensorProto.UINT8)
-    inputs = [helper.make_tensor_value_info("image", TensorProto.UINT8, ["height", "width", 3]),
-              helper.make_tensor_value_info("matrix", TensorProto.FLOAT, [3, 3]),
-              helper.make_tensor_value_info("offset", TensorProto.FLOAT, [3])]
-    if with_lut:
-        inputs.append(helper.make_tensor_value_info("lut", TensorProto.FLOAT, [1, 3, "n", "n", "n"]))
-    graph = helper.make_graph(nodes, "livefuse_colour_lut" if with_lut else "livefuse_colour", inputs,
-                              [helper.make_tensor_value_info("output", TensorProto.UINT8, ["height", "width", 3])],
-                              inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="livefuse")
-    model.ir_version = 9
-    onnx.checker.check_model(model, full_check=True)
-    return model
+        lut = b.input("lut", FLOAT, [1, 3, "n", "n", "n"])
+        grid_range = b.op("Clip", y, b.const(-1.0), b.const(1.0))
+        hw = b.op("Slice", b.op("Shape", image), b.ints([0]), b.ints([2]))
+        grid = b.op("Reshape", grid_range, b.op("Concat", b.ints([1, 1]), hw, b.ints([3]), axis=0))
+        sampled = b.op("GridSample", lut, grid, mode="linear", align_corners=1, padding_mode="border")
+        chw = b.op("Reshape", sampled, b.op("Concat", b.ints([3]), hw, axis=0))
+        y = b.op("Transpose", chw, perm=[1, 2, 0])
+    b.op("Cast", b.op("Clip", y, b.const(0.0), b.const(255.0)), out="output", to=UINT8)
+    b.output("output", UINT8, ["height", "width", 3])
+    return b.build(build_graph.__doc__ or "", full_check=True)
 
 
 def graph_inputs(params: dict[str, Any], with_lut: bool) -> tuple[np.ndarray, np.ndarray]:
