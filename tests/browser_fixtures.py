@@ -24,12 +24,13 @@ import pytest
 
 from livefuse.frame import Frame
 from livefuse.pipeline import Pipeline
-from livefuse.presets import build_chain, load_preset
+from livefuse.presets import load_preset
 from livefuse.runtime import Runtime
 from livefuse.sources.demo import DemoSource, _person_mask, astronaut_bgr
-from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.base import Param, Stage, StageContext, StageSpec, TakesSourceFace
 from livefuse.stages.registry import STAGES, register
 from livefuse.web.sink import PreviewSink
+from livefuse.wiring import assemble
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -42,7 +43,7 @@ TAG_BOX = 48  # the tag stage paints this many pixels square in the top-left cor
 # -- test stages ----------------------------------------------------------------------------------
 
 
-class TagStage:
+class TagStage(TakesSourceFace):
     """Marks each frame with its `value` (in frame.meta and as a grey square) and takes source faces."""
 
     name = "test_tag"
@@ -72,7 +73,7 @@ def demo_person_alpha(size: tuple[int, int], t: float = 0.0, motion: float = 0.0
     return mask.astype(np.float32) / 255.0
 
 
-class BackdropStage:
+class BackdropStage(Stage):
     """Stand-in for background replacement when the real preset is not there: flat grey outside the person.
 
     It knows where the person is because the test's clip is DemoSource with no motion.
@@ -165,17 +166,15 @@ class LiveDaemon:
         self.loop = asyncio.get_running_loop()
         preset = load_preset(self.preset_name)
         engine = Engine(provider="cpu")
-        context = StageContext(engine=engine, size=self.size, fps=self.fps, preset_dir=preset.path.parent)
-        chain = build_chain(preset, context)
+        assembly = assemble(preset, engine, self.size, self.fps)  # as `livefuse run` wires it
         self.sink = PreviewSink(self.size, self.fps, host=self.host, port=0, token=self.token,
                                 max_peers=self.max_peers)
         self.token = self.sink.token
         source = DemoSource(self.size, self.fps, motion=self.motion)
-        self.pipeline = Pipeline(source, chain, [self.sink], fps=self.fps, engine=engine)
-        self.pipeline.stats.provider = engine.provider  # as `livefuse run` does
+        self.runtime = Runtime.wire(assembly, source, [self.sink],
+                                    settings={"source": "demo", "size": list(self.size), "fps": self.fps})
+        self.pipeline = self.runtime.pipeline
         self.pipeline.frame_listeners.append(lambda f: self.emitted.append((f.seq, f.capture_ns, f.meta.get("tag"))))
-        self.runtime = Runtime(self.pipeline, preset, context, engine,
-                               settings={"source": "demo", "size": list(self.size), "fps": self.fps})
         await self.sink.attach(self.runtime)
         self._ready.set()
         try:
@@ -222,8 +221,7 @@ def processed_locally(preset_name: str, image: np.ndarray, fps: float = 15.0, fr
 
     preset = load_preset(preset_name)
     size = (image.shape[1], image.shape[0])
-    chain = build_chain(preset, StageContext(engine=Engine(provider="cpu"), size=size, fps=fps,
-                                             preset_dir=preset.path.parent))
+    chain = assemble(preset, Engine(provider="cpu"), size, fps).chain
     try:
         for ticket in range(frames):
             frame = Frame(seq=ticket, pts=0, capture_ns=time.monotonic_ns(), image=image.copy())

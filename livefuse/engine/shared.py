@@ -17,14 +17,20 @@ a free batch axis then (see `Engine.shared_session`).
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from livefuse.engine.batcher import DEFAULT_MAX_BATCH, DEFAULT_MAX_DELAY_MS, Batcher
+from livefuse.engine.session_open import Opened
+from livefuse.engine.source import ModelSource
+
+log = logging.getLogger("livefuse.engine")
 
 PoolKey = tuple[str, tuple[str, ...]]
+BATCH_TOLERANCE = 1e-4  # batched and single results may differ this much (float summation order)
 
 
 class SessionPool:
@@ -33,11 +39,34 @@ class SessionPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loading: dict[PoolKey, threading.Lock] = {}
-        self._sessions: weakref.WeakValueDictionary[PoolKey, Any] = weakref.WeakValueDictionary()
-        self._providers: dict[PoolKey, str] = {}
+        self._sessions: dict[PoolKey, tuple[weakref.ref[Any], str, bool]] = {}  # session (weakly), provider, graph
         self.loads: dict[str, int] = {}  # label -> sessions created for it (1 while it stays loaded)
         self.batching: tuple[int, float] | None = None  # (max_batch, max_delay_ms) once enabled
         self._batchers: weakref.WeakKeyDictionary[Any, Batcher] = weakref.WeakKeyDictionary()
+
+    def get(self, key: PoolKey, label: str, create: Callable[[], Opened]) -> Opened:
+        """The opened session for `key`, created with `create()` the first time (or once the last user let go).
+
+        Two streams starting together load a model once: the second waits for the first's load.
+        """
+        with self._lock:
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            with self._lock:
+                entry = self._sessions.get(key)
+                session = entry[0]() if entry is not None else None
+                if entry is not None and session is not None:
+                    return Opened(session, entry[1], entry[2])
+            opened = create()
+            with self._lock:
+                self._sessions[key] = (weakref.ref(opened.session), opened.provider, opened.cuda_graph)
+                self.loads[label] = self.loads.get(label, 0) + 1
+            return opened
+
+    def live(self) -> int:
+        """Sessions loaded now (those some chain still uses)."""
+        with self._lock:
+            return sum(1 for ref, _, _ in self._sessions.values() if ref() is not None)
 
     def enable_batching(self, max_batch: int = DEFAULT_MAX_BATCH, max_delay_ms: float = DEFAULT_MAX_DELAY_MS) -> None:
         """Batch the calls of all streams to each model loaded from now on."""
@@ -68,26 +97,23 @@ class SessionPool:
         with self._lock:
             return list(self._batchers.values())
 
-    def get(self, key: PoolKey, label: str, create: Callable[[], tuple[Any, str]]) -> tuple[Any, str]:
-        """The session and its provider for `key`, created with `create()` the first time.
 
-        Two streams starting together load a model once: the second waits for the first's load.
-        """
-        with self._lock:
-            loading = self._loading.setdefault(key, threading.Lock())
-        with loading:
-            with self._lock:
-                session = self._sessions.get(key)
-                if session is not None:
-                    return session, self._providers[key]
-            session, provider = create()
-            with self._lock:
-                self._sessions[key] = session
-                self._providers[key] = provider
-                self.loads[label] = self.loads.get(label, 0) + 1
-            return session, provider
+def batchable(source: ModelSource) -> ModelSource:
+    """The model with a free batch axis when it has a fixed batch of 1 and the rewrite answers per item as
+    before; else the model as it is (it then runs one frame at a time)."""
+    import onnx
 
-    def live(self) -> int:
-        """Sessions loaded now (those some chain still uses)."""
-        with self._lock:
-            return len(self._sessions)
+    from livefuse.engine.batch_axis import batch_error, fixed_batch, with_dynamic_batch
+
+    try:
+        model = onnx.load(str(source.path)) if source.path is not None else onnx.load_from_string(source.data)
+        if fixed_batch(model) != 1:
+            return source
+        dynamic = with_dynamic_batch(model)
+        if batch_error(dynamic) > BATCH_TOLERANCE:
+            log.info("%s does not batch exactly; it runs one frame at a time", source.label)
+            return source
+    except Exception as exc:  # noqa: BLE001 - a model the rewrite cannot handle still runs unbatched
+        log.info("%s cannot be given a batch axis (%s); it runs one frame at a time", source.label, exc)
+        return source
+    return ModelSource(label=source.label, data=dynamic.SerializeToString(), key=f"{source.key}-batch")
