@@ -143,8 +143,8 @@ def test_whip_protocol_errors_trickle_and_options(web_presets, daemons) -> None:
             async with http.patch(resource, data=frag, headers={**patch, "If-Match": client.etag}) as response:
                 out["trickle"] = response.status
             out["trickled"] = frag.count("a=candidate:")
-            restart = "a=ice-ufrag:newufrag\r\na=ice-pwd:newpasswordnewpassword\r\n" + frag.split("a=mid:", 1)[1]
-            async with http.patch(resource, data="a=mid:" + restart, headers=patch) as response:
+            restart = "a=ice-ufrag:newufrag\r\na=ice-pwd:newpasswordnewpassword\r\na=mid:" + frag.split("a=mid:", 1)[1]
+            async with http.patch(resource, data=restart, headers=patch) as response:
                 out["restart_ufrag"] = response.status
             async with http.patch(resource, data=frag, headers={"Content-Type": "text/plain"}) as response:
                 out["trickle_type"] = response.status
