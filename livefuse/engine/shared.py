@@ -106,7 +106,12 @@ def batchable(source: ModelSource) -> ModelSource:
     from livefuse.engine.batch_axis import batch_error, fixed_batch, with_dynamic_batch
 
     try:
-        model = onnx.load(str(source.path)) if source.path is not None else onnx.load_from_string(source.data)
+        if source.path is not None:
+            model = onnx.load(str(source.path))
+        elif source.data is not None:
+            model = onnx.load_from_string(source.data)
+        else:
+            return source
         if fixed_batch(model) != 1:
             return source
         dynamic = with_dynamic_batch(model)

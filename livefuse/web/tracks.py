@@ -190,6 +190,8 @@ class TrackSource(Source):
         try:
             while True:
                 frame = await self._track.recv()
+                if not isinstance(frame, av.VideoFrame):  # a video track yields video frames
+                    continue
                 with self._cond:
                     self._latest = frame
                     self._cond.notify_all()
@@ -210,7 +212,7 @@ class TrackSource(Source):
             frame, self._latest = self._latest, None
         if frame is None:
             return None
-        image = frame.to_ndarray(format="bgr24")
+        image: np.ndarray = frame.to_ndarray(format="bgr24")
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         return image
