@@ -97,3 +97,38 @@ def test_a_lone_stream_waits_at_most_the_delay_and_errors_reach_every_caller(seg
     assert errors == ["model failed", "model failed"]
     with pytest.raises(ValueError, match="max_batch"):
         Batcher(failing, max_batch=0)
+
+
+def test_streams_of_one_engine_batch_through_the_shared_session(tmp_path: Path) -> None:
+    """Batching on: several streams' sessions for a fixed-batch-1 model (MediaPipe's segmenter) share one
+    onnxruntime session with a free batch axis, and each gets what the model alone gives it."""
+    from livefuse.engine import Engine
+
+    engine = Engine(provider="cpu", cache_dir=tmp_path)
+    engine.pool.enable_batching(max_batch=STREAMS, max_delay_ms=50.0)
+    sessions = [engine.for_session(f"s{i}").session(MODEL) for i in range(STREAMS)]
+    alone = Engine(provider="cpu", cache_dir=tmp_path / "alone").session(MODEL)  # not batched: the reference
+    assert len({id(s.session) for s in sessions}) == 1 and alone.session is not sessions[0].session
+    name = alone.input_names[0]
+    rng = np.random.default_rng(3)
+    inputs = [[rng.random([1, 256, 256, 3], dtype=np.float32) for _ in range(FRAMES)] for _ in range(STREAMS)]
+    got: list[list[dict[str, np.ndarray]]] = [[] for _ in range(STREAMS)]
+    start = threading.Barrier(STREAMS)
+
+    def stream(index: int) -> None:
+        start.wait()
+        for feed in inputs[index]:
+            got[index].append({k: v.copy() for k, v in sessions[index].run({name: feed}).items()})
+
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(STREAMS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    worst = max(float(np.abs(result[key] - value).max())
+                for index in range(STREAMS) for feed, result in zip(inputs[index], got[index], strict=True)
+                for key, value in alone.run({name: feed}).items())
+    [batcher] = engine.pool.batchers()
+    print(f"engine batching: max difference {worst:.2e}; {batcher.figures()}")
+    assert worst <= 1e-4
+    assert max(batcher.sizes()) > 1 and sum(k * v for k, v in batcher.sizes().items()) == STREAMS * FRAMES
