@@ -333,3 +333,11 @@ def test_two_sessions_each_with_its_own_filter(web_presets, daemons) -> None:
     assert presets[out["ids"][0]] == "background-blur" and presets[out["ids"][1]] == "anonymise"
     lag = {s.name: s.value for s in families["livefuse_loop_lag_seconds"].samples}
     assert lag["livefuse_loop_lag_seconds_count"] > 0
+
+
+def test_session_options_are_checked_on_the_command_line(cli) -> None:
+    for flag, value in (("--session-budget-ms", "0"), ("--session-budget-ms", "inf"), ("--batch-delay-ms", "-1"),
+                        ("--batch-delay-ms", "soon")):
+        done = cli("run", "--source", "demo", "--output", "null", "--frames", "1", flag, value)
+        assert done.returncode == 2, (flag, value, done.stderr)
+        assert flag in done.stderr and "Traceback" not in done.stderr, done.stderr

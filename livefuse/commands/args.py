@@ -51,6 +51,25 @@ def positive_float(text: str) -> float:
     return value
 
 
+def milliseconds(text: str) -> float:
+    """A time in milliseconds: a finite number, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: give milliseconds, e.g. 2") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: give milliseconds, 0 or more, e.g. 2")
+    return value
+
+
+def positive_ms(text: str) -> float:
+    """A time in milliseconds above 0."""
+    value = milliseconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: it must be more than 0 ms")
+    return value
+
+
 def on_off(text: str) -> bool:
     if text.lower() in ("on", "true", "1", "yes"):
         return True

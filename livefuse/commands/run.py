@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from livefuse.audio.inputs import AUDIO_HELP, AudioInput, open_audio
-from livefuse.commands.args import add_engine_args, add_video_args, positive_float, positive_int
+from livefuse.commands.args import (
+    add_engine_args,
+    add_video_args,
+    milliseconds,
+    positive_float,
+    positive_int,
+    positive_ms,
+)
 from livefuse.errors import OutputError
 from livefuse.logs import setup_logging
 from livefuse.presets import DEFAULT_PRESET, available_presets, load_preset
@@ -56,6 +63,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="most WebRTC viewers and filtered browser cameras at once (default: 16)")
     parser.add_argument("--peer-timeout", type=positive_float, default=15.0, metavar="SECONDS",
                         help="close a WebRTC peer that sent nothing back for this long (default: 15)")
+    parser.add_argument("--session-budget-ms", type=positive_ms, default=150.0, metavar="MS",
+                        help="each WHIP session's glass-to-glass latency budget: while one runs near it, new "
+                             "sessions are refused with 503 (default: 150)")
+    parser.add_argument("--batch-delay-ms", type=milliseconds, default=None, metavar="MS",
+                        help="batch the model calls of all streams, each waiting at most this long for the others' "
+                             "(off by default; e.g. 2)")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(func=run_command)
 
@@ -122,10 +135,12 @@ async def _run(args: argparse.Namespace) -> int:
                         executor=await asyncio.get_running_loop().run_in_executor(
                             None, open_executor, args.executor, fps),
                         session_id=args.session_id)
+        if args.batch_delay_ms is not None:
+            engine.pool.enable_batching(max_delay_ms=args.batch_delay_ms)
         await asyncio.get_running_loop().run_in_executor(None, engine.resolve_provider)
         assembly = assemble(preset, engine, size, fps)
         web = {"host": args.host, "port": args.port, "token": args.token, "max_peers": args.max_peers,
-               "peer_timeout": args.peer_timeout}
+               "peer_timeout": args.peer_timeout, "session_budget_ms": args.session_budget_ms}
         sinks = open_outputs(specs, size, fps, web, audio)
         runtime = Runtime.wire(assembly, source, sinks, max_frames=args.frames, duration=args.duration, audio=audio,
                                settings={"source": source_spec, "size": list(size), "fps": fps, "outputs": specs})
