@@ -89,6 +89,16 @@ class Pipeline:
             await asyncio.wait(pending)
         await asyncio.get_running_loop().run_in_executor(None, old.close)
 
+    def add_output(self, sink: Sink) -> None:
+        """Start one more output while running (on the loop): a session recorded or pushed on demand. It gets
+        frames from the next one on, and is flushed and closed with the others at the end."""
+        if self._stopped is None or self._stopped.is_set():
+            raise RuntimeError("the pipeline is not running")
+        out = Output(sink, len(self._outputs), self.fps)
+        self.stats.outputs[sink.name] = out.stats
+        self._output_tasks.append(asyncio.create_task(out.drive()))
+        self._outputs.append(out)
+
     # -- main ----------------------------------------------------------------------------------
 
     async def run(self) -> PipelineStats:

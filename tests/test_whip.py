@@ -341,3 +341,41 @@ def test_session_options_are_checked_on_the_command_line(cli) -> None:
         done = cli("run", "--source", "demo", "--output", "null", "--frames", "1", flag, value)
         assert done.returncode == 2, (flag, value, done.stderr)
         assert flag in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_session_is_recorded_on_demand(web_presets, daemons, tmp_path) -> None:
+    import av
+
+    daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
+    daemon.sink.server.session_api.recordings = tmp_path / "recordings"
+
+    async def scenario() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with aiohttp.ClientSession() as http:
+            client = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), FPS))
+            assert await client.publish(http, "/whip?preset=tag-b") == 201
+            assert await client.wait_frames(5)
+            outputs = f"{daemon.url}/api/sessions/{client.id}/outputs"
+            for name, body in (("ok", {"output": "file:talk.mp4?crf=20"}), ("again", {"output": "file:talk.mp4"}),
+                               ("path", {"output": "file:../talk.mp4"}), ("abs", {"output": "file:/tmp/x.mp4"}),
+                               ("preview", {"output": "preview"}), ("junk", {"output": "nonsense"}),
+                               ("empty", {})):
+                async with http.post(outputs, json=body) as response:
+                    out[name] = (response.status, await response.json())
+            frames = client.frames
+            await client.wait_frames(frames + 30)
+            out["status"] = await get_json(http, f"{daemon.url}/api/sessions/{client.id}")
+            assert await client.delete(http) == 200  # ending the session finishes the recording
+            await client.close()
+        return out
+
+    out = asyncio.run(scenario())
+    assert out["ok"][0] == 201 and out["again"][0] == 409
+    assert [out[k][0] for k in ("path", "abs", "preview", "junk", "empty")] == [400] * 5
+    assert "file name" in out["path"][1]["error"]
+    recording = tmp_path / "recordings" / "talk.mp4"
+    assert out["status"]["stats"]["outputs"][f"file:{recording}"]["frames"] > 0
+    with av.open(str(recording)) as container:
+        images = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert len(images) >= 10
+    assert abs(square(images[-1]) - 220) < 12  # the session's own filter, recorded
