@@ -22,7 +22,8 @@ import pytest
 from browser_fixtures import TAG_BOX, LiveDaemon, daemons_fixture, processed_locally, web_presets_fixture
 from privacy_check import HAS_YUNET, independent_faces
 from prometheus_client.parser import text_string_to_metric_families
-from whip_client import StillCamera, WhipClient, astronaut_frame
+
+from livefuse.web.whip_client import StillCamera, WhipClient, astronaut_frame
 
 __all__ = ["daemons_fixture", "web_presets_fixture"]  # the `daemons` and `web_presets` fixtures
 

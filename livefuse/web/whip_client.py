@@ -1,9 +1,12 @@
-"""A real WHIP/WHEP client for the tests (aiortc): pushes a camera, or only watches, and keeps what comes back."""
+"""A WHIP/WHEP client (aiortc): pushes a camera to a WHIP endpoint, or only watches a WHEP one, and takes
+what comes back. The tests drive the daemon's sessions with it, and benchmarks/streams.py loads it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from fractions import Fraction
 
 import aiohttp
@@ -15,56 +18,76 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from livefuse.sources.demo import astronaut_bgr
 
+SENT_KEPT = 300
+
 
 def astronaut_frame(size: tuple[int, int]) -> np.ndarray:
     """scikit-image's astronaut at `size` (BGR): a real face, filling most of the frame."""
     return cv2.resize(astronaut_bgr(), size, interpolation=cv2.INTER_AREA)
 
 
-class StillCamera(VideoStreamTrack):
-    """A camera showing one still image at `fps` (a still, so the test knows what each frame was)."""
+class PacedCamera(VideoStreamTrack):
+    """A camera sending `picture(n)` as frame n at `fps`, on time: the n-th frame is due n/fps after the first."""
 
-    def __init__(self, image: np.ndarray, fps: int = 15) -> None:
+    def __init__(self, picture: Callable[[int], np.ndarray], fps: int = 15) -> None:
         super().__init__()
-        self.image = image
+        self.picture = picture
         self.fps = fps
-        self._pts = 0
-        self._start: float | None = None
+        self.sent = 0
+        self.sent_at: dict[int, float] = {}  # frame number -> loop time it was handed to the encoder
+        self._t0: float | None = None
 
     async def recv(self) -> av.VideoFrame:
         loop = asyncio.get_running_loop()
-        if self._start is None:
-            self._start = loop.time()
-        self._pts += 1
-        wait = self._start + self._pts / self.fps - loop.time()
+        if self._t0 is None:
+            self._t0 = loop.time()
+        number = self.sent
+        self.sent += 1
+        wait = self._t0 + number / self.fps - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
-        frame = av.VideoFrame.from_ndarray(self.image, format="bgr24")
-        frame.pts, frame.time_base = self._pts * 90000 // self.fps, Fraction(1, 90000)
+        frame = av.VideoFrame.from_ndarray(self.picture(number), format="bgr24")
+        frame.pts, frame.time_base = number * 90000 // self.fps, Fraction(1, 90000)
+        self.sent_at[number] = loop.time()
+        self.sent_at.pop(number - SENT_KEPT, None)  # the last few seconds are enough to time what comes back
         return frame
+
+
+class StillCamera(PacedCamera):
+    """A camera showing one still image (so a test knows what each frame was)."""
+
+    def __init__(self, image: np.ndarray, fps: int = 15) -> None:
+        super().__init__(lambda _: image, fps)
 
 
 class WhipClient:
     """POSTs its offer as application/sdp and keeps the resource; counts the frames it gets back."""
 
-    def __init__(self, base: str, send: MediaStreamTrack | None = None, token: str | None = None) -> None:
+    def __init__(self, base: str, send: MediaStreamTrack | None = None, token: str | None = None,
+                 on_frame: Callable[[av.VideoFrame], None] | None = None, keep_every: int = 3) -> None:
         self.base = base
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.frames = 0
-        self.last: np.ndarray | None = None
+        self.last: np.ndarray | None = None  # every `keep_every`-th frame received, as BGR
+        self.keep_every = keep_every
+        self.on_frame = on_frame  # called with each frame received (on the loop)
         self.location = ""
         self.etag = ""
         self.accept_patch = ""
         self.error = ""
         self.trickled = ""  # with publish(trickle=True): the candidates held back, as an SDP fragment to PATCH
         self._track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
-        self.pc.on("track", lambda track: self._track.done() or self._track.set_result(track))
+        self.pc.on("track", self._on_track)
         self._receiver: asyncio.Task[None] | None = None
         if send is not None:
             self.pc.addTransceiver(send, direction="sendrecv")
         else:
             self.pc.addTransceiver("video", direction="recvonly")
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if not self._track.done():
+            self._track.set_result(track)
 
     @property
     def id(self) -> str:
@@ -103,8 +126,12 @@ class WhipClient:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
+                if not isinstance(frame, av.VideoFrame):
+                    continue
                 self.frames += 1
-                if self.frames % 3 == 0:
+                if self.on_frame is not None:
+                    self.on_frame(frame)
+                if self.keep_every and self.frames % self.keep_every == 0:
                     self.last = frame.to_ndarray(format="bgr24")
 
     async def wait_frames(self, count: int, timeout: float = 30.0) -> bool:
