@@ -104,11 +104,12 @@ def test_streams_of_one_engine_batch_through_the_shared_session(tmp_path: Path) 
     onnxruntime session with a free batch axis, and each gets what the model alone gives it."""
     from livefuse.engine import Engine
 
-    engine = Engine(provider="cpu", cache_dir=tmp_path)
+    alone = Engine(provider="cpu", cache_dir=tmp_path).session(MODEL)  # not batched: the reference (and cached)
+    engine = Engine(provider="cpu", cache_dir=tmp_path)  # the same cache: the batched model must not be mistaken
     engine.pool.enable_batching(max_batch=STREAMS, max_delay_ms=50.0)
     sessions = [engine.for_session(f"s{i}").session(MODEL) for i in range(STREAMS)]
-    alone = Engine(provider="cpu", cache_dir=tmp_path / "alone").session(MODEL)  # not batched: the reference
     assert len({id(s.session) for s in sessions}) == 1 and alone.session is not sessions[0].session
+    assert isinstance(sessions[0].session.get_inputs()[0].shape[0], str)  # loaded with a free batch axis
     name = alone.input_names[0]
     rng = np.random.default_rng(3)
     inputs = [[rng.random([1, 256, 256, 3], dtype=np.float32) for _ in range(FRAMES)] for _ in range(STREAMS)]

@@ -17,6 +17,7 @@ a free batch axis then (see `Engine.shared_session`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import weakref
@@ -121,4 +122,6 @@ def batchable(source: ModelSource) -> ModelSource:
     except Exception as exc:  # noqa: BLE001 - a model the rewrite cannot handle still runs unbatched
         log.info("%s cannot be given a batch axis (%s); it runs one frame at a time", source.label, exc)
         return source
-    return ModelSource(label=source.label, data=dynamic.SerializeToString(), key=f"{source.key}-batch")
+    data = dynamic.SerializeToString()
+    # a key of its own: the optimised-model cache is named by the key's start, so no suffix would do
+    return ModelSource(label=source.label, data=data, key=hashlib.sha256(data).hexdigest())
