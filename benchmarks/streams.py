@@ -26,6 +26,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -65,7 +66,8 @@ def read_code(luma: np.ndarray) -> int | None:
 
 # -- one client (a process of its own) ----------------------------------------------------------------
 
-async def client_main(url: str, preset: str, size: tuple[int, int], fps: int, warmup: float, seconds: float) -> dict:
+async def client_main(url: str, preset: str, size: tuple[int, int], fps: int, measure_at: float,
+                      seconds: float) -> dict:
     import aiohttp
 
     from livefuse.web.whip_client import PacedCamera, WhipClient, astronaut_frame
@@ -98,7 +100,7 @@ async def client_main(url: str, preset: str, size: tuple[int, int], fps: int, wa
         if status != 201:
             await client.close()
             return {"status": status, "error": client.error[:200]}
-        await asyncio.sleep(warmup)
+        await asyncio.sleep(max(0.0, measure_at - time.time()))  # every client measures the same window
         start, first = loop.time(), len(latencies)
         await asyncio.sleep(seconds)
         window = latencies[first:]
@@ -152,12 +154,17 @@ def start_daemon(args: argparse.Namespace, still: Path, port: int, batch_delay: 
 def run_level(args: argparse.Namespace, url: str, streams: int, daemon_pid: int) -> dict[str, Any]:
     import psutil
 
+    # one after the other, `--stagger` apart: admission judges each new session by the load of those before it
+    measure_at = time.time() + streams * args.stagger + args.warmup
     command = [*pinned(args.client_cores), sys.executable, __file__, "--client", url, "--preset", args.preset,
                "--size", args.size, "--fps", str(args.fps), "--seconds", str(args.seconds),
-               "--warmup", str(args.warmup)]
-    clients = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(streams)]
+               "--measure-at", str(measure_at)]
+    clients = []
+    for _ in range(streams):
+        clients.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
+        time.sleep(args.stagger)
     daemon = psutil.Process(daemon_pid)
-    time.sleep(args.warmup + 0.5)
+    time.sleep(max(0.0, measure_at - time.time()) + 0.5)
     cpu0, wall0 = sum(daemon.cpu_times()[:2]), time.monotonic()
     time.sleep(args.seconds - 1.0)
     cpu = 100 * (sum(daemon.cpu_times()[:2]) - cpu0) / (time.monotonic() - wall0)
@@ -187,7 +194,9 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--streams", default="1,2,4,6,8")
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds after the last client started")
+    parser.add_argument("--stagger", type=float, default=1.5, help="seconds between two clients' starts")
+    parser.add_argument("--measure-at", type=float, help=argparse.SUPPRESS)  # a client's window start (epoch)
     parser.add_argument("--budget-ms", type=float, default=150.0)
     parser.add_argument("--daemon-cores", default="0")
     parser.add_argument("--client-cores", default="1")
@@ -197,7 +206,7 @@ def main() -> None:
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     if args.client:
-        result = asyncio.run(client_main(args.client, args.preset, (size[0], size[1]), args.fps, args.warmup,
+        result = asyncio.run(client_main(args.client, args.preset, (size[0], size[1]), args.fps, args.measure_at,
                                          args.seconds))
         print(json.dumps(result))
         return
@@ -206,7 +215,8 @@ def main() -> None:
     from livefuse.web.whip_client import astronaut_frame
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    still = RESULTS / "streams-still.png"
+    work = Path(tempfile.mkdtemp(prefix="livefuse-streams-"))
+    still = work / "still.png"
     cv2.imwrite(str(still), astronaut_frame((size[0], size[1])))
     modes = {"off": [None], "on": [args.batch_delay_ms], "both": [None, args.batch_delay_ms]}[args.batching]
     report: dict[str, Any] = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "preset": args.preset,
@@ -214,7 +224,7 @@ def main() -> None:
                               "daemon_cores": args.daemon_cores, "client_cores": args.client_cores, "runs": []}
     for delay in modes:
         port = free_port()
-        daemon = start_daemon(args, still, port, delay, RESULTS / "streams-daemon.log")
+        daemon = start_daemon(args, still, port, delay, work / "daemon.log")
         try:
             for streams in (int(n) for n in args.streams.split(",")):
                 level = run_level(args, f"http://127.0.0.1:{port}", streams, daemon.pid)

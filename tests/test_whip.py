@@ -380,3 +380,28 @@ def test_a_session_is_recorded_on_demand(web_presets, daemons, tmp_path) -> None
         images = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
     assert len(images) >= 10
     assert abs(square(images[-1]) - 220) < 12  # the session's own filter, recorded
+
+
+def test_admission_refuses_a_session_when_the_daemon_has_no_cpu_left(web_presets, daemons) -> None:
+    daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
+    sessions = daemon.sink.server.sessions
+    sessions.max_cpu_share = 0.0  # a CPU share no daemon stays under: any measured use means "full"
+
+    async def scenario() -> tuple[int, float, int, str]:
+        async with aiohttp.ClientSession() as http:
+            still = astronaut_frame((160, 120))
+            first = WhipClient(daemon.url, StillCamera(still, FPS))
+            assert await first.publish(http) == 201  # no session yet: nothing to protect
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 15
+            while sessions.cpu.share == 0 and loop.time() < deadline:
+                await asyncio.sleep(0.2)
+            second = WhipClient(daemon.url, StillCamera(still, FPS))
+            refused = await second.publish(http)
+            assert await first.delete(http) == 200
+            await asyncio.gather(first.close(), second.close())
+        return refused, sessions.cpu.share, len(list(sessions)), second.error
+
+    refused, share, left, error = asyncio.run(scenario())
+    assert share > 0 and refused == 503 and "CPU" in error, (share, refused, error)
+    assert left == 0

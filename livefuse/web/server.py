@@ -74,6 +74,7 @@ class WebServer:
 
     async def _on_shutdown(self, app: web.Application) -> None:
         await self.loop_lag.stop()
+        await self.sessions.cpu.stop()
         await self.peers.close_all()
 
     @property
@@ -94,9 +95,11 @@ class WebServer:
         if self.port == 0 and self._runner.addresses:  # an ephemeral port (tests): report the real one
             self.port = int(self._runner.addresses[0][1])
         self.loop_lag.start()
+        self.sessions.cpu.start()
 
     async def stop(self) -> None:
         await self.loop_lag.stop()
+        await self.sessions.cpu.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

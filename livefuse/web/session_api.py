@@ -53,6 +53,7 @@ class SessionApi:
         body: dict[str, Any] = {"sessions": [self.sessions.describe(p) for p in self.sessions],
                                 "default_budget_ms": self.sessions.budget_ms,
                                 "capacity": self.sessions.refusal() or "room for another session",
+                                "cpu_share": round(self.sessions.cpu.share, 3),
                                 "loop_lag_ms": self.loop_lag.summary()}
         return web.json_response(body)
 

@@ -7,16 +7,23 @@ view the API, /metrics and admission take of them: their figures, and whether on
 Admission: each session has a glass-to-glass budget (default 150 ms). What the daemon measures is
 capture to output inside it; the network and the peers' codecs add to that, so a session whose recent
 p95 has passed `NEAR_BUDGET` of its budget has no room left, and a new session is refused (503 with
-Retry-After) rather than pushing every stream past its budget. Latency cannot grow without bound
-meanwhile: the pipelines drop frames instead of queueing them.
+Retry-After) rather than pushing every stream past its budget. The video encoders run after that
+output, so the daemon's own CPU is watched too: past `MAX_CPU_SHARE` of the cores it may use (over
+the last seconds), one more stream would only slow every encoder down. Latency cannot grow without
+bound meanwhile: the pipelines drop frames instead of queueing them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import os
 from collections.abc import Iterator
 from itertools import islice
 from typing import Any
+
+import psutil
 
 from livefuse.stats import percentiles_ms
 from livefuse.web.signalling import Peer, Peers
@@ -27,6 +34,35 @@ NEAR_BUDGET = 0.8  # a session past this share of its budget (recent p95) leaves
 RECENT_FRAMES = 60  # about two seconds at 30 fps: the latency admission looks at
 MIN_FRAMES = 10  # fewer measured frames than this: a session that just started is not judged yet
 RETRY_AFTER_S = 5
+MAX_CPU_SHARE = 0.9  # of the cores the daemon may run on
+CPU_SAMPLE_S = 2.0
+
+
+class CpuLoad:
+    """The daemon's CPU use over the last `CPU_SAMPLE_S` seconds, as a share of the cores it may use."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self._cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.share = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._process.cpu_percent(None)  # the first call starts the count
+            self._task = asyncio.get_running_loop().create_task(self._sample())
+
+    async def _sample(self) -> None:
+        while True:
+            await asyncio.sleep(CPU_SAMPLE_S)
+            self.share = self._process.cpu_percent(None) / 100 / self._cores
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def check_budget(text: str | None) -> float | None:
@@ -49,6 +85,8 @@ class Sessions:
     def __init__(self, peers: Peers, budget_ms: float = DEFAULT_BUDGET_MS) -> None:
         self.peers = peers
         self.budget_ms = budget_ms  # for sessions that ask for none
+        self.cpu = CpuLoad()
+        self.max_cpu_share = MAX_CPU_SHARE
 
     def __iter__(self) -> Iterator[Peer]:
         return iter([p for p in self.peers.peers.values()
@@ -71,7 +109,11 @@ class Sessions:
 
     def refusal(self) -> str | None:
         """Why one more session would not fit now (measured), or None when it would."""
-        for peer in self:
+        running = list(self)
+        if running and self.cpu.share > self.max_cpu_share:
+            return (f"at capacity: the daemon uses {100 * self.cpu.share:.0f} % of its CPU with {len(running)} "
+                    f"sessions; try again in {RETRY_AFTER_S} s")
+        for peer in running:
             recent = self.recent_latency(peer)
             budget = self.budget(peer)
             if recent is not None and recent["p95"] > NEAR_BUDGET * budget:
