@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import onnx
 
-from livefuse.engine.graph_builder import FLOAT, OPSET, UINT8, GraphBuilder
+from livefuse.engine.graph_builder import FLOAT, OPSET, UINT8, Dim, GraphBuilder
 
 # stages/background.py still imports these two names from here; its port to graph_builder (wip/flow)
 # removes them.
@@ -30,7 +30,7 @@ def identity_probe() -> onnx.ModelProto:
     return b.build("provider probe")
 
 
-FRAME_SHAPE = ["height", "width", 3]
+FRAME_SHAPE: list[Dim] = ["height", "width", 3]
 
 
 def _normalise(

@@ -173,14 +173,7 @@ class DoubleBinding:
 
     def run(self, feeds: Mapping[str, np.ndarray | ort.OrtValue]) -> dict[str, ort.OrtValue]:
         """Run once on the next set; return its output OrtValues (on the session's device)."""
-        self._prepare(
-            {
-                name: tuple(int(d) for d in feeds[name].shape())
-                if isinstance(feeds[name], ort.OrtValue)
-                else tuple(feeds[name].shape)
-                for name in self.dtypes
-            }
-        )
+        self._prepare({name: _shape(feeds[name]) for name in self.dtypes})
         index = self.runs % 2
         buf = self.sets[index]
         for name, value in feeds.items():
@@ -210,6 +203,7 @@ class DoubleBinding:
         elif self.dynamic_outputs:
             out = dict(zip(self.output_names, buf.io.get_outputs(), strict=True))
         else:
+            assert buf.outputs is not None  # bound on an earlier run of this set
             out = buf.outputs
         self.runs += 1
         return out
@@ -227,3 +221,10 @@ class DoubleBinding:
         if self.device != "cpu":
             self.copies.add(d2h=len(out))
         return out
+
+
+def _shape(value: np.ndarray | ort.OrtValue) -> tuple[int, ...]:
+    """A feed's shape: an array's `shape` attribute, an OrtValue's `shape()` method."""
+    if isinstance(value, np.ndarray):
+        return tuple(value.shape)
+    return tuple(int(d) for d in value.shape())

@@ -91,7 +91,7 @@ def image_tensor(image: np.ndarray, shape: tuple[int, ...], pre: Preprocess) -> 
         h, w = shape[2], shape[3]
     else:
         h, w = shape[1], shape[2]
-    x = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    x: np.ndarray = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     if pre.color.upper() == "RGB":
         x = x[..., ::-1]
     x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
