@@ -41,6 +41,12 @@ class Copies:
             self.host += host
 
 
+def _shape(value: np.ndarray | ort.OrtValue) -> tuple[int, ...]:
+    if isinstance(value, ort.OrtValue):
+        return tuple(int(d) for d in value.shape())
+    return tuple(value.shape)
+
+
 @dataclass
 class _Set:
     """One buffer set: its IOBinding and the OrtValues bound to it."""
@@ -200,10 +206,9 @@ class DoubleBinding:
             for name, value in buf.outputs.items():
                 buf.io.bind_ortvalue_output(name, value)
             out = buf.outputs
-        elif self.dynamic_outputs:
+        elif self.dynamic_outputs or buf.outputs is None:
             out = dict(zip(self.output_names, buf.io.get_outputs(), strict=True))
         else:
-            assert buf.outputs is not None  # bound on an earlier run of this set
             out = buf.outputs
         self.runs += 1
         return out
@@ -221,10 +226,3 @@ class DoubleBinding:
         if self.device != "cpu":
             self.copies.add(d2h=len(out))
         return out
-
-
-def _shape(value: np.ndarray | ort.OrtValue) -> tuple[int, ...]:
-    """A feed's shape: an array's `shape` attribute, an OrtValue's `shape()` method."""
-    if isinstance(value, np.ndarray):
-        return tuple(value.shape)
-    return tuple(int(d) for d in value.shape())
