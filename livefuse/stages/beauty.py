@@ -107,7 +107,7 @@ class BeautyStage(Stage):
         if x2 - x1 < 4 or y2 - y1 < 4:
             return
         roi = image[y1:y2, x1:x2]
-        work = roi.astype(np.float32)
+        work: np.ndarray = roi.astype(np.float32)
         width = float(face.box[2] - face.box[0])
         if smooth > 0 and has_mesh:
             assert face.mesh is not None

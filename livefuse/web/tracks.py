@@ -43,6 +43,7 @@ class HeldBackAudioTrack(MediaStreamTrack):
     """
 
     kind = "audio"
+    _loop: asyncio.AbstractEventLoop  # always set here (the event emitter base class declares it optional)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
@@ -93,6 +94,7 @@ class LatestFrameTrack(MediaStreamTrack):
     """An outgoing video track that always sends the newest frame it was given."""
 
     kind = "video"
+    _loop: asyncio.AbstractEventLoop  # always set here (the event emitter base class declares it optional)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
