@@ -15,8 +15,6 @@ bound meanwhile: the pipelines drop frames instead of queueing them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import os
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from typing import Any
 import psutil
 
 from livefuse.stats import percentiles_ms
+from livefuse.web.periodic import Periodic
 from livefuse.web.signalling import Peer, Peers
 
 DEFAULT_BUDGET_MS = 150.0
@@ -38,31 +37,23 @@ MAX_CPU_SHARE = 0.9  # of the cores the daemon may run on
 CPU_SAMPLE_S = 2.0
 
 
-class CpuLoad:
+class CpuLoad(Periodic):
     """The daemon's CPU use over the last `CPU_SAMPLE_S` seconds, as a share of the cores it may use."""
 
+    interval = CPU_SAMPLE_S
+
     def __init__(self) -> None:
+        super().__init__()
         self._process = psutil.Process()
         self._cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.share = 0.0
-        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self._task is None:
-            self._process.cpu_percent(None)  # the first call starts the count
-            self._task = asyncio.get_running_loop().create_task(self._sample())
+        self._process.cpu_percent(None)  # the first call starts the count
+        super().start()
 
-    async def _sample(self) -> None:
-        while True:
-            await asyncio.sleep(CPU_SAMPLE_S)
-            self.share = self._process.cpu_percent(None) / 100 / self._cores
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    def tick(self, late_ns: int) -> None:
+        self.share = self._process.cpu_percent(None) / 100 / self._cores
 
 
 def check_budget(text: str | None) -> float | None:
