@@ -123,7 +123,7 @@ def sdp_text(draw: st.DrawFn) -> str:
 def request(draw: st.DrawFn) -> tuple[str, str, bytes, str]:
     """(method, path, body, content type)."""
     kind = draw(st.sampled_from(["params", "params", "params", "valid", "valid", "preset", "offer", "offer", "face",
-                                 "peer", "get", "raw"]))
+                                 "peer", "get", "raw", "whip", "session"]))
     if kind == "valid":
         return "PATCH", "/api/preset/params", draw(valid_params_body()).encode(), "application/json"
     if kind == "params":
@@ -140,6 +140,17 @@ def request(draw: st.DrawFn) -> tuple[str, str, bytes, str]:
         ctype = draw(st.sampled_from(["image/png", "image/jpeg", "text/plain", "multipart/form-data; boundary=x",
                                       "application/json", ""]))
         return "POST", "/api/source-face", data, ctype
+    if kind == "whip":  # WHIP/WHEP offers and trickle fragments, of any type
+        method, path = draw(st.sampled_from([("POST", "/whip"), ("POST", "/whep/main"), ("POST", "/whep/x1"),
+                                             ("PATCH", "/whip/x1"), ("DELETE", "/whip/x1"), ("OPTIONS", "/whip")]))
+        query = draw(st.sampled_from(["", "?preset=anonymise", "?budget_ms=-1", "?preset=%00", "?budget_ms=1e999"]))
+        ctype = draw(st.sampled_from(["application/sdp", "application/trickle-ice-sdpfrag", "application/json", ""]))
+        return method, path + query, draw(sdp_text()).encode(), ctype
+    if kind == "session":  # one session's API, for sessions that are not there
+        sid = draw(st.text(alphabet="abcdef0123456789%._-", max_size=12))
+        method, tail = draw(st.sampled_from([("GET", ""), ("GET", "/preset"), ("PUT", "/preset"),
+                                             ("PATCH", "/params"), ("POST", "/outputs")]))
+        return method, f"/api/sessions/{sid}{tail}", draw(params_body()).encode(), "application/json"
     if kind == "peer":
         return "DELETE", "/api/peers/" + draw(st.text(alphabet="abcdef0123456789%._-", max_size=20)), b"", ""
     if kind == "get":
