@@ -195,7 +195,7 @@ def test_whip_needs_the_bearer_token_off_loopback(web_presets, daemons) -> None:
     assert asyncio.run(scenario()) == (401, 401, 201)
 
 
-def test_admission_refuses_a_session_past_the_budget(web_presets, daemons) -> None:
+def test_admission_refuses_a_session_past_the_budget(web_presets, daemons, caplog) -> None:
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
 
     async def scenario() -> dict[str, Any]:
@@ -212,6 +212,9 @@ def test_admission_refuses_a_session_past_the_budget(web_presets, daemons) -> No
             async with http.post(daemon.url + "/whip", data=second.pc.localDescription.sdp, headers=headers) as r:
                 out["refused"] = (r.status, r.headers.get("Retry-After"), (await r.json())["error"])
             out["listed"] = await get_json(http, daemon.url + "/api/sessions")
+            watch, deadline = daemon.sink.server.sessions.watch, asyncio.get_running_loop().time() + 10
+            while not watch.over and asyncio.get_running_loop().time() < deadline:  # the daemon notices, too
+                await asyncio.sleep(0.2)
             assert await first.delete(http) == 200
             third = WhipClient(daemon.url, StillCamera(still, FPS))
             out["after"] = await third.publish(http)
@@ -227,6 +230,7 @@ def test_admission_refuses_a_session_past_the_budget(web_presets, daemons) -> No
     [listed] = out["listed"]["sessions"]
     assert listed["budget_ms"] == 0.01 and listed["over_budget"] is True
     assert out["after"] == 201 and out["third_frames"]  # with the slow session gone there is room again
+    assert any("over its 0.01 ms latency budget" in r.getMessage() for r in caplog.records)  # and it was said
 
 
 def live_inference_sessions() -> int:

@@ -76,6 +76,7 @@ class WebServer:
     async def _on_shutdown(self, app: web.Application) -> None:
         await self.loop_lag.stop()
         await self.sessions.cpu.stop()
+        await self.sessions.watch.stop()
         await self.peers.close_all()
 
     @property
@@ -97,10 +98,12 @@ class WebServer:
             self.port = int(self._runner.addresses[0][1])
         self.loop_lag.start()
         self.sessions.cpu.start()
+        self.sessions.watch.start()
 
     async def stop(self) -> None:
         await self.loop_lag.stop()
         await self.sessions.cpu.stop()
+        await self.sessions.watch.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -15,6 +15,7 @@ bound meanwhile: the pipelines drop frames instead of queueing them.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -26,6 +27,8 @@ import psutil
 from livefuse.stats import percentiles_ms
 from livefuse.web.periodic import Periodic
 from livefuse.web.signalling import Peer, Peers
+
+log = logging.getLogger("livefuse.web")
 
 DEFAULT_BUDGET_MS = 150.0
 MAX_BUDGET_MS = 10_000.0
@@ -56,6 +59,34 @@ class CpuLoad(Periodic):
         self.share = self._process.cpu_percent(None) / 100 / self._cores
 
 
+class BudgetWatch(Periodic):
+    """Says in the log when a session's recent p95 goes past its budget, and when it is back within it."""
+
+    interval = CPU_SAMPLE_S
+
+    def __init__(self, sessions: Sessions) -> None:
+        super().__init__()
+        self.sessions = sessions
+        self.over: set[str] = set()  # ids of the sessions past their budget now
+
+    def tick(self, late_ns: int) -> None:
+        running = {peer.id: peer for peer in self.sessions}
+        self.over &= set(running)
+        for session_id, peer in running.items():
+            recent, budget = self.sessions.recent_latency(peer), self.sessions.budget(peer)
+            if recent is None:
+                continue
+            if recent["p95"] > budget and session_id not in self.over:
+                self.over.add(session_id)
+                log.warning("session %s runs at %.0f ms p95, over its %g ms latency budget; its frames are dropped "
+                            "rather than queued, and new sessions are refused while it is near it", session_id,
+                            recent["p95"], budget)
+            elif recent["p95"] <= budget and session_id in self.over:
+                self.over.discard(session_id)
+                log.info("session %s is back within its %g ms latency budget (%.0f ms p95)", session_id, budget,
+                         recent["p95"])
+
+
 def check_budget(text: str | None) -> float | None:
     """A budget from a query string (milliseconds), or None when not given; ValueError says what is allowed."""
     if text is None:
@@ -77,6 +108,7 @@ class Sessions:
         self.peers = peers
         self.budget_ms = budget_ms  # for sessions that ask for none
         self.cpu = CpuLoad()
+        self.watch = BudgetWatch(self)
         self.max_cpu_share = MAX_CPU_SHARE
 
     def __iter__(self) -> Iterator[Peer]:
