@@ -1,0 +1,111 @@
+"""What the face stage reads of a frame: shrunk copies and affine crops, from the host or the device.
+
+The face stage never needs the whole frame at full resolution: the detectors look at it shrunk (the
+whole-frame pass, the tiles) or at crops (FaceMesh's 192 px crop, the mosaic of small faces). On the
+device path those come out of the device frame through small graphs, and only they are downloaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from livefuse.device import graphs
+from livefuse.device.runner import DeviceGraph
+from livefuse.device.transfers import TransferCounter
+from livefuse.vision.geometry import resize
+
+
+class FramePixels(Protocol):
+    """The reads a face detector or landmarker makes of a frame."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]: ...
+
+    def resized(self, width: int, height: int) -> np.ndarray:
+        """The frame as `vision.geometry.resize(frame, width, height)` makes it."""
+
+    def warped(self, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """`cv2.warpAffine(frame, matrix, size, INTER_LINEAR | WARP_INVERSE_MAP, BORDER_CONSTANT)`:
+        `matrix` maps output pixels to frame pixels."""
+
+    def host(self) -> np.ndarray:
+        """The whole frame on the host (a counted round trip on the device)."""
+
+
+class HostPixels:
+    """A frame in host memory: the CPU path, exactly as before."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        h, w, c = self.image.shape
+        return int(h), int(w), int(c)
+
+    def resized(self, width: int, height: int) -> np.ndarray:
+        return resize(self.image, width, height)
+
+    def warped(self, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        return cv2.warpAffine(self.image, matrix, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT)
+
+    def host(self) -> np.ndarray:
+        return self.image
+
+
+class DeviceReads:
+    """One stage's shrink and warp graphs, by size (built once each, reused frame to frame)."""
+
+    def __init__(self, engine: Any, counter: TransferCounter, label: str) -> None:
+        self.engine = engine
+        self.counter = counter
+        self.label = label
+        self._shrink: dict[tuple[tuple[int, int], tuple[int, int]], DeviceGraph] = {}
+        self._warp: dict[tuple[int, int], DeviceGraph] = {}
+
+    def pixels(self, frame: ort.OrtValue) -> DevicePixels:
+        return DevicePixels(self, frame)
+
+
+class DevicePixels:
+    """A frame on the device; what is read of it is made there and only that is downloaded."""
+
+    def __init__(self, reads: DeviceReads, frame: ort.OrtValue) -> None:
+        self.reads = reads
+        self.frame = frame
+        h, w, c = (int(d) for d in frame.shape())
+        self._shape = (h, w, c)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self._shape
+
+    def _download(self, value: ort.OrtValue) -> np.ndarray:
+        out = np.array(value.numpy(), copy=True)
+        self.reads.counter.region(self.reads.label, out.nbytes)
+        return out
+
+    def resized(self, width: int, height: int) -> np.ndarray:
+        h, w = self._shape[:2]
+        key = ((w, h), (width, height))
+        reads = self.reads
+        if key not in reads._shrink:
+            reads._shrink[key] = DeviceGraph(reads.engine, graphs.shrink_frame((w, h), (width, height)))
+        return self._download(reads._shrink[key].run({"frame": self.frame})["small"])
+
+    def warped(self, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        reads = self.reads
+        if size not in reads._warp:
+            reads._warp[size] = DeviceGraph(reads.engine, graphs.warp_frame(size))
+        h, w = self._shape[:2]
+        theta = graphs.warp_theta(matrix, (w, h), size)
+        return self._download(reads._warp[size].run({"frame": self.frame, "theta": theta})["crop"])
+
+    def host(self) -> np.ndarray:
+        self.reads.counter.force(self.reads.label, 1)
+        return np.array(self.frame.numpy(), copy=True)

@@ -1,0 +1,45 @@
+"""Running a small built graph on device tensors, with onnxruntime's arena allocating each output.
+
+The engine's `ModelSession.run_device` keeps two preallocated output sets (A/B), which suits a model run
+once per frame with fixed shapes. The device helpers here run several times a frame, on face regions
+whose shapes change every frame; a fresh IOBinding per call binds inputs where they already are and
+lets the arena allocate the outputs, which then live as long as the frame that holds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+
+class DeviceGraph:
+    """A built graph on the engine's provider (with its fallback), run on OrtValues."""
+
+    def __init__(self, engine: Any, model: onnx.ModelProto) -> None:
+        self._model = engine.session(model)  # a ModelSession: provider choice and fallback are the engine's
+        self.output_names: list[str] = [o.name for o in self._model.session.get_outputs()]
+
+    @property
+    def device(self) -> str:
+        """Where its outputs live: "cpu" or "cuda" (the provider the session really got)."""
+        return str(self._model.device)
+
+    def run(self, feeds: Mapping[str, np.ndarray | ort.OrtValue],
+            outputs: Sequence[str] | None = None) -> dict[str, ort.OrtValue]:
+        """Outputs by name as OrtValues on the session's device; numpy inputs are copied up by onnxruntime."""
+        session = self._model.session
+        io = session.io_binding()
+        for name, value in feeds.items():
+            if isinstance(value, ort.OrtValue):
+                io.bind_ortvalue_input(name, value)
+            else:
+                io.bind_cpu_input(name, np.ascontiguousarray(value))
+        names = list(outputs) if outputs is not None else self.output_names
+        for name in names:
+            io.bind_output(name, self.device, 0)
+        session.run_with_iobinding(io)
+        return dict(zip(names, io.get_outputs(), strict=True))
