@@ -9,10 +9,13 @@ A stage may split its work into steps (`Stage.steps()`, e.g. segment then
 composite): each step takes its turns on its own, so on two cores one frame's
 composite overlaps the next frame's segmentation.
 
+When the source was reopened (`Frame.source_epoch` moved on), each stage's `on_source_reopened()` runs on
+its own turn before it sees the first such frame, so trackers forget the old scene in capture order.
+
 Faults: a stage that raises is bypassed for that frame (the frame passes through), logged once and
 counted. After `disable_after` failures in a row it is switched off, and retried after a backoff
 (1, 2, 4 ... 30 s); it is switched on again at once when its parameters change (a new preset is a
-new chain). A stage that guards privacy (`StageSpec.guards_privacy`, e.g. anonymise) fails closed:
+new chain). A stage that guards privacy (`Stage.guards_privacy`, e.g. anonymise) fails closed:
 when it, or any stage before it, failed on a frame or is switched off, the whole frame is covered.
 """
 
@@ -22,7 +25,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +89,7 @@ class Chain:
     """Ordered stages plus the turn-taking that keeps each stage's frames in order."""
 
     def __init__(self, name: str, stages: Sequence[tuple[str, Stage]], stats: PipelineStats | None = None,
-                 params: dict[str, dict[str, Any]] | None = None, *, guards_privacy: Collection[str] = (),
+                 params: dict[str, dict[str, Any]] | None = None, *,
                  disable_after: int = DISABLE_AFTER_CONSECUTIVE_ERRORS,
                  backoff: Sequence[float] = RETRY_BACKOFF_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
@@ -96,17 +99,15 @@ class Chain:
         self.disable_after = disable_after
         self.backoff = tuple(backoff)  # seconds before the 1st, 2nd ... retry of a switched-off stage
         self.clock = clock
-        unknown = set(guards_privacy) - {label for label, _ in self.stages}
-        if unknown:
-            raise ValueError(f"guards_privacy names no stage of the chain: {sorted(unknown)}")
-        self.health = [StageHealth(label, label in guards_privacy) for label, _ in self.stages]
+        self.health = [StageHealth(label, stage.guards_privacy) for label, stage in self.stages]
         # The units that take turns: one per stage, or one per step of a stage that has steps.
         self._steps: list[tuple[str, int, Callable[[Frame], None]]] = []
         for index, (label, stage) in enumerate(self.stages):
-            steps = getattr(stage, "steps", None)
-            for step_label, fn in (steps() if callable(steps) else [("", stage.process)]):
+            for step_label, fn in stage.steps():
                 self._steps.append((f"{label}:{step_label}" if step_label else label, index, fn))
         self._last_step = {owner: i for i, (_, owner, _) in enumerate(self._steps)}
+        self._first_step = {owner: i for i, (_, owner, _) in reversed(list(enumerate(self._steps)))}
+        self._epochs: list[int | None] = [None] * len(self.stages)  # the source epoch each stage last saw
         count = len(self._steps)
         self._turns = [0] * count
         self._cond = threading.Condition()
@@ -139,6 +140,9 @@ class Chain:
             with self._cond:
                 self._cond.wait_for(lambda i=index: self._turns[i] == ticket)
             try:
+                if self._first_step[owner] == index:
+                    with self._busy[index]:  # as a step: never while the stage is updated
+                        self._follow_source(owner, frame.source_epoch)
                 if owner not in runs:
                     runs[owner] = self._should_run(owner)
                     if not runs[owner]:
@@ -164,6 +168,12 @@ class Chain:
                     self._cond.notify_all()
                 if index == 0 and self.on_first_stage_free is not None:
                     self.on_first_stage_free()
+
+    def _follow_source(self, owner: int, epoch: int) -> None:
+        """Tell the stage once that the source was reopened before it sees the first frame captured after."""
+        seen, self._epochs[owner] = self._epochs[owner], epoch
+        if seen is not None and seen != epoch:
+            self.stages[owner][1].on_source_reopened()
 
     # -- faults ------------------------------------------------------------------------------------
 

@@ -28,11 +28,19 @@ class Face:
 
 @dataclass
 class Frame:
-    """A captured frame.
+    """A captured frame, and what the stages found out about it on the way.
 
     `image` is HxWx3 uint8 in BGR order (OpenCV's and PyAV's `bgr24`).
     `capture_ns` is `time.monotonic_ns()` when the source released the frame;
-    every latency figure is measured from it.
+    every latency figure is measured from it. `source_epoch` counts the times the
+    source had been reopened when the frame was captured: a stage sees it move on
+    as `Stage.on_source_reopened()`.
+
+    Stages pass what they learn to later stages (and their own later steps) in the
+    typed fields below, never in string-keyed notes: `faces` and `faces_searched`
+    from the face stage, `person_mask` and `small` from background's segment step.
+    `meta` is free for stages outside livefuse (tests, experiments); no shipped stage
+    reads or writes it.
     """
 
     seq: int
@@ -42,6 +50,15 @@ class Frame:
     faces: list[Face] = field(default_factory=list)
     stage_ns: dict[str, int] = field(default_factory=dict)  # time spent in each stage
     meta: dict[str, Any] = field(default_factory=dict)
+    source_epoch: int = 0
+    # True once a face stage looked at this frame: `faces` is then its answer, even when empty (anonymise
+    # covers the whole frame when no face stage ran).
+    faces_searched: bool = False
+    # The person at segmentation resolution, float32 0..1 (1 = person), smoothed and feathered: set by the
+    # background stage's segment step (CPU path).
+    person_mask: np.ndarray | None = None
+    # The frame shrunk once (background's segment step), for its composite step's blur; dropped there.
+    small: np.ndarray | None = None
 
     time_base = 90000
 

@@ -17,11 +17,13 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from livefuse.audio.chunk import AudioChunk
-from livefuse.audio.feed import AudioFeed, AudioSink
+from livefuse.audio.feed import AudioFeed
 from livefuse.audio.inputs import AudioInput
 from livefuse.chain import Chain
 from livefuse.frame import Frame
@@ -29,6 +31,9 @@ from livefuse.sinks.base import OutputFailed, Sink
 from livefuse.slot import LatestSlot, SlotClosed
 from livefuse.sources.base import Source, SourceLost
 from livefuse.stats import OutputStats, PipelineStats
+
+if TYPE_CHECKING:
+    from livefuse.engine import Engine
 
 log = logging.getLogger("livefuse.pipeline")
 
@@ -54,7 +59,7 @@ class Pipeline:
 
     def __init__(self, source: Source, chain: Chain, sinks: list[Sink], *, fps: float,
                  max_frames: int | None = None, duration: float | None = None, max_in_flight: int = 2,
-                 stats: PipelineStats | None = None, engine: object | None = None,
+                 stats: PipelineStats | None = None, engine: Engine | None = None,
                  audio: AudioInput | None = None) -> None:
         self.source = source
         self.chain = chain
@@ -78,10 +83,9 @@ class Pipeline:
         self._ready: dict[int, Frame] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
         self._first_stage_free: asyncio.Event | None = None
-        self.frame_listeners: list[object] = []  # callables(frame) run in the loop when a frame is emitted
+        self.frame_listeners: list[Callable[[Frame], None]] = []  # run in the loop when a frame is emitted
         self.audio = audio
-        self._audio_feeds: list[AudioFeed] = [sink.audio_feed for sink in sinks
-                                              if isinstance(sink, AudioSink) and sink.audio_feed is not None]
+        self._audio_feeds: list[AudioFeed] = [sink.audio_feed for sink in sinks if sink.audio_feed is not None]
         if audio is not None:
             self.stats.audio = audio.description
 
@@ -171,10 +175,8 @@ class Pipeline:
     def _update_engine_stats(self) -> None:
         if self.engine is None:
             return
-        self.stats.provider = str(getattr(self.engine, "provider", self.stats.provider))
-        copies = getattr(self.engine, "copies", None)
-        if callable(copies):
-            self.stats.copies = dict(copies())
+        self.stats.provider = self.engine.provider
+        self.stats.copies = dict(self.engine.copies())
 
     # -- capture (its own thread) --------------------------------------------------------------
 
@@ -194,11 +196,14 @@ class Pipeline:
         seq = 0
         start_ns = time.monotonic_ns()
         failures = 0
+        epoch = 0  # times the source was reopened: stages forget the old scene when it moves on
         while not self._stop_capture.is_set():
             try:
                 image = self.source.read()
             except SourceLost as exc:
                 failures = self._reconnect(failures, exc)
+                if failures == 0 and not self._stop_capture.is_set():
+                    epoch += 1  # reopened: the next frame may show another scene
                 continue
             except BaseException as exc:  # noqa: BLE001 - reported by run() after a clean shutdown
                 self._fatal = exc
@@ -218,7 +223,7 @@ class Pipeline:
                     continue
                 now = stamp
             frame = Frame(seq=seq, pts=(now - start_ns) * Frame.time_base // 1_000_000_000, capture_ns=now,
-                          image=image)
+                          image=image, source_epoch=epoch)
             self._loop.call_soon_threadsafe(self._on_captured, frame)
             if self.audio is not None:
                 self.audio.on_video(now)
@@ -245,10 +250,8 @@ class Pipeline:
             log.warning("source %s lost (%s); reconnecting", self.source.description, exc)
         if self._stop_capture.wait(delay):
             return failures
-        reopen = getattr(self.source, "reopen", None)
         try:
-            if reopen is not None:
-                reopen()
+            self.source.reopen()
             self.stats.reconnects += 1
             log.info("source %s reopened", self.source.description)
             return 0
@@ -322,7 +325,7 @@ class Pipeline:
             out.slot.put(frame)
             out.stats.dropped = out.slot.dropped
         for listener in self.frame_listeners:
-            listener(frame)  # type: ignore[operator]
+            listener(frame)
 
     # -- outputs -------------------------------------------------------------------------------
 
@@ -340,7 +343,7 @@ class Pipeline:
                     continue
                 frame = dataclasses.replace(out.last, capture_ns=time.monotonic_ns())
             try:
-                if getattr(out.sink, "inline", False):
+                if out.sink.inline:
                     out.sink.write(frame)  # costs nothing (null): no thread hop
                 else:
                     await self._loop.run_in_executor(out.executor, out.sink.write, frame)

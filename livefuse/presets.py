@@ -243,5 +243,4 @@ def build_chain(preset: Preset, context: StageContext, stats: PipelineStats | No
         for _, stage in built:
             stage.close()
         raise
-    return Chain(preset.name, built, stats, params={c.label: dict(c.params) for c in preset.stages},
-                 guards_privacy=[c.label for c in preset.stages if c.spec.guards_privacy])
+    return Chain(preset.name, built, stats, params={c.label: dict(c.params) for c in preset.stages})

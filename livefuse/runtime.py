@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from livefuse.chain import first_line
 from livefuse.errors import PresetError, UserError
@@ -18,13 +18,16 @@ from livefuse.pipeline import Pipeline
 from livefuse.presets import Preset, build_chain, load_preset, shown, validate_params
 from livefuse.stages.base import StageContext
 
+if TYPE_CHECKING:
+    from livefuse.engine import Engine
+
 
 @dataclass
 class Runtime:
     pipeline: Pipeline
     preset: Preset
     context: StageContext
-    engine: Any
+    engine: Engine
     settings: dict[str, Any] = field(default_factory=dict)  # size, fps, source, outputs: for /api/status
 
     async def switch_preset(self, name_or_path: str) -> Preset:

@@ -26,7 +26,7 @@ from livefuse.pipeline import Pipeline
 from livefuse.presets import build_chain, load_preset
 from livefuse.runtime import Runtime
 from livefuse.sources.demo import DemoSource, _person_mask, astronaut_bgr
-from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.base import Param, Stage, StageContext, StageSpec, TakesSourceFace
 from livefuse.stages.registry import STAGES, register
 from livefuse.web.sink import PreviewSink
 
@@ -41,7 +41,7 @@ TAG_BOX = 48  # the tag stage paints this many pixels square in the top-left cor
 # -- test stages ----------------------------------------------------------------------------------
 
 
-class TagStage:
+class TagStage(TakesSourceFace):
     """Marks each frame with its `value` (in frame.meta and as a grey square) and takes source faces."""
 
     name = "test_tag"
@@ -71,7 +71,7 @@ def demo_person_alpha(size: tuple[int, int], t: float = 0.0, motion: float = 0.0
     return mask.astype(np.float32) / 255.0
 
 
-class BackdropStage:
+class BackdropStage(Stage):
     """Stand-in for background replacement when the real preset is not there: flat grey outside the person.
 
     It knows where the person is because the test's clip is DemoSource with no motion.

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from livefuse.frame import Frame
+from livefuse.sinks.base import Sink
 
 CliRunner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -45,7 +46,7 @@ def cli(tmp_path: Path, livefuse_env: dict[str, str]) -> CliRunner:
     return run
 
 
-class MemorySink:
+class MemorySink(Sink):
     """An output that keeps a copy of every frame it is given: an in-memory recording."""
 
     def __init__(self, name: str = "memory", *, delay: float = 0.0, repeat_when_idle: bool = False,

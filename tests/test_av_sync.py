@@ -27,6 +27,7 @@ from livefuse.frame import Frame
 from livefuse.pipeline import Pipeline
 from livefuse.sinks import open_sink
 from livefuse.sources.av_source import AVSource, open_file
+from livefuse.stages.base import Stage
 
 SIZE = (320, 180)
 FPS = 30
@@ -83,7 +84,7 @@ def test_flash_meets_its_click_in_every_recording(clip: Path, source_media: Deco
         check_flashes(ext, decoded, source_media, least=1 if ext == "webm" else 2)
 
 
-class SlowStage:
+class SlowStage(Stage):
     """100 ms a frame on a 30 fps source: two frames of three are dropped."""
 
     name = "slow"

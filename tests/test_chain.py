@@ -15,6 +15,8 @@ import pytest
 from livefuse.chain import DISABLE_AFTER_CONSECUTIVE_ERRORS, Chain
 from livefuse.frame import Frame
 from livefuse.pipeline import Pipeline
+from livefuse.sources.base import Source
+from livefuse.stages.base import Stage
 
 
 def make_frame(seq: int, size: tuple[int, int] = (32, 24)) -> Frame:
@@ -22,7 +24,7 @@ def make_frame(seq: int, size: tuple[int, int] = (32, 24)) -> Frame:
     return Frame(seq=seq, pts=seq * 3000, capture_ns=time.monotonic_ns(), image=image)
 
 
-class Recorder:
+class Recorder(Stage):
     """A stateful stage: remembers the order it saw frames in and when it worked on each."""
 
     def __init__(self, name: str, delay: tuple[float, float] = (0.0, 0.0), seed: int = 0) -> None:
@@ -53,7 +55,7 @@ class Recorder:
         pass
 
 
-class FailsOn:
+class FailsOn(Stage):
     """Raises for the frames whose seq is in `bad`; otherwise marks the image."""
 
     name = "flaky"
@@ -74,7 +76,7 @@ class FailsOn:
         pass
 
 
-class CountingSource:
+class CountingSource(Source):
     """Small frames as fast as a 200 fps camera; frame i is filled with i % 256."""
 
     description = "counting"
@@ -179,7 +181,7 @@ def test_a_failing_stage_in_a_pipeline_still_delivers_every_frame(memory_sink: A
     assert len([r for r in caplog.records if "flaky" in r.getMessage()]) == 1
 
 
-class Tunable:
+class Tunable(Stage):
     """A stage that must not see its parameters change half-way through a frame."""
 
     name = "tunable"

@@ -19,10 +19,10 @@ ERROR_LINE = re.compile(r"^livefuse( run| presets validate)?: error: ", re.M)
 # shipped stages' parameters.
 WITH_TEST_STAGE = """
 import sys
-from livefuse.stages.base import Param, StageSpec
+from livefuse.stages.base import Param, Stage, StageSpec
 from livefuse.stages.registry import register
 
-class Gain:
+class Gain(Stage):
     name = "test-gain"
     def __init__(self, params, context):
         self.gain = params["gain"]

@@ -20,8 +20,9 @@ from livefuse.chain import Chain
 from livefuse.errors import SourceError
 from livefuse.frame import Frame
 from livefuse.pipeline import Pipeline
-from livefuse.sources.base import Pacer, SourceLost
+from livefuse.sources.base import Pacer, Source, SourceLost
 from livefuse.sources.demo import DemoSource
+from livefuse.stages.base import Stage
 from livefuse.stats import PipelineStats
 
 STAGE_S = 0.100
@@ -31,7 +32,7 @@ def run(pipeline: Pipeline, timeout: float = 60.0) -> PipelineStats:
     return asyncio.run(asyncio.wait_for(pipeline.run(), timeout))
 
 
-class SlowStage:
+class SlowStage(Stage):
     name = "slow"
 
     def process(self, frame: Frame) -> None:
@@ -44,7 +45,7 @@ class SlowStage:
         pass
 
 
-class TrackedSource:
+class TrackedSource(Source):
     """Wraps a source and keeps weak references to every image it hands out, to count those still alive."""
 
     def __init__(self, inner: DemoSource) -> None:
@@ -68,7 +69,7 @@ class TrackedSource:
         self.inner.close()
 
 
-class PacedSource:
+class PacedSource(Source):
     """Small frames at a camera's pace; frame i is filled with i % 256."""
 
     description = "paced"
@@ -151,7 +152,7 @@ def test_a_slow_output_only_drops_its_own_frames(memory_sink: Any) -> None:
     assert slow.closed and fast.closed
 
 
-class FlakySource:
+class FlakySource(Source):
     """Delivers `lose_after` frames, then fails; reopening fails until `outage` seconds have passed."""
 
     description = "flaky camera"
@@ -215,7 +216,42 @@ def test_lost_source_reconnects_and_viewers_keep_getting_frames(memory_sink: Any
     assert len(warnings) == 1
 
 
-class BrokenSource:
+class ReopenWatcher(Stage):
+    """Notes each frame's value and where, in that order, it was told that the source was reopened."""
+
+    name = "watcher"
+
+    def __init__(self) -> None:
+        self.events: list[int | str] = []
+
+    def process(self, frame: Frame) -> None:
+        self.events.append(int(frame.image[0, 0, 0]))
+
+    def update(self, params: dict[str, Any]) -> None:
+        pass
+
+    def on_source_reopened(self) -> None:
+        self.events.append("reopened")
+
+    def close(self) -> None:
+        pass
+
+
+def test_stages_hear_of_a_reopened_source_once_before_its_first_new_frame(memory_sink: Any) -> None:
+    source = FlakySource(lose_after=10, outage=0.3)
+    watcher = ReopenWatcher()
+    pipeline = Pipeline(source, Chain("watch", [("watcher", watcher)]), [memory_sink("out", keep_images=False)],
+                        fps=30.0, max_frames=25)
+    run(pipeline)
+
+    assert watcher.events.count("reopened") == 1
+    cut = watcher.events.index("reopened")
+    before, after = watcher.events[:cut], watcher.events[cut + 1:]
+    assert before and after, watcher.events
+    assert max(before) <= 10 < min(after)  # frames 1-10 came before the loss, 11 on after the reopen
+
+
+class BrokenSource(Source):
     description = "broken"
     size = (64, 48)
     fps = 30.0

@@ -19,11 +19,11 @@ from livefuse.presets import (
     resolve_preset,
     validate_params,
 )
-from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.base import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import STAGES, register, stage_types
 
 
-class Tint:
+class Tint(Stage):
     """A test stage: adds `amount` to one colour channel."""
 
     closed: ClassVar[list[str]] = []

@@ -90,7 +90,7 @@ def mask_change(engine: Engine, smoothing: float) -> tuple[float, float]:
     rng = np.random.default_rng(5)
     noisy = [cv2.add(image, rng.normal(0, 4, image.shape).astype(np.int16), dtype=cv2.CV_8U) for _ in range(14)]
     frames = run(make_stage(engine, smoothing=smoothing), noisy)
-    masks = [f.meta["person_mask"] for f in frames[3:]]
+    masks = [f.person_mask for f in frames[3:]]
     change = float(np.mean([np.abs(a - b).mean() for a, b in itertools.pairwise(masks)]))
     return change, float(masks[-1].mean())
 
@@ -110,7 +110,7 @@ def test_mask_smoothing_damps_a_one_frame_glitch(engine: Engine) -> None:
     blank = np.full_like(image, 128)
     stage = make_stage(engine, smoothing=0.7)
     frames = run(stage, [image, image, image, blank])
-    steady, glitched = frames[2].meta["person_mask"], frames[3].meta["person_mask"]
+    steady, glitched = frames[2].person_mask, frames[3].person_mask
     assert glitched.mean() > 0.5 * steady.mean()  # one bad frame does not make the person vanish
 
 

@@ -24,7 +24,7 @@ from livefuse.faces.paste import box_mask, match_colour, paste_back, paste_regio
 from livefuse.frame import Face, Frame
 from livefuse.pipeline import Pipeline
 from livefuse.presets import PRESETS_DIR, build_chain, load_preset, parse_preset, validate_params
-from livefuse.sources.base import Pacer
+from livefuse.sources.base import Pacer, Source
 from livefuse.sources.demo import DemoSource, astronaut_bgr
 from livefuse.stages.base import StageContext
 from livefuse.stages.swap import SPEC, SwapStage
@@ -129,7 +129,7 @@ source_image = "{source.name}"
     return path
 
 
-class RenderSource:
+class RenderSource(Source):
     """n DemoSource frames, frame seq -> render(seq / FPS), paced at 15 fps so few are dropped."""
 
     def __init__(self, n: int) -> None:

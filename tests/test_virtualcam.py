@@ -17,7 +17,7 @@ from livefuse.errors import OutputError
 from livefuse.frame import Frame
 from livefuse.pipeline import Pipeline
 from livefuse.sinks.virtualcam import VirtualCamSink
-from livefuse.sources.base import Pacer
+from livefuse.sources.base import Pacer, Source
 from livefuse.sources.demo import DemoSource
 
 BACKEND = "livefuse-test"
@@ -99,7 +99,7 @@ def test_unusable_camera_says_how_to_fix_it() -> None:
         BACKENDS.pop(BACKEND, None)
 
 
-class StampedSource:
+class StampedSource(Source):
     """Demo frames with their sequence number written into the first pixel."""
 
     description = "stamped demo"

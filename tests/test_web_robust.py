@@ -12,7 +12,7 @@ from browser_fixtures import daemons_fixture, demo_clip, http, http_json, launch
 from prometheus_client.parser import text_string_to_metric_families
 
 from livefuse.frame import Frame
-from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.base import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import STAGES, register
 
 __all__ = ["daemons_fixture", "web_presets_fixture"]  # the `daemons` and `web_presets` fixtures
@@ -95,7 +95,7 @@ def test_a_file_parameter_cannot_reach_or_probe_outside_the_preset_folder(web_pr
 # -- a stage switched off and back on ---------------------------------------------------------------
 
 
-class FaultyStage:
+class FaultyStage(Stage):
     """Marks frames; raises on every frame while FAULT is set (a filter whose model went bad)."""
 
     name = "test_faulty"

@@ -20,6 +20,7 @@ from livefuse.audio.encode import AudioTrack
 from livefuse.audio.feed import AudioFeed
 from livefuse.audio.inputs import Deliver
 from livefuse.frame import Frame
+from livefuse.sinks.base import Sink
 
 RATE = 44100  # not the outputs' 48 kHz: the resampler runs, as it does for most files and microphones
 CHUNK = 1024
@@ -68,7 +69,7 @@ class SyntheticMicrophone:
             self._thread.join(timeout=1.0)
 
 
-class AudioEncodeSink:
+class AudioEncodeSink(Sink):
     """Encodes the sound it is fed (resampled to 48 kHz, AAC) each time a frame comes; discards the result."""
 
     repeat_when_idle = False

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from livefuse.sources.base import Source
+
 
 @dataclass
 class Released:
@@ -30,7 +32,7 @@ class Released:
     release_ns: int
 
 
-class ReleasedCamera:
+class ReleasedCamera(Source):
     """Releases `frames` frames from `produce` at `fps`; `read()` returns the newest not yet taken.
 
     `produce()` returns the next image (BGR uint8) or None when it has no more. The schedule

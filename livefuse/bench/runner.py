@@ -23,6 +23,7 @@ from livefuse.bench.camera import ReleasedCamera, preloaded
 from livefuse.bench.report import Measured, mode_result, ratios
 from livefuse.errors import UserError
 from livefuse.frame import Frame
+from livefuse.sinks.base import Sink
 
 log = logging.getLogger("livefuse.bench")
 
@@ -45,7 +46,7 @@ class BenchConfig:
     executor: str = "local"  # or triton://HOST:PORT: the remote executor's cost, against local in the same run
 
 
-class RecordingSink:
+class RecordingSink(Sink):
     """The null output, noting when each frame reached it (the end of its capture-to-output latency)."""
 
     repeat_when_idle = False

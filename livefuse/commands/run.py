@@ -135,9 +135,7 @@ async def _run(args: argparse.Namespace) -> int:
         runtime = Runtime(pipeline, preset, context, engine,
                           settings={"source": source_spec, "size": list(size), "fps": fps, "outputs": specs})
         for sink in sinks:
-            attach = getattr(sink, "attach", None)
-            if attach is not None:
-                await attach(runtime)  # the preview output starts its web server with the control API
+            await sink.attach(runtime)  # the preview output starts its web server with the control API
     except BaseException:
         for sink in sinks:  # e.g. the preview's port was taken: finalise any recording already opened
             sink.close()

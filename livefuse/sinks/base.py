@@ -2,30 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
 
+from livefuse.audio.feed import AudioFeed
 from livefuse.frame import Frame
 
+if TYPE_CHECKING:
+    from livefuse.runtime import Runtime
 
-class Sink(Protocol):
+
+class Sink(ABC):
     """An output. `write` runs in the output's own thread, so a slow one never slows the others.
 
-    `repeat_when_idle`: outputs a viewer watches (virtual camera, streams, preview) are
-    sent the last frame again when the source stalls, so the picture never freezes.
+    What an output can do it declares here, and the pipeline reads it, never probes:
+    - `repeat_when_idle`: outputs a viewer watches (virtual camera, streams, preview) are sent the last
+      frame again when the source stalls, so the picture never freezes.
+    - `inline`: `write` costs nothing (null): it runs on the loop itself, without a thread hop.
+    - `audio_feed`: an output that carries sound reads chunks from this feed (None: no sound).
+    - `attach(runtime)`: called once, on the loop, when the daemon's runtime exists (the preview starts
+      its web server and control API there).
     """
 
     name: str
-    repeat_when_idle: bool
+    repeat_when_idle: bool = False
+    inline: ClassVar[bool] = False
+    audio_feed: AudioFeed | None = None
 
-    def write(self, frame: Frame) -> None: ...
+    @abstractmethod
+    def write(self, frame: Frame) -> None:
+        """Output one processed frame (its image is read-only: outputs share it)."""
 
-    def close(self) -> None: ...
+    @abstractmethod
+    def close(self) -> None:
+        """Flush and release (a recording is finalised here)."""
+
+    async def attach(self, runtime: Runtime) -> None:  # noqa: B027 - optional: most outputs need nothing
+        """The daemon's runtime exists now: by default nothing to do with it."""
 
 
-class NullSink:
+class NullSink(Sink):
     """Discards frames: for benchmarks, where only latency matters."""
 
-    repeat_when_idle = False
     inline = True  # written on the loop itself: there is nothing to wait for
 
     def __init__(self) -> None:

@@ -28,7 +28,7 @@ from livefuse.audio.encode import AudioTrack
 from livefuse.audio.feed import AudioFeed
 from livefuse.errors import OutputError
 from livefuse.frame import Frame
-from livefuse.sinks.base import OutputFailed
+from livefuse.sinks.base import OutputFailed, Sink
 from livefuse.sinks.options import (
     AUDIO_RATE,
     WEBM_CODECS,
@@ -52,7 +52,7 @@ NO_ENCODER_DELAY_FIELD = {"flv"}  # no way to say "skip the priming" (MP4 has it
 TIME_BASE = Fraction(1, 1000)
 
 
-class EncoderSink:
+class EncoderSink(Sink):
     """Encodes frames with PyAV into a file or a network push; timestamps come from capture times."""
 
     repeat_when_idle = False

@@ -8,6 +8,7 @@ import pyvirtualcam
 
 from livefuse.errors import OutputError
 from livefuse.frame import Frame
+from livefuse.sinks.base import Sink
 
 
 def virtualcam_fix() -> str:
@@ -20,7 +21,7 @@ def virtualcam_fix() -> str:
     return "install OBS Studio 26.1+ (its virtual camera) or Unity Capture"
 
 
-class VirtualCamSink:
+class VirtualCamSink(Sink):
     """Sends BGR frames to pyvirtualcam's camera (v4l2loopback, OBS or Unity Capture backend)."""
 
     repeat_when_idle = True

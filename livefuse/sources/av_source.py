@@ -13,7 +13,7 @@ import numpy as np
 
 from livefuse.audio.chunk import AudioFormat
 from livefuse.errors import SourceError
-from livefuse.sources.base import Pacer, SourceLost
+from livefuse.sources.base import Pacer, Source, SourceLost
 
 log = logging.getLogger("livefuse.source")
 
@@ -46,7 +46,7 @@ def camera_inputs(device: str, size: tuple[int, int], fps: float) -> list[tuple[
     raise SourceError(f"cameras are not supported on {sys.platform}: use --source demo or a file")
 
 
-class AVSource:
+class AVSource(Source):
     """Decodes a container or device with PyAV and returns frames as BGR at the requested size.
 
     Files (`live=False`) are paced at their own frame rate like a camera and can loop;

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from abc import ABC, abstractmethod
 
 import numpy as np
 
@@ -12,16 +12,28 @@ class SourceLost(Exception):
     """A live source stopped delivering (camera unplugged, stream dropped); the pipeline reopens it."""
 
 
-class Source(Protocol):
-    """A frame source. `read` blocks in the capture thread; None means the source has ended."""
+class Source(ABC):
+    """A frame source. `read` blocks in the capture thread; None means the source has ended.
+
+    A live source that stops delivering raises `SourceLost`; the pipeline then calls `reopen` with
+    backoff until it works again.
+    """
 
     description: str
     size: tuple[int, int]  # (width, height) of the frames it returns
     fps: float
 
-    def read(self) -> np.ndarray | None: ...
+    @abstractmethod
+    def read(self) -> np.ndarray | None:
+        """The next frame (HxWx3 BGR uint8), or None at the end."""
 
-    def close(self) -> None: ...
+    @abstractmethod
+    def close(self) -> None:
+        """Release the device, file or stream (called from the capture thread)."""
+
+    def reopen(self) -> None:  # noqa: B027 - optional: a source may recover by itself
+        """Open again after `SourceLost` (raise to be retried later). By default nothing: the next `read`
+        tries again by itself."""
 
 
 class Pacer:

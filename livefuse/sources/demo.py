@@ -12,7 +12,7 @@ import math
 import cv2
 import numpy as np
 
-from livefuse.sources.base import Pacer
+from livefuse.sources.base import Pacer, Source
 
 
 def astronaut_bgr() -> np.ndarray:
@@ -50,7 +50,7 @@ def _person_mask(photo: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(mask, (0, 0), 4)
 
 
-class DemoSource:
+class DemoSource(Source):
     """Synthesises frames at any size and rate, paced in real time."""
 
     def __init__(self, size: tuple[int, int] = (1280, 720), fps: float = 30.0, *,

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 
 from livefuse.errors import SourceError
-from livefuse.sources.base import Pacer
+from livefuse.sources.base import Pacer, Source
 
 
-class ImageSource:
+class ImageSource(Source):
     """Serves one decoded, resized still as a live stream."""
 
     def __init__(self, path: Path, size: tuple[int, int], fps: float) -> None:

@@ -18,8 +18,7 @@ import numpy as np
 
 from livefuse.frame import Face, Frame
 from livefuse.stages.background import parse_colour
-from livefuse.stages.base import Param, StageContext, StageSpec
-from livefuse.stages.face import FACES_RAN
+from livefuse.stages.base import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
 from livefuse.stages.tracking import grow_box
 from livefuse.vision.geometry import iou_matrix
@@ -50,10 +49,11 @@ def _shrink(roi: np.ndarray, across: int) -> np.ndarray:
     return cv2.resize(roi, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
 
 
-class AnonymiseStage:
+class AnonymiseStage(Stage):
     """Covers every face (and every recently lost face) in the frame."""
 
     name = "anonymise"
+    guards_privacy = True  # fails closed: see livefuse/chain.py
 
     def __init__(self, params: dict[str, Any], context: StageContext) -> None:
         self.params = dict(params)
@@ -69,7 +69,7 @@ class AnonymiseStage:
     def boxes(self, frame: Frame) -> list[np.ndarray]:
         """The boxes to cover on this frame: the faces found, their margins, and the held ones."""
         p = self.params
-        ran = bool(frame.meta.get(FACES_RAN))
+        ran = frame.faces_searched
         self._blind = 0 if ran else self._blind + 1
         faces: list[Face] = frame.faces if ran else []
         current = [grow_box(f.box, 1.0 + 2 * p["margin"]) for f in faces]
@@ -99,6 +99,9 @@ class AnonymiseStage:
             region = _region(box, width, height)
             if region is not None:
                 self._cover(image, region)
+
+    def close(self) -> None:
+        self._held = []
 
     def _cover(self, image: np.ndarray, region: tuple[int, int, int, int]) -> None:
         x1, y1, x2, y2 = region
@@ -136,5 +139,4 @@ SPEC = register(StageSpec(
               min=0.0, max=1.0),
     ),
     factory=AnonymiseStage,
-    guards_privacy=True,
 ))

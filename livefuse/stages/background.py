@@ -20,7 +20,6 @@ faster (`benchmarks/background_paths.py`), so that path stays the default there.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from livefuse.engine.graphs import OPSET, _Builder
 from livefuse.engine.providers import CPU
 from livefuse.errors import PresetError
 from livefuse.frame import Frame
-from livefuse.stages.base import Param, StageContext, StageSpec, choose_implementation, preset_file
+from livefuse.stages.base import Param, Stage, StageContext, StageSpec, Step, choose_implementation, preset_file
 from livefuse.stages.models import load_model, model_file
 from livefuse.stages.registry import register
 from livefuse.vision.segmentation import GENERAL_SIZE, LANDSCAPE_SIZE, SelfieSegmenter
@@ -270,7 +269,7 @@ class Backdrop:
 GRAPH_PARAMS = ("mode", "strength", "colour", "feather", "smoothing", "downscale")  # baked into the graph
 
 
-class BackgroundStage:
+class BackgroundStage(Stage):
     """Segment the person, then blur, replace or recolour the rest: OpenCV on the CPU, one graph on a GPU.
 
     `path` is "auto" (the graph unless the engine runs on the CPU provider), "graph" or "cpu"; the
@@ -394,7 +393,7 @@ class BackgroundStage:
         bg = num / np.maximum(den, 1e-3)[..., None] * trust + plain * (1.0 - trust)
         return cv2.resize(bg.clip(0, 255).astype(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR)
 
-    def steps(self) -> list[tuple[str, Callable[[Frame], None]]]:
+    def steps(self) -> list[Step]:
         """Segment and composite take turns separately: frame N+1 is segmented while frame N is composited.
 
         The graph path is one run on the device, so it is one step.
@@ -448,13 +447,13 @@ class BackgroundStage:
         """Shrink the frame once and find the person in it (the small frame also feeds the blur)."""
         height, width = frame.image.shape[:2]
         small = cv2.resize(frame.image, self._small_size(width, height), interpolation=cv2.INTER_AREA)
-        frame.meta["background_small"] = small
-        frame.meta["person_mask"] = self.person_mask(small)
+        frame.small = small
+        frame.person_mask = self.person_mask(small)
 
     def composite(self, frame: Frame) -> None:
         """Put the person over the blurred, replaced or removed background (nothing if segment failed)."""
-        small = frame.meta.pop("background_small", None)
-        mask = frame.meta.get("person_mask")
+        small, mask = frame.small, frame.person_mask
+        frame.small = None  # used: it does not travel on to the outputs
         if small is None or mask is None:
             return
         image = frame.image
@@ -472,6 +471,11 @@ class BackgroundStage:
             background = self._colour
         full = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
         frame.image = cv2.blendLinear(image, background, full, cv2.subtract(1.0, full))
+
+    def on_source_reopened(self) -> None:
+        """A new scene: the smoothed mask starts again from the next frame's segmentation."""
+        self._mask = None
+        self._state = None
 
     def close(self) -> None:
         if self._backdrop is not None:

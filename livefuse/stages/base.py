@@ -1,20 +1,27 @@
-"""The contract every filter stage follows, and the typed parameters presets give it.
+"""The contract every filter stage follows (the `Stage` base class), and the typed parameters presets give it.
 
 A stage is built once per preset with validated parameters and a `StageContext`
 (the engine, the model registry, the frame size), then `process` is called from
 a worker thread for every frame, in capture order. A stage may keep state across
 frames (tracking, smoothing): the pipeline never runs two frames through the same
-stage at once.
+stage at once. What a stage can do beyond that (steps, privacy, a device path,
+lifecycle hooks, taking a source face) it declares on its class.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
 
 from livefuse.frame import Frame
+
+if TYPE_CHECKING:
+    from livefuse.engine import Engine
 
 MAX_STRING_LENGTH = 1024  # a string parameter's default limit: a path, a colour or a name, never a document
 MAX_LIST_LENGTH = 64
@@ -63,27 +70,76 @@ class Param:
 class StageContext:
     """What a stage may use when it is built."""
 
-    engine: Any  # livefuse.engine.Engine
+    engine: Engine
     size: tuple[int, int]  # frame (width, height)
     fps: float
-    preset_dir: Any = None  # pathlib.Path of the preset file, to resolve relative paths
+    preset_dir: Path | None = None  # the preset file's folder, to resolve relative paths
     shared: dict[str, Any] = field(default_factory=dict)  # state shared between stages of one chain
 
 
-class Stage(Protocol):
-    """A filter step. `process` changes `frame.image` (or `frame.faces`) in place."""
+Step = tuple[str, Callable[[Frame], None]]  # (label, function): one unit that takes its own turns in the chain
+
+
+class DevicePath(ABC):
+    """How a stage works on a frame that stays on the device (one upload after capture, one download at the end).
+
+    A stage offers one by setting its `device` attribute to an instance once it knows its provider (in
+    `__init__`, after its sessions are made); `device` None means the stage works on `frame.image` in
+    host memory, and the copies that costs are its own. The device work of issue 9 fills this in: no
+    shipped stage sets one yet, and the chain still calls `process`.
+    """
+
+    @abstractmethod
+    def run(self, frame: Frame) -> None:
+        """Read and write the frame's device image in place of `Stage.process`."""
+
+
+class Stage(ABC):
+    """A filter step. What it can do is declared here, so the chain, the pipeline and the API never probe.
+
+    - `process` changes `frame.image` (or `frame.faces`) in place; `update` applies live parameter
+      changes (already validated); `close` releases models and buffers. All three are abstract: a stage
+      that holds nothing to release says so with an empty `close`.
+    - `steps()` splits `process` into steps that take turns separately (see livefuse/chain.py), so
+      consecutive frames overlap inside one stage. The default is one step: `process` itself.
+    - `guards_privacy` (class attribute): a privacy stage (anonymise). When it, or any stage before it,
+      fails on a frame or is switched off, the chain covers the whole frame instead of passing it through.
+    - `device`: the stage's device path, or None (see `DevicePath`).
+    - `on_source_reopened()`: the source was lost and reopened, so the next frame may show another scene;
+      a stage that follows things over time (trackers, smoothing) forgets them here. The chain calls it
+      on the stage's worker turn, before the stage sees the first frame captured after the reopen.
+    """
 
     name: str
+    guards_privacy: ClassVar[bool] = False
+    device: DevicePath | None = None
 
-    def process(self, frame: Frame) -> None: ...
+    @abstractmethod
+    def process(self, frame: Frame) -> None:
+        """Filter one frame in place (called in capture order, never for two frames at once)."""
 
+    @abstractmethod
     def update(self, params: dict[str, Any]) -> None:
         """Apply live parameter changes (already validated)."""
 
-    # Optional: `steps() -> list[tuple[str, Callable[[Frame], None]]]` splits `process` into steps that
-    # take turns separately (see livefuse/chain.py), so consecutive frames overlap inside one stage.
+    @abstractmethod
+    def close(self) -> None:
+        """Release models, sessions and buffers (the chain calls it once, when it is replaced or stops)."""
 
-    def close(self) -> None: ...
+    def steps(self) -> list[Step]:
+        """The units that take turns in the chain: by default one, `process`."""
+        return [("", self.process)]
+
+    def on_source_reopened(self) -> None:  # noqa: B027 - optional: most stages keep no scene state
+        """The source was reopened: by default nothing to forget."""
+
+
+class TakesSourceFace(Stage):
+    """A stage that paints a source identity onto faces (swap): POST /api/source-face goes to it."""
+
+    @abstractmethod
+    def set_source_face(self, image_bgr: np.ndarray) -> None:
+        """Use the largest face of this BGR image as the identity (may run a model; raises UserError)."""
 
 
 StageFactory = Callable[[dict[str, Any], StageContext], Stage]
@@ -91,16 +147,13 @@ StageFactory = Callable[[dict[str, Any], StageContext], Stage]
 
 @dataclass(frozen=True)
 class StageSpec:
-    """A stage type as presets name it."""
+    """A stage type as presets name it. Whether it guards privacy is the stage class's own declaration."""
 
     type: str
     summary: str
     params: tuple[Param, ...]
     factory: StageFactory
     models: tuple[str, ...] = ()  # model names the stage may need (see models/manifest.toml)
-    # A privacy stage (anonymise): when it, or any stage before it, fails on a frame or is switched off,
-    # the chain covers the whole frame instead of passing it through (see livefuse/chain.py).
-    guards_privacy: bool = False
 
 
 def preset_file(text: str, preset_dir: Path | str | None) -> Path:

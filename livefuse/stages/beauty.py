@@ -17,7 +17,7 @@ import numpy as np
 from livefuse.faces.skin import guided_smooth, skin_mask
 from livefuse.faces.warp import local_translate, radial_scale
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.base import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
 
 log = logging.getLogger("livefuse.stages.beauty")
@@ -77,7 +77,7 @@ def face_region(face: Face, circles: list[tuple[np.ndarray, float]], frame_shape
     return x1, y1, x2, y2
 
 
-class BeautyStage:
+class BeautyStage(Stage):
     """Smooth skin, enlarge eyes and slim the face of every face in the frame."""
 
     name = "beauty"

@@ -26,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 from livefuse.engine.providers import CPU
 from livefuse.errors import PresetError
 from livefuse.frame import Frame
-from livefuse.stages.base import Param, StageContext, StageSpec, choose_implementation, preset_file
+from livefuse.stages.base import Param, Stage, StageContext, StageSpec, choose_implementation, preset_file
 from livefuse.stages.cube import identity_cube, load_cube
 from livefuse.stages.registry import register
 
@@ -156,7 +156,7 @@ def graph_inputs(params: dict[str, Any], with_lut: bool) -> tuple[np.ndarray, np
     return matrix, (offset * 255.0 + 0.5).astype(np.float32)  # 0..255 in -> 0..255 out, rounded by Cast
 
 
-class ColourStage:
+class ColourStage(Stage):
     """Grades every frame: with the colour graph on a GPU provider, with OpenCV and a table on the CPU.
 
     `path` is "auto" (the graph unless the engine runs on the CPU provider), "graph" or "cpu"; the

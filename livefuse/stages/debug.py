@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from livefuse.frame import Frame
-from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.base import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
 
 _COLOURS = [(80, 220, 80), (60, 160, 255), (255, 120, 60), (220, 80, 220), (60, 220, 220), (200, 200, 60)]
@@ -26,7 +26,7 @@ def _colour(track_id: int) -> tuple[int, int, int]:
     return _COLOURS[track_id % len(_COLOURS)] if track_id >= 0 else (200, 200, 200)
 
 
-class DebugStage:
+class DebugStage(Stage):
     """Overlays faces, ids, fps and latency."""
 
     name = "debug"
@@ -37,6 +37,9 @@ class DebugStage:
 
     def update(self, params: dict[str, Any]) -> None:
         self.params.update(params)
+
+    def close(self) -> None:
+        self._times.clear()
 
     def fps(self) -> float:
         """Frames per second over the last (up to) 30 frames through this stage."""

@@ -15,7 +15,7 @@ from livefuse.faces.models import is_path, load_session
 from livefuse.faces.paste import box_mask, paste_back
 from livefuse.faces.select import largest
 from livefuse.frame import Frame
-from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.base import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
 
 DEFAULT_TEMPLATE = "ffhq_512"
@@ -35,7 +35,7 @@ def model_template(engine: Any, model: str, choice: str) -> str:
     return DEFAULT_TEMPLATE
 
 
-class EnhanceStage:
+class EnhanceStage(Stage):
     """Restore the selected faces of every frame."""
 
     name = "enhance"

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.base import Param, Stage, StageContext, StageSpec
 from livefuse.stages.models import load_model
 from livefuse.stages.registry import register
 from livefuse.stages.tracking import FaceTracker
@@ -37,7 +37,6 @@ DETECTOR_MODELS = {
     "retinaface": "retinaface_mobilenet0.25",
 }
 LANDMARK_MODEL = "face_landmark"
-FACES_RAN = "faces_detected"  # frame.meta key: set when a face stage looked at the frame
 DETECT_SECONDS = 0.25  # detect_every = 0: detect this often
 RESTART_GAP_S = 1.0  # capture times going back, or a gap this long: a new scene (source reopened)
 # Faces smaller than this fraction of the frame's longer side are only a few pixels in a whole-frame pass,
@@ -58,7 +57,7 @@ class TiledDetector:
     """
 
     def __init__(self, detector: FaceDetector, iou: float = 0.3, tile: bool = True,
-                 whole: FaceDetector | None = None) -> None:
+                 whole: BlazeFaceDetector | None = None) -> None:
         self.detector = detector
         # The whole-frame pass (BlazeFace full range: it sees smaller faces); without one, tiles only.
         self.whole = whole
@@ -68,7 +67,8 @@ class TiledDetector:
         # where the whole-frame pass misses them (small faces).
         self.tiled = True
         self.near: list[np.ndarray] = []
-        self.size = int(getattr(detector, "size", 0)) if tile else 0  # 0: no tiles, no shrinking here
+        # Tiles are for a square-input detector (BlazeFace): their side is its input. 0: no tiles, no shrinking here.
+        self.size = detector.size if tile and isinstance(detector, BlazeFaceDetector) else 0
 
     @staticmethod
     def tiles(width: int, height: int) -> list[tuple[int, int, int]]:
@@ -99,7 +99,7 @@ class TiledDetector:
             found += self._tiles(image_bgr)
         return self._merge(found, first)
 
-    def _whole(self, image_bgr: np.ndarray, detector: FaceDetector) -> list[Face]:
+    def _whole(self, image_bgr: np.ndarray, detector: BlazeFaceDetector) -> list[Face]:
         """The whole-frame pass, on the frame shrunk to the model's input with mirrored borders.
 
         A face half out of the frame is half a face, which detectors miss, and a face entering from the
@@ -109,7 +109,7 @@ class TiledDetector:
         inside the frame land outside it and are dropped.
         """
         h, w = image_bgr.shape[:2]
-        side = int(getattr(detector, "size", 0))
+        side = detector.size
         pad = round(w * EDGE_MIRROR)
         scale = side / max(w + 2 * pad, h)
         sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
@@ -125,13 +125,13 @@ class TiledDetector:
                 found.append(Face(box=box, score=face.score, landmarks5=(face.landmarks5 - offset) / scale))
         return found
 
-    def _near(self, image_bgr: np.ndarray, boxes: list[np.ndarray], detector: FaceDetector) -> list[Face]:
+    def _near(self, image_bgr: np.ndarray, boxes: list[np.ndarray], detector: BlazeFaceDetector) -> list[Face]:
         """Faces found in one mosaic of crops around `boxes`: a single model run for up to 9 faces.
 
         Each crop is a square 2.5 times its face, so the face lies whole inside its own cell, at a size
         the whole-frame pass could not give it.
         """
-        size = int(getattr(detector, "size", 0)) or self.size
+        size = detector.size
         boxes = boxes[:9]
         grid = int(np.ceil(np.sqrt(len(boxes))))
         cell = size // grid
@@ -215,7 +215,7 @@ def _overlaps(box: np.ndarray, boxes: list[np.ndarray], iou: float = 0.2) -> boo
     return bool(inside.any() or (iou_matrix(box[None], others)[0] > iou).any())
 
 
-class FaceStage:
+class FaceStage(Stage):
     """Detect when needed, follow each face with FaceMesh in between, track and smooth; writes `frame.faces`."""
 
     name = "face"
@@ -336,16 +336,20 @@ class FaceStage:
         else:
             self._since_detect += 1
             frame.faces = self.tracker.predict(t)
-        frame.meta[FACES_RAN] = True
+        frame.faces_searched = True
 
     def update(self, params: dict[str, Any]) -> None:
         self.params.update(params)
         self._configure()
 
-    def close(self) -> None:
+    def on_source_reopened(self) -> None:
+        """A new scene: the faces tracked in the old one are gone; the next frame detects afresh."""
         self.tracker.reset()
         self._last_t = None
         self._since_detect = 0
+
+    def close(self) -> None:
+        self.on_source_reopened()
 
 
 SPEC = register(StageSpec(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from livefuse.stages.base import StageSpec
 
@@ -22,9 +23,17 @@ STAGE_MODULES: tuple[str, ...] = (
 
 
 def register(spec: StageSpec) -> StageSpec:
-    """Make a stage type available to presets."""
+    """Make a stage type available to presets.
+
+    A stage class that leaves an abstract method of `Stage` out (`close()`, say) is refused here, when its
+    module is imported, rather than when a preset first builds it.
+    """
     if spec.type in STAGES:
         raise ValueError(f"stage type {spec.type!r} registered twice")
+    factory = spec.factory
+    if isinstance(factory, type) and inspect.isabstract(factory):
+        missing = ", ".join(sorted(factory.__abstractmethods__))
+        raise TypeError(f"stage type {spec.type!r}: {factory.__name__} does not implement {missing}")
     STAGES[spec.type] = spec
     return spec
 

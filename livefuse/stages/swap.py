@@ -25,13 +25,13 @@ from livefuse.faces.paste import box_mask, match_colour, paste_back
 from livefuse.faces.select import MODES, EmbeddingCache, largest, most_similar
 from livefuse.faces.swapper import SIZE, InSwapper
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import Param, StageContext, StageSpec
+from livefuse.stages.base import Param, StageContext, StageSpec, TakesSourceFace
 from livefuse.stages.registry import register
 
 log = logging.getLogger("livefuse.stages.swap")
 
 
-class SwapStage:
+class SwapStage(TakesSourceFace):
     """Swap the selected faces of every frame to the source identity."""
 
     name = "swap"
@@ -154,6 +154,10 @@ class SwapStage:
                 self._load_image(field)
         if "faces" in params:
             self.cache.clear()
+
+    def on_source_reopened(self) -> None:
+        """The old scene's faces are gone: so are the embeddings cached for them."""
+        self.cache.clear()
 
     def close(self) -> None:
         self.cache.clear()

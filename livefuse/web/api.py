@@ -19,7 +19,7 @@ from aiohttp import BodyPartReader, web
 from livefuse.errors import UserError
 from livefuse.presets import Preset, available_presets, shown
 from livefuse.runtime import Runtime
-from livefuse.stages.base import Param
+from livefuse.stages.base import Param, TakesSourceFace
 from livefuse.web.signalling import BadOffer, PeerLimit, Peers
 
 log = logging.getLogger("livefuse.web")
@@ -198,10 +198,9 @@ class Api:
         loop = asyncio.get_running_loop()
         for runtime in self.runtimes():
             for label, stage in runtime.pipeline.chain.stages:
-                setter = getattr(stage, "set_source_face", None)
-                if callable(setter):
+                if isinstance(stage, TakesSourceFace):
                     try:
-                        await loop.run_in_executor(None, setter, image)
+                        await loop.run_in_executor(None, stage.set_source_face, image)
                     except UserError as exc:
                         raise json_error(str(exc)) from exc
                     applied.append(label)

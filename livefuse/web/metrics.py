@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -18,6 +18,9 @@ from prometheus_client.registry import Collector
 
 from livefuse.frame import Frame
 from livefuse.stats import PipelineStats
+
+if TYPE_CHECKING:
+    from livefuse.engine import Engine
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.033, 0.05, 0.1, 0.25, 1.0)
@@ -27,7 +30,7 @@ FRAME_BUCKETS = (0.005, 0.01, 0.02, 0.033, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.
 class _StatsCollector(Collector):
     """Reads the pipeline's counters at scrape time."""
 
-    def __init__(self, stats: Callable[[], PipelineStats], engine: Callable[[], Any],
+    def __init__(self, stats: Callable[[], PipelineStats], engine: Callable[[], Engine | None],
                  peers: Callable[[], int], health: Callable[[], list[dict[str, Any]]]) -> None:
         self._stats = stats
         self._engine = engine
@@ -67,10 +70,9 @@ class _StatsCollector(Collector):
         yield from (outputs, out_dropped, out_errors)
         yield GaugeMetricFamily("livefuse_fps", "Output frame rate so far.", value=stats.fps)
         engine = self._engine()
-        provider = str(getattr(engine, "provider", stats.provider))
+        provider = engine.provider if engine is not None else stats.provider
         yield InfoMetricFamily("livefuse_provider", "The active execution provider.", value={"provider": provider})
-        copies = getattr(engine, "copies", None)
-        totals = dict(copies()) if callable(copies) else dict(stats.copies)
+        totals = dict(engine.copies()) if engine is not None else dict(stats.copies)
         per_frame = GaugeMetricFamily("livefuse_copies_per_frame", "Host/device copies per processed frame.",
                                       labels=["direction"])
         for direction, total in totals.items():
@@ -107,7 +109,7 @@ REMOTE_HELP = {
 class Metrics:
     """A server's registry: pipeline counters plus per-frame latency histograms."""
 
-    def __init__(self, stats: Callable[[], PipelineStats], engine: Callable[[], Any],
+    def __init__(self, stats: Callable[[], PipelineStats], engine: Callable[[], Engine | None],
                  peers: Callable[[], int] = lambda: 0,
                  health: Callable[[], list[dict[str, Any]]] = lambda: []) -> None:
         self.registry = CollectorRegistry()

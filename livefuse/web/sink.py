@@ -16,6 +16,7 @@ from livefuse.audio.chunk import AudioFormat
 from livefuse.audio.feed import AudioFeed
 from livefuse.frame import Frame
 from livefuse.runtime import Runtime
+from livefuse.sinks.base import Sink
 from livefuse.web.auth import is_loopback, resolve_token
 from livefuse.web.server import WebServer
 from livefuse.web.signalling import PEER_TIMEOUT_S
@@ -27,7 +28,7 @@ DEFAULT_MAX_PEERS = 16
 STOP_TIMEOUT_S = 10.0
 
 
-class PreviewSink:
+class PreviewSink(Sink):
     """Serves the preview page, signalling and API on host:port once attached to a runtime."""
 
     repeat_when_idle = True

@@ -27,6 +27,8 @@ from livefuse.audio.chunk import AudioChunk, AudioFormat
 from livefuse.audio.convert import to_frame
 from livefuse.audio.feed import AudioFeed
 from livefuse.frame import Frame
+from livefuse.sinks.base import Sink
+from livefuse.sources.base import Source
 
 TIME_BASE = Fraction(1, Frame.time_base)
 OPUS_RATE = 48000
@@ -134,7 +136,7 @@ class LatestFrameTrack(MediaStreamTrack):
         self._fresh.set()  # wake a waiting recv() so it sees the track has ended
 
 
-class TrackSink:
+class TrackSink(Sink):
     """Pipeline output feeding a `LatestFrameTrack` (one per camera peer), and its audio track the video's
     delay, measured as each frame goes out."""
 
@@ -159,7 +161,7 @@ class TrackSink:
         pass
 
 
-class TrackSource:
+class TrackSource(Source):
     """Pipeline source reading frames from an incoming WebRTC track, resized to the pipeline's size.
 
     A task on the loop receives frames into a one-frame mailbox; the capture thread's

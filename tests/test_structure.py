@@ -1,0 +1,61 @@
+"""The structure the developers' guide asks for, checked on the source: declared capabilities, typed frames."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from livefuse.frame import Frame
+from livefuse.stages.base import Param, Stage, StageContext, StageSpec
+from livefuse.stages.registry import register
+
+PACKAGE = Path(__file__).resolve().parent.parent / "livefuse"
+# Where frames and stages flow: capabilities are read off the base classes there, never probed.
+FLOW = ["chain.py", "pipeline.py", "wiring.py", "runtime.py", "commands/run.py", "commands/bench.py", "web/api.py",
+        "web/metrics.py", "web/signalling.py", "bench", "stages", "sources", "sinks"]
+PROBE = re.compile(r"\b(getattr|hasattr)\(")
+
+
+def flow_files() -> list[Path]:
+    files: list[Path] = []
+    for name in FLOW:
+        path = PACKAGE / name
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.exists() else []
+    return files
+
+
+def test_the_flow_declares_capabilities_and_never_probes_for_them() -> None:
+    probes = [f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}" for path in flow_files()
+              for n, line in enumerate(path.read_text().splitlines(), 1) if PROBE.search(line)]
+    assert len(flow_files()) > 20
+    assert probes == []
+
+
+def test_no_shipped_stage_passes_data_in_frame_meta() -> None:
+    uses = [f"{path.relative_to(PACKAGE)}:{n}" for path in sorted(PACKAGE.rglob("*.py")) if path.name != "frame.py"
+            for n, line in enumerate(path.read_text().splitlines(), 1) if re.search(r"\.meta\b", line)]
+    assert uses == []
+
+
+class Forgetful(Stage):
+    """A stage without close(): it would leak its models on every preset switch."""
+
+    name = "forgetful"
+
+    def __init__(self, params: dict[str, object], context: StageContext) -> None:
+        pass
+
+    def process(self, frame: Frame) -> None:
+        pass
+
+    def update(self, params: dict[str, object]) -> None:
+        pass
+
+
+def test_a_stage_without_close_is_refused_when_registered() -> None:
+    with pytest.raises(TypeError, match="Forgetful does not implement close"):
+        register(StageSpec("forgetful", "no close (tests)", (Param("x", int, 0),), Forgetful))
+    with pytest.raises(TypeError, match="abstract"):
+        Forgetful({}, None)  # type: ignore[abstract, arg-type]
