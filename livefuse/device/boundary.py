@@ -71,6 +71,20 @@ class DeviceBoundary:
         host = value.numpy()
         return np.array(host, copy=True) if self.device == "cpu" else host
 
+    def to_host(self, value: ort.OrtValue, stage: str) -> np.ndarray:
+        """The whole frame brought to the host for a stage without a device path (counted against it)."""
+        self.counter.force(stage, 1)
+        host = value.numpy()
+        return np.array(host, copy=True) if self.device == "cpu" else host
+
+    def to_device(self, image: np.ndarray, stage: str) -> ort.OrtValue:
+        """The whole frame sent back up after such a stage (counted against it, not as the frame's upload)."""
+        self.counter.force(stage, 1)
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        if self.device == "cpu":
+            return ort.OrtValue.ortvalue_from_numpy(image, "cpu", 0)
+        return ort.OrtValue.ortvalue_from_numpy(image, self.device, self.device_id)
+
     def close(self) -> None:
         for buf in self._sets:
             if self.pinned:

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from livefuse.engine.graphs import _Builder
+from livefuse.engine.graph_builder import GraphBuilder
 
 UINT8 = TensorProto.UINT8
 FLOAT = TensorProto.FLOAT
@@ -28,7 +28,7 @@ def _frame(name: str = "frame") -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, UINT8, ["height", "width", 3])
 
 
-def _to_uint8(b: _Builder, x: str, out: str, half_up: bool = False) -> str:
+def _to_uint8(b: GraphBuilder, x: str, out: str, half_up: bool = False) -> str:
     """float -> uint8 as OpenCV saturates: rounded (half up where OpenCV's fixed point rounds so), clipped."""
     x = b.op("Floor", b.op("Add", x, b.const(0.5))) if half_up else b.op("Round", x)
     return b.op("Cast", b.op("Clip", x, b.const(0.0), b.const(255.0)), to=UINT8, out=out)
@@ -48,7 +48,7 @@ def warp_theta(matrix: np.ndarray, frame_size: tuple[int, int], out_size: tuple[
 def warp_frame(out_size: tuple[int, int]) -> onnx.ModelProto:
     """`frame` + `theta` [1, 2, 3] (see `warp_theta`) -> `crop` uint8 [h, w, 3], zero outside the frame."""
     w, h = out_size
-    b = _Builder("device_warp")
+    b = GraphBuilder("device_warp")
     x = b.op("Unsqueeze", b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1]),
              b.const([0], np.int64))  # [1, 3, H, W]
     grid = b.op("AffineGrid", "theta", b.const([1, 3, h, w], np.int64), align_corners=0)
@@ -86,7 +86,7 @@ def shrink_frame(frame_size: tuple[int, int], out_size: tuple[int, int]) -> onnx
     Exact halvings are 2x2 means rounded half up (OpenCV's fixed point); other area steps are two MatMuls
     with INTER_AREA's own weights, so results match OpenCV within one level.
     """
-    b = _Builder("device_shrink")
+    b = GraphBuilder("device_shrink")
     x = b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1])  # [3, H, W]
     w, h = frame_size
     width, height = out_size
@@ -112,7 +112,7 @@ def shrink_frame(frame_size: tuple[int, int], out_size: tuple[int, int]) -> onnx
                    shrink_frame.__doc__ or "")
 
 
-def _box_parts(b: _Builder, box: str) -> tuple[str, str]:
+def _box_parts(b: GraphBuilder, box: str) -> tuple[str, str]:
     """Slice starts [y1, x1] and ends [y2, x2] of a box [4] (x1, y1, x2, y2)."""
     starts = b.op("Gather", box, b.const([1, 0], np.int64))
     ends = b.op("Gather", box, b.const([3, 2], np.int64))
@@ -121,7 +121,7 @@ def _box_parts(b: _Builder, box: str) -> tuple[str, str]:
 
 def slice_regions(count: int) -> onnx.ModelProto:
     """`frame` + `boxes` int64 [count, 4] (x1, y1, x2, y2, inside the frame) -> `region_i` uint8 [h_i, w_i, 3]."""
-    b = _Builder(f"device_slice_{count}")
+    b = GraphBuilder(f"device_slice_{count}")
     outputs = []
     for i in range(count):
         box = b.op("Gather", "boxes", b.const(i, np.int64), axis=0)
@@ -139,7 +139,7 @@ def paste_regions(count: int) -> onnx.ModelProto:
     frame this writes is one session output per frame (the engine's A/B buffers then hold two frames).
     Later patches win where boxes overlap; the regions stage gives overlapping patches the same pixels.
     """
-    b = _Builder(f"device_paste_{count}")
+    b = GraphBuilder(f"device_paste_{count}")
     hw = b.op("Slice", b.op("Shape", "frame"), b.const([0], np.int64), b.const([2], np.int64))
     image = "frame"
     inputs = [_frame(), helper.make_tensor_value_info("boxes", INT64, [count, 4])]

@@ -1,13 +1,9 @@
-"""What the face stage reads of a frame: shrunk copies and affine crops, from the host or the device.
-
-The face stage never needs the whole frame at full resolution: the detectors look at it shrunk (the
-whole-frame pass, the tiles) or at crops (FaceMesh's 192 px crop, the mosaic of small faces). On the
-device path those come out of the device frame through small graphs, and only they are downloaded.
-"""
+"""The face stage's reads of a device frame (see `livefuse.vision.pixels`): made on the device by small
+graphs, and only they are downloaded (counted as region copies against the stage)."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,46 +12,6 @@ import onnxruntime as ort
 from livefuse.device import graphs
 from livefuse.device.runner import DeviceGraph
 from livefuse.device.transfers import TransferCounter
-from livefuse.vision.geometry import resize
-
-
-class FramePixels(Protocol):
-    """The reads a face detector or landmarker makes of a frame."""
-
-    @property
-    def shape(self) -> tuple[int, int, int]: ...
-
-    def resized(self, width: int, height: int) -> np.ndarray:
-        """The frame as `vision.geometry.resize(frame, width, height)` makes it."""
-
-    def warped(self, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """`cv2.warpAffine(frame, matrix, size, INTER_LINEAR | WARP_INVERSE_MAP, BORDER_CONSTANT)`:
-        `matrix` maps output pixels to frame pixels."""
-
-    def host(self) -> np.ndarray:
-        """The whole frame on the host (a counted round trip on the device)."""
-
-
-class HostPixels:
-    """A frame in host memory: the CPU path, exactly as before."""
-
-    def __init__(self, image: np.ndarray) -> None:
-        self.image = image
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        h, w, c = self.image.shape
-        return int(h), int(w), int(c)
-
-    def resized(self, width: int, height: int) -> np.ndarray:
-        return resize(self.image, width, height)
-
-    def warped(self, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        return cv2.warpAffine(self.image, matrix, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_CONSTANT)
-
-    def host(self) -> np.ndarray:
-        return self.image
 
 
 class DeviceReads:
@@ -98,7 +54,9 @@ class DevicePixels:
             reads._shrink[key] = DeviceGraph(reads.engine, graphs.shrink_frame((w, h), (width, height)))
         return self._download(reads._shrink[key].run({"frame": self.frame})["small"])
 
-    def warped(self, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    def warped(self, matrix: np.ndarray, size: tuple[int, int], inverse: bool = True) -> np.ndarray:
+        if not inverse:
+            matrix = cv2.invertAffineTransform(np.asarray(matrix, np.float64))
         reads = self.reads
         if size not in reads._warp:
             reads._warp[size] = DeviceGraph(reads.engine, graphs.warp_frame(size))

@@ -11,7 +11,7 @@ copies are counted (with their bytes) by stage.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -19,6 +19,8 @@ import onnxruntime as ort
 from livefuse.device import graphs
 from livefuse.device.runner import DeviceGraph
 from livefuse.device.transfers import TransferCounter
+from livefuse.frame import Frame
+from livefuse.stages.base import DevicePath
 
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 in frame pixels, x2/y2 exclusive
 
@@ -68,16 +70,55 @@ class RegionIO:
         for i, (x1, y1, x2, y2) in enumerate(boxes):
             region = outs[f"region_{i}"].numpy()
             canvas[y1:y2, x1:x2] = region
-            self.counter.region(self.label, region.nbytes)
+            self._count((x1, y1, x2, y2), (width, height), region.nbytes)
         return canvas
+
+    def _count(self, box: Box, size: tuple[int, int], nbytes: int) -> None:
+        if box == (0, 0, *size):
+            self.counter.force(self.label, 1)  # the whole frame (anonymise failing closed): a full copy
+        else:
+            self.counter.region(self.label, nbytes)
 
     def store(self, frame: ort.OrtValue, canvas: np.ndarray, boxes: Sequence[Box]) -> ort.OrtValue:
         """A new device frame: `frame` with `boxes` taken from the canvas."""
         if not boxes:
             return frame
+        height, width = canvas.shape[:2]
         feeds: dict[str, np.ndarray | ort.OrtValue] = {"frame": frame, "boxes": np.asarray(boxes, np.int64)}
         for i, (x1, y1, x2, y2) in enumerate(boxes):
             patch = np.ascontiguousarray(canvas[y1:y2, x1:x2])
             feeds[f"patch_{i}"] = patch
-            self.counter.region(self.label, patch.nbytes)
+            self._count((x1, y1, x2, y2), (width, height), patch.nbytes)
         return self._graph(self._paste, len(boxes), paste=True).run(feeds)["image"]
+
+
+class RegionLocal(Protocol):
+    """A stage whose work on a frame stays inside regions it can name before doing it."""
+
+    name: str
+
+    def regions(self, frame: Frame, shape: tuple[int, int]) -> list[Sequence[float]]:
+        """The boxes (x1, y1, x2, y2) this frame's `process` will read and write, for a frame of `shape`
+        (height, width). Called once per frame, just before `process`."""
+
+    def process(self, frame: Frame) -> None: ...
+
+
+class OnRegions(DevicePath):
+    """A face-local stage's device path: its regions to the host canvas, its own `process` there, back."""
+
+    def __init__(self, stage: RegionLocal, engine: Any, counter: TransferCounter) -> None:
+        self.stage = stage
+        self.io = RegionIO(engine, counter, stage.name)
+
+    def run(self, frame: Frame) -> None:
+        height, width = (int(d) for d in frame.device_image.shape()[:2])
+        boxes = clip_boxes(self.stage.regions(frame, (height, width)), width, height)
+        host = frame.image  # stale on the device path: the stage sees the canvas instead
+        frame.image = self.io.fetch(frame.device_image, boxes)
+        try:
+            self.stage.process(frame)
+            canvas = frame.image
+        finally:
+            frame.image = host
+        frame.device_image = self.io.store(frame.device_image, canvas, boxes)

@@ -8,6 +8,7 @@ lets the arena allocate the outputs, which then live as long as the frame that h
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,12 +16,32 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from livefuse.engine.providers import SHORT_NAMES
+
+TENSORRT = SHORT_NAMES["tensorrt"]
+
+
+def without_tensorrt(engine: Any) -> Any:
+    """The engine as these helpers use it: TensorRT left out of its provider order (CUDA stays).
+
+    TensorRT compiles an engine per input shape; region graphs see new shapes every frame, and the
+    small fixed-shape ones gain nothing from it. The view shares the engine's failure memory and copy
+    counters (a shallow copy), like `Engine.for_session`.
+    """
+    order = [p for p in engine._order if p != TENSORRT]
+    if order == engine._order:
+        return engine
+    view = copy.copy(engine)
+    view._order = order
+    return view
+
 
 class DeviceGraph:
-    """A built graph on the engine's provider (with its fallback), run on OrtValues."""
+    """A built graph on the engine's provider (with its fallback, TensorRT aside), run on OrtValues."""
 
     def __init__(self, engine: Any, model: onnx.ModelProto) -> None:
-        self._model = engine.session(model)  # a ModelSession: provider choice and fallback are the engine's
+        # A ModelSession: provider choice and fallback are the engine's.
+        self._model = without_tensorrt(engine).session(model)
         self.output_names: list[str] = [o.name for o in self._model.session.get_outputs()]
 
     @property

@@ -33,7 +33,16 @@ from livefuse.engine.graphs import OPSET, _Builder
 from livefuse.engine.providers import CPU
 from livefuse.errors import PresetError
 from livefuse.frame import Frame
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec, Step, choose_implementation, preset_file
+from livefuse.stages.base import (
+    DevicePath,
+    Param,
+    Stage,
+    StageContext,
+    StageSpec,
+    Step,
+    choose_implementation,
+    preset_file,
+)
 from livefuse.stages.models import load_model, model_file
 from livefuse.stages.registry import register
 from livefuse.vision.segmentation import GENERAL_SIZE, LANDSCAPE_SIZE, SelfieSegmenter
@@ -266,6 +275,17 @@ class Backdrop:
             self._video.release()
 
 
+class BackgroundOnDevice(DevicePath):
+    """The fused graph on the device frame: bound where it is, composited into a frame that stays there."""
+
+    def __init__(self, stage: BackgroundStage) -> None:
+        self.stage = stage
+
+    def run(self, frame: Frame) -> None:
+        height, width = (int(d) for d in frame.device_image.shape()[:2])
+        _, frame.device_image = self.stage.run_graph(frame.device_image, (width, height), frame.seq)
+
+
 GRAPH_PARAMS = ("mode", "strength", "colour", "feather", "smoothing", "downscale")  # baked into the graph
 
 
@@ -290,6 +310,7 @@ class BackgroundStage(Stage):
             kind = "landscape" if width >= 1.4 * height else "general"
         self.model_name = MODELS[kind]
         self.model_size = LANDSCAPE_SIZE if kind == "landscape" else GENERAL_SIZE
+        path = context.implementation if path == "auto" else path
         auto = path == "auto"
         self.path = choose_implementation(path, self.engine.provider)
         self.segmenter: SelfieSegmenter | None = None
@@ -311,6 +332,8 @@ class BackgroundStage(Stage):
             self._session = self._model = None
         if self.path == "cpu":
             self.segmenter = SelfieSegmenter(load_model(self.engine, self.model_name), self.model_size)
+        elif context.transfers is not None:
+            self.device = BackgroundOnDevice(self)
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -413,17 +436,22 @@ class BackgroundStage(Stage):
         """One run of the fused graph: the frame goes up, the result comes down, the mask state stays."""
         image = np.ascontiguousarray(frame.image)
         height, width = image.shape[:2]
-        session = self._graph_for((width, height))
+        session, out = self.run_graph(image, (width, height), frame.seq)
+        host = session.download(out)
+        frame.image = np.array(host, copy=True) if session.device == "cpu" else host  # CPU: a reused buffer's view
+
+    def run_graph(self, image: np.ndarray | ort.OrtValue, size: tuple[int, int], seq: int) -> tuple[Any, ort.OrtValue]:
+        """(session, composited image on its device): one run; the EMA mask state stays on the device."""
+        session = self._graph_for(size)
         mw, mh = self.model_size
         state = self._state if self._state is not None else np.full((1, 1, mh, mw), -1.0, np.float32)
         feeds: dict[str, Any] = {"frame": image, "state": state}
         if self.params["mode"] == "replace":
             assert self._backdrop is not None
-            feeds["backdrop"] = self._backdrop_feed(self._backdrop.frame(frame.seq / self.fps, (width, height)))
+            feeds["backdrop"] = self._backdrop_feed(self._backdrop.frame(seq / self.fps, size))
         outs = session.run_device(feeds)
         self._state = outs["state_out"]  # valid until two runs later, and the next run consumes it
-        out = session.download(outs["image"])
-        frame.image = np.array(out, copy=True) if session.device == "cpu" else out  # CPU: a view of a reused buffer
+        return session, outs["image"]
 
     def _backdrop_feed(self, backdrop: np.ndarray) -> np.ndarray | ort.OrtValue:
         """A still backdrop is uploaded once, not with every frame; a video's with each new picture."""

@@ -21,12 +21,21 @@ from typing import Any
 import cv2
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from livefuse.engine.providers import CPU
 from livefuse.errors import PresetError
 from livefuse.frame import Frame
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec, choose_implementation, preset_file
+from livefuse.stages.base import (
+    DevicePath,
+    Param,
+    Stage,
+    StageContext,
+    StageSpec,
+    choose_implementation,
+    preset_file,
+)
 from livefuse.stages.cube import identity_cube, load_cube
 from livefuse.stages.registry import register
 
@@ -169,6 +178,7 @@ class ColourStage(Stage):
         self.params = dict(params)
         self.engine = context.engine
         self.preset_dir = Path(context.preset_dir) if context.preset_dir is not None else None
+        path = context.implementation if path == "auto" else path
         auto = path == "auto"
         self.path = choose_implementation(path, self.engine.provider)
         self._lut_path: Path | None = None
@@ -182,6 +192,8 @@ class ColourStage(Stage):
         if auto and self.path == "graph" and self._session(self._lut is not None).provider == CPU:
             self.path = "cpu"  # the GPU provider failed and the session fell back: the CPU path is faster
             self.update({})
+        if self.path == "graph" and context.transfers is not None:
+            self.device = ColourOnDevice(self)
 
     def _session(self, with_lut: bool) -> Any:
         if with_lut not in self._sessions:
@@ -226,6 +238,13 @@ class ColourStage(Stage):
         out = self._session(self._lut is not None).run(feeds)["output"]
         frame.image = np.array(out, copy=True)  # engine outputs are reused two runs later
 
+    def graph_feeds(self) -> dict[str, np.ndarray]:
+        """The graph's inputs besides the image: the slider map, and the LUT volume when there is one."""
+        feeds = {"matrix": self._matrix, "offset": self._offset}
+        if self._lut is not None:
+            feeds["lut"] = self._lut
+        return feeds
+
     def _grade_cpu(self, image: np.ndarray) -> np.ndarray:
         """cv2.transform for the sliders, then (with a LUT) one gather in the table by the pixel's bytes."""
         graded = cv2.transform(image, self._transform)  # rounds and clips to 0..255, as the graph does
@@ -241,6 +260,33 @@ class ColourStage(Stage):
     def close(self) -> None:
         self._sessions.clear()
         self._table = self._packed = None
+
+
+class ColourOnDevice(DevicePath):
+    """The colour graph on the device frame: the frame is bound where it is, the graded one stays there.
+
+    The sliders and the LUT volume are uploaded when they change (kept as OrtValues on the device), so a
+    frame carries no parameter uploads.
+    """
+
+    def __init__(self, stage: ColourStage) -> None:
+        self.stage = stage
+        self._uploaded: dict[str, tuple[np.ndarray, ort.OrtValue]] = {}
+
+    def _on_device(self, name: str, value: np.ndarray, device: str) -> ort.OrtValue:
+        kept = self._uploaded.get(name)
+        if kept is None or kept[0] is not value:
+            kept = (value, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), device, 0))
+            self._uploaded[name] = kept
+        return kept[1]
+
+    def run(self, frame: Frame) -> None:
+        stage = self.stage
+        session = stage._session(stage._lut is not None)
+        feeds: dict[str, Any] = {name: self._on_device(name, value, session.device)
+                                 for name, value in stage.graph_feeds().items()}
+        feeds["image"] = frame.device_image
+        frame.device_image = session.run_device(feeds)["output"]
 
 
 SPEC = register(StageSpec(

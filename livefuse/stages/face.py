@@ -16,19 +16,23 @@ small faces a whole-frame pass cannot see; tracked small faces are looked for in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec
+from livefuse.stages.base import DevicePath, Param, Stage, StageContext, StageSpec
 from livefuse.stages.models import load_model
 from livefuse.stages.registry import register
 from livefuse.stages.tracking import FaceTracker
 from livefuse.vision.detectors import BlazeFaceDetector, FaceDetector, RetinaFaceDetector, YuNetDetector
-from livefuse.vision.geometry import iou_matrix, resize
+from livefuse.vision.geometry import iou_matrix
 from livefuse.vision.landmarks import FaceLandmarker, arcface_points
+from livefuse.vision.pixels import FramePixels, HostPixels, pixels_of
+
+if TYPE_CHECKING:
+    from livefuse.device.pixels import DeviceReads
 
 DETECTOR_MODELS = {
     "blazeface": "face_detection_short",
@@ -81,9 +85,11 @@ class TiledDetector:
         starts = np.linspace(0, span - side, count).round().astype(int)
         return [(int(s), 0, side) if width >= height else (0, int(s), side) for s in starts]
 
-    def detect(self, image_bgr: np.ndarray) -> list[Face]:
-        if not self.size:
-            return list(self.detector.detect(image_bgr))
+    def detect(self, image: np.ndarray | FramePixels) -> list[Face]:
+        """Faces in the frame (a host array, or `FramePixels` of a frame that stays on the device)."""
+        image_bgr = pixels_of(image)
+        if not self.size:  # a wide-input detector letterboxes the whole frame itself
+            return list(self.detector.detect(image_bgr.host()))
         if self.whole is None:
             return self._merge(self._tiles(image_bgr), 0)
         h, w = image_bgr.shape[:2]
@@ -99,7 +105,7 @@ class TiledDetector:
             found += self._tiles(image_bgr)
         return self._merge(found, first)
 
-    def _whole(self, image_bgr: np.ndarray, detector: BlazeFaceDetector) -> list[Face]:
+    def _whole(self, image_bgr: FramePixels, detector: BlazeFaceDetector) -> list[Face]:
         """The whole-frame pass, on the frame shrunk to the model's input with mirrored borders.
 
         A face half out of the frame is half a face, which detectors miss, and a face entering from the
@@ -114,7 +120,7 @@ class TiledDetector:
         scale = side / max(w + 2 * pad, h)
         sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
         left, top = (side - sw) // 2, (side - sh) // 2
-        small = cv2.copyMakeBorder(resize(image_bgr, sw, sh), top, side - sh - top, left, side - sw - left,
+        small = cv2.copyMakeBorder(image_bgr.resized(sw, sh), top, side - sh - top, left, side - sw - left,
                                    cv2.BORDER_REFLECT_101)
         offset = np.array([left, top], np.float32)
         found = []
@@ -125,7 +131,7 @@ class TiledDetector:
                 found.append(Face(box=box, score=face.score, landmarks5=(face.landmarks5 - offset) / scale))
         return found
 
-    def _near(self, image_bgr: np.ndarray, boxes: list[np.ndarray], detector: BlazeFaceDetector) -> list[Face]:
+    def _near(self, image_bgr: FramePixels, boxes: list[np.ndarray], detector: BlazeFaceDetector) -> list[Face]:
         """Faces found in one mosaic of crops around `boxes`: a single model run for up to 9 faces.
 
         Each crop is a square 2.5 times its face, so the face lies whole inside its own cell, at a size
@@ -144,7 +150,7 @@ class TiledDetector:
             k_px = cell / side
             m = np.array([[k_px, 0, -x0 * k_px], [0, k_px, -y0 * k_px]], np.float32)  # frame -> cell pixels
             cx, cy = (k % grid) * cell, (k // grid) * cell
-            mosaic[cy:cy + cell, cx:cx + cell] = cv2.warpAffine(image_bgr, m, (cell, cell), flags=cv2.INTER_LINEAR)
+            mosaic[cy:cy + cell, cx:cx + cell] = image_bgr.warped(m, (cell, cell), inverse=False)
             cells.append((cx, cy, x0, y0, side / cell))
         out = []
         for face in detector.detect(mosaic):
@@ -159,15 +165,17 @@ class TiledDetector:
                     break
         return out
 
-    def _tiles(self, image_bgr: np.ndarray) -> list[Face]:
+    def _tiles(self, pixels: FramePixels) -> list[Face]:
         """Faces found in the square tiles of the frame, less those cut by a tile border."""
         # Shrink the frame once so each tile is already the model's input size (one resize, not one a tile).
-        h, w = image_bgr.shape[:2]
+        h, w = pixels.shape[:2]
         size = self.size
         scale = size / min(w, h) if size < min(w, h) else 1.0
         if scale < 1.0:
-            image_bgr = resize(image_bgr, max(size, round(w * scale)), max(size, round(h * scale)))
+            image_bgr = pixels.resized(max(size, round(w * scale)), max(size, round(h * scale)))
             h, w = image_bgr.shape[:2]
+        else:
+            image_bgr = pixels.host()  # a frame no bigger than the tiles: used as it is
         found = []
         tiles = self.tiles(w, h)
         for x, y, side in tiles:
@@ -248,6 +256,10 @@ class FaceStage(Stage):
         if params["landmarks"]:
             self.landmarker = FaceLandmarker(load_model(context.engine, LANDMARK_MODEL))
         self.tracker = FaceTracker(max_tracks=limit)
+        if context.transfers is not None:
+            from livefuse.device.pixels import DeviceReads
+
+            self.device = FaceOnDevice(self, DeviceReads(context.engine, context.transfers, self.name))
         self._configure()
         self._since_detect = 0  # frames since the last full (tiled) detection
         self._last_t: float | None = None
@@ -277,7 +289,7 @@ class FaceStage(Stage):
         self._last_t = t
         return t
 
-    def _follow(self, image: np.ndarray) -> tuple[list[Face], bool]:
+    def _follow(self, image: FramePixels) -> tuple[list[Face], bool]:
         """Each live track's face found again by FaceMesh where its last mesh was; True if one was lost."""
         assert self.landmarker is not None
         followed, lost = [], False
@@ -294,7 +306,7 @@ class FaceStage(Stage):
                                  track_id=track.id, mesh=mesh))
         return followed, lost
 
-    def _find(self, image: np.ndarray, tiled: bool, known: list[Face]) -> list[Face]:
+    def _find(self, image: FramePixels, tiled: bool, known: list[Face]) -> list[Face]:
         """Faces the detector finds that are not among `known` (refined by FaceMesh when landmarks are on).
 
         Tracked faces the whole-frame pass misses (small ones) are looked for near where they were (one
@@ -319,8 +331,11 @@ class FaceStage(Stage):
         return new
 
     def process(self, frame: Frame) -> None:
+        self.find_faces(frame, HostPixels(frame.image))
+
+    def find_faces(self, frame: Frame, image: FramePixels) -> None:
+        """`process` on the frame's pixels, wherever they are (host memory or the device)."""
         t = self._time(frame)
-        image = frame.image
         followed, lost = self._follow(image) if self.landmarker is not None and self.tracker.tracks else ([], False)
         # Detect on schedule, and whenever a face is lost (on this frame, or held since) until it is back.
         lost = lost or any(tr.misses for tr in self.tracker.tracks)
@@ -350,6 +365,18 @@ class FaceStage(Stage):
 
     def close(self) -> None:
         self.on_source_reopened()
+
+
+class FaceOnDevice(DevicePath):
+    """The face stage on a device frame: the detectors' shrunk inputs and FaceMesh's crops are made on the
+    device (`livefuse.device.pixels`), and only they come to the host."""
+
+    def __init__(self, stage: FaceStage, reads: DeviceReads) -> None:
+        self.stage = stage
+        self.reads = reads
+
+    def run(self, frame: Frame) -> None:
+        self.stage.find_faces(frame, self.reads.pixels(frame.device_image))
 
 
 SPEC = register(StageSpec(
