@@ -15,7 +15,8 @@ import time
 from stage_timing import cpu_context, demo_frames, median_ms, parse_args, preset_stage
 
 from livefuse.frame import Frame
-from livefuse.stages.background import SPEC, BackgroundStage
+from livefuse.stages.background.common import BackgroundStage
+from livefuse.stages.background.spec import SPEC, make_background
 
 
 def time_stage(stage: BackgroundStage, frames: list, runs: int) -> float:
@@ -37,10 +38,10 @@ def main() -> None:
     with cpu_context(size) as (engine, context):
         print(f"background stage, {size[0]}x{size[1]}, CPU provider, median of {runs} frames (ms per frame)")
         for label, params in (("background-blur", blur), ("remove", {"mode": "remove"})):
-            graph, cpu = (time_stage(BackgroundStage(defaults | params, context, path=path), frames, runs)
+            graph, cpu = (time_stage(make_background(defaults | params, context, path=path), frames, runs)
                           for path in ("graph", "cpu"))
             print(f"  {label:<16} graph {graph:7.2f}   opencv {cpu:6.2f}   ({graph / cpu:.1f}x)")
-        stage = BackgroundStage(defaults | blur, context, path="graph")
+        stage = make_background(defaults | blur, context, path="graph")
         strengths = iter([0.3, 0.4, 0.5, 0.7, 0.8, 0.9])
         start = time.perf_counter()
         for _ in range(5):

@@ -15,7 +15,8 @@ import numpy as np
 from stage_timing import cpu_context, demo_frames, median_ms, parse_args, preset_stage
 
 from livefuse.frame import Frame
-from livefuse.stages.colour import SPEC, ColourStage
+from livefuse.stages.colour.common import ColourStage
+from livefuse.stages.colour.spec import SPEC, make_colour
 
 
 def main() -> None:
@@ -32,7 +33,7 @@ def main() -> None:
         for label, params in settings.items():
             row = []
             for path in ("graph", "cpu"):
-                stage = ColourStage(defaults | params, context, path=path)
+                stage = make_colour(defaults | params, context, path=path)
                 frame = Frame(seq=0, pts=0, capture_ns=0, image=frames[0])
                 turn = itertools.count()
 
@@ -43,7 +44,7 @@ def main() -> None:
                 row.append(median_ms(grade, runs))
             print(f"  {label:<17} graph {row[0]:8.2f}   cpu {row[1]:6.2f}   ({row[0] / row[1]:.0f}x)")
 
-        stage = ColourStage(defaults | cinematic, context, path="cpu")
+        stage = make_colour(defaults | cinematic, context, path="cpu")
         strengths = iter(np.linspace(0.2, 0.9, 10**4))
         sliders = iter(np.linspace(-0.5, 0.5, 10**4))
         table = median_ms(lambda: stage.update({"lut_strength": float(next(strengths))}), max(5, runs // 3))

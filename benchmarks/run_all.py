@@ -90,7 +90,7 @@ def peers_python() -> Path | None:
 def blur_match() -> tuple[int, float]:
     """(downscale, sigma at that scale) of the background-blur preset, so the peers blur as strongly."""
     from livefuse.presets import load_preset
-    from livefuse.stages.background import blur_geometry
+    from livefuse.stages.background.common import blur_geometry
 
     preset = load_preset(PRESET)
     params = next(c.params for c in preset.stages if c.type == "background")

@@ -1,57 +1,40 @@
 """Source → chain → outputs, orchestrated by asyncio with the blocking work in threads.
 
-- The capture thread reads the source and hands each frame, stamped with its
+- The capture thread (livefuse/capture.py) reads the source and hands each frame, stamped with its
   capture time, to a latest-frame slot; it never waits on inference.
 - The dispatcher takes the newest frame whenever fewer than `max_in_flight`
   frames are being processed and the chain's first stage is free (so no frame
   ages waiting behind another), and runs the chain on a worker thread pool.
 - Processed frames are released in capture order to one latest-frame slot per
-  output; each output writes on its own thread, so a slow one only drops its
+  output; each output writes on its own thread (livefuse/outputs.py), so a slow one only drops its
   own frames. Latency is measured when the primary (first) output has written.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from livefuse.audio.chunk import AudioChunk
 from livefuse.audio.feed import AudioFeed
 from livefuse.audio.inputs import AudioInput
+from livefuse.capture import Capture
 from livefuse.chain import Chain
 from livefuse.frame import Frame
-from livefuse.sinks.base import OutputFailed, Sink
+from livefuse.outputs import Output
+from livefuse.sinks.base import Sink
 from livefuse.slot import LatestSlot, SlotClosed
-from livefuse.sources.base import Source, SourceLost
-from livefuse.stats import OutputStats, PipelineStats
+from livefuse.sources.base import Source
+from livefuse.stats import PipelineStats
 
 if TYPE_CHECKING:
     from livefuse.engine import Engine
 
 log = logging.getLogger("livefuse.pipeline")
-
-RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0)  # then every 2 s: a restarted sender is picked up soon
-DROP_OUTPUT_AFTER_ERRORS = 30
-
-
-@dataclass
-class _Output:
-    sink: Sink
-    stats: OutputStats
-    slot: LatestSlot[Frame]
-    executor: ThreadPoolExecutor
-    primary: bool
-    last: Frame | None = None
-    consecutive_errors: int = 0
-    closed: bool = False
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class Pipeline:
@@ -71,14 +54,12 @@ class Pipeline:
         self.stats = stats or chain.stats
         chain.stats = self.stats
         self._sinks = sinks
-        self._outputs: list[_Output] = []
+        self._outputs: list[Output] = []
+        self._output_tasks: list[asyncio.Task[None]] = []
         self._input: LatestSlot[Frame] | None = None
         self._workers = ThreadPoolExecutor(max_in_flight, thread_name_prefix="livefuse-infer")
-        self._stop_capture = threading.Event()
-        self._capture_done = threading.Event()
         self._stopped: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._fatal: BaseException | None = None
         self._emit_next = 0
         self._ready: dict[int, Frame] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -119,14 +100,16 @@ class Pipeline:
         self._hook_chain(self.chain)
         self.stats.started_ns = time.monotonic_ns()
         for index, sink in enumerate(self._sinks):
-            out = _Output(sink, OutputStats(), LatestSlot(sink.name),
-                          ThreadPoolExecutor(1, thread_name_prefix=f"livefuse-out{index}"), primary=index == 0)
+            out = Output(sink, index, self.fps, on_written=self._primary_written if index == 0 else None)
             self.stats.outputs[sink.name] = out.stats
-            out.task = asyncio.create_task(self._drive_output(out))
+            self._output_tasks.append(asyncio.create_task(out.drive()))
             self._outputs.append(out)
         if self.audio is not None:
             self.audio.start(self._deliver_audio)
-        capture = threading.Thread(target=self._capture_loop, name="livefuse-capture", daemon=True)
+        loop = self._loop
+        capture = Capture(
+            self.source, lambda frame: loop.call_soon_threadsafe(self._on_captured, frame), self.stop,
+            stats=self.stats, audio=self.audio, max_frames=self.max_frames)
         capture.start()
         dispatcher = asyncio.create_task(self._dispatch())
         timer = self._loop.call_later(self.duration, self._stopped.set) if self.duration else None
@@ -135,42 +118,32 @@ class Pipeline:
         finally:
             if timer:
                 timer.cancel()
-            await self._drain(dispatcher)
+            await self._drain(dispatcher, capture)
             capture.join(timeout=1.0)
             if self.audio is not None:
                 await self._loop.run_in_executor(None, self.audio.close)
-        if self._fatal is not None:
-            raise self._fatal
+        if capture.fatal is not None:
+            raise capture.fatal
         return self.stats
 
-    async def _drain(self, dispatcher: asyncio.Task[None]) -> None:
+    async def _drain(self, dispatcher: asyncio.Task[None], capture: Capture) -> None:
         """Stop capture, finish frames in flight, flush and close every output."""
         assert self._input is not None and self._loop is not None
-        self._stop_capture.set()
+        capture.stop()
         self._input.close()
         if self.audio is not None:  # sound up to the last captured frame reaches the outputs before they close
-            await self._loop.run_in_executor(None, self._capture_done.wait, 2.0)
+            await self._loop.run_in_executor(None, capture.done.wait, 2.0)
         await dispatcher
         if self._in_flight:
             await asyncio.wait(list(self._in_flight))
         for out in self._outputs:
             out.slot.close()
-        await asyncio.gather(*(out.task for out in self._outputs if out.task))
+        await asyncio.gather(*self._output_tasks)
         for out in self._outputs:
-            await self._close_output(out)
-            out.executor.shutdown(wait=False)
+            await out.close()
+            out.shutdown()
         self._workers.shutdown(wait=False)
         self._update_engine_stats()
-
-    async def _close_output(self, out: _Output) -> None:
-        assert self._loop is not None
-        if out.closed:
-            return
-        out.closed = True
-        try:
-            await self._loop.run_in_executor(out.executor, out.sink.close)
-        except Exception as exc:  # noqa: BLE001 - close the other outputs whatever happens
-            log.error("closing output %s failed: %s", out.sink.name, exc)
 
     def _update_engine_stats(self) -> None:
         if self.engine is None:
@@ -179,59 +152,7 @@ class Pipeline:
         self.stats.copies = dict(self.engine.copies())
         self.stats.transfers = self.chain.transfers()
 
-    # -- capture (its own thread) --------------------------------------------------------------
-
-    def _capture_loop(self) -> None:
-        """Read until stopped, then close the source here: never from another thread while a read may block."""
-        try:
-            self._capture_frames()
-        finally:
-            self._capture_done.set()
-            try:
-                self.source.close()
-            except Exception as exc:  # noqa: BLE001 - closing must not hide why capture ended
-                log.debug("closing source failed: %s", exc)
-
-    def _capture_frames(self) -> None:
-        assert self._loop is not None
-        seq = 0
-        start_ns = time.monotonic_ns()
-        failures = 0
-        epoch = 0  # times the source was reopened: stages forget the old scene when it moves on
-        while not self._stop_capture.is_set():
-            try:
-                image = self.source.read()
-            except SourceLost as exc:
-                failures = self._reconnect(failures, exc)
-                if failures == 0 and not self._stop_capture.is_set():
-                    epoch += 1  # reopened: the next frame may show another scene
-                continue
-            except BaseException as exc:  # noqa: BLE001 - reported by run() after a clean shutdown
-                self._fatal = exc
-                self.stop()
-                return
-            failures = 0
-            if image is None:
-                log.info("source %s ended", self.source.description)
-                if self.audio is not None:
-                    self.audio.flush()
-                self.stop()
-                return
-            now = time.monotonic_ns()
-            if self.audio is not None:  # picture and sound stamped on one clock
-                stamp = self.audio.video_capture_ns(now)
-                if stamp is None:  # a stream's backlog from before capture started
-                    continue
-                now = stamp
-            frame = Frame(seq=seq, pts=(now - start_ns) * Frame.time_base // 1_000_000_000, capture_ns=now,
-                          image=image, source_epoch=epoch)
-            self._loop.call_soon_threadsafe(self._on_captured, frame)
-            if self.audio is not None:
-                self.audio.on_video(now)
-            seq += 1
-            if self.max_frames is not None and seq >= self.max_frames:
-                self.stop()
-                return
+    # -- capture and sound ---------------------------------------------------------------------
 
     def _deliver_audio(self, chunk: AudioChunk) -> None:
         """Hand a chunk to every output that carries sound (capture or device thread; never waits)."""
@@ -243,22 +164,6 @@ class Pipeline:
                 if self.stats.audio_overflows == 1:
                     log.error("an output stopped taking sound for %d s; its audio is incomplete",
                               feed.max_backlog_ns // 1_000_000_000)
-
-    def _reconnect(self, failures: int, exc: Exception) -> int:
-        """Reopen a lost live source with backoff; outputs keep showing the last frame meanwhile."""
-        delay = RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)]
-        if failures == 0:
-            log.warning("source %s lost (%s); reconnecting", self.source.description, exc)
-        if self._stop_capture.wait(delay):
-            return failures
-        try:
-            self.source.reopen()
-            self.stats.reconnects += 1
-            log.info("source %s reopened", self.source.description)
-            return 0
-        except Exception as again:  # noqa: BLE001 - keep trying while running
-            log.debug("reopen failed: %s", again)
-            return failures + 1
 
     def _on_captured(self, frame: Frame) -> None:
         assert self._input is not None
@@ -323,59 +228,10 @@ class Pipeline:
     def _emit(self, frame: Frame) -> None:
         self.stats.frames_processed += 1
         for out in self._outputs:
-            out.slot.put(frame)
-            out.stats.dropped = out.slot.dropped
+            out.put(frame)
         for listener in self.frame_listeners:
             listener(frame)
 
-    # -- outputs -------------------------------------------------------------------------------
-
-    async def _drive_output(self, out: _Output) -> None:
-        assert self._loop is not None
-        idle_timeout = 2.0 / self.fps if out.sink.repeat_when_idle else None
-        while True:
-            try:
-                frame = await out.slot.get(timeout=idle_timeout)
-            except SlotClosed:
-                return
-            fresh = frame is not None
-            if frame is None:
-                if out.last is None:
-                    continue
-                frame = dataclasses.replace(out.last, capture_ns=time.monotonic_ns())
-            try:
-                if out.sink.inline:
-                    out.sink.write(frame)  # costs nothing (null): no thread hop
-                else:
-                    await self._loop.run_in_executor(out.executor, out.sink.write, frame)
-            except Exception as exc:  # noqa: BLE001 - one output failing must not stop the others
-                if self._output_failed(out, exc):
-                    out.slot.close()  # given up: no more frames for it, and it is finalised now, not at the end
-                    await self._close_output(out)
-                    return
-                continue
-            out.consecutive_errors = 0
-            out.last = frame
-            if fresh:
-                now = time.monotonic_ns()
-                out.stats.frames += 1
-                out.stats.latency.add(now - frame.capture_ns)
-                if out.primary:
-                    self.stats.record_output(now - frame.capture_ns, now)
-
-    def _output_failed(self, out: _Output, exc: Exception) -> bool:
-        """Count a write error; give the output up at once when retrying cannot help (OutputFailed), else after
-        many in a row. True when given up: logged once, and shown in the stats as the output's `failed`."""
-        out.stats.errors += 1
-        out.consecutive_errors += 1
-        if isinstance(exc, OutputFailed):
-            out.stats.failed = str(exc)
-            log.error("output %s stopped: %s; the other outputs go on", out.sink.name, exc)
-            return True
-        if out.stats.errors == 1:
-            log.warning("output %s failed to write (%s); retrying", out.sink.name, exc)
-        if out.consecutive_errors >= DROP_OUTPUT_AFTER_ERRORS:
-            out.stats.failed = f"{exc} ({out.consecutive_errors} write errors in a row)"
-            log.error("output %s failed %d times in a row; closing it", out.sink.name, out.consecutive_errors)
-            return True
-        return False
+    def _primary_written(self, frame: Frame, now_ns: int) -> None:
+        """The primary output wrote a fresh frame: the pipeline's latency is measured here."""
+        self.stats.record_output(now_ns - frame.capture_ns, now_ns)

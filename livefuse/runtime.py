@@ -1,22 +1,25 @@
 """A running daemon: its engine, pipeline and active preset, and the operations the API offers.
 
-The CLI builds one `Runtime`; the web control API switches presets and tunes
-parameters through it while frames keep flowing.
+The CLI builds one `Runtime` (and each camera peer one of its own) with `Runtime.wire`; the web control
+API switches presets and tunes parameters through it while frames keep flowing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from livefuse.audio.inputs import AudioInput
 from livefuse.chain import first_line
 from livefuse.errors import PresetError, UserError
 from livefuse.pipeline import Pipeline
-from livefuse.presets import Preset, build_chain, load_preset, shown, validate_params
+from livefuse.presets import Preset, load_preset, shown, validate_params
+from livefuse.sinks.base import Sink
+from livefuse.sources.base import Source
 from livefuse.stages.base import StageContext
+from livefuse.wiring import Assembly, assemble
 
 if TYPE_CHECKING:
     from livefuse.engine import Engine
@@ -30,15 +33,24 @@ class Runtime:
     engine: Engine
     settings: dict[str, Any] = field(default_factory=dict)  # size, fps, source, outputs: for /api/status
 
+    @classmethod
+    def wire(cls, assembly: Assembly, source: Source, sinks: list[Sink], *, settings: dict[str, Any],
+             max_frames: int | None = None, duration: float | None = None,
+             audio: AudioInput | None = None) -> Runtime:
+        """The assembled chain run between `source` and `sinks` (see livefuse/wiring.py), with its controls."""
+        pipeline = assembly.pipeline(source, sinks, max_frames=max_frames, duration=duration, audio=audio)
+        return cls(pipeline, assembly.preset, assembly.context, assembly.engine, settings)
+
     async def switch_preset(self, name_or_path: str) -> Preset:
         """Load and build the new preset off the loop, then swap it in between two frames."""
         loop = asyncio.get_running_loop()
         preset = await loop.run_in_executor(None, load_preset, name_or_path)
         # Its files are relative to its own folder, not the first preset's; its stages share state afresh.
-        context = dataclasses.replace(self.context, preset_dir=preset.path.parent, shared={})
-        chain = await loop.run_in_executor(None, build_chain, preset, context, self.pipeline.stats)
-        await self.pipeline.swap_chain(chain)
-        self.preset, self.context = preset, context
+        size, fps = self.context.size, self.context.fps
+        assembly = await loop.run_in_executor(None, lambda: assemble(preset, self.engine, size, fps,
+                                                                     stats=self.pipeline.stats))
+        await self.pipeline.swap_chain(assembly.chain)
+        self.preset, self.context = preset, assembly.context
         return preset
 
     async def update_params(self, label: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -23,12 +23,13 @@ import pytest
 
 from livefuse.frame import Frame
 from livefuse.pipeline import Pipeline
-from livefuse.presets import build_chain, load_preset
+from livefuse.presets import load_preset
 from livefuse.runtime import Runtime
 from livefuse.sources.demo import DemoSource, _person_mask, astronaut_bgr
 from livefuse.stages.base import Param, Stage, StageContext, StageSpec, TakesSourceFace
 from livefuse.stages.registry import STAGES, register
 from livefuse.web.sink import PreviewSink
+from livefuse.wiring import assemble
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -164,17 +165,15 @@ class LiveDaemon:
         self.loop = asyncio.get_running_loop()
         preset = load_preset(self.preset_name)
         engine = Engine(provider="cpu")
-        context = StageContext(engine=engine, size=self.size, fps=self.fps, preset_dir=preset.path.parent)
-        chain = build_chain(preset, context)
+        assembly = assemble(preset, engine, self.size, self.fps)  # as `livefuse run` wires it
         self.sink = PreviewSink(self.size, self.fps, host=self.host, port=0, token=self.token,
                                 max_peers=self.max_peers)
         self.token = self.sink.token
         source = DemoSource(self.size, self.fps, motion=self.motion)
-        self.pipeline = Pipeline(source, chain, [self.sink], fps=self.fps, engine=engine)
-        self.pipeline.stats.provider = engine.provider  # as `livefuse run` does
+        self.runtime = Runtime.wire(assembly, source, [self.sink],
+                                    settings={"source": "demo", "size": list(self.size), "fps": self.fps})
+        self.pipeline = self.runtime.pipeline
         self.pipeline.frame_listeners.append(lambda f: self.emitted.append((f.seq, f.capture_ns, f.meta.get("tag"))))
-        self.runtime = Runtime(self.pipeline, preset, context, engine,
-                               settings={"source": "demo", "size": list(self.size), "fps": self.fps})
         await self.sink.attach(self.runtime)
         self._ready.set()
         try:

@@ -14,11 +14,11 @@ import pytest
 
 from livefuse.engine import Engine
 from livefuse.errors import ModelError
-from livefuse.pipeline import Pipeline
 from livefuse.presets import DEFAULT_PRESET, PRESETS_DIR, build_chain, load_preset, parse_preset
 from livefuse.sinks import NullSink
 from livefuse.sources.demo import DemoSource
 from livefuse.stages.base import StageContext
+from livefuse.wiring import assemble
 
 SHIPPED = sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
 MINE = ["anonymise", "background-blur", "background-replace", "colour-cinematic", "debug"]
@@ -47,9 +47,8 @@ def test_preset_validates(name: str) -> None:
 @pytest.mark.parametrize("name", SHIPPED)
 def test_preset_runs_on_the_demo_or_names_the_model_to_pull(name: str, engine: Engine) -> None:
     preset = load_preset(name)
-    context = StageContext(engine=engine, size=SIZE, fps=30.0, preset_dir=preset.path.parent)
     try:
-        chain = build_chain(preset, context)
+        assembly = assemble(preset, engine, SIZE, 30.0)
     except ModelError as exc:
         needed = {m for config in preset.stages for m in config.spec.models}
         message = str(exc)
@@ -58,11 +57,11 @@ def test_preset_runs_on_the_demo_or_names_the_model_to_pull(name: str, engine: E
         assert name not in MINE  # the presets of this set run on bundled models alone
         return
     source = DemoSource(SIZE, 30.0, paced=False)
-    pipeline = Pipeline(source, chain, [NullSink()], fps=30.0, max_frames=6, engine=engine)
+    pipeline = assembly.pipeline(source, [NullSink()], max_frames=6)
     try:
         stats = asyncio.run(pipeline.run())
     finally:
-        chain.close()
+        assembly.chain.close()
     assert stats.stage_errors == {}
     assert stats.frames_processed >= 1
     ran = {name.split(":")[0] for name in stats.stages}  # a stage with steps records "label:step"

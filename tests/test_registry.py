@@ -20,7 +20,8 @@ import pytest
 
 from livefuse.commands import models as cli
 from livefuse.engine import Engine
-from livefuse.engine.registry import Registry, load_manifest
+from livefuse.engine.manifest import load_manifest
+from livefuse.engine.registry import Registry
 from livefuse.errors import ModelError, UserError
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "models"

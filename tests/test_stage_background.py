@@ -15,7 +15,11 @@ from livefuse.engine import Engine
 from livefuse.errors import PresetError
 from livefuse.frame import Frame
 from livefuse.sources.demo import DemoSource
-from livefuse.stages.background import SPEC, BackgroundStage, cover
+from livefuse.stages.background.backdrop import cover
+from livefuse.stages.background.common import BackgroundStage
+from livefuse.stages.background.cpu import CpuBackground
+from livefuse.stages.background.graph import GraphBackground
+from livefuse.stages.background.spec import SPEC, make_background
 from livefuse.stages.base import StageContext
 
 SIZE = (1280, 720)
@@ -31,7 +35,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 def make_stage(engine: Engine, preset_dir: Path | None = None, size: tuple[int, int] = SIZE, path: str = "auto",
                **params: Any) -> BackgroundStage:
     full = {p.name: p.default for p in SPEC.params} | params
-    return BackgroundStage(full, StageContext(engine=engine, size=size, fps=30.0, preset_dir=preset_dir), path=path)
+    return make_background(full, StageContext(engine=engine, size=size, fps=30.0, preset_dir=preset_dir), path=path)
 
 
 def run(stage: BackgroundStage, images: list[np.ndarray]) -> list[Frame]:
@@ -185,9 +189,9 @@ def demo_clip(count: int = 8) -> list[np.ndarray]:
 
 def test_auto_picks_opencv_on_the_cpu_provider(engine: Engine) -> None:
     stage = make_stage(engine)
-    assert stage.path == "cpu" and stage.steps()[0][0] == "segment"
+    assert isinstance(stage, CpuBackground) and stage.path == "cpu" and stage.steps()[0][0] == "segment"
     graph = make_stage(engine, path="graph")
-    assert graph.segmenter is None and [label for label, _ in graph.steps()] == [""]
+    assert isinstance(graph, GraphBackground) and [label for label, _ in graph.steps()] == [""]
     with pytest.raises(ValueError, match="path must be"):
         make_stage(engine, path="gpu")
 

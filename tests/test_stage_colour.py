@@ -19,9 +19,11 @@ from livefuse.errors import PresetError
 from livefuse.frame import Frame
 from livefuse.presets import PRESETS_DIR
 from livefuse.sources.demo import DemoSource
-from livefuse.stages import colour
 from livefuse.stages.base import StageContext
-from livefuse.stages.colour import SPEC, ColourStage, lut_table
+from livefuse.stages.colour import cpu as colour_cpu
+from livefuse.stages.colour.common import ColourStage
+from livefuse.stages.colour.cpu import lut_table
+from livefuse.stages.colour.spec import SPEC, make_colour
 from livefuse.stages.cube import identity_cube, load_cube, parse_cube, write_cube
 
 CINEMATIC = PRESETS_DIR / "assets" / "cinematic.cube"
@@ -47,7 +49,7 @@ def demo_frame() -> np.ndarray:
 def make_stage(engine: Engine, size: tuple[int, int], preset_dir: Path | None = None, path: str = "auto",
                **params: Any) -> ColourStage:
     full = {p.name: p.default for p in SPEC.params} | params
-    return ColourStage(full, StageContext(engine=engine, size=size, fps=30.0, preset_dir=preset_dir), path=path)
+    return make_colour(full, StageContext(engine=engine, size=size, fps=30.0, preset_dir=preset_dir), path=path)
 
 
 def run(stage: ColourStage, image: np.ndarray) -> np.ndarray:
@@ -113,7 +115,7 @@ class GpuEngine:
                                                          ("CPUExecutionProvider", "cpu")])
 def test_a_gpu_provider_gets_the_graph_unless_it_fell_back(engine: Engine, photo: np.ndarray,
                                                            session_provider: str, want: str) -> None:
-    stage = ColourStage({p.name: p.default for p in SPEC.params} | {"lut": "assets/cinematic.cube"},
+    stage = make_colour({p.name: p.default for p in SPEC.params} | {"lut": "assets/cinematic.cube"},
                         StageContext(engine=GpuEngine(engine, session_provider), size=(512, 512), fps=30.0,
                                      preset_dir=PRESETS_DIR))
     assert stage.path == want
@@ -215,7 +217,7 @@ def test_cpu_path_rebuilds_the_table_only_for_a_new_lut_or_strength(engine: Engi
         builds.append(strength)
         return lut_table(cube, strength, out)
 
-    monkeypatch.setattr(colour, "lut_table", counting)
+    monkeypatch.setattr(colour_cpu, "lut_table", counting)
     stage = make_stage(engine, (512, 512), PRESETS_DIR, "cpu", lut="assets/cinematic.cube")
     cube = load_cube(CINEMATIC)
     steps: list[tuple[dict[str, Any], list[float]]] = [

@@ -14,8 +14,9 @@ from livefuse.errors import ModelError
 from livefuse.frame import Face, Frame
 from livefuse.sources.demo import DemoSource, astronaut_bgr
 from livefuse.stages.base import StageContext
-from livefuse.stages.face import SPEC, FaceStage, TiledDetector
+from livefuse.stages.face import SPEC, FaceStage
 from livefuse.stages.smoothing import OneEuro
+from livefuse.stages.tiled_detector import TiledDetector
 from livefuse.stages.tracking import FaceTracker
 from livefuse.vision.geometry import iou_matrix
 

@@ -106,10 +106,9 @@ def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
     """Build the preset, warm it up, run `config.frames` released frames through it in `mode`; its JSON."""
     from livefuse.engine import Engine
     from livefuse.memory import keep_frame_memory
-    from livefuse.pipeline import Pipeline
-    from livefuse.presets import build_chain, load_preset
-    from livefuse.stages.base import StageContext
+    from livefuse.presets import load_preset
     from livefuse.stats import PipelineStats
+    from livefuse.wiring import assemble
 
     if mode not in (*MODES, AUDIO_MODE):
         raise ValueError(mode)
@@ -119,9 +118,8 @@ def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
 
     engine = Engine(provider=config.provider, iobinding=config.iobinding,
                     executor=open_executor(config.executor, config.fps))
-    context = StageContext(engine=engine, size=config.size, fps=config.fps, preset_dir=preset.path.parent,
-                           implementation=config.implementation)
-    chain = build_chain(preset, context)
+    assembly = assemble(preset, engine, config.size, config.fps, implementation=config.implementation)
+    chain = assembly.chain
     produce, close_source, description = open_producer(config)
     try:
         for seq in range(config.warmup):
@@ -138,14 +136,13 @@ def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
         measured.usage.start()
         camera.start()
         if mode == "pipelined":
-            pipeline = Pipeline(camera, chain, [sink], fps=config.fps, stats=stats, engine=engine)
-            asyncio.run(pipeline.run())
+            asyncio.run(assembly.pipeline(camera, [sink], stats=stats).run())
         elif mode == AUDIO_MODE:
             from livefuse.bench.audio import AudioEncodeSink, SyntheticMicrophone
 
             microphone = SyntheticMicrophone()
-            pipeline = Pipeline(camera, chain, [sink, AudioEncodeSink(microphone.format)], fps=config.fps,
-                                stats=stats, engine=engine, audio=microphone)
+            pipeline = assembly.pipeline(camera, [sink, AudioEncodeSink(microphone.format)], stats=stats,
+                                         audio=microphone)
             asyncio.run(pipeline.run())
         else:
             from livefuse.bench.sequential import run_sequential

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from livefuse.commands.triton_models import add_parsers as add_triton_parsers
-from livefuse.engine.registry import ModelEntry, Registry, semver
+from livefuse.engine.manifest import ModelEntry, semver
+from livefuse.engine.registry import Registry
 from livefuse.errors import UserError
 
 

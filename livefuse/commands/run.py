@@ -15,13 +15,12 @@ from livefuse.audio.inputs import AUDIO_HELP, AudioInput, open_audio
 from livefuse.commands.args import add_engine_args, add_video_args, positive_float, positive_int
 from livefuse.errors import OutputError
 from livefuse.logs import setup_logging
-from livefuse.pipeline import Pipeline
-from livefuse.presets import DEFAULT_PRESET, available_presets, build_chain, load_preset
+from livefuse.presets import DEFAULT_PRESET, available_presets, load_preset
 from livefuse.runtime import Runtime
 from livefuse.sinks import OUTPUT_HELP, Sink, open_sink, parse_output
 from livefuse.sources import SOURCE_HELP, default_source, open_source
-from livefuse.stages.base import StageContext
 from livefuse.status import report_status
+from livefuse.wiring import assemble
 
 log = logging.getLogger("livefuse")
 
@@ -124,16 +123,13 @@ async def _run(args: argparse.Namespace) -> int:
                             None, open_executor, args.executor, fps),
                         session_id=args.session_id)
         await asyncio.get_running_loop().run_in_executor(None, engine.resolve_provider)
-        context = StageContext(engine=engine, size=size, fps=fps, preset_dir=preset.path.parent)
-        chain = build_chain(preset, context)
+        assembly = assemble(preset, engine, size, fps)
         web = {"host": args.host, "port": args.port, "token": args.token, "max_peers": args.max_peers,
                "peer_timeout": args.peer_timeout}
         sinks = open_outputs(specs, size, fps, web, audio)
-        pipeline = Pipeline(source, chain, sinks, fps=fps, max_frames=args.frames, duration=args.duration,
-                            engine=engine, audio=audio)
-        pipeline.stats.provider = engine.provider
-        runtime = Runtime(pipeline, preset, context, engine,
-                          settings={"source": source_spec, "size": list(size), "fps": fps, "outputs": specs})
+        runtime = Runtime.wire(assembly, source, sinks, max_frames=args.frames, duration=args.duration, audio=audio,
+                               settings={"source": source_spec, "size": list(size), "fps": fps, "outputs": specs})
+        pipeline = runtime.pipeline
         for sink in sinks:
             await sink.attach(runtime)  # the preview output starts its web server with the control API
     except BaseException:

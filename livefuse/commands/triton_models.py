@@ -17,8 +17,8 @@ def preset_models(presets: list[str], explicit: bool) -> tuple[list[str], list[s
     not what their stages might. With `explicit` a preset that cannot be built is an error.
     """
     from livefuse.engine import Engine
-    from livefuse.presets import build_chain, load_preset
-    from livefuse.stages.base import StageContext
+    from livefuse.presets import load_preset
+    from livefuse.wiring import assemble
 
     names: list[str] = []
     skipped: list[str] = []
@@ -26,8 +26,7 @@ def preset_models(presets: list[str], explicit: bool) -> tuple[list[str], list[s
         preset = load_preset(name)
         engine = Engine(provider="cpu")
         try:
-            chain = build_chain(preset, StageContext(engine=engine, size=(1280, 720), fps=30.0,
-                                                     preset_dir=preset.path.parent))
+            chain = assemble(preset, engine, (1280, 720), 30.0).chain
         except ModelError as exc:
             if explicit:
                 raise

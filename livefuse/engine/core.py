@@ -1,52 +1,45 @@
-"""The inference engine: picks an execution provider and creates model sessions on it."""
+"""The inference engine: picks an execution provider and creates model sessions on it.
+
+The pieces: `ProviderChoice` (the order and what failed), `SessionOpener` (one onnxruntime session on
+one provider, with the optimised-model cache), `ModelSession` (running, with run-time fallback) and,
+on NVIDIA GPUs, `KeepWarm` (clocks kept up between frames). The engine wires them for its sessions.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import logging
 import os
-import re
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import onnx
-import onnxruntime as ort
 
 from livefuse.engine import providers as prov
 from livefuse.engine.iobinding import Copies
-from livefuse.engine.session import (
-    ModelSession,
-    ModelSource,
-    cache_name,
-    first_line,
-    session_options,
-    tmp_name,
-)
+from livefuse.engine.keep_warm import KeepWarm, warm_graph_runner
+from livefuse.engine.provider_choice import ProviderChoice
+from livefuse.engine.provider_options import uses_cuda_graph
+from livefuse.engine.reasons import first_line, short
+from livefuse.engine.session import ModelSession
+from livefuse.engine.session_open import Opened, SessionOpener
+from livefuse.engine.source import ModelSource
 from livefuse.errors import ModelError
 
 if TYPE_CHECKING:
     from livefuse.engine.registry import Registry
-    from livefuse.triton.executor import RemoteSession, TritonExecutor
+    from livefuse.triton.executor import TritonExecutor
+    from livefuse.triton.remote_session import RemoteSession
 
 log = logging.getLogger("livefuse.engine")
+
+PROBE_LABEL = "built graph 'provider_probe'"
 
 
 def default_cache_dir() -> Path:
     """Where optimised models and TensorRT engines are kept: $LIVEFUSE_CACHE_DIR or ~/.cache/livefuse."""
     base = os.environ.get("LIVEFUSE_CACHE_DIR")
     return (Path(base) if base else Path.home() / ".cache" / "livefuse") / "engine"
-
-
-PROBE_LABEL = "built graph 'provider_probe'"
-
-
-def _short(reason: str, limit: int = 90) -> str:
-    """A reason's first sentence, cut to fit one log line."""
-    first = reason.split(". ")[0].split(", make sure")[0]
-    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 class Engine:
@@ -56,6 +49,7 @@ class Engine:
     openvino). `iobinding=False` runs plain `session.run` (kept so the benchmark can compare).
     With an `executor` (Triton), manifest models run there, each with its local session as fallback;
     `session_id` picks the model versions a grey release gives this session (see `for_session`).
+    `keep_warm_ms` (GPU providers only): after this long without a run, a tiny graph keeps the clocks up.
     """
 
     def __init__(
@@ -66,20 +60,24 @@ class Engine:
         registry: Registry | None = None,
         executor: TritonExecutor | None = None,
         session_id: str = "main",
+        keep_warm_ms: float = 20.0,
     ) -> None:
-        self.requested = provider
         self.executor = executor
         self.session_id = session_id
         self.model_names: list[str] = []  # manifest models sessions were made for, in order
         self.iobinding = iobinding
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._registry = registry
-        self._failed: dict[str, str] = {}  # provider -> why it failed (skipped from then on, silently)
-        self._ep_errors: dict[str, str] = {}  # what onnxruntime printed when a provider failed
+        self.choice = ProviderChoice(provider)  # raises UserError for an unknown/unlisted provider
+        self.requested = self.choice.requested
+        self.opener = SessionOpener(self.cache_dir, self.choice)
+        self.keep_warm = KeepWarm(keep_warm_ms, lambda: warm_graph_runner(self.opener, self.choice.current))
         self._copies = Copies()
-        self._lock = threading.Lock()
-        self._order = prov.candidates(provider)  # raises UserError for an unknown/unlisted provider
-        self.provider: str = self._order[0]  # updated to what sessions really got
+
+    @property
+    def provider(self) -> str:
+        """The provider sessions really got (the first candidate until one was made)."""
+        return self.choice.current
 
     @property
     def registry(self) -> Registry:
@@ -117,12 +115,13 @@ class Engine:
         self.model_names.append(name)
         if self.executor is None:
             return local
-        from livefuse.triton.executor import RemoteSession
+        from livefuse.triton.remote_session import RemoteSession
 
         return RemoteSession(self.executor, name, local, self.session_id)
 
     def close(self) -> None:
-        """Stop the executor's connection and watcher (local sessions need nothing)."""
+        """Stop the keep-warm thread and the executor's connection and watcher."""
+        self.keep_warm.stop()
         if self.executor is not None:
             self.executor.close()
 
@@ -134,24 +133,18 @@ class Engine:
         """
         from livefuse.engine.graphs import identity_probe
 
-        probe = identity_probe()
-        self._create(ModelSource.from_proto(probe), self._candidates())
+        self.create(ModelSource.from_proto(identity_probe()), self.choice.candidates())
         return self.provider
 
     # -- provider selection ----------------------------------------------------------------------
 
-    def _candidates(self) -> list[str]:
-        return [p for p in self._order if p not in self._failed or p == prov.CPU]
-
-    def _create(
-        self, source: ModelSource, order: list[str], quiet: bool = False
-    ) -> tuple[ort.InferenceSession, str]:
+    def create(self, source: ModelSource, order: list[str], quiet: bool = False) -> Opened:
         """A session on the first provider of `order` that really works; one log line if any failed."""
         reasons: list[str] = []
         last_exc: Exception | None = None
         for provider in order:
             try:
-                session = self._try(source, provider)
+                opened = self.open_on(source, provider, uses_cuda_graph(provider, source.fixed_shapes))
             except ModelError:
                 raise
             except Exception as exc:  # noqa: BLE001 (onnxruntime raises several types for provider failures)
@@ -160,96 +153,43 @@ class Engine:
                 if provider == prov.CPU:
                     break
                 reasons.append(f"{prov.short_name(provider)}: {why}")
-                self._failed[provider] = why
+                self.choice.fail(provider, why)
                 continue
-            if session is None:  # onnxruntime silently fell back to CPU inside the session
-                why = self._ep_errors.pop(provider, "") or prov.load_failure(provider)
+            if opened is None:  # onnxruntime silently fell back to CPU inside the session
+                why = self.choice.fell_back_reason(provider)
                 reasons.append(f"{prov.short_name(provider)}: {why}")
-                self._failed[provider] = why
+                self.choice.fail(provider, why)
                 continue
             if reasons and not quiet:
                 log.warning(
                     "provider fallback%s: %s; using %s",
                     "" if source.label == PROBE_LABEL else f" for {source.label}",
-                    "; ".join(_short(reason) for reason in reasons),
+                    "; ".join(short(reason) for reason in reasons),
                     prov.short_name(provider),
                 )
-            self.provider = provider
-            return session, provider
+            self.choice.succeeded(provider)
+            if provider in prov.GPU:
+                self.keep_warm.start()
+            return opened
         raise ModelError(
             f"{source.label} does not load in onnxruntime ({last_exc}); run "
             f"`livefuse models verify`, and re-download or re-export the model"
         )
 
-    def _try(self, source: ModelSource, provider: str) -> ort.InferenceSession | None:
-        """A session on exactly `provider`, or None when onnxruntime put it on CPU instead."""
-        path, data, key = source.variant_for(provider)
-        providers: list[str | tuple[str, dict[str, str]]] = [prov.CPU]
-        if provider != prov.CPU:
-            providers = [(provider, prov.options(provider, self.cache_dir)), prov.CPU]
-        cached: Path | None = None
-        if provider not in prov.COMPILING and key:
-            cached = self.cache_dir / "optimized" / cache_name(key, provider)
-        model: str | bytes = str(path) if path is not None else data  # type: ignore[assignment]
-        if cached is not None and cached.is_file():
-            try:
-                session = self._open(str(cached), providers, session_options(None, from_cache=True), provider)
-                if session is not None:
-                    return session
-            except Exception:  # noqa: BLE001 (a stale or broken cache file of any kind: rebuild it below)
-                with contextlib.suppress(OSError):
-                    cached.unlink()
-        tmp: Path | None = None
-        if cached is not None:
-            try:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = tmp_name(cached)
-            except OSError:
-                tmp = None
-        try:
-            session = self._open(model, providers, session_options(tmp, from_cache=False), provider)
-        except Exception as exc:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-            if provider == prov.CPU:
-                raise ModelError(
-                    f"{source.label} does not load in onnxruntime: "
-                    f"{first_line(exc, 300)}; run `livefuse models verify`, "
-                    f"and re-download or re-export the model"
-                ) from exc
-            raise
-        if tmp is not None and cached is not None:
-            with contextlib.suppress(OSError):
-                if session is not None and tmp.is_file():
-                    os.replace(tmp, cached)
-                else:
-                    tmp.unlink()
-        return session
+    def open_on(self, source: ModelSource, provider: str, cuda_graph: bool) -> Opened | None:
+        """A session on exactly `provider` (None: onnxruntime put it on the CPU).
 
-    def _open(
-        self,
-        model: str | bytes,
-        providers: list[str | tuple[str, dict[str, str]]],
-        options: ort.SessionOptions,
-        provider: str,
-    ) -> ort.InferenceSession | None:
-        printed = io.StringIO()
-        with self._lock:
-            if provider != prov.CPU:
-                ort.set_default_logger_severity(4)  # we log the reason once ourselves
+        A session that cannot have its CUDA graph (a node outside the CUDA provider, say) is opened
+        again without one, on the same provider.
+        """
+        if cuda_graph:
             try:
-                # onnxruntime prints its own fallback notice on stdout; keep it for our one log line.
-                with contextlib.redirect_stdout(printed):
-                    session = ort.InferenceSession(model, options, providers=providers)
-            finally:
-                if provider != prov.CPU:
-                    ort.set_default_logger_severity(3)
-        # Run-time failures are ours to handle (one log line, next provider), not onnxruntime's silent retry.
-        session.disable_fallback()
-        if session.get_providers()[0] != provider:
-            match = re.search(r"^EP Error:? ([^*].*?)(?: when using \[|$)", printed.getvalue(), re.M)
-            if match:
-                self._ep_errors[provider] = match.group(1).split(" void ")[-1].split(") ", 1)[-1].strip()
-            return None
-        return session
+                session = self.opener.open(source, provider, cuda_graph=True)
+            except ModelError:
+                raise
+            except Exception as exc:  # noqa: BLE001 (onnxruntime refuses the graph with several types)
+                log.info("no CUDA graph for %s (%s); running it without one", source.label, first_line(exc, 160))
+            else:
+                return None if session is None else Opened(session, provider, cuda_graph=True)
+        session = self.opener.open(source, provider)
+        return None if session is None else Opened(session, provider, cuda_graph=False)

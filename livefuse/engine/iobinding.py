@@ -8,6 +8,11 @@ onnxruntime allocate the outputs, which are then kept and re-bound), never per f
 Copies are counted: a numpy input to a GPU session is one host-to-device copy, reading a GPU
 output back as numpy is one device-to-host copy. On CPU nothing is copied: a contiguous input of the
 right dtype is bound in place and outputs are numpy views of the bound OrtValues.
+
+With `graph_capture` (a CUDA graph: every input and output of fixed shape) nothing is bound in place:
+a graph replays on the addresses it was captured with, so each set keeps its own input and output
+buffers from the start, inputs are copied into them (numpy: one upload; a device value: a copy on the
+device), and each set is its own graph (`gpu_graph_id` 0 and 1).
 """
 
 from __future__ import annotations
@@ -50,13 +55,25 @@ class DoubleBinding:
     """Preallocated, alternating input/output buffers for one InferenceSession."""
 
     def __init__(
-        self, session: ort.InferenceSession, device: str, dtypes: Mapping[str, np.dtype], copies: Copies
+        self,
+        session: ort.InferenceSession,
+        device: str,
+        dtypes: Mapping[str, np.dtype],
+        copies: Copies,
+        graph_outputs: Mapping[str, tuple[list[int], np.dtype]] | None = None,
     ) -> None:
         self.session = session
         self.device = device  # "cpu" or "cuda" (OrtValue device names)
         self.dtypes = dict(dtypes)  # input name -> numpy dtype
         self.copies = copies
         self.output_names = [o.name for o in session.get_outputs()]
+        self.graph_outputs = dict(graph_outputs) if graph_outputs is not None else None  # fixed: CUDA graph
+        self._run_options: list[ort.RunOptions | None] = [None, None]
+        if self.graph_outputs is not None:
+            for index in range(2):
+                options = ort.RunOptions()
+                options.add_run_config_entry("gpu_graph_id", str(index))
+                self._run_options[index] = options
         self.signature: tuple[tuple[int, ...], ...] | None = None
         self.sets: list[_Set] = []
         self.runs = 0
@@ -80,6 +97,13 @@ class DoubleBinding:
                 buf.inputs[name] = value
                 buf.io.bind_ortvalue_input(name, value)
                 buf.bound_in[name] = value.data_ptr()
+            if self.graph_outputs is not None:
+                buf.outputs = {
+                    name: ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, self.device, 0)
+                    for name, (shape, dtype) in self.graph_outputs.items()
+                }
+                for name, value in buf.outputs.items():
+                    buf.io.bind_ortvalue_output(name, value)
             self.sets.append(buf)
 
     def _bind_outputs(self, buf: _Set) -> None:
@@ -96,6 +120,9 @@ class DoubleBinding:
     def _feed(self, buf: _Set, name: str, value: np.ndarray | ort.OrtValue) -> None:
         """Bind one input: in place when possible, else copy into the set's staging buffer."""
         staging = buf.inputs[name]
+        if self.graph_outputs is not None:
+            self._copy_in(staging, self.dtypes[name], value)
+            return
         if isinstance(value, ort.OrtValue):
             if value.device_name().lower() == self.device:
                 ptr = value.data_ptr()
@@ -125,6 +152,25 @@ class DoubleBinding:
             buf.io.bind_ortvalue_input(name, staging)
             buf.bound_in[name] = staging.data_ptr()
 
+    def _copy_in(self, staging: ort.OrtValue, dtype: np.dtype, value: np.ndarray | ort.OrtValue) -> None:
+        """Graph capture: the value into the fixed buffer the graph reads (never rebinding it)."""
+        if isinstance(value, ort.OrtValue):
+            if value.device_name().lower() == self.device:
+                if self.device == "cpu":
+                    np.copyto(staging.numpy(), value.numpy())
+                    self.copies.add(host=1)
+                else:
+                    ort.copy_tensors([value], [staging])  # on the device: no trip through the host
+                return
+            value = value.numpy()
+            self.copies.add(d2h=1)
+        if value.dtype != dtype or not value.flags.c_contiguous:
+            value = np.ascontiguousarray(value, dtype=dtype)
+            self.copies.add(host=1)
+        staging.update_inplace(value)
+        if self.device != "cpu":
+            self.copies.add(h2d=1)
+
     def run(self, feeds: Mapping[str, np.ndarray | ort.OrtValue]) -> dict[str, ort.OrtValue]:
         """Run once on the next set; return its output OrtValues (on the session's device)."""
         self._prepare(
@@ -135,9 +181,14 @@ class DoubleBinding:
                 for name in self.dtypes
             }
         )
-        buf = self.sets[self.runs % 2]
+        index = self.runs % 2
+        buf = self.sets[index]
         for name, value in feeds.items():
             self._feed(buf, name, value)
+        if self.graph_outputs is not None and buf.outputs is not None:
+            self._run(buf, self._run_options[index])  # a capture that fails is the caller's to handle
+            self.runs += 1
+            return buf.outputs
         if buf.outputs is None or self.dynamic_outputs:
             self._bind_outputs(buf)
             self._run(buf)
@@ -163,10 +214,10 @@ class DoubleBinding:
         self.runs += 1
         return out
 
-    def _run(self, buf: _Set) -> None:
+    def _run(self, buf: _Set, options: ort.RunOptions | None = None) -> None:
         if self.device != "cpu":
             buf.io.synchronize_inputs()
-        self.session.run_with_iobinding(buf.io)
+        self.session.run_with_iobinding(buf.io, options)
         if self.device != "cpu":
             buf.io.synchronize_outputs()
 

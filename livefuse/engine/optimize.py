@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import onnx
 
-from livefuse.engine.registry import ModelEntry, Preprocess, Registry
+from livefuse.engine.manifest import ModelEntry, Preprocess
+from livefuse.engine.registry import Registry
 from livefuse.errors import ModelError, UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")

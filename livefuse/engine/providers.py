@@ -1,12 +1,13 @@
-"""Execution providers: short names, the `auto` order, per-provider options and why one failed to load."""
+"""Execution providers: short names, the `auto` order, where their tensors live and why one failed to load.
+
+onnxruntime is imported only by the functions that ask it something, so naming providers (the
+registry, `livefuse models list`) stays light.
+"""
 
 from __future__ import annotations
 
 import ctypes
-import os
 from pathlib import Path
-
-import onnxruntime as ort
 
 from livefuse.errors import UserError
 
@@ -59,16 +60,22 @@ def short_name(provider: str) -> str:
 
 def available() -> list[str]:
     """What this onnxruntime build lists (a GPU build lists CUDA even where its libraries are missing)."""
+    import onnxruntime as ort
+
     return list(ort.get_available_providers())
 
 
 def candidates(provider: str) -> list[str]:
-    """Providers to try, in order, for `auto` or an explicit short name.
+    """Providers to try, in order, for `auto` or an explicit short name, among what onnxruntime lists.
 
     An explicit provider comes first, followed by the `auto` providers after it (so `tensorrt` falls
     back to `cuda`, then CPU). A provider onnxruntime does not list is a UserError.
     """
-    listed = available()
+    return order_from(provider, available())
+
+
+def order_from(provider: str, listed: list[str]) -> list[str]:
+    """`candidates` for a given list of what the onnxruntime build offers."""
     key = provider.strip().lower()
     if key == "auto":
         order = [p for p in AUTO_ORDER if p in listed]
@@ -87,21 +94,7 @@ def candidates(provider: str) -> list[str]:
     return [full, *rest] if CPU in rest or full == CPU else [full, *rest, CPU]
 
 
-def options(provider: str, cache_dir: Path) -> dict[str, str]:
-    """Provider options: TensorRT keeps its engines (and timing cache) on disk, FP16 allowed."""
-    if provider == "TensorrtExecutionProvider":
-        trt = cache_dir / "tensorrt"
-        trt.mkdir(parents=True, exist_ok=True)
-        return {
-            "trt_engine_cache_enable": "True",
-            "trt_engine_cache_path": str(trt),
-            "trt_timing_cache_enable": "True",
-            "trt_timing_cache_path": str(trt),
-            "trt_fp16_enable": "True",
-        }
-    if provider == "CUDAExecutionProvider":
-        return {"cudnn_conv_algo_search": "HEURISTIC", "do_copy_in_default_stream": "True"}
-    return {}
+GPU = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider"})  # NVIDIA: CUDA graphs, clocks kept up
 
 
 def device_type(provider: str) -> str:
@@ -120,6 +113,8 @@ def load_failure(provider: str) -> str:
     lib = _PROVIDER_LIBS.get(provider)
     if lib is None:
         return "onnxruntime could not create it"
+    import onnxruntime as ort
+
     capi = Path(ort.__file__).parent / "capi"
     try:
         ctypes.CDLL(str(capi / "libonnxruntime_providers_shared.so"), mode=ctypes.RTLD_GLOBAL)
@@ -128,12 +123,3 @@ def load_failure(provider: str) -> str:
         text = str(exc)
         return text.split(": ", 1)[1] if text.startswith(str(capi)) and ": " in text else text
     return "onnxruntime could not create it (its libraries load; check the driver and the GPU)"
-
-
-def intra_op_threads() -> int:
-    """Threads for one session: the machine's cores less one, left for capture and encoding."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)

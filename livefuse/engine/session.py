@@ -1,26 +1,46 @@
-"""One model on one execution provider, with provider fallback and double-buffered IOBinding."""
+"""One model on one execution provider, with run-time fallback and double-buffered IOBinding.
+
+A session that fails while running moves, once, to the next provider its engine's choice offers. A
+session with a CUDA graph whose capture (or replay) fails is first opened again on the same provider
+without the graph.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from livefuse.engine import providers as prov
 from livefuse.engine.iobinding import DoubleBinding
-from livefuse.errors import ModelError
+from livefuse.engine.reasons import first_line
+from livefuse.engine.source import ModelSource, all_fixed
 
 if TYPE_CHECKING:
-    from livefuse.engine.core import Engine
+    from livefuse.engine.iobinding import Copies
+    from livefuse.engine.keep_warm import KeepWarm
+    from livefuse.engine.provider_choice import ProviderChoice
+    from livefuse.engine.session_open import Opened
+
+T = TypeVar("T")
+
+
+class SessionHost(Protocol):
+    """What a session needs of its engine (`core.Engine`): opening sessions, the choice, the counters."""
+
+    iobinding: bool
+    choice: ProviderChoice
+    keep_warm: KeepWarm
+    _copies: Copies
+
+    def create(self, source: ModelSource, order: list[str], quiet: bool = False) -> Opened: ...
+
+    def open_on(self, source: ModelSource, provider: str, cuda_graph: bool) -> Opened | None: ...
+
 
 log = logging.getLogger("livefuse.engine")
 
@@ -37,41 +57,6 @@ ORT_DTYPES: dict[str, np.dtype] = {
 }
 
 
-@dataclass
-class ModelSource:
-    """A model to load: a file (possibly with an FP16 variant for GPUs) or serialised bytes."""
-
-    label: str  # for messages: a manifest name@version, a path, or "built graph"
-    path: Path | None = None
-    data: bytes | None = None
-    fp16_path: Path | None = None
-    key: str = ""  # content hash, keys the optimised-model cache
-
-    @classmethod
-    def from_proto(cls, model: onnx.ModelProto, label: str = "") -> ModelSource:
-        data = model.SerializeToString()
-        name = label or model.graph.name or "graph"
-        return cls(label=f"built graph {name!r}", data=data, key=hashlib.sha256(data).hexdigest())
-
-    @classmethod
-    def from_path(cls, path: Path, key: str = "", label: str = "") -> ModelSource:
-        if not path.is_file():
-            raise ModelError(
-                f"model file {path} does not exist: check the path, or use a model name from "
-                f"`livefuse models list`"
-            )
-        if not key:
-            st = path.stat()
-            key = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
-        return cls(label=label or str(path), path=path, key=key)
-
-    def variant_for(self, provider: str) -> tuple[Path | None, bytes | None, str]:
-        """What to load on `provider`: the FP16 variant on GPUs when there is one."""
-        if self.fp16_path is not None and provider != prov.CPU:
-            return self.fp16_path, None, self.key + "-fp16"
-        return self.path, self.data, self.key
-
-
 class ModelSession:
     """A loaded model. Create it with `Engine.session`; call `run` once per frame.
 
@@ -79,12 +64,15 @@ class ModelSession:
     valid while the next frame runs and are overwritten two runs later; copy them to keep them.
     """
 
-    def __init__(self, engine: Engine, source: ModelSource) -> None:
+    def __init__(self, engine: SessionHost, source: ModelSource) -> None:
         self.engine = engine
         self.source = source
         self._lock = threading.Lock()
         self._runtime_fallback_done = False
-        self._session, self.provider = engine._create(source, engine._candidates())
+        self._adopt(engine.create(source, engine.choice.candidates()))
+
+    def _adopt(self, opened: Opened) -> None:
+        self._session, self.provider, self.cuda_graph = opened.session, opened.provider, opened.cuda_graph
         self._setup()
 
     def _setup(self) -> None:
@@ -99,9 +87,13 @@ class ModelSession:
         }
         self.device = prov.device_type(self.provider)
         self._binding: DoubleBinding | None = None
-        if self.engine.iobinding:
+        if self.engine.iobinding or self.cuda_graph:
+            fixed = {n: ([int(d) for d in shape if isinstance(d, int)], dtype)
+                     for n, (shape, dtype) in self.outputs.items()}
+            graph = self.cuda_graph and all_fixed(shape for shape, _ in self.outputs.values())
             self._binding = DoubleBinding(
-                s, self.device, {n: d for n, (_, d) in self.inputs.items()}, self.engine._copies
+                s, self.device, {n: d for n, (_, d) in self.inputs.items()}, self.engine._copies,
+                graph_outputs=fixed if graph else None,
             )
 
     @property
@@ -130,7 +122,9 @@ class ModelSession:
         """Run one frame: inputs by name -> outputs by name (numpy; see the class note on validity)."""
         self._check(feeds)
         with self._lock:
-            return self._with_fallback(lambda: self._run_numpy(feeds))
+            out = self._with_fallback(lambda: self._run_numpy(feeds))
+        self.engine.keep_warm.ran()
+        return out
 
     def run_device(self, feeds: Mapping[str, np.ndarray | ort.OrtValue]) -> dict[str, ort.OrtValue]:
         """Run one frame keeping tensors on the session's device.
@@ -141,7 +135,9 @@ class ModelSession:
         """
         self._check(feeds)
         with self._lock:
-            return self._with_fallback(lambda: self._run_device(feeds))
+            out = self._with_fallback(lambda: self._run_device(feeds))
+        self.engine.keep_warm.ran()
+        return out
 
     def download(self, value: ort.OrtValue) -> np.ndarray:
         """An OrtValue as numpy: a view on CPU, one counted device-to-host copy elsewhere."""
@@ -163,64 +159,40 @@ class ModelSession:
             return {n: ort.OrtValue.ortvalue_from_numpy(v) for n, v in self._run_numpy(host).items()}
         return self._binding.run(feeds)
 
-    def _with_fallback(self, call: Any) -> Any:
+    def _with_fallback(self, call: Callable[[], T]) -> T:
         try:
             return call()
         except (ValueError, TypeError):
             raise
         except Exception as exc:
+            if self.cuda_graph and self._without_cuda_graph(exc):
+                return self._with_fallback(call)  # without the graph now; a second failure moves provider
             if self.provider == prov.CPU or self._runtime_fallback_done:
                 raise
             self._runtime_fallback_done = True
             failed = self.provider
-            rest = self.engine._candidates()
-            rest = rest[rest.index(failed) + 1 :] if failed in rest else [prov.CPU]
+            rest = self.engine.choice.after(failed)
             log.warning(
                 "provider %s failed while running %s (%s); moving it to %s",
                 prov.short_name(failed),
                 self.source.label,
                 first_line(exc, 200),
-                prov.short_name(rest[0]) if rest else "cpu",
+                prov.short_name(rest[0]),
             )
-            self.engine._failed[failed] = "failed at run time"
-            self._session, self.provider = self.engine._create(
-                source=self.source, order=rest or [prov.CPU], quiet=True
-            )
-            self._setup()
+            self.engine.choice.fail(failed, "failed at run time")
+            self._adopt(self.engine.create(source=self.source, order=rest, quiet=True))
             return call()
+
+    def _without_cuda_graph(self, exc: Exception) -> bool:
+        """The CUDA graph failed to capture or replay: the same provider without it (whether that opened)."""
+        log.warning("CUDA graph failed for %s (%s); running it without one on %s", self.source.label,
+                    first_line(exc, 200), prov.short_name(self.provider))
+        self.source.fixed_shapes = False  # later sessions of this source do not try again
+        opened = self.engine.open_on(self.source, self.provider, cuda_graph=False)
+        if opened is None:
+            return False
+        self._adopt(opened)
+        return True
 
     def __repr__(self) -> str:
         return f"ModelSession({self.source.label}, provider={self.provider})"
-
-
-def session_options(cache_file: Path | None, from_cache: bool) -> ort.SessionOptions:
-    """Full graph optimisation (saved to `cache_file`), threads sized to leave room for capture/encoding."""
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.intra_op_num_threads = prov.intra_op_threads()
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Spinning threads would steal the cores capture and encoding need between frames.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if from_cache:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    else:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if cache_file is not None:
-            so.optimized_model_filepath = str(cache_file)
-    return so
-
-
-def cache_name(key: str, provider: str) -> str:
-    """The optimised-model file for a model hash on a provider with this onnxruntime."""
-    return f"{key[:24]}-{prov.short_name(provider)}-ort{ort.__version__}.onnx"
-
-
-def first_line(exc: BaseException, limit: int) -> str:
-    """An exception's first line, cut to `limit` characters (its type name when it has no message)."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
-
-
-def tmp_name(path: Path) -> Path:
-    return path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")

@@ -1,18 +1,40 @@
-"""How stages get their models: a manifest name, a bundled MediaPipe file, or a file the preset names.
+"""How stages get their models: one loader and one path rule, whichever stage asks.
 
-Going through the engine's registry means a pulled model is hash-checked and a missing one fails with
-`livefuse models pull NAME`; the bundled MediaPipe models are also found by path so a stage keeps
-working while the manifest does not list them.
+A model parameter is either a file or a name:
+- a file (`*.onnx`, or anything with a `/`) follows the rule of every file a preset names
+  (`stages.base.preset_file`): `~` expanded, relative to the preset's folder;
+- a name is a manifest model (`name` or `name@version`), hash-checked through the engine's registry,
+  or else a MediaPipe model bundled in models/mediapipe, so a stage keeps working while the manifest
+  does not list it.
+
+A model that is not there is a ModelError naming the stage field, the file or model, and the fix: the
+pull command, and that the licence is non-commercial where it is. `load_sessions` reports every
+missing model of a stage at once, so one round of pulls fixes a preset.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from livefuse.errors import ModelError
 from livefuse.stages.base import preset_file
 from livefuse.vision.geometry import mediapipe_model
+
+# Licences of the face models as published (the manifest's `non_commercial` flag wins when present).
+NON_COMMERCIAL = frozenset({"inswapper_128", "inswapper_128_fp16", "arcface_w600k_r50", "w600k_r50", "codeformer",
+                            "gpen_bfr_256", "gpen_bfr_512"})
+
+
+def is_path(spec: str) -> bool:
+    """Whether a model parameter is a file path rather than a model name."""
+    return spec.endswith(".onnx") or os.sep in spec or "/" in spec
+
+
+def model_path(spec: str, preset_dir: Path | str | None) -> Path:
+    """The file a model (or image) parameter names: the one path rule for what a preset names."""
+    return preset_file(spec, preset_dir)
 
 
 def _in_manifest(engine: Any, name: str) -> bool:
@@ -22,22 +44,75 @@ def _in_manifest(engine: Any, name: str) -> bool:
         return False
 
 
+def _non_commercial(engine: Any, name: str) -> bool:
+    try:
+        return bool(engine.registry.entry(name).non_commercial)
+    except Exception:  # noqa: BLE001 - no manifest or no entry: fall back to the known licences
+        return name in NON_COMMERCIAL
+
+
+def _not_found(name: str) -> ModelError:
+    return ModelError(f"model {name!r} is neither in models/manifest.toml nor bundled in models/mediapipe; "
+                      f"`livefuse models list` shows the models, `livefuse models pull NAME` fetches one")
+
+
+def open_model(engine: Any, spec: str, *, where: str, preset_dir: Path | str | None = None,
+               default: str = "") -> Any:
+    """The one loader: a session for `spec` (a file or a name; `default` when empty), or a ModelError.
+
+    `where` names the parameter for messages ("face stage: model", "stage 'swap': arcface_model").
+    """
+    given = spec or default
+    label = f"{where} = {given!r}" if spec else f"{where} (default {given!r})"
+    if is_path(given):
+        path = model_path(given, preset_dir)
+        if not path.is_file():
+            alternative = (f"or leave it empty to use the {default!r} model" if default else
+                           "or a model name from `livefuse models list`")
+            raise ModelError(f"{label}: no such file ({path}); give the path of an .onnx file, "
+                             f"{alternative}")
+        return engine.session(path)
+    name = given.split("@", 1)[0]
+    if not _in_manifest(engine, name):
+        bundled = mediapipe_model(name)
+        if bundled.is_file():
+            return engine.session(bundled)
+        raise _not_found(name)
+    try:
+        return engine.session(given)
+    except ModelError as exc:
+        why = str(exc).rstrip(".")
+        pull = "" if "models pull" in why else f"; get it with `livefuse models pull {name}`"
+        licence = (" Note: its licence is non-commercial (research and personal use only)."
+                   if _non_commercial(engine, name) else "")
+        raise ModelError(f"{label} needs model {name!r}: {why}{pull} (or give the path of an .onnx "
+                         f"file).{licence}") from exc
+
+
 def load_model(engine: Any, name: str, override: str = "", preset_dir: Path | None = None,
                where: str = "model") -> Any:
-    """A ModelSession for `override` (a file path) when given, else the manifest name or bundled file."""
-    if override:
-        path = preset_file(override, preset_dir)
-        if not path.is_file():
-            raise ModelError(f"{where} = {override!r}: no such file ({path}); give the path of an .onnx file, "
-                             f"or leave it empty to use the {name!r} model")
-        return engine.session(path)
-    if _in_manifest(engine, name):
-        return engine.session(name)
-    bundled = mediapipe_model(name)
-    if bundled.is_file():
-        return engine.session(bundled)
-    raise ModelError(f"model {name!r} is neither in models/manifest.toml nor bundled in models/mediapipe; "
-                     f"`livefuse models list` shows the models, `livefuse models pull NAME` fetches one")
+    """A session for `override` (a file or name) when given, else for the model `name`."""
+    return open_model(engine, override, where=where, preset_dir=preset_dir, default=name)
+
+
+def load_session(engine: Any, spec: str, *, stage: str, field: str, base: Any = None) -> Any:
+    """A session for a stage's model field `field` = `spec`."""
+    return open_model(engine, spec, where=f"stage {stage!r}: {field}", preset_dir=base)
+
+
+def load_sessions(engine: Any, specs: dict[str, str], *, stage: str, base: Any = None) -> dict[str, Any]:
+    """Sessions for several model fields; when some are missing, one ModelError lists every one of them."""
+    sessions: dict[str, Any] = {}
+    problems: list[str] = []
+    for field, spec in specs.items():
+        try:
+            sessions[field] = load_session(engine, spec, stage=stage, field=field, base=base)
+        except ModelError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ModelError(problems[0] if len(problems) == 1 else
+                         f"{len(problems)} models are missing:\n  " + "\n  ".join(problems))
+    return sessions
 
 
 def model_file(engine: Any, name: str) -> Path:
@@ -52,5 +127,4 @@ def model_file(engine: Any, name: str) -> Path:
     bundled = mediapipe_model(name)
     if bundled.is_file():
         return bundled
-    raise ModelError(f"model {name!r} is neither in models/manifest.toml nor bundled in models/mediapipe; "
-                     f"`livefuse models list` shows the models, `livefuse models pull NAME` fetches one")
+    raise _not_found(name)

@@ -12,9 +12,9 @@ STAGES: dict[str, StageSpec] = {}
 # Modules that register stage types when imported; add a module here when you add one.
 STAGE_MODULES: tuple[str, ...] = (
     "livefuse.stages.face",
-    "livefuse.stages.background",
+    "livefuse.stages.background.spec",
     "livefuse.stages.anonymise",
-    "livefuse.stages.colour",
+    "livefuse.stages.colour.spec",
     "livefuse.stages.debug",
     "livefuse.stages.beauty",
     "livefuse.stages.swap",

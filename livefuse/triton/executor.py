@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,11 +22,14 @@ import numpy as np
 
 from livefuse.errors import UserError
 from livefuse.stats import Recorder
+from livefuse.triton.address import ExecutorSpec, parse_executor
 from livefuse.triton.release import PARAMETER, ReleaseState
 
 log = logging.getLogger("livefuse.triton")
 
-DEFAULT_PORT = 8001
+__all__ = ["ExecutorSpec", "ModelCalls", "RemoteCallFailed", "RemoteCallTimeout", "TritonExecutor", "open_executor",
+           "parse_executor"]  # the spec and its parser live in triton/address.py
+
 POLL_S = 1.0
 WARMUP_TIMEOUT_S = 10.0
 # gRPC's default reconnect backoff grows to two minutes: a restarted server would wait that long for us.
@@ -37,49 +39,6 @@ CHANNEL_ARGS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message
 SLOW_CALLS_FOR_OUTAGE = 3  # consecutive timeouts that count as an outage (a refused connection is one at once)
 FLAP_WINDOW_S = 60.0  # more than FLAP_LOGS changes in this window: stop logging each one
 FLAP_LOGS = 4
-
-
-@dataclass(frozen=True)
-class ExecutorSpec:
-    """A parsed `--executor` value."""
-
-    address: str  # host:port for gRPC
-    timeout_s: float  # per call; past it the call runs locally
-
-    @property
-    def url(self) -> str:
-        return f"triton://{self.address}"
-
-
-def parse_executor(text: str, fps: float = 30.0) -> ExecutorSpec | None:
-    """`local` -> None; `triton://HOST[:PORT][?timeout_ms=N]` -> its spec; anything else a UserError.
-
-    The default timeout is two frame intervals: a late answer is replaced by a local run while the
-    frame still fits the budget.
-    """
-    if text == "local":
-        return None
-    parsed = urllib.parse.urlsplit(text)
-    if parsed.scheme != "triton" or not parsed.hostname:
-        raise UserError(f"--executor {text!r}: use local, or triton://HOST:PORT (Triton's gRPC port, 8001 by default)")
-    try:
-        port = parsed.port or DEFAULT_PORT
-    except ValueError:
-        raise UserError(f"--executor {text!r}: the port must be a number from 1 to 65535") from None
-    query = urllib.parse.parse_qs(parsed.query)
-    unknown = set(query) - {"timeout_ms"}
-    if unknown:
-        raise UserError(f"--executor {text!r}: unknown option {sorted(unknown)[0]!r}; the only one is timeout_ms")
-    timeout_ms = 2000.0 / fps
-    if "timeout_ms" in query:
-        try:
-            timeout_ms = float(query["timeout_ms"][-1])
-        except ValueError:
-            timeout_ms = float("nan")
-        if not 1 <= timeout_ms <= 10000:  # NaN fails too
-            raise UserError(f"--executor {text!r}: timeout_ms must be a number of milliseconds from 1 to 10000")
-    host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
-    return ExecutorSpec(f"{host}:{port}", timeout_ms / 1000)
 
 
 def open_executor(text: str, fps: float) -> TritonExecutor | None:
@@ -301,50 +260,3 @@ _TRITON_TYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16", np.
 
 def _triton_type(dtype: np.dtype) -> str:
     return _TRITON_TYPES[np.dtype(dtype)]
-
-
-class RemoteSession:
-    """A model session whose calls go to Triton, with the local session as the fallback.
-
-    It offers what stages use of a `ModelSession` (names, shapes, the source, `run`), so a stage
-    cannot tell where its model runs.
-    """
-
-    def __init__(self, executor: TritonExecutor, name: str, local: Any, session_id: str) -> None:
-        self.executor = executor
-        self.name = name
-        self.local = local
-        self.session_id = session_id
-        self.source = local.source
-        self.input_names: list[str] = local.input_names
-        self.output_names: list[str] = local.output_names
-        self.inputs = local.inputs
-        self.outputs = local.outputs
-        executor.register(name, local.inputs, local.output_names)
-
-    @property
-    def provider(self) -> str:
-        return self.local.provider
-
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        executor = self.executor
-        calls = executor.calls[self.name]
-        version = executor.version_for(self.name, self.session_id) if executor.up else None
-        if version is not None:
-            start = time.perf_counter_ns()
-            try:
-                result = executor.infer(self.name, version, feeds, self.output_names)
-            except Exception as exc:  # noqa: BLE001 - any failure: this frame runs locally
-                executor.failed(self.name, exc)
-            else:
-                executor.answered()
-                calls.latency.add(time.perf_counter_ns() - start)
-                calls.remote += 1
-                calls.versions[self.session_id] = version
-                return result
-        calls.local_fallbacks += 1
-        calls.versions[self.session_id] = 0  # 0: the local copy
-        return dict(self.local.run(feeds))
-
-    def __repr__(self) -> str:
-        return f"RemoteSession({self.name} on {self.executor.spec.url}, session {self.session_id})"

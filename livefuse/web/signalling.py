@@ -29,11 +29,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.stats import RTCInboundRtpStreamStats, RTCRemoteInboundRtpStreamStats
 
 from livefuse.memory import release_freed_memory
-from livefuse.pipeline import Pipeline
-from livefuse.presets import build_chain
 from livefuse.runtime import Runtime
-from livefuse.stages.base import StageContext
 from livefuse.web.tracks import HeldBackAudioTrack, LatestFrameTrack, TrackSink, TrackSource
+from livefuse.wiring import assemble
 
 log = logging.getLogger("livefuse.web")
 
@@ -189,17 +187,13 @@ class Peers:
         main = self.runtime
         preset = copy.deepcopy(main.preset)  # with the live parameter values the daemon has now
         engine = main.engine.for_session(peer.id)  # its own share bucket in a grey release
-        context = StageContext(engine=engine, size=main.context.size, fps=main.context.fps,
-                               preset_dir=preset.path.parent)
-        loop = asyncio.get_running_loop()
-        chain = await loop.run_in_executor(None, build_chain, preset, context)
-        peer.source = TrackSource(peer.incoming, context.size, context.fps)
+        size, fps = main.context.size, main.context.fps
+        assembly = await asyncio.get_running_loop().run_in_executor(None, assemble, preset, engine, size, fps)
+        peer.source = TrackSource(peer.incoming, size, fps)
         sink = TrackSink(peer.outgoing, audio=peer.outgoing_audio)
-        pipeline = Pipeline(peer.source, chain, [sink], fps=context.fps, engine=engine)
-        pipeline.stats.provider = main.pipeline.stats.provider
-        peer.runtime = Runtime(pipeline, preset, context, engine, settings={"source": "webrtc"})
+        peer.runtime = Runtime.wire(assembly, peer.source, [sink], settings={"source": "webrtc"})
         peer.source.start()
-        peer.task = asyncio.create_task(pipeline.run())
+        peer.task = asyncio.create_task(peer.runtime.pipeline.run())
         peer.task.add_done_callback(lambda task: self._pipeline_ended(peer, task))
 
     def _pipeline_ended(self, peer: Peer, task: asyncio.Task[Any]) -> None:
