@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,9 +52,13 @@ def cmd_triton_repo(args: argparse.Namespace, registry: Registry) -> int:
     for name in names:
         entry = registry.entry(name)
         path = registry.check(entry)  # SHA-256 against the manifest: a ModelError naming both hashes
-        written = write_model(args.dir, name, path, registry.expected_sha(entry), entry.ref, options)
+        # FP16 only for models whose FP16 accuracy check passes (the manifest's trt_fp16, engine/precision.py).
+        fp16 = options.tensorrt_fp16 and entry.trt_fp16
+        written = write_model(args.dir, name, path, registry.expected_sha(entry), entry.ref,
+                              dataclasses.replace(options, tensorrt_fp16=fp16))
+        note = " (no TensorRT FP16: the model does not declare trt_fp16)" if options.tensorrt_fp16 and not fp16 else ""
         print(f"{name}: version {written.version} ({entry.ref}), "
-              f"{'batched' if written.batched else 'unbatched'}: {written.note}")
+              f"{'batched' if written.batched else 'unbatched'}: {written.note}{note}")
     for note in skipped:
         print(f"skipped preset {note}")
     print(f"wrote {len(names)} models to {args.dir}; serve it with tritonserver --model-repository={args.dir.resolve()}"
@@ -128,7 +133,8 @@ def add_parsers(sub: argparse._SubParsersAction, registry: Callable[[argparse.Na
                    help="dynamic batcher's max_queue_delay_microseconds (default 2000)")
     p.add_argument("--instances", type=int, default=1, help="instance_group count (default 1)")
     p.add_argument("--gpu", action="store_true", help="instances on GPUs (KIND_GPU) instead of CPUs")
-    p.add_argument("--tensorrt-fp16", action="store_true", help="add the TensorRT FP16 accelerator stanza")
+    p.add_argument("--tensorrt-fp16", action="store_true",
+                   help="add the TensorRT FP16 accelerator stanza to models that declare trt_fp16")
     p.set_defaults(func=bind(cmd_triton_repo))
     p = sub.add_parser("triton-verify", help="check a Triton repository's configs and file hashes")
     p.add_argument("dir", type=Path, metavar="DIR")

@@ -133,7 +133,9 @@ class Engine:
         """
         from livefuse.engine.graphs import identity_probe
 
-        self.create(ModelSource.from_proto(identity_probe()), self.choice.candidates())
+        probe = ModelSource.from_proto(identity_probe())
+        probe.fixed_shapes = False  # it only asks whether the provider works: no CUDA graph for it
+        self.create(probe, self.choice.candidates())
         return self.provider
 
     # -- provider selection ----------------------------------------------------------------------

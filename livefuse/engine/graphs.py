@@ -15,8 +15,8 @@ import onnx
 
 from livefuse.engine.graph_builder import FLOAT, OPSET, UINT8, GraphBuilder
 
-# stages/background.py still imports these two names from here; its port to graph_builder (wip/flow)
-# removes them.
+# The old names, for code written before graph_builder (stages/background.py on main, livefuse/device/graphs.py
+# on wip/device); new code imports GraphBuilder and OPSET from graph_builder.
 _Builder = GraphBuilder
 __all__ = ["OPSET", "crop_theta", "feather_mask", "identity_probe", "mask_blend", "paste_back", "paste_theta",
            "preprocess", "warp_crops"]

@@ -1,8 +1,10 @@
 """Keeping an NVIDIA GPU's clocks up between frames (onnxruntime issue 16135).
 
 A GPU left idle between runs lowers its clocks; the next run then takes several times longer (4 ms
-becoming 20-100 ms with 200 ms gaps in that issue; the replies there point at the driver's power
-management, which an application cannot switch off). A stream has such gaps whenever frames come
+becoming 20-100 ms with 200 ms gaps in that issue). Where that was answered (onnxruntime #7449 and
+#10226, TensorRT #2042) the cause named is the driver's dynamic clock scaling, which onnxruntime does not
+control; the remedies offered are locking the clocks (`nvidia-smi -lgc`, as root) or keeping work
+flowing. livefuse does the second, which needs no privileges. A stream has such gaps whenever frames come
 slower than the GPU finishes them. So on CUDA and TensorRT, when no session of the engine ran for
 `idle_ms`, a thread runs a tiny graph (a 64x64 MatMul) on the same provider; a busy stream never
 triggers it, and a stream that stopped (no run for `PAUSE_S`) is left to idle. On the CPU provider it

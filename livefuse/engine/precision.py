@@ -13,7 +13,7 @@ may accumulate some in FP16, so on a GPU the same check with the real engine is 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import onnx
 
 from livefuse.engine.manifest import FP16_TOLERANCE, Preprocess
 
-Shape = list[int | str | None]
+Shape = Sequence[int | str | None]
 
 
 @dataclass(frozen=True)
