@@ -107,7 +107,8 @@ def shrink_frame(frame_size: tuple[int, int], out_size: tuple[int, int]) -> onnx
             w, h = sw, sh
     y = b.op("Transpose", x, perm=[1, 2, 0])
     b.op("Cast", b.op("Clip", y, b.const(0.0), b.const(255.0)), to=UINT8, out="small")
-    return b.model([helper.make_tensor_value_info("frame", UINT8, [frame_size[1], frame_size[0], 3])],
+    # The frame's dims stay symbolic (the weights are for `frame_size`), so no CUDA graph is captured for it.
+    return b.model([_frame()],
                    [helper.make_tensor_value_info("small", UINT8, [height, width, 3])],
                    shrink_frame.__doc__ or "")
 

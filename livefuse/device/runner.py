@@ -17,6 +17,8 @@ import onnx
 import onnxruntime as ort
 
 from livefuse.engine.providers import SHORT_NAMES
+from livefuse.engine.session import ModelSession
+from livefuse.engine.source import ModelSource
 
 TENSORRT = SHORT_NAMES["tensorrt"]
 
@@ -26,22 +28,29 @@ def without_tensorrt(engine: Any) -> Any:
 
     TensorRT compiles an engine per input shape; region graphs see new shapes every frame, and the
     small fixed-shape ones gain nothing from it. The view shares the engine's failure memory and copy
-    counters (a shallow copy), like `Engine.for_session`.
+    counters (shallow copies, as `Engine.for_session` makes), so the engine's own provider is unchanged.
     """
-    order = [p for p in engine._order if p != TENSORRT]
-    if order == engine._order:
+    order = [p for p in engine.choice.order if p != TENSORRT]
+    if order == engine.choice.order:
         return engine
     view = copy.copy(engine)
-    view._order = order
+    view.choice = copy.copy(engine.choice)
+    view.choice.order = order
+    view.choice.current = order[0]
     return view
 
 
 class DeviceGraph:
-    """A built graph on the engine's provider (with its fallback, TensorRT aside), run on OrtValues."""
+    """A built graph on the engine's provider (with its fallback, TensorRT aside), run on OrtValues.
+
+    Never as a CUDA graph: its outputs are allocated afresh on every run, which a captured graph cannot
+    follow (it replays on the addresses it was captured with).
+    """
 
     def __init__(self, engine: Any, model: onnx.ModelProto) -> None:
-        # A ModelSession: provider choice and fallback are the engine's.
-        self._model = without_tensorrt(engine).session(model)
+        source = ModelSource.from_proto(model)
+        source.fixed_shapes = False
+        self._model = ModelSession(without_tensorrt(engine), source)  # provider choice and fallback: the engine's
         self.output_names: list[str] = [o.name for o in self._model.session.get_outputs()]
 
     @property
