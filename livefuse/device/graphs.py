@@ -136,26 +136,31 @@ def slice_regions(count: int) -> onnx.ModelProto:
 def paste_regions(count: int) -> onnx.ModelProto:
     """`frame` + `boxes` [count, 4] + `patch_i` uint8 [h_i, w_i, 3] -> `image`: the frame with the patches in.
 
-    Each patch is padded to the frame's size and chosen where it lies (Where), all in one run, so the
-    frame this writes is one session output per frame (the engine's A/B buffers then hold two frames).
-    Later patches win where boxes overlap; the regions stage gives overlapping patches the same pixels.
+    Each patch goes in by Slice and Concat alone (the rows above and below, the pixels left and right of
+    it), all patches in one run, so the frame this writes is one session output per frame. Later patches
+    win where boxes overlap; the regions stage gives overlapping patches the same pixels.
     """
     b = GraphBuilder(f"device_paste_{count}")
-    hw = b.op("Slice", b.op("Shape", "frame"), b.const([0], np.int64), b.const([2], np.int64))
     image = "frame"
     inputs = [_frame(), helper.make_tensor_value_info("boxes", INT64, [count, 4])]
+    big = b.const([2**62], np.int64)
+    zero = b.const([0], np.int64)
     for i in range(count):
         patch = f"patch_{i}"
         inputs.append(helper.make_tensor_value_info(patch, UINT8, [f"h{i}", f"w{i}", 3]))
         box = b.op("Gather", "boxes", b.const(i, np.int64), axis=0)
-        starts, ends = _box_parts(b, box)
-        after = b.op("Sub", hw, ends)
-        zero = b.const([0], np.int64)
-        pads = b.op("Concat", starts, zero, after, zero, axis=0)  # [y1, x1, 0, H - y2, W - x2, 0]
-        padded = b.op("Pad", patch, pads, mode="constant")
-        ones = b.op("Expand", b.const(np.ones((1, 1, 1), np.uint8), np.uint8),
-                    b.op("Concat", b.op("Sub", ends, starts), b.const([1], np.int64), axis=0))
-        inside = b.op("Cast", b.op("Pad", ones, pads, mode="constant"), to=TensorProto.BOOL)
-        image = b.op("Where", inside, padded, image, out="image" if i == count - 1 else None)
+
+        def part(index: int) -> str:
+            return b.op("Gather", box, b.const([index], np.int64))  # noqa: B023 - used at once
+
+        x1, y1, x2, y2 = part(0), part(1), part(2), part(3)
+        axis0, axis1 = b.const([0], np.int64), b.const([1], np.int64)
+        above = b.op("Slice", image, zero, y1, axis0)
+        below = b.op("Slice", image, y2, big, axis0)
+        rows = b.op("Slice", image, y1, y2, axis0)
+        left = b.op("Slice", rows, zero, x1, axis1)
+        right = b.op("Slice", rows, x2, big, axis1)
+        middle = b.op("Concat", left, patch, right, axis=1)
+        image = b.op("Concat", above, middle, below, axis=0, out="image" if i == count - 1 else None)
     return b.model(inputs, [helper.make_tensor_value_info("image", UINT8, ["height", "width", 3])],
                    paste_regions.__doc__ or "")
