@@ -106,10 +106,41 @@ def test_every_shipped_preset_uploads_once_and_downloads_once(name: str, engine:
         compare(name, w, g)
 
 
+SWAPS = ("face-swap", "face-swap-enhance", "face-swap-talk")  # swap and enhance run crops through their models
+
+
 def compare(name: str, want: Frame, got: Frame) -> None:
-    diff = np.abs(want.image.astype(np.int16) - got.image.astype(np.int16))
-    print(name, want.seq, "max", diff.max(), "mean", round(float(diff.mean()), 4), "faces",
-          [np.round(f.box, 2).tolist() for f in want.faces], [np.round(f.box, 2).tolist() for f in got.faces])
+    """The device path's frame against the CPU path's, within the stage tests' tolerances.
+
+    Faces: the face stage reads its shrunk inputs and crops off the device (within a level of OpenCV's),
+    so the faces agree to 0.1 px. Pixels: mean < 0.3 and max <= 4 (test_stage_background's graph-vs-OpenCV
+    bounds; for colour mean < 0.36: its CPU table is within 0.35 of the reference); inside the faces that
+    swap and enhance repaint from bilinear crops (the CPU path's are bicubic), mean < 1.5 (test_swap's).
+    debug's corner panel prints timings and the device chain's own steps: it is left out.
+    """
+    assert len(got.faces) == len(want.faces)
+    for w, g in zip(want.faces, got.faces, strict=True):
+        assert np.abs(w.box - g.box).max() < 0.1 and np.abs(w.landmarks5 - g.landmarks5).max() < 0.1
+    values = np.abs(want.image.astype(np.int16) - got.image.astype(np.int16))
+    if name == "debug":
+        values[:int(values.shape[0] * 0.45)] = 0  # the stats panel (1 + stages lines)
+    mean = 0.36 if name == "colour-cinematic" else 0.3  # test_stage_colour: the CPU table's mean error < 0.35
+    assert values.mean() < mean, (name, values.mean())
+    diff = values.max(axis=2)
+    if name not in SWAPS:
+        assert diff.max() <= 4, (name, diff.max())
+        return
+    from livefuse.faces.align import estimate_affine
+    from livefuse.faces.paste import paste_region
+
+    outside = np.ones(diff.shape, bool)
+    for face in want.faces:
+        for size, template in ((128, "arcface_128"), (512, "ffhq_512")):
+            x1, y1, x2, y2 = paste_region(want.image.shape, size, estimate_affine(face.landmarks5, template, size))
+            if size == 128:
+                assert diff[y1:y2, x1:x2].mean() < 1.5, (name, diff[y1:y2, x1:x2].mean())
+            outside[max(0, y1 - 2):y2 + 2, max(0, x1 - 2):x2 + 2] = False
+    assert diff[outside].max() <= 4, (name, diff[outside].max())
 
 
 # -- the face-local stages: given the same faces, the device path is the CPU path, pixel for pixel ------------
@@ -144,7 +175,9 @@ class _GivenOnDevice(DevicePath):
 
 
 def found_faces(engine: Engine, images: list[np.ndarray]) -> dict[int, list[Face]]:
-    chain = build(load_preset("face-swap-talk"), engine, "auto")  # face stage with landmarks (swap has no source)
+    preset = load_preset("face-swap-talk")
+    preset.stages = preset.stages[:1]  # its face stage (landmarks on)
+    chain = build(preset, engine, "auto")
     out = {frame.seq: frame.faces for frame in run_chain(chain, images)}
     chain.close()
     assert all(out.values())

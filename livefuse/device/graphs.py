@@ -164,3 +164,49 @@ def paste_regions(count: int) -> onnx.ModelProto:
         image = b.op("Concat", above, middle, below, axis=0, out="image" if i == count - 1 else None)
     return b.model(inputs, [helper.make_tensor_value_info("image", UINT8, ["height", "width", 3])],
                    paste_regions.__doc__ or "")
+
+
+def face_crop(size: int, mean: float, std: float) -> onnx.ModelProto:
+    """`frame` + `theta` [1, 2, 3] (`engine.graphs.crop_theta`) -> `crop` float32 [1, 3, S, S] RGB, (x - mean) / std.
+
+    Bicubic with replicated borders, as the CPU path's `cv2.warpAffine(..., INTER_CUBIC, BORDER_REPLICATE)`
+    (GridSample's cubic is OpenCV's a = -0.75 kernel), so the model sees what it sees on the CPU path.
+    """
+    b = GraphBuilder("device_face_crop")
+    x = b.op("Unsqueeze", b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1]),
+             b.const([0], np.int64))  # [1, 3, H, W]
+    grid = b.op("AffineGrid", "theta", b.const([1, 3, size, size], np.int64), align_corners=0)
+    y = b.op("GridSample", x, grid, mode="cubic", padding_mode="border", align_corners=0)
+    y = b.op("Clip", y, b.const(0.0), b.const(255.0))  # as OpenCV saturates the uint8 crop
+    y = b.op("Gather", y, b.const([2, 1, 0], np.int64), axis=1)  # BGR -> RGB
+    b.op("Mul", b.op("Sub", y, b.const(mean)), b.const(1.0 / std), out="crop")
+    return b.model([_frame(), helper.make_tensor_value_info("theta", FLOAT, [1, 2, 3])],
+                   [helper.make_tensor_value_info("crop", FLOAT, [1, 3, size, size])], face_crop.__doc__ or "")
+
+
+def face_paste(size: int, mean: float, std: float) -> onnx.ModelProto:
+    """`frame` + `crop` [1, 3, S, S] RGB in the model's range (pixel = crop * std + mean) + `theta` [1, 2, 3]
+    (`engine.graphs.paste_theta`) + `mask` [1, 1, S, S] -> `image`: the crop blended into the frame.
+
+    As the CPU path's `faces.paste.paste_back`: the crop warped back bicubic with replicated borders, the
+    mask bilinear with zeros outside, `frame * (1 - m) + crop * m`, rounded.
+    """
+    b = GraphBuilder("device_face_paste")
+    crop = b.op("Add", b.op("Mul", "crop", b.const(std)), b.const(mean))
+    crop = b.op("Gather", b.op("Clip", crop, b.const(0.0), b.const(255.0)), b.const([2, 1, 0], np.int64), axis=1)
+    hw = b.op("Slice", b.op("Shape", "frame"), b.const([0], np.int64), b.const([2], np.int64))
+    grid = b.op("AffineGrid", "theta", b.op("Concat", b.const([1, 3], np.int64), hw, axis=0), align_corners=0)
+    face = b.op("GridSample", crop, grid, mode="cubic", padding_mode="border", align_corners=0)  # [1, 3, H, W]
+    alpha = b.op("GridSample", "mask", grid, mode="linear", padding_mode="zeros", align_corners=0)  # [1, 1, H, W]
+    alpha = b.op("Clip", alpha, b.const(0.0), b.const(1.0))
+    frame = b.op("Unsqueeze", b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1]),
+                 b.const([0], np.int64))
+    face = b.op("Clip", face, b.const(0.0), b.const(255.0))  # the CPU path's crop is uint8
+    x = b.op("Add", frame, b.op("Mul", alpha, b.op("Sub", face, frame)))
+    x = b.op("Transpose", b.op("Squeeze", x, b.const([0], np.int64)), perm=[1, 2, 0])
+    _to_uint8(b, x, "image", half_up=True)
+    return b.model([_frame(), helper.make_tensor_value_info("crop", FLOAT, [1, 3, size, size]),
+                    helper.make_tensor_value_info("theta", FLOAT, [1, 2, 3]),
+                    helper.make_tensor_value_info("mask", FLOAT, [1, 1, size, size])],
+                   [helper.make_tensor_value_info("image", UINT8, ["height", "width", 3])],
+                   face_paste.__doc__ or "")

@@ -1,12 +1,12 @@
 """The device paths of swap and enhance: crop, model and paste-back all on the device.
 
-Each face's model input is cut from the device frame by `warp_crops` and bound to the model as it is;
-the model's output goes back into the frame through `paste_back` with the stage's own feathered mask.
+Each face's model input is cut from the device frame (`device.crops`) and bound to the model as it is;
+the model's output goes back into the frame the same way, with the stage's own feathered mask.
 Swap's colour matching (Reinhard, in Lab) works on the two 128 px crops on the host, the only pixels
 that leave the device; the kept mouth (mouth_mask) comes to the host as its region alone.
 
-Against the CPU path the crops are bilinear where OpenCV's are bicubic, and borders are zero rather
-than replicated: within a level or two inside the face, the same everywhere else.
+Against the CPU path: the same bicubic warps in float instead of OpenCV's fixed point, and no rounding
+of the crops to uint8 in between; within a few levels inside the face, the same everywhere else.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class SwapOnDevice(DevicePath):
 
     def __init__(self, stage: SwapStage, engine: Any, counter: TransferCounter) -> None:
         self.stage = stage
-        self.crops = FaceCrops(engine, SIZE, (0.0, 0.0, 0.0), (255.0, 255.0, 255.0))  # RGB in 0..1
+        self.crops = FaceCrops(engine, SIZE, 0.0, 255.0)  # RGB in 0..1
         self.regions = OnRegions(stage, engine, counter)
         self.mouths = RegionIO(engine, counter, stage.name)
 
@@ -107,7 +107,7 @@ class EnhanceOnDevice(DevicePath):
 
     def __init__(self, stage: EnhanceStage, engine: Any) -> None:
         self.stage = stage
-        self.crops = FaceCrops(engine, stage.enhancer.size, (127.5, 127.5, 127.5), (127.5, 127.5, 127.5))
+        self.crops = FaceCrops(engine, stage.enhancer.size, 127.5, 127.5)
 
     def run(self, frame: Frame) -> None:
         stage = self.stage
