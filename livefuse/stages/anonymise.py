@@ -61,7 +61,7 @@ class AnonymiseStage(Stage):
         self._blind = 0  # consecutive frames no face stage ran on
         self._planned: tuple[Frame, list[tuple[int, int, int, int]]] | None = None  # regions() for process()
         self.update({})
-        if context.transfers is not None:
+        if context is not None and context.transfers is not None:  # None: built bare, by a test
             from livefuse.device.regions import OnRegions
 
             self.device = OnRegions(self, context.engine, context.transfers)

@@ -86,7 +86,7 @@ class BeautyStage(Stage):
     def __init__(self, params: dict[str, Any], context: StageContext) -> None:
         self.params = dict(params)
         self._warned = False
-        if context.transfers is not None:
+        if context is not None and context.transfers is not None:  # None: built bare, by a test
             from livefuse.device.regions import OnRegions
 
             self.device = OnRegions(self, context.engine, context.transfers)

@@ -34,7 +34,7 @@ class DebugStage(Stage):
     def __init__(self, params: dict[str, Any], context: StageContext) -> None:
         self.params = dict(params)
         self._times: deque[int] = deque(maxlen=30)
-        if context.transfers is not None:
+        if context is not None and context.transfers is not None:  # None: built bare, by a test
             from livefuse.device.regions import OnRegions
 
             self.device = OnRegions(self, context.engine, context.transfers)
