@@ -68,6 +68,7 @@ class SwapOnDevice(DevicePath):
             swapped: Any = session.run_device({"target": target, "source": latent})[stage.swapper.output_name]
             if stage.params["colour_match"]:
                 swapped = self._matched(swapped, target, stage._mask)
+                self.mouths.counter.region(stage.name, 3 * swapped.nbytes)  # two crops down, one up
             image = self.crops.put(image, swapped, matrix, stage._mask * strength)
         if mouths:
             boxes = [region.box for region, _ in mouths]
