@@ -87,7 +87,9 @@ def test_the_choice_remembers_what_failed_and_says_what_is_next() -> None:
     assert choice.after(CUDA) == [CPU] and choice.after(CPU) == [CPU]
     choice.fail(CPU, "never given up")
     assert CPU in choice.candidates()
-    choice.note_printed(CUDA, "*** EP Error: libcudart.so.12: cannot open shared object file when using [CUDA]\n")
+    choice.note_printed(CUDA, "*************** EP Error ***************\nEP Error /src/pybind_state.cc:505 void "
+                              "Register(Options&, const Map&) libcudart.so.12: cannot open shared object file when "
+                              "using ['CUDAExecutionProvider']\n")
     assert choice.fell_back_reason(CUDA) == "libcudart.so.12: cannot open shared object file"
     assert ProviderChoice("tensorrt", ALL).order == ALL and ProviderChoice("cuda", ALL).order == [CUDA, CPU]
     with pytest.raises(UserError, match="'coreml' is not available"):

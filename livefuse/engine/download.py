@@ -85,7 +85,7 @@ def read_sidecar(url: str, timeout: float) -> str:
         raise MirrorFailed(f"its checksum file {hash_url} could not be fetched ({exc})") from exc
     if len(text) != 8 or any(c not in "0123456789abcdef" for c in text):
         raise MirrorFailed(f"its checksum file {hash_url} holds {text[:40]!r}, not an 8-digit CRC32")
-    return text
+    return str(text)
 
 
 def fetch(

@@ -17,6 +17,7 @@ byte-identical and keep the same cache key.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -75,7 +76,7 @@ class GraphBuilder:
         """An int64 vector constant: the shapes, axes and indices many operators take."""
         return self.const(values, np.int64)
 
-    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs: object) -> str:
+    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs: Any) -> str:
         """One node of the default domain; `""` for an optional input left out. Returns its output's name."""
         node_name = self._next("n")
         output = out or f"t{self._count}"

@@ -30,7 +30,7 @@ def identity_probe() -> onnx.ModelProto:
     return b.build("provider probe")
 
 
-FRAME_SHAPE = ["height", "width", 3]
+FRAME_SHAPE: list[int | str] = ["height", "width", 3]
 
 
 def _normalise(

@@ -41,6 +41,12 @@ class Copies:
             self.host += host
 
 
+def _shape(value: np.ndarray | ort.OrtValue) -> tuple[int, ...]:
+    if isinstance(value, ort.OrtValue):
+        return tuple(int(d) for d in value.shape())
+    return tuple(value.shape)
+
+
 @dataclass
 class _Set:
     """One buffer set: its IOBinding and the OrtValues bound to it."""
@@ -173,14 +179,7 @@ class DoubleBinding:
 
     def run(self, feeds: Mapping[str, np.ndarray | ort.OrtValue]) -> dict[str, ort.OrtValue]:
         """Run once on the next set; return its output OrtValues (on the session's device)."""
-        self._prepare(
-            {
-                name: tuple(int(d) for d in feeds[name].shape())
-                if isinstance(feeds[name], ort.OrtValue)
-                else tuple(feeds[name].shape)
-                for name in self.dtypes
-            }
-        )
+        self._prepare({name: _shape(feeds[name]) for name in self.dtypes})
         index = self.runs % 2
         buf = self.sets[index]
         for name, value in feeds.items():
@@ -207,7 +206,7 @@ class DoubleBinding:
             for name, value in buf.outputs.items():
                 buf.io.bind_ortvalue_output(name, value)
             out = buf.outputs
-        elif self.dynamic_outputs:
+        elif self.dynamic_outputs or buf.outputs is None:
             out = dict(zip(self.output_names, buf.io.get_outputs(), strict=True))
         else:
             out = buf.outputs

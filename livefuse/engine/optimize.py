@@ -59,14 +59,16 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     """Constant folding and dead-node removal with onnxslim."""
     import onnxslim
 
-    return onnxslim.slim(model)
+    slim: onnx.ModelProto = onnxslim.slim(model)
+    return slim
 
 
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """FP16 weights and compute, FP32 inputs/outputs (so callers feed the same arrays)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    return convert_float_to_float16(model, keep_io_types=True)
+    half: onnx.ModelProto = convert_float_to_float16(model, keep_io_types=True)
+    return half
 
 
 def calibration_images(directory: Path) -> list[Path]:
@@ -91,7 +93,7 @@ def image_tensor(image: np.ndarray, shape: tuple[int, ...], pre: Preprocess) -> 
         h, w = shape[2], shape[3]
     else:
         h, w = shape[1], shape[2]
-    x = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    x: np.ndarray = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     if pre.color.upper() == "RGB":
         x = x[..., ::-1]
     x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)

@@ -2,13 +2,15 @@
 
 FP16 roughly doubles TensorRT's speed but can move a model's outputs: a detector's scores past its
 threshold, a mask's edge. So FP16 is a declared, per-model choice, and the declaration is checked: the
-model's FP32 outputs on a fixed input are compared with those of its FP16 conversion, and the largest
+model's FP32 outputs on a fixed input are compared with those it gives in FP16, and the largest
 difference must stay within `tolerance` of each output's largest magnitude (manifest
 `trt_fp16_tolerance`, default 1 %). tests/test_precision.py runs it for every model that declares it.
 
-Here the FP16 side runs on the CPU: the converted model with graph optimisation off, so weights and
-every intermediate tensor are rounded to FP16 as on the GPU, while sums accumulate in FP32 (TensorRT
-may accumulate some in FP16, so on a GPU the same check with the real engine is the final word).
+Here the FP16 side runs on the CPU as an emulation (`emulate_fp16`): every weight and every
+intermediate tensor is rounded to FP16, as a GPU stores them, and a value past FP16's range becomes
+infinite, while the arithmetic itself is FP32 (onnxruntime's CPU provider would otherwise quietly
+compute an FP16 model in FP32 and drop the roundings). TensorRT may also accumulate some sums in FP16,
+so on a GPU the same comparison against the real engine is the final word.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import TensorProto, helper, numpy_helper, shape_inference
 
 from livefuse.engine.manifest import FP16_TOLERANCE, Preprocess
 
@@ -86,16 +89,49 @@ def compare(label: str, fp32: Mapping[str, np.ndarray], fp16: Mapping[str, np.nd
     return Fp16Check(label, worst_name, max(worst, 0.0), tolerance)
 
 
+def emulate_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The FP32 model with FP16 storage: float weights rounded to FP16, every float tensor a node makes too.
+
+    Each rounding is Cast to FP16, Identity, Cast back: the Identity keeps onnxruntime from removing the
+    pair of Casts as redundant. Subgraphs (If, Loop) are left as they are.
+    """
+    typed = shape_inference.infer_shapes(model)
+    floats = {v.name for v in (*typed.graph.value_info, *typed.graph.output, *typed.graph.input)
+              if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    for index, init in enumerate(graph.initializer):
+        if init.data_type == TensorProto.FLOAT:
+            rounded = numpy_helper.to_array(init).astype(np.float16).astype(np.float32)
+            graph.initializer[index].CopyFrom(numpy_helper.from_array(rounded, init.name))
+    nodes = []
+    for number, node in enumerate(graph.node):
+        nodes.append(node)
+        for slot, name in enumerate(node.output):
+            if name not in floats:
+                continue
+            exact = f"{name}/fp32"
+            node.output[slot] = exact
+            nodes += [helper.make_node("Cast", [exact], [f"{name}/fp16"], name=f"fp16_{number}_{slot}_a",
+                                       to=TensorProto.FLOAT16),
+                      helper.make_node("Identity", [f"{name}/fp16"], [f"{name}/kept"], name=f"fp16_{number}_{slot}_b"),
+                      helper.make_node("Cast", [f"{name}/kept"], [name], name=f"fp16_{number}_{slot}_c",
+                                       to=TensorProto.FLOAT)]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return out
+
+
 def check_fp16(model: Path | onnx.ModelProto, tolerance: float = FP16_TOLERANCE,
                preprocess: Preprocess | None = None, label: str = "") -> Fp16Check:
-    """Run the check on the CPU (see the module note): FP32 against the FP16 conversion, one fixed input."""
+    """Run the check on the CPU (see the module note): FP32 against its FP16 emulation, one fixed input."""
     import onnxruntime as ort
-    from onnxruntime.transformers.float16 import convert_float_to_float16
 
     proto = onnx.load(str(model)) if isinstance(model, Path) else model
-    half = convert_float_to_float16(proto, keep_io_types=True)
+    half = emulate_fp16(proto)
     exact = ort.SessionOptions()
-    exact.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every FP16 rounding
+    exact.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every rounding
     exact.log_severity_level = 3
     sessions = [ort.InferenceSession(m.SerializeToString(), exact, providers=["CPUExecutionProvider"])
                 for m in (proto, half)]

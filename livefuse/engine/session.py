@@ -143,7 +143,8 @@ class ModelSession:
         """An OrtValue as numpy: a view on CPU, one counted device-to-host copy elsewhere."""
         if value.device_name().lower() != "cpu":
             self.engine._copies.add(d2h=1)
-        return value.numpy()
+        array: np.ndarray = value.numpy()
+        return array
 
     def _run_numpy(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._binding is None:

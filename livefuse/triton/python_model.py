@@ -10,22 +10,23 @@ state recorded, naming both hashes, and runs each dynamic batch as one onnxrunti
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 
-def _sha256(path):
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    return str(digest.hexdigest())
 
 
 class TritonPythonModel:
-    def initialize(self, args):
+    def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         version = str(args["model_version"])
         path = Path(args["model_repository"]) / version / "model.onnx"
@@ -42,7 +43,7 @@ class TritonPythonModel:
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
 
-    def execute(self, requests):
+    def execute(self, requests: list[Any]) -> list[Any]:
         feeds = {name: [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests]
                  for name in self.inputs}
         sizes = [len(array) for array in feeds[self.inputs[0]]]

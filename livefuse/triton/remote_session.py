@@ -32,7 +32,7 @@ class RemoteSession:
 
     @property
     def provider(self) -> str:
-        return self.local.provider
+        return str(self.local.provider)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         executor = self.executor
