@@ -38,16 +38,17 @@ browser:
 run: setup
 	$(BIN)/livefuse run $(ARGS)
 
-test: setup browser triton-env
-	$(BIN)/ruff check livefuse tests tools benchmarks
+test: lint browser triton-env
 	$(BIN)/pytest -q
 
 bench: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/run_all.py
 
+# ruff on everything, mypy on the package (its settings: [tool.mypy] in pyproject.toml). `make test` runs it first.
 lint: setup
 	$(BIN)/ruff check livefuse tests tools benchmarks
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(TRITON_VENV) .pytest_cache .ruff_cache

@@ -29,7 +29,7 @@ class Capture:
     read. With `audio`, picture and sound are stamped on one clock.
     """
 
-    def __init__(self, source: Source, deliver: Callable[[Frame], None], finished: Callable[[], None], *,
+    def __init__(self, source: Source, deliver: Callable[[Frame], object], finished: Callable[[], None], *,
                  stats: PipelineStats, audio: AudioInput | None = None, max_frames: int | None = None) -> None:
         self.source = source
         self.deliver = deliver

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -130,7 +131,7 @@ class Chain:
         self._next_ticket = 0
         self._busy = [threading.Lock() for _ in range(count)]  # held while a step runs, or its stage is updated
         self._logged: set[str] = set()
-        self.on_first_stage_free: Callable[[], None] | None = None  # called (in a worker) when step 0 frees up
+        self.on_first_stage_free: Callable[[], object] | None = None  # called (in a worker) when step 0 frees up
 
     def first_stage_free(self) -> bool:
         """True when every admitted frame has left the first step, so a new one would start at once."""
@@ -153,12 +154,12 @@ class Chain:
         failed: set[int] = set()  # stages that failed on this frame or were skipped (switched off)
         for index, (label, owner, fn) in enumerate(self._steps):
             with self._cond:
-                self._cond.wait_for(lambda i=index: self._turns[i] == ticket)
+                self._cond.wait_for(partial(self._is_turn, index, ticket))
             if owner == BOUNDARY:
                 self._run_boundary(index, label, fn, frame)
                 continue
             try:
-                if self._first_step[owner] == index:
+                if self._first_step[owner] == index and self._epochs[owner] != frame.source_epoch:
                     with self._busy[index]:  # as a step: never while the stage is updated
                         self._follow_source(owner, frame.source_epoch)
                 if owner not in runs:
@@ -213,6 +214,9 @@ class Chain:
         if self.boundary is not None:
             to_host(frame, self.boundary, "cover")
         cover_whole(frame)
+
+    def _is_turn(self, index: int, ticket: int) -> bool:
+        return self._turns[index] == ticket
 
     def _follow_source(self, owner: int, epoch: int) -> None:
         """Tell the stage once that the source was reopened before it sees the first frame captured after."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +62,38 @@ def test_a_stage_without_close_is_refused_when_registered() -> None:
         register(StageSpec("forgetful", "no close (tests)", (Param("x", int, 0),), Forgetful))
     with pytest.raises(TypeError, match="abstract"):
         Forgetful({}, None)  # type: ignore[abstract, arg-type]
+
+
+FORGETFUL_FACTORY = """
+from typing import Any
+
+from livefuse.frame import Frame
+from livefuse.stages.base import Stage, StageContext
+
+
+class Forgetful(Stage):
+    name = "forgetful"
+
+    def process(self, frame: Frame) -> None:
+        pass
+
+    def update(self, params: dict[str, Any]) -> None:
+        pass
+
+
+def make_forgetful(params: dict[str, Any], context: StageContext) -> Stage:
+    return Forgetful()
+"""
+
+
+def test_mypy_refuses_a_factory_that_builds_a_stage_without_close(tmp_path: Path) -> None:
+    """What `make lint` runs on livefuse/: a stage factory building a class that lacks close() is an error."""
+    mypy = shutil.which("mypy", path=str(Path(sys.executable).parent))
+    assert mypy is not None, "mypy is part of the test extra (pyproject.toml)"
+    snippet = tmp_path / "forgetful.py"
+    snippet.write_text(FORGETFUL_FACTORY)
+    root = PACKAGE.parent
+    run = subprocess.run([mypy, "--follow-imports=silent", "--config-file", str(root / "pyproject.toml"),
+                          str(snippet)], cwd=root, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert 'Cannot instantiate abstract class "Forgetful" with abstract attribute "close"' in run.stdout, run.stdout

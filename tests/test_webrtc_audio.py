@@ -74,7 +74,7 @@ def test_preview_sends_the_sources_sound(tmp_path: Path) -> None:
         engine = Engine(provider="cpu")
         preset = load_preset("passthrough")
         context = StageContext(engine=engine, size=SIZE, fps=30.0, preset_dir=preset.path.parent)
-        await sink.attach(Runtime(pipeline, preset, context, engine))  # type: ignore[attr-defined]
+        await sink.attach(Runtime(pipeline, preset, context, engine))
         run = asyncio.create_task(pipeline.run())
         await asyncio.sleep(0.5)
         result = await view(f"http://127.0.0.1:{sink.port}", 4.0)  # type: ignore[attr-defined]

@@ -197,7 +197,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `models` and its subcommands on the main CLI."""
     models = subparsers.add_parser("models", help="list, verify, pull, pin, optimise and export models; "
                                    "write and release a Triton model repository")

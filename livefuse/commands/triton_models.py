@@ -116,7 +116,7 @@ def cmd_rollback(args: argparse.Namespace, registry: Registry) -> int:
 Command = Callable[[argparse.Namespace, Registry], int]
 
 
-def add_parsers(sub: argparse._SubParsersAction, registry: Callable[[argparse.Namespace], Registry]) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction, registry: Callable[[argparse.Namespace], Registry]) -> None:
     """Register the Triton repository subcommands of `livefuse models`."""
 
     def bind(command: Command) -> Callable[[argparse.Namespace], int]:

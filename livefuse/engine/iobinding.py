@@ -209,6 +209,7 @@ class DoubleBinding:
         elif self.dynamic_outputs or buf.outputs is None:
             out = dict(zip(self.output_names, buf.io.get_outputs(), strict=True))
         else:
+            assert buf.outputs is not None  # bound on an earlier run of this set
             out = buf.outputs
         self.runs += 1
         return out
@@ -226,3 +227,10 @@ class DoubleBinding:
         if self.device != "cpu":
             self.copies.add(d2h=len(out))
         return out
+
+
+def _shape(value: np.ndarray | ort.OrtValue) -> tuple[int, ...]:
+    """A feed's shape: an array's `shape` attribute, an OrtValue's `shape()` method."""
+    if isinstance(value, np.ndarray):
+        return tuple(value.shape)
+    return tuple(int(d) for d in value.shape())

@@ -20,7 +20,7 @@ def box_mask(size: int, blur: float = 0.3, padding: tuple[float, float, float, f
     """
     amount = int(size * 0.5 * blur)
     edge = max(amount // 2, 1)
-    mask = np.ones((size, size), np.float32)
+    mask: np.ndarray = np.ones((size, size), np.float32)
     top, right, bottom, left = (max(edge, int(size * p / 100)) for p in padding)
     mask[:top] = 0
     mask[size - bottom:] = 0

@@ -36,7 +36,7 @@ def skin_mask(mesh: np.ndarray, origin: tuple[int, int], shape: tuple[int, int],
     cv2.fillPoly(keep, polys, 255)
     margin = max(1, round(face_width * 0.02))
     cv2.polylines(keep, polys, True, 255, thickness=2 * margin + 1)
-    mask = cv2.subtract(oval, keep).astype(np.float32) * (1.0 / 255.0)
+    mask: np.ndarray = cv2.subtract(oval, keep).astype(np.float32) * (1.0 / 255.0)
     sigma = max(0.8, face_width * 0.015)
     mask = cv2.GaussianBlur(mask, (0, 0), sigma)
     core = np.zeros((h, w), np.uint8)

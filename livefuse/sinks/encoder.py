@@ -88,11 +88,12 @@ class EncoderSink(Sink):
         except (av.FFmpegError, ValueError) as exc:
             self._container.close()
             raise OutputError(f"codec {codec} is not available in this PyAV build: {exc}") from exc
+        assert isinstance(stream, av.VideoStream)  # a video codec's
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.time_base = TIME_BASE
         stream.codec_context.time_base = TIME_BASE
-        stream.options = video_codec_options(codec, fps, quality, push=live)
+        stream.options = {**video_codec_options(codec, fps, quality, push=live)}
         self._stream = stream
         if audio is not None:
             self._audio = AudioTrack(self._container, AUDIO_CODECS[fmt], audio, rate=AUDIO_RATE,

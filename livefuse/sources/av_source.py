@@ -160,7 +160,7 @@ class AVSource(Source):
         self._read += 1
         if self._pacer is not None:
             self.video_slot_ns = self._pacer.wait()
-        if frame.pts is not None:
+        if frame.pts is not None and frame.time_base is not None:
             self.video_media_ns = int(frame.pts * frame.time_base * 1_000_000_000)
         return frame.to_ndarray(format="bgr24", width=self.size[0], height=self.size[1])
 
@@ -202,7 +202,7 @@ def demux_with_audio(container: Any, video: Any, audio: Any,
     for packet in container.demux(video, audio):
         for frame in packet.decode():
             if isinstance(frame, av.AudioFrame):
-                if frame.pts is not None:
+                if frame.pts is not None and frame.time_base is not None:
                     sound.append((int(frame.pts * frame.time_base * 1_000_000_000), frame))
             else:
                 yield frame

@@ -88,9 +88,11 @@ class DemoSource(Source):
         warped = cv2.warpAffine(self._rgba, self.transform(t), (width, height), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
         # OpenCV calls only (they release the GIL): the demo must not steal time from the pipeline it feeds.
-        alpha = cv2.multiply(cv2.extractChannel(warped, 3), 1.0 / 255.0, dtype=cv2.CV_32F)
+        # OpenCV takes a scalar operand here; its type stubs do not say so
+        alpha = cv2.multiply(cv2.extractChannel(warped, 3), 1.0 / 255.0, dtype=cv2.CV_32F)  # type: ignore[call-overload]
         person = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
-        return cv2.blendLinear(person, self._background, alpha, cv2.subtract(1.0, alpha))
+        # OpenCV takes a scalar operand here; its type stubs do not say so
+        return cv2.blendLinear(person, self._background, alpha, cv2.subtract(1.0, alpha))  # type: ignore[call-overload]
 
     def read(self) -> np.ndarray:
         frame = self.render(self._t / self.fps)

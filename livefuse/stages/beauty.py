@@ -127,7 +127,7 @@ class BeautyStage(Stage):
             return
         (x1, y1, x2, y2), eye_w, slim_w = plan
         roi = image[y1:y2, x1:x2]
-        work = roi.astype(np.float32)
+        work: np.ndarray = roi.astype(np.float32)
         width = float(face.box[2] - face.box[0])
         if smooth > 0 and has_mesh:
             assert face.mesh is not None

@@ -150,7 +150,7 @@ class FaceStage(Stage):
         self.detector.near = [tr.face.box for tr in self.tracker.tracks if tr.id not in followed]
         found = sorted(self.detector.detect(image), key=lambda f: -f.score)
         boxes = [f.box for f in known]
-        new = []
+        new: list[Face] = []
         if self.landmarker is None:
             return found  # the tracker matches them to its tracks and starts at most max_faces
         for face in found:

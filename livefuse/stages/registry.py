@@ -32,7 +32,7 @@ def register(spec: StageSpec) -> StageSpec:
         raise ValueError(f"stage type {spec.type!r} registered twice")
     factory = spec.factory
     if isinstance(factory, type) and inspect.isabstract(factory):
-        missing = ", ".join(sorted(factory.__abstractmethods__))
+        missing = ", ".join(sorted(vars(factory).get("__abstractmethods__", ())))
         raise TypeError(f"stage type {spec.type!r}: {factory.__name__} does not implement {missing}")
     STAGES[spec.type] = spec
     return spec

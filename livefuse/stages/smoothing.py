@@ -50,7 +50,7 @@ class OneEuro:
         # Per-element cutoff from the element's own speed, in face sizes per second.
         speed = np.abs(self._dx) / max(scale, 1e-6)
         cutoff = self.min_cutoff + self.beta * speed
-        a = _alpha(cutoff, dt).astype(np.float32)
+        a = np.asarray(_alpha(cutoff, dt), dtype=np.float32)
         self._x = self._x + a * (x - self._x)
         self._t = t
         return self._x

@@ -124,13 +124,13 @@ class TiledDetector:
         out = []
         for face in detector.detect(mosaic):
             centre = (face.box[:2] + face.box[2:]) / 2
-            for cx, cy, x0, y0, k in cells:
+            for cx, cy, x0, y0, back in cells:  # back: cell pixels -> frame pixels
                 origin = np.array([cx, cy], np.float32)
                 inside = (face.box[:2] >= origin - 1).all() and (face.box[2:] <= origin + cell + 1).all()
                 if inside and (origin <= centre).all() and (centre < origin + cell).all():
                     shift = np.array([x0, y0], np.float32)
-                    out.append(Face(box=(face.box - np.tile(origin, 2)) * k + np.tile(shift, 2), score=face.score,
-                                    landmarks5=(face.landmarks5 - origin) * k + shift))
+                    out.append(Face(box=(face.box - np.tile(origin, 2)) * back + np.tile(shift, 2), score=face.score,
+                                    landmarks5=(face.landmarks5 - origin) * back + shift))
                     break
         return out
 

@@ -48,7 +48,8 @@ class TritonPythonModel:
                  for name in self.inputs}
         sizes = [len(array) for array in feeds[self.inputs[0]]]
         results = self.session.run(None, {name: np.concatenate(arrays) for name, arrays in feeds.items()})
-        responses, start = [], 0
+        responses: list[Any] = []
+        start = 0
         for size in sizes:
             tensors = [pb_utils.Tensor(name, result[start:start + size])
                        for name, result in zip(self.outputs, results, strict=True)]

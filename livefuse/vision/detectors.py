@@ -221,7 +221,7 @@ class RetinaFaceDetector:
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]:
         img, lb = letterbox(image_bgr, self.size, self.size, centre=False)
-        x = cv2.dnn.blobFromImage(img, 1.0, None, (104.0, 117.0, 123.0))
+        x = cv2.dnn.blobFromImage(img, scalefactor=1.0, mean=(104.0, 117.0, 123.0))
         out = self.runner.run({self.input_name: x})
         loc, conf, ldm = (out[n][0] for n in self._names)
         scores = conf[:, 1]

@@ -86,8 +86,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, limit: int = 0) -> np
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
     xywh = np.column_stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]])
-    keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.astype(float).tolist(), 0.0, iou)
-    keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+    kept = cv2.dnn.NMSBoxes(xywh.tolist(), scores.astype(float).tolist(), 0.0, iou)
+    keep = np.asarray(kept, dtype=np.int64).reshape(-1)
     return keep[:limit] if limit > 0 else keep
 
 

@@ -101,7 +101,7 @@ class FaceLandmarker:
         mesh = np.empty((468, 3), np.float32)
         mesh[:, :2] = raw[:, :2] @ m[:, :2].T + m[:, 2]
         mesh[:, 2] = raw[:, 2] * float(np.hypot(m[0, 0], m[1, 0]))
-        return mesh, float(sigmoid(np.float32(flag)))
+        return mesh, float(sigmoid(np.asarray(flag, np.float32)))
 
     def refine(self, image_bgr: np.ndarray | FramePixels, face: Face) -> Face | None:
         """The face with its mesh and mesh-derived five points, or None when FaceMesh sees no face there."""

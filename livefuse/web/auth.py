@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 COOKIE = "livefuse_token"
 OPEN_PATHS = frozenset({"/healthz"})
@@ -45,7 +46,7 @@ def _presented(request: web.Request) -> str | None:
     return request.query.get("token") or request.cookies.get(COOKIE)
 
 
-def token_middleware(token: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def token_middleware(token: str) -> Middleware:
     """Rejects requests without the token (401); remembers a `?token=` in a cookie for the page."""
 
     @web.middleware
@@ -65,7 +66,7 @@ def token_middleware(token: str) -> Callable[[web.Request, Handler], Awaitable[w
     return check
 
 
-def trusted_origin_middleware(bind_host: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def trusted_origin_middleware(bind_host: str) -> Middleware:
     """Refuses what another web site could make a visitor's browser send (403).
 
     No CORS headers are ever sent, so pages elsewhere cannot read responses; this

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from livefuse.errors import OutputError
 from livefuse.runtime import Runtime
@@ -43,7 +44,7 @@ class WebServer:
         self._runner: web.AppRunner | None = None
 
     def _make_app(self) -> web.Application:
-        middlewares = [trusted_origin_middleware(self.host)]
+        middlewares: list[Middleware] = [trusted_origin_middleware(self.host)]
         if self.token:
             middlewares.append(token_middleware(self.token))
         app = web.Application(middlewares=middlewares, client_max_size=MAX_UPLOAD_BYTES + 64 * 1024)

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -245,4 +246,5 @@ async def _return_audio(incoming: MediaStreamTrack, outgoing: HeldBackAudioTrack
     with contextlib.suppress(MediaStreamError):
         while True:
             frame = await incoming.recv()
+            assert isinstance(frame, av.AudioFrame)  # an audio track's
             outgoing.put(frame, time.monotonic_ns() - frame.samples * 1_000_000_000 // frame.sample_rate)

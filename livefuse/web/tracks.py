@@ -43,6 +43,7 @@ class HeldBackAudioTrack(MediaStreamTrack):
     """
 
     kind = "audio"
+    _loop: asyncio.AbstractEventLoop  # always set here (the event emitter base class declares it optional)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
@@ -93,6 +94,7 @@ class LatestFrameTrack(MediaStreamTrack):
     """An outgoing video track that always sends the newest frame it was given."""
 
     kind = "video"
+    _loop: asyncio.AbstractEventLoop  # always set here (the event emitter base class declares it optional)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
@@ -189,7 +191,8 @@ class TrackSource(Source):
         try:
             while True:
                 frame = await self._track.recv()
-                image = frame.to_ndarray(format="bgr24")
+                assert isinstance(frame, av.VideoFrame)  # a video track's
+                image: np.ndarray = frame.to_ndarray(format="bgr24")
                 if (image.shape[1], image.shape[0]) != self.size:
                     image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
                 with self._cond:

@@ -47,7 +47,8 @@ class CpuBackground(BackgroundStage):
         else:
             cv2.addWeighted(self._mask, keep, raw, 1.0 - keep, 0.0, dst=self._mask)
         # Tighten the soft band (the model is unsure over a wide rim), then feather it evenly.
-        mask = cv2.max(cv2.min((self._mask - 0.25) * 2.0, 1.0), 0.0)
+        # OpenCV takes a scalar operand here; its type stubs do not say so
+        mask = cv2.max(cv2.min((self._mask - 0.25) * 2.0, 1.0), 0.0)  # type: ignore[call-overload]
         feather = self.params["feather"]
         if feather > 0:
             sigma = feather * 0.01 * mask.shape[1]
@@ -62,7 +63,9 @@ class CpuBackground(BackgroundStage):
         """
         (bw, bh), sigma = blur_geometry(width, (small.shape[1], small.shape[0]), self.params["strength"])
         img = cv2.resize(small, (bw, bh), interpolation=cv2.INTER_AREA).astype(np.float32)
-        weight = cv2.resize(cv2.subtract(1.0, mask), (bw, bh), interpolation=cv2.INTER_AREA)
+        # OpenCV takes a scalar operand here; its type stubs do not say so
+        one_minus = cv2.subtract(1.0, mask)  # type: ignore[call-overload]
+        weight = cv2.resize(one_minus, (bw, bh), interpolation=cv2.INTER_AREA)
         num = cv2.GaussianBlur(img * weight[..., None], (0, 0), sigma)
         den = cv2.GaussianBlur(weight, (0, 0), sigma)
         plain = cv2.GaussianBlur(img, (0, 0), sigma)
@@ -106,7 +109,8 @@ class CpuBackground(BackgroundStage):
                 self._colour[:] = self._colour_bgr
             background = self._colour
         full = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
-        frame.image = cv2.blendLinear(image, background, full, cv2.subtract(1.0, full))
+        # OpenCV takes a scalar operand here; its type stubs do not say so
+        frame.image = cv2.blendLinear(image, background, full, cv2.subtract(1.0, full))  # type: ignore[call-overload]
 
     def on_source_reopened(self) -> None:
         """A new scene: the smoothed mask starts again from the next frame's segmentation."""
