@@ -97,7 +97,7 @@ class RegionLocal(Protocol):
 
     name: str
 
-    def regions(self, frame: Frame, shape: tuple[int, int]) -> list[Sequence[float]]:
+    def regions(self, frame: Frame, shape: tuple[int, int]) -> Sequence[Sequence[float]]:
         """The boxes (x1, y1, x2, y2) this frame's `process` will read and write, for a frame of `shape`
         (height, width). Called once per frame, just before `process`."""
 

@@ -227,10 +227,3 @@ class DoubleBinding:
         if self.device != "cpu":
             self.copies.add(d2h=len(out))
         return out
-
-
-def _shape(value: np.ndarray | ort.OrtValue) -> tuple[int, ...]:
-    """A feed's shape: an array's `shape` attribute, an OrtValue's `shape()` method."""
-    if isinstance(value, np.ndarray):
-        return tuple(value.shape)
-    return tuple(int(d) for d in value.shape())
