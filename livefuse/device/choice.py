@@ -17,8 +17,8 @@ DEVICES = ("cpu", "cuda")  # OrtValue devices the boundary can allocate on
 
 def frames_device(engine: Any, implementation: str) -> str | None:
     """"cuda" or "cpu" when frames should stay on the engine's device between stages, else None."""
-    if not engine.iobinding:
-        return None  # plain session.run: nothing stays anywhere
+    if engine is None or not engine.iobinding:
+        return None  # no engine (stages without models, in tests), or plain session.run: nothing stays anywhere
     provider = engine.provider
     if implementation == "auto" and provider != CPU:
         provider = engine.resolve_provider()  # the provider that works, not the one asked for
