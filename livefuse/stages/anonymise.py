@@ -23,10 +23,14 @@ from livefuse.stages.registry import register
 from livefuse.stages.tracking import grow_box
 from livefuse.vision.geometry import iou_matrix
 
-# The weakest settings still hide a face from an independent detector (YuNet, on the moving demo face; the
-# API fuzz test sends strengths and margins from their whole range).
-BLUR_WEAKEST = 8  # pixels left across a face box at strength 0 (6 at the default 0.8, 5 at 1)
-PIXELATE_WEAKEST = 6  # blocks across a face box at strength 0 (4 at the default 0.8); at 7 YuNet still saw one
+# How coarse a cover is, counted across the face itself (the region less its margin), so that a wider margin
+# never makes the cover over the face finer. The weakest settings still hide a face from an independent
+# detector (YuNet, on the moving demo face at 320x240 and 640x360, every strength and margin the API allows;
+# tests/test_stage_anonymise.py): with the old counts across the whole region (blur 6 pixels, pixelate 5 blocks
+# at margin 0.25) YuNet scored a covered face 0.72-0.83 in some frames; with these, what it finds where the face
+# is scores 0.5-0.63, as a head with no face does (a visible face: 0.9).
+BLUR_WEAKEST = 3.0  # pixels left across a face at strength 0 (2.2 at the default 0.8, 2 at 1)
+PIXELATE_WEAKEST = 3.0  # blocks across a face at strength 0 (2.2 at the default 0.8, 2 at 1)
 MIN_MARGIN = 0.25
 
 
@@ -116,6 +120,11 @@ class AnonymiseStage(Stage):
     def close(self) -> None:
         self._held = []
 
+    def _across(self, across_face: float, least: int) -> int:
+        """Pixels (or blocks) across a cover region whose face gets `across_face`: the region is the face box
+        grown by the margin on each side (a whole-frame cover is only coarser this way)."""
+        return max(least, round(across_face * (1.0 + 2.0 * self.params["margin"])))
+
     def _cover(self, image: np.ndarray, region: tuple[int, int, int, int]) -> None:
         x1, y1, x2, y2 = region
         roi = image[y1:y2, x1:x2]
@@ -124,15 +133,15 @@ class AnonymiseStage(Stage):
         if style == "fill":
             roi[:] = self._fill
         elif style == "pixelate":
-            # Fewer, bigger blocks as strength rises, counted across the region's shorter side.
-            # Even the weakest (6 blocks across a face) leaves nothing a face detector scores as a face.
-            tiny = _shrink(roi, max(2, round(PIXELATE_WEAKEST - 2.5 * strength)))
+            # Fewer, bigger blocks as strength rises. Even the weakest (3 blocks across a face) leaves nothing a face
+            # detector scores as a face.
+            tiny = _shrink(roi, self._across(PIXELATE_WEAKEST - strength, 2))
             roi[:] = cv2.resize(tiny, (w, h), interpolation=cv2.INTER_NEAREST)
         else:
             # Blur by shrinking the region to a few pixels across (whatever its size: a face box or, failing
             # closed, the whole frame), so no detector can find a face in it; cheap at any size. Even the weakest
-            # setting keeps only 8 pixels across a face (at 14 YuNet still found the face in every frame).
-            small = cv2.GaussianBlur(_shrink(roi, max(3, round(BLUR_WEAKEST - 3 * strength))), (0, 0), 0.8)
+            # setting keeps only 3 pixels across a face.
+            small = cv2.GaussianBlur(_shrink(roi, self._across(BLUR_WEAKEST - strength, 3)), (0, 0), 0.8)
             roi[:] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
