@@ -21,6 +21,7 @@ from livefuse.chain import Chain
 from livefuse.frame import Frame
 from livefuse.pipeline import Pipeline
 from livefuse.sinks import open_sink
+from livefuse.sinks.base import Sink
 from livefuse.sinks.encoder import EncoderSink
 from livefuse.sources.demo import DemoSource
 
@@ -42,7 +43,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-class Tap:
+class Tap(Sink):
     """Passes frames to a real output and notes which ones it was given."""
 
     def __init__(self, inner: EncoderSink) -> None:
