@@ -16,6 +16,7 @@ import onnxruntime as ort
 from livefuse.device import graphs as device_graphs
 from livefuse.device.runner import DeviceGraph
 from livefuse.engine import graphs
+from livefuse.faces.paste import paste_region
 
 
 class FaceCrops:
@@ -38,7 +39,17 @@ class FaceCrops:
 
     def put(self, frame: ort.OrtValue, crop: ort.OrtValue | np.ndarray, matrix: np.ndarray,
             mask: np.ndarray) -> ort.OrtValue:
-        """A new device frame with `crop` (model output range, [1, 3, S, S]) blended in by `mask` [S, S]."""
-        theta = graphs.paste_theta(matrix[None], self._frame_size(frame), self.size)
+        """A new device frame with `crop` (model output range, [1, 3, S, S]) blended in by `mask` [S, S].
+
+        Only the region the crop covers is sampled (as `faces.paste.paste_back` does on the host).
+        """
+        width, height = self._frame_size(frame)
+        x1, y1, x2, y2 = paste_region((height, width, 3), self.size, matrix)
+        if x2 <= x1 or y2 <= y1:
+            return frame
+        shifted = np.asarray(matrix, np.float64).copy()
+        shifted[:, 2] += shifted[:, :2] @ np.array([x1, y1], np.float64)  # region pixels -> crop pixels
+        theta = graphs.paste_theta(shifted[None], (x2 - x1, y2 - y1), self.size)
         weight = np.ascontiguousarray(np.clip(mask, 0.0, 1.0)[None, None], np.float32)
-        return self._paste.run({"frame": frame, "crop": crop, "theta": theta, "mask": weight})["image"]
+        box = np.array([x1, y1, x2, y2], np.int64)
+        return self._paste.run({"frame": frame, "crop": crop, "box": box, "theta": theta, "mask": weight})["image"]

@@ -185,27 +185,43 @@ def face_crop(size: int, mean: float, std: float) -> onnx.ModelProto:
 
 
 def face_paste(size: int, mean: float, std: float) -> onnx.ModelProto:
-    """`frame` + `crop` [1, 3, S, S] RGB in the model's range (pixel = crop * std + mean) + `theta` [1, 2, 3]
-    (`engine.graphs.paste_theta`) + `mask` [1, 1, S, S] -> `image`: the crop blended into the frame.
+    """`frame` + `crop` [1, 3, S, S] RGB in the model's range (pixel = crop * std + mean) + `box` int64 [4]
+    (the frame region the crop covers: x1, y1, x2, y2) + `theta` [1, 2, 3] (`engine.graphs.paste_theta` for
+    that region) + `mask` [1, 1, S, S] -> `image`: the crop blended into the frame.
 
     As the CPU path's `faces.paste.paste_back`: the crop warped back bicubic with replicated borders, the
-    mask bilinear with zeros outside, `frame * (1 - m) + crop * m`, rounded.
+    mask bilinear with zeros outside, `frame * (1 - m) + crop * m`, rounded; and, as there, only the
+    region is sampled (the sampling grid is the region's size, not the frame's), then put back in place.
     """
     b = GraphBuilder("device_face_paste")
+    starts = b.op("Gather", "box", b.const([1, 0], np.int64))
+    ends = b.op("Gather", "box", b.const([3, 2], np.int64))
+    axes = b.const([0, 1], np.int64)
+    region = b.op("Slice", "frame", starts, ends, axes)  # [h, w, 3]
+    hw = b.op("Sub", ends, starts)
     crop = b.op("Add", b.op("Mul", "crop", b.const(std)), b.const(mean))
     crop = b.op("Gather", b.op("Clip", crop, b.const(0.0), b.const(255.0)), b.const([2, 1, 0], np.int64), axis=1)
-    hw = b.op("Slice", b.op("Shape", "frame"), b.const([0], np.int64), b.const([2], np.int64))
     grid = b.op("AffineGrid", "theta", b.op("Concat", b.const([1, 3], np.int64), hw, axis=0), align_corners=0)
-    face = b.op("GridSample", crop, grid, mode="cubic", padding_mode="border", align_corners=0)  # [1, 3, H, W]
-    alpha = b.op("GridSample", "mask", grid, mode="linear", padding_mode="zeros", align_corners=0)  # [1, 1, H, W]
+    face = b.op("GridSample", crop, grid, mode="cubic", padding_mode="border", align_corners=0)  # [1, 3, h, w]
+    alpha = b.op("GridSample", "mask", grid, mode="linear", padding_mode="zeros", align_corners=0)  # [1, 1, h, w]
     alpha = b.op("Clip", alpha, b.const(0.0), b.const(1.0))
-    frame = b.op("Unsqueeze", b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1]),
-                 b.const([0], np.int64))
+    base = b.op("Unsqueeze", b.op("Transpose", b.op("Cast", region, to=FLOAT), perm=[2, 0, 1]),
+                b.const([0], np.int64))
     face = b.op("Clip", face, b.const(0.0), b.const(255.0))  # the CPU path's crop is uint8
-    x = b.op("Add", frame, b.op("Mul", alpha, b.op("Sub", face, frame)))
+    x = b.op("Add", base, b.op("Mul", alpha, b.op("Sub", face, base)))
     x = b.op("Transpose", b.op("Squeeze", x, b.const([0], np.int64)), perm=[1, 2, 0])
-    _to_uint8(b, x, "image", half_up=True)
+    patch = _to_uint8(b, x, "patch", half_up=True)
+    # The region back into the frame: the rows above and below, the pixels left and right of it.
+    big, zero = b.const([2**62], np.int64), b.const([0], np.int64)
+    axis0, axis1 = b.const([0], np.int64), b.const([1], np.int64)
+    y1, x1 = b.op("Gather", "box", b.const([1], np.int64)), b.op("Gather", "box", b.const([0], np.int64))
+    y2, x2 = b.op("Gather", "box", b.const([3], np.int64)), b.op("Gather", "box", b.const([2], np.int64))
+    rows = b.op("Slice", "frame", y1, y2, axis0)
+    middle = b.op("Concat", b.op("Slice", rows, zero, x1, axis1), patch, b.op("Slice", rows, x2, big, axis1), axis=1)
+    b.op("Concat", b.op("Slice", "frame", zero, y1, axis0), middle, b.op("Slice", "frame", y2, big, axis0), axis=0,
+         out="image")
     return b.model([_frame(), helper.make_tensor_value_info("crop", FLOAT, [1, 3, size, size]),
+                    helper.make_tensor_value_info("box", INT64, [4]),
                     helper.make_tensor_value_info("theta", FLOAT, [1, 2, 3]),
                     helper.make_tensor_value_info("mask", FLOAT, [1, 1, size, size])],
                    [helper.make_tensor_value_info("image", UINT8, ["height", "width", 3])],
