@@ -353,3 +353,25 @@ def test_device_graphs_read_as_opencv_does(engine: Engine) -> None:
     forward = cv2.invertAffineTransform(m)
     assert np.abs(device.warped(forward, (96, 96), inverse=False).astype(int)
                   - host.warped(forward, (96, 96), inverse=False)).max() <= 1
+
+
+def test_status_and_bench_name_the_stage_that_forced_copies(engine: Engine) -> None:
+    """/api/status shows the chain's device counts; `livefuse bench`'s table names a stage that forced copies."""
+    from livefuse.bench.report import table
+    from livefuse.runtime import Runtime
+    from livefuse.wiring import assemble
+
+    assembly = assemble(load_preset("colour-cinematic"), engine, SIZE, FPS, implementation="graph")
+    runtime = Runtime.wire(assembly, DemoSource(SIZE, FPS, paced=False), [], settings={})
+    run_chain(assembly.chain, frames()[:2])
+    status = runtime.status()["device_frames"]
+    assembly.chain.close()
+    assert status["uploads"] == status["downloads"] == 2 and status["forced_copies"] == {}
+    counter = TransferCounter()
+    chain = Chain("t", [("mine", HostOnly())], boundary=DeviceBoundary("cpu", counter))
+    run_chain(chain, frames()[:2])
+    mode = {"fps": 30.0, "dropped": 0, "latency_ms": {"p50": 1, "p95": 1, "p99": 1, "max": 1}, "cpu_percent": 1,
+            "rss_mb": 1, "stages_ms": {}, "device_frames": {"device": "cpu", **counter.report()}}
+    text = table({"preset": "p", "size": [64, 36], "fps_target": 30, "frames": 2, "provider": "cpu",
+                  "modes": {"pipelined": mode}})
+    assert "1 upload + 1 download per frame" in text and "mine 2" in text, text
