@@ -157,7 +157,7 @@ def test_the_weakest_covers_the_api_allows_still_hide_a_small_face(engine: Engin
             worst = 0.0
             for original, where in shown:
                 frame = Frame(seq=original.seq, pts=0, capture_ns=original.capture_ns, image=original.image.copy(),
-                              faces=list(original.faces), meta=dict(original.meta))
+                              faces=list(original.faces), faces_searched=original.faces_searched)
                 cover.process(frame)
                 at_face = [f[-1] for f in yunet(frame.image) if overlap(f[:4], where) > 0.3]
                 worst = max([worst, *at_face])

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import onnx
 
-from livefuse.engine.graph_builder import FLOAT, OPSET, UINT8, Dim, GraphBuilder
+from livefuse.engine.graph_builder import FLOAT, OPSET, UINT8, GraphBuilder
 
 # The old names, for code written before graph_builder (stages/background.py on main, livefuse/device/graphs.py
 # on wip/device); new code imports GraphBuilder and OPSET from graph_builder.
@@ -30,7 +30,7 @@ def identity_probe() -> onnx.ModelProto:
     return b.build("provider probe")
 
 
-FRAME_SHAPE: list[Dim] = ["height", "width", 3]
+FRAME_SHAPE: list[int | str] = ["height", "width", 3]
 
 
 def _normalise(

@@ -25,6 +25,7 @@ def make_background(params: dict[str, Any], context: StageContext, path: str = "
     graph = GraphBackground(params, context)
     if path == "auto" and graph.provider == CPU:  # the GPU provider failed and the session fell back
         graph.close()
+        del graph  # its model and session are freed before the CPU path loads its own
         return CpuBackground(params, context)  # OpenCV is faster there
     return graph
 

@@ -25,6 +25,7 @@ def make_colour(params: dict[str, Any], context: StageContext, path: str = "auto
     graph = GraphColour(params, context)
     if path == "auto" and graph.provider == CPU:  # the GPU provider failed and the session fell back
         graph.close()
+        del graph  # its model and session are freed before the CPU path loads its own
         return CpuColour(params, context)  # the CPU path is faster there
     return graph
 
