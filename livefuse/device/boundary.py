@@ -6,6 +6,10 @@ N + 1 is uploaded into set B while frame N, in set A, is still being filtered or
 each set is a device tensor plus a pinned host staging buffer, so the copy to the device is one DMA
 transfer; on "cpu" the captured array itself is wrapped as the OrtValue (nothing is copied), so the
 same code path runs on both and only the device name differs.
+
+Two sets suffice because at most two frames are in a chain at once (the pipeline's `max_in_flight`,
+2): frame N + 2 is uploaded only after frame N has been downloaded. The stages' own model sessions
+keep their outputs in A/B sets the same way (`engine/iobinding.py`).
 """
 
 from __future__ import annotations
