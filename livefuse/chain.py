@@ -28,19 +28,24 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
+from livefuse.device.steps import download_step, stage_steps, to_host, upload_step
 from livefuse.frame import Frame
 from livefuse.stages.base import Stage
 from livefuse.stats import PipelineStats
+
+if TYPE_CHECKING:
+    from livefuse.device.boundary import DeviceBoundary
 
 log = logging.getLogger("livefuse.pipeline")
 
 DISABLE_AFTER_CONSECUTIVE_ERRORS = 30
 RETRY_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # the last delay repeats
+BOUNDARY = -1  # the owner of the device boundary's steps (no stage: never bypassed, never switched off)
 COVER_ACROSS = 6  # a covered frame keeps this many blurred pixels across its shorter side: no face survives
 
 
@@ -92,8 +97,11 @@ class Chain:
     def __init__(self, name: str, stages: Sequence[tuple[str, Stage]], stats: PipelineStats | None = None,
                  params: dict[str, dict[str, Any]] | None = None, *,
                  disable_after: int = DISABLE_AFTER_CONSECUTIVE_ERRORS,
-                 backoff: Sequence[float] = RETRY_BACKOFF_S, clock: Callable[[], float] = time.monotonic) -> None:
+                 backoff: Sequence[float] = RETRY_BACKOFF_S, clock: Callable[[], float] = time.monotonic,
+                 boundary: DeviceBoundary | None = None) -> None:
         self.name = name
+        # Frames stay on the device between stages when there is a boundary (see livefuse/device/steps.py).
+        self.boundary = boundary
         self.stages = list(stages)
         self.params = params or {}
         self.stats = stats or PipelineStats()
@@ -102,10 +110,17 @@ class Chain:
         self.clock = clock
         self.health = [StageHealth(label, stage.guards_privacy) for label, stage in self.stages]
         # The units that take turns: one per stage, or one per step of a stage that has steps.
+        # The device boundary's upload and download are steps of their own (owner BOUNDARY), so frame N + 1 is
+        # uploaded while frame N is filtered.
         self._steps: list[tuple[str, int, Callable[[Frame], None]]] = []
+        if boundary is not None:
+            self._steps.append(("upload", BOUNDARY, upload_step(boundary)))
         for index, (label, stage) in enumerate(self.stages):
-            for step_label, fn in stage.steps():
+            steps = stage.steps() if boundary is None else stage_steps(label, stage, boundary)
+            for step_label, fn in steps:
                 self._steps.append((f"{label}:{step_label}" if step_label else label, index, fn))
+        if boundary is not None:
+            self._steps.append(("download", BOUNDARY, download_step(boundary)))
         self._last_step = {owner: i for i, (_, owner, _) in enumerate(self._steps)}
         self._first_step = {owner: i for i, (_, owner, _) in reversed(list(enumerate(self._steps)))}
         self._epochs: list[int | None] = [None] * len(self.stages)  # the source epoch each stage last saw
@@ -140,6 +155,9 @@ class Chain:
         for index, (label, owner, fn) in enumerate(self._steps):
             with self._cond:
                 self._cond.wait_for(partial(self._is_turn, index, ticket))
+            if owner == BOUNDARY:
+                self._run_boundary(index, label, fn, frame)
+                continue
             try:
                 if self._first_step[owner] == index and self._epochs[owner] != frame.source_epoch:
                     with self._busy[index]:  # as a step: never while the stage is updated
@@ -162,13 +180,40 @@ class Chain:
                 self._on_error(owner, label, exc)
             finally:
                 if self._last_step[owner] == index and self.health[owner].guards_privacy and failed:
-                    cover_whole(frame)  # it, or a stage it relies on, did not run: show nothing
+                    self._cover(frame)  # it, or a stage it relies on, did not run: show nothing
                     self.stats.frames_covered += 1
-                with self._cond:
-                    self._turns[index] += 1
-                    self._cond.notify_all()
-                if index == 0 and self.on_first_stage_free is not None:
-                    self.on_first_stage_free()
+                self._next_turn(index)
+
+    def _next_turn(self, index: int) -> None:
+        with self._cond:
+            self._turns[index] += 1
+            self._cond.notify_all()
+        if index == 0 and self.on_first_stage_free is not None:
+            self.on_first_stage_free()
+
+    def _run_boundary(self, index: int, label: str, fn: Callable[[Frame], None], frame: Frame) -> None:
+        """The device upload or download: timed like a stage; if it fails the frame goes on in host memory."""
+        try:
+            start = time.perf_counter_ns()
+            fn(frame)
+            elapsed = time.perf_counter_ns() - start
+            frame.stage_ns[label] = elapsed
+            self.stats.record_stage(label, elapsed)
+        except Exception as exc:  # noqa: BLE001 - the stages then run their host paths on frame.image
+            frame.device_image = None
+            self.stats.stage_errors[label] = self.stats.stage_errors.get(label, 0) + 1
+            if label not in self._logged:
+                self._logged.add(label)
+                log.warning("device %s failed (%s: %s); the frame stays in host memory", label,
+                            type(exc).__name__, exc)
+        finally:
+            self._next_turn(index)
+
+    def _cover(self, frame: Frame) -> None:
+        """Cover the whole frame (on the host: a fault path, so its copy is counted, as "cover")."""
+        if self.boundary is not None:
+            to_host(frame, self.boundary, "cover")
+        cover_whole(frame)
 
     def _is_turn(self, index: int, ticket: int) -> bool:
         return self._turns[index] == ticket
@@ -271,7 +316,13 @@ class Chain:
                 lock.release()
         self.enable(label)
 
+    def transfers(self) -> dict[str, Any] | None:
+        """What crossed the device boundary so far (None when frames stay in host memory)."""
+        return self.boundary.counter.report() if self.boundary is not None else None
+
     def close(self) -> None:
+        if self.boundary is not None:
+            self.boundary.close()
         for _, stage in self.stages:
             try:
                 stage.close()

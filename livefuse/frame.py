@@ -59,6 +59,9 @@ class Frame:
     person_mask: np.ndarray | None = None
     # The frame shrunk once (background's segment step), for its composite step's blur; dropped there.
     small: np.ndarray | None = None
+    # On a chain whose frames stay on the device: the image as an onnxruntime OrtValue on the engine's
+    # device, from the upload after capture to the download before the outputs (`image` is stale then).
+    device_image: Any = None
 
     time_base = 90000
 

@@ -160,6 +160,7 @@ class Pipeline:
             return
         self.stats.provider = self.engine.provider
         self.stats.copies = dict(self.engine.copies())
+        self.stats.transfers = self.chain.transfers()
 
     # -- capture and sound ---------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ Every mistake is reported with the file, the key and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tomllib
@@ -228,7 +229,21 @@ def load_preset(name_or_path: str) -> Preset:
 
 
 def build_chain(preset: Preset, context: StageContext, stats: PipelineStats | None = None) -> Chain:
-    """Instantiate a preset's stages (loading their models) into a runnable chain."""
+    """Instantiate a preset's stages (loading their models) into a runnable chain.
+
+    On a GPU provider (or with `context.implementation = "graph"`) the chain keeps its frames on the
+    device: one upload after capture, one download at the end, the stages' device paths in between.
+    """
+    from livefuse.device.choice import frames_device
+
+    device = frames_device(context.engine, context.implementation)
+    boundary = None
+    if device is not None:
+        from livefuse.device.boundary import DeviceBoundary
+        from livefuse.device.transfers import TransferCounter
+
+        context = dataclasses.replace(context, transfers=TransferCounter())
+        boundary = DeviceBoundary(device, context.transfers)
     built: list[tuple[str, Stage]] = []
     missing: list[str] = []  # every stage's model problem, so one run names all there is to pull
     try:
@@ -243,4 +258,5 @@ def build_chain(preset: Preset, context: StageContext, stats: PipelineStats | No
         for _, stage in built:
             stage.close()
         raise
-    return Chain(preset.name, built, stats, params={c.label: dict(c.params) for c in preset.stages})
+    return Chain(preset.name, built, stats, params={c.label: dict(c.params) for c in preset.stages},
+                 boundary=boundary)

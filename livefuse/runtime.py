@@ -90,6 +90,8 @@ class Runtime:
             "stages": stages,
             "disabled_stages": [s["label"] for s in stages if s.get("disabled")],
             "provider": self.pipeline.stats.provider,
+            # Frames kept on the device: uploads, downloads and the full-frame copies each stage forces.
+            "device_frames": self.pipeline.chain.transfers(),
             **self.settings,
             "stats": self.pipeline.stats.snapshot(),
         }

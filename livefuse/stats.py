@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +70,8 @@ class PipelineStats:
     stage_errors: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, OutputStats] = field(default_factory=dict)
     copies: dict[str, int] = field(default_factory=lambda: {"h2d": 0, "d2h": 0})
+    # Frames kept on the device: the chain's boundary counts (livefuse/device/transfers.py); None on the host.
+    transfers: dict[str, Any] | None = None
     audio: str = "none"  # where the sound comes from
     audio_chunks: int = 0
     audio_seconds: float = 0.0  # of sound captured and handed to the outputs
@@ -115,6 +118,7 @@ class PipelineStats:
             "frames_covered": self.frames_covered,
             "reconnects": self.reconnects,
             "copies_per_frame": {k: round(v / processed, 3) for k, v in self.copies.items()},
+            "device_frames": self.transfers,
             "outputs": {
                 name: {"frames": o.frames, "dropped": o.dropped, "errors": o.errors, "failed": o.failed or None,
                        "latency_ms": o.latency.summary()}

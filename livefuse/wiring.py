@@ -52,10 +52,13 @@ class Assembly:
 
 
 def assemble(preset: Preset, engine: Engine, size: tuple[int, int], fps: float, *,
-             stats: PipelineStats | None = None) -> Assembly:
+             stats: PipelineStats | None = None, implementation: str = "auto") -> Assembly:
     """Build `preset`'s stages on `engine` for `size` frames at `fps` (loads models: call it off the loop).
 
     `stats`: the statistics the chain records into (a preset switch keeps the pipeline's).
+    `implementation`: "auto" (frames stay on the device on a GPU provider, in host memory on the CPU one),
+    or "graph" / "cpu" forced (`livefuse bench --implementation`, tests).
     """
-    context = StageContext(engine=engine, size=size, fps=fps, preset_dir=preset.path.parent)
+    context = StageContext(engine=engine, size=size, fps=fps, preset_dir=preset.path.parent,
+                           implementation=implementation)
     return Assembly(preset, engine, context, build_chain(preset, context, stats))

@@ -76,6 +76,9 @@ class Measured:
     copies: dict[str, int] = field(default_factory=lambda: {"h2d": 0, "d2h": 0})
     camera_slips: int = 0
     stage_errors: dict[str, int] = field(default_factory=dict)
+    # Frames kept on the device: the boundary's uploads, downloads and the copies each stage forced
+    # (livefuse/device/transfers.py); None when frames stay in host memory.
+    device_frames: dict[str, Any] | None = None
 
 
 def _p50_p95(values_ns: list[int]) -> dict[str, float]:
@@ -112,6 +115,7 @@ def mode_result(m: Measured) -> dict[str, Any]:
         "rss_mb": peak_rss_mb(),
         "provider": m.provider,
         "copies_per_frame": {k: round(v / processed, 3) for k, v in m.copies.items()},
+        "device_frames": m.device_frames,
         "camera_slips": m.camera_slips,
         "stage_errors": dict(m.stage_errors),
         "timeline": {  # per released frame: release time (s) and latency (ms), null when dropped
@@ -147,6 +151,13 @@ def table(result: dict[str, Any]) -> str:
         stages = ", ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in m["stages_ms"].items())
         rows.append(f"{name:<14}{m['fps']:>7.1f}{m['dropped']:>9d}{lat['p50']:>8.1f}{lat['p95']:>8.1f}"
                     f"{lat['p99']:>8.1f}{lat['max']:>8.1f}{m['cpu_percent']:>7.0f}{m['rss_mb']:>8.0f}  {stages}")
+    for name, m in result["modes"].items():
+        device = m.get("device_frames")
+        if device:
+            per = device["per_frame"]
+            forced = ", ".join(f"{k} {v:g}" for k, v in per["forced_copies"].items()) or "none"
+            rows.append(f"{name}: frames on {device['device']}: {per['uploads']:g} upload + {per['downloads']:g} "
+                        f"download per frame, full-frame copies forced by stages: {forced}")
     if "ratios" in result:
         r = result["ratios"]
         rows.append(f"pipelined/sequential: throughput x{r['throughput']:.2f}, p99 latency x{r['latency_p99']:.2f}")

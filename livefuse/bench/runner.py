@@ -44,6 +44,9 @@ class BenchConfig:
     warmup: int = WARMUP_FRAMES
     preload: int = 0  # > 0: decode this many frames first and cycle copies of them (capacity runs)
     executor: str = "local"  # or triton://HOST:PORT: the remote executor's cost, against local in the same run
+    # auto, graph or cpu (StageContext.implementation): "graph" keeps frames on the engine's device between
+    # stages, "auto" does so on a GPU provider only.
+    implementation: str = "auto"
 
 
 class RecordingSink(Sink):
@@ -115,7 +118,7 @@ def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
 
     engine = Engine(provider=config.provider, iobinding=config.iobinding,
                     executor=open_executor(config.executor, config.fps))
-    assembly = assemble(preset, engine, config.size, config.fps)
+    assembly = assemble(preset, engine, config.size, config.fps, implementation=config.implementation)
     chain = assembly.chain
     produce, close_source, description = open_producer(config)
     try:
@@ -126,6 +129,7 @@ def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
             chain.run(Frame(seq=seq, pts=0, capture_ns=time.monotonic_ns(), image=image), chain.admit())
         chain.stats = stats = PipelineStats()  # forget the warm-up
         copies_before = engine.copies()
+        transfers_before = chain.boundary.counter.raw() if chain.boundary is not None else None
         camera = ReleasedCamera(produce, config.fps, config.frames, size=config.size, description=description)
         sink = RecordingSink(camera)
         measured = Measured(release_ns=camera.release_times_ns)
@@ -157,6 +161,9 @@ def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
     measured.provider = engine.provider if preset.stages else "none (no stage)"
     measured.copies = {k: v - copies_before.get(k, 0) for k, v in engine.copies().items()}
     measured.camera_slips = camera.slips
+    if chain.boundary is not None:
+        measured.device_frames = {"device": chain.boundary.device, "pinned": chain.boundary.pinned,
+                                  **chain.boundary.counter.report(since=transfers_before)}
     measured.stage_errors = dict(stats.stage_errors)
     return mode_result(measured)
 
@@ -207,6 +214,7 @@ def run_bench(config: BenchConfig, modes: tuple[str, ...], *, isolate: bool = Tr
         "frames": config.frames,
         "provider": first["provider"],
         "iobinding": config.iobinding,
+        "implementation": config.implementation,
         "preload": config.preload,
         "modes": results,
     }

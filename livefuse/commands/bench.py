@@ -39,6 +39,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--preload", type=int, default=0, metavar="N",
                         help="decode the first N frames up front and cycle them, so that releasing frames costs no "
                              "CPU (for capacity runs with a high --fps; default: 0, decode as released)")
+    parser.add_argument("--implementation", choices=("auto", "graph", "cpu"), default="auto",
+                        help="graph: frames stay on the engine's device from one upload to one download, each stage "
+                             "on its device path; cpu: host memory and OpenCV; auto (default): graph on a GPU "
+                             "provider, cpu on the CPU provider")
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the results here")
     parser.add_argument("--plot", type=Path, metavar="OUT.png", help="write a latency CDF and timeline (matplotlib)")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -58,7 +62,7 @@ def bench_command(args: argparse.Namespace) -> int:
     parse_executor(args.executor, args.fps)
     config = BenchConfig(preset=preset, source=args.source, size=args.size, fps=args.fps, frames=args.frames,
                          provider=args.provider, iobinding=args.iobinding, preload=args.preload,
-                         executor=args.executor)
+                         executor=args.executor, implementation=args.implementation)
     modes = MODES if args.mode == "both" else (args.mode,)
     if args.audio:
         modes = (*modes, AUDIO_MODE) if "pipelined" in modes else ("pipelined", *modes, AUDIO_MODE)

@@ -58,6 +58,15 @@ def paste_region(frame_shape: tuple[int, ...], crop_size: int, matrix: np.ndarra
     return max(0, int(x1)), max(0, int(y1)), min(w, int(x2)), min(h, int(y2))
 
 
+def footprint(matrix: np.ndarray, crop_size: int, margin: float = 3.0) -> tuple[float, float, float, float]:
+    """The frame box (unclipped) a crop aligned by `matrix` reads and its paste-back writes, plus `margin`
+    pixels for the cubic interpolation's reach: what a face-local stage names as its region."""
+    corners = np.array([[0, 0], [crop_size, 0], [0, crop_size], [crop_size, crop_size]], np.float64)
+    pts = transform_points(corners, invert_affine(matrix))
+    lo, hi = pts.min(0) - margin, pts.max(0) + margin
+    return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
+
+
 def paste_back(frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, matrix: np.ndarray,
                strength: float = 1.0) -> tuple[int, int, int, int]:
     """Blend `crop` (aligned by the frame-to-crop `matrix`) into `frame` in place; returns the box touched.

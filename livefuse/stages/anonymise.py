@@ -63,7 +63,12 @@ class AnonymiseStage(Stage):
         self.params = dict(params)
         self._held: list[_Held] = []
         self._blind = 0  # consecutive frames no face stage ran on
+        self._planned: tuple[Frame, list[tuple[int, int, int, int]]] | None = None  # regions() for process()
         self.update({})
+        if context is not None and context.transfers is not None:  # None: built bare, by a test
+            from livefuse.device.regions import OnRegions
+
+            self.device = OnRegions(self, context.engine, context.transfers)
 
     def update(self, params: dict[str, Any]) -> None:
         merged = {**self.params, **params}
@@ -92,17 +97,25 @@ class AnonymiseStage(Stage):
                                         held=True))
         return [h.box for h in kept]
 
-    def process(self, frame: Frame) -> None:
-        image = frame.image
-        height, width = image.shape[:2]
+    def plan(self, frame: Frame, shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+        """The regions to cover on this frame (of `shape`, height and width); moves the held boxes on."""
+        height, width = shape
         boxes = self.boxes(frame)
         if self._blind and (not boxes or self._blind > self.params["hold_frames"]):
-            self._cover(image, (0, 0, width, height))  # nobody is looking for faces: show none
-            return
-        for box in boxes:
-            region = _region(box, width, height)
-            if region is not None:
-                self._cover(image, region)
+            return [(0, 0, width, height)]  # nobody is looking for faces: show none
+        return [r for r in (_region(box, width, height) for box in boxes) if r is not None]
+
+    def regions(self, frame: Frame, shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+        """The device path's regions: this frame's plan, kept for the `process` that follows."""
+        self._planned = (frame, self.plan(frame, shape))
+        return self._planned[1]
+
+    def process(self, frame: Frame) -> None:
+        image = frame.image
+        planned, self._planned = self._planned, None
+        regions = planned[1] if planned is not None and planned[0] is frame else self.plan(frame, image.shape[:2])
+        for region in regions:
+            self._cover(image, region)
 
     def close(self) -> None:
         self._held = []

@@ -21,6 +21,7 @@ import numpy as np
 from livefuse.frame import Frame
 
 if TYPE_CHECKING:
+    from livefuse.device.transfers import TransferCounter
     from livefuse.engine import Engine
 
 MAX_STRING_LENGTH = 1024  # a string parameter's default limit: a path, a colour or a name, never a document
@@ -75,6 +76,12 @@ class StageContext:
     fps: float
     preset_dir: Path | None = None  # the preset file's folder, to resolve relative paths
     shared: dict[str, Any] = field(default_factory=dict)  # state shared between stages of one chain
+    # "auto", "graph" or "cpu": the implementation the stages with two use (tests and benchmarks force one).
+    # "graph" (what "auto" picks on a GPU provider) also keeps the chain's frames on the device.
+    implementation: str = "auto"
+    # Set by build_chain when the chain's frames stay on the device: the stages then build their device
+    # paths (`Stage.device`) and count the face-region copies they make here.
+    transfers: TransferCounter | None = None
 
 
 Step = tuple[str, Callable[[Frame], None]]  # (label, function): one unit that takes its own turns in the chain
@@ -83,15 +90,15 @@ Step = tuple[str, Callable[[Frame], None]]  # (label, function): one unit that t
 class DevicePath(ABC):
     """How a stage works on a frame that stays on the device (one upload after capture, one download at the end).
 
-    A stage offers one by setting its `device` attribute to an instance once it knows its provider (in
-    `__init__`, after its sessions are made); `device` None means the stage works on `frame.image` in
-    host memory, and the copies that costs are its own. The device work of issue 9 fills this in: no
-    shipped stage sets one yet, and the chain still calls `process`.
+    A stage offers one by setting its `device` attribute to an instance in `__init__` when
+    `StageContext.transfers` is set (the chain keeps its frames on the device); `device` None means the
+    stage works on `frame.image` in host memory, and the chain counts the full-frame copies that costs
+    against it (see livefuse/device/steps.py).
     """
 
     @abstractmethod
     def run(self, frame: Frame) -> None:
-        """Read and write the frame's device image in place of `Stage.process`."""
+        """Read and write `frame.device_image` (an OrtValue on the device) in place of `Stage.process`."""
 
 
 class Stage(ABC):

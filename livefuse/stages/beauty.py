@@ -31,6 +31,7 @@ JAW_RIGHT = (132, 58, 172)
 JAW_LEFT = (361, 288, 397)
 NOSE_BRIDGE = 168
 CHIN = 152
+Region = tuple[int, int, int, int]  # x1, y1, x2, y2 in frame pixels
 
 
 def eye_warp(face: Face, strength: float) -> list[tuple[np.ndarray, float, float]]:
@@ -85,27 +86,46 @@ class BeautyStage(Stage):
     def __init__(self, params: dict[str, Any], context: StageContext) -> None:
         self.params = dict(params)
         self._warned = False
+        if context is not None and context.transfers is not None:  # None: built bare, by a test
+            from livefuse.device.regions import OnRegions
+
+            self.device = OnRegions(self, context.engine, context.transfers)
 
     def process(self, frame: Frame) -> None:
         for face in frame.faces:
             self.apply(frame.image, face)
 
-    def apply(self, image: np.ndarray, face: Face) -> None:
-        """Beautify one face of `image` in place."""
+    def _plan(self, face: Face, shape: tuple[int, ...]) -> tuple[Region, list[Any], list[Any]] | None:
+        """(frame region, eye warps, slim warps) for one face, or None when nothing is to be done to it."""
         smooth, eyes, slim = self.params["smooth"], self.params["eye_enlarge"], self.params["face_slim"]
-        if face.mesh is None and (smooth > 0 or slim > 0) and not self._warned:
-            self._warned = True
-            log.warning("beauty: faces have no mesh, so only eye_enlarge works; set landmarks = true in the "
-                        "preset's face stage")
         has_mesh = face.mesh is not None
         eye_w = eye_warp(face, eyes) if eyes > 0 else []
         slim_w = slim_warp(face, slim) if slim > 0 and has_mesh else []
         if not (eye_w or slim_w or (smooth > 0 and has_mesh)):
-            return
+            return None
         circles = [(c, r) for c, r, _ in eye_w] + [(c, r) for c, r, _ in slim_w]
-        x1, y1, x2, y2 = face_region(face, circles, image.shape)
+        x1, y1, x2, y2 = face_region(face, circles, shape)
         if x2 - x1 < 4 or y2 - y1 < 4:
+            return None
+        return (x1, y1, x2, y2), eye_w, slim_w
+
+    def regions(self, frame: Frame, shape: tuple[int, int]) -> list[Region]:
+        """Each face's region: all `process` reads and writes (the device path's regions)."""
+        plans = (self._plan(face, shape) for face in frame.faces)
+        return [plan[0] for plan in plans if plan is not None]
+
+    def apply(self, image: np.ndarray, face: Face) -> None:
+        """Beautify one face of `image` in place."""
+        smooth = self.params["smooth"]
+        if face.mesh is None and (smooth > 0 or self.params["face_slim"] > 0) and not self._warned:
+            self._warned = True
+            log.warning("beauty: faces have no mesh, so only eye_enlarge works; set landmarks = true in the "
+                        "preset's face stage")
+        has_mesh = face.mesh is not None
+        plan = self._plan(face, image.shape)
+        if plan is None:
             return
+        (x1, y1, x2, y2), eye_w, slim_w = plan
         roi = image[y1:y2, x1:x2]
         work: np.ndarray = roi.astype(np.float32)
         width = float(face.box[2] - face.box[0])

@@ -34,6 +34,10 @@ class DebugStage(Stage):
     def __init__(self, params: dict[str, Any], context: StageContext) -> None:
         self.params = dict(params)
         self._times: deque[int] = deque(maxlen=30)
+        if context is not None and context.transfers is not None:  # None: built bare, by a test
+            from livefuse.device.regions import OnRegions
+
+            self.device = OnRegions(self, context.engine, context.transfers)
 
     def update(self, params: dict[str, Any]) -> None:
         self.params.update(params)
@@ -47,6 +51,34 @@ class DebugStage(Stage):
             return 0.0
         span = self._times[-1] - self._times[0]
         return (len(self._times) - 1) * 1e9 / span if span > 0 else 0.0
+
+    def regions(self, frame: Frame, shape: tuple[int, int]) -> list[tuple[float, float, float, float]]:
+        """What `process` draws over (the device path's regions): each face's drawings, the stats band."""
+        height, width = shape
+        scale = max(1.0, height / 720)
+        thick = max(1, round(2 * scale))
+        pad = thick + 3
+        p = self.params
+        out: list[tuple[float, float, float, float]] = []
+        for face in frame.faces:
+            pts = [face.box.reshape(2, 2)]
+            if p["mesh"] and face.mesh is not None:
+                pts.append(face.mesh[:, :2])
+            if p["landmarks"]:
+                r = max(2, thick + 1) + 2
+                pts += [face.landmarks5 - r, face.landmarks5 + r]
+            x1, y1 = (round(v) for v in face.box[:2])
+            label = f"#{face.track_id} {face.score:.2f}" + (" held" if face.held else "")
+            (tw, th), base = cv2.getTextSize(label, _FONT, 0.5 * scale, thick)
+            oy = max(12, y1 - 6)
+            pts.append(np.array([[x1, oy - th], [x1 + tw, oy + base]], np.float32))
+            both = np.concatenate([np.asarray(q, np.float32).reshape(-1, 2) for q in pts])
+            lo, hi = both.min(0) - pad, both.max(0) + pad
+            out.append((float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])))
+        if p["stats"]:
+            lines = 1 + len(frame.stage_ns)
+            out.append((0.0, 0.0, float(width), float(int((lines * 22 + 10) * scale) + 4)))
+        return out
 
     def process(self, frame: Frame) -> None:
         now = time.monotonic_ns()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from livefuse.faces.align import TEMPLATES
+from livefuse.faces.align import TEMPLATES, estimate_affine
 from livefuse.faces.enhancer import FaceEnhancer
 from livefuse.faces.models import is_path, load_session
-from livefuse.faces.paste import box_mask, paste_back
+from livefuse.faces.paste import box_mask, footprint, paste_back
 from livefuse.faces.select import largest
-from livefuse.frame import Frame
+from livefuse.frame import Face, Frame
 from livefuse.stages.base import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
 
@@ -47,13 +47,27 @@ class EnhanceStage(Stage):
         template = model_template(context.engine, params["model"], params["template"])
         self.enhancer = FaceEnhancer(session, template=template, fidelity=params["fidelity"])
         self._mask = box_mask(self.enhancer.size, params["mask_blur"])
+        if context.transfers is not None:
+            from livefuse.device.regions import OnRegions
+            from livefuse.stages.face_graphs import EnhanceOnDevice, runs_on_device
+
+            self.device = (EnhanceOnDevice(self, context.engine) if runs_on_device(session)
+                           else OnRegions(self, context.engine, context.transfers))
+
+    def _faces(self, frame: Frame) -> list[Face]:
+        if self.params["strength"] <= 0 or not frame.faces:
+            return []
+        return largest(frame.faces) if self.params["faces"] == "largest" else frame.faces
+
+    def regions(self, frame: Frame, shape: tuple[int, int]) -> list[tuple[float, float, float, float]]:
+        """Each restored face's crop footprint: all `process` reads and writes."""
+        size = self.enhancer.size
+        return [footprint(estimate_affine(f.landmarks5, self.enhancer.template, size), size)
+                for f in self._faces(frame)]
 
     def process(self, frame: Frame) -> None:
         strength = self.params["strength"]
-        if strength <= 0 or not frame.faces:
-            return
-        faces = largest(frame.faces) if self.params["faces"] == "largest" else frame.faces
-        for face in faces:
+        for face in self._faces(frame):
             restored, matrix = self.enhancer.enhance(frame.image, face.landmarks5)
             paste_back(frame.image, restored, self._mask, matrix, strength)
 

@@ -17,18 +17,22 @@ small faces a whole-frame pass cannot see; tracked small faces are looked for in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec
+from livefuse.stages.base import DevicePath, Param, Stage, StageContext, StageSpec
 from livefuse.stages.models import load_model
 from livefuse.stages.registry import register
 from livefuse.stages.tiled_detector import TiledDetector, overlaps
 from livefuse.stages.tracking import FaceTracker
 from livefuse.vision.detectors import BlazeFaceDetector, RetinaFaceDetector, YuNetDetector
 from livefuse.vision.landmarks import FaceLandmarker, arcface_points
+from livefuse.vision.pixels import FramePixels, HostPixels
+
+if TYPE_CHECKING:
+    from livefuse.device.pixels import DeviceReads
 
 DETECTOR_MODELS = {
     "blazeface": "face_detection_short",
@@ -85,6 +89,10 @@ class FaceStage(Stage):
         if params["landmarks"]:
             self.landmarker = FaceLandmarker(load_model(context.engine, LANDMARK_MODEL))
         self.tracker = FaceTracker(max_tracks=limit)
+        if context.transfers is not None:
+            from livefuse.device.pixels import DeviceReads
+
+            self.device = FaceOnDevice(self, DeviceReads(context.engine, context.transfers, self.name))
         self._configure()
         self._since_detect = 0  # frames since the last full (tiled) detection
         self._last_t: float | None = None
@@ -114,7 +122,7 @@ class FaceStage(Stage):
         self._last_t = t
         return t
 
-    def _follow(self, image: np.ndarray) -> tuple[list[Face], bool]:
+    def _follow(self, image: FramePixels) -> tuple[list[Face], bool]:
         """Each live track's face found again by FaceMesh where its last mesh was; True if one was lost."""
         assert self.landmarker is not None
         followed, lost = [], False
@@ -131,7 +139,7 @@ class FaceStage(Stage):
                                  track_id=track.id, mesh=mesh))
         return followed, lost
 
-    def _find(self, image: np.ndarray, tiled: bool, known: list[Face]) -> list[Face]:
+    def _find(self, image: FramePixels, tiled: bool, known: list[Face]) -> list[Face]:
         """Faces the detector finds that are not among `known` (refined by FaceMesh when landmarks are on).
 
         Tracked faces the whole-frame pass misses (small ones) are looked for near where they were (one
@@ -156,8 +164,11 @@ class FaceStage(Stage):
         return new
 
     def process(self, frame: Frame) -> None:
+        self.find_faces(frame, HostPixels(frame.image))
+
+    def find_faces(self, frame: Frame, image: FramePixels) -> None:
+        """`process` on the frame's pixels, wherever they are (host memory or the device)."""
         t = self._time(frame)
-        image = frame.image
         followed, lost = self._follow(image) if self.landmarker is not None and self.tracker.tracks else ([], False)
         # Detect on schedule, and whenever a face is lost (on this frame, or held since) until it is back.
         lost = lost or any(tr.misses for tr in self.tracker.tracks)
@@ -187,6 +198,18 @@ class FaceStage(Stage):
 
     def close(self) -> None:
         self.on_source_reopened()
+
+
+class FaceOnDevice(DevicePath):
+    """The face stage on a device frame: the detectors' shrunk inputs and FaceMesh's crops are made on the
+    device (`livefuse.device.pixels`), and only they come to the host."""
+
+    def __init__(self, stage: FaceStage, reads: DeviceReads) -> None:
+        self.stage = stage
+        self.reads = reads
+
+    def run(self, frame: Frame) -> None:
+        self.stage.find_faces(frame, self.reads.pixels(frame.device_image))
 
 
 SPEC = register(StageSpec(

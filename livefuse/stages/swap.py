@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 
 from livefuse.errors import UserError
+from livefuse.faces.align import estimate_affine
 from livefuse.faces.detect import StillFaceFinder, read_image
 from livefuse.faces.embedding import ArcFace, normalise
 from livefuse.faces.models import last_initializer, load_sessions, resolve_path
 from livefuse.faces.mouth import MouthRegion, mouth_region, restore_mouth
-from livefuse.faces.paste import box_mask, match_colour, paste_back
+from livefuse.faces.paste import box_mask, footprint, match_colour, paste_back
 from livefuse.faces.select import MODES, EmbeddingCache, largest, most_similar
-from livefuse.faces.swapper import SIZE, InSwapper
+from livefuse.faces.swapper import SIZE, TEMPLATE, InSwapper
 from livefuse.frame import Face, Frame
 from livefuse.stages.base import Param, StageContext, StageSpec, TakesSourceFace
 from livefuse.stages.registry import register
@@ -55,6 +56,13 @@ class SwapStage(TakesSourceFace):
             self._load_image("source_image")
         if params["reference_image"]:
             self._load_image("reference_image")
+        if context.transfers is not None:
+            from livefuse.device.regions import OnRegions
+            from livefuse.stages.face_graphs import SwapOnDevice, runs_on_device
+
+            on_device = runs_on_device(self.swapper.session)
+            self.device = (SwapOnDevice(self, engine, context.transfers) if on_device
+                           else OnRegions(self, engine, context.transfers))
 
     # -- identities (callable from the web API thread) ---------------------------------------------
 
@@ -127,6 +135,24 @@ class SwapStage(TakesSourceFace):
             paste_back(frame.image, swapped, self._mask, matrix, strength)
         for region, original in mouths:
             restore_mouth(frame.image, original, region)
+
+    def regions(self, frame: Frame, shape: tuple[int, int]) -> list[tuple[float, float, float, float]]:
+        """The device path's regions: every face's crop footprint (the selection reads inside them too) and,
+        with mouth_mask, the mouths kept from the original frame."""
+        with self._lock:
+            latent = self._latent
+        if latent is None or self.params["strength"] <= 0 or not frame.faces:
+            return []
+        faces = [f for f in frame.faces if f.landmarks5 is not None]
+        boxes: list[tuple[float, float, float, float]] = [
+            footprint(estimate_affine(f.landmarks5, TEMPLATE, SIZE), SIZE) for f in faces]
+        if self.params["mouth_mask"] > 0:
+            for face in faces:
+                region = mouth_region(face.mesh, self.params["mouth_mask"], self.params["mouth_feather"],
+                                      shape) if face.mesh is not None else None
+                if region is not None:
+                    boxes.append(tuple(float(v) for v in region.box))  # type: ignore[arg-type]
+        return boxes
 
     def _mouths(self, frame: Frame, faces: list[Face]) -> list[tuple[MouthRegion, np.ndarray]]:
         """The mouth regions to keep and their original pixels, taken before any face is pasted."""

@@ -9,7 +9,8 @@ import numpy as np
 
 from livefuse.frame import Face
 from livefuse.vision.detectors import BlazeFaceDetector, FaceDetector
-from livefuse.vision.geometry import iou_matrix, resize
+from livefuse.vision.geometry import iou_matrix
+from livefuse.vision.pixels import FramePixels, pixels_of
 
 # Faces smaller than this fraction of the frame's longer side are only a few pixels in a whole-frame pass,
 # which finds them now and then and frames them coarsely: tracked ones are looked for in crops instead.
@@ -53,9 +54,11 @@ class TiledDetector:
         starts = np.linspace(0, span - side, count).round().astype(int)
         return [(int(s), 0, side) if width >= height else (0, int(s), side) for s in starts]
 
-    def detect(self, image_bgr: np.ndarray) -> list[Face]:
-        if not self.size:
-            return list(self.detector.detect(image_bgr))
+    def detect(self, image: np.ndarray | FramePixels) -> list[Face]:
+        """Faces in the frame (a host array, or `FramePixels` of a frame that stays on the device)."""
+        image_bgr = pixels_of(image)
+        if not self.size:  # a wide-input detector letterboxes the whole frame itself
+            return list(self.detector.detect(image_bgr.host()))
         if self.whole is None:
             return self._merge(self._tiles(image_bgr), 0)
         h, w = image_bgr.shape[:2]
@@ -71,7 +74,7 @@ class TiledDetector:
             found += self._tiles(image_bgr)
         return self._merge(found, first)
 
-    def _whole(self, image_bgr: np.ndarray, detector: BlazeFaceDetector) -> list[Face]:
+    def _whole(self, image_bgr: FramePixels, detector: BlazeFaceDetector) -> list[Face]:
         """The whole-frame pass, on the frame shrunk to the model's input with mirrored borders.
 
         A face half out of the frame is half a face, which detectors miss, and a face entering from the
@@ -86,7 +89,7 @@ class TiledDetector:
         scale = side / max(w + 2 * pad, h)
         sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
         left, top = (side - sw) // 2, (side - sh) // 2
-        small = cv2.copyMakeBorder(resize(image_bgr, sw, sh), top, side - sh - top, left, side - sw - left,
+        small = cv2.copyMakeBorder(image_bgr.resized(sw, sh), top, side - sh - top, left, side - sw - left,
                                    cv2.BORDER_REFLECT_101)
         offset = np.array([left, top], np.float32)
         found = []
@@ -97,7 +100,7 @@ class TiledDetector:
                 found.append(Face(box=box, score=face.score, landmarks5=(face.landmarks5 - offset) / scale))
         return found
 
-    def _near(self, image_bgr: np.ndarray, boxes: list[np.ndarray], detector: BlazeFaceDetector) -> list[Face]:
+    def _near(self, image_bgr: FramePixels, boxes: list[np.ndarray], detector: BlazeFaceDetector) -> list[Face]:
         """Faces found in one mosaic of crops around `boxes`: a single model run for up to 9 faces.
 
         Each crop is a square 2.5 times its face, so the face lies whole inside its own cell, at a size
@@ -116,7 +119,7 @@ class TiledDetector:
             k_px = cell / side
             m = np.array([[k_px, 0, -x0 * k_px], [0, k_px, -y0 * k_px]], np.float32)  # frame -> cell pixels
             cx, cy = (k % grid) * cell, (k // grid) * cell
-            mosaic[cy:cy + cell, cx:cx + cell] = cv2.warpAffine(image_bgr, m, (cell, cell), flags=cv2.INTER_LINEAR)
+            mosaic[cy:cy + cell, cx:cx + cell] = image_bgr.warped(m, (cell, cell), inverse=False)
             cells.append((cx, cy, x0, y0, side / cell))
         out = []
         for face in detector.detect(mosaic):
@@ -131,15 +134,17 @@ class TiledDetector:
                     break
         return out
 
-    def _tiles(self, image_bgr: np.ndarray) -> list[Face]:
+    def _tiles(self, pixels: FramePixels) -> list[Face]:
         """Faces found in the square tiles of the frame, less those cut by a tile border."""
         # Shrink the frame once so each tile is already the model's input size (one resize, not one a tile).
-        h, w = image_bgr.shape[:2]
+        h, w = pixels.shape[:2]
         size = self.size
         scale = size / min(w, h) if size < min(w, h) else 1.0
         if scale < 1.0:
-            image_bgr = resize(image_bgr, max(size, round(w * scale)), max(size, round(h * scale)))
+            image_bgr = pixels.resized(max(size, round(w * scale)), max(size, round(h * scale)))
             h, w = image_bgr.shape[:2]
+        else:
+            image_bgr = pixels.host()  # a frame no bigger than the tiles: used as it is
         found = []
         tiles = self.tiles(w, h)
         for x, y, side in tiles:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from livefuse.frame import Face
 from livefuse.vision.geometry import rgb_tensor, sigmoid
+from livefuse.vision.pixels import FramePixels, pixels_of
 from livefuse.vision.runner import Runner
 
 # Eye contours of the 468-point mesh; their means are the eye centres.
@@ -83,23 +83,17 @@ class FaceLandmarker:
         offset = centre - rot @ np.array([self.size / 2, self.size / 2], np.float32)
         return np.concatenate([rot, offset[:, None]], axis=1)
 
-    def run(self, image_bgr: np.ndarray, face: Face) -> tuple[np.ndarray, float]:
+    def run(self, image_bgr: np.ndarray | FramePixels, face: Face) -> tuple[np.ndarray, float]:
         """Mesh [468, 3] in frame pixels and the face-presence probability."""
         return self.run_crop(image_bgr, self.crop_transform(face))
 
-    def track(self, image_bgr: np.ndarray, mesh: np.ndarray) -> tuple[np.ndarray, float]:
+    def track(self, image_bgr: np.ndarray | FramePixels, mesh: np.ndarray) -> tuple[np.ndarray, float]:
         """This frame's mesh and face-presence probability, looked for where the last frame's `mesh` was."""
         return self.run_crop(image_bgr, self.mesh_transform(mesh))
 
-    def run_crop(self, image_bgr: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, float]:
+    def run_crop(self, image_bgr: np.ndarray | FramePixels, m: np.ndarray) -> tuple[np.ndarray, float]:
         """FaceMesh on the crop that the 2x3 map `m` (crop -> frame pixels) takes out of the frame."""
-        crop = cv2.warpAffine(
-            image_bgr,
-            m,
-            (self.size, self.size),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_CONSTANT,
-        )
+        crop = pixels_of(image_bgr).warped(m, (self.size, self.size))
         x = rgb_tensor(crop, 1 / 255.0)
         out = self.runner.run({self.input_name: x})
         raw = out.get("landmarks", out[self.runner.output_names[0]]).reshape(468, 3)
@@ -109,7 +103,7 @@ class FaceLandmarker:
         mesh[:, 2] = raw[:, 2] * float(np.hypot(m[0, 0], m[1, 0]))
         return mesh, float(sigmoid(np.asarray(flag, np.float32)))
 
-    def refine(self, image_bgr: np.ndarray, face: Face) -> Face | None:
+    def refine(self, image_bgr: np.ndarray | FramePixels, face: Face) -> Face | None:
         """The face with its mesh and mesh-derived five points, or None when FaceMesh sees no face there."""
         mesh, presence = self.run(image_bgr, face)
         if presence < self.min_presence:

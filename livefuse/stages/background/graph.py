@@ -18,7 +18,7 @@ from onnx import TensorProto, helper
 from livefuse.engine.graph_builder import GraphBuilder
 from livefuse.frame import Frame
 from livefuse.stages.background.common import BackgroundStage, blur_geometry, parse_colour
-from livefuse.stages.base import StageContext
+from livefuse.stages.base import DevicePath, StageContext
 from livefuse.stages.models import model_file
 
 GRAPH_PARAMS = ("mode", "strength", "colour", "feather", "smoothing", "downscale")  # baked into the graph
@@ -148,6 +148,8 @@ class GraphBackground(BackgroundStage):
         self._backdrop_host: np.ndarray | None = None
         self._backdrop_device: ort.OrtValue | None = None
         self._configure()
+        if context.transfers is not None:
+            self.device = BackgroundOnDevice(self)
 
     @property
     def provider(self) -> str:
@@ -174,17 +176,22 @@ class GraphBackground(BackgroundStage):
         """One run of the fused graph: the frame goes up, the result comes down, the mask state stays."""
         image = np.ascontiguousarray(frame.image)
         height, width = image.shape[:2]
-        session = self._graph_for((width, height))
+        session, out = self.run_graph(image, (width, height), frame.seq)
+        host = session.download(out)
+        frame.image = np.array(host, copy=True) if session.device == "cpu" else host  # CPU: a reused buffer's view
+
+    def run_graph(self, image: np.ndarray | ort.OrtValue, size: tuple[int, int], seq: int) -> tuple[Any, ort.OrtValue]:
+        """(session, composited image on its device): one run; the EMA mask state stays on the device."""
+        session = self._graph_for(size)
         mw, mh = self.model_size
         state = self._state if self._state is not None else np.full((1, 1, mh, mw), -1.0, np.float32)
         feeds: dict[str, Any] = {"frame": image, "state": state}
         if self.params["mode"] == "replace":
             assert self._backdrop is not None
-            feeds["backdrop"] = self._backdrop_feed(self._backdrop.frame(frame.seq / self.fps, (width, height)))
+            feeds["backdrop"] = self._backdrop_feed(self._backdrop.frame(seq / self.fps, size))
         outs = session.run_device(feeds)
         self._state = outs["state_out"]  # valid until two runs later, and the next run consumes it
-        out = session.download(outs["image"])
-        frame.image = np.array(out, copy=True) if session.device == "cpu" else out  # CPU: a view of a reused buffer
+        return session, outs["image"]
 
     def _backdrop_feed(self, backdrop: np.ndarray) -> np.ndarray | ort.OrtValue:
         """A still backdrop is uploaded once, not with every frame; a video's with each new picture."""
@@ -211,3 +218,14 @@ class GraphBackground(BackgroundStage):
     def close(self) -> None:
         super().close()
         self._session = self._state = self._backdrop_device = self._backdrop_host = None
+
+
+class BackgroundOnDevice(DevicePath):
+    """The fused graph on the device frame: bound where it is, composited into a frame that stays there."""
+
+    def __init__(self, stage: GraphBackground) -> None:
+        self.stage = stage
+
+    def run(self, frame: Frame) -> None:
+        height, width = (int(d) for d in frame.device_image.shape()[:2])
+        _, frame.device_image = self.stage.run_graph(frame.device_image, (width, height), frame.seq)

@@ -19,6 +19,7 @@ from livefuse.stages.registry import register
 def make_background(params: dict[str, Any], context: StageContext, path: str = "auto") -> BackgroundStage:
     """The background stage for this engine: "auto" (the graph unless the engine runs on the CPU provider),
     or "graph" / "cpu" forced (tests and benchmarks/background_paths.py)."""
+    path = context.implementation if path == "auto" else path
     if choose_implementation(path, context.engine.provider) == "cpu":
         return CpuBackground(params, context)
     graph = GraphBackground(params, context)

@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 
 from livefuse.engine.graph_builder import FLOAT, UINT8, GraphBuilder
 from livefuse.frame import Frame
-from livefuse.stages.base import StageContext
+from livefuse.stages.base import DevicePath, StageContext
 from livefuse.stages.colour.common import ColourStage, affine
 from livefuse.stages.cube import identity_cube
 
@@ -73,6 +74,8 @@ class GraphColour(ColourStage):
         self._lut: np.ndarray | None = None
         self._matrix, self._offset = graph_inputs(self.params, False)
         self.update({})
+        if context.transfers is not None:
+            self.device = ColourOnDevice(self)
 
     @property
     def provider(self) -> str:
@@ -90,6 +93,13 @@ class GraphColour(ColourStage):
         self._matrix, self._offset = graph_inputs(params, cube is not None)
         self._session(cube is not None)
 
+    def graph_feeds(self) -> dict[str, np.ndarray]:
+        """The graph's inputs besides the image: the slider map, and the LUT volume when there is one."""
+        feeds = {"matrix": self._matrix, "offset": self._offset}
+        if self._lut is not None:
+            feeds["lut"] = self._lut
+        return feeds
+
     def process(self, frame: Frame) -> None:
         feeds = {"image": np.ascontiguousarray(frame.image), "matrix": self._matrix, "offset": self._offset}
         if self._lut is not None:
@@ -99,3 +109,30 @@ class GraphColour(ColourStage):
 
     def close(self) -> None:
         self._sessions.clear()
+
+
+class ColourOnDevice(DevicePath):
+    """The colour graph on the device frame: the frame is bound where it is, the graded one stays there.
+
+    The sliders and the LUT volume are uploaded when they change (kept as OrtValues on the device), so a
+    frame carries no parameter uploads.
+    """
+
+    def __init__(self, stage: GraphColour) -> None:
+        self.stage = stage
+        self._uploaded: dict[str, tuple[np.ndarray, ort.OrtValue]] = {}
+
+    def _on_device(self, name: str, value: np.ndarray, device: str) -> ort.OrtValue:
+        kept = self._uploaded.get(name)
+        if kept is None or kept[0] is not value:
+            kept = (value, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), device, 0))
+            self._uploaded[name] = kept
+        return kept[1]
+
+    def run(self, frame: Frame) -> None:
+        stage = self.stage
+        session = stage._session(stage._lut is not None)
+        feeds: dict[str, Any] = {name: self._on_device(name, value, session.device)
+                                 for name, value in stage.graph_feeds().items()}
+        feeds["image"] = frame.device_image
+        frame.device_image = session.run_device(feeds)["output"]

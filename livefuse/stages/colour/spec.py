@@ -19,6 +19,7 @@ from livefuse.stages.registry import register
 def make_colour(params: dict[str, Any], context: StageContext, path: str = "auto") -> ColourStage:
     """The colour stage for this engine: "auto" (the graph unless the engine runs on the CPU provider), or
     "graph" / "cpu" forced (tests and benchmarks/colour_paths.py)."""
+    path = context.implementation if path == "auto" else path
     if choose_implementation(path, context.engine.provider) == "cpu":
         return CpuColour(params, context)
     graph = GraphColour(params, context)

@@ -1,0 +1,55 @@
+"""Aligned face crops cut out of a device frame and pasted back into it, on the device.
+
+`graphs.face_crop` cuts the model's input straight from the device frame (normalised for the model, so
+it binds to the model as it is), and `graphs.face_paste` warps the model's output back and blends it in
+with the stage's own mask: `engine/graphs.py`'s `warp_crops` and `paste_back`, but bicubic with
+replicated borders as the CPU path's OpenCV warps are. Only the matrices go up; the frame stays down.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from livefuse.device import graphs as device_graphs
+from livefuse.device.runner import DeviceGraph
+from livefuse.engine import graphs
+from livefuse.faces.paste import paste_region
+
+
+class FaceCrops:
+    """One crop size and normalisation: `cut` model inputs, `put` model outputs back."""
+
+    def __init__(self, engine: Any, size: int, mean: float, std: float) -> None:
+        self.size = size
+        self._warp = DeviceGraph(engine, device_graphs.face_crop(size, mean, std))
+        self._paste = DeviceGraph(engine, device_graphs.face_paste(size, mean, std))
+
+    @staticmethod
+    def _frame_size(frame: ort.OrtValue) -> tuple[int, int]:
+        h, w = (int(d) for d in frame.shape()[:2])
+        return w, h
+
+    def cut(self, frame: ort.OrtValue, matrix: np.ndarray) -> ort.OrtValue:
+        """The model input [1, 3, S, S] for the face a frame-to-crop `matrix` aligns."""
+        theta = graphs.crop_theta(matrix[None], self._frame_size(frame), self.size)
+        return self._warp.run({"frame": frame, "theta": theta})["crop"]
+
+    def put(self, frame: ort.OrtValue, crop: ort.OrtValue | np.ndarray, matrix: np.ndarray,
+            mask: np.ndarray) -> ort.OrtValue:
+        """A new device frame with `crop` (model output range, [1, 3, S, S]) blended in by `mask` [S, S].
+
+        Only the region the crop covers is sampled (as `faces.paste.paste_back` does on the host).
+        """
+        width, height = self._frame_size(frame)
+        x1, y1, x2, y2 = paste_region((height, width, 3), self.size, matrix)
+        if x2 <= x1 or y2 <= y1:
+            return frame
+        shifted = np.asarray(matrix, np.float64).copy()
+        shifted[:, 2] += shifted[:, :2] @ np.array([x1, y1], np.float64)  # region pixels -> crop pixels
+        theta = graphs.paste_theta(shifted[None], (x2 - x1, y2 - y1), self.size)
+        weight = np.ascontiguousarray(np.clip(mask, 0.0, 1.0)[None, None], np.float32)
+        box = np.array([x1, y1, x2, y2], np.int64)
+        return self._paste.run({"frame": frame, "crop": crop, "box": box, "theta": theta, "mask": weight})["image"]

@@ -1,0 +1,228 @@
+"""ONNX graphs that read and write a device frame (uint8 HxWx3 BGR) without it leaving the device.
+
+- `warp_frame`: an affine crop, as `cv2.warpAffine(..., INTER_LINEAR | WARP_INVERSE_MAP, BORDER_CONSTANT)`
+  (FaceMesh crops, the face stage's mosaic of small faces);
+- `shrink_frame`: the frame shrunk as `vision.geometry.resize` does (halvings, then an area step): the
+  face detectors' whole-frame and tile inputs;
+- `slice_regions` / `paste_regions`: face regions out of the frame and back into it, for the stages
+  whose work is local to the faces (see `livefuse/device/regions.py`).
+
+Outputs are small (model inputs, face regions) except `paste_regions`'s frame, which stays on the device.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from livefuse.engine.graph_builder import GraphBuilder
+
+UINT8 = TensorProto.UINT8
+FLOAT = TensorProto.FLOAT
+INT64 = TensorProto.INT64
+
+
+def _frame(name: str = "frame") -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, UINT8, ["height", "width", 3])
+
+
+def _to_uint8(b: GraphBuilder, x: str, out: str, half_up: bool = False) -> str:
+    """float -> uint8 as OpenCV saturates: rounded (half up where OpenCV's fixed point rounds so), clipped."""
+    x = b.op("Floor", b.op("Add", x, b.const(0.5))) if half_up else b.op("Round", x)
+    return b.op("Cast", b.op("Clip", x, b.const(0.0), b.const(255.0)), to=UINT8, out=out)
+
+
+def warp_theta(matrix: np.ndarray, frame_size: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
+    """`warp_frame`'s theta [1, 2, 3] from a cv2 inverse map (output pixel -> frame pixel, 2x3)."""
+    def normalise(width: int, height: int) -> np.ndarray:
+        return np.array([[2.0 / width, 0, 1.0 / width - 1], [0, 2.0 / height, 1.0 / height - 1], [0, 0, 1]])
+
+    m = np.eye(3)
+    m[:2] = np.asarray(matrix, np.float64).reshape(2, 3)
+    theta = normalise(*frame_size) @ m @ np.linalg.inv(normalise(*out_size))
+    return np.ascontiguousarray(theta[None, :2], np.float32)
+
+
+def warp_frame(out_size: tuple[int, int]) -> onnx.ModelProto:
+    """`frame` + `theta` [1, 2, 3] (see `warp_theta`) -> `crop` uint8 [h, w, 3], zero outside the frame."""
+    w, h = out_size
+    b = GraphBuilder("device_warp")
+    x = b.op("Unsqueeze", b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1]),
+             b.const([0], np.int64))  # [1, 3, H, W]
+    grid = b.op("AffineGrid", "theta", b.const([1, 3, h, w], np.int64), align_corners=0)
+    y = b.op("GridSample", x, grid, mode="linear", padding_mode="zeros", align_corners=0)  # [1, 3, h, w]
+    y = b.op("Transpose", b.op("Squeeze", y, b.const([0], np.int64)), perm=[1, 2, 0])
+    _to_uint8(b, y, "crop")
+    return b.model([_frame(), helper.make_tensor_value_info("theta", FLOAT, [1, 2, 3])],
+                   [helper.make_tensor_value_info("crop", UINT8, [h, w, 3])], warp_frame.__doc__ or "")
+
+
+def _area_weights(src: int, dst: int) -> np.ndarray:
+    """[dst, src] weights of cv2.INTER_AREA along one axis (read off by resizing the identity)."""
+    eye = np.eye(src, dtype=np.float32)
+    return np.ascontiguousarray(cv2.resize(eye, (dst, src), interpolation=cv2.INTER_AREA).T)
+
+
+def shrink_steps(frame_size: tuple[int, int], out_size: tuple[int, int]) -> list[tuple[int, int]]:
+    """The sizes `vision.geometry.resize` passes through: halvings while 4x too big, then the target."""
+    w, h = frame_size
+    width, height = out_size
+    if width >= w or height >= h:
+        return [out_size]
+    steps = []
+    while w >= 4 * width and h >= 4 * height:
+        w, h = w // 2, h // 2
+        steps.append((w, h))
+    if (w, h) != out_size:
+        steps.append(out_size)
+    return steps
+
+
+def shrink_frame(frame_size: tuple[int, int], out_size: tuple[int, int]) -> onnx.ModelProto:
+    """`frame` -> `small` uint8 [h, w, 3]: `vision.geometry.resize(frame, w, h)` on the device.
+
+    Exact halvings are 2x2 means rounded half up (OpenCV's fixed point); other area steps are two MatMuls
+    with INTER_AREA's own weights, so results match OpenCV within one level.
+    """
+    b = GraphBuilder("device_shrink")
+    x = b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1])  # [3, H, W]
+    w, h = frame_size
+    width, height = out_size
+    if width >= w or height >= h:
+        x = b.op("Resize", x, "", "", b.const([height, width], np.int64), axes=[1, 2], mode="linear",
+                 coordinate_transformation_mode="half_pixel")
+        x = b.op("Round", x)
+    else:
+        for sw, sh in shrink_steps(frame_size, out_size):
+            if (sw * 2, sh * 2) == (w, h):
+                x = b.op("Squeeze", b.op("AveragePool", b.op("Unsqueeze", x, b.const([0], np.int64)),
+                                         kernel_shape=[2, 2], strides=[2, 2]), b.const([0], np.int64))
+                x = b.op("Floor", b.op("Add", x, b.const(0.5)))
+            else:
+                x = b.op("MatMul", b.const(_area_weights(h, sh)), x)
+                x = b.op("MatMul", x, b.const(_area_weights(w, sw).T))
+                x = b.op("Round", x)
+            w, h = sw, sh
+    y = b.op("Transpose", x, perm=[1, 2, 0])
+    b.op("Cast", b.op("Clip", y, b.const(0.0), b.const(255.0)), to=UINT8, out="small")
+    # The frame's dims stay symbolic (the weights are for `frame_size`), so no CUDA graph is captured for it.
+    return b.model([_frame()],
+                   [helper.make_tensor_value_info("small", UINT8, [height, width, 3])],
+                   shrink_frame.__doc__ or "")
+
+
+def _box_parts(b: GraphBuilder, box: str) -> tuple[str, str]:
+    """Slice starts [y1, x1] and ends [y2, x2] of a box [4] (x1, y1, x2, y2)."""
+    starts = b.op("Gather", box, b.const([1, 0], np.int64))
+    ends = b.op("Gather", box, b.const([3, 2], np.int64))
+    return starts, ends
+
+
+def slice_regions(count: int) -> onnx.ModelProto:
+    """`frame` + `boxes` int64 [count, 4] (x1, y1, x2, y2, inside the frame) -> `region_i` uint8 [h_i, w_i, 3]."""
+    b = GraphBuilder(f"device_slice_{count}")
+    outputs = []
+    for i in range(count):
+        box = b.op("Gather", "boxes", b.const(i, np.int64), axis=0)
+        starts, ends = _box_parts(b, box)
+        b.op("Slice", "frame", starts, ends, b.const([0, 1], np.int64), out=f"region_{i}")
+        outputs.append(helper.make_tensor_value_info(f"region_{i}", UINT8, [f"h{i}", f"w{i}", 3]))
+    return b.model([_frame(), helper.make_tensor_value_info("boxes", INT64, [count, 4])], outputs,
+                   slice_regions.__doc__ or "")
+
+
+def paste_regions(count: int) -> onnx.ModelProto:
+    """`frame` + `boxes` [count, 4] + `patch_i` uint8 [h_i, w_i, 3] -> `image`: the frame with the patches in.
+
+    Each patch goes in by Slice and Concat alone (the rows above and below, the pixels left and right of
+    it), all patches in one run, so the frame this writes is one session output per frame. Later patches
+    win where boxes overlap; the regions stage gives overlapping patches the same pixels.
+    """
+    b = GraphBuilder(f"device_paste_{count}")
+    image = "frame"
+    inputs = [_frame(), helper.make_tensor_value_info("boxes", INT64, [count, 4])]
+    big = b.const([2**62], np.int64)
+    zero = b.const([0], np.int64)
+    for i in range(count):
+        patch = f"patch_{i}"
+        inputs.append(helper.make_tensor_value_info(patch, UINT8, [f"h{i}", f"w{i}", 3]))
+        box = b.op("Gather", "boxes", b.const(i, np.int64), axis=0)
+
+        def part(index: int) -> str:
+            return b.op("Gather", box, b.const([index], np.int64))  # noqa: B023 - used at once
+
+        x1, y1, x2, y2 = part(0), part(1), part(2), part(3)
+        axis0, axis1 = b.const([0], np.int64), b.const([1], np.int64)
+        above = b.op("Slice", image, zero, y1, axis0)
+        below = b.op("Slice", image, y2, big, axis0)
+        rows = b.op("Slice", image, y1, y2, axis0)
+        left = b.op("Slice", rows, zero, x1, axis1)
+        right = b.op("Slice", rows, x2, big, axis1)
+        middle = b.op("Concat", left, patch, right, axis=1)
+        image = b.op("Concat", above, middle, below, axis=0, out="image" if i == count - 1 else None)
+    return b.model(inputs, [helper.make_tensor_value_info("image", UINT8, ["height", "width", 3])],
+                   paste_regions.__doc__ or "")
+
+
+def face_crop(size: int, mean: float, std: float) -> onnx.ModelProto:
+    """`frame` + `theta` [1, 2, 3] (`engine.graphs.crop_theta`) -> `crop` float32 [1, 3, S, S] RGB, (x - mean) / std.
+
+    Bicubic with replicated borders, as the CPU path's `cv2.warpAffine(..., INTER_CUBIC, BORDER_REPLICATE)`
+    (GridSample's cubic is OpenCV's a = -0.75 kernel), so the model sees what it sees on the CPU path.
+    """
+    b = GraphBuilder("device_face_crop")
+    x = b.op("Unsqueeze", b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1]),
+             b.const([0], np.int64))  # [1, 3, H, W]
+    grid = b.op("AffineGrid", "theta", b.const([1, 3, size, size], np.int64), align_corners=0)
+    y = b.op("GridSample", x, grid, mode="cubic", padding_mode="border", align_corners=0)
+    y = b.op("Clip", y, b.const(0.0), b.const(255.0))  # as OpenCV saturates the uint8 crop
+    y = b.op("Gather", y, b.const([2, 1, 0], np.int64), axis=1)  # BGR -> RGB
+    b.op("Mul", b.op("Sub", y, b.const(mean)), b.const(1.0 / std), out="crop")
+    return b.model([_frame(), helper.make_tensor_value_info("theta", FLOAT, [1, 2, 3])],
+                   [helper.make_tensor_value_info("crop", FLOAT, [1, 3, size, size])], face_crop.__doc__ or "")
+
+
+def face_paste(size: int, mean: float, std: float) -> onnx.ModelProto:
+    """`frame` + `crop` [1, 3, S, S] RGB in the model's range (pixel = crop * std + mean) + `box` int64 [4]
+    (the frame region the crop covers: x1, y1, x2, y2) + `theta` [1, 2, 3] (`engine.graphs.paste_theta` for
+    that region) + `mask` [1, 1, S, S] -> `image`: the crop blended into the frame.
+
+    As the CPU path's `faces.paste.paste_back`: the crop warped back bicubic with replicated borders, the
+    mask bilinear with zeros outside, `frame * (1 - m) + crop * m`, rounded; and, as there, only the
+    region is sampled (the sampling grid is the region's size, not the frame's), then put back in place.
+    """
+    b = GraphBuilder("device_face_paste")
+    starts = b.op("Gather", "box", b.const([1, 0], np.int64))
+    ends = b.op("Gather", "box", b.const([3, 2], np.int64))
+    axes = b.const([0, 1], np.int64)
+    region = b.op("Slice", "frame", starts, ends, axes)  # [h, w, 3]
+    hw = b.op("Sub", ends, starts)
+    crop = b.op("Add", b.op("Mul", "crop", b.const(std)), b.const(mean))
+    crop = b.op("Gather", b.op("Clip", crop, b.const(0.0), b.const(255.0)), b.const([2, 1, 0], np.int64), axis=1)
+    grid = b.op("AffineGrid", "theta", b.op("Concat", b.const([1, 3], np.int64), hw, axis=0), align_corners=0)
+    face = b.op("GridSample", crop, grid, mode="cubic", padding_mode="border", align_corners=0)  # [1, 3, h, w]
+    alpha = b.op("GridSample", "mask", grid, mode="linear", padding_mode="zeros", align_corners=0)  # [1, 1, h, w]
+    alpha = b.op("Clip", alpha, b.const(0.0), b.const(1.0))
+    base = b.op("Unsqueeze", b.op("Transpose", b.op("Cast", region, to=FLOAT), perm=[2, 0, 1]),
+                b.const([0], np.int64))
+    face = b.op("Clip", face, b.const(0.0), b.const(255.0))  # the CPU path's crop is uint8
+    x = b.op("Add", base, b.op("Mul", alpha, b.op("Sub", face, base)))
+    x = b.op("Transpose", b.op("Squeeze", x, b.const([0], np.int64)), perm=[1, 2, 0])
+    patch = _to_uint8(b, x, "patch", half_up=True)
+    # The region back into the frame: the rows above and below, the pixels left and right of it.
+    big, zero = b.const([2**62], np.int64), b.const([0], np.int64)
+    axis0, axis1 = b.const([0], np.int64), b.const([1], np.int64)
+    y1, x1 = b.op("Gather", "box", b.const([1], np.int64)), b.op("Gather", "box", b.const([0], np.int64))
+    y2, x2 = b.op("Gather", "box", b.const([3], np.int64)), b.op("Gather", "box", b.const([2], np.int64))
+    rows = b.op("Slice", "frame", y1, y2, axis0)
+    middle = b.op("Concat", b.op("Slice", rows, zero, x1, axis1), patch, b.op("Slice", rows, x2, big, axis1), axis=1)
+    b.op("Concat", b.op("Slice", "frame", zero, y1, axis0), middle, b.op("Slice", "frame", y2, big, axis0), axis=0,
+         out="image")
+    return b.model([_frame(), helper.make_tensor_value_info("crop", FLOAT, [1, 3, size, size]),
+                    helper.make_tensor_value_info("box", INT64, [4]),
+                    helper.make_tensor_value_info("theta", FLOAT, [1, 2, 3]),
+                    helper.make_tensor_value_info("mask", FLOAT, [1, 1, size, size])],
+                   [helper.make_tensor_value_info("image", UINT8, ["height", "width", 3])],
+                   face_paste.__doc__ or "")

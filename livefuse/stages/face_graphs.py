@@ -1,0 +1,124 @@
+"""The device paths of swap and enhance: crop, model and paste-back all on the device.
+
+Each face's model input is cut from the device frame (`device.crops`) and bound to the model as it is;
+the model's output goes back into the frame the same way, with the stage's own feathered mask.
+Swap's colour matching (Reinhard, in Lab) works on the two 128 px crops on the host, the only pixels
+that leave the device; the kept mouth (mouth_mask) comes to the host as its region alone.
+
+Against the CPU path: the same bicubic warps in float instead of OpenCV's fixed point, and no rounding
+of the crops to uint8 in between; within a few levels inside the face, the same everywhere else.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from livefuse.device.crops import FaceCrops
+from livefuse.device.regions import OnRegions, RegionIO
+from livefuse.engine.session import ModelSession
+from livefuse.faces.align import estimate_affine
+from livefuse.faces.mouth import MouthRegion, mouth_region, restore_mouth
+from livefuse.faces.paste import match_colour
+from livefuse.faces.swapper import SIZE, TEMPLATE
+from livefuse.frame import Face, Frame
+from livefuse.stages.base import DevicePath
+
+if TYPE_CHECKING:
+    from livefuse.device.transfers import TransferCounter
+    from livefuse.stages.enhance import EnhanceStage
+    from livefuse.stages.swap import SwapStage
+
+
+def runs_on_device(session: Any) -> bool:
+    """A local session with float32 inputs (what the crop graphs give); a remote or FP16-input one is not."""
+    return isinstance(session, ModelSession) and all(dtype == np.float32 for _, dtype in session.inputs.values())
+
+
+class SwapOnDevice(DevicePath):
+    """inswapper on crops cut from the device frame, pasted back there; "similar" uses the region path."""
+
+    def __init__(self, stage: SwapStage, engine: Any, counter: TransferCounter) -> None:
+        self.stage = stage
+        self.crops = FaceCrops(engine, SIZE, 0.0, 255.0)  # RGB in 0..1
+        self.regions = OnRegions(stage, engine, counter)
+        self.mouths = RegionIO(engine, counter, stage.name)
+
+    def run(self, frame: Frame) -> None:
+        stage = self.stage
+        if stage.params["faces"] == "similar":  # picking the face embeds every face: their regions on the host
+            self.regions.run(frame)
+            return
+        with stage._lock:
+            latent = stage._latent
+        strength = stage.params["strength"]
+        if latent is None or strength <= 0 or not frame.faces:
+            stage.process(frame)  # warns once, touches nothing
+            return
+        height, width = (int(d) for d in frame.device_image.shape()[:2])
+        targets = stage._targets(frame)
+        mouths = self._mouths(frame, targets, (height, width))
+        image = frame.device_image
+        session = stage.swapper.session
+        for face in targets:
+            matrix = estimate_affine(face.landmarks5, TEMPLATE, SIZE)
+            target = self.crops.cut(image, matrix)
+            swapped: Any = session.run_device({"target": target, "source": latent})[stage.swapper.output_name]
+            if stage.params["colour_match"]:
+                swapped = self._matched(swapped, target, stage._mask)
+                self.mouths.counter.region(stage.name, 3 * swapped.nbytes)  # two crops down, one up
+            image = self.crops.put(image, swapped, matrix, stage._mask * strength)
+        if mouths:
+            boxes = [region.box for region, _ in mouths]
+            canvas = self.mouths.fetch(image, boxes)
+            for region, original in mouths:
+                restore_mouth(canvas, original, region)
+            image = self.mouths.store(image, canvas, boxes)
+        frame.device_image = image
+
+    @staticmethod
+    def _matched(swapped: Any, target: Any, mask: np.ndarray) -> np.ndarray:
+        """The swapped crop colour-matched to the original one (both 128 px crops, on the host)."""
+        def bgr(value: Any) -> np.ndarray:
+            rgb = np.clip(np.asarray(value.numpy(), np.float32)[0].transpose(1, 2, 0) * 255.0 + 0.5, 0, 255)
+            return cv2.cvtColor(rgb.astype(np.uint8), cv2.COLOR_RGB2BGR)
+
+        matched = match_colour(bgr(swapped), bgr(target), mask)
+        rgb = cv2.cvtColor(matched, cv2.COLOR_BGR2RGB).astype(np.float32) * (1.0 / 255.0)
+        return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+
+    def _mouths(self, frame: Frame, targets: list[Face], shape: tuple[int, int]) -> list[tuple[MouthRegion, Any]]:
+        """The kept mouths' regions and their original pixels (from the device frame, before any paste)."""
+        params = self.stage.params
+        if params["mouth_mask"] <= 0:
+            return []
+        found = [region for face in targets if face.mesh is not None
+                 and (region := mouth_region(face.mesh, params["mouth_mask"], params["mouth_feather"], shape))]
+        if not found:
+            return []
+        canvas = self.mouths.fetch(frame.device_image, [region.box for region in found])
+        return [(region, canvas[region.box[1]:region.box[3], region.box[0]:region.box[2]].copy())
+                for region in found]
+
+
+class EnhanceOnDevice(DevicePath):
+    """The restorer on crops cut from the device frame, pasted back there: nothing leaves the device."""
+
+    def __init__(self, stage: EnhanceStage, engine: Any) -> None:
+        self.stage = stage
+        self.crops = FaceCrops(engine, stage.enhancer.size, 127.5, 127.5)
+
+    def run(self, frame: Frame) -> None:
+        stage = self.stage
+        enhancer = stage.enhancer
+        image = frame.device_image
+        for face in stage._faces(frame):
+            matrix = estimate_affine(face.landmarks5, enhancer.template, enhancer.size)
+            feeds: dict[str, Any] = {enhancer.input_name: self.crops.cut(image, matrix)}
+            if enhancer.weight is not None:
+                feeds["weight"] = enhancer._weight()
+            restored = enhancer.session.run_device(feeds)[enhancer.output_name]
+            image = self.crops.put(image, restored, matrix, stage._mask * stage.params["strength"])
+        frame.device_image = image
