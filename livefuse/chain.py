@@ -131,7 +131,21 @@ class Chain:
         self._next_ticket = 0
         self._busy = [threading.Lock() for _ in range(count)]  # held while a step runs, or its stage is updated
         self._logged: set[str] = set()
+        self._running: dict[int, float] = {}  # step index -> clock time its current call started
         self.on_first_stage_free: Callable[[], object] | None = None  # called (in a worker) when step 0 frees up
+
+    @property
+    def guards_privacy(self) -> bool:
+        """True when a stage of this chain guards privacy: a frame it could not cover must be covered whole."""
+        return any(health.guards_privacy for health in self.health)
+
+    def stalled(self, limit_s: float) -> tuple[str, float] | None:
+        """(step label, seconds) of a step whose call has run longer than `limit_s`, if one has: it hangs."""
+        now = self.clock()
+        for index, started in list(self._running.items()):
+            if now - started > limit_s:
+                return self._steps[index][0], now - started
+        return None
 
     def first_stage_free(self) -> bool:
         """True when every admitted frame has left the first step, so a new one would start at once."""
@@ -169,7 +183,11 @@ class Chain:
                 if runs[owner] and owner not in failed:
                     start = time.perf_counter_ns()
                     with self._busy[index]:
-                        fn(frame)
+                        self._running[index] = self.clock()
+                        try:
+                            fn(frame)
+                        finally:
+                            del self._running[index]
                     elapsed = time.perf_counter_ns() - start
                     frame.stage_ns[label] = elapsed
                     self.stats.record_stage(label, elapsed)

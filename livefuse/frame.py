@@ -24,6 +24,9 @@ class Face:
     track_id: int = -1
     mesh: np.ndarray | None = None  # float32 [468, 3]
     held: bool = False  # True when kept from an earlier frame because the detector missed
+    # Where the detector (or FaceMesh) found it on this very frame, before smoothing: `box` is smoothed, and
+    # smoothing lags a fast face, so a privacy stage covers both.
+    found_box: np.ndarray | None = None
 
 
 @dataclass

@@ -8,6 +8,10 @@
 - Processed frames are released in capture order to one latest-frame slot per
   output; each output writes on its own thread (livefuse/outputs.py), so a slow one only drops its
   own frames. Latency is measured when the primary (first) output has written.
+- A stage that hangs (a call that has not returned after `stall_after` seconds) must not freeze the
+  stream: until it returns, the newest captured frames go to the outputs past the chain, covered whole
+  when the chain guards privacy (a face stage that hangs before anonymise shows nothing), as they are
+  otherwise. Frames the hung chain finishes later than those are dropped, so outputs stay in order.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from livefuse.audio.chunk import AudioChunk
 from livefuse.audio.feed import AudioFeed
 from livefuse.audio.inputs import AudioInput
 from livefuse.capture import Capture
-from livefuse.chain import Chain
+from livefuse.chain import Chain, cover_whole
 from livefuse.frame import Frame
 from livefuse.outputs import Output
 from livefuse.sinks.base import Sink
@@ -36,6 +40,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("livefuse.pipeline")
 
+STALL_AFTER_S = 1.0  # a stage call this long has hung: the stream goes on past it
+STALL_CHECK_S = 0.1
+
 
 class Pipeline:
     """Runs one source through a swappable chain into several outputs until stopped."""
@@ -43,7 +50,7 @@ class Pipeline:
     def __init__(self, source: Source, chain: Chain, sinks: list[Sink], *, fps: float,
                  max_frames: int | None = None, duration: float | None = None, max_in_flight: int = 2,
                  stats: PipelineStats | None = None, engine: Engine | None = None,
-                 audio: AudioInput | None = None) -> None:
+                 audio: AudioInput | None = None, stall_after: float = STALL_AFTER_S) -> None:
         self.source = source
         self.chain = chain
         self.fps = fps
@@ -65,6 +72,9 @@ class Pipeline:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._first_stage_free: asyncio.Event | None = None
         self.frame_listeners: list[Callable[[Frame], None]] = []  # run in the loop when a frame is emitted
+        self.stall_after = stall_after
+        self._last_emitted_ns = -1  # capture time of the newest frame sent to the outputs
+        self._past_stall = ThreadPoolExecutor(1, thread_name_prefix="livefuse-stall")
         self.audio = audio
         self._audio_feeds: list[AudioFeed] = [sink.audio_feed for sink in sinks if sink.audio_feed is not None]
         if audio is not None:
@@ -122,12 +132,14 @@ class Pipeline:
             stats=self.stats, audio=self.audio, max_frames=self.max_frames)
         capture.start()
         dispatcher = asyncio.create_task(self._dispatch())
+        watchdog = asyncio.create_task(self._watch_stalls())
         timer = self._loop.call_later(self.duration, self._stopped.set) if self.duration else None
         try:
             await self._stopped.wait()
         finally:
             if timer:
                 timer.cancel()
+            watchdog.cancel()
             await self._drain(dispatcher, capture)
             capture.join(timeout=1.0)
             if self.audio is not None:
@@ -153,6 +165,7 @@ class Pipeline:
             await out.close()
             out.shutdown()
         self._workers.shutdown(wait=False)
+        self._past_stall.shutdown(wait=False)
         self._update_engine_stats()
 
     def _update_engine_stats(self) -> None:
@@ -232,10 +245,47 @@ class Pipeline:
         frame.image.flags.writeable = False  # outputs share it; none may change it
         self._ready[order] = frame
         while self._emit_next in self._ready:
-            self._emit(self._ready.pop(self._emit_next))
+            ready = self._ready.pop(self._emit_next)
             self._emit_next += 1
+            if ready.capture_ns <= self._last_emitted_ns:
+                self.stats.dropped += 1  # newer frames went out past a stall meanwhile: outputs stay in order
+                continue
+            self._emit(ready)
+
+    # -- a stage that hangs --------------------------------------------------------------------
+
+    async def _watch_stalls(self) -> None:
+        """Every STALL_CHECK_S: while a stage call has hung, send the newest captured frame on past the chain."""
+        assert self._input is not None and self._loop is not None
+        stalled_at: str | None = None
+        while True:
+            await asyncio.sleep(STALL_CHECK_S)
+            chain = self.chain
+            stall = chain.stalled(self.stall_after)
+            if stall is None:
+                if stalled_at is not None:
+                    log.warning("stage %s returned; filtering again", stalled_at)
+                    stalled_at = self.stats.stalled = None
+                continue
+            label, seconds = stall
+            self.stats.stalled = f"{label} for {seconds:.1f} s"
+            if stalled_at != label:
+                stalled_at = label
+                log.error("stage %s has not returned for %.1f s: frames go on %s until it does", label, seconds,
+                          "covered whole" if chain.guards_privacy else "unfiltered")
+            frame = self._input.take_nowait()
+            if frame is None:
+                continue
+            if chain.guards_privacy:
+                await self._loop.run_in_executor(self._past_stall, cover_whole, frame)
+                self.stats.frames_covered += 1
+            self.stats.frames_past_stall += 1
+            frame.image.flags.writeable = False
+            if frame.capture_ns > self._last_emitted_ns:
+                self._emit(frame)
 
     def _emit(self, frame: Frame) -> None:
+        self._last_emitted_ns = frame.capture_ns
         self.stats.frames_processed += 1
         for out in self._outputs:
             out.put(frame)

@@ -60,6 +60,8 @@ class PipelineStats:
     frames_out: int = 0
     dropped: int = 0  # captured frames the pipeline skipped because it was busy
     frames_covered: int = 0  # frames a privacy stage covered whole because it or a stage before it failed
+    frames_past_stall: int = 0  # frames sent on past a stage that hung (covered whole when privacy is guarded)
+    stalled: str | None = None  # the step that has hung right now, as "label for N s"
     reconnects: int = 0
     provider: str = "none"
     started_ns: int = field(default_factory=time.monotonic_ns)
@@ -116,6 +118,8 @@ class PipelineStats:
             "stages_ms": {name: rec.summary() for name, rec in self.stages.items()},
             "stage_errors": dict(self.stage_errors),
             "frames_covered": self.frames_covered,
+            "frames_past_stall": self.frames_past_stall,
+            "stalled": self.stalled,
             "reconnects": self.reconnects,
             "copies_per_frame": {k: round(v / processed, 3) for k, v in self.copies.items()},
             "device_frames": self.transfers,

@@ -13,6 +13,7 @@ from livefuse.stats import PipelineStats
 def status_line(stats: PipelineStats, disabled: Sequence[str] = ()) -> str:
     lat = stats.latency.summary()
     off = f" | OFF after errors: {', '.join(disabled)}" if disabled else ""
+    off += f" | HUNG: {stats.stalled}" if stats.stalled else ""
     line = (f"{stats.fps:5.1f} fps | latency p50 {lat['p50']:6.1f} ms p95 {lat['p95']:6.1f} ms | "
             f"dropped {stats.dropped} | in {stats.frames_in} out {stats.frames_out} | {stats.provider}{off}")
     delay = stats.virtualcam_delay_ms()

@@ -40,6 +40,13 @@ class _Held:
     age: int  # frames since a face was last seen here
 
 
+def _union(box: np.ndarray, other: np.ndarray | None) -> np.ndarray:
+    """The smallest box holding both (the smoothed box and where the face was found: smoothing lags)."""
+    if other is None:
+        return box
+    return np.concatenate([np.minimum(box[:2], other[:2]), np.maximum(box[2:], other[2:])]).astype(np.float32)
+
+
 def _region(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
     x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
     x2, y2 = min(width, int(np.ceil(box[2]))), min(height, int(np.ceil(box[3])))
@@ -81,7 +88,7 @@ class AnonymiseStage(Stage):
         ran = frame.faces_searched
         self._blind = 0 if ran else self._blind + 1
         faces: list[Face] = frame.faces if ran else []
-        current = [grow_box(f.box, 1.0 + 2 * p["margin"]) for f in faces]
+        current = [grow_box(_union(f.box, f.found_box), 1.0 + 2 * p["margin"]) for f in faces]
         kept: list[_Held] = [_Held(b, 0) for b in current]
         if self._held:
             old = np.stack([h.box for h in self._held])

@@ -149,6 +149,7 @@ class FaceTracker:
             box, points, mesh = det.box.copy(), det.landmarks5.copy(), None if det.mesh is None else det.mesh.copy()
             if not fresh and not track.misses and self._last_t is not None and t > self._last_t:
                 track.velocity = ((det.box - track.face.box) / (t - self._last_t)).astype(np.float32)
-        track.face = Face(box=box, score=det.score, landmarks5=points, track_id=track.id, mesh=mesh)
+        track.face = Face(box=box, score=det.score, landmarks5=points, track_id=track.id, mesh=mesh,
+                          found_box=det.box.copy())
         track.raw = det
         track.misses = 0

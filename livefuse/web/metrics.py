@@ -59,6 +59,10 @@ class _StatsCollector(Collector):
         yield disabled
         yield CounterMetricFamily("livefuse_frames_covered", "Frames a privacy stage covered whole because it, "
                                   "or a stage before it, failed or was switched off.", value=stats.frames_covered)
+        yield CounterMetricFamily("livefuse_frames_past_stall", "Frames sent on past a stage that hung (covered "
+                                  "whole when the chain guards privacy).", value=stats.frames_past_stall)
+        yield GaugeMetricFamily("livefuse_stage_stalled", "1 while a stage call has hung past the stall limit.",
+                                value=1.0 if stats.stalled else 0.0)
         outputs = CounterMetricFamily("livefuse_output_frames", "Frames each output wrote.", labels=["output"])
         out_dropped = CounterMetricFamily("livefuse_output_dropped", "Frames an output skipped (too slow).",
                                           labels=["output"])

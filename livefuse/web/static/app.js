@@ -243,12 +243,13 @@ function renderHealth(status) {
   const off = status.stages.filter((s) => s.disabled);
   lf.disabled = off.map((s) => s.label);
   const alert = $("stage-alerts");
-  alert.hidden = off.length === 0;
+  const hung = status.stats && status.stats.stalled;
+  alert.hidden = off.length === 0 && !hung;
   alert.textContent = off.map((s) => {
     const retry = s.retry_in_s === null ? "" : `; retried in ${Math.ceil(s.retry_in_s)} s`;
     const what = s.guards_privacy ? "the picture is covered" : "frames pass through unfiltered";
     return `${s.label} is switched off after errors (${s.last_error})${retry}: ${what}.`;
-  }).join(" ");
+  }).concat(hung ? [`Stage ${hung} has not returned: frames go on past it until it does.`] : []).join(" ");
   document.querySelectorAll("#params fieldset").forEach((set) => {
     const stage = status.stages.find((s) => s.label === set.dataset.stage);
     const note = set.querySelector(".stage-off");
