@@ -13,20 +13,17 @@ When the source was reopened (`Frame.source_epoch` moved on), each stage's `on_s
 its own turn before it sees the first such frame, so trackers forget the old scene in capture order.
 
 Faults: a stage that raises is bypassed for that frame (the frame passes through), logged once and
-counted. After `disable_after` failures in a row it is switched off, and retried after a backoff
-(1, 2, 4 ... 30 s); it is switched on again at once when its parameters change (a new preset is a
-new chain). A stage that guards privacy (`Stage.guards_privacy`, e.g. anonymise) fails closed:
+counted; livefuse/faults.py switches it off after repeated failures and retries it with a backoff.
+A stage that guards privacy (`Stage.guards_privacy`, e.g. anonymise) fails closed:
 when it, or any stage before it, failed on a frame or is switched off, the whole frame is covered.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +31,7 @@ import cv2
 import numpy as np
 
 from livefuse.device.steps import download_step, stage_steps, to_host, upload_step
+from livefuse.faults import DISABLE_AFTER_CONSECUTIVE_ERRORS, RETRY_BACKOFF_S, StageFaults, StageHealth
 from livefuse.frame import Frame
 from livefuse.stages.base import Stage
 from livefuse.stats import PipelineStats
@@ -43,8 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("livefuse.pipeline")
 
-DISABLE_AFTER_CONSECUTIVE_ERRORS = 30
-RETRY_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # the last delay repeats
 BOUNDARY = -1  # the owner of the device boundary's steps (no stage: never bypassed, never switched off)
 COVER_ACROSS = 6  # a covered frame keeps this many blurred pixels across its shorter side: no face survives
 
@@ -65,32 +61,6 @@ def cover_whole(frame: Frame) -> None:
         frame.image = np.zeros_like(np.asarray(frame.image, dtype=np.uint8))
 
 
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """`Type: message`, first line only and cut short: what status and the page show as a last error."""
-    text = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-@dataclass
-class StageHealth:
-    """One stage's fault state, as status and /metrics show it."""
-
-    label: str
-    guards_privacy: bool = False
-    consecutive_errors: int = 0
-    disabled: bool = False
-    last_error: str | None = None
-    retries: int = 0  # failed retries since it was switched off: picks the next backoff delay
-    retry_at: float = math.inf  # clock time of the next retry while disabled
-    probing: bool = False  # a frame is retrying it now
-
-    def describe(self, now: float) -> dict[str, Any]:
-        retry = max(0.0, self.retry_at - now) if self.disabled and math.isfinite(self.retry_at) else None
-        return {"label": self.label, "disabled": self.disabled, "last_error": self.last_error,
-                "consecutive_errors": self.consecutive_errors, "guards_privacy": self.guards_privacy,
-                "retry_in_s": None if retry is None else round(retry, 2)}
-
-
 class Chain:
     """Ordered stages plus the turn-taking that keeps each stage's frames in order."""
 
@@ -105,10 +75,9 @@ class Chain:
         self.stages = list(stages)
         self.params = params or {}
         self.stats = stats or PipelineStats()
-        self.disable_after = disable_after
-        self.backoff = tuple(backoff)  # seconds before the 1st, 2nd ... retry of a switched-off stage
         self.clock = clock
-        self.health = [StageHealth(label, stage.guards_privacy) for label, stage in self.stages]
+        self.faults = StageFaults([(label, stage.guards_privacy) for label, stage in self.stages], self.stats,
+                                  disable_after=disable_after, backoff=backoff, clock=clock)
         # The units that take turns: one per stage, or one per step of a stage that has steps.
         # The device boundary's upload and download are steps of their own (owner BOUNDARY), so frame N + 1 is
         # uploaded while frame N is filtered.
@@ -127,10 +96,8 @@ class Chain:
         count = len(self._steps)
         self._turns = [0] * count
         self._cond = threading.Condition()
-        self._health_lock = threading.Lock()
         self._next_ticket = 0
         self._busy = [threading.Lock() for _ in range(count)]  # held while a step runs, or its stage is updated
-        self._logged: set[str] = set()
         self._running: dict[int, float] = {}  # step index -> clock time its current call started
         self.on_first_stage_free: Callable[[], object] | None = None  # called (in a worker) when step 0 frees up
 
@@ -220,8 +187,7 @@ class Chain:
         except Exception as exc:  # noqa: BLE001 - the stages then run their host paths on frame.image
             frame.device_image = None
             self.stats.stage_errors[label] = self.stats.stage_errors.get(label, 0) + 1
-            if label not in self._logged:
-                self._logged.add(label)
+            if self.faults.first_time(label):
                 log.warning("device %s failed (%s: %s); the frame stays in host memory", label,
                             type(exc).__name__, exc)
         finally:
@@ -242,74 +208,44 @@ class Chain:
         if seen is not None and seen != epoch:
             self.stages[owner][1].on_source_reopened()
 
-    # -- faults ------------------------------------------------------------------------------------
+    # -- faults (livefuse/faults.py keeps each stage's state) ------------------------------------------
+
+    @property
+    def health(self) -> list[StageHealth]:
+        return self.faults.health
+
+    @property
+    def disable_after(self) -> int:
+        return self.faults.disable_after
+
+    @disable_after.setter
+    def disable_after(self, count: int) -> None:
+        self.faults.disable_after = count
+
+    @property
+    def backoff(self) -> tuple[float, ...]:
+        return self.faults.backoff
+
+    @backoff.setter
+    def backoff(self, delays: Sequence[float]) -> None:
+        self.faults.backoff = tuple(delays)
 
     def _should_run(self, owner: int) -> bool:
-        """On, or switched off and due for a retry (one frame at a time retries it)."""
-        health = self.health[owner]
-        with self._health_lock:
-            if not health.disabled:
-                return True
-            if health.probing or self.clock() < health.retry_at:
-                return False
-            health.probing = True
-            return True
+        return self.faults.should_run(owner)
 
     def _on_success(self, owner: int) -> None:
-        health = self.health[owner]
-        with self._health_lock:
-            health.consecutive_errors = 0
-            if health.disabled:
-                health.disabled = health.probing = False
-                health.retry_at = math.inf
-                log.info("stage %s works again after being switched off; it is back on", health.label)
-            elif health.retries:
-                health.retries = 0  # it has run since its last retry: a later fault starts the backoff afresh
+        self.faults.on_success(owner)
 
     def _on_error(self, owner: int, label: str, exc: Exception) -> None:
-        self.stats.stage_errors[label] = self.stats.stage_errors.get(label, 0) + 1
-        health = self.health[owner]
-        action = "covering the frame" if health.guards_privacy else "passing this frame through"
-        if label not in self._logged:
-            self._logged.add(label)
-            log.warning("stage %s failed (%s: %s); %s. Further errors are counted, not logged", label,
-                        type(exc).__name__, exc, action, exc_info=log.isEnabledFor(logging.DEBUG))
-        with self._health_lock:
-            health.last_error = first_line(exc)
-            health.consecutive_errors += 1
-            if health.disabled:  # a retry failed: wait longer
-                health.probing = False
-                health.retries += 1
-                health.retry_at = self.clock() + self._delay(health.retries)
-                log.debug("stage %s still fails (%s); next retry in %.0f s", label, health.last_error,
-                          self._delay(health.retries))
-            elif health.consecutive_errors >= self.disable_after:
-                health.disabled = True
-                health.retry_at = self.clock() + self._delay(health.retries)
-                log.error("stage %s failed %d frames in a row (%s); it is switched off (%s) and retried in %.0f s",
-                          label, health.consecutive_errors, health.last_error,
-                          "its frames are covered" if health.guards_privacy else "its frames pass through",
-                          self._delay(health.retries))
-
-    def _delay(self, retries: int) -> float:
-        return self.backoff[min(retries, len(self.backoff) - 1)] if self.backoff else 0.0
+        self.faults.on_error(owner, label, exc)
 
     def enable(self, label: str) -> None:
         """Switch a stage back on now (its parameters changed), with a fresh count of failures."""
-        health = self.health[self._index(label)]
-        with self._health_lock:
-            was_off = health.disabled
-            health.disabled = health.probing = False
-            health.consecutive_errors = health.retries = 0
-            health.retry_at = math.inf
-        if was_off:
-            log.info("stage %s switched back on: its parameters changed", label)
+        self.faults.enable(self._index(label))
 
     def health_report(self) -> list[dict[str, Any]]:
         """Each stage's fault state: on or off, its last error, when it is retried."""
-        now = self.clock()
-        with self._health_lock:
-            return [h.describe(now) for h in self.health]
+        return self.faults.report()
 
     # -- parameters --------------------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from livefuse.audio.inputs import AudioInput
-from livefuse.chain import first_line
 from livefuse.errors import PresetError, UserError
+from livefuse.faults import first_line
 from livefuse.pipeline import Pipeline
 from livefuse.presets import Preset, load_preset, shown, validate_params
 from livefuse.sinks.base import Sink

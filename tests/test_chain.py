@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from livefuse.chain import DISABLE_AFTER_CONSECUTIVE_ERRORS, Chain
+from livefuse.chain import Chain
+from livefuse.faults import DISABLE_AFTER_CONSECUTIVE_ERRORS
 from livefuse.frame import Frame
 from livefuse.pipeline import Pipeline
 from livefuse.sources.base import Source
