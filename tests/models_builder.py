@@ -140,3 +140,18 @@ def enhancer(name: str = "gfpgan_1.4", kind: str = "identity") -> onnx.ModelProt
     graph = helper.make_graph(nodes, f"{name}_{kind}", inputs,
                               [_tensor("output", TensorProto.FLOAT, [1, 3, size, size])], inits)
     return _model(graph)
+
+
+def face_standins(folder: Path) -> dict[str, Path]:
+    """The pulled face models' stand-ins (real names, shapes and dtypes) and a source photo, in `folder`:
+    what the swap presets need to run without the real files (the device tests and benchmarks/gpu/check.py)."""
+    import cv2
+
+    from livefuse.sources.demo import astronaut_bgr
+
+    source = folder / "source.png"
+    cv2.imwrite(str(source), astronaut_bgr())
+    return {"inswapper_128": save(inswapper("tint"), folder / "inswapper_128.onnx"),
+            "w600k_r50": save(arcface(), folder / "w600k_r50.onnx"),
+            "gfpgan_1.4": save(enhancer("gfpgan_1.4", "flat"), folder / "gfpgan_1.4.onnx"),
+            "source": source}

@@ -24,7 +24,7 @@ from livefuse.engine import Engine
 from livefuse.frame import Face, Frame
 from livefuse.pipeline import Pipeline
 from livefuse.presets import PRESETS_DIR, Preset, build_chain, load_preset
-from livefuse.sources.demo import DemoSource, astronaut_bgr
+from livefuse.sources.demo import DemoSource
 from livefuse.stages.base import DevicePath, Stage, StageContext
 
 SHIPPED = sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
@@ -35,13 +35,7 @@ FRAMES = 8
 
 @pytest.fixture(scope="module")
 def standins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("standins")
-    source = d / "source.png"
-    cv2.imwrite(str(source), astronaut_bgr())
-    return {"inswapper_128": mb.save(mb.inswapper("tint"), d / "inswapper_128.onnx"),
-            "w600k_r50": mb.save(mb.arcface(), d / "w600k_r50.onnx"),
-            "gfpgan_1.4": mb.save(mb.enhancer("gfpgan_1.4", "flat"), d / "gfpgan_1.4.onnx"),
-            "source": source}
+    return mb.face_standins(tmp_path_factory.mktemp("standins"))
 
 
 @pytest.fixture(scope="module")

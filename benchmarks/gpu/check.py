@@ -42,17 +42,9 @@ STANDIN_PRESETS = ("face-swap", "face-swap-enhance", "face-swap-talk")
 
 def standin_models(folder: Path) -> dict[str, Path]:
     """The pulled face models' stand-ins (real names, shapes and dtypes) and a source photo."""
-    import cv2
     import models_builder as mb
 
-    from livefuse.sources.demo import astronaut_bgr
-
-    source = folder / "source.png"
-    cv2.imwrite(str(source), astronaut_bgr())
-    return {"inswapper_128": mb.save(mb.inswapper("tint"), folder / "inswapper_128.onnx"),
-            "w600k_r50": mb.save(mb.arcface(), folder / "w600k_r50.onnx"),
-            "gfpgan_1.4": mb.save(mb.enhancer("gfpgan_1.4", "flat"), folder / "gfpgan_1.4.onnx"),
-            "source": source}
+    return mb.face_standins(folder)
 
 
 def preset_for(name: str, folder: Path, models: dict[str, Path]) -> str:

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -182,3 +182,32 @@ def choose_implementation(path: str, provider: str) -> str:
     if path != "auto":
         return path
     return "cpu" if provider == "CPUExecutionProvider" else "graph"
+
+
+class GraphOnProvider(Protocol):
+    """A graph implementation: the provider its session really got (a GPU one may have fallen back)."""
+
+    @property
+    def provider(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+CpuT = TypeVar("CpuT", bound=Stage)
+GraphT = TypeVar("GraphT", bound=GraphOnProvider)
+
+
+def build_implementation(path: str, context: StageContext, cpu: Callable[[], CpuT],
+                         graph: Callable[[], GraphT]) -> CpuT | GraphT:
+    """A stage with two implementations, built for this engine: "auto" (the graph unless the engine runs on the
+    CPU provider, or the graph's own session fell back to it: OpenCV is faster there), or "graph" / "cpu"
+    forced (tests and benchmarks)."""
+    path = context.implementation if path == "auto" else path
+    if choose_implementation(path, context.engine.provider) == "cpu":
+        return cpu()
+    built = graph()
+    if path == "auto" and built.provider == "CPUExecutionProvider":
+        built.close()
+        del built  # its model and session are freed before the CPU path loads its own
+        return cpu()
+    return built

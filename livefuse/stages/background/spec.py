@@ -8,26 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from livefuse.engine.providers import CPU
 from livefuse.stages.background.common import CHROMA_GREEN, MODELS, BackgroundStage
 from livefuse.stages.background.cpu import CpuBackground
 from livefuse.stages.background.graph import GraphBackground
-from livefuse.stages.base import Param, StageContext, StageSpec, choose_implementation
+from livefuse.stages.base import Param, StageContext, StageSpec, build_implementation
 from livefuse.stages.registry import register
 
 
 def make_background(params: dict[str, Any], context: StageContext, path: str = "auto") -> BackgroundStage:
-    """The background stage for this engine: "auto" (the graph unless the engine runs on the CPU provider),
-    or "graph" / "cpu" forced (tests and benchmarks/background_paths.py)."""
-    path = context.implementation if path == "auto" else path
-    if choose_implementation(path, context.engine.provider) == "cpu":
-        return CpuBackground(params, context)
-    graph = GraphBackground(params, context)
-    if path == "auto" and graph.provider == CPU:  # the GPU provider failed and the session fell back
-        graph.close()
-        del graph  # its model and session are freed before the CPU path loads its own
-        return CpuBackground(params, context)  # OpenCV is faster there
-    return graph
+    """The background stage for this engine (see `build_implementation`; benchmarks/background_paths.py)."""
+    return build_implementation(path, context, lambda: CpuBackground(params, context),
+                                lambda: GraphBackground(params, context))
 
 
 SPEC = register(StageSpec(

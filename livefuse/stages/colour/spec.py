@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from livefuse.engine.providers import CPU
-from livefuse.stages.base import Param, StageContext, StageSpec, choose_implementation
+from livefuse.stages.base import Param, StageContext, StageSpec, build_implementation
 from livefuse.stages.colour.common import ColourStage
 from livefuse.stages.colour.cpu import CpuColour
 from livefuse.stages.colour.graph import GraphColour
@@ -17,17 +16,8 @@ from livefuse.stages.registry import register
 
 
 def make_colour(params: dict[str, Any], context: StageContext, path: str = "auto") -> ColourStage:
-    """The colour stage for this engine: "auto" (the graph unless the engine runs on the CPU provider), or
-    "graph" / "cpu" forced (tests and benchmarks/colour_paths.py)."""
-    path = context.implementation if path == "auto" else path
-    if choose_implementation(path, context.engine.provider) == "cpu":
-        return CpuColour(params, context)
-    graph = GraphColour(params, context)
-    if path == "auto" and graph.provider == CPU:  # the GPU provider failed and the session fell back
-        graph.close()
-        del graph  # its model and session are freed before the CPU path loads its own
-        return CpuColour(params, context)  # the CPU path is faster there
-    return graph
+    """The colour stage for this engine (see `build_implementation`; benchmarks/colour_paths.py)."""
+    return build_implementation(path, context, lambda: CpuColour(params, context), lambda: GraphColour(params, context))
 
 
 SPEC = register(StageSpec(
