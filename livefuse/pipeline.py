@@ -74,6 +74,7 @@ class Pipeline:
         self.frame_listeners: list[Callable[[Frame], None]] = []  # run in the loop when a frame is emitted
         self.stall_after = stall_after
         self._last_emitted_ns = -1  # capture time of the newest frame sent to the outputs
+        self._stale = 0  # frames the chain finished after newer ones had gone out past a stall (dropped)
         self._past_stall = ThreadPoolExecutor(1, thread_name_prefix="livefuse-stall")
         self.audio = audio
         self._audio_feeds: list[AudioFeed] = [sink.audio_feed for sink in sinks if sink.audio_feed is not None]
@@ -194,7 +195,7 @@ class Pipeline:
             return
         self.stats.frames_in += 1
         self._input.put(frame)
-        self.stats.dropped = self._input.dropped
+        self.stats.dropped = self._input.dropped + self._stale
 
     # -- processing ----------------------------------------------------------------------------
 
@@ -248,7 +249,8 @@ class Pipeline:
             ready = self._ready.pop(self._emit_next)
             self._emit_next += 1
             if ready.capture_ns <= self._last_emitted_ns:
-                self.stats.dropped += 1  # newer frames went out past a stall meanwhile: outputs stay in order
+                self._stale += 1  # newer frames went out past a stall meanwhile: outputs stay in order
+                self.stats.dropped += 1
                 continue
             self._emit(ready)
 
