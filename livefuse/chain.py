@@ -78,6 +78,9 @@ class Chain:
         self.clock = clock
         self.faults = StageFaults([(label, stage.guards_privacy) for label, stage in self.stages], self.stats,
                                   disable_after=disable_after, backoff=backoff, clock=clock)
+        guarded = [i for i, (_, stage) in enumerate(self.stages) if stage.guards_privacy]
+        for _, stage in self.stages[:max(guarded, default=0)]:
+            stage.feeds_privacy()  # what a privacy stage relies on may not trade safety for speed
         # The units that take turns: one per stage, or one per step of a stage that has steps.
         # The device boundary's upload and download are steps of their own (owner BOUNDARY), so frame N + 1 is
         # uploaded while frame N is filtered.

@@ -96,6 +96,12 @@ class FaceStage(Stage):
         self._configure()
         self._since_detect = 0  # frames since the last full (tiled) detection
         self._last_t: float | None = None
+        self._guarding = False  # a privacy stage (anonymise) follows: scan every frame whatever the parameter
+
+    def feeds_privacy(self) -> None:
+        """Anonymise follows: a face entering between detections must be found on its first frame, so the
+        whole-frame scan runs on every frame even when `scan_every_frame` is turned off."""
+        self._guarding = True
 
     def _configure(self) -> None:
         p = self.params
@@ -173,7 +179,7 @@ class FaceStage(Stage):
         # Detect on schedule, and whenever a face is lost (on this frame, or held since) until it is back.
         lost = lost or any(tr.misses for tr in self.tracker.tracks)
         periodic = self._since_detect + 1 >= self.detect_every or not self.tracker.tracks or lost
-        scan = bool(self.params["scan_every_frame"])
+        scan = bool(self.params["scan_every_frame"]) or self._guarding
         if periodic or scan:
             self._since_detect = 0 if periodic else self._since_detect + 1
             faces = followed + self._find(image, periodic, followed)
@@ -231,7 +237,8 @@ SPEC = register(StageSpec(
               "0.25 s of frames at the source's rate)", min=0, max=300),
         Param("scan_every_frame", bool, True, "also look once at the whole downscaled frame every frame (one "
               "small model run), so a face entering between detections is found on its first frame; "
-              "anonymise needs it, effects that can wait detect_every frames for a new face can turn it off"),
+              "always on when anonymise follows; effects that can wait detect_every frames for a new face can "
+              "turn it off"),
         Param("detect_size", int, 320, "yunet: longer side of the downscaled frame it looks at", min=96,
               max=1920, live=False),
         Param("smoothing", bool, True, "One Euro smoothing of boxes and landmarks"),
