@@ -55,12 +55,10 @@ def json_text(value: Any) -> str:
     return json.dumps(value, allow_nan=True)
 
 
-# Valid values of the face stage's live parameters (detect_every, smoothing, min_cutoff, beta,
-# hold_frames) trade how closely its boxes follow a moving face for steadiness or speed: at their far
-# ends (detecting every 20th-30th frame; min_cutoff 0.01 with beta 0) the boxes fall behind the face and
-# YuNet finds it in some frames. Those are the user's choices, not faults, so the fuzz sends the face
-# stage only values it must refuse; anonymise gets valid values from its whole range too.
-VALID_STAGES = ("anonymise",)
+# Both stages of the preset get valid values from their whole range too: the face stage's far ends
+# (detecting every 30th frame, no scan, min_cutoff 0.01 with beta 0) once let a moving or entering face show
+# beside the cover; anonymise now covers the unsmoothed box too and the face stage scans every frame before it.
+VALID_STAGES = ("anonymise", "face")
 
 
 def allowed(param: Param) -> st.SearchStrategy[Any]:
