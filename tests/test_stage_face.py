@@ -142,15 +142,17 @@ def test_between_detections_one_whole_frame_pass_finds_the_face(engine: Engine) 
     real = stage.detector.detector.detect
     stage.detector.detector.detect = lambda image: runs.append(1) or real(image)  # type: ignore[method-assign]
     image = DemoSource(SIZE, 30, paced=False).render(0.5)
-    stage.detector.tiled = False
+    stage.detector.tiles_now = []
     assert len(stage.detector.detect(image)) == 1 and len(runs) == 1  # no tiles: one model run
-    stage.detector.tiled = True
+    stage.detector.tiles_now = None
     assert len(stage.detector.detect(image)) == 1 and len(runs) == 1 + 1 + len(TiledDetector.tiles(341, 192))
+    stage.detector.tiles_now = [1]  # the whole-frame pass and one tile
+    assert len(stage.detector.detect(image)) == 1 and len(runs) == 1 + 1 + len(TiledDetector.tiles(341, 192)) + 2
 
 
 def test_a_face_half_out_of_the_frame_is_found(engine: Engine) -> None:
     stage = make_stage(engine, detector="blazeface_full")
-    stage.detector.tiled = False
+    stage.detector.tiles_now = []
     canvas = np.full((720, 1280, 3), 120, np.uint8)
     portrait = cv2.resize(astronaut_bgr()[20:280, 100:340], (260, 286))
     canvas[200:486, :130] = portrait[:, 130:]  # the left half of the portrait is out of the frame
@@ -201,3 +203,54 @@ def test_missing_pulled_model_says_how_to_pull_it(tmp_path: Path, monkeypatch: p
     engine = Engine(provider="cpu", cache_dir=tmp_path / "cache")
     with pytest.raises(ModelError, match=r"yunet.*livefuse models pull yunet"):
         make_stage(engine, detector="yunet")
+
+
+def test_detection_passes_are_spread_over_the_period(engine: Engine) -> None:
+    """No frame pays for a whole detection (the whole-frame pass and every tile) except the first: the
+    whole-frame pass opens each period and the tiles follow one a frame, each once a period."""
+    stage = make_stage(engine, landmarks=True, scan_every_frame=False, detect_every=8)
+    passes: list[tuple[str, ...]] = []
+    detector = stage.detector
+    real_whole, real_tiles = detector._whole, detector._tiles
+
+    def whole(*args: Any) -> list[Face]:
+        passes[-1] += ("whole",)
+        return real_whole(*args)
+
+    def tiles(pixels: Any, which: Any = None) -> list[Face]:
+        found = real_tiles(pixels, which)
+        count = detector.tile_count(*pixels.shape[1::-1])
+        passes[-1] += tuple(f"tile{k}" for k in range(count) if which is None or k in which)
+        return found
+
+    detector._whole, detector._tiles = whole, tiles  # type: ignore[method-assign]
+    source = DemoSource(SIZE, 30, paced=False)
+    for i in range(17):
+        passes.append(())
+        frame = Frame(seq=i, pts=0, capture_ns=0, image=source.render(i / 30))
+        stage.process(frame)
+        assert len(frame.faces) == 1 and frame.faces[0].mesh is not None
+    count = detector.tile_count(*SIZE)
+    assert count == 3
+    assert passes[0] == ("whole", "tile0", "tile1", "tile2")  # the first frame: everything
+    assert all(len(p) <= 1 for p in passes[1:]), passes
+    for period in (passes[1:9], passes[9:17]):
+        assert sorted(p for f in period for p in f) == ["tile0", "tile1", "tile2", "whole"], passes
+
+
+def test_following_max_faces_with_facemesh_pauses_detection(engine: Engine) -> None:
+    """With as many faces followed as it may keep and no scan, a detection could add none: it waits until
+    a face is lost, as MediaPipe's face mesh does. One face fewer than the limit and it runs on schedule."""
+    source = DemoSource(SIZE, 30, paced=False)
+    images = [source.render(i / 30) for i in range(17)]
+    runs = {}
+    for limit in (1, 2):
+        stage = make_stage(engine, landmarks=True, scan_every_frame=False, max_faces=limit)
+        calls: list[int] = []
+        real = stage.detector.detect
+        stage.detector.detect = lambda image, real=real, calls=calls: calls.append(1) or real(image)  # type: ignore[method-assign, misc]
+        faces = run(stage, images)
+        assert all(len(f) == 1 and f[0].mesh is not None for f in faces)
+        runs[limit] = len(calls)
+    assert runs[1] == 1  # the first frame only
+    assert runs[2] >= 2 * 4 + 1  # two periods of a whole-frame pass and three tiles, after the first frame

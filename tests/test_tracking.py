@@ -61,14 +61,14 @@ def test_facemesh_follows_with_one_run_per_frame_and_detects_every_quarter_secon
     stage = make_stage(engine, landmarks=True, scan_every_frame=False)
     assert stage.detect_every == 8 and make_stage(engine, fps=60.0).detect_every == 15
     assert stage.landmarker is not None
-    detections = counting(stage.detector, "detect")
+    detections = counting(stage.detector, "_whole")  # the tiles follow, spread (test_stage_face.py)
     meshes = counting(stage.landmarker, "run_crop")
     faces = []
     for i, image in enumerate(demo(24)):
         f = frame(i, image)
         stage.process(f)
         faces.append(f.faces)
-    assert len(detections) == 3  # frames 0, 8 and 16
+    assert len(detections) == 3  # whole-frame passes on frames 0, 8 and 16
     assert len(meshes) == 24  # one FaceMesh run per face per frame, whether detected or followed
     assert all(len(f) == 1 and f[0].mesh is not None and not f[0].held for f in faces)
     assert len({f[0].track_id for f in faces}) == 1
@@ -76,7 +76,7 @@ def test_facemesh_follows_with_one_run_per_frame_and_detects_every_quarter_secon
 
 def test_a_lost_face_is_looked_for_on_the_same_frame(engine: Engine) -> None:
     stage = make_stage(engine, landmarks=True, scan_every_frame=False, hold_frames=1)
-    detections = counting(stage.detector, "detect")
+    detections = counting(stage.detector, "_whole")
     images = demo(4)
     empty = np.full_like(images[0], 100)
     shown = []
@@ -84,7 +84,8 @@ def test_a_lost_face_is_looked_for_on_the_same_frame(engine: Engine) -> None:
         f = frame(i, image)
         stage.process(f)
         shown.append([(face.held, face.track_id) for face in f.faces])
-    # Lost on frame 4 (FaceMesh sees no face): detected there and on every frame until a face is back.
+    # Lost on frame 4 (FaceMesh sees no face): the whole frame is looked at there and on every frame until
+    # a face is back.
     assert len(detections) == 1 + 3 + 1
     assert shown[4] == [(True, 1)] and shown[5] == [] and shown[6] == []
     assert shown[7] == [(False, 2)] and shown[8] == [(False, 2)]

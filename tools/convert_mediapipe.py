@@ -18,6 +18,9 @@ ONNX ConvTranspose with bias, taking padding and strides from the op's raw custo
 face_detection_full_range_sparse.tflite keeps its weights sparse behind DENSIFY ops, which tf2onnx
 does not convert (and TF's interpreter segfaults listing sparse tensors). It is densified first: the
 TFLite interpreter computes each DENSIFY output, which becomes a constant buffer, and the ops go.
+
+PRelu (FaceMesh has 23) is rewritten as depthwise convolutions that onnxruntime's CPU provider keeps
+in its blocked layout: FaceMesh runs 2.7x faster on the CPU, with the same outputs (prelu_rewrite.py).
 """
 
 from __future__ import annotations
@@ -254,6 +257,7 @@ def convert(spec: Spec) -> Path:
     """Convert one model, give its inputs and outputs readable names, check it loads."""
     import onnx
     import tf2onnx
+    from prelu_rewrite import prelu_as_depthwise  # tools/, beside this script
 
     src = TFLITE_DIR / Path(spec.wheel_path).name
     _TRANSPOSE_PARAMS.clear()
@@ -272,6 +276,7 @@ def convert(spec: Spec) -> Path:
         node.output[:] = [renames.get(n, n) for n in node.output]
     for value in list(model.graph.input) + list(model.graph.output):
         value.name = renames[value.name]
+    prelu_as_depthwise(model)  # FaceMesh's PRelu, kept in onnxruntime's NCHWc layout (prelu_rewrite.py)
     canonical_names(model.graph, set(renames.values()))
     model.graph.name = spec.name
     model.doc_string = f"mediapipe=={MEDIAPIPE_VERSION} {spec.wheel_path}, converted by {TOOL}"

@@ -18,6 +18,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from livefuse.engine.graph_builder import GraphBuilder
+from livefuse.vision.geometry import shrink_steps
 
 UINT8 = TensorProto.UINT8
 FLOAT = TensorProto.FLOAT
@@ -63,21 +64,6 @@ def _area_weights(src: int, dst: int) -> np.ndarray:
     """[dst, src] weights of cv2.INTER_AREA along one axis (read off by resizing the identity)."""
     eye = np.eye(src, dtype=np.float32)
     return np.ascontiguousarray(cv2.resize(eye, (dst, src), interpolation=cv2.INTER_AREA).T)
-
-
-def shrink_steps(frame_size: tuple[int, int], out_size: tuple[int, int]) -> list[tuple[int, int]]:
-    """The sizes `vision.geometry.resize` passes through: halvings while 4x too big, then the target."""
-    w, h = frame_size
-    width, height = out_size
-    if width >= w or height >= h:
-        return [out_size]
-    steps = []
-    while w >= 4 * width and h >= 4 * height:
-        w, h = w // 2, h // 2
-        steps.append((w, h))
-    if (w, h) != out_size:
-        steps.append(out_size)
-    return steps
 
 
 def shrink_frame(frame_size: tuple[int, int], out_size: tuple[int, int]) -> onnx.ModelProto:

@@ -11,8 +11,12 @@ Privacy first: with `scan_every_frame` (the default) the detector also looks onc
 downscaled frame on every frame (a single small model run), so a face entering between detections is
 found, and covered by anonymise, on its first frame; the frame's side edges are mirrored so that a
 face half out of the frame is found too. Detection proper adds BlazeFace's square tiles only for the
-small faces a whole-frame pass cannot see; tracked small faces are looked for in one mosaic of crops
-(those passes are `TiledDetector`, in tiled_detector.py).
+small faces a whole-frame pass cannot see, one tile a frame over the detection period so that no frame
+pays for them all; tracked small faces are looked for in one mosaic of crops (those passes are
+`TiledDetector`, in tiled_detector.py).
+
+A face entering small enough to need a tile (under about 1/8 of the frame's width, where the
+whole-frame pass misses it) is found when its tile's turn comes, within `detect_every` frames.
 """
 
 from __future__ import annotations
@@ -70,15 +74,16 @@ class FaceStage(Stage):
         score, limit = params["min_score"], params["max_faces"]
         # The detectors are given no face limit: the best max_faces detections are kept after suppression.
         self.detector: TiledDetector
-        if kind == "blazeface_full":
-            full_range = BlazeFaceDetector(runner, score_threshold=score, variant="full")
-            self.detector = TiledDetector(full_range, whole=full_range)
-        elif kind == "blazeface":
-            # Short range for the tiles; one full-range pass over the whole frame finds the mid-sized faces
-            # that a 128 px input shrinks too far.
-            full = load_model(context.engine, DETECTOR_MODELS["blazeface_full"])
-            self.detector = TiledDetector(BlazeFaceDetector(runner, score_threshold=score),
-                                          whole=BlazeFaceDetector(full, score_threshold=score, variant="full"))
+        if kind in ("blazeface", "blazeface_full"):
+            # Full range for the whole frame: it finds the mid-sized faces that short range's 128 px input
+            # shrinks too far. Short range for the crops near tracked faces, where a face fills its cell,
+            # and, for "blazeface", for the tiles.
+            full = runner if kind == "blazeface_full" else load_model(context.engine, DETECTOR_MODELS["blazeface_full"])
+            short = runner if kind == "blazeface" else load_model(context.engine, DETECTOR_MODELS["blazeface"])
+            full_range = BlazeFaceDetector(full, score_threshold=score, variant="full")
+            short_range = BlazeFaceDetector(short, score_threshold=score)
+            tiles = short_range if kind == "blazeface" else full_range
+            self.detector = TiledDetector(tiles, whole=full_range, close=short_range)
         elif kind == "yunet":
             self.detector = TiledDetector(YuNetDetector(runner, score_threshold=score,
                                                         input_size=params["detect_size"]), tile=False)
@@ -94,7 +99,8 @@ class FaceStage(Stage):
 
             self.device = FaceOnDevice(self, DeviceReads(context.engine, context.transfers, self.name))
         self._configure()
-        self._since_detect = 0  # frames since the last full (tiled) detection
+        self._fresh = True  # no detection yet in this scene: the next frame gets a full one
+        self._phase = 0  # frames since the last full detection (its place in the period: modulo detect_every)
         self._last_t: float | None = None
         self._guarding = False  # a privacy stage (anonymise) follows: scan every frame whatever the parameter
 
@@ -124,7 +130,7 @@ class FaceStage(Stage):
         t = frame.capture_ns / 1e9 if frame.capture_ns > 0 else frame.seq / self.fps
         if self._last_t is not None and not 0 <= t - self._last_t <= RESTART_GAP_S:
             self.tracker.reset()  # time went back or jumped: the source was reopened, a new scene
-            self._since_detect = 0
+            self._fresh = True
         self._last_t = t
         return t
 
@@ -145,14 +151,13 @@ class FaceStage(Stage):
                                  track_id=track.id, mesh=mesh))
         return followed, lost
 
-    def _find(self, image: FramePixels, tiled: bool, known: list[Face]) -> list[Face]:
+    def _find(self, image: FramePixels, known: list[Face]) -> list[Face]:
         """Faces the detector finds that are not among `known` (refined by FaceMesh when landmarks are on).
 
         Tracked faces the whole-frame pass misses (small ones) are looked for near where they were (one
         mosaic of crops, one model run); the tiles, when they run, are for new small faces.
         """
         followed = {f.track_id for f in known}
-        self.detector.tiled = tiled
         self.detector.near = [tr.face.box for tr in self.tracker.tracks if tr.id not in followed]
         found = sorted(self.detector.detect(image), key=lambda f: -f.score)
         boxes = [f.box for f in known]
@@ -165,7 +170,11 @@ class FaceStage(Stage):
             if overlaps(face.box, boxes):
                 continue  # followed already: FaceMesh's crop is better than a fresh detection
             refined = self.landmarker.refine(image, face)
-            new.append(refined or face)  # FaceMesh saw nothing: the detector did, so keep it without a mesh
+            if refined is None and not self._guarding:
+                # FaceMesh sees no face there: a false detection (the demo's suit badge), dropped as
+                # MediaPipe's face mesh drops it. Kept, it could not be followed and made every frame detect.
+                continue
+            new.append(refined or face)  # before a privacy stage: the detector saw a face, so it is covered
             boxes.append(face.box)
         return new
 
@@ -176,21 +185,47 @@ class FaceStage(Stage):
         """`process` on the frame's pixels, wherever they are (host memory or the device)."""
         t = self._time(frame)
         followed, lost = self._follow(image) if self.landmarker is not None and self.tracker.tracks else ([], False)
-        # Detect on schedule, and whenever a face is lost (on this frame, or held since) until it is back.
-        lost = lost or any(tr.misses for tr in self.tracker.tracks)
-        periodic = self._since_detect + 1 >= self.detect_every or not self.tracker.tracks or lost
-        scan = bool(self.params["scan_every_frame"]) or self._guarding
-        if periodic or scan:
-            self._since_detect = 0 if periodic else self._since_detect + 1
-            faces = followed + self._find(image, periodic, followed)
+        # A face lost (on this frame, or held since) or a new scene: look everywhere now, until it is back.
+        lost = lost or any(tr.misses for tr in self.tracker.tracks) or self._fresh
+        whole, tiles = self._passes_due(lost, *image.shape[1::-1])
+        if whole or tiles != []:
+            self.detector.whole_now, self.detector.tiles_now = whole, tiles
+            faces = followed + self._find(image, followed)
             frame.faces = self.tracker.update(faces, t)
         elif self.landmarker is not None:
-            self._since_detect += 1
             frame.faces = self.tracker.update(followed, t)
         else:
-            self._since_detect += 1
             frame.faces = self.tracker.predict(t)
         frame.faces_searched = True
+
+    def _passes_due(self, lost: bool, width: int, height: int) -> tuple[bool, list[int] | None]:
+        """This frame's detector passes: (the whole-frame pass, which tiles; None: all of them).
+
+        A full detection is the whole-frame pass and every tile; run on one frame, it made that frame
+        several times slower than the rest (the p95 and p99). So within each period of `detect_every`
+        frames the whole-frame pass runs first and the tiles follow one by one on the frames after it,
+        where every tracked face is accounted for without them (FaceMesh follows it, or the scan runs);
+        with no face in view the tiles take turns on every frame. A lost face, or a new scene, gets the
+        full detection at once, and the period starts again. The scan runs the whole-frame pass on every
+        frame (before a privacy stage, always). As in MediaPipe's face mesh, a stage that follows max_faces
+        faces with FaceMesh and scans for none has no use for new ones, and stops detecting until one is lost.
+        """
+        if lost:
+            self._fresh, self._phase = False, 0
+            return True, None
+        self._phase += 1
+        count, every = self.detector.tile_count(width, height), self.detect_every
+        phase = self._phase % every
+        scan = bool(self.params["scan_every_frame"]) or self._guarding
+        if not self.tracker.tracks:
+            return True, [self._phase % count] if count > 1 else []
+        if self.landmarker is not None and not scan and len(self.tracker.tracks) >= self.max_faces:
+            return False, []
+        if count <= 1 or not (scan or self.landmarker is not None):
+            return scan or phase == 0, None if phase == 0 else []
+        # tile k on phase round((k + 1) * every / (count + 1)): after the whole-frame pass, evenly spread
+        tiles = [k for k in range(count) if round((k + 1) * every / (count + 1)) % every == phase]
+        return scan or phase == 0, tiles
 
     def update(self, params: dict[str, Any]) -> None:
         self.params.update(params)
@@ -200,7 +235,7 @@ class FaceStage(Stage):
         """A new scene: the faces tracked in the old one are gone; the next frame detects afresh."""
         self.tracker.reset()
         self._last_t = None
-        self._since_detect = 0
+        self._fresh = True
 
     def close(self) -> None:
         self.on_source_reopened()
@@ -234,7 +269,8 @@ SPEC = register(StageSpec(
         Param("landmarks", bool, False, "also run FaceMesh (468 points) on every face; it then follows each "
               "face from frame to frame, so the detector runs only every detect_every frames", live=False),
         Param("detect_every", int, 0, "run the full detector every Nth frame and track in between (0: about "
-              "0.25 s of frames at the source's rate)", min=0, max=300),
+              "0.25 s of frames at the source's rate); the detector's passes are spread over those frames, and "
+              "with landmarks it pauses while max_faces faces are followed", min=0, max=300),
         Param("scan_every_frame", bool, True, "also look once at the whole downscaled frame every frame (one "
               "small model run), so a face entering between detections is found on its first frame; "
               "always on when anonymise follows; effects that can wait detect_every frames for a new face can "

@@ -4,6 +4,8 @@ faces, and one mosaic of crops near tracked faces the whole-frame pass misses (s
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import cv2
 import numpy as np
 
@@ -25,20 +27,25 @@ class TiledDetector:
     small faces more pixels: neighbours overlap by at least half a tile, so every face smaller than that
     lies wholly inside one tile; detections cut by an inner tile border are dropped. With a `whole`
     detector (BlazeFace full range) the frame is also looked at in one piece, which finds large faces,
-    and the stage may leave the tiles out (`tiled = False`) between full detections. A detector with a
-    wide input (YuNet, RetinaFace) gets neither: it runs once on the frame.
+    and the stage chooses which tiles each frame looks in (`tiles_now`), spreading them over its period.
+    A detector with a wide input (YuNet, RetinaFace) gets neither: it runs once on the frame.
     """
 
     def __init__(self, detector: FaceDetector, iou: float = 0.3, tile: bool = True,
-                 whole: BlazeFaceDetector | None = None) -> None:
+                 whole: BlazeFaceDetector | None = None, close: BlazeFaceDetector | None = None) -> None:
         self.detector = detector
         # The whole-frame pass (BlazeFace full range: it sees smaller faces); without one, tiles only.
         self.whole = whole
+        # The mosaic of crops near tracked faces: BlazeFace short range (under half the full range's cost),
+        # since a face fills much of its cell there; the whole-frame detector when the cells are small.
+        self.close = close or whole
         self.iou = iou
         self.tile = tile
-        # Set by the stage before each detect(): look in the tiles too, and near these tracked faces' boxes
-        # where the whole-frame pass misses them (small faces).
-        self.tiled = True
+        # Set by the stage before each detect(): whether to make the whole-frame pass, which tiles to look in
+        # (None: all; the stage spreads them over its detection period), and near which tracked faces'
+        # boxes to look where the whole-frame pass misses them (small faces).
+        self.whole_now = True
+        self.tiles_now: Collection[int] | None = None
         self.near: list[np.ndarray] = []
         # Tiles are for a square-input detector (BlazeFace): their side is its input. 0: no tiles, no shrinking here.
         self.size = detector.size if tile and isinstance(detector, BlazeFaceDetector) else 0
@@ -54,24 +61,28 @@ class TiledDetector:
         starts = np.linspace(0, span - side, count).round().astype(int)
         return [(int(s), 0, side) if width >= height else (0, int(s), side) for s in starts]
 
+    def tile_count(self, width: int, height: int) -> int:
+        """How many tiles a frame this size has (0 or 1: the stage has none to spread)."""
+        return len(self.tiles(*self._tiled_size(width, height)[:2])) if self.size else 0
+
     def detect(self, image: np.ndarray | FramePixels) -> list[Face]:
         """Faces in the frame (a host array, or `FramePixels` of a frame that stays on the device)."""
         image_bgr = pixels_of(image)
         if not self.size:  # a wide-input detector letterboxes the whole frame itself
             return list(self.detector.detect(image_bgr.host()))
-        if self.whole is None:
-            return self._merge(self._tiles(image_bgr), 0)
         h, w = image_bgr.shape[:2]
-        found = self._whole(image_bgr, self.whole)
-        # Tracked faces the whole pass saw too small to frame well, or missed, are looked for near their box.
-        least = WHOLE_MIN_FACE * max(w, h)
-        missed = [b for b in self.near if float(max(b[2:] - b[:2])) < least
-                  or not overlaps(b, [f.box for f in found])]
-        if missed:
-            found = self._near(image_bgr, missed, self.whole) + found
+        found: list[Face] = []
+        if self.whole is not None and self.whole_now:
+            found = self._whole(image_bgr, self.whole)
+            # Tracked faces the whole pass saw too small to frame well, or missed, are looked for near their box.
+            least = WHOLE_MIN_FACE * max(w, h)
+            missed = [b for b in self.near if float(max(b[2:] - b[:2])) < least
+                      or not overlaps(b, [f.box for f in found])]
+            if missed:
+                found = self._near(image_bgr, missed) + found
         first = len(found)
-        if self.tiled and len(self.tiles(w, h)) > 1:
-            found += self._tiles(image_bgr)
+        if self.whole is None or self.tile_count(w, h) > 1:
+            found += self._tiles(image_bgr, self.tiles_now)
         return self._merge(found, first)
 
     def _whole(self, image_bgr: FramePixels, detector: BlazeFaceDetector) -> list[Face]:
@@ -100,15 +111,18 @@ class TiledDetector:
                 found.append(Face(box=box, score=face.score, landmarks5=(face.landmarks5 - offset) / scale))
         return found
 
-    def _near(self, image_bgr: FramePixels, boxes: list[np.ndarray], detector: BlazeFaceDetector) -> list[Face]:
+    def _near(self, image_bgr: FramePixels, boxes: list[np.ndarray]) -> list[Face]:
         """Faces found in one mosaic of crops around `boxes`: a single model run for up to 9 faces.
 
         Each crop is a square 2.5 times its face, so the face lies whole inside its own cell, at a size
-        the whole-frame pass could not give it.
+        the whole-frame pass could not give it. Up to four faces (a face 1/5 of the input or more) go to
+        the short-range detector, more to the full-range one.
         """
-        size = detector.size
         boxes = boxes[:9]
         grid = int(np.ceil(np.sqrt(len(boxes))))
+        detector = self.close if grid <= 2 and self.close is not None else self.whole
+        assert detector is not None
+        size = detector.size
         cell = size // grid
         mosaic = np.zeros((size, size, 3), np.uint8)
         cells = []
@@ -134,19 +148,25 @@ class TiledDetector:
                     break
         return out
 
-    def _tiles(self, pixels: FramePixels) -> list[Face]:
-        """Faces found in the square tiles of the frame, less those cut by a tile border."""
-        # Shrink the frame once so each tile is already the model's input size (one resize, not one a tile).
+    def _tiled_size(self, width: int, height: int) -> tuple[int, int, float]:
+        """The frame shrunk so each tile is already the model's input size: (width, height, scale)."""
+        scale = self.size / min(width, height) if self.size < min(width, height) else 1.0
+        if scale == 1.0:
+            return width, height, 1.0  # a frame no bigger than the tiles: used as it is
+        return max(self.size, round(width * scale)), max(self.size, round(height * scale)), scale
+
+    def _tiles(self, pixels: FramePixels, which: Collection[int] | None = None) -> list[Face]:
+        """Faces found in the square tiles of the frame (`which` of them; None: all), less those cut by a
+        tile border."""
         h, w = pixels.shape[:2]
-        size = self.size
-        scale = size / min(w, h) if size < min(w, h) else 1.0
-        if scale < 1.0:
-            image_bgr = pixels.resized(max(size, round(w * scale)), max(size, round(h * scale)))
-            h, w = image_bgr.shape[:2]
-        else:
-            image_bgr = pixels.host()  # a frame no bigger than the tiles: used as it is
+        tiles = self.tiles(*self._tiled_size(w, h)[:2])
+        tiles = [t for k, t in enumerate(tiles) if which is None or k in which]
+        if not tiles:
+            return []
+        # Shrink the frame once (one resize, not one a tile).
+        w, h, scale = self._tiled_size(w, h)
+        image_bgr = pixels.resized(w, h) if scale < 1.0 else pixels.host()
         found = []
-        tiles = self.tiles(w, h)
         for x, y, side in tiles:
             margin = side * 0.01
             for face in self.detector.detect(image_bgr[y:y + side, x:x + side]):
