@@ -83,7 +83,7 @@ class FaceStage(Stage):
             full_range = BlazeFaceDetector(full, score_threshold=score, variant="full")
             short_range = BlazeFaceDetector(short, score_threshold=score)
             tiles = short_range if kind == "blazeface" else full_range
-            self.detector = TiledDetector(tiles, whole=full_range, close=short_range)
+            self.detector = TiledDetector(tiles, whole=full_range, close_range=short_range)
         elif kind == "yunet":
             self.detector = TiledDetector(YuNetDetector(runner, score_threshold=score,
                                                         input_size=params["detect_size"]), tile=False)
@@ -188,7 +188,7 @@ class FaceStage(Stage):
         # A face lost (on this frame, or held since) or a new scene: look everywhere now, until it is back.
         lost = lost or any(tr.misses for tr in self.tracker.tracks) or self._fresh
         whole, tiles = self._passes_due(lost, *image.shape[1::-1])
-        if whole or tiles != []:
+        if whole or tiles is None or tiles:
             self.detector.whole_now, self.detector.tiles_now = whole, tiles
             faces = followed + self._find(image, followed)
             frame.faces = self.tracker.update(faces, t)

@@ -32,13 +32,13 @@ class TiledDetector:
     """
 
     def __init__(self, detector: FaceDetector, iou: float = 0.3, tile: bool = True,
-                 whole: BlazeFaceDetector | None = None, close: BlazeFaceDetector | None = None) -> None:
+                 whole: BlazeFaceDetector | None = None, close_range: BlazeFaceDetector | None = None) -> None:
         self.detector = detector
         # The whole-frame pass (BlazeFace full range: it sees smaller faces); without one, tiles only.
         self.whole = whole
         # The mosaic of crops near tracked faces: BlazeFace short range (under half the full range's cost),
         # since a face fills much of its cell there; the whole-frame detector when the cells are small.
-        self.close = close or whole
+        self.close_range = close_range or whole
         self.iou = iou
         self.tile = tile
         # Set by the stage before each detect(): whether to make the whole-frame pass, which tiles to look in
@@ -120,7 +120,7 @@ class TiledDetector:
         """
         boxes = boxes[:9]
         grid = int(np.ceil(np.sqrt(len(boxes))))
-        detector = self.close if grid <= 2 and self.close is not None else self.whole
+        detector = self.close_range if grid <= 2 and self.close_range is not None else self.whole
         assert detector is not None
         size = detector.size
         cell = size // grid
