@@ -4,8 +4,10 @@ Not a CI test. The daemon (`livefuse run`, its own stream a still image with no 
 `--daemon-cores`; each client is a process of its own, pinned to `--client-cores` (with `taskset`,
 where it exists). A client sends the astronaut at the session size and rate with its frame number
 drawn as a code where the filter keeps the picture (the chest), gets its filtered stream back on the
-same connection, reads the code and times the frame from handing it to its encoder to receiving it
-back decoded: glass to glass, codecs and network included. The ladder stops when admission refuses a
+same connection, reads the code and times the frame from handing it to its sender to receiving it
+back decoded: glass to glass, the daemon's decode, filter and encode and the network included. To keep
+the clients cheap, the clip (300 frames) is encoded once as VP8 and every client replays its packets
+(`--live-encode`: each client encodes as a camera would, and its encoder's time is counted too). The ladder stops when admission refuses a
 session (503). Each level runs with batching off and then on (`--batch-delay-ms`), each on a fresh
 daemon.
 
@@ -22,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pickle
 import shutil
 import socket
 import subprocess
@@ -29,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +70,72 @@ def read_code(luma: np.ndarray) -> int | None:
 
 # -- one client (a process of its own) ----------------------------------------------------------------
 
+LOOP_FRAMES = 300  # the replayed clip: 10 s at 30 fps, frame n carrying code n
+
+
+def encode_clip(size: tuple[int, int], fps: int, path: Path) -> None:
+    """The astronaut with codes 0..LOOP_FRAMES-1, encoded once as VP8 the way aiortc's encoder would
+    (realtime, CBR at its default rate, a keyframe each second so the loop and any loss recover):
+    replayed, it keeps the clients' CPU for decoding what comes back."""
+    import av
+
+    from livefuse.web.whip_client import astronaut_frame
+
+    base = astronaut_frame(size)
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height, codec.pix_fmt = size[0], size[1], "yuv420p"
+    codec.bit_rate, codec.gop_size = 500_000, fps
+    codec.time_base = Fraction(1, fps)
+    codec.options = {"deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0",
+                     "minrate": "500000", "maxrate": "500000", "bufsize": "500000"}
+    packets: list[bytes] = []
+    for n in range(LOOP_FRAMES):
+        frame = av.VideoFrame.from_ndarray(draw_code(base.copy(), n), format="bgr24").reformat(format="yuv420p")
+        frame.pts = n
+        packets += [bytes(p) for p in codec.encode(frame)]
+    packets += [bytes(p) for p in codec.encode(None)]
+    if len(packets) != LOOP_FRAMES:
+        raise SystemExit(f"the encoder gave {len(packets)} packets for {LOOP_FRAMES} frames")
+    path.write_bytes(pickle.dumps(packets))
+
+
+def replay_camera(packets: list[bytes], fps: int) -> Any:
+    """A WHIP camera that sends the pre-encoded packets in a loop, on time (aiortc packs an `av.Packet` as
+    it is, without its encoder)."""
+    import av
+
+    from livefuse.web.whip_client import PacedCamera
+
+    class ReplayCamera(PacedCamera):
+        async def recv(self) -> av.Packet:  # type: ignore[override]
+            loop = asyncio.get_running_loop()
+            if self._t0 is None:
+                self._t0 = loop.time()
+            number = self.sent
+            self.sent += 1
+            wait = self._t0 + number / self.fps - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            packet = av.Packet(packets[number % len(packets)])
+            packet.pts, packet.time_base = number * 90000 // self.fps, Fraction(1, 90000)
+            self.sent_at[number] = loop.time()
+            self.sent_at.pop(number - len(packets) // 2, None)
+            return packet
+
+    return ReplayCamera(lambda _: np.zeros(0), fps)
+
+
 async def client_main(url: str, preset: str, size: tuple[int, int], fps: int, measure_at: float,
-                      seconds: float) -> dict:
+                      seconds: float, packets_file: Path | None) -> dict:
     import aiohttp
 
     from livefuse.web.whip_client import PacedCamera, WhipClient, astronaut_frame
 
-    base = astronaut_frame(size)
-    camera = PacedCamera(lambda n: draw_code(base.copy(), n % (1 << BITS)), fps)
+    if packets_file is not None:  # replay: the code is the frame number modulo the clip's length
+        camera, period = replay_camera(pickle.loads(packets_file.read_bytes()), fps), LOOP_FRAMES
+    else:  # encode live, as a real camera would
+        base = astronaut_frame(size)
+        camera, period = PacedCamera(lambda n: draw_code(base.copy(), n % (1 << BITS)), fps), 1 << BITS
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
     received: list[float] = []
@@ -89,7 +151,7 @@ async def client_main(url: str, preset: str, size: tuple[int, int], fps: int, me
             unread += 1
             return
         sent = camera.sent - 1
-        number = sent - ((sent - code) % (1 << BITS))
+        number = sent - ((sent - code) % period)
         if number in camera.sent_at:
             received.append(now)
             latencies.append(now - camera.sent_at[number])
@@ -159,6 +221,8 @@ def run_level(args: argparse.Namespace, url: str, streams: int, daemon_pid: int)
     command = [*pinned(args.client_cores), sys.executable, __file__, "--client", url, "--preset", args.preset,
                "--size", args.size, "--fps", str(args.fps), "--seconds", str(args.seconds),
                "--measure-at", str(measure_at)]
+    if args.packets is not None:
+        command += ["--packets", str(args.packets)]
     clients = []
     for _ in range(streams):
         clients.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
@@ -202,12 +266,15 @@ def main() -> None:
     parser.add_argument("--client-cores", default="1")
     parser.add_argument("--batching", choices=("off", "on", "both"), default="both")
     parser.add_argument("--batch-delay-ms", type=float, default=2.0)
+    parser.add_argument("--live-encode", action="store_true",
+                        help="clients encode each frame (as a camera would) instead of replaying a clip encoded once")
+    parser.add_argument("--packets", type=Path, help=argparse.SUPPRESS)  # a client's pre-encoded clip
     parser.add_argument("--json", type=Path, default=RESULTS / "streams.json")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     if args.client:
         result = asyncio.run(client_main(args.client, args.preset, (size[0], size[1]), args.fps, args.measure_at,
-                                         args.seconds))
+                                         args.seconds, args.packets))
         print(json.dumps(result))
         return
     import cv2
@@ -218,9 +285,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="livefuse-streams-"))
     still = work / "still.png"
     cv2.imwrite(str(still), astronaut_frame((size[0], size[1])))
+    if not args.live_encode:
+        args.packets = work / "clip.vp8.pickle"
+        encode_clip((size[0], size[1]), args.fps, args.packets)
     modes = {"off": [None], "on": [args.batch_delay_ms], "both": [None, args.batch_delay_ms]}[args.batching]
     report: dict[str, Any] = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "preset": args.preset,
                               "size": args.size, "fps": args.fps, "cpus": os.cpu_count(),
+                              "clients": "live VP8 encoding" if args.live_encode else "replayed VP8 packets",
                               "daemon_cores": args.daemon_cores, "client_cores": args.client_cores, "runs": []}
     for delay in modes:
         port = free_port()

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import os
 import threading
+import time
 from collections import Counter
 from itertools import pairwise
 from typing import Any
@@ -384,6 +385,39 @@ def test_a_session_is_recorded_on_demand(web_presets, daemons, tmp_path) -> None
         images = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
     assert len(images) >= 10
     assert abs(square(images[-1]) - 220) < 12  # the session's own filter, recorded
+
+
+def test_admission_judges_the_cpu_one_more_session_would_take() -> None:
+    """Admission goes by what each running session costs now, times one more: two sessions using 68 % of
+    the core leave no room for a third (about 102 %), one at 36 % leaves room for a second. A session that
+    just started counts for the part of the CPU sample it ran, so it is not taken for a cheap one."""
+    from types import SimpleNamespace
+
+    from livefuse.web.sessions import Sessions
+    from livefuse.web.signalling import Peer
+
+    now = time.monotonic()
+    idle = SimpleNamespace(pipeline=SimpleNamespace(stats=SimpleNamespace(latency=SimpleNamespace(samples=[]))))
+
+    def sessions_of(*ages: float) -> Sessions:
+        peers = {f"s{k}": Peer(id=f"s{k}", mode="camera", pc=None, runtime=idle, started=now - age)  # type: ignore[arg-type]
+                 for k, age in enumerate(ages)}
+        return Sessions(SimpleNamespace(peers=peers))  # type: ignore[arg-type]
+
+    two = sessions_of(10.0, 10.0)
+    two.cpu.share = 0.68
+    assert two.share_with_one_more(list(two)) == pytest.approx(1.02)
+    assert "one more session would take the daemon to about 102 %" in (two.refusal() or "")
+    one = sessions_of(10.0)
+    one.cpu.share = 0.36
+    assert one.share_with_one_more(list(one)) == pytest.approx(0.72) and one.refusal() is None
+    # the second started half a second into a 2 s sample: 0.36 + 0.25 * 0.36 of CPU, the same cost each
+    young = sessions_of(10.0, 0.5)
+    young.cpu.share = 0.45
+    assert young.share_with_one_more(list(young)) == pytest.approx(1.08, rel=0.01) and young.refusal()
+    fresh = sessions_of(0.2)  # too new for a cost per session: only the measured share counts
+    fresh.cpu.share = 0.3
+    assert fresh.share_with_one_more(list(fresh)) is None and fresh.refusal() is None
 
 
 def test_admission_refuses_a_session_when_the_daemon_has_no_cpu_left(web_presets, daemons) -> None:

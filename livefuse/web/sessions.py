@@ -9,8 +9,12 @@ capture to output inside it; the network and the peers' codecs add to that, so a
 p95 has passed `NEAR_BUDGET` of its budget has no room left, and a new session is refused (503 with
 Retry-After) rather than pushing every stream past its budget. The video encoders run after that
 output, so the daemon's own CPU is watched too: past `MAX_CPU_SHARE` of the cores it may use (over
-the last seconds), one more stream would only slow every encoder down. Latency cannot grow without
-bound meanwhile: the pipelines drop frames instead of queueing them.
+the last seconds), one more stream would only slow every encoder down. That is judged before it
+happens: what the running sessions cost now, per session, is measured (each weighted by how much of the
+CPU sample it ran for, so one that just started is not taken for a cheap one), and a session that
+would take the daemon past `MAX_CPU_SHARE` is refused, so those admitted keep their latency. The cost per
+session includes the daemon's own stream, which errs on the side of the running sessions. Latency
+cannot grow without bound meanwhile: the pipelines drop frames instead of queueing them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Iterator
 from itertools import islice
 from typing import Any
@@ -38,6 +43,7 @@ MIN_FRAMES = 10  # fewer measured frames than this: a session that just started 
 RETRY_AFTER_S = 5
 MAX_CPU_SHARE = 0.9  # of the cores the daemon may run on
 CPU_SAMPLE_S = 2.0
+MIN_SAMPLE_SHARE = 0.5  # session-runs within the CPU sample needed before a cost per session is trusted
 
 
 class CpuLoad(Periodic):
@@ -130,12 +136,25 @@ class Sessions:
             return None
         return percentiles_ms(list(islice(reversed(samples), RECENT_FRAMES)))
 
+    def share_with_one_more(self, running: list[Peer]) -> float | None:
+        """The daemon's CPU share with one more session like those running (their measured cost each);
+        None while none has run for a good part of the CPU sample, so there is no cost to go by."""
+        now = time.monotonic()
+        ran = sum(min(1.0, max(0.0, now - p.started) / self.cpu.interval) for p in running)
+        if ran < MIN_SAMPLE_SHARE:
+            return None
+        return self.cpu.share / ran * (len(running) + 1)
+
     def refusal(self) -> str | None:
         """Why one more session would not fit now (measured), or None when it would."""
         running = list(self)
         if running and self.cpu.share > self.max_cpu_share:
             return (f"at capacity: the daemon uses {100 * self.cpu.share:.0f} % of its CPU with {len(running)} "
                     f"sessions; try again in {RETRY_AFTER_S} s")
+        predicted = self.share_with_one_more(running) if running else None
+        if predicted is not None and predicted > self.max_cpu_share:
+            return (f"at capacity: one more session would take the daemon to about {100 * predicted:.0f} % of its "
+                    f"CPU ({100 * self.cpu.share:.0f} % now with {len(running)}); try again in {RETRY_AFTER_S} s")
         for peer in running:
             recent = self.recent_latency(peer)
             budget = self.budget(peer)

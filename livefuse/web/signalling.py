@@ -21,7 +21,7 @@ import gc
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import av
@@ -33,6 +33,7 @@ from aiortc.stats import RTCInboundRtpStreamStats, RTCRemoteInboundRtpStreamStat
 from livefuse.memory import release_freed_memory
 from livefuse.presets import Preset
 from livefuse.runtime import Runtime
+from livefuse.web.jitter import hand_on_at_marker
 from livefuse.web.tracks import HeldBackAudioTrack, LatestFrameTrack, TrackSink, TrackSource
 from livefuse.wiring import assemble
 
@@ -83,6 +84,7 @@ class Peer:
     watchdog: asyncio.Task[None] | None = None
     watching: str = MAIN  # preview mode: the session it views (MAIN: the daemon's stream)
     budget_ms: float | None = None  # camera mode: its glass-to-glass budget (None: the daemon's default)
+    started: float = field(default_factory=time.monotonic)  # when it was answered (admission weighs its CPU)
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"id": self.id, "mode": self.mode, "state": self.pc.connectionState}
@@ -198,6 +200,7 @@ class Peers:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video" and peer.mode == "camera" and peer.incoming is None:
+                hand_on_at_marker(pc, track)  # each frame decoded when whole, not a frame later
                 peer.incoming = track
                 peer.outgoing = LatestFrameTrack(asyncio.get_running_loop())
                 pc.addTrack(self.relay.subscribe(peer.outgoing, buffered=False))  # WHEP viewers may join it

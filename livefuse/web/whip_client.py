@@ -17,6 +17,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, V
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from livefuse.sources.demo import astronaut_bgr
+from livefuse.web.jitter import hand_on_at_marker
 
 SENT_KEPT = 300
 
@@ -86,6 +87,7 @@ class WhipClient:
             self.pc.addTransceiver("video", direction="recvonly")
 
     def _on_track(self, track: MediaStreamTrack) -> None:
+        hand_on_at_marker(self.pc, track)  # frames leave its buffer when whole, as in a browser
         if not self._track.done():
             self._track.set_result(track)
 
