@@ -7,9 +7,10 @@ drawn as a code where the filter keeps the picture (the chest), gets its filtere
 same connection, reads the code and times the frame from handing it to its sender to receiving it
 back decoded: glass to glass, the daemon's decode, filter and encode and the network included. To keep
 the clients cheap, the clip (300 frames) is encoded once as VP8 and every client replays its packets
-(`--live-encode`: each client encodes as a camera would, and its encoder's time is counted too). The ladder stops when admission refuses a
-session (503). Each level runs with batching off and then on (`--batch-delay-ms`), each on a fresh
-daemon.
+(`--live-encode`: each client encodes as a camera would, and its encoder's time is counted too).
+Clients, like browsers, hand a frame to their decoder once its last packet is in (web/jitter.py). The
+ladder stops when admission refuses a session (503). Each level runs with batching off and then on
+(`--batch-delay-ms`), each on a fresh daemon.
 
     .venv/bin/python benchmarks/streams.py [--preset background-blur] [--size 640x360] [--fps 30]
         [--streams 1,2,4,6,8] [--seconds 8] [--daemon-cores 0] [--client-cores 1] [--batching both]

@@ -16,10 +16,12 @@ from itertools import pairwise
 from typing import Any
 
 import aiohttp
+import av
 import numpy as np
 import onnxruntime as ort
 import psutil
 import pytest
+from aiortc.mediastreams import AudioStreamTrack
 from browser_fixtures import TAG_BOX, LiveDaemon, daemons_fixture, processed_locally, web_presets_fixture
 from privacy_check import HAS_YUNET, independent_faces
 from prometheus_client.parser import text_string_to_metric_families
@@ -111,6 +113,41 @@ def test_whip_session_round_trip_whep_viewers_and_delete_leaves_nothing(web_pres
     assert sessions["sessions"] == [] and daemon.sink.server.peers.peers == {}
     assert no_more_than(after, before), f"left over after DELETE: {after} (before the session: {before})"
     assert daemon.runtime.preset.name == "tag-a"
+
+
+class Tone(AudioStreamTrack):
+    """A microphone playing a 440 Hz tone at half scale (aiortc's paced 20 ms frames, not silence)."""
+
+    async def recv(self) -> av.AudioFrame:
+        frame = await super().recv()
+        t = (frame.pts + np.arange(frame.samples)) / frame.sample_rate
+        frame.planes[0].update((0.5 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).tobytes())
+        return frame
+
+
+def test_whep_viewers_of_a_session_hear_its_sound(web_presets, daemons) -> None:
+    """A WHIP client with a microphone: its sound comes back to it in sync, and a WHEP viewer of its
+    session hears it too."""
+    daemon = daemons("tag-a", size=(160, 120), fps=10.0).start()
+
+    async def scenario() -> tuple[int, float, int, float, int]:
+        async with aiohttp.ClientSession() as http:
+            client = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), 10), audio=Tone())
+            assert await client.publish(http) == 201, client.error
+            viewer = WhipClient(daemon.url, hear=True)
+            assert await viewer.publish(http, f"/whep/{client.id}") == 201, viewer.error
+            assert await viewer.wait_frames(10)
+            await asyncio.sleep(2.0)
+            heard = (client.audio_frames, client.loudest, viewer.audio_frames, viewer.loudest, viewer.frames)
+            await asyncio.gather(viewer.delete(http), client.delete(http))
+            await asyncio.gather(viewer.close(), client.close())
+        return heard
+
+    sent_back, loud_back, heard, loud, frames = asyncio.run(scenario())
+    print(f"sound: {sent_back} frames back to the sender (peak {loud_back:.2f}), {heard} to the WHEP viewer "
+          f"(peak {loud:.2f}) beside {frames} video frames")
+    assert sent_back > 50 and heard > 50  # Opus in 20 ms frames: 50 a second
+    assert 0.3 < loud_back < 0.7 and 0.3 < loud < 0.7  # the half-scale tone, not silence
 
 
 def test_whip_protocol_errors_trickle_and_options(web_presets, daemons) -> None:

@@ -142,15 +142,17 @@ class Peers:
         self._watch(peer)
         try:
             await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            if mode == "preview" and watched is not None and watched.outgoing is not None:
-                peer.pc.addTrack(self.relay.subscribe(watched.outgoing, buffered=False))
-            elif mode == "preview":
-                peer.pc.addTrack(self.relay.subscribe(self.preview, buffered=False))
-                if self.preview_audio is not None:
+            if mode == "preview":
+                video, audio = ((watched.outgoing, watched.outgoing_audio) if watched is not None
+                                else (self.preview, self.preview_audio))
+                assert video is not None
+                peer.pc.addTrack(self.relay.subscribe(video, buffered=False))
+                if audio is not None:
                     # buffered: the relay must pass every audio frame on, not only the newest
-                    peer.pc.addTrack(self.relay.subscribe(self.preview_audio, buffered=True))
-                peer.viewing = True
-                self.viewers += 1
+                    peer.pc.addTrack(self.relay.subscribe(audio, buffered=True))
+                if watched is None:
+                    peer.viewing = True
+                    self.viewers += 1
             elif peer.incoming is None:
                 raise BadOffer("camera mode needs a video track in the offer")
             else:
@@ -206,7 +208,7 @@ class Peers:
                 pc.addTrack(self.relay.subscribe(peer.outgoing, buffered=False))  # WHEP viewers may join it
             elif track.kind == "audio" and peer.mode == "camera" and peer.outgoing_audio is None:
                 peer.outgoing_audio = HeldBackAudioTrack(asyncio.get_running_loop())
-                pc.addTrack(peer.outgoing_audio)
+                pc.addTrack(self.relay.subscribe(peer.outgoing_audio, buffered=True))  # WHEP viewers hear it too
                 peer.audio_task = asyncio.create_task(_return_audio(track, peer.outgoing_audio))
 
         @pc.on("connectionstatechange")

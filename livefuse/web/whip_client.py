@@ -65,7 +65,10 @@ class WhipClient:
     """POSTs its offer as application/sdp and keeps the resource; counts the frames it gets back."""
 
     def __init__(self, base: str, send: MediaStreamTrack | None = None, token: str | None = None,
-                 on_frame: Callable[[av.VideoFrame], None] | None = None, keep_every: int = 3) -> None:
+                 on_frame: Callable[[av.VideoFrame], None] | None = None, keep_every: int = 3, *,
+                 audio: MediaStreamTrack | None = None, hear: bool = False) -> None:
+        """`send`: the camera to push (None: only watch). `audio`: a microphone to push too; `hear`: ask
+        for sound without sending any. What sound comes back is counted in `audio_frames` and `loudest`."""
         self.base = base
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -81,15 +84,35 @@ class WhipClient:
         self._track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
         self.pc.on("track", self._on_track)
         self._receiver: asyncio.Task[None] | None = None
+        self.audio_frames = 0
+        self.loudest = 0.0  # the largest sample heard, in [0, 1]
+        self._hearing: asyncio.Task[None] | None = None
         if send is not None:
             self.pc.addTransceiver(send, direction="sendrecv")
         else:
             self.pc.addTransceiver("video", direction="recvonly")
+        if audio is not None:
+            self.pc.addTransceiver(audio, direction="sendrecv")
+        elif hear:
+            self.pc.addTransceiver("audio", direction="recvonly")
 
     def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            self._hearing = asyncio.ensure_future(self._hear(track))
+            return
         hand_on_at_marker(self.pc, track)  # frames leave its buffer when whole, as in a browser
         if not self._track.done():
             self._track.set_result(track)
+
+    async def _hear(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, av.AudioFrame)
+                self.audio_frames += 1
+                samples = frame.to_ndarray()
+                if samples.size:
+                    self.loudest = max(self.loudest, float(np.abs(samples).max()) / 32768.0)
 
     @property
     def id(self) -> str:
@@ -148,8 +171,9 @@ class WhipClient:
             return response.status
 
     async def close(self) -> None:
-        if self._receiver is not None:
-            self._receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._receiver
+        for task in (self._receiver, self._hearing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.pc.close()
