@@ -310,6 +310,35 @@ def main() -> None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 daemon.wait(20)
     args.json.write_text(json.dumps(report, indent=1))
+    plot(report, args.json.with_suffix(".png"))
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """fps and glass-to-glass p95 (worst client of each level) against the streams asked for."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (fps_ax, p95_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for mode in dict.fromkeys(r["batching"] for r in report["runs"]):
+        runs = [r for r in report["runs"] if r["batching"] == mode and r["fps"]]
+        asked = [r["streams"] for r in runs]
+        fps_ax.plot(asked, [min(r["fps"]) for r in runs], "o-", label=f"batching {mode}")
+        p95_ax.plot(asked, [max(r["p95_ms"]) for r in runs], "o-", label=f"batching {mode}")
+        for r in runs:
+            if r["refused"]:
+                p95_ax.annotate(f"{r['admitted']} admitted", (r["streams"], max(r["p95_ms"])))
+    fps_ax.set(xlabel="streams asked for", ylabel="fps (slowest admitted stream)", ylim=(0, report["fps"] * 1.1))
+    p95_ax.set(xlabel="streams asked for", ylabel="glass-to-glass p95, ms (worst stream)")
+    p95_ax.axhline(150, color="grey", linestyle="--", linewidth=1)
+    for ax in (fps_ax, p95_ax):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{report['preset']} at {report['size']}, {report['fps']} fps; "
+                 f"daemon on core {report['daemon_cores']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
 
 
 def table_row(level: dict[str, Any]) -> str:
