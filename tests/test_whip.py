@@ -427,7 +427,8 @@ def test_a_session_is_recorded_on_demand(web_presets, daemons, tmp_path) -> None
 def test_admission_judges_the_cpu_one_more_session_would_take() -> None:
     """Admission goes by what each running session costs now, times one more: two sessions using 68 % of
     the core leave no room for a third (about 102 %), one at 36 % leaves room for a second. A session that
-    just started counts for the part of the CPU sample it ran, so it is not taken for a cheap one."""
+    just started counts for the part of the CPU sample it ran, so it is not taken for a cheap one; the
+    daemon's own stream (its share with no session) is not charged to the sessions."""
     from types import SimpleNamespace
 
     from livefuse.web.sessions import Sessions
@@ -455,6 +456,28 @@ def test_admission_judges_the_cpu_one_more_session_would_take() -> None:
     fresh = sessions_of(0.2)  # too new for a cost per session: only the measured share counts
     fresh.cpu.share = 0.3
     assert fresh.share_with_one_more(list(fresh)) is None and fresh.refusal() is None
+    # the daemon's own stream takes 40 % with no session: a session costing 10 % leaves room for two more
+    busy = sessions_of(10.0)
+    busy.cpu.baseline, busy.cpu.share = 0.4, 0.5
+    assert busy.share_with_one_more(list(busy)) == pytest.approx(0.6) and busy.refusal() is None
+
+
+def test_the_cpu_baseline_is_what_the_daemon_uses_with_no_session() -> None:
+    from livefuse.web.sessions import CpuLoad
+
+    running = [1]
+    load = CpuLoad(lambda: running[0])
+    load._process.cpu_percent(None)
+    busy_until = time.monotonic() + 0.2
+    while time.monotonic() < busy_until:
+        pass
+    load.tick(0)
+    assert load.share > 0 and load.baseline == 0.0  # a session ran: not a baseline
+    running[0] = 0
+    load.tick(0)
+    assert load.baseline == 0.0  # the first sample without one may still hold its last work
+    load.tick(0)
+    assert load.baseline == load.share
 
 
 def test_admission_refuses_a_session_when_the_daemon_has_no_cpu_left(web_presets, daemons) -> None:

@@ -12,9 +12,9 @@ output, so the daemon's own CPU is watched too: past `MAX_CPU_SHARE` of the core
 the last seconds), one more stream would only slow every encoder down. That is judged before it
 happens: what the running sessions cost now, per session, is measured (each weighted by how much of the
 CPU sample it ran for, so one that just started is not taken for a cheap one), and a session that
-would take the daemon past `MAX_CPU_SHARE` is refused, so those admitted keep their latency. The cost per
-session includes the daemon's own stream, which errs on the side of the running sessions. Latency
-cannot grow without bound meanwhile: the pipelines drop frames instead of queueing them.
+would take the daemon past `MAX_CPU_SHARE` is refused, so those admitted keep their latency. The
+daemon's own stream is not charged to the sessions: its share, measured while none ran, is taken off
+first. Latency cannot grow without bound meanwhile: the pipelines drop frames instead of queueing them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -47,15 +47,19 @@ MIN_SAMPLE_SHARE = 0.5  # session-runs within the CPU sample needed before a cos
 
 
 class CpuLoad(Periodic):
-    """The daemon's CPU use over the last `CPU_SAMPLE_S` seconds, as a share of the cores it may use."""
+    """The daemon's CPU use over the last `CPU_SAMPLE_S` seconds, as a share of the cores it may use, and
+    what it was when no session ran (the daemon's own stream: `baseline`, not charged to sessions)."""
 
     interval = CPU_SAMPLE_S
 
-    def __init__(self) -> None:
+    def __init__(self, sessions_running: Callable[[], int] = lambda: 0) -> None:
         super().__init__()
         self._process = psutil.Process()
         self._cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.share = 0.0
+        self.baseline = 0.0
+        self._sessions_running = sessions_running
+        self._idle_samples = 0  # samples in a row with no session running: the second is a clean baseline
 
     def start(self) -> None:
         self._process.cpu_percent(None)  # the first call starts the count
@@ -63,6 +67,9 @@ class CpuLoad(Periodic):
 
     def tick(self, late_ns: int) -> None:
         self.share = self._process.cpu_percent(None) / 100 / self._cores
+        self._idle_samples = self._idle_samples + 1 if self._sessions_running() == 0 else 0
+        if self._idle_samples >= 2:
+            self.baseline = self.share
 
 
 class BudgetWatch(Periodic):
@@ -113,7 +120,7 @@ class Sessions:
     def __init__(self, peers: Peers, budget_ms: float = DEFAULT_BUDGET_MS) -> None:
         self.peers = peers
         self.budget_ms = budget_ms  # for sessions that ask for none
-        self.cpu = CpuLoad()
+        self.cpu = CpuLoad(lambda: len(list(self)))
         self.watch = BudgetWatch(self)
         self.max_cpu_share = MAX_CPU_SHARE
 
@@ -137,13 +144,15 @@ class Sessions:
         return percentiles_ms(list(islice(reversed(samples), RECENT_FRAMES)))
 
     def share_with_one_more(self, running: list[Peer]) -> float | None:
-        """The daemon's CPU share with one more session like those running (their measured cost each);
-        None while none has run for a good part of the CPU sample, so there is no cost to go by."""
+        """The daemon's CPU share with one more session like those running: its share without sessions,
+        plus their measured cost each times one more; None while none has run for a good part of the CPU
+        sample, so there is no cost to go by."""
         now = time.monotonic()
         ran = sum(min(1.0, max(0.0, now - p.started) / self.cpu.interval) for p in running)
         if ran < MIN_SAMPLE_SHARE:
             return None
-        return self.cpu.share / ran * (len(running) + 1)
+        each = max(0.0, self.cpu.share - self.cpu.baseline) / ran
+        return self.cpu.baseline + each * (len(running) + 1)
 
     def refusal(self) -> str | None:
         """Why one more session would not fit now (measured), or None when it would."""
