@@ -1,13 +1,14 @@
-"""Source → chain → outputs, orchestrated by asyncio with the blocking work in threads.
+"""Source → chain → outputs: asyncio only starts, swaps and stops it; every frame moves between threads.
 
-- The capture thread (livefuse/capture.py) reads the source and hands each frame, stamped with its
-  capture time, to a latest-frame slot; it never waits on inference.
-- The dispatcher takes the newest frame whenever fewer than `max_in_flight`
+- The capture thread (livefuse/capture.py) reads the source and puts each frame, stamped with its
+  capture time, into a latest-frame slot; it never waits on inference.
+- The dispatcher thread takes the newest frame whenever fewer than `max_in_flight`
   frames are being processed and the chain's first stage is free (so no frame
   ages waiting behind another), and runs the chain on a worker thread pool.
-- Processed frames are released in capture order to one latest-frame slot per
-  output; each output writes on its own thread (livefuse/outputs.py), so a slow one only drops its
+- The worker that finishes a frame releases processed frames in capture order to one latest-frame
+  slot per output; each output writes on its own thread (livefuse/outputs.py), so a slow one only drops its
   own frames. Latency is measured when the primary (first) output has written.
+  No frame goes through the asyncio loop, so the loop stays free for the web server and WebRTC.
 - A stage that hangs (a call that has not returned after `stall_after` seconds) must not freeze the
   stream: until it returns, the newest captured frames go to the outputs past the chain, covered whole
   when the chain guards privacy (a face stage that hangs before anonymise shows nothing), as they are
@@ -18,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from livefuse.audio.chunk import AudioChunk
@@ -31,9 +33,10 @@ from livefuse.chain import Chain, cover_whole
 from livefuse.frame import Frame
 from livefuse.outputs import Output
 from livefuse.sinks.base import Sink
-from livefuse.slot import LatestSlot, SlotClosed
+from livefuse.slot import SlotClosed, ThreadSlot
 from livefuse.sources.base import Source
 from livefuse.stats import PipelineStats
+from livefuse.threads import start_thread
 
 if TYPE_CHECKING:
     from livefuse.engine import Engine
@@ -61,20 +64,24 @@ class Pipeline:
         self.stats = stats or chain.stats
         chain.stats = self.stats
         self._sinks = sinks
-        self._outputs: list[Output] = []
-        self._output_tasks: list[asyncio.Task[None]] = []
-        self._input: LatestSlot[Frame] | None = None
+        self._outputs: list[Output] = []  # replaced, never changed in place: emitting threads iterate it
+        self._input: ThreadSlot[Frame] = ThreadSlot("input")
         self._workers = ThreadPoolExecutor(max_in_flight, thread_name_prefix="livefuse-infer")
         self._stopped: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._capacity = threading.Semaphore(max_in_flight)
+        self._first_stage_free = threading.Event()  # set by the chain's worker when its first stage frees up
+        self._in_flight: set[Future[None]] = set()  # guarded by _emitting
+        self._emitting = threading.Lock()  # one thread at a time orders, counts and emits frames
         self._emit_next = 0
-        self._ready: dict[int, Frame] = {}
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._first_stage_free: asyncio.Event | None = None
-        self.frame_listeners: list[Callable[[Frame], None]] = []  # run in the loop when a frame is emitted
+        self._ready: dict[int, Frame | None] = {}
+        # Called for every emitted frame, on the thread that emits it (a worker or the stall thread, one at a
+        # time): a listener must be quick and may touch no asyncio object (hand over with call_soon_threadsafe).
+        self.frame_listeners: list[Callable[[Frame], None]] = []
         self.stall_after = stall_after
         self._last_emitted_ns = -1  # capture time of the newest frame sent to the outputs
         self._stale = 0  # frames the chain finished after newer ones had gone out past a stall (dropped)
+        self._dropped_lock = threading.Lock()  # capture and emitting threads both update stats.dropped
         self._past_stall = ThreadPoolExecutor(1, thread_name_prefix="livefuse-stall")
         self.audio = audio
         self._audio_feeds: list[AudioFeed] = [sink.audio_feed for sink in sinks if sink.audio_feed is not None]
@@ -84,7 +91,7 @@ class Pipeline:
     # -- control -------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask the pipeline to finish: safe from the loop thread and from signal handlers."""
+        """Ask the pipeline to finish: safe from the loop thread, other threads and signal handlers."""
         if self._loop is not None and self._stopped is not None:
             self._loop.call_soon_threadsafe(self._stopped.set)
 
@@ -93,11 +100,8 @@ class Pipeline:
         old, self.chain = self.chain, chain
         chain.stats = self.stats
         self._hook_chain(chain)
-        if self._first_stage_free is not None:
-            self._first_stage_free.set()  # a dispatcher waiting on the old chain looks at the new one
-        pending = list(self._in_flight)
-        if pending:
-            await asyncio.wait(pending)
+        self._first_stage_free.set()  # a dispatcher waiting on the old chain looks at the new one
+        await self._finish_in_flight()
         await asyncio.get_running_loop().run_in_executor(None, old.close)
 
     def add_output(self, sink: Sink) -> None:
@@ -105,10 +109,12 @@ class Pipeline:
         frames from the next one on, and is flushed and closed with the others at the end."""
         if self._stopped is None or self._stopped.is_set():
             raise RuntimeError("the pipeline is not running")
-        out = Output(sink, len(self._outputs), self.fps)
-        self.stats.outputs[sink.name] = out.stats
-        self._output_tasks.append(asyncio.create_task(out.drive()))
-        self._outputs.append(out)
+        self._start_output(Output(sink, len(self._outputs), self.fps))
+
+    def _start_output(self, out: Output) -> None:
+        self.stats.outputs[out.sink.name] = out.stats
+        out.start()
+        self._outputs = [*self._outputs, out]
 
     # -- main ----------------------------------------------------------------------------------
 
@@ -116,23 +122,16 @@ class Pipeline:
         """Run until the source ends, the frame or time limit is reached, or `stop()`; then drain."""
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        self._input = LatestSlot("input")
-        self._first_stage_free = asyncio.Event()
         self._hook_chain(self.chain)
         self.stats.started_ns = time.monotonic_ns()
         for index, sink in enumerate(self._sinks):
-            out = Output(sink, index, self.fps, on_written=self._primary_written if index == 0 else None)
-            self.stats.outputs[sink.name] = out.stats
-            self._output_tasks.append(asyncio.create_task(out.drive()))
-            self._outputs.append(out)
+            self._start_output(Output(sink, index, self.fps, on_written=self._primary_written if index == 0 else None))
         if self.audio is not None:
             self.audio.start(self._deliver_audio)
-        loop = self._loop
-        capture = Capture(
-            self.source, lambda frame: loop.call_soon_threadsafe(self._on_captured, frame), self.stop,
-            stats=self.stats, audio=self.audio, max_frames=self.max_frames)
+        capture = Capture(self.source, self._on_captured, self.stop, stats=self.stats, audio=self.audio,
+                          max_frames=self.max_frames)
         capture.start()
-        dispatcher = asyncio.create_task(self._dispatch())
+        dispatcher = start_thread(self._dispatch, "livefuse-dispatch")
         watchdog = asyncio.create_task(self._watch_stalls())
         timer = self._loop.call_later(self.duration, self._stopped.set) if self.duration else None
         try:
@@ -149,25 +148,28 @@ class Pipeline:
             raise capture.fatal
         return self.stats
 
-    async def _drain(self, dispatcher: asyncio.Task[None], capture: Capture) -> None:
+    async def _drain(self, dispatcher: Future[None], capture: Capture) -> None:
         """Stop capture, finish frames in flight, flush and close every output."""
-        assert self._input is not None and self._loop is not None
+        assert self._loop is not None
         capture.stop()
         self._input.close()
         if self.audio is not None:  # sound up to the last captured frame reaches the outputs before they close
             await self._loop.run_in_executor(None, capture.done.wait, 2.0)
-        await dispatcher
-        if self._in_flight:
-            await asyncio.wait(list(self._in_flight))
+        await asyncio.wrap_future(dispatcher)
+        await self._finish_in_flight()
         for out in self._outputs:
             out.slot.close()
-        await asyncio.gather(*self._output_tasks)
-        for out in self._outputs:
-            await out.close()
-            out.shutdown()
+        await asyncio.gather(*(out.wait_closed() for out in self._outputs))
         self._workers.shutdown(wait=False)
         self._past_stall.shutdown(wait=False)
         self._update_engine_stats()
+
+    async def _finish_in_flight(self) -> None:
+        """Until every frame being processed now has been emitted (or dropped)."""
+        with self._emitting:
+            pending = [asyncio.wrap_future(future) for future in self._in_flight]
+        if pending:
+            await asyncio.wait(pending)
 
     def _update_engine_stats(self) -> None:
         if self.engine is None:
@@ -190,75 +192,87 @@ class Pipeline:
                               feed.max_backlog_ns // 1_000_000_000)
 
     def _on_captured(self, frame: Frame) -> None:
-        assert self._input is not None
-        if self._input.closed:  # captured while stopping: never admitted, so neither counted nor dropped
-            return
-        self.stats.frames_in += 1
-        self._input.put(frame)
-        self.stats.dropped = self._input.dropped + self._stale
+        """On the capture thread: offer the frame to the dispatcher (a frame captured while stopping is never
+        admitted, so neither counted nor dropped)."""
+        if self._input.put(frame):
+            self.stats.frames_in += 1
+            self._count_dropped()
+
+    def _count_dropped(self, stale: int = 0) -> None:
+        with self._dropped_lock:
+            self._stale += stale
+            self.stats.dropped = self._input.dropped + self._stale
 
     # -- processing ----------------------------------------------------------------------------
 
     def _hook_chain(self, chain: Chain) -> None:
-        loop, event = self._loop, self._first_stage_free
-        if loop is not None and event is not None:
-            chain.on_first_stage_free = lambda: loop.call_soon_threadsafe(event.set)
+        chain.on_first_stage_free = self._first_stage_free.set
 
-    async def _wait_first_stage_free(self) -> None:
+    def _wait_first_stage_free(self) -> None:
         """Wait until the current chain's first stage can start on a frame right away.
 
         Taking a frame earlier would only leave it waiting for its turn and reaching the
         outputs older; taking it now gets the newest one.
         """
-        assert self._first_stage_free is not None
         while True:
             self._first_stage_free.clear()
             if self.chain.first_stage_free():
                 return
-            await self._first_stage_free.wait()
+            self._first_stage_free.wait()
 
-    async def _dispatch(self) -> None:
-        assert self._input is not None
-        capacity = asyncio.Semaphore(self.max_in_flight)
+    def _dispatch(self) -> None:
+        """The dispatcher thread: hand the newest frame to a worker whenever one may start on it."""
         order = 0
         while True:
-            await capacity.acquire()
-            await self._wait_first_stage_free()
+            self._capacity.acquire()
+            self._wait_first_stage_free()
             try:
-                frame = await self._input.get()
+                frame = self._input.get()
             except SlotClosed:
-                capacity.release()
+                self._capacity.release()
                 return
             assert frame is not None
             chain = self.chain
-            task = asyncio.create_task(self._process(chain, chain.admit(), order, frame, capacity))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            ticket = chain.admit()
+            with self._emitting:
+                future = self._workers.submit(self._process, chain, ticket, order, frame)
+                self._in_flight.add(future)
+            future.add_done_callback(self._done)
             order += 1
 
-    async def _process(self, chain: Chain, ticket: int, order: int, frame: Frame,
-                       capacity: asyncio.Semaphore) -> None:
-        assert self._loop is not None
+    def _done(self, future: Future[None]) -> None:
+        with self._emitting:
+            self._in_flight.discard(future)
+
+    def _process(self, chain: Chain, ticket: int, order: int, frame: Frame) -> None:
+        """On a worker: run the chain, then release whatever is next in capture order to the outputs."""
+        done: Frame | None = frame
         try:
-            await self._loop.run_in_executor(self._workers, chain.run, frame, ticket)
+            chain.run(frame, ticket)
+        except Exception:  # never expected (stages fall back); without this the frames after it would wait forever
+            log.exception("the chain failed on frame %d; it is skipped", frame.seq)
+            done = None
         finally:
-            capacity.release()
-        frame.image.flags.writeable = False  # outputs share it; none may change it
-        self._ready[order] = frame
-        while self._emit_next in self._ready:
-            ready = self._ready.pop(self._emit_next)
-            self._emit_next += 1
-            if ready.capture_ns <= self._last_emitted_ns:
-                self._stale += 1  # newer frames went out past a stall meanwhile: outputs stay in order
-                self.stats.dropped += 1
-                continue
-            self._emit(ready)
+            self._capacity.release()
+        if done is not None:
+            done.image.flags.writeable = False  # outputs share it; none may change it
+        with self._emitting:
+            self._ready[order] = done
+            while self._emit_next in self._ready:
+                ready = self._ready.pop(self._emit_next)
+                self._emit_next += 1
+                if ready is None:
+                    continue
+                if ready.capture_ns <= self._last_emitted_ns:
+                    self._count_dropped(stale=1)  # newer frames went out past a stall meanwhile: outputs stay in order
+                    continue
+                self._emit(ready)
 
     # -- a stage that hangs --------------------------------------------------------------------
 
     async def _watch_stalls(self) -> None:
         """Every STALL_CHECK_S: while a stage call has hung, send the newest captured frame on past the chain."""
-        assert self._input is not None and self._loop is not None
+        assert self._loop is not None
         stalled_at: str | None = None
         while True:
             await asyncio.sleep(STALL_CHECK_S)
@@ -276,17 +290,22 @@ class Pipeline:
                 log.error("stage %s has not returned for %.1f s: frames go on %s until it does", label, seconds,
                           "covered whole" if chain.guards_privacy else "unfiltered")
             frame = self._input.take_nowait()
-            if frame is None:
-                continue
-            if chain.guards_privacy:
-                await self._loop.run_in_executor(self._past_stall, cover_whole, frame)
-                self.stats.frames_covered += 1
-            self.stats.frames_past_stall += 1
-            frame.image.flags.writeable = False
+            if frame is not None:
+                await self._loop.run_in_executor(self._past_stall, self._send_past_stall, frame, chain.guards_privacy)
+
+    def _send_past_stall(self, frame: Frame, cover: bool) -> None:
+        """On the stall thread: one frame straight to the outputs (covered whole when privacy is guarded)."""
+        if cover:
+            cover_whole(frame)
+            self.stats.frames_covered += 1
+        self.stats.frames_past_stall += 1
+        frame.image.flags.writeable = False
+        with self._emitting:
             if frame.capture_ns > self._last_emitted_ns:
                 self._emit(frame)
 
     def _emit(self, frame: Frame) -> None:
+        """Send a processed frame to every output and listener (holding `_emitting`)."""
         self._last_emitted_ns = frame.capture_ns
         self.stats.frames_processed += 1
         for out in self._outputs:

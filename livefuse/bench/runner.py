@@ -53,7 +53,7 @@ class RecordingSink(Sink):
     """The null output, noting when each frame reached it (the end of its capture-to-output latency)."""
 
     repeat_when_idle = False
-    inline = True  # written on the loop, as `livefuse run --output null` writes: no thread hop it lacks
+    inline = True  # written by the emitting thread, as `livefuse run --output null` is: no hop it lacks
 
     def __init__(self, camera: ReleasedCamera) -> None:
         self.name = "null"

@@ -18,7 +18,7 @@ class Sink(ABC):
     What an output can do it declares here, and the pipeline reads it, never probes:
     - `repeat_when_idle`: outputs a viewer watches (virtual camera, streams, preview) are sent the last
       frame again when the source stalls, so the picture never freezes.
-    - `inline`: `write` costs nothing (null): it runs on the loop itself, without a thread hop.
+    - `inline`: `write` costs nothing (null): the thread that emits the frame writes it, without a hop.
     - `audio_feed`: an output that carries sound reads chunks from this feed (None: no sound).
     - `attach(runtime)`: called once, on the loop, when the daemon's runtime exists (the preview starts
       its web server and control API there).
@@ -44,7 +44,7 @@ class Sink(ABC):
 class NullSink(Sink):
     """Discards frames: for benchmarks, where only latency matters."""
 
-    inline = True  # written on the loop itself: there is nothing to wait for
+    inline = True  # written by the emitting thread itself: there is nothing to wait for
 
     def __init__(self) -> None:
         self.name = "null"
