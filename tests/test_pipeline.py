@@ -301,6 +301,39 @@ def test_source_end_drains_every_frame_and_stop_is_prompt(memory_sink: Any) -> N
     assert stats.frames_in - stats.frames_processed == stats.dropped
 
 
+def test_frames_never_pass_through_the_asyncio_loop(memory_sink: Any) -> None:
+    """Capture, dispatch, chain, ordering and writing all run in threads: the loop only starts, ticks the stall
+    watchdog (every 0.1 s) and stops, so the callbacks it runs do not grow with the number of frames."""
+    frames = 240
+
+    class Finite(PacedSource):
+        def read(self) -> np.ndarray | None:
+            return None if self.count >= frames else super().read()
+
+    async def scenario() -> tuple[PipelineStats, int]:
+        loop = asyncio.get_running_loop()
+        scheduled = 0
+        call_soon, call_soon_threadsafe = loop.call_soon, loop.call_soon_threadsafe
+
+        def counted(schedule: Any) -> Any:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                nonlocal scheduled
+                scheduled += 1
+                return schedule(*args, **kwargs)
+            return wrapper
+
+        loop.call_soon = counted(call_soon)  # type: ignore[method-assign]
+        loop.call_soon_threadsafe = counted(call_soon_threadsafe)  # type: ignore[method-assign]
+        sinks = [memory_sink("out", keep_images=False), memory_sink("second", keep_images=False)]
+        stats = await Pipeline(Finite(240.0), Chain("none", []), sinks, fps=240.0).run()
+        return stats, scheduled
+
+    stats, scheduled = asyncio.run(scenario())
+    assert stats.frames_in == frames and stats.frames_out == stats.frames_processed == frames - stats.dropped
+    assert stats.frames_out > frames // 2
+    assert scheduled < frames // 2, f"{scheduled} loop callbacks for {frames} frames"
+
+
 @pytest.mark.slow
 def test_cli_run_writes_the_stats_json(cli: Any, tmp_path: Path) -> None:
     """The acceptance run: 300 demo frames at 1280x720@30 through passthrough into a null output."""
