@@ -315,7 +315,12 @@ def main() -> None:
 
 def plot(report: dict[str, Any], path: Path) -> None:
     """fps and glass-to-glass p95 (worst client of each level) against the streams asked for."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"no plot: matplotlib is missing (`.venv/bin/pip install -e '.[bench]'`); the figures are in "
+              f"{path.with_suffix('.json')}", file=sys.stderr)
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
