@@ -109,18 +109,10 @@ def replay_camera(packets: list[bytes], fps: int) -> Any:
 
     class ReplayCamera(PacedCamera):
         async def recv(self) -> av.Packet:  # type: ignore[override]
-            loop = asyncio.get_running_loop()
-            if self._t0 is None:
-                self._t0 = loop.time()
-            number = self.sent
-            self.sent += 1
-            wait = self._t0 + number / self.fps - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            number = await self.next_due()
             packet = av.Packet(packets[number % len(packets)])
-            packet.pts, packet.time_base = number * 90000 // self.fps, Fraction(1, 90000)
-            self.sent_at[number] = loop.time()
-            self.sent_at.pop(number - len(packets) // 2, None)
+            packet.pts, packet.time_base = self.pts(number), Fraction(1, 90000)
+            self.mark_sent(number)
             return packet
 
     return ReplayCamera(lambda _: np.zeros(0), fps)

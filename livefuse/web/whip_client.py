@@ -39,6 +39,14 @@ class PacedCamera(VideoStreamTrack):
         self._t0: float | None = None
 
     async def recv(self) -> av.VideoFrame:
+        number = await self.next_due()
+        frame = av.VideoFrame.from_ndarray(self.picture(number), format="bgr24")
+        frame.pts, frame.time_base = self.pts(number), Fraction(1, 90000)
+        self.mark_sent(number)
+        return frame
+
+    async def next_due(self) -> int:
+        """The next frame's number, once it is due."""
         loop = asyncio.get_running_loop()
         if self._t0 is None:
             self._t0 = loop.time()
@@ -47,11 +55,15 @@ class PacedCamera(VideoStreamTrack):
         wait = self._t0 + number / self.fps - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
-        frame = av.VideoFrame.from_ndarray(self.picture(number), format="bgr24")
-        frame.pts, frame.time_base = number * 90000 // self.fps, Fraction(1, 90000)
-        self.sent_at[number] = loop.time()
-        self.sent_at.pop(number - SENT_KEPT, None)  # the last few seconds are enough to time what comes back
-        return frame
+        return number
+
+    def pts(self, number: int) -> int:
+        return number * 90000 // self.fps
+
+    def mark_sent(self, number: int) -> None:
+        """Note when frame `number` was handed on (the last few seconds are enough to time what comes back)."""
+        self.sent_at[number] = asyncio.get_running_loop().time()
+        self.sent_at.pop(number - SENT_KEPT, None)
 
 
 class StillCamera(PacedCamera):
