@@ -159,12 +159,11 @@ class TiledDetector:
         """Faces found in the square tiles of the frame (`which` of them; None: all), less those cut by a
         tile border."""
         h, w = pixels.shape[:2]
-        tiles = self.tiles(*self._tiled_size(w, h)[:2])
-        tiles = [t for k, t in enumerate(tiles) if which is None or k in which]
+        w, h, scale = self._tiled_size(w, h)
+        tiles = [t for k, t in enumerate(self.tiles(w, h)) if which is None or k in which]
         if not tiles:
             return []
         # Shrink the frame once (one resize, not one a tile).
-        w, h, scale = self._tiled_size(w, h)
         image_bgr = pixels.resized(w, h) if scale < 1.0 else pixels.host()
         found = []
         for x, y, side in tiles:
