@@ -60,37 +60,53 @@ def warp_frame(out_size: tuple[int, int]) -> onnx.ModelProto:
                    [helper.make_tensor_value_info("crop", UINT8, [h, w, 3])], warp_frame.__doc__ or "")
 
 
-def _area_weights(src: int, dst: int) -> np.ndarray:
-    """[dst, src] weights of cv2.INTER_AREA along one axis (read off by resizing the identity)."""
+def area_weights(src: int, dst: int) -> np.ndarray:
+    """[dst, src] weights of cv2.INTER_AREA along one axis (read off by resizing the identity).
+
+    INTER_AREA is separable, so two MatMuls reproduce it exactly; a Resize, even antialiased, is a
+    different filter (it moves a mask's edges, and a detector's points).
+    """
     eye = np.eye(src, dtype=np.float32)
     return np.ascontiguousarray(cv2.resize(eye, (dst, src), interpolation=cv2.INTER_AREA).T)
 
 
-def shrink_frame(frame_size: tuple[int, int], out_size: tuple[int, int]) -> onnx.ModelProto:
-    """`frame` -> `small` uint8 [h, w, 3]: `vision.geometry.resize(frame, w, h)` on the device.
+def area_resize(b: GraphBuilder, x: str, src: tuple[int, int], dst: tuple[int, int]) -> str:
+    """cv2.resize(..., INTER_AREA) of float [..., h, w] from src to dst (width, height), unrounded."""
+    if src == dst:
+        return x
+    x = b.op("MatMul", b.const(area_weights(src[1], dst[1])), x)
+    return b.op("MatMul", x, b.const(area_weights(src[0], dst[0]).T))
 
-    Exact halvings are 2x2 means rounded half up (OpenCV's fixed point); other area steps are two MatMuls
-    with INTER_AREA's own weights, so results match OpenCV within one level.
+
+def shrink_nodes(b: GraphBuilder, x: str, frame_size: tuple[int, int], out_size: tuple[int, int]) -> str:
+    """Float [1, C, H, W] -> [1, C, h, w] as `vision.geometry.resize` makes it, rounded to whole levels.
+
+    Exact halvings are 2x2 means rounded half up (OpenCV's fixed point); other area steps are
+    `area_resize`, so results match OpenCV within one level.
     """
-    b = GraphBuilder("device_shrink")
-    x = b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1])  # [3, H, W]
     w, h = frame_size
     width, height = out_size
     if width >= w or height >= h:
-        x = b.op("Resize", x, "", "", b.const([height, width], np.int64), axes=[1, 2], mode="linear",
+        x = b.op("Resize", x, "", "", b.const([height, width], np.int64), axes=[2, 3], mode="linear",
                  coordinate_transformation_mode="half_pixel")
-        x = b.op("Round", x)
-    else:
-        for sw, sh in shrink_steps(frame_size, out_size):
-            if (sw * 2, sh * 2) == (w, h):
-                x = b.op("Squeeze", b.op("AveragePool", b.op("Unsqueeze", x, b.const([0], np.int64)),
-                                         kernel_shape=[2, 2], strides=[2, 2]), b.const([0], np.int64))
-                x = b.op("Floor", b.op("Add", x, b.const(0.5)))
-            else:
-                x = b.op("MatMul", b.const(_area_weights(h, sh)), x)
-                x = b.op("MatMul", x, b.const(_area_weights(w, sw).T))
-                x = b.op("Round", x)
-            w, h = sw, sh
+        return b.op("Round", x)
+    for sw, sh in shrink_steps(frame_size, out_size):
+        if (sw * 2, sh * 2) == (w, h):
+            x = b.op("AveragePool", x, kernel_shape=[2, 2], strides=[2, 2])
+            x = b.op("Floor", b.op("Add", x, b.const(0.5)))
+        else:
+            x = b.op("Round", area_resize(b, x, (w, h), (sw, sh)))
+        w, h = sw, sh
+    return x
+
+
+def shrink_frame(frame_size: tuple[int, int], out_size: tuple[int, int]) -> onnx.ModelProto:
+    """`frame` -> `small` uint8 [h, w, 3]: `vision.geometry.resize(frame, w, h)` on the device (`shrink_nodes`)."""
+    b = GraphBuilder("device_shrink")
+    x = b.op("Unsqueeze", b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1]),
+             b.const([0], np.int64))  # [1, 3, H, W]
+    x = b.op("Squeeze", shrink_nodes(b, x, frame_size, out_size), b.const([0], np.int64))
+    width, height = out_size
     y = b.op("Transpose", x, perm=[1, 2, 0])
     b.op("Cast", b.op("Clip", y, b.const(0.0), b.const(255.0)), to=UINT8, out="small")
     # The frame's dims stay symbolic (the weights are for `frame_size`), so no CUDA graph is captured for it.

@@ -37,6 +37,7 @@ from livefuse.sinks.options import (
     split_options,
     video_codec_options,
 )
+from livefuse.yuv import yuv420p_frame
 
 log = logging.getLogger("livefuse.output")
 
@@ -116,7 +117,7 @@ class EncoderSink(Sink):
         pts = (frame.capture_ns - self._first_ns) // 1_000_000 + self._video_shift_ms
         pts = max(pts, self._last_pts + 1)  # strictly increasing, even for repeated frames
         self._last_pts = pts
-        video = av.VideoFrame.from_ndarray(frame.image, format="bgr24")
+        video = yuv420p_frame(frame.image)
         video.pts = pts
         video.time_base = TIME_BASE
         if self._last_key_pts is None or pts - self._last_key_pts >= self._keyint_ms:

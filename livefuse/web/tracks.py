@@ -29,6 +29,7 @@ from livefuse.audio.feed import AudioFeed
 from livefuse.frame import Frame
 from livefuse.sinks.base import Sink
 from livefuse.sources.base import Source
+from livefuse.yuv import yuv420p_frame
 
 TIME_BASE = Fraction(1, Frame.time_base)
 OPUS_RATE = 48000
@@ -111,7 +112,7 @@ class LatestFrameTrack(MediaStreamTrack):
         by every viewer's encoder thread, and PyAV's on-demand conversion keeps state on
         the frame that is not safe to use from several threads at once.
         """
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
+        frame = yuv420p_frame(image)
         frame.time_base = TIME_BASE
         pts = capture_ns * Frame.time_base // 1_000_000_000
         with contextlib.suppress(RuntimeError):  # the loop closed while an output thread was finishing

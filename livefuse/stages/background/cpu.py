@@ -1,10 +1,11 @@
 """The background stage in OpenCV: the faster path on the CPU provider (`benchmarks/background_paths.py`).
 
 Speed at 1280x720 on a laptop CPU comes from touching full-resolution pixels only twice (one
-downscale, one blend): the frame is shrunk once (INTER_AREA) to a quarter size, which feeds both the
-selfie segmenter (at its own 256x144 / 256x256 input) and the background blur; the mask is smoothed
-over time (EMA) and feathered at model resolution, then upsampled, and `cv2.blendLinear` mixes the
-person over the new background in one pass. Segment and composite are two steps, so on two cores one
+downscale, one blend): the frame is shrunk once (`vision.geometry.resize`: halvings, then an area
+step) to a quarter size, which feeds both the selfie segmenter (at its own 256x144 / 256x256 input)
+and the background blur; the mask is smoothed over time (EMA) and feathered at model resolution,
+then upsampled, and `cv2.blendLinear` mixes the person over the new background in one pass, in the
+box the person covers. Segment and composite are two steps, so on two cores one
 frame's composite overlaps the next frame's segmentation.
 """
 
@@ -19,7 +20,45 @@ from livefuse.frame import Frame
 from livefuse.stages.background.common import BackgroundStage, blur_geometry
 from livefuse.stages.base import StageContext, Step
 from livefuse.stages.models import load_model
+from livefuse.vision.geometry import resize
 from livefuse.vision.segmentation import SelfieSegmenter
+
+VISIBLE_WEIGHT = 1 / 512  # a person weight below this changes no 8-bit pixel
+
+
+def person_span(covered: np.ndarray, length: int) -> tuple[int, int]:
+    """The frame pixels [start, stop) along one axis that a model-resolution mask's `covered` cells reach.
+
+    Bilinear upsampling spreads a cell to its neighbours' half-way points, so a cell of margin is added.
+    """
+    cells = np.flatnonzero(covered)
+    if cells.size == 0:
+        return 0, 0
+    scale = length / covered.size
+    return max(0, int((cells[0] - 1) * scale)), min(length, int(np.ceil((cells[-1] + 2) * scale)))
+
+
+def blend_person(image: np.ndarray, background: np.ndarray, mask: np.ndarray, scratch: bool) -> np.ndarray:
+    """The person (`mask`, at model resolution) over `background`, both frame-sized; `scratch`: the
+    background is this frame's own array, and becomes the result (else it is copied).
+
+    Only the box where the mask reaches 1/512 is blended (a person fills a part of the frame, and
+    blending is the one full-resolution pass left). Outside it a weight under 1/512 moves no pixel by
+    half a level, so the background is already the result. The mask is upsampled whole, so the box's
+    pixels are those a whole-frame blend gives.
+    """
+    height, width = image.shape[:2]
+    seen = mask >= VISIBLE_WEIGHT
+    x0, x1 = person_span(np.any(seen, axis=0), width)
+    y0, y1 = person_span(np.any(seen, axis=1), height)
+    result = background if scratch else background.copy()
+    if x1 <= x0 or y1 <= y0:
+        return result
+    full = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
+    # OpenCV takes a scalar operand here; its type stubs do not say so
+    result[y0:y1, x0:x1] = cv2.blendLinear(image[y0:y1, x0:x1], background[y0:y1, x0:x1], full,
+                                           cv2.subtract(1.0, full))  # type: ignore[call-overload]
+    return result
 
 
 class CpuBackground(BackgroundStage):
@@ -85,7 +124,7 @@ class CpuBackground(BackgroundStage):
     def segment(self, frame: Frame) -> None:
         """Shrink the frame once and find the person in it (the small frame also feeds the blur)."""
         height, width = frame.image.shape[:2]
-        small = cv2.resize(frame.image, self.small_size(width, height), interpolation=cv2.INTER_AREA)
+        small = resize(frame.image, *self.small_size(width, height))
         frame.small = small
         frame.person_mask = self.person_mask(small)
 
@@ -108,9 +147,7 @@ class CpuBackground(BackgroundStage):
                 self._colour = np.empty_like(image)
                 self._colour[:] = self._colour_bgr
             background = self._colour
-        full = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
-        # OpenCV takes a scalar operand here; its type stubs do not say so
-        frame.image = cv2.blendLinear(image, background, full, cv2.subtract(1.0, full))  # type: ignore[call-overload]
+        frame.image = blend_person(image, background, mask, scratch=mode == "blur")
 
     def on_source_reopened(self) -> None:
         """A new scene: the smoothed mask starts again from the next frame's segmentation."""

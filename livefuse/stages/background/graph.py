@@ -15,6 +15,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from livefuse.device.graphs import area_resize, shrink_nodes
 from livefuse.engine.graph_builder import GraphBuilder
 from livefuse.frame import Frame
 from livefuse.stages.background.common import BackgroundStage, blur_geometry, parse_colour
@@ -53,23 +54,6 @@ def _resize(b: GraphBuilder, x: str, sizes: list[int], axes: list[int]) -> str:
                 coordinate_transformation_mode="half_pixel")
 
 
-def area_weights(src: int, dst: int) -> np.ndarray:
-    """[dst, src] weights of cv2.INTER_AREA along one axis (read off by resizing the identity).
-
-    INTER_AREA is separable, so two MatMuls reproduce it exactly; at model resolution that is cheap,
-    and a Resize, even antialiased, is a different filter that moves the mask's edges.
-    """
-    return np.ascontiguousarray(cv2.resize(np.eye(src, dtype=np.float32), (dst, src), interpolation=cv2.INTER_AREA).T)
-
-
-def _area(b: GraphBuilder, x: str, src: tuple[int, int], dst: tuple[int, int]) -> str:
-    """cv2.resize(..., INTER_AREA) of [N, C, h, w] from src to dst (width, height)."""
-    if src == dst:
-        return x
-    x = b.op("MatMul", b.const(area_weights(src[1], dst[1])), x)
-    return b.op("MatMul", x, b.const(area_weights(src[0], dst[0]).T))
-
-
 def build_graph(model: onnx.ModelProto, size: tuple[int, int], model_size: tuple[int, int],
                 params: dict[str, Any]) -> onnx.ModelProto:
     """The whole stage as one graph, for the frame `size` and the stage `params` (baked in).
@@ -85,12 +69,8 @@ def build_graph(model: onnx.ModelProto, size: tuple[int, int], model_size: tuple
     b = GraphBuilder("livefuse_background")
     frame = b.op("Cast", "frame", to=TensorProto.FLOAT)  # [H, W, 3]
     nchw = b.op("Unsqueeze", b.op("Transpose", frame, perm=[2, 0, 1]), b.const([0], np.int64))
-    if width % d == 0 and height % d == 0 and (sw, sh) == (width // d, height // d):
-        small = b.op("AveragePool", nchw, kernel_shape=[d, d], strides=[d, d]) if d > 1 else nchw  # = INTER_AREA
-    else:
-        small = _resize(b, nchw, [sh, sw], [2, 3])
-    small = b.op("Round", small)  # the CPU path holds it as uint8
-    seg = b.op("Round", _area(b, small, (sw, sh), (mw, mh)))
+    small = shrink_nodes(b, nchw, (width, height), (sw, sh))  # whole levels: the CPU path holds it as uint8
+    seg = b.op("Round", area_resize(b, small, (sw, sh), (mw, mh)))
     seg = b.op("Gather", seg, b.const([2, 1, 0], np.int64), axis=1)  # BGR -> RGB
     seg = b.op("Transpose", b.op("Mul", seg, b.const(1.0 / 255.0)), perm=[0, 2, 3, 1])  # NHWC in 0..1
     raw = b.op("Transpose", b.op("Clip", b.inline(model, "seg/", seg), b.const(0.0), b.const(1.0)), perm=[0, 3, 1, 2])
@@ -104,8 +84,8 @@ def build_graph(model: onnx.ModelProto, size: tuple[int, int], model_size: tuple
     mode = params["mode"]
     if mode == "blur":
         (bw, bh), sigma = blur_geometry(width, (sw, sh), params["strength"])
-        img = _area(b, small, (sw, sh), (bw, bh))
-        weight = _area(b, b.op("Sub", b.const(1.0), mask), (mw, mh), (bw, bh))
+        img = area_resize(b, small, (sw, sh), (bw, bh))
+        weight = area_resize(b, b.op("Sub", b.const(1.0), mask), (mw, mh), (bw, bh))
         stack = b.op("Concat", b.op("Mul", img, weight), weight, img, axis=1)  # num | den | plain
         blurred = _separable_blur(b, stack, 7, gaussian_taps(sigma, min(bw, bh) - 1))
         num, den, plain = (b.op("Slice", blurred, b.const([lo], np.int64), b.const([hi], np.int64),
