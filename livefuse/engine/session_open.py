@@ -22,15 +22,12 @@ from livefuse.engine.provider_options import TENSORRT, provider_list
 from livefuse.engine.reasons import first_line
 from livefuse.engine.source import ModelSource
 from livefuse.errors import ModelError
+from livefuse.threads import usable_cores
 
 
 def intra_op_threads() -> int:
     """Threads for one session: the machine's cores less one, left for capture and encoding."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
+    return max(1, usable_cores() - 1)
 
 
 def session_options(cache_file: Path | None, from_cache: bool) -> ort.SessionOptions:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from itertools import islice
@@ -30,6 +29,7 @@ from typing import Any
 import psutil
 
 from livefuse.stats import percentiles_ms
+from livefuse.threads import usable_cores
 from livefuse.web.periodic import Periodic
 from livefuse.web.signalling import Peer, Peers
 
@@ -55,7 +55,7 @@ class CpuLoad(Periodic):
     def __init__(self, sessions_running: Callable[[], int] = lambda: 0) -> None:
         super().__init__()
         self._process = psutil.Process()
-        self._cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self._cores = usable_cores()
         self.share = 0.0
         self.baseline = 0.0
         self._sessions_running = sessions_running

@@ -33,6 +33,7 @@ from aiortc.stats import RTCInboundRtpStreamStats, RTCRemoteInboundRtpStreamStat
 from livefuse.memory import release_freed_memory
 from livefuse.presets import Preset
 from livefuse.runtime import Runtime
+from livefuse.web.encoders import encode_quietly
 from livefuse.web.jitter import hand_on_at_marker
 from livefuse.web.tracks import HeldBackAudioTrack, LatestFrameTrack, TrackSink, TrackSource
 from livefuse.wiring import assemble
@@ -158,6 +159,7 @@ class Peers:
             else:
                 await self._start_pipeline(peer, preset)
             await peer.pc.setLocalDescription(await peer.pc.createAnswer())
+            encode_quietly(peer.pc)  # VP8 out without libvpx's denoiser: the picture is filtered already
         except Exception as exc:
             await self.close(peer.id)
             if isinstance(exc, BadOffer) or not isinstance(exc, (ValueError, KeyError, IndexError, TypeError)):
