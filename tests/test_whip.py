@@ -453,6 +453,11 @@ def test_admission_judges_the_cpu_one_more_session_would_take() -> None:
     young = sessions_of(10.0, 0.5)
     young.cpu.share = 0.45
     assert young.share_with_one_more(list(young)) == pytest.approx(1.08, rel=0.01) and young.refusal()
+    # the share was measured 1.5 s ago, before the second session started 0.5 s ago: it cost nothing
+    # in that sample, and the first one's cost counts for both (not a cheap second one)
+    late = sessions_of(10.0, 0.5)
+    late.cpu.share, late.cpu.sampled_at = 0.36, now - 1.5
+    assert late.share_with_one_more(list(late)) == pytest.approx(1.08)
     fresh = sessions_of(0.2)  # too new for a cost per session: only the measured share counts
     fresh.cpu.share = 0.3
     assert fresh.share_with_one_more(list(fresh)) is None and fresh.refusal() is None

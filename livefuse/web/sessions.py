@@ -58,6 +58,7 @@ class CpuLoad(Periodic):
         self._cores = usable_cores()
         self.share = 0.0
         self.baseline = 0.0
+        self.sampled_at = time.monotonic()  # when `share` was measured: the end of its sample
         self._sessions_running = sessions_running
         self._idle_samples = 0  # samples in a row with no session running: the second is a clean baseline
 
@@ -67,6 +68,7 @@ class CpuLoad(Periodic):
 
     def tick(self, late_ns: int) -> None:
         self.share = self._process.cpu_percent(None) / 100 / self._cores
+        self.sampled_at = time.monotonic()
         self._idle_samples = self._idle_samples + 1 if self._sessions_running() == 0 else 0
         if self._idle_samples >= 2:
             self.baseline = self.share
@@ -146,9 +148,10 @@ class Sessions:
     def share_with_one_more(self, running: list[Peer]) -> float | None:
         """The daemon's CPU share with one more session like those running: its share without sessions,
         plus their measured cost each times one more; None while none has run for a good part of the CPU
-        sample, so there is no cost to go by."""
-        now = time.monotonic()
-        ran = sum(min(1.0, max(0.0, now - p.started) / self.cpu.interval) for p in running)
+        sample, so there is no cost to go by. A session counts for the part of that sample it ran: up to
+        when the sample was taken, not up to now, or one that started in between would look cheap."""
+        end = self.cpu.sampled_at
+        ran = sum(min(1.0, max(0.0, end - p.started) / self.cpu.interval) for p in running)
         if ran < MIN_SAMPLE_SHARE:
             return None
         each = max(0.0, self.cpu.share - self.cpu.baseline) / ran
