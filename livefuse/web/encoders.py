@@ -7,7 +7,7 @@ the denoiser is 40 % of the encode: 2.4 ms a frame with it, 1.4 ms without, on o
 
 aiortc exposes no way to choose a sender's encoder. It creates one on the first frame unless one is set,
 so `encode_quietly` sets its private attribute once negotiation has picked VP8;
-`tests/test_whip.py` fails if an aiortc release renames it.
+`tests/test_encoders.py` fails if an aiortc release renames it.
 """
 
 from __future__ import annotations
@@ -56,12 +56,9 @@ class QuietVp8Encoder(Vp8Encoder):
         return codec
 
 
-def encode_quietly(pc: RTCPeerConnection) -> int:
-    """Give each negotiated VP8 video sender of `pc` a `QuietVp8Encoder` (call after setLocalDescription).
-
-    Returns how many it set; 0 (logged once per connection) where this aiortc keeps its encoder elsewhere.
-    """
-    count = 0
+def encode_quietly(pc: RTCPeerConnection) -> None:
+    """Give each negotiated VP8 video sender of `pc` a `QuietVp8Encoder` (call after setLocalDescription);
+    logged, and left to aiortc's encoder, where this aiortc keeps its encoder elsewhere."""
     for transceiver in pc.getTransceivers():
         sender = transceiver.sender
         codecs = transceiver._codecs  # the negotiated ones, first is what the sender uses
@@ -71,8 +68,6 @@ def encode_quietly(pc: RTCPeerConnection) -> int:
             continue
         if SENDER_ENCODER not in vars(sender):
             log.warning("this aiortc keeps its encoder elsewhere: VP8 goes out with aiortc's denoiser")
-            return 0
+            return
         if vars(sender)[SENDER_ENCODER] is None:
             setattr(sender, SENDER_ENCODER, QuietVp8Encoder())
-            count += 1
-    return count
