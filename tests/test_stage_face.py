@@ -139,8 +139,11 @@ def test_detect_every_tracks_between_detections(engine: Engine) -> None:
 def test_between_detections_one_whole_frame_pass_finds_the_face(engine: Engine) -> None:
     stage = make_stage(engine, detector="blazeface_full")
     runs: list[int] = []
-    real = stage.detector.detector.detect
-    stage.detector.detector.detect = lambda image: runs.append(1) or real(image)  # type: ignore[method-assign]
+    # the tiles' model (full range, square) and the whole-frame pass's (full range, wide input on 16:9)
+    for detector in (stage.detector.detector, stage.detector.wide):
+        assert detector is not None
+        real = detector.detect
+        detector.detect = lambda image, real=real: runs.append(1) or real(image)  # type: ignore[method-assign,misc]
     image = DemoSource(SIZE, 30, paced=False).render(0.5)
     stage.detector.tiles_now = []
     assert len(stage.detector.detect(image)) == 1 and len(runs) == 1  # no tiles: one model run

@@ -169,6 +169,17 @@ def enters_from_the_edge() -> list[np.ndarray]:
     return [scene()] * 5 + [scene((-260 + 30 * i, 200)) for i in range(1, 20)]
 
 
+def rises_from_the_bottom() -> list[np.ndarray]:
+    """Nobody for 5 frames, then a face rises into view from the bottom edge: on 16:9 the whole-frame pass
+    mirrors fewer rows above and below (its input is 192x128) than at the sides."""
+    return [scene()] * 5 + [scene((500, SIZE[1] - 30 * i)) for i in range(1, 18)]
+
+
+def comes_down_from_the_top() -> list[np.ndarray]:
+    """Nobody for 5 frames, then a face comes down into view from the top edge."""
+    return [scene()] * 5 + [scene((700, -PORTRAIT.shape[0] + 30 * i)) for i in range(1, 18)]
+
+
 def leaves_and_comes_back() -> list[np.ndarray]:
     """A face walks out of the right edge, is gone for 3 frames, and comes straight back."""
     out = [scene((900 + 45 * i, 220)) for i in range(10)]
@@ -186,7 +197,8 @@ def anonymise_chain(engine: Engine) -> Chain:
 
 
 @pytest.mark.skipif(not YUNET.is_file(), reason="needs /work/shared/models (the independent detector)")
-@pytest.mark.parametrize("clip", [enters_from_the_edge, leaves_and_comes_back, two_cross])
+@pytest.mark.parametrize("clip", [enters_from_the_edge, rises_from_the_bottom, comes_down_from_the_top,
+                                  leaves_and_comes_back, two_cross])
 def test_anonymise_hides_faces_that_appear_between_detections(engine: Engine, clip: Clip) -> None:
     images = clip()
     shown = [yunet_faces(im) for im in images]

@@ -90,8 +90,8 @@ def test_the_models_batch_exactly_as_they_run_alone() -> None:
 
 def test_every_config_parses_and_says_how_to_serve(repo: Path, cli: Any, tmp_path: Path) -> None:
     configs = sorted(repo.glob("*/config.pbtxt"))
-    # anonymise's face stage loads short range too, for the crops near tracked faces
-    assert {p.parent.name for p in configs} == {SEGMENTER, DETECTOR, "face_detection_short"}
+    # anonymise's face stage loads short range too, for the crops near tracked faces, and the wide full range
+    assert {p.parent.name for p in configs} == {SEGMENTER, DETECTOR, "face_detection_short", "face_detection_full_wide"}
     for path in configs:
         config = parse_config(path)
         assert config.backend == "python" and config.max_batch_size == 8

@@ -28,6 +28,7 @@ from livefuse.vision import (
     mediapipe_model,
     upsample,
 )
+from livefuse.vision.pixels import HostPixels
 from livefuse.vision.segmentation import LANDSCAPE_SIZE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,3 +253,37 @@ def test_nms_limit_cuts_after_suppression() -> None:
     assert faces == pytest.approx([0.9, 0.8, 0.7])
     assert [float(s[i]) for i in nms(b, s, 0.3)] == faces
     assert [float(s[i]) for i in nms(b, s, 0.3, limit=2)] == pytest.approx([0.9, 0.8])
+
+
+def test_the_wide_full_range_model_is_the_square_one_on_a_wide_input(astronaut: np.ndarray) -> None:
+    """face_detection_full_wide (192x128) is face_detection_full's weights on a shorter input: in the
+    whole-frame pass over a 16:9 frame it finds the same faces at the same places for a third less work.
+    The shipped file is what tools/wide_detector.py derives from the shipped full-range model."""
+    import sys
+
+    import onnx
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from wide_detector import widen
+
+    from livefuse.stages.tiled_detector import TiledDetector
+
+    entries = {m["name"]: m for m in tomllib.loads((ROOT / "models" / "manifest.toml").read_text())["model"]}
+    derived = widen(onnx.load(str(mediapipe_model("face_detection_full")))).SerializeToString()
+    assert hashlib.sha256(derived).hexdigest() == entries["face_detection_full_wide"]["sha256"]
+
+    square = BlazeFaceDetector(OrtRunner(mediapipe_model("face_detection_full")), variant="full")
+    wide = BlazeFaceDetector(OrtRunner(mediapipe_model("face_detection_full_wide")), variant="full_wide")
+    passes = TiledDetector(square, whole=square, wide=wide)
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    for x, y, side in ((60, 150, 300), (500, 100, 420), (980, 380, 280)):  # three faces, side by side
+        frame[y:y + side, x:x + side] = cv2.resize(astronaut[:260, 60:320], (side, side), interpolation=cv2.INTER_AREA)
+    assert passes._whole_detector(1280, 720) is wide and passes._whole_detector(720, 1280) is square
+    both = [passes._whole(HostPixels(frame), d) for d in (square, wide)]
+    assert len(both[0]) == len(both[1]) == 3, both
+    for a in both[0]:
+        b = min(both[1], key=lambda f: float(np.abs(f.box - a.box).sum()))
+        width = float(a.box[2] - a.box[0])
+        assert np.abs(a.box - b.box).max() <= 0.06 * width, (a.box, b.box)
+        # the five points of the smallest face (12 px tall in the model's input) move by up to 1.6 input px
+        assert np.linalg.norm(a.landmarks5 - b.landmarks5, axis=1).max() <= 0.15 * width

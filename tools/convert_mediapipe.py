@@ -347,6 +347,9 @@ def main() -> None:
         print(f"wrote {dst.relative_to(ROOT)} ({dst.stat().st_size} bytes)", file=sys.stderr)
         if args.manifest:
             print(manifest_entry(spec, dst))
+    from wide_detector import main as widen_full_range  # tools/, beside this script
+
+    widen_full_range()  # face_detection_full_wide.onnx, from the full-range model just written
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ class DemoSource(Source):
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
         # OpenCV calls only (they release the GIL): the demo must not steal time from the pipeline it feeds.
         # OpenCV takes a scalar operand here; its type stubs do not say so
-        alpha = cv2.multiply(cv2.extractChannel(warped, 3), 1.0 / 255.0, dtype=cv2.CV_32F)  # type: ignore[call-overload]
+        alpha = np.multiply(cv2.extractChannel(warped, 3), 1.0 / 255.0, dtype=np.float32)
         person = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
         # OpenCV takes a scalar operand here; its type stubs do not say so
         return cv2.blendLinear(person, self._background, alpha, cv2.subtract(1.0, alpha))  # type: ignore[call-overload]

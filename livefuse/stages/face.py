@@ -44,6 +44,7 @@ DETECTOR_MODELS = {
     "yunet": "yunet",
     "retinaface": "retinaface_mobilenet0.25",
 }
+WIDE_MODEL = "face_detection_full_wide"  # full range with a 192x128 input: the whole-frame pass on wide frames
 LANDMARK_MODEL = "face_landmark"
 DETECT_SECONDS = 0.25  # detect_every = 0: detect this often
 RESTART_GAP_S = 1.0  # capture times going back, or a gap this long: a new scene (source reopened)
@@ -82,8 +83,9 @@ class FaceStage(Stage):
             short = runner if kind == "blazeface" else load_model(context.engine, DETECTOR_MODELS["blazeface"])
             full_range = BlazeFaceDetector(full, score_threshold=score, variant="full")
             short_range = BlazeFaceDetector(short, score_threshold=score)
+            wide = BlazeFaceDetector(load_model(context.engine, WIDE_MODEL), score_threshold=score, variant="full_wide")
             tiles = short_range if kind == "blazeface" else full_range
-            self.detector = TiledDetector(tiles, whole=full_range, close_range=short_range)
+            self.detector = TiledDetector(tiles, whole=full_range, close_range=short_range, wide=wide)
         elif kind == "yunet":
             self.detector = TiledDetector(YuNetDetector(runner, score_threshold=score,
                                                         input_size=params["detect_size"]), tile=False)
@@ -285,5 +287,5 @@ SPEC = register(StageSpec(
               min=0, max=120),
     ),
     factory=FaceStage,
-    models=(*DETECTOR_MODELS.values(), LANDMARK_MODEL),
+    models=(*DETECTOR_MODELS.values(), WIDE_MODEL, LANDMARK_MODEL),
 ))

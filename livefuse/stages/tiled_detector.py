@@ -32,10 +32,13 @@ class TiledDetector:
     """
 
     def __init__(self, detector: FaceDetector, iou: float = 0.3, tile: bool = True,
-                 whole: BlazeFaceDetector | None = None, close_range: BlazeFaceDetector | None = None) -> None:
+                 whole: BlazeFaceDetector | None = None, close_range: BlazeFaceDetector | None = None,
+                 wide: BlazeFaceDetector | None = None) -> None:
         self.detector = detector
         # The whole-frame pass (BlazeFace full range: it sees smaller faces); without one, tiles only.
         self.whole = whole
+        # The same model with a wide input (192x128), for the whole-frame pass over a wide frame.
+        self.wide = wide
         # The mosaic of crops near tracked faces: BlazeFace short range (under half the full range's cost),
         # since a face fills much of its cell there; the whole-frame detector when the cells are small.
         self.close_range = close_range or whole
@@ -73,7 +76,7 @@ class TiledDetector:
         h, w = image_bgr.shape[:2]
         found: list[Face] = []
         if self.whole is not None and self.whole_now:
-            found = self._whole(image_bgr, self.whole)
+            found = self._whole(image_bgr, self._whole_detector(w, h))
             # Tracked faces the whole pass saw too small to frame well, or missed, are looked for near their box.
             least = WHOLE_MIN_FACE * max(w, h)
             missed = [b for b in self.near if float(max(b[2:] - b[:2])) < least
@@ -85,23 +88,35 @@ class TiledDetector:
             found += self._tiles(image_bgr, self.tiles_now)
         return self._merge(found, first)
 
+    def _whole_detector(self, width: int, height: int) -> BlazeFaceDetector:
+        """The wide-input model where the frame with its mirrored edges is at least as wide as that input
+        (it then sees the faces at the square model's scale, for a third less work), else the square one."""
+        assert self.whole is not None
+        wide = self.wide
+        if wide is not None and (width + 2 * round(width * EDGE_MIRROR)) * wide.height >= height * wide.width:
+            return wide
+        return self.whole
+
     def _whole(self, image_bgr: FramePixels, detector: BlazeFaceDetector) -> list[Face]:
         """The whole-frame pass, on the frame shrunk to the model's input with mirrored borders.
 
         A face half out of the frame is half a face, which detectors miss, and a face entering from the
-        edge is just that on its first frames. Mirrored at the border it is a whole (symmetric) face:
-        EDGE_MIRROR of the width is mirrored on the left and right (at a slightly smaller scale), the
-        letterbox's free rows above and below are mirrored too. Mirror images of faces lying wholly
-        inside the frame land outside it and are dropped.
+        side is just that on its first frames. Mirrored at the border it is a whole (symmetric) face:
+        EDGE_MIRROR of the width is mirrored on the left and right (at a slightly smaller scale). Mirror
+        images of faces lying wholly inside the frame land outside it and are dropped. A face is not
+        symmetric top to bottom, so the letterbox's rows above and below are black, as MediaPipe pads:
+        with the wide input's few free rows, mirroring them let a face coming down from the top edge
+        go unseen for a frame (`test_anonymise_hides_faces_that_appear_between_detections`).
         """
         h, w = image_bgr.shape[:2]
-        side = detector.size
+        width, height = detector.width, detector.height
         pad = round(w * EDGE_MIRROR)
-        scale = side / max(w + 2 * pad, h)
+        scale = min(width / (w + 2 * pad), height / h)
         sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
-        left, top = (side - sw) // 2, (side - sh) // 2
-        small = cv2.copyMakeBorder(image_bgr.resized(sw, sh), top, side - sh - top, left, side - sw - left,
-                                   cv2.BORDER_REFLECT_101)
+        left, top = (width - sw) // 2, (height - sh) // 2
+        mirrored = cv2.copyMakeBorder(image_bgr.resized(sw, sh), 0, 0, left, width - sw - left,
+                                      cv2.BORDER_REFLECT_101)
+        small = cv2.copyMakeBorder(mirrored, top, height - sh - top, 0, 0, cv2.BORDER_CONSTANT, value=0)
         offset = np.array([left, top], np.float32)
         found = []
         for face in detector.detect(small):

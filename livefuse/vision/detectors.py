@@ -37,21 +37,24 @@ def _faces(
 
 
 def blazeface_anchors(
-    input_size: int = 128, strides: tuple[int, ...] = (8, 16, 16, 16), per_layer: int = 2
+    input_size: int | tuple[int, int] = 128, strides: tuple[int, ...] = (8, 16, 16, 16), per_layer: int = 2
 ) -> np.ndarray:
     """Anchor centres [N, 2] (normalised) per MediaPipe's SsdAnchorsCalculator with fixed_anchor_size.
 
     Consecutive layers with the same stride share one feature map, each adding `per_layer` anchors
     (aspect ratio 1.0 plus the interpolated scale) per cell; sizes are all 1.0, so only centres matter.
+    `input_size` is the side of a square input, or (width, height): the cells are then in rows of the
+    width's count, row by row, as the model's outputs are.
     """
+    width, height = (input_size, input_size) if isinstance(input_size, int) else input_size
     centres = []
     i = 0
     while i < len(strides):
         j = i
         while j < len(strides) and strides[j] == strides[i]:
             j += 1
-        n = int(np.ceil(input_size / strides[i]))
-        ys, xs = np.meshgrid((np.arange(n) + 0.5) / n, (np.arange(n) + 0.5) / n, indexing="ij")
+        rows, cols = int(np.ceil(height / strides[i])), int(np.ceil(width / strides[i]))
+        ys, xs = np.meshgrid((np.arange(rows) + 0.5) / rows, (np.arange(cols) + 0.5) / cols, indexing="ij")
         grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
         centres.append(np.repeat(grid, per_layer * (j - i), axis=0))
         i = j
@@ -63,15 +66,18 @@ class BlazeFaceDetector:
 
     `variant="short"` is the 128x128 model for faces within ~2 m (face_detection_short), `"full"` the
     192x192 one for faces up to ~5 m (face_detection_full), per MediaPipe's graphs' anchor options.
+    `"full_wide"` is the full-range model given a 192x128 input (face_detection_full_wide): the same
+    weights, for a wide frame's whole-frame pass, where a square input is a third letterbox.
     BlazeFace has no mouth corners, only the mouth centre: they are placed on the eye line's direction
     at ArcFace-template spacing around it. Good enough to align a crop; run `FaceLandmarker` when the
     mouth corners matter.
     """
 
-    # input size, anchor strides, anchors per layer (aspect 1.0 + interpolated scale, or 1.0 alone)
-    VARIANTS: ClassVar[dict[str, tuple[int, tuple[int, ...], int]]] = {
-        "short": (128, (8, 16, 16, 16), 2),
-        "full": (192, (4,), 1),
+    # input (width, height), anchor strides, anchors per layer (aspect 1.0 + interpolated scale, or 1.0 alone)
+    VARIANTS: ClassVar[dict[str, tuple[tuple[int, int], tuple[int, ...], int]]] = {
+        "short": ((128, 128), (8, 16, 16, 16), 2),
+        "full": ((192, 192), (4,), 1),
+        "full_wide": ((192, 128), (4,), 1),
     }
 
     def __init__(
@@ -88,12 +94,13 @@ class BlazeFaceDetector:
         self.max_faces = max_faces
         if variant not in self.VARIANTS:
             raise ValueError(f"BlazeFace variant {variant!r}: use one of {', '.join(self.VARIANTS)}")
-        self.size, strides, per_layer = self.VARIANTS[variant]
-        self.anchors = blazeface_anchors(self.size, strides, per_layer)
+        (self.width, self.height), strides, per_layer = self.VARIANTS[variant]
+        self.size = max(self.width, self.height)  # a square input's side (the tiles', the mosaic's)
+        self.anchors = blazeface_anchors((self.width, self.height), strides, per_layer)
         self.input_name = runner.input_names[0]
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]:
-        img, lb = letterbox(image_bgr, self.size, self.size)
+        img, lb = letterbox(image_bgr, self.width, self.height)
         x = rgb_tensor(img, 1 / 127.5, -1.0)
         out = self.runner.run({self.input_name: x})
         raw = out["regressors"][0] if "regressors" in out else out[self.runner.output_names[0]][0]
@@ -104,12 +111,13 @@ class BlazeFaceDetector:
             return []
         raw, scores, anchors = raw[sel], scores[sel], self.anchors[sel]
         # Offsets are in input pixels; anchors are normalised with size 1. Work in input pixels.
-        centre = anchors * self.size + raw[:, 0:2]
+        extent = np.array([self.width, self.height], np.float32)
+        centre = anchors * extent + raw[:, 0:2]
         half = raw[:, 2:4] / 2
         boxes = lb.to_frame(np.concatenate([centre - half, centre + half], axis=1).reshape(-1, 2, 2)).reshape(
             -1, 4
         )
-        kps = lb.to_frame(anchors[:, None, :] * self.size + raw[:, 4:16].reshape(-1, 6, 2))
+        kps = lb.to_frame(anchors[:, None, :] * extent + raw[:, 4:16].reshape(-1, 6, 2))
         boxes, scores, kps = weighted_nms(boxes, scores, kps, self.iou, self.max_faces)
         points = self._arcface(kps)
         return [

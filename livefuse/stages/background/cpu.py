@@ -86,8 +86,7 @@ class CpuBackground(BackgroundStage):
         else:
             cv2.addWeighted(self._mask, keep, raw, 1.0 - keep, 0.0, dst=self._mask)
         # Tighten the soft band (the model is unsure over a wide rim), then feather it evenly.
-        # OpenCV takes a scalar operand here; its type stubs do not say so
-        mask = cv2.max(cv2.min((self._mask - 0.25) * 2.0, 1.0), 0.0)  # type: ignore[call-overload]
+        mask: np.ndarray = np.clip((self._mask - 0.25) * 2.0, 0.0, 1.0)
         feather = self.params["feather"]
         if feather > 0:
             sigma = feather * 0.01 * mask.shape[1]
