@@ -71,7 +71,7 @@ def test_tiles_cover_a_wide_frame_with_overlap() -> None:
     assert tiles[0][0] == 0 and tiles[-1][0] + tiles[-1][2] == 1280
     steps = np.diff([x for x, _, _ in tiles])
     assert (steps <= 720 / 2).all()
-    assert TiledDetector.tiles(720, 720) == [(0, 0, 720)]
+    assert TiledDetector.tiles(720, 720) == ((0, 0, 720),)
 
 
 @pytest.mark.parametrize("detector", ["blazeface", "yunet", "retinaface"])
@@ -148,9 +148,9 @@ def test_between_detections_one_whole_frame_pass_finds_the_face(engine: Engine) 
     stage.detector.tiles_now = []
     assert len(stage.detector.detect(image)) == 1 and len(runs) == 1  # no tiles: one model run
     stage.detector.tiles_now = None
-    assert len(stage.detector.detect(image)) == 1 and len(runs) == 1 + 1 + len(TiledDetector.tiles(341, 192))
+    assert len(stage.detector.detect(image)) == 1 and len(runs) == 1 + 1 + stage.detector.tile_count(*SIZE)
     stage.detector.tiles_now = [1]  # the whole-frame pass and one tile
-    assert len(stage.detector.detect(image)) == 1 and len(runs) == 1 + 1 + len(TiledDetector.tiles(341, 192)) + 2
+    assert len(stage.detector.detect(image)) == 1 and len(runs) == 1 + 1 + stage.detector.tile_count(*SIZE) + 2
 
 
 def test_a_face_half_out_of_the_frame_is_found(engine: Engine) -> None:

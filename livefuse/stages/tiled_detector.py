@@ -4,6 +4,7 @@ faces, and one mosaic of crops near tracked faces the whole-frame pass misses (s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 
 import cv2
@@ -54,15 +55,16 @@ class TiledDetector:
         self.size = detector.size if tile and isinstance(detector, BlazeFaceDetector) else 0
 
     @staticmethod
-    def tiles(width: int, height: int) -> list[tuple[int, int, int]]:
+    @functools.lru_cache(maxsize=16)  # asked several times a frame, for one or two frame sizes
+    def tiles(width: int, height: int) -> tuple[tuple[int, int, int], ...]:
         """(x, y, side) of each square tile."""
         side = min(width, height)
         span = max(width, height)
         if span <= side * 1.05:
-            return [(0, 0, side)]
+            return ((0, 0, side),)
         count = int(np.ceil(2 * span / side)) - 1  # step <= side / 2
         starts = np.linspace(0, span - side, count).round().astype(int)
-        return [(int(s), 0, side) if width >= height else (0, int(s), side) for s in starts]
+        return tuple((int(s), 0, side) if width >= height else (0, int(s), side) for s in starts)
 
     def tile_count(self, width: int, height: int) -> int:
         """How many tiles a frame this size has (0 or 1: the stage has none to spread)."""
