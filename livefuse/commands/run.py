@@ -22,6 +22,7 @@ from livefuse.commands.args import (
 )
 from livefuse.errors import OutputError
 from livefuse.logs import setup_logging
+from livefuse.loop_priority import NORMAL, REALTIME, raise_loop_priority
 from livefuse.presets import DEFAULT_PRESET, available_presets, load_preset
 from livefuse.runtime import Runtime
 from livefuse.sinks import OUTPUT_HELP, Sink, open_sink, parse_output
@@ -69,6 +70,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--batch-delay-ms", type=milliseconds, default=None, metavar="MS",
                         help="batch the model calls of all streams, each waiting at most this long for the others' "
                              "(off by default; e.g. 2)")
+    parser.add_argument("--loop-priority", choices=(REALTIME, NORMAL), default=REALTIME,
+                        help="the event loop's thread at real-time priority where the OS allows it, which keeps "
+                             "signalling and RTP prompt on a loaded machine (default: realtime)")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(func=run_command)
 
@@ -115,6 +119,8 @@ async def _run(args: argparse.Namespace) -> int:
 
     size, fps = args.size, args.fps
     parse_executor(args.executor, fps)  # a bad --executor is reported before anything opens
+    # before the loop starts any thread, so that every thread but the loop's stays at normal priority
+    loop_priority = raise_loop_priority() if args.loop_priority == REALTIME else NORMAL
     preset = load_preset(args.preset or default_preset())
     specs = args.output or default_outputs()
     for spec in specs:
@@ -143,7 +149,8 @@ async def _run(args: argparse.Namespace) -> int:
                "peer_timeout": args.peer_timeout, "session_budget_ms": args.session_budget_ms}
         sinks = open_outputs(specs, size, fps, web, audio)
         runtime = Runtime.wire(assembly, source, sinks, max_frames=args.frames, duration=args.duration, audio=audio,
-                               settings={"source": source_spec, "size": list(size), "fps": fps, "outputs": specs})
+                               settings={"source": source_spec, "size": list(size), "fps": fps, "outputs": specs,
+                                         "loop_priority": loop_priority})
         pipeline = runtime.pipeline
         for sink in sinks:
             await sink.attach(runtime)  # the preview output starts its web server with the control API
