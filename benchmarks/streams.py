@@ -10,10 +10,12 @@ the clients cheap, the clip (300 frames) is encoded once as VP8 and every client
 (`--live-encode`: each client encodes as a camera would, and its encoder's time is counted too).
 Clients, like browsers, hand a frame to their decoder once its last packet is in (web/jitter.py). The
 ladder stops when admission refuses a session (503). Each level runs with batching off and then on
-(`--batch-delay-ms`), each on a fresh daemon.
+(`--batch-delay-ms`), each on a fresh daemon; `--loop-priority both` also runs each with the daemon's
+event loop at normal, then real-time priority.
 
     .venv/bin/python benchmarks/streams.py [--preset background-blur] [--size 640x360] [--fps 30]
         [--streams 1,2,4,6,8] [--seconds 8] [--daemon-cores 0] [--client-cores 1] [--batching both]
+        [--loop-priority realtime|normal|both]
 
 Writes benchmarks/results/streams.json and prints the table (benchmarks/README.md has the last one).
 """
@@ -188,11 +190,12 @@ def get(url: str) -> Any:
     return json.loads(body) if response.headers.get_content_type() == "application/json" else body.decode()
 
 
-def start_daemon(args: argparse.Namespace, still: Path, port: int, batch_delay: float | None, log: Path) -> Any:
+def start_daemon(args: argparse.Namespace, still: Path, port: int, batch_delay: float | None, loop_priority: str,
+                 log: Path) -> Any:
     command = [*pinned(args.daemon_cores), str(ROOT / ".venv" / "bin" / "livefuse"), "run",
                "--source", f"image:{still}", "--preset", "passthrough", "--output", "preview",
                "--size", args.size, "--fps", str(args.fps), "--port", str(port), "--provider", "cpu",
-               "--max-peers", "64", "--session-budget-ms", str(args.budget_ms)]
+               "--max-peers", "64", "--session-budget-ms", str(args.budget_ms), "--loop-priority", loop_priority]
     if batch_delay is not None:
         command += ["--batch-delay-ms", str(batch_delay)]
     process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -258,6 +261,8 @@ def main() -> None:
     parser.add_argument("--daemon-cores", default="0")
     parser.add_argument("--client-cores", default="1")
     parser.add_argument("--batching", choices=("off", "on", "both"), default="both")
+    parser.add_argument("--loop-priority", choices=("realtime", "normal", "both"), default="realtime",
+                        help="the daemon's --loop-priority; both: each level with normal, then realtime")
     parser.add_argument("--batch-delay-ms", type=float, default=2.0)
     parser.add_argument("--live-encode", action="store_true",
                         help="clients encode each frame (as a camera would) instead of replaying a clip encoded once")
@@ -286,13 +291,15 @@ def main() -> None:
                               "size": args.size, "fps": args.fps, "cpus": os.cpu_count(),
                               "clients": "live VP8 encoding" if args.live_encode else "replayed VP8 packets",
                               "daemon_cores": args.daemon_cores, "client_cores": args.client_cores, "runs": []}
-    for delay in modes:
+    priorities = ["normal", "realtime"] if args.loop_priority == "both" else [args.loop_priority]
+    for delay, priority in ((d, p) for d in modes for p in priorities):
         port = free_port()
-        daemon = start_daemon(args, still, port, delay, work / "daemon.log")
+        daemon = start_daemon(args, still, port, delay, priority, work / "daemon.log")
         try:
             for streams in (int(n) for n in args.streams.split(",")):
                 level = run_level(args, f"http://127.0.0.1:{port}", streams, daemon.pid)
                 level["batching"] = "off" if delay is None else f"{delay:g} ms"
+                level["loop_priority"] = priority
                 report["runs"].append(level)
                 print(table_row(level), flush=True)
                 if level["refused"]:
@@ -318,11 +325,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (fps_ax, p95_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for mode in dict.fromkeys(r["batching"] for r in report["runs"]):
-        runs = [r for r in report["runs"] if r["batching"] == mode and r["fps"]]
+    for mode in dict.fromkeys((r["batching"], r.get("loop_priority", "normal")) for r in report["runs"]):
+        runs = [r for r in report["runs"] if (r["batching"], r.get("loop_priority", "normal")) == mode and r["fps"]]
         asked = [r["streams"] for r in runs]
-        fps_ax.plot(asked, [min(r["fps"]) for r in runs], "o-", label=f"batching {mode}")
-        p95_ax.plot(asked, [max(r["p95_ms"]) for r in runs], "o-", label=f"batching {mode}")
+        fps_ax.plot(asked, [min(r["fps"]) for r in runs], "o-", label=f"batching {mode[0]}, loop {mode[1]}")
+        p95_ax.plot(asked, [max(r["p95_ms"]) for r in runs], "o-", label=f"batching {mode[0]}, loop {mode[1]}")
         for r in runs:
             if r["refused"]:
                 p95_ax.annotate(f"{r['admitted']} admitted", (r["streams"], max(r["p95_ms"])))
@@ -342,7 +349,8 @@ def table_row(level: dict[str, Any]) -> str:
     def span(values: list[float]) -> str:
         return f"{min(values):.0f}-{max(values):.0f}" if values else "-"
 
-    return (f"| {level['batching']} | {level['streams']} | {level['admitted']} | {span(level['fps'])} | "
+    return (f"| {level['batching']} | {level.get('loop_priority', 'normal')} | {level['streams']} | "
+            f"{level['admitted']} | {span(level['fps'])} | "
             f"{span(level['p50_ms'])} | {span(level['p95_ms'])} | {level['daemon_cpu_pct']:.0f} | "
             f"{level['daemon_rss_mb']:.0f} | {level['loop_lag_ms']['p99']:.1f} | "
             f"{' '.join(f'{k}x{v:.0f}' for k, v in sorted(level['batches'].items())) or '-'} |")
