@@ -87,8 +87,8 @@ class DemoSource(Source):
         width, height = self.size
         warped = cv2.warpAffine(self._rgba, self.transform(t), (width, height), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-        # OpenCV calls only (they release the GIL): the demo must not steal time from the pipeline it feeds.
-        # OpenCV takes a scalar operand here; its type stubs do not say so
+        # OpenCV calls and a numpy ufunc only (they release the GIL): the demo must not steal time from the
+        # pipeline it feeds.
         alpha = np.multiply(cv2.extractChannel(warped, 3), 1.0 / 255.0, dtype=np.float32)
         person = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
         # OpenCV takes a scalar operand here; its type stubs do not say so
