@@ -329,7 +329,9 @@ def test_frames_never_pass_through_the_asyncio_loop(memory_sink: Any) -> None:
         return stats, scheduled
 
     stats, scheduled = asyncio.run(scenario())
-    assert stats.frames_in == frames and stats.frames_out == stats.frames_processed == frames - stats.dropped
+    assert stats.frames_in == frames and stats.frames_processed == frames - stats.dropped
+    # at 240 fps on a loaded machine the first output's writer may miss a frame: its slot counts it dropped
+    assert stats.frames_out + stats.outputs["out"].dropped == stats.frames_processed
     assert stats.frames_out > frames // 2
     assert scheduled < frames // 2, f"{scheduled} loop callbacks for {frames} frames"
 
