@@ -425,10 +425,11 @@ def test_a_session_is_recorded_on_demand(web_presets, daemons, tmp_path) -> None
 
 
 def test_admission_judges_the_cpu_one_more_session_would_take() -> None:
-    """Admission goes by what each running session costs now, times one more: two sessions using 68 % of
-    the core leave no room for a third (about 102 %), one at 36 % leaves room for a second. A session that
-    just started counts for the part of the CPU sample it ran, so it is not taken for a cheap one; the
-    daemon's own stream (its share with no session) is not charged to the sessions."""
+    """Admission goes by what each running session costs, times one more: two sessions using 68 % of the
+    core leave no room for a third (about 102 %), one at 36 % leaves room for a second. The cost comes from
+    the last sample in which every session was settled; before there was one, a session that just started
+    counts for the part of the CPU sample it ran, so it is not taken for a cheap one. The daemon's own
+    stream (its share with no session) is not charged to the sessions."""
     from types import SimpleNamespace
 
     from livefuse.web.sessions import Sessions
@@ -465,6 +466,25 @@ def test_admission_judges_the_cpu_one_more_session_would_take() -> None:
     busy = sessions_of(10.0)
     busy.cpu.baseline, busy.cpu.share = 0.4, 0.5
     assert busy.share_with_one_more(list(busy)) == pytest.approx(0.6) and busy.refusal() is None
+    # once a sample had every session past its first second, that cost per session is what counts: a third
+    # session's setup (ICE, DTLS, codecs opening) in a later sample does not make the running ones look dearer
+    ramp = sessions_of(10.0, 10.0)
+    ramp.cpu.share = 0.5
+    ramp.measure_cost()
+    assert ramp.settled_cost == pytest.approx(0.25)
+    ramp.peers.peers["s9"] = Peer(id="s9", mode="camera", pc=None, runtime=idle, started=now - 0.5)  # type: ignore[arg-type]
+    ramp.cpu.share = 0.9
+    ramp.measure_cost()  # not a settled sample: the cost stays
+    assert ramp.settled_cost == pytest.approx(0.25)
+    assert ramp.share_with_one_more(list(ramp)) == pytest.approx(1.0)  # four sessions at 25 %: no room
+    # peers that stopped sending cost little until closed: a cheap sample right after does not lower the cost
+    del ramp.peers.peers["s9"]
+    ramp.cpu.share, ramp.cpu.sampled_at = 0.1, ramp.cpu.sampled_at + 2.0
+    ramp.measure_cost()
+    assert ramp.settled_cost == pytest.approx(0.25)
+    ramp.cpu.sampled_at += 20.0  # long after: the cheap sample is the latest there is
+    ramp.measure_cost()
+    assert ramp.settled_cost == pytest.approx(0.05)
 
 
 def test_the_cpu_baseline_is_what_the_daemon_uses_with_no_session() -> None:

@@ -10,9 +10,9 @@ p95 has passed `NEAR_BUDGET` of its budget has no room left, and a new session i
 Retry-After) rather than pushing every stream past its budget. The video encoders run after that
 output, so the daemon's own CPU is watched too: past `MAX_CPU_SHARE` of the cores it may use (over
 the last seconds), one more stream would only slow every encoder down. That is judged before it
-happens: what the running sessions cost now, per session, is measured (each weighted by how much of the
-CPU sample it ran for, so one that just started is not taken for a cheap one), and a session that
-would take the daemon past `MAX_CPU_SHARE` is refused, so those admitted keep their latency. The
+happens: what one running session costs is measured, from the recent CPU samples in which every session
+was past its first second (its setup costs more than the rest), and a session that would take the
+daemon past `MAX_CPU_SHARE` is refused, so those admitted keep their latency. The
 daemon's own stream is not charged to the sessions: its share, measured while none ran, is taken off
 first. Latency cannot grow without bound meanwhile: the pipelines drop frames instead of queueing them.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
@@ -41,9 +42,17 @@ NEAR_BUDGET = 0.8  # a session past this share of its budget (recent p95) leaves
 RECENT_FRAMES = 60  # about two seconds at 30 fps: the latency admission looks at
 MIN_FRAMES = 10  # fewer measured frames than this: a session that just started is not judged yet
 RETRY_AFTER_S = 5
-MAX_CPU_SHARE = 0.9  # of the cores the daemon may run on
+# Of the cores the daemon may run on. Three streams at 83-85 % kept p95 at 20-29 ms; a 4th admitted at 95 %
+# (under the rule before `settled_cost`) brought every stream to 28-29 fps and p95 91-115 ms.
+MAX_CPU_SHARE = 0.9
 CPU_SAMPLE_S = 2.0
 MIN_SAMPLE_SHARE = 0.5  # session-runs within the CPU sample needed before a cost per session is trusted
+# A session's first second (ICE and DTLS, codecs opening, the first key frames) costs more than the rest:
+# judged by samples that held it, two sessions at 24 % of the core were taken for 29 % each.
+SETTLE_S = 1.0
+# A session whose peer stopped sending costs little until it is closed: taken alone, such a sample made a
+# 4th stream look affordable at the end of a run of three. The dearest settled sample this recent counts.
+COST_MEMORY_S = 10.0
 
 
 class CpuLoad(Periodic):
@@ -52,8 +61,10 @@ class CpuLoad(Periodic):
 
     interval = CPU_SAMPLE_S
 
-    def __init__(self, sessions_running: Callable[[], int] = lambda: 0) -> None:
+    def __init__(self, sessions_running: Callable[[], int] = lambda: 0,
+                 on_sample: Callable[[], None] = lambda: None) -> None:
         super().__init__()
+        self._on_sample = on_sample
         self._process = psutil.Process()
         self._cores = usable_cores()
         self.share = 0.0
@@ -72,6 +83,7 @@ class CpuLoad(Periodic):
         self._idle_samples = self._idle_samples + 1 if self._sessions_running() == 0 else 0
         if self._idle_samples >= 2:
             self.baseline = self.share
+        self._on_sample()
 
 
 class BudgetWatch(Periodic):
@@ -122,9 +134,12 @@ class Sessions:
     def __init__(self, peers: Peers, budget_ms: float = DEFAULT_BUDGET_MS) -> None:
         self.peers = peers
         self.budget_ms = budget_ms  # for sessions that ask for none
-        self.cpu = CpuLoad(lambda: len(list(self)))
+        self.cpu = CpuLoad(lambda: len(list(self)), on_sample=self.measure_cost)
         self.watch = BudgetWatch(self)
         self.max_cpu_share = MAX_CPU_SHARE
+        # (when, CPU share per session) of each sample in which every running session was past its first
+        # SETTLE_S seconds
+        self._settled: deque[tuple[float, float]] = deque(maxlen=64)
 
     def __iter__(self) -> Iterator[Peer]:
         return iter([p for p in self.peers.peers.values()
@@ -145,11 +160,35 @@ class Sessions:
             return None
         return percentiles_ms(list(islice(reversed(samples), RECENT_FRAMES)))
 
+    def measure_cost(self) -> None:
+        """After each CPU sample: the cost of one session, if every running one was settled in all of it."""
+        running = list(self)
+        start = self.cpu.sampled_at - self.cpu.interval
+        if running and all(p.started + SETTLE_S <= start for p in running):
+            self._settled.append((self.cpu.sampled_at, max(0.0, self.cpu.share - self.cpu.baseline) / len(running)))
+
+    @property
+    def settled_cost(self) -> float | None:
+        """What one session costs: the dearest settled sample of the last COST_MEMORY_S seconds (the latest
+        one when none is that recent); None before there was one."""
+        if not self._settled:
+            return None
+        recent = [cost for when, cost in self._settled if when >= self._settled[-1][0] - COST_MEMORY_S]
+        return max(recent)
+
     def share_with_one_more(self, running: list[Peer]) -> float | None:
         """The daemon's CPU share with one more session like those running: its share without sessions,
-        plus their measured cost each times one more; None while none has run for a good part of the CPU
-        sample, so there is no cost to go by. A session counts for the part of that sample it ran: up to
-        when the sample was taken, not up to now, or one that started in between would look cheap."""
+        plus the measured cost of one session times one more.
+
+        The cost comes from the CPU samples in which every running session was settled (past its first
+        SETTLE_S seconds: `settled_cost`). Before there was one, it is the current sample's share split
+        between the sessions, each counting for the part of the sample it ran (up to when the sample was
+        taken, not up to now, or one that started in between would look cheap); None while they ran too
+        little of it to go by.
+        """
+        cost = self.settled_cost
+        if cost is not None:
+            return self.cpu.baseline + cost * (len(running) + 1)
         end = self.cpu.sampled_at
         ran = sum(min(1.0, max(0.0, end - p.started) / self.cpu.interval) for p in running)
         if ran < MIN_SAMPLE_SHARE:
