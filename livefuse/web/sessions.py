@@ -169,8 +169,8 @@ class Sessions:
 
     @property
     def settled_cost(self) -> float | None:
-        """What one session costs: the dearest settled sample of the last COST_MEMORY_S seconds (the latest
-        one when none is that recent); None before there was one."""
+        """What one session costs: the dearest of the settled samples taken up to COST_MEMORY_S before the
+        latest one; None before there was one."""
         if not self._settled:
             return None
         recent = [cost for when, cost in self._settled if when >= self._settled[-1][0] - COST_MEMORY_S]
