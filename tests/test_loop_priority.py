@@ -8,7 +8,6 @@ and every other thread it has started is a normal one; `--loop-priority normal` 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,13 +20,10 @@ from browser_fixtures import http_json
 from livefuse import loop_priority
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from pytriton_server import free_port  # noqa: E402 - tools/, as test_triton takes it
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="real-time scheduling is Linux's")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def policies(pid: int) -> dict[int, int]:

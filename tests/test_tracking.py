@@ -171,7 +171,7 @@ def enters_from_the_edge() -> list[np.ndarray]:
 
 def rises_from_the_bottom() -> list[np.ndarray]:
     """Nobody for 5 frames, then a face rises into view from the bottom edge: on 16:9 the whole-frame pass
-    mirrors fewer rows above and below (its input is 192x128) than at the sides."""
+    has few free rows above and below (its input is 192x128), and they are black, not mirrored."""
     return [scene()] * 5 + [scene((500, SIZE[1] - 30 * i)) for i in range(1, 18)]
 
 

@@ -1,7 +1,7 @@
 """Derive face_detection_full_wide.onnx: BlazeFace full range with a 192x128 input instead of 192x192.
 
 Why: the face stage's whole-frame pass looks at a 16:9 frame (with mirrored side edges) letterboxed
-into the model's square input, so a third of each run is spent on mirrored rows above and below the
+into the model's square input, so a third of each run is spent on the empty rows above and below the
 picture. The model is fully convolutional (its upsampling Resizes take scales, its output Reshapes
 take -1), so the same weights run on a 192x128 input, giving a 48x32 anchor grid in place of 48x48:
 a third less work for the pass that runs on every frame before anonymise. Faces are seen at the same
