@@ -436,10 +436,9 @@ def test_admission_judges_the_cpu_one_more_session_would_take() -> None:
     from livefuse.web.signalling import Peer
 
     now = time.monotonic()
-    idle = SimpleNamespace(pipeline=SimpleNamespace(stats=SimpleNamespace(latency=SimpleNamespace(samples=[]))))
 
     def sessions_of(*ages: float) -> Sessions:
-        peers = {f"s{k}": Peer(id=f"s{k}", mode="camera", pc=None, runtime=idle, started=now - age)  # type: ignore[arg-type]
+        peers = {f"s{k}": Peer(id=f"s{k}", mode="camera", pc=None, runtime=stub_runtime(), started=now - age)  # type: ignore[arg-type]
                  for k, age in enumerate(ages)}
         return Sessions(SimpleNamespace(peers=peers))  # type: ignore[arg-type]
 
@@ -466,43 +465,104 @@ def test_admission_judges_the_cpu_one_more_session_would_take() -> None:
     busy = sessions_of(10.0)
     busy.cpu.baseline, busy.cpu.share = 0.4, 0.5
     assert busy.share_with_one_more(list(busy)) == pytest.approx(0.6) and busy.refusal() is None
-    # once a sample had every session past its first second, that cost per session is what counts: a third
-    # session's setup (ICE, DTLS, codecs opening) in a later sample does not make the running ones look dearer
+    # once the CPU marks had every session past its first second, that cost per session is what counts: a
+    # third session's setup (ICE, DTLS, codecs opening) in later marks does not make the running ones look dearer
     ramp = sessions_of(10.0, 10.0)
-    ramp.cpu.share = 0.5
-    ramp.measure_cost()
-    assert ramp.settled_cost == pytest.approx(0.25)
-    ramp.peers.peers["s9"] = Peer(id="s9", mode="camera", pc=None, runtime=idle, started=now - 0.5)  # type: ignore[arg-type]
-    ramp.cpu.share = 0.9
-    ramp.measure_cost()  # not a settled sample: the cost stays
+    clock = marks_at(ramp, now - 2.0, 0.5, seconds=2.0)
+    assert ramp.settled_cost == pytest.approx(0.25) and ramp.cpu.share == pytest.approx(0.5)
+    ramp.peers.peers["s9"] = Peer(id="s9", mode="camera", pc=None, runtime=stub_runtime(), started=now)  # type: ignore[arg-type]
+    clock = marks_at(ramp, clock, 0.9, seconds=0.75)  # not settled: the cost stays
     assert ramp.settled_cost == pytest.approx(0.25)
     assert ramp.share_with_one_more(list(ramp)) == pytest.approx(1.0)  # four sessions at 25 %: no room
-    # peers that stopped sending cost little until closed: a cheap sample right after does not lower the cost
+    # the marks before a session ended, its setup among them, are not charged to those left
     del ramp.peers.peers["s9"]
-    ramp.cpu.share, ramp.cpu.sampled_at = 0.1, ramp.cpu.sampled_at + 2.0
-    ramp.measure_cost()
-    assert ramp.settled_cost == pytest.approx(0.25)
-    ramp.cpu.sampled_at += 20.0  # long after: the cheap sample is the latest there is
-    ramp.measure_cost()
-    assert ramp.settled_cost == pytest.approx(0.05)
+    clock = marks_at(ramp, clock, 0.6, seconds=1.0)
+    assert ramp.settled_cost == pytest.approx(0.3)
+    # peers that stopped sending cost little until they resume or are closed: what they used since their
+    # last frame is not taken for a session's cost, and the cost stays what it was while they streamed
+    clock = marks_at(ramp, clock, 0.1, seconds=3.0, sending=False)
+    assert ramp.settled_cost == pytest.approx(0.3)
+    assert ramp.share_with_one_more(list(ramp)) == pytest.approx(0.9)
+    marks_at(ramp, clock, 0.4, seconds=2.0)  # streaming again, at 20 % each
+    assert ramp.settled_cost == pytest.approx(0.2)
+
+
+def stub_runtime() -> Any:
+    """What admission reads of a session's runtime: its frame count and latency samples."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(pipeline=SimpleNamespace(stats=SimpleNamespace(frames_in=0,
+                                                                          latency=SimpleNamespace(samples=[]))))
+
+
+def marks_at(sessions: Any, start: float, share: float, seconds: float, sending: bool = True) -> float:
+    """Feed `sessions`' CPU load a mark every step from `start` for `seconds`, using `share` of its cores
+    in between, each session receiving frames if `sending`; returns the time of the last mark."""
+    from livefuse.web.sessions import STEP_S
+
+    load = sessions.cpu
+    if not load._marks:
+        load.mark(start, 0.0)
+    at, used = load._marks[-1]
+    at = max(at, start)
+    for _ in range(round(seconds / STEP_S)):
+        at += STEP_S
+        used += share * load.cores * STEP_S
+        for peer in sessions.peers.peers.values():
+            peer.runtime.pipeline.stats.frames_in += 8 if sending else 0
+        load.mark(at, used)
+    return float(at)
+
+
+def test_a_stream_joining_soon_after_another_is_judged_by_their_settled_cost() -> None:
+    """Streams asking 1.5 s apart on a fresh daemon: each costs 25 % of the core once settled, 50 % in its
+    first second. The third is judged by the half second since the second settled (two at 25 %: room for
+    a third), though the last two seconds' share, holding the second's setup, is 0.56."""
+    from types import SimpleNamespace
+
+    from livefuse.web.sessions import Sessions
+    from livefuse.web.signalling import Peer
+
+    now = time.monotonic()
+    sessions = Sessions(SimpleNamespace(peers={}))  # type: ignore[arg-type]
+
+    def join(name: str, at: float) -> None:
+        sessions.peers.peers[name] = Peer(id=name, mode="camera", pc=None, runtime=stub_runtime(), started=at)  # type: ignore[arg-type]
+
+    join("a", now)
+    clock = marks_at(sessions, now, 0.5, seconds=1.0)  # a's setup
+    clock = marks_at(sessions, clock, 0.25, seconds=0.5)
+    assert sessions.settled_cost == pytest.approx(0.25)
+    join("b", clock)
+    clock = marks_at(sessions, clock, 0.75, seconds=1.0)  # b's setup beside a
+    clock = marks_at(sessions, clock, 0.5, seconds=0.5)
+    assert sessions.cpu.share == pytest.approx(0.5625)
+    assert sessions.settled_cost == pytest.approx(0.25)
+    assert sessions.share_with_one_more(list(sessions)) == pytest.approx(0.75) and sessions.refusal() is None
 
 
 def test_the_cpu_baseline_is_what_the_daemon_uses_with_no_session() -> None:
-    from livefuse.web.sessions import CpuLoad
+    """The baseline is the share over a whole window that began after the last mark with a session; the
+    marks are the process's own CPU time."""
+    from livefuse.web.sessions import CPU_SAMPLE_S, CpuLoad
 
     running = [1]
     load = CpuLoad(lambda: running[0])
-    load._process.cpu_percent(None)
+    load.mark(time.monotonic(), time.process_time())
     busy_until = time.monotonic() + 0.2
     while time.monotonic() < busy_until:
         pass
     load.tick(0)
-    assert load.share > 0 and load.baseline == 0.0  # a session ran: not a baseline
+    assert load.share > 0.5 / load.cores and load.baseline == 0.0  # a session ran: not a baseline
     running[0] = 0
-    load.tick(0)
-    assert load.baseline == 0.0  # the first sample without one may still hold its last work
-    load.tick(0)
-    assert load.baseline == load.share
+    t, used = load._marks[-1]
+    for _ in range(round(CPU_SAMPLE_S / 0.25)):
+        t, used = t + 0.25, used + 0.1 * load.cores * 0.25
+        load.mark(t, used)
+        assert load.baseline == 0.0  # the window still holds the session's last work
+    t, used = t + 0.25, used + 0.1 * load.cores * 0.25
+    load.mark(t, used)
+    assert load.baseline == pytest.approx(0.1) and load.share == pytest.approx(0.1)
 
 
 def test_admission_refuses_a_session_when_the_daemon_has_no_cpu_left(web_presets, daemons) -> None:

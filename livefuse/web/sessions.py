@@ -10,8 +10,8 @@ p95 has passed `NEAR_BUDGET` of its budget has no room left, and a new session i
 Retry-After) rather than pushing every stream past its budget. The video encoders run after that
 output, so the daemon's own CPU is watched too: past `MAX_CPU_SHARE` of the cores it may use (over
 the last seconds), one more stream would only slow every encoder down. That is judged before it
-happens: what one running session costs is measured, from the recent CPU samples in which every session
-was past its first second (its setup costs more than the rest), and a session that would take the
+happens: what one running session costs is measured, from the recent stretches of CPU time in which every
+session was past its first second (its setup costs more than the rest), and a session that would take the
 daemon past `MAX_CPU_SHARE` is refused, so those admitted keep their latency. The
 daemon's own stream is not charged to the sessions: its share, measured while none ran, is taken off
 first. Latency cannot grow without bound meanwhile: the pipelines drop frames instead of queueing them.
@@ -26,8 +26,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
-
-import psutil
 
 from livefuse.stats import percentiles_ms
 from livefuse.threads import usable_cores
@@ -45,45 +43,75 @@ RETRY_AFTER_S = 5
 # Of the cores the daemon may run on. Three streams at 83-85 % kept p95 at 20-29 ms; a 4th admitted at 95 %
 # (under the rule before `settled_cost`) brought every stream to 28-29 fps and p95 91-115 ms.
 MAX_CPU_SHARE = 0.9
-CPU_SAMPLE_S = 2.0
+CPU_SAMPLE_S = 2.0  # the window `share` covers: the load that decides whether the daemon is full now
+STEP_S = 0.25  # how often the CPU time is marked: the shortest stretch a session's cost can be read from
 MIN_SAMPLE_SHARE = 0.5  # session-runs within the CPU sample needed before a cost per session is trusted
 # A session's first second (ICE and DTLS, codecs opening, the first key frames) costs more than the rest:
 # judged by samples that held it, two sessions at 24 % of the core were taken for 29 % each.
 SETTLE_S = 1.0
-# A session whose peer stopped sending costs little until it is closed: taken alone, such a sample made a
-# 4th stream look affordable at the end of a run of three. The dearest settled sample this recent counts.
-COST_MEMORY_S = 10.0
+# A session that received no frame for this long has paused (its peer stopped sending): it costs little until
+# it resumes or is closed, and counted as streaming it made a 4th stream look affordable at the end of a run
+# of three. The CPU it used while paused is not taken for what a session costs.
+PAUSED_S = 1.0
 
 
 class CpuLoad(Periodic):
-    """The daemon's CPU use over the last `CPU_SAMPLE_S` seconds, as a share of the cores it may use, and
-    what it was when no session ran (the daemon's own stream: `baseline`, not charged to sessions)."""
+    """The daemon's CPU use as a share of the cores it may use, marked every `STEP_S` seconds, so that the share
+    over any recent stretch can be read: the last `CPU_SAMPLE_S` seconds (`share`), or only the part after the
+    newest session settled (`share_since`). `baseline` is the share over a whole window in which no session ran
+    (the daemon's own stream, not charged to sessions).
 
-    interval = CPU_SAMPLE_S
+    The marks are the process's CPU time (`time.process_time`, all threads, to the nanosecond): a stretch as
+    short as one step is measured exactly, where /proc's clock ticks would make a quarter second's share off by
+    4 % of a core.
+    """
+
+    interval = STEP_S
 
     def __init__(self, sessions_running: Callable[[], int] = lambda: 0,
                  on_sample: Callable[[], None] = lambda: None) -> None:
         super().__init__()
         self._on_sample = on_sample
-        self._process = psutil.Process()
-        self._cores = usable_cores()
+        self.cores = usable_cores()
+        self._sessions_running = sessions_running
+        self._marks: deque[tuple[float, float]] = deque()  # (monotonic time, process CPU seconds)
+        self._busy_at: float | None = None  # the latest mark at which a session ran
         self.share = 0.0
         self.baseline = 0.0
-        self.sampled_at = time.monotonic()  # when `share` was measured: the end of its sample
-        self._sessions_running = sessions_running
-        self._idle_samples = 0  # samples in a row with no session running: the second is a clean baseline
+        self.sampled_at = time.monotonic()  # when `share` was measured: the end of its window
+        self.window_s = CPU_SAMPLE_S  # how long a stretch `share` covers
 
     def start(self) -> None:
-        self._process.cpu_percent(None)  # the first call starts the count
+        self.mark(time.monotonic(), time.process_time())
         super().start()
 
     def tick(self, late_ns: int) -> None:
-        self.share = self._process.cpu_percent(None) / 100 / self._cores
-        self.sampled_at = time.monotonic()
-        self._idle_samples = self._idle_samples + 1 if self._sessions_running() == 0 else 0
-        if self._idle_samples >= 2:
-            self.baseline = self.share
+        self.mark(time.monotonic(), time.process_time())
+
+    def mark(self, at: float, cpu_s: float) -> None:
+        """Record the process's CPU time `cpu_s` at monotonic time `at`, then update the shares."""
+        self._marks.append((at, cpu_s))
+        window_start = at - CPU_SAMPLE_S - STEP_S / 2  # the mark nearest CPU_SAMPLE_S ago, whatever the jitter
+        while self._marks[0][0] < window_start:
+            self._marks.popleft()
+        if self._sessions_running():
+            self._busy_at = at
+        self.share, self.window_s = self.share_since(window_start)
+        self.sampled_at = at
+        whole = self.window_s >= CPU_SAMPLE_S - STEP_S
+        if whole and (self._busy_at is None or self._marks[0][0] > self._busy_at):
+            self.baseline = self.share  # a whole window that began after the last mark at which a session ran
         self._on_sample()
+
+    def share_since(self, since: float) -> tuple[float, float]:
+        """(share, seconds) over the marks from the first one at or after `since` to the latest; (0, 0) when
+        that is a single mark."""
+        start = next((m for m in self._marks if m[0] >= since), self._marks[-1])
+        end = self._marks[-1]
+        span = end[0] - start[0]
+        if span <= 0:
+            return 0.0, 0.0
+        return (end[1] - start[1]) / span / self.cores, span
 
 
 class BudgetWatch(Periodic):
@@ -137,9 +165,12 @@ class Sessions:
         self.cpu = CpuLoad(lambda: len(list(self)), on_sample=self.measure_cost)
         self.watch = BudgetWatch(self)
         self.max_cpu_share = MAX_CPU_SHARE
-        # (when, CPU share per session) of each sample in which every running session was past its first
-        # SETTLE_S seconds
-        self._settled: deque[tuple[float, float]] = deque(maxlen=64)
+        # (when, CPU share per session) at each CPU mark, over the part of its window in which every running
+        # session was past its first SETTLE_S seconds, none was paused, and no other ran
+        self._costs: deque[tuple[float, float]] = deque(maxlen=64)
+        self._running_ids: frozenset[str] = frozenset()
+        self._changed_at = 0.0  # the first CPU mark taken with the sessions running now, all streaming
+        self._frames: dict[str, tuple[int, float]] = {}  # session id: (frames received, the mark they grew at)
 
     def __iter__(self) -> Iterator[Peer]:
         return iter([p for p in self.peers.peers.values()
@@ -161,20 +192,43 @@ class Sessions:
         return percentiles_ms(list(islice(reversed(samples), RECENT_FRAMES)))
 
     def measure_cost(self) -> None:
-        """After each CPU sample: the cost of one session, if every running one was settled in all of it."""
-        running = list(self)
-        start = self.cpu.sampled_at - self.cpu.interval
-        if running and all(p.started + SETTLE_S <= start for p in running):
-            self._settled.append((self.cpu.sampled_at, max(0.0, self.cpu.share - self.cpu.baseline) / len(running)))
+        """After each CPU mark: the cost of one session over the part of the last CPU_SAMPLE_S seconds in which
+        every running session was settled (past its first SETTLE_S seconds) and streaming, and none other
+        ran. So a third stream asking a second and a half after the second is judged by the half second since
+        the second settled, not by a window that holds both setups: judged that way, a fresh daemon with two
+        streams refused a third at "about 114 % (25 % now with 2)"."""
+        at, running = self.cpu.sampled_at, list(self)
+        ids = frozenset(p.id for p in running)
+        paused_since = self._note_frames(running, at)
+        if paused_since is not None:  # the costs measured since its last frame held a paused session
+            while self._costs and self._costs[-1][0] > paused_since:
+                self._costs.pop()
+        if ids != self._running_ids or paused_since is not None:  # the marks before hold other work
+            self._running_ids, self._changed_at = ids, at
+        if not running:
+            return
+        settled_from = max(max(p.started for p in running) + SETTLE_S, self._changed_at)
+        share, span = self.cpu.share_since(max(settled_from, at - self.cpu.window_s))
+        if span > 0:
+            self._costs.append((at, max(0.0, share - self.cpu.baseline) / len(running)))
+
+    def _note_frames(self, running: list[Peer], at: float) -> float | None:
+        """Counts each session's frames at this mark; the mark of the last frame of the session paused
+        longest (none for PAUSED_S seconds), or None when every one is streaming."""
+        frames: dict[str, tuple[int, float]] = {}
+        for peer in running:
+            assert peer.runtime is not None
+            count = peer.runtime.pipeline.stats.frames_in
+            before = self._frames.get(peer.id)
+            frames[peer.id] = before if before is not None and before[0] == count else (count, at)
+        self._frames = frames
+        paused = [grew for _, grew in frames.values() if at - grew > PAUSED_S]
+        return min(paused) if paused else None
 
     @property
     def settled_cost(self) -> float | None:
-        """What one session costs: the dearest of the settled samples taken up to COST_MEMORY_S before the
-        latest one; None before there was one."""
-        if not self._settled:
-            return None
-        recent = [cost for when, cost in self._settled if when >= self._settled[-1][0] - COST_MEMORY_S]
-        return max(recent)
+        """What one streaming session costs, as last measured; None before it was."""
+        return self._costs[-1][1] if self._costs else None
 
     def share_with_one_more(self, running: list[Peer]) -> float | None:
         """The daemon's CPU share with one more session like those running: its share without sessions,
@@ -190,7 +244,9 @@ class Sessions:
         if cost is not None:
             return self.cpu.baseline + cost * (len(running) + 1)
         end = self.cpu.sampled_at
-        ran = sum(min(1.0, max(0.0, end - p.started) / self.cpu.interval) for p in running)
+        if self.cpu.window_s <= 0:
+            return None
+        ran = sum(min(1.0, max(0.0, end - p.started) / self.cpu.window_s) for p in running)
         if ran < MIN_SAMPLE_SHARE:
             return None
         each = max(0.0, self.cpu.share - self.cpu.baseline) / ran
