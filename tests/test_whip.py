@@ -483,7 +483,9 @@ def test_admission_judges_the_cpu_one_more_session_would_take() -> None:
     clock = marks_at(ramp, clock, 0.1, seconds=3.0, sending=False)
     assert ramp.settled_cost == pytest.approx(0.3)
     assert ramp.share_with_one_more(list(ramp)) == pytest.approx(0.9)
-    marks_at(ramp, clock, 0.4, seconds=2.0)  # streaming again, at 20 % each
+    clock = marks_at(ramp, clock, 0.4, seconds=2.0)  # streaming again, at 20 % each: the dearer cost is recent
+    assert ramp.settled_cost == pytest.approx(0.3)
+    marks_at(ramp, clock, 0.4, seconds=12.0)
     assert ramp.settled_cost == pytest.approx(0.2)
 
 
@@ -516,8 +518,8 @@ def marks_at(sessions: Any, start: float, share: float, seconds: float, sending:
 
 def test_a_stream_joining_soon_after_another_is_judged_by_their_settled_cost() -> None:
     """Streams asking 1.5 s apart on a fresh daemon: each costs 25 % of the core once settled, 50 % in its
-    first second. The third is judged by the half second since the second settled (two at 25 %: room for
-    a third), though the last two seconds' share, holding the second's setup, is 0.56."""
+    first second. The third is judged by the stretches after each settled, each by its whole length (25 %
+    a stream: room for a third), though the last two seconds' share, holding the second's setup, is 0.56."""
     from types import SimpleNamespace
 
     from livefuse.web.sessions import Sessions
@@ -531,7 +533,9 @@ def test_a_stream_joining_soon_after_another_is_judged_by_their_settled_cost() -
 
     join("a", now)
     clock = marks_at(sessions, now, 0.5, seconds=1.0)  # a's setup
-    clock = marks_at(sessions, clock, 0.25, seconds=0.5)
+    clock = marks_at(sessions, clock, 0.4, seconds=0.25)
+    assert sessions.settled_cost == pytest.approx(0.4)
+    clock = marks_at(sessions, clock, 0.1, seconds=0.25)  # the same stretch, longer: 25 % over its half second
     assert sessions.settled_cost == pytest.approx(0.25)
     join("b", clock)
     clock = marks_at(sessions, clock, 0.75, seconds=1.0)  # b's setup beside a

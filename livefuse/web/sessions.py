@@ -53,6 +53,11 @@ SETTLE_S = 1.0
 # it resumes or is closed, and counted as streaming it made a 4th stream look affordable at the end of a run
 # of three. The CPU it used while paused is not taken for what a session costs.
 PAUSED_S = 1.0
+# Costs read from short stretches are noisy both ways: taking the latest one let a third stream in at 90 % of
+# the core (24-26 fps, p95 168-188 ms). The dearest reading this recent counts; readings do not overlap, as
+# the dearest of 40 overlapping ones (one a mark) ran higher: 93-99 % predicted for a third stream beside two
+# using 56-61 %.
+COST_MEMORY_S = 10.0
 
 
 class CpuLoad(Periodic):
@@ -165,11 +170,13 @@ class Sessions:
         self.cpu = CpuLoad(lambda: len(list(self)), on_sample=self.measure_cost)
         self.watch = BudgetWatch(self)
         self.max_cpu_share = MAX_CPU_SHARE
-        # (when, CPU share per session) at each CPU mark, over the part of its window in which every running
-        # session was past its first SETTLE_S seconds, none was paused, and no other ran
-        self._costs: deque[tuple[float, float]] = deque(maxlen=64)
+        # (when, where its reading began, CPU share per session) at each CPU mark, over the part of the reading
+        # (up to CPU_SAMPLE_S long) in which every running session was past its first SETTLE_S seconds, none
+        # was paused, and no other ran
+        self._costs: deque[tuple[float, float, float]] = deque(maxlen=128)
         self._running_ids: frozenset[str] = frozenset()
         self._changed_at = 0.0  # the first CPU mark taken with the sessions running now, all streaming
+        self._reading_from = 0.0  # where the reading being taken began, at the latest (readings do not overlap)
         self._frames: dict[str, tuple[int, float]] = {}  # session id: (frames received, the mark they grew at)
 
     def __iter__(self) -> Iterator[Peer]:
@@ -194,9 +201,9 @@ class Sessions:
     def measure_cost(self) -> None:
         """After each CPU mark: the cost of one session over the part of the last CPU_SAMPLE_S seconds in which
         every running session was settled (past its first SETTLE_S seconds) and streaming, and none other
-        ran. So a third stream asking a second and a half after the second is judged by the half second since
-        the second settled, not by a window that holds both setups: judged that way, a fresh daemon with two
-        streams refused a third at "about 114 % (25 % now with 2)"."""
+        ran. So a third stream asking a second and a half after the second is judged by the stretches after
+        each settled, not by a window that holds both setups (judged that way, a fresh daemon with two streams
+        refused a third at "about 114 % (25 % now with 2)"), nor by what a session that stopped sending used."""
         at, running = self.cpu.sampled_at, list(self)
         ids = frozenset(p.id for p in running)
         paused_since = self._note_frames(running, at)
@@ -208,9 +215,11 @@ class Sessions:
         if not running:
             return
         settled_from = max(max(p.started for p in running) + SETTLE_S, self._changed_at)
-        share, span = self.cpu.share_since(max(settled_from, at - self.cpu.window_s))
+        share, span = self.cpu.share_since(max(settled_from, self._reading_from))
         if span > 0:
-            self._costs.append((at, max(0.0, share - self.cpu.baseline) / len(running)))
+            self._costs.append((at, round(at - span, 6), max(0.0, share - self.cpu.baseline) / len(running)))
+        if span >= CPU_SAMPLE_S - STEP_S / 2:
+            self._reading_from = at  # a whole window's reading: the next one begins here, not overlapping it
 
     def _note_frames(self, running: list[Peer], at: float) -> float | None:
         """Counts each session's frames at this mark; the mark of the last frame of the session paused
@@ -227,8 +236,17 @@ class Sessions:
 
     @property
     def settled_cost(self) -> float | None:
-        """What one streaming session costs, as last measured; None before it was."""
-        return self._costs[-1][1] if self._costs else None
+        """What one streaming session costs: the dearest reading taken up to COST_MEMORY_S before the latest one
+        (readings of up to CPU_SAMPLE_S, one after the other, each by its whole length); None before there was
+        one."""
+        if not self._costs:
+            return None
+        latest = self._costs[-1][0]
+        readings: dict[float, float] = {}  # a reading still growing: its latest, longest figure counts
+        for when, begin, cost in self._costs:
+            if when >= latest - COST_MEMORY_S:
+                readings[begin] = cost
+        return max(readings.values())
 
     def share_with_one_more(self, running: list[Peer]) -> float | None:
         """The daemon's CPU share with one more session like those running: its share without sessions,
