@@ -568,6 +568,22 @@ def test_the_cpu_baseline_is_what_the_daemon_uses_with_no_session() -> None:
     load.mark(t, used)
     assert load.baseline == pytest.approx(0.1) and load.share == pytest.approx(0.1)
 
+    async def started() -> list[float]:
+        """A daemon's first CPU_SAMPLE_S seconds (its first frames) are not its baseline either."""
+        fresh = CpuLoad(lambda: 0)
+        fresh.start()
+        t, used = fresh._marks[-1]
+        baselines = []
+        for _ in range(round(2 * CPU_SAMPLE_S / 0.25) + 1):
+            t, used = t + 0.25, used + 0.1 * fresh.cores * 0.25
+            fresh.mark(t, used)
+            baselines.append(fresh.baseline)
+        await fresh.stop()
+        return baselines
+
+    baselines = asyncio.run(started())
+    assert baselines[round(2 * CPU_SAMPLE_S / 0.25) - 1] == 0.0 and baselines[-1] == pytest.approx(0.1)
+
 
 def test_admission_refuses_a_session_when_the_daemon_has_no_cpu_left(web_presets, daemons) -> None:
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()

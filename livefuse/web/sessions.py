@@ -80,14 +80,16 @@ class CpuLoad(Periodic):
         self.cores = usable_cores()
         self._sessions_running = sessions_running
         self._marks: deque[tuple[float, float]] = deque()  # (monotonic time, process CPU seconds)
-        self._busy_at: float | None = None  # the latest mark at which a session ran
+        self._busy_at: float | None = None  # the latest mark at which a session ran (or the start-up ended)
         self.share = 0.0
         self.baseline = 0.0
         self.sampled_at = time.monotonic()  # when `share` was measured: the end of its window
         self.window_s = CPU_SAMPLE_S  # how long a stretch `share` covers
 
     def start(self) -> None:
-        self.mark(time.monotonic(), time.process_time())
+        now = time.monotonic()
+        self._busy_at = now + CPU_SAMPLE_S  # the daemon's first seconds (its first frames) are not its baseline
+        self.mark(now, time.process_time())
         super().start()
 
     def tick(self, late_ns: int) -> None:
@@ -100,7 +102,7 @@ class CpuLoad(Periodic):
         while self._marks[0][0] < window_start:
             self._marks.popleft()
         if self._sessions_running():
-            self._busy_at = at
+            self._busy_at = max(at, self._busy_at or at)
         self.share, self.window_s = self.share_since(window_start)
         self.sampled_at = at
         whole = self.window_s >= CPU_SAMPLE_S - STEP_S
