@@ -557,7 +557,7 @@ def test_the_cpu_baseline_is_what_the_daemon_uses_with_no_session() -> None:
     while time.monotonic() < busy_until:
         pass
     load.tick(0)
-    assert load.share > 0.5 / load.cores and load.baseline == 0.0  # a session ran: not a baseline
+    assert load.share > 0.25 / load.cores and load.baseline == 0.0  # a session ran: not a baseline
     running[0] = 0
     t, used = load._marks[-1]
     for _ in range(round(CPU_SAMPLE_S / 0.25)):
