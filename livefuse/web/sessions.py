@@ -254,8 +254,8 @@ class Sessions:
         """The daemon's CPU share with one more session like those running: its share without sessions,
         plus the measured cost of one session times one more.
 
-        The cost comes from the CPU samples in which every running session was settled (past its first
-        SETTLE_S seconds: `settled_cost`). Before there was one, it is the current sample's share split
+        The cost comes from the CPU readings in which every running session was settled (past its first
+        SETTLE_S seconds) and streaming: `settled_cost`. Before there was one, it is the current share split
         between the sessions, each counting for the part of the sample it ran (up to when the sample was
         taken, not up to now, or one that started in between would look cheap); None while they ran too
         little of it to go by.
