@@ -282,7 +282,9 @@ def test_killed_server_falls_back_locally_with_no_face_shown_then_returns(repo: 
                            "--size", "640x360", "--duration", "14", "--executor", server.grpc_url], livefuse_env)
     try:
         started = daemon.when("running preset")  # capture (and the recording's clock) starts here
-        time.sleep(4)
+        time.sleep(1)
+        served_early = metric(server.metrics(), "nv_inference_request_success", DETECTOR)
+        time.sleep(3)
         served_before_kill = metric(server.metrics(), "nv_inference_request_success", DETECTOR)
         killed = time.monotonic()
         server.kill()
@@ -290,13 +292,19 @@ def test_killed_server_falls_back_locally_with_no_face_shown_then_returns(repo: 
         restarted = time.monotonic()
         server.start()  # same ports: the daemon's watcher finds it again
         ready = time.monotonic()
-        time.sleep(4)
+        came_back = daemon.when("answers again", restarted, timeout=10)
+        served_on_return = metric(server.metrics(), "nv_inference_request_success", DETECTOR)
+        time.sleep(max(0.0, max(ready + 4, came_back + 2) - time.monotonic()))
         served_after_restart = metric(server.metrics(), "nv_inference_request_success", DETECTOR)
         assert daemon.wait() == 0, daemon.log
     finally:
         server.stop()
-    assert served_before_kill >= 20 and served_after_restart >= 20, (served_before_kill, served_after_restart)
-    fell_back, came_back = daemon.when("is not answering", killed), daemon.when("answers again", restarted)
+    # Triton served frames up to the kill, and again after the daemon said it came back. How many depends on the
+    # machine's load (a busy 2-core CI filters few frames a second through the Triton path), so only the increase
+    # is required: this test is about switching away and back, not about throughput.
+    counts = (served_early, served_before_kill, served_on_return, served_after_restart)
+    assert served_before_kill > served_early and served_after_restart > served_on_return, counts
+    fell_back = daemon.when("is not answering", killed)
     assert killed <= fell_back < killed + 1.0 and restarted < came_back < ready + 3.0
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
