@@ -49,9 +49,11 @@ class AudioInput(Protocol):
 class _LiveEdge:
     """Finds where a stream's backlog ends. Opening a stream reads ahead to learn its codecs, so its first
     frames come in a burst, already old; picture and sound stamped as they arrive would be squeezed
-    together and the sound would then lag for good. Capture starts with the first frame that comes at its
-    own pace (or after `GIVE_UP_NS`); sound is stamped from `SETTLE_NS` on, once the clock has seen
-    enough frames to know when they arrive at the earliest."""
+    together and the sound would then lag for good. The backlog ends with the first frame that comes at
+    its own pace (or after `GIVE_UP_NS`). The frames of the next `SETTLE_NS` only teach the clock when
+    frames arrive at the earliest: each comes late by its own share of the sender's and the network's
+    jitter, so a picture stamped before the clock has seen enough of them would show after its sound
+    (66 ms on a loaded machine). Capture, of picture and sound alike, starts once the clock has settled."""
 
     GIVE_UP_NS = 2_000_000_000
     PACED = 1
@@ -113,6 +115,7 @@ class SourceAudio:
         self._live_edge = _LiveEdge() if source.live else None
         self._last_media_ns = 0
         self._held: list[tuple[int, av.AudioFrame]] = []
+        self._capturing = False  # a stream: whether its clock has settled and its frames go on
         source.enable_audio()
 
     def start(self, deliver: Deliver) -> None:
@@ -122,7 +125,7 @@ class SourceAudio:
         """The capture time to stamp the frame just read with (None: skip it), from its media time: a paced file's frame
         belongs to its pacer slot (a late wake-up of the capture thread must not shift it against its
         sound), a stream's to when its media instant arrived at the earliest (not when a burst of
-        buffered frames was delivered)."""
+        buffered frames was delivered). A stream's frames are skipped until that is known (`_LiveEdge`)."""
         media = self._source.video_media_ns
         slot = self._source.video_slot_ns
         if self._live_edge is not None and self._live_edge.stale(now_ns, self._source.fps):
@@ -132,12 +135,16 @@ class SourceAudio:
             self._send_before_loop()
         self._last_media_ns = media
         self._clock.anchor(media, slot if slot is not None and slot <= now_ns else now_ns)
+        if self._live_edge is not None and not self._capturing:
+            if not self._live_edge.settled(now_ns):
+                self._held += self._source.take_audio()  # some of it may be the next frames' sound
+                return None
+            self._capturing = True  # the sound from this picture's instant on goes with it
+            self._held = [(at, frame) for at, frame in self._held + self._source.take_audio()
+                          if at + frame.samples * 1_000_000_000 // frame.sample_rate > media]
         return min(now_ns, self._clock.capture_ns(media))
 
     def on_video(self, capture_ns: int) -> None:
-        if self._live_edge is not None and not self._live_edge.settled(time.monotonic_ns()):
-            self._held += self._source.take_audio()  # stamped once the clock has settled, a moment on
-            return
         self._send(self._held + self._source.take_audio())
         self._held = []
 
