@@ -44,8 +44,18 @@ def _run_both(name: str, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarr
     it.set_tensor(it.get_input_details()[0]["index"], x)
     it.invoke()
     ref = [it.get_tensor(d["index"]) for d in it.get_output_details()]
-    got = list(OrtRunner(MP / f"{name}.onnx").run({"input": x}).values())
+    got = list(OrtRunner(MP / f"{name}.onnx").run({"input": _onnx_input(name, x)}).values())
     return ref, got
+
+
+def _onnx_input(name: str, x: np.ndarray) -> np.ndarray:
+    """The ONNX model's input for the reference's RGB floats `x`: FaceMesh's takes the uint8 BGR pixels that
+    `x` (pixels / 255) was made from (tools/pixel_input.py)."""
+    if OrtRunner(MP / f"{name}.onnx").session.get_inputs()[0].type != "tensor(uint8)":
+        return x
+    pixels = np.rint(x * 255.0)
+    assert np.abs(pixels - x * 255.0).max() < 1e-3, "a pixel-input model is compared on whole pixel values"
+    return np.ascontiguousarray(pixels.astype(np.uint8)[..., ::-1])
 
 
 def _input(rgb: np.ndarray, width: int, height: int, lo: float, hi: float) -> np.ndarray:

@@ -97,10 +97,10 @@ def test_smoothing_runs_on_capture_times_and_a_reopened_source_starts_afresh(eng
     for i in range(3):
         stage.process(frame(i, images[i]))
     track = stage.tracker.tracks[0]
-    assert track.box_filter._t == pytest.approx(1.0 + 2 * FRAME_NS / 1e9)  # seconds of capture time
+    assert track.filter._t == pytest.approx(1.0 + 2 * FRAME_NS / 1e9)  # seconds of capture time
     late = Frame(seq=3, pts=0, capture_ns=1_000_000_000 + 5 * FRAME_NS, image=images[3])  # 2 frames dropped
     stage.process(late)
-    assert track.box_filter._t == pytest.approx(1.0 + 5 * FRAME_NS / 1e9)
+    assert track.filter._t == pytest.approx(1.0 + 5 * FRAME_NS / 1e9)
     again = Frame(seq=0, pts=0, capture_ns=500_000_000, image=images[4])  # capture time went back: reopened
     stage.process(again)
     assert [f.track_id for f in again.faces] == [2]

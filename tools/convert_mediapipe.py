@@ -21,6 +21,8 @@ TFLite interpreter computes each DENSIFY output, which becomes a constant buffer
 
 PRelu (FaceMesh has 23) is rewritten as depthwise convolutions that onnxruntime's CPU provider keeps
 in its blocked layout: FaceMesh runs 2.7x faster on the CPU, with the same outputs (prelu_rewrite.py).
+FaceMesh then takes the crop's uint8 BGR pixels, with the channel swap and the 1/255 scale folded into
+its first convolution (pixel_input.py), so the face stage makes no input tensor of its own.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Spec:
     inputs: dict[str, str]  # tflite tensor name -> onnx name
     outputs: dict[str, str]
     sparse: bool = False  # weights stored sparse behind DENSIFY ops: densify before converting
+    pixel_input: bool = False  # take uint8 BGR pixels instead of RGB floats in [0, 1] (pixel_input.py)
 
 
 SPECS = [
@@ -84,6 +87,7 @@ SPECS = [
         "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
         {"input_1": "input"},
         {"conv2d_21": "landmarks", "conv2d_31": "face_flag"},
+        pixel_input=True,
     ),
     Spec(
         "selfie_segmentation",
@@ -257,7 +261,8 @@ def convert(spec: Spec) -> Path:
     """Convert one model, give its inputs and outputs readable names, check it loads."""
     import onnx
     import tf2onnx
-    from prelu_rewrite import prelu_as_depthwise  # tools/, beside this script
+    from pixel_input import pixels_as_input  # tools/, beside this script
+    from prelu_rewrite import prelu_as_depthwise
 
     src = TFLITE_DIR / Path(spec.wheel_path).name
     _TRANSPOSE_PARAMS.clear()
@@ -278,6 +283,8 @@ def convert(spec: Spec) -> Path:
         value.name = renames[value.name]
     prelu_as_depthwise(model)  # FaceMesh's PRelu, kept in onnxruntime's NCHWc layout (prelu_rewrite.py)
     canonical_names(model.graph, set(renames.values()))
+    if spec.pixel_input:
+        pixels_as_input(model)  # after the renaming: its Cast keeps its own name
     model.graph.name = spec.name
     model.doc_string = f"mediapipe=={MEDIAPIPE_VERSION} {spec.wheel_path}, converted by {TOOL}"
     del model.metadata_props[:]  # tf2onnx writes its own version and paths there; keep output stable
@@ -297,13 +304,14 @@ def manifest_entry(spec: Spec, path: Path) -> str:
         parts = []
         for v in values:
             shape = [d.dim_value for d in v.type.tensor_type.shape.dim]
-            parts.append(f'{{ name = "{v.name}", shape = {shape}, dtype = "float32" }}')
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
+            parts.append(f'{{ name = "{v.name}", shape = {shape}, dtype = "{dtype}" }}')
         return "[ " + ", ".join(parts) + " ]"
 
     data = path.read_bytes()
-    # Face detection takes [-1, 1] (x / 127.5 - 1); FaceMesh and selfie segmentation take [0, 1].
+    # Face detection takes [-1, 1] (x / 127.5 - 1); selfie segmentation takes [0, 1]; FaceMesh the pixels.
     centred = spec.name.startswith("face_detection")
-    mean, std = ("127.5", "127.5") if centred else ("0.0", "255.0")
+    mean, std = ("127.5", "127.5") if centred else ("0.0", "1.0") if spec.pixel_input else ("0.0", "255.0")
     return "\n".join(
         [
             "[[model]]",
@@ -318,7 +326,7 @@ def manifest_entry(spec: Spec, path: Path) -> str:
             f"inputs = {io(model.graph.input)}",
             f"outputs = {io(model.graph.output)}",
             "[model.preprocess]",
-            'color = "RGB"',
+            f'color = "{"BGR" if spec.pixel_input else "RGB"}"',
             'layout = "NHWC"',
             f"mean = [{mean}, {mean}, {mean}]",
             f"std = [{std}, {std}, {std}]",

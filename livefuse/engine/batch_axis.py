@@ -67,6 +67,12 @@ def _cpu_session(model: onnx.ModelProto) -> object:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
+def _dtype(value: Any) -> type[np.generic]:
+    """An onnxruntime input's numpy type: uint8 for a model that takes pixels (tools/pixel_input.py), else
+    float32."""
+    return np.uint8 if value.type == "tensor(uint8)" else np.float32
+
+
 def _reshape_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     """The real output shape of every Reshape, from one run at batch 1 with those tensors exposed.
 
@@ -80,7 +86,7 @@ def _reshape_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     names = [n.output[0] for n in probe.graph.node if n.op_type == "Reshape" and n.output[0] not in known]
     probe.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names)
     session: Any = _cpu_session(probe)
-    feeds = {v.name: np.zeros([d if isinstance(d, int) else 1 for d in v.shape], np.float32)
+    feeds = {v.name: np.zeros([d if isinstance(d, int) else 1 for d in v.shape], _dtype(v))
              for v in session.get_inputs()}
     outputs = [o.name for o in session.get_outputs()]
     return {name: list(value.shape) for name, value in zip(outputs, session.run(None, feeds), strict=True)}
@@ -96,7 +102,10 @@ def batch_error(model: onnx.ModelProto, items: int = 3, seed: int = 0) -> float:
     feeds: dict[str, np.ndarray] = {}
     for value in session.get_inputs():
         shape = [items, *[d if isinstance(d, int) else 1 for d in value.shape[1:]]]
-        feeds[value.name] = rng.random(shape, dtype=np.float32)
+        if _dtype(value) == np.uint8:
+            feeds[value.name] = rng.integers(0, 256, shape, dtype=np.uint8)
+        else:
+            feeds[value.name] = rng.random(shape, dtype=np.float32)
     batched = session.run(None, feeds)
     worst = 0.0
     for i in range(items):

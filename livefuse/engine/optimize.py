@@ -87,8 +87,9 @@ def calibration_images(directory: Path) -> list[Path]:
     return files
 
 
-def image_tensor(image: np.ndarray, shape: tuple[int, ...], pre: Preprocess) -> np.ndarray:
-    """A BGR image as a model input of `shape` (batch 1) following the manifest's preprocess table."""
+def image_tensor(image: np.ndarray, shape: tuple[int, ...], pre: Preprocess, dtype: str = "float32") -> np.ndarray:
+    """A BGR image as a model input of `shape` (batch 1) and `dtype` following the manifest's preprocess table
+    (a uint8 input takes the pixels: BGR, mean 0, std 1)."""
     if pre.layout.upper() == "NCHW":
         h, w = shape[2], shape[3]
     else:
@@ -99,21 +100,22 @@ def image_tensor(image: np.ndarray, shape: tuple[int, ...], pre: Preprocess) -> 
     x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
     if pre.layout.upper() == "NCHW":
         x = x.transpose(2, 0, 1)
-    return np.ascontiguousarray(x[None], np.float32)
+    return np.ascontiguousarray(x[None], np.dtype(dtype))
 
 
 class _ImageReader:
     """onnxruntime CalibrationDataReader over a folder of images (duck-typed: get_next/rewind)."""
 
-    def __init__(self, files: list[Path], input_name: str, shape: tuple[int, ...], pre: Preprocess) -> None:
-        self.files, self.input_name, self.shape, self.pre = files, input_name, shape, pre
+    def __init__(self, files: list[Path], input_name: str, shape: tuple[int, ...], pre: Preprocess,
+                 dtype: str) -> None:
+        self.files, self.input_name, self.shape, self.pre, self.dtype = files, input_name, shape, pre, dtype
         self._it: Iterator[Path] = iter(files)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         for path in self._it:
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is not None:
-                return {self.input_name: image_tensor(image, self.shape, self.pre)}
+                return {self.input_name: image_tensor(image, self.shape, self.pre, self.dtype)}
         return None
 
     def rewind(self) -> None:
@@ -141,6 +143,7 @@ def to_int8(model_path: Path, dest: Path, calibration: Path, entry: ModelEntry) 
         spec.name,
         tuple(int(d) for d in spec.shape),
         entry.preprocess or Preprocess(),
+        spec.dtype,
     )
     model = onnx.load(str(model_path))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)

@@ -51,12 +51,16 @@ def fixed_feeds(inputs: Mapping[str, tuple[Shape, np.dtype]], preprocess: Prepro
                 seed: int = 0) -> dict[str, np.ndarray]:
     """A fixed input for every model input: seeded pixels 0..255, normalised as the manifest says.
 
-    Named or unknown axes get size 1. Without a preprocess table, float inputs are uniform in 0..1.
+    Named or unknown axes get size 1. Without a preprocess table, float inputs are uniform in 0..1; a
+    uint8 input gets the pixels as they are.
     """
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
     for name, (shape, dtype) in inputs.items():
         dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+        if np.dtype(dtype) == np.uint8:  # a model that takes the pixels themselves (tools/pixel_input.py)
+            feeds[name] = rng.integers(0, 256, dims, dtype=np.uint8)
+            continue
         if not np.issubdtype(dtype, np.floating):
             feeds[name] = np.zeros(dims, dtype)
             continue

@@ -32,7 +32,7 @@ from livefuse.stages.registry import register
 from livefuse.stages.tiled_detector import TiledDetector, overlaps
 from livefuse.stages.tracking import FaceTracker
 from livefuse.vision.detectors import BlazeFaceDetector, RetinaFaceDetector, YuNetDetector
-from livefuse.vision.landmarks import FaceLandmarker, arcface_points
+from livefuse.vision.landmarks import FaceLandmarker, Roi, arcface_points
 from livefuse.vision.pixels import FramePixels, HostPixels
 
 if TYPE_CHECKING:
@@ -50,15 +50,14 @@ DETECT_SECONDS = 0.25  # detect_every = 0: detect this often
 RESTART_GAP_S = 1.0  # capture times going back, or a gap this long: a new scene (source reopened)
 
 
-def _follow_box(track_box: np.ndarray, track_mesh: np.ndarray, mesh: np.ndarray) -> np.ndarray:
-    """The track's box moved and scaled as its mesh moved and grew (the box keeps the detector's framing)."""
-    c0, c1 = track_mesh[:, :2].mean(0), mesh[:, :2].mean(0)
-    s0 = float(np.sqrt(((track_mesh[:, :2] - c0) ** 2).sum(1).mean()))
-    s1 = float(np.sqrt(((mesh[:, :2] - c1) ** 2).sum(1).mean()))
-    k = s1 / max(s0, 1e-6)
-    centre = ((track_box[:2] + track_box[2:]) / 2 - c0) * k + c1
-    half = (track_box[2:] - track_box[:2]) / 2 * k
-    return np.concatenate([centre - half, centre + half]).astype(np.float32)
+def _follow_box(track_box: np.ndarray, before: Roi, after: Roi) -> np.ndarray:
+    """The track's box moved and scaled as its FaceMesh crop moved and grew from `before` to `after`: the
+    box keeps the detector's framing around a face the mesh follows."""
+    k = after.side / max(before.side, 1e-6)
+    x1, y1, x2, y2 = track_box.tolist()
+    cx, cy = ((x1 + x2) / 2 - before.x) * k + after.x, ((y1 + y2) / 2 - before.y) * k + after.y
+    hx, hy = (x2 - x1) / 2 * k, (y2 - y1) / 2 * k
+    return np.array([cx - hx, cy - hy, cx + hx, cy + hy], np.float32)
 
 
 class FaceStage(Stage):
@@ -105,6 +104,7 @@ class FaceStage(Stage):
         self._phase = 0  # frames since the last full detection (its place in the period: modulo detect_every)
         self._last_t: float | None = None
         self._guarding = False  # a privacy stage (anonymise) follows: scan every frame whatever the parameter
+        self._next_rois: dict[int, tuple[np.ndarray, Roi]] = {}  # track id -> (its mesh, FaceMesh's next crop)
 
     def feeds_privacy(self) -> None:
         """Anonymise follows: a face entering between detections must be found on its first frame, so the
@@ -118,8 +118,7 @@ class FaceStage(Stage):
         self.tracker.beta = p["beta"]
         self.tracker.hold_frames = p["hold_frames"]
         for track in self.tracker.tracks:
-            for f in (track.box_filter, track.points_filter, track.mesh_filter):
-                f.min_cutoff, f.beta = p["min_cutoff"], p["beta"]
+            track.filter.min_cutoff, track.filter.beta = p["min_cutoff"], p["beta"]
 
     @property
     def detect_every(self) -> int:
@@ -137,20 +136,32 @@ class FaceStage(Stage):
         return t
 
     def _follow(self, image: FramePixels) -> tuple[list[Face], bool]:
-        """Each live track's face found again by FaceMesh where its last mesh was; True if one was lost."""
+        """Each live track's face found again by FaceMesh where its last mesh was; True if one was lost.
+
+        A followed face's next crop is worked out here, from its new mesh, and kept for the next frame
+        (`_next_rois`, by track, with the mesh it came from): the box follows the crop, so the crop is
+        made once a frame, not once for the box and again for the next frame's FaceMesh run.
+        """
         assert self.landmarker is not None
-        followed, lost = [], False
+        followed, lost, next_rois = [], False, {}
         for track in self.tracker.tracks:
             if track.misses or track.raw.mesh is None:
                 lost = lost or not track.misses  # a face without a mesh cannot be followed: detect
                 continue
-            mesh, presence = self.landmarker.track(image, track.raw.mesh)
+            kept = self._next_rois.get(track.id)
+            if kept is not None and kept[0] is track.raw.mesh:
+                roi = kept[1]
+            else:  # a mesh that came from elsewhere (a detection): its crop is worked out now
+                roi = self.landmarker.mesh_roi(track.raw.mesh)
+            mesh, presence = self.landmarker.track(image, roi)
             if presence < self.landmarker.min_presence:
                 lost = True
                 continue
-            box = _follow_box(track.raw.box, track.raw.mesh, mesh)
-            followed.append(Face(box=box, score=track.raw.score, landmarks5=arcface_points(mesh),
-                                 track_id=track.id, mesh=mesh))
+            after = self.landmarker.mesh_roi(mesh)
+            next_rois[track.id] = (mesh, after)
+            followed.append(Face(box=_follow_box(track.raw.box, roi, after), score=track.raw.score,
+                                 landmarks5=arcface_points(mesh), track_id=track.id, mesh=mesh))
+        self._next_rois = next_rois
         return followed, lost
 
     def _find(self, image: FramePixels, known: list[Face]) -> list[Face]:

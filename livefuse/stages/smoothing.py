@@ -45,12 +45,21 @@ class OneEuro:
             return self._x
         dt = t - self._t
         assert self._dx is not None
-        dx = (x - self._x) / dt
-        self._dx = self._dx + _alpha(self.d_cutoff, dt) * (dx - self._dx)
-        # Per-element cutoff from the element's own speed, in face sizes per second.
-        speed = np.abs(self._dx) / max(scale, 1e-6)
-        cutoff = self.min_cutoff + self.beta * speed
-        a = np.asarray(_alpha(cutoff, dt), dtype=np.float32)
-        self._x = self._x + a * (x - self._x)
+        # Written as few whole-array steps as it can be: the filter runs once a face a frame, and on a busy
+        # host each numpy call after the frame's pause costs far more than its arithmetic.
+        dx = x - self._x
+        dx /= dt
+        dx -= self._dx
+        dx *= _alpha(self.d_cutoff, dt)
+        self._dx = self._dx + dx
+        # Per-element cutoff from the element's own speed, in face sizes per second:
+        # alpha = 1 / (1 + tau / dt) with tau = 1 / (2 pi cutoff), so alpha = u / (u + 1), u = 2 pi cutoff dt.
+        u = np.abs(self._dx)
+        u *= 2.0 * math.pi * dt * self.beta / max(scale, 1e-6)
+        u += 2.0 * math.pi * dt * self.min_cutoff
+        u /= u + 1.0
+        step = x - self._x
+        step *= u
+        self._x = self._x + step
         self._t = t
         return self._x

@@ -29,9 +29,7 @@ def grow_box(box: np.ndarray, factor: float) -> np.ndarray:
 class Track:
     id: int
     face: Face  # the latest smoothed face
-    box_filter: OneEuro
-    points_filter: OneEuro
-    mesh_filter: OneEuro
+    filter: OneEuro  # over box, five points and mesh at once: one filter run a face a frame
     raw: Face  # the latest face as found, before smoothing (FaceMesh looks for it there next)
     misses: int = 0
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))  # box px per second
@@ -53,9 +51,8 @@ class FaceTracker:
         self._next_id = 1
         self._last_t: float | None = None
 
-    def _filters(self) -> tuple[OneEuro, OneEuro, OneEuro]:
-        return (OneEuro(self.min_cutoff, self.beta), OneEuro(self.min_cutoff, self.beta),
-                OneEuro(self.min_cutoff, self.beta))
+    def _filter(self) -> OneEuro:
+        return OneEuro(self.min_cutoff, self.beta)
 
     def update(self, detections: list[Face], t: float) -> list[Face]:
         """Fold one frame's detections (taken at time t seconds) into the tracks; returns the faces to show."""
@@ -128,8 +125,7 @@ class FaceTracker:
         return matches, [d for i, d in enumerate(detections) if i not in used]
 
     def _start(self, det: Face, t: float) -> None:
-        bf, pf, mf = self._filters()
-        track = Track(self._next_id, det, bf, pf, mf, raw=det)
+        track = Track(self._next_id, det, self._filter(), raw=det)
         self._next_id += 1
         self._absorb(track, det, t, fresh=True)
         self.tracks.append(track)
@@ -137,14 +133,17 @@ class FaceTracker:
     def _absorb(self, track: Track, det: Face, t: float, fresh: bool = False) -> None:
         scale = float(max(det.box[2] - det.box[0], det.box[3] - det.box[1], 1.0))
         if track.misses:  # back after a miss: the face may have jumped; do not drag the old position in
-            for f in (track.box_filter, track.points_filter, track.mesh_filter):
-                f.reset()
+            track.filter.reset()
         if self.smooth:
-            box = track.box_filter(det.box, t, scale).copy()
-            points = track.points_filter(det.landmarks5, t, scale).copy()
-            mesh = None if det.mesh is None else track.mesh_filter(det.mesh, t, scale).copy()
-            vel = track.box_filter.velocity()
-            track.velocity = np.zeros(4, np.float32) if vel is None else vel.copy()
+            # One vector, so one filter run: the box (4), the five points (10), the mesh (1404) when there is
+            # one. The filter is elementwise, so this is three filters at once; a face gaining or losing its
+            # mesh changes the vector's length, which restarts the filter.
+            parts = [det.box, det.landmarks5.ravel()] + ([] if det.mesh is None else [det.mesh.ravel()])
+            smoothed = track.filter(np.concatenate(parts), t, scale).copy()
+            box, points = smoothed[:4], smoothed[4:14].reshape(5, 2)
+            mesh = None if det.mesh is None else smoothed[14:].reshape(-1, 3)
+            vel = track.filter.velocity()
+            track.velocity = np.zeros(4, np.float32) if vel is None else vel[:4].copy()
         else:
             box, points, mesh = det.box.copy(), det.landmarks5.copy(), None if det.mesh is None else det.mesh.copy()
             if not fresh and not track.misses and self._last_t is not None and t > self._last_t:

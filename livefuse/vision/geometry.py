@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, limit: int = 0) -> np
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
+
+
+def sigmoid_scalar(x: float) -> float:
+    """`sigmoid` of one number, without numpy's per-call cost."""
+    return 1.0 / (1.0 + math.exp(-min(max(x, -80.0), 80.0)))
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
