@@ -33,6 +33,14 @@ def open_session(path: Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
+def random_input(rng: np.random.Generator, value: ort.NodeArg) -> np.ndarray:
+    """Random values of the input's declared shape: pixels for a uint8 input, 0..1 for a float one."""
+    shape = [d if isinstance(d, int) else 1 for d in value.shape]
+    if value.type == "tensor(uint8)":
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    return rng.random(shape, np.float32)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", type=Path, nargs="+")
@@ -45,9 +53,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     feeds = []
     for s in sessions:
-        feeds.append({i.name: rng.random([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
-                      for i in s.get_inputs()})
-    if len(sessions) >= 2 and feeds[0].keys() == feeds[1].keys():
+        feeds.append({i.name: random_input(rng, i) for i in s.get_inputs()})
+    signatures = [[(i.name, i.type) for i in s.get_inputs()] for s in sessions]
+    if len(sessions) >= 2 and signatures[0] == signatures[1]:
         a, b = sessions[0].run(None, feeds[0]), sessions[1].run(None, feeds[0])
         diffs = [float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True)]
         print(f"outputs, {args.models[0].name} against {args.models[1].name}: max abs difference {diffs}")

@@ -30,7 +30,7 @@ BENCH = ROOT / "benchmarks"
 RESULTS = BENCH / "results"
 CLIP_DIR = BENCH / "clip"
 PEERS_VENV = BENCH / ".venv-peers"
-PEERS_REQUIREMENTS = ["mediapipe==0.10.14", "numpy<2"]
+PEERS_REQUIREMENTS = ["mediapipe==0.10.14", "numpy<2", "tflite-runtime==2.14.0"]
 PRESET = "background-blur"
 SIZE = (1280, 720)
 FPS = 30.0
