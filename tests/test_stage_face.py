@@ -208,10 +208,9 @@ def test_missing_pulled_model_says_how_to_pull_it(tmp_path: Path, monkeypatch: p
         make_stage(engine, detector="yunet")
 
 
-def test_detection_passes_are_spread_over_the_period(engine: Engine) -> None:
-    """No frame pays for a whole detection (the whole-frame pass and every tile) except the first: the
-    whole-frame pass opens each period and the tiles follow one a frame, each once a period."""
-    stage = make_stage(engine, landmarks=True, scan_every_frame=False, detect_every=8)
+def record_passes(stage: FaceStage) -> list[tuple[str, ...]]:
+    """The detector's passes on each frame ("whole", "tile0", ...), appended to the returned list: the
+    caller appends an empty tuple before each frame."""
     passes: list[tuple[str, ...]] = []
     detector = stage.detector
     real_whole, real_tiles = detector._whole, detector._tiles
@@ -227,6 +226,15 @@ def test_detection_passes_are_spread_over_the_period(engine: Engine) -> None:
         return found
 
     detector._whole, detector._tiles = whole, tiles  # type: ignore[method-assign]
+    return passes
+
+
+def test_detection_passes_are_spread_over_the_period(engine: Engine) -> None:
+    """No frame pays for a whole detection (the whole-frame pass and every tile) except the first: the
+    whole-frame pass opens each period and the tiles follow one a frame, each once a period."""
+    stage = make_stage(engine, landmarks=True, scan_every_frame=False, detect_every=8)
+    passes = record_passes(stage)
+    detector = stage.detector
     source = DemoSource(SIZE, 30, paced=False)
     for i in range(17):
         passes.append(())
@@ -239,6 +247,33 @@ def test_detection_passes_are_spread_over_the_period(engine: Engine) -> None:
     assert all(len(p) <= 1 for p in passes[1:]), passes
     for period in (passes[1:9], passes[9:17]):
         assert sorted(p for f in period for p in f) == ["tile0", "tile1", "tile2", "whole"], passes
+
+
+def test_a_lost_face_is_looked_for_in_its_own_tile(engine: Engine) -> None:
+    """A face the detector misses once (anonymise's detector, scanning every frame) is looked for on the
+    next frame by the whole-frame pass and in the one tile it lies inside, not in every tile (which made
+    each flicker of a weak detection the slowest frame); the period's tiles keep their turns (frame 2's,
+    tile 0, was lost with the miss)."""
+    stage = make_stage(engine, detector="blazeface_full", detect_every=8)
+    passes = record_passes(stage)
+    detector = stage.detector
+    real = detector.detect
+    detector.detect = lambda image: [] if len(passes) == 3 else real(image)  # type: ignore[method-assign]
+    source = DemoSource(SIZE, 30, paced=False)
+    faces = []
+    for i in range(9):
+        passes.append(())
+        frame = Frame(seq=i, pts=0, capture_ns=int(i / 30 * 1e9) + 1, image=source.render(i / 30))
+        stage.process(frame)
+        faces.append(frame.faces)
+    assert faces[2][0].held and not faces[3][0].held, faces  # missed on frame 2, found again on 3
+    assert passes[3][0] == "whole" and len(passes[3]) == 2, passes  # frame 3's phase has no tile due
+    w, h, scale = detector._tiled_size(*SIZE)
+    x, y, side = (v / scale for v in detector.tiles(w, h)[int(passes[3][1][4:])])
+    box = faces[1][0].box
+    assert x <= box[0] and box[2] <= x + side and y <= box[1] and box[3] <= y + side, (box, x, side)
+    # the period did not start again on frame 3: tiles 1 and 2 come on phases 4 and 6, as they were due
+    assert passes[4:9] == [("whole", "tile1"), ("whole",), ("whole", "tile2"), ("whole",), ("whole",)], passes
 
 
 def test_following_max_faces_with_facemesh_pauses_detection(engine: Engine) -> None:

@@ -101,7 +101,7 @@ class FaceStage(Stage):
             self.device = FaceOnDevice(self, DeviceReads(context.engine, context.transfers, self.name))
         self._configure()
         self._fresh = True  # no detection yet in this scene: the next frame gets a full one
-        self._phase = 0  # frames since the last full detection (its place in the period: modulo detect_every)
+        self._phase = 0  # frames since the scene's first detection (its place in the period: modulo detect_every)
         self._last_t: float | None = None
         self._guarding = False  # a privacy stage (anonymise) follows: scan every frame whatever the parameter
         self._next_rois: dict[int, tuple[np.ndarray, Roi]] = {}  # track id -> (its mesh, FaceMesh's next crop)
@@ -135,18 +135,22 @@ class FaceStage(Stage):
         self._last_t = t
         return t
 
-    def _follow(self, image: FramePixels) -> tuple[list[Face], bool]:
-        """Each live track's face found again by FaceMesh where its last mesh was; True if one was lost.
+    def _follow(self, image: FramePixels) -> tuple[list[Face], list[np.ndarray]]:
+        """Each live track's face found again by FaceMesh where its last mesh was, and the last boxes of
+        those it lost.
 
         A followed face's next crop is worked out here, from its new mesh, and kept for the next frame
         (`_next_rois`, by track, with the mesh it came from): the box follows the crop, so the crop is
         made once a frame, not once for the box and again for the next frame's FaceMesh run.
         """
         assert self.landmarker is not None
-        followed, lost, next_rois = [], False, {}
+        followed: list[Face] = []
+        lost: list[np.ndarray] = []
+        next_rois = {}
         for track in self.tracker.tracks:
             if track.misses or track.raw.mesh is None:
-                lost = lost or not track.misses  # a face without a mesh cannot be followed: detect
+                if not track.misses:  # a face without a mesh cannot be followed: detect
+                    lost.append(track.face.box)
                 continue
             kept = self._next_rois.get(track.id)
             if kept is not None and kept[0] is track.raw.mesh:
@@ -155,7 +159,7 @@ class FaceStage(Stage):
                 roi = self.landmarker.mesh_roi(track.raw.mesh)
             mesh, presence = self.landmarker.track(image, roi)
             if presence < self.landmarker.min_presence:
-                lost = True
+                lost.append(track.face.box)
                 continue
             after = self.landmarker.mesh_roi(mesh)
             next_rois[track.id] = (mesh, after)
@@ -197,9 +201,9 @@ class FaceStage(Stage):
     def find_faces(self, frame: Frame, image: FramePixels) -> None:
         """`process` on the frame's pixels, wherever they are (host memory or the device)."""
         t = self._time(frame)
-        followed, lost = self._follow(image) if self.landmarker is not None and self.tracker.tracks else ([], False)
-        # A face lost (on this frame, or held since) or a new scene: look everywhere now, until it is back.
-        lost = lost or any(tr.misses for tr in self.tracker.tracks) or self._fresh
+        followed, lost = self._follow(image) if self.landmarker is not None and self.tracker.tracks else ([], [])
+        # Faces lost on this frame, or held since: looked for where they were, until they are back.
+        lost += [tr.face.box for tr in self.tracker.tracks if tr.misses]
         whole, tiles = self._passes_due(lost, *image.shape[1::-1])
         if whole or tiles is None or tiles:
             self.detector.whole_now, self.detector.tiles_now = whole, tiles
@@ -211,21 +215,31 @@ class FaceStage(Stage):
             frame.faces = self.tracker.predict(t)
         frame.faces_searched = True
 
-    def _passes_due(self, lost: bool, width: int, height: int) -> tuple[bool, list[int] | None]:
+    def _passes_due(self, lost: list[np.ndarray], width: int, height: int) -> tuple[bool, list[int] | None]:
         """This frame's detector passes: (the whole-frame pass, which tiles; None: all of them).
 
         A full detection is the whole-frame pass and every tile; run on one frame, it made that frame
         several times slower than the rest (the p95 and p99). So within each period of `detect_every`
         frames the whole-frame pass runs first and the tiles follow one by one on the frames after it,
         where every tracked face is accounted for without them (FaceMesh follows it, or the scan runs);
-        with no face in view the tiles take turns on every frame. A lost face, or a new scene, gets the
-        full detection at once, and the period starts again. The scan runs the whole-frame pass on every
-        frame (before a privacy stage, always). As in MediaPipe's face mesh, a stage that follows max_faces
-        faces with FaceMesh and scans for none has no use for new ones, and stops detecting until one is lost.
+        with no face in view the tiles take turns on every frame. A new scene gets the full detection at
+        once. A lost face (`lost`: its last boxes) is looked for where it was: the whole-frame pass, the
+        crop near its box, and the tile around it, beside the tiles already due; all tiles at once there
+        made every flicker of a weak detection (the demo's suit badge, before anonymise) a 26 ms frame.
+        The scan runs the whole-frame pass on every frame (before a privacy stage, always). As in
+        MediaPipe's face mesh, a stage that follows max_faces faces with FaceMesh and scans for none has no
+        use for new ones, and stops detecting until one is lost.
         """
-        if lost:
+        if self._fresh:
             self._fresh, self._phase = False, 0
             return True, None
+        whole, tiles = self._passes_scheduled(width, height)
+        if not lost:
+            return whole, tiles
+        return True, None if tiles is None else sorted(set(tiles) | self.detector.tiles_around(lost, width, height))
+
+    def _passes_scheduled(self, width: int, height: int) -> tuple[bool, list[int] | None]:
+        """The passes this frame's place in the detection period calls for (see `_passes_due`)."""
         self._phase += 1
         count, every = self.detector.tile_count(width, height), self.detect_every
         phase = self._phase % every

@@ -70,6 +70,19 @@ class TiledDetector:
         """How many tiles a frame this size has (0 or 1: the stage has none to spread)."""
         return len(self.tiles(*self._tiled_size(width, height)[:2])) if self.size else 0
 
+    def tiles_around(self, boxes: list[np.ndarray], width: int, height: int) -> set[int]:
+        """The tile each box (frame pixels) lies best inside: the one whose centre is nearest the box's.
+
+        Neighbouring tiles overlap by half a tile, so a face under half a tile that lies wholly inside
+        any tile lies wholly inside that one.
+        """
+        if self.tile_count(width, height) <= 1:
+            return set()
+        w, h, scale = self._tiled_size(width, height)
+        tiles = self.tiles(w, h)
+        centres = np.array([(x + side / 2, y + side / 2) for x, y, side in tiles], np.float32)
+        return {int(np.argmin(np.abs(centres - (box[:2] + box[2:]) / 2 * scale).sum(1))) for box in boxes}
+
     def detect(self, image: np.ndarray | FramePixels) -> list[Face]:
         """Faces in the frame (a host array, or `FramePixels` of a frame that stays on the device)."""
         image_bgr = pixels_of(image)
