@@ -24,11 +24,12 @@ from typing import Any
 
 from livefuse.chain import Chain
 from livefuse.errors import ModelError, PresetError
+from livefuse.paths import extra_preset_dirs, shipped_presets_dir, user_presets_dir
 from livefuse.stages.base import MAX_LIST_LENGTH, MAX_STRING_LENGTH, Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import stage_types
 from livefuse.stats import PipelineStats
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+PRESETS_DIR = shipped_presets_dir()
 DEFAULT_PRESET = "background-blur"
 
 
@@ -52,10 +53,7 @@ class Preset:
 
 def preset_dirs() -> list[Path]:
     """Where preset names are looked up: $LIVEFUSE_PRESETS, the user's folder, then the shipped ones."""
-    dirs = [Path(p) for p in os.environ.get("LIVEFUSE_PRESETS", "").split(os.pathsep) if p]
-    dirs.append(Path.home() / ".config" / "livefuse" / "presets")
-    dirs.append(PRESETS_DIR)
-    return dirs
+    return [*extra_preset_dirs(), user_presets_dir(), PRESETS_DIR]
 
 
 def available_presets() -> dict[str, Path]:

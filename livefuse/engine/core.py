@@ -26,6 +26,7 @@ from livefuse.engine.session_open import Opened, SessionOpener
 from livefuse.engine.shared import SessionPool, batchable
 from livefuse.engine.source import ModelSource
 from livefuse.errors import ModelError
+from livefuse.paths import engine_cache_dir
 
 if TYPE_CHECKING:
     from livefuse.engine.registry import Registry
@@ -38,9 +39,8 @@ PROBE_LABEL = "built graph 'provider_probe'"
 
 
 def default_cache_dir() -> Path:
-    """Where optimised models and TensorRT engines are kept: $LIVEFUSE_CACHE_DIR or ~/.cache/livefuse."""
-    base = os.environ.get("LIVEFUSE_CACHE_DIR")
-    return (Path(base) if base else Path.home() / ".cache" / "livefuse") / "engine"
+    """Where optimised models and TensorRT engines are kept: <$LIVEFUSE_CACHE_DIR or the user's cache>/engine."""
+    return engine_cache_dir()
 
 
 class Engine:

@@ -1,7 +1,8 @@
 """The model registry: which file a model name means, its pinned version, and whether the file is intact.
 
-Bundled models (empty `url`) live under models/ in the repository. Pulled models are stored in the
-cache dir ($LIVEFUSE_MODELS_DIR or ~/.cache/livefuse/models) as NAME/VERSION/FILE-basename, next to
+Bundled models (empty `url`) ship with livefuse (models/ in a checkout; see livefuse/paths.py). Pulled
+models are stored in the user's data folder ($LIVEFUSE_MODELS_DIR, `livefuse doctor` shows it) as
+NAME/VERSION/FILE-basename, next to
 any optimised variants (`NAME.fp16.onnx`, `NAME.int8.onnx`, `NAME.slim.onnx`). A model is only ever
 loaded after its SHA-256 matched the manifest. The manifest itself is `manifest.py`; fetching files
 is `pull.py`. Nothing here imports onnxruntime except `verify`, which loads the files.
@@ -21,14 +22,14 @@ from livefuse.engine.pull import pull_model
 from livefuse.engine.reasons import first_line
 from livefuse.engine.source import ModelSource
 from livefuse.errors import ModelError, UserError
+from livefuse.paths import models_dir, shipped_models_dir
 
-REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+REPO_MODELS = shipped_models_dir()
 
 
 def default_models_dir() -> Path:
-    """Where pulled models go: $LIVEFUSE_MODELS_DIR or ~/.cache/livefuse/models."""
-    env = os.environ.get("LIVEFUSE_MODELS_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "livefuse" / "models"
+    """Where pulled models go: $LIVEFUSE_MODELS_DIR or the user's data folder's models/."""
+    return models_dir()
 
 
 @dataclass

@@ -9,7 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
+from livefuse.paths import shipped_models_dir
+
+MODELS_DIR = shipped_models_dir()
 
 
 def mediapipe_model(name: str) -> Path:
