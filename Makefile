@@ -1,4 +1,5 @@
-# livefuse: `make run` starts the daemon, `make test` runs the tests. Both set up what they need.
+# livefuse: `make run` starts the daemon, `make test` runs the tests. Both set up what they need: `make run` only
+# what the daemon runs with, `make test` the test tools and PyTorch on top.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,16 +8,29 @@ ARGS ?=
 
 TRITON_VENV := .venv-triton
 
-.PHONY: setup run test bench lint browser triton-env clean
+.PHONY: setup setup-test run test bench lint browser triton-env clean
 
-$(STAMP): pyproject.toml
+TEST_STAMP := $(VENV)/.installed-test
+# On a machine with an NVIDIA GPU, CUDA and cuDNN come from NVIDIA's wheels (livefuse[cuda]); EXTRAS= turns it off.
+EXTRAS ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo cuda)
+SPEC := .$(if $(strip $(EXTRAS)),[$(strip $(EXTRAS))])
+
+# `make run`: the runtime set only (no test tools, no PyTorch).
+$(STAMP): pyproject.toml setup.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
-	$(BIN)/pip install -q 'torch==2.13.0' || echo "note: torch unavailable; the export tests will skip"
+	$(BIN)/pip install -q -e '$(SPEC)'
 	touch $(STAMP)
 
+# `make test` adds the test set, and PyTorch for `models export` and its tests.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q 'torch==2.13.0' || echo "note: torch unavailable; the export tests will skip"
+	touch $(TEST_STAMP)
+
 setup: $(STAMP)
+
+setup-test: $(TEST_STAMP)
 
 # A real Triton Inference Server for the Triton tests: PyTriton's tritonserver, whose Python-backend stub
 # needs a shared-library Python 3.11 (Debian's; pyenv's fails in the stub). Skipped where there is none.
@@ -46,7 +60,7 @@ bench: setup
 	$(BIN)/python benchmarks/run_all.py
 
 # ruff on everything, mypy on the package (its settings: [tool.mypy] in pyproject.toml). `make test` runs it first.
-lint: setup
+lint: setup-test
 	$(BIN)/ruff check livefuse tests tools benchmarks
 	$(BIN)/mypy
 

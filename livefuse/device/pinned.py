@@ -29,8 +29,9 @@ def _candidates() -> list[str]:
     found = ctypes.util.find_library("cudart")
     if found:
         names.append(found)
-    for base in sys.path:  # the nvidia-cuda-runtime wheel onnxruntime-gpu uses
+    for base in sys.path:  # the nvidia-cuda-runtime wheel onnxruntime-gpu uses (CUDA 12 layout, then 13's)
         names += sorted(glob.glob(os.path.join(base, "nvidia", "cuda_runtime", "lib", "libcudart.so*")))
+        names += sorted(glob.glob(os.path.join(base, "nvidia", "cu1[3-9]", "lib", "libcudart.so*")))
     return names
 
 

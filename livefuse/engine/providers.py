@@ -59,9 +59,15 @@ def short_name(provider: str) -> str:
 
 
 def available() -> list[str]:
-    """What this onnxruntime build lists (a GPU build lists CUDA even where its libraries are missing)."""
+    """What this onnxruntime build lists (a GPU build lists CUDA even where its libraries are missing).
+
+    NVIDIA's libraries from pip wheels (livefuse[cuda], [tensorrt]) are loaded first, so sessions find them.
+    """
     import onnxruntime as ort
 
+    from livefuse.engine.libraries import preload
+
+    preload()
     return list(ort.get_available_providers())
 
 
@@ -115,6 +121,9 @@ def load_failure(provider: str) -> str:
         return "onnxruntime could not create it"
     import onnxruntime as ort
 
+    from livefuse.engine.libraries import preload
+
+    preload()
     capi = Path(ort.__file__).parent / "capi"
     try:
         ctypes.CDLL(str(capi / "libonnxruntime_providers_shared.so"), mode=ctypes.RTLD_GLOBAL)

@@ -1,0 +1,63 @@
+"""pyproject.toml's dependency sets: the right onnxruntime build on each platform, and a runtime set without
+test tools or PyTorch (`make run` installs only it). tools/check_platforms.py resolves them against PyPI."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+PLATFORMS = {  # (sys_platform, platform_machine) -> the onnxruntime build livefuse must get there
+    ("linux", "x86_64"): "onnxruntime-gpu",
+    ("win32", "AMD64"): "onnxruntime-gpu",
+    ("linux", "aarch64"): "onnxruntime",
+    ("darwin", "arm64"): "onnxruntime",
+    ("darwin", "x86_64"): "onnxruntime",
+    ("win32", "ARM64"): "onnxruntime",
+    ("freebsd14", "amd64"): "onnxruntime",
+}
+TEST_ONLY = {"pytest", "pytest-timeout", "playwright", "mypy", "ruff", "hypothesis", "torch", "psutil",
+             "ai-edge-litert", "tritonclient", "onnxslim", "matplotlib"}
+
+
+def wanted(requirements: list[str], sys_platform: str, machine: str, extra: str = "") -> dict[str, Requirement]:
+    env = {**default_environment(), "sys_platform": sys_platform, "platform_machine": machine, "extra": extra}
+    found = [Requirement(r) for r in requirements]
+    return {r.name: r for r in found if r.marker is None or r.marker.evaluate(env)}
+
+
+@pytest.mark.parametrize(("platform", "build"), PLATFORMS.items(),
+                         ids=lambda p: "-".join(p) if isinstance(p, tuple) else p)
+def test_each_platform_gets_exactly_one_onnxruntime_build(platform: tuple[str, str], build: str) -> None:
+    got = wanted(PROJECT["dependencies"], *platform)
+    assert {"onnxruntime", "onnxruntime-gpu"} & set(got) == {build}
+
+
+@pytest.mark.parametrize("extra", ["cuda", "tensorrt"])
+def test_the_gpu_extras_bring_nvidias_libraries_only_where_onnxruntime_gpu_is(extra: str) -> None:
+    for platform, build in PLATFORMS.items():
+        got = wanted(PROJECT["optional-dependencies"][extra], *platform, extra=extra)
+        if build == "onnxruntime":
+            assert not got, platform  # no CUDA wheels on macOS or ARM: the extra is a no-op there
+        else:
+            assert got["onnxruntime-gpu"].extras == {"cuda", "cudnn"}
+            assert ("tensorrt-cu13-libs" in got) == (extra == "tensorrt")
+
+
+def test_the_runtime_set_holds_no_test_tool_and_no_pytorch() -> None:
+    names = {Requirement(r).name for r in PROJECT["dependencies"]}
+    assert not names & TEST_ONLY
+    assert {"pytest", "mypy", "playwright"} <= {Requirement(r).name for r in PROJECT["optional-dependencies"]["test"]}
+
+
+def test_make_run_installs_the_runtime_set_and_make_test_adds_the_rest() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    stamp = makefile.split("$(STAMP): pyproject.toml", 1)[1].split("\n\n", 1)[0]
+    assert "pip install -q -e '$(SPEC)'" in stamp and "[test]" not in stamp and "torch" not in stamp
+    assert "\nrun: setup\n" in makefile
+    assert "\nlint: setup-test\n" in makefile and "\ntest: lint" in makefile
