@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from livefuse.audio.inputs import AudioInput
+from livefuse.engine import providers as prov
 from livefuse.errors import PresetError, UserError
 from livefuse.faults import first_line
 from livefuse.pipeline import Pipeline
@@ -90,6 +91,8 @@ class Runtime:
             "stages": stages,
             "disabled_stages": [s["label"] for s in stages if s.get("disabled")],
             "provider": self.pipeline.stats.provider,
+            # Each provider that was tried and failed: why, and what to install (engine/provider_help.py).
+            "provider_fallbacks": {prov.short_name(p): why for p, why in self.engine.choice.failures().items()},
             # Frames kept on the device: uploads, downloads and the full-frame copies each stage forces.
             "device_frames": self.pipeline.chain.transfers(),
             **self.settings,

@@ -19,6 +19,7 @@ from livefuse.engine import providers as prov
 from livefuse.engine.iobinding import Copies
 from livefuse.engine.keep_warm import KeepWarm, warm_graph_runner
 from livefuse.engine.provider_choice import ProviderChoice
+from livefuse.engine.provider_help import explain
 from livefuse.engine.provider_options import uses_cuda_graph
 from livefuse.engine.reasons import first_line, short
 from livefuse.engine.session import ModelSession
@@ -165,22 +166,22 @@ class Engine:
                 raise
             except Exception as exc:  # noqa: BLE001 (onnxruntime raises several types for provider failures)
                 last_exc = exc
-                why = first_line(exc, 200)
                 if provider == prov.CPU:
                     break
-                reasons.append(f"{prov.short_name(provider)}: {why}")
+                why = explain(provider, short(first_line(exc, 200), 160))
+                reasons.append(why)
                 self.choice.fail(provider, why)
                 continue
             if opened is None:  # onnxruntime silently fell back to CPU inside the session
-                why = self.choice.fell_back_reason(provider)
-                reasons.append(f"{prov.short_name(provider)}: {why}")
+                why = explain(provider, short(self.choice.fell_back_reason(provider), 160))
+                reasons.append(why)
                 self.choice.fail(provider, why)
                 continue
             if reasons and not quiet:
                 log.warning(
                     "provider fallback%s: %s; using %s",
                     "" if source.label == PROBE_LABEL else f" for {source.label}",
-                    "; ".join(short(reason) for reason in reasons),
+                    "; ".join(reasons),
                     prov.short_name(provider),
                 )
             self.choice.succeeded(provider)
