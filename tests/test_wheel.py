@@ -66,10 +66,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
 
 
 def run(bin_dir: Path, env: dict[str, str], cwd: Path, *args: str, timeout: float = 120) -> str:
+    """`livefuse ARGS` from the venv, which must succeed; its stdout."""
     done = subprocess.run([str(bin_dir / "livefuse"), *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
     assert done.returncode == 0, f"livefuse {' '.join(args)}: {done.stdout}{done.stderr}"
-    return done.stdout + done.stderr
+    return done.stdout
 
 
 def test_the_wheel_holds_presets_models_and_the_page(installed: tuple[Path, Path, dict[str, str]]) -> None:
@@ -104,6 +105,16 @@ def test_a_demo_run_with_a_model_preset(installed: tuple[Path, Path, dict[str, s
     run(bin_dir, env, tmp_path, "run", "--source", "demo", "--preset", "anonymise", "--output", "null",
         "--frames", "30", "--size", "320x240", "--stats-json", str(stats), timeout=180)
     assert json.loads(stats.read_text())["frames_processed"] == 30
+
+
+def test_doctor_finds_the_wheels_data(installed: tuple[Path, Path, dict[str, str]], tmp_path: Path) -> None:
+    _, bin_dir, env = installed
+    report = json.loads(run(bin_dir, env, tmp_path, "doctor", "--json", "--port", str(free_port())))
+    folders = next(c for c in report["checks"] if c["area"] == "folders")["data"]
+    for role in ("shipped presets", "shipped models"):
+        assert Path(folders[role]).is_relative_to(bin_dir.parent) and "_data" in folders[role], folders
+    assert Path(folders["user presets"]).is_relative_to(env["HOME"])
+    assert report["ok"] is True
 
 
 def free_port() -> int:
