@@ -31,6 +31,7 @@ class Preloaded:
 
 _lock = threading.Lock()
 _done: Preloaded | None = None
+_dll_dirs: list[object] = []  # Windows: the handles os.add_dll_directory returns, kept so the folders stay added
 
 
 def preload() -> Preloaded:
@@ -81,7 +82,7 @@ def _load_tensorrt() -> list[str]:
     loaded: list[str] = []
     for folder in tensorrt_dirs()[:1]:
         if sys.platform == "win32":
-            os.add_dll_directory(str(folder))
+            _dll_dirs.append(os.add_dll_directory(str(folder)))
             loaded.append(str(folder))
             continue
         for pattern in _TENSORRT_LINUX:
