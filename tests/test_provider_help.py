@@ -38,6 +38,14 @@ def test_a_missing_cuda_library_names_the_extra_and_the_versions(cuda13: None) -
         "(and the NVIDIA driver, 580 or newer: none is installed)")
 
 
+def test_windows_error_126_names_the_provider_library_and_the_fix(cuda13: None) -> None:
+    reason = ('LoadLibrary failed with error 126 "" when trying to load '
+              '"C:\\venv\\Lib\\site-packages\\onnxruntime\\capi\\onnxruntime_providers_cuda.dll"')
+    assert help_.explain(CUDA, reason, driver="581.15") == (
+        "CUDA: onnxruntime_providers_cuda.dll does not load (a library it needs is missing); "
+        "install livefuse[cuda] or CUDA 13 + cuDNN 9")
+
+
 def test_an_old_driver_and_a_missing_one_are_told_apart(cuda13: None) -> None:
     assert help_.explain(CUDA, "CUDA failure 35: CUDA driver version is insufficient for CUDA runtime version",
                          driver="535.104.05") == (

@@ -72,6 +72,8 @@ def explain(provider: str, reason: str, driver: str | None = None) -> str:
            else f"install livefuse[cuda] or {stack}")
     if not driver and major in MIN_DRIVER:  # no driver either: say so, or installing the libraries looks enough
         fix += f" (and the NVIDIA driver, {MIN_DRIVER[major]} or newer: none is installed)"
+    if lib is not None and "onnxruntime_providers" in lib:  # Windows' error 126: one of its dependencies is missing
+        return f"{name}: {lib} does not load (a library it needs is missing); {fix}"
     if lib is not None:
         return f"{name}: {lib} not found; {fix}"
     if any(marker in reason for marker in _NOT_LOADED) or "tensorrt libraries" in lower:
