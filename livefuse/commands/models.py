@@ -208,7 +208,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--models-dir",
         type=Path,
         default=None,
-        help="pulled-model cache (default $LIVEFUSE_MODELS_DIR or ~/.cache/livefuse/models)",
+        help="pulled models (default $LIVEFUSE_MODELS_DIR, else the data folder `livefuse doctor` shows)",
     )
     sub = models.add_subparsers(dest="models_command", required=True)
 
