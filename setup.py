@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parent
 # but the MediaPipe licence and notice the converted models are shipped under.
 SHIPPED = {
     "presets": ["*.toml", "README.md", "assets/*"],
-    "models": ["manifest.toml", "README.md", "mediapipe/*.onnx", "mediapipe/tflite/LICENSE",
-               "mediapipe/tflite/NOTICE"],
+    "models": ["manifest.toml", "README.md", "mediapipe/*.onnx", "mediapipe/tflite/LICENSE", "mediapipe/tflite/NOTICE",
+               "yunet/*.onnx", "yunet/LICENSE"],
 }
 
 

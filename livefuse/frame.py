@@ -57,6 +57,9 @@ class Frame:
     # True once a face stage looked at this frame: `faces` is then its answer, even when empty (anonymise
     # covers the whole frame when no face stage ran).
     faces_searched: bool = False
+    # Before a privacy stage: every raw detection of every pass on this frame (frame pixels), tracked or not and
+    # with no cap, for covering (set by the face stage; `faces` holds the tracked ones effects use).
+    privacy_boxes: list[np.ndarray] = field(default_factory=list)
     # The person at segmentation resolution, float32 0..1 (1 = person), smoothed and feathered: set by the
     # background stage's segment step (CPU path).
     person_mask: np.ndarray | None = None

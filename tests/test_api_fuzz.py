@@ -21,7 +21,7 @@ import pytest
 from browser_fixtures import daemons_fixture, web_presets_fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from privacy_check import HAS_YUNET, independent_faces
+from privacy_check import HAS_JUDGES, independent_faces
 
 from livefuse.stages import anonymise, face
 from livefuse.stages.base import Param
@@ -36,7 +36,7 @@ FACE_SCORE = 0.7
 PAUSE_S = 0.02  # between requests: the fuzz spans several seconds of stream
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not HAS_YUNET, reason="needs the independent detector in ../shared/models")]
+              pytest.mark.skipif(not HAS_JUDGES, reason="needs the independent detector in ../shared/models")]
 
 # -- strategies -------------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from privacy_check import HAS_YUNET, independent_faces, run_chain
+from privacy_check import HAS_JUDGES, independent_faces, run_chain
 
 from livefuse.chain import Chain
 from livefuse.engine import Engine
@@ -72,7 +72,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 
 @pytest.fixture(scope="module")
 def images() -> list[np.ndarray]:
-    if not HAS_YUNET:
+    if not HAS_JUDGES:
         pytest.skip("needs the independent detector in ../shared/models")
     frames = clip(12)
     assert [independent_faces(im) for im in frames] == [1] * len(frames)  # the clip really shows the face

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from privacy_check import HAS_YUNET, independent_faces
+from privacy_check import HAS_JUDGES, independent_faces
 
 from livefuse.chain import Chain
 from livefuse.engine import Engine
@@ -103,7 +103,7 @@ def largest_gap(times: list[float]) -> float:
     return max(b - a for a, b in itertools.pairwise(times))
 
 
-@pytest.mark.skipif(not HAS_YUNET, reason="needs the independent detector in ../shared/models")
+@pytest.mark.skipif(not HAS_JUDGES, reason="needs the independent detector in ../shared/models")
 def test_a_hung_face_stage_before_anonymise_covers_frames_and_the_stream_goes_on(memory_sink: Any) -> None:
     engine = Engine(provider="cpu")
     context = StageContext(engine=engine, size=SIZE, fps=FPS)

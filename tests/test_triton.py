@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from privacy_check import HAS_YUNET, independent_faces
+from privacy_check import HAS_JUDGES, independent_faces
 
 from livefuse.engine import Engine
 from livefuse.engine.batch_axis import batch_error, with_dynamic_batch
@@ -268,7 +268,7 @@ class LoggedDaemon:
 
 
 @needs_server
-@pytest.mark.skipif(not HAS_YUNET, reason="needs ../shared/models (the independent detector)")
+@pytest.mark.skipif(not HAS_JUDGES, reason="needs ../shared/models (the independent detector)")
 def test_killed_server_falls_back_locally_with_no_face_shown_then_returns(repo: Path, livefuse_env: dict[str, str],
                                                                           tmp_path: Path) -> None:
     # A still face: the switch is what is tested, not how anonymise follows motion on a loaded machine.

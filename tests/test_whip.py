@@ -23,7 +23,7 @@ import psutil
 import pytest
 from aiortc.mediastreams import AudioStreamTrack
 from browser_fixtures import TAG_BOX, LiveDaemon, daemons_fixture, processed_locally, web_presets_fixture
-from privacy_check import HAS_YUNET, independent_faces
+from privacy_check import HAS_JUDGES, independent_faces
 from prometheus_client.parser import text_string_to_metric_families
 
 from livefuse.web.whip_client import StillCamera, WhipClient, astronaut_frame
@@ -308,7 +308,7 @@ def test_three_sessions_share_one_model_session(web_presets, daemons) -> None:
     assert one == two == three, f"models loaded again for later sessions: {out['sessions']}"
 
 
-@pytest.mark.skipif(not HAS_YUNET, reason="needs ../shared/models (independent detector)")
+@pytest.mark.skipif(not HAS_JUDGES, reason="needs ../shared/models (independent detector)")
 def test_two_sessions_each_with_its_own_filter(web_presets, daemons) -> None:
     daemon = daemons("passthrough", size=SIZE, fps=5.0).start()
     original = astronaut_frame(SIZE)

@@ -1,10 +1,13 @@
 """The `anonymise` stage: blur, pixelate or fill every face, failing closed.
 
-It covers the faces a `face` stage put in `frame.faces` (held ones included). A detector misses now
-and then, and one missed frame in a stream is enough to reveal a face, so this stage keeps its own
-memory: a box covered on the last frame but absent now is held, grown a little more each frame, for
-`hold_frames` frames. If no face stage looked at a frame at all (it failed, or the preset lacks one),
-the last boxes are held the same way, and after that the whole frame is covered: nothing is shown
+It covers every face a `face` stage found on the frame: the tracked ones in `frame.faces` and every raw
+detection of every pass in `frame.privacy_boxes`, with no cap. A detector misses now and then, and one
+missed frame in a stream is enough to reveal a face, so this stage keeps its own memory: a box covered
+on the last frame but absent now is held for `hold_frames` frames, moving on with the face's last motion
+and growing a little more each frame, and one carried towards an edge is held until it has left the
+picture. A cover also reaches as far as the face moved since the last frame, so a fast face never slides
+out from under it. If no face stage looked at a frame at all (it failed, or the preset lacks one), the
+last boxes are held the same way, and after that the whole frame is covered: nothing is shown
 unanonymised because detection stopped working.
 """
 
@@ -21,7 +24,7 @@ from livefuse.stages.background.common import parse_colour
 from livefuse.stages.base import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
 from livefuse.stages.tracking import grow_box
-from livefuse.vision.geometry import iou_matrix
+from livefuse.vision.geometry import box_overlaps, iou_matrix
 
 # How coarse a cover is, counted across the face itself (the region less its margin), so that a wider margin
 # never makes the cover over the face finer. The weakest settings still hide a face from an independent
@@ -32,11 +35,13 @@ from livefuse.vision.geometry import iou_matrix
 BLUR_WEAKEST = 3.0  # pixels left across a face at strength 0 (2.2 at the default 0.8, 2 at 1)
 PIXELATE_WEAKEST = 3.0  # blocks across a face at strength 0 (2.2 at the default 0.8, 2 at 1)
 MIN_MARGIN = 0.25
+MOVING = 0.02  # a lost face moving this fraction of its width a frame is being carried somewhere
 
 
 @dataclass
-class _Held:
-    box: np.ndarray
+class _Cover:
+    box: np.ndarray  # where a face is, or was last seen (frame pixels, before the margin)
+    velocity: np.ndarray  # how far its box moved in a frame (x1, y1, x2, y2), from the last frame's match
     age: int  # frames since a face was last seen here
 
 
@@ -45,6 +50,19 @@ def _union(box: np.ndarray, other: np.ndarray | None) -> np.ndarray:
     if other is None:
         return box
     return np.concatenate([np.minimum(box[:2], other[:2]), np.maximum(box[2:], other[2:])]).astype(np.float32)
+
+
+def _merged(boxes: list[np.ndarray]) -> list[np.ndarray]:
+    """One box a face: boxes of the same face (found by several passes) joined into the box holding them."""
+    kept: list[np.ndarray] = []
+    for box in sorted(boxes, key=lambda b: -float((b[2] - b[0]) * (b[3] - b[1]))):
+        for i, other in enumerate(kept):
+            if box_overlaps(box, [other], 0.3):
+                kept[i] = _union(other, box)
+                break
+        else:
+            kept.append(np.asarray(box, np.float32))
+    return kept
 
 
 def _region(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
@@ -68,7 +86,7 @@ class AnonymiseStage(Stage):
 
     def __init__(self, params: dict[str, Any], context: StageContext) -> None:
         self.params = dict(params)
-        self._held: list[_Held] = []
+        self._covers: list[_Cover] = []
         self._blind = 0  # consecutive frames no face stage ran on
         self._planned: tuple[Frame, list[tuple[int, int, int, int]]] | None = None  # regions() for process()
         self.update({})
@@ -83,26 +101,43 @@ class AnonymiseStage(Stage):
         self.params = merged
 
     def boxes(self, frame: Frame) -> list[np.ndarray]:
-        """The boxes to cover on this frame: the faces found, their margins, and the held ones."""
+        """The boxes to cover on this frame: every face found, moved-on held ones, each with its margin and
+        reaching as far as its face moved in the last frame."""
         p = self.params
         ran = frame.faces_searched
         self._blind = 0 if ran else self._blind + 1
-        faces: list[Face] = frame.faces if ran else []
-        current = [grow_box(_union(f.box, f.found_box), 1.0 + 2 * p["margin"]) for f in faces]
-        kept: list[_Held] = [_Held(b, 0) for b in current]
-        if self._held:
-            old = np.stack([h.box for h in self._held])
-            overlap = iou_matrix(old, np.stack(current)).max(1) if current else np.zeros(len(old))
-            for h, seen in zip(self._held, overlap, strict=True):
-                if seen > 0.0 or h.age + 1 > p["hold_frames"]:
-                    continue  # a face is covered there now, or it has been gone long enough
-                kept.append(_Held(grow_box(h.box, 1.0 + p["hold_growth"]), h.age + 1))
-        self._held = kept
-        for h in kept:
-            if h.age and ran:
-                frame.faces.append(Face(box=h.box.copy(), score=0.0, landmarks5=np.zeros((5, 2), np.float32),
+        found = [_union(f.box, f.found_box) for f in frame.faces] + list(frame.privacy_boxes) if ran else []
+        covers = [_Cover(box, np.zeros(4, np.float32), 0) for box in _merged(found)]
+        if self._covers:
+            old = np.stack([c.box for c in self._covers])
+            ious = iou_matrix(old, np.stack([c.box for c in covers])) if covers else np.zeros((len(old), 0))
+            for cover, row in zip(self._covers, ious, strict=True):
+                if row.size and row.max() > 0.0:  # seen again: learn how it moved
+                    match = covers[int(row.argmax())]
+                    match.velocity = (match.box - cover.box + cover.velocity) / 2
+                    continue
+                if self._expired(cover, frame.size):
+                    continue
+                moved = cover.box + cover.velocity
+                covers.append(_Cover(grow_box(moved, 1.0 + p["hold_growth"]), cover.velocity, cover.age + 1))
+        self._covers = covers
+        for c in covers:
+            if c.age and ran:
+                frame.faces.append(Face(box=c.box.copy(), score=0.0, landmarks5=np.zeros((5, 2), np.float32),
                                         held=True))
-        return [h.box for h in kept]
+        return [grow_box(_union(c.box, c.box + c.velocity), 1.0 + 2 * p["margin"]) for c in covers]
+
+    def _expired(self, cover: _Cover, size: tuple[int, int]) -> bool:
+        """Whether a lost face's box is dropped now: after `hold_frames`, unless it is being carried out of
+        the picture and has not left it yet (then up to four times as long)."""
+        age, limit = cover.age + 1, self.params["hold_frames"]
+        if age <= limit:
+            return False
+        width, height = size
+        box, step = cover.box, cover.velocity
+        leaving = float(np.abs(step).max()) >= MOVING * float(box[2] - box[0])
+        inside = box[2] > 0 and box[3] > 0 and box[0] < width and box[1] < height
+        return not (leaving and inside and age <= 4 * limit)
 
     def plan(self, frame: Frame, shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
         """The regions to cover on this frame (of `shape`, height and width); moves the held boxes on."""
@@ -125,7 +160,7 @@ class AnonymiseStage(Stage):
             self._cover(image, region)
 
     def close(self) -> None:
-        self._held = []
+        self._covers = []
 
     def _across(self, across_face: float, least: int) -> int:
         """Pixels (or blocks) across a cover region whose face gets `across_face`: the region is the face box

@@ -140,6 +140,10 @@ class Stage(ABC):
     def on_source_reopened(self) -> None:  # noqa: B027 - optional: most stages keep no scene state
         """The source was reopened: by default nothing to forget."""
 
+    def describe(self, width: int, height: int) -> dict[str, Any]:
+        """What the stage reports of itself in status for frames of this size, beside its parameters."""
+        return {}
+
     def feeds_privacy(self) -> None:  # noqa: B027 - optional: only what a privacy stage relies on cares
         """A stage that guards privacy comes after this one in the chain (called once, when the chain is
         built): a stage whose settings trade safety for speed (the face stage's scan) must choose safety."""

@@ -7,16 +7,18 @@ the next frame comes from its mesh on this one, and FaceMesh's face-presence sco
 lost: one FaceMesh run per face per frame is the whole cost. Without landmarks and without the scan
 below, faces between detections move on by their smoothed velocity.
 
-Privacy first: with `scan_every_frame` (the default) the detector also looks once at the whole,
-downscaled frame on every frame (a single small model run), so a face entering between detections is
-found, and covered by anonymise, on its first frame; the frame's side edges are mirrored so that a
-face half out of the frame is found too. Detection proper adds BlazeFace's square tiles only for the
-small faces a whole-frame pass cannot see, one tile a frame over the detection period so that no frame
-pays for them all; tracked small faces are looked for in one mosaic of crops (those passes are
-`TiledDetector`, in tiled_detector.py).
+With `scan_every_frame` (the default) the detector also looks once at the whole, downscaled frame on
+every frame (a single small model run), so a face entering between detections is found on its first
+frame; the frame's side edges are mirrored so that a face half out of the frame is found too. Detection
+proper adds BlazeFace's square tiles only for the small faces a whole-frame pass cannot see, one tile a
+frame over the detection period so that no frame pays for them all; tracked small faces are looked for
+in one mosaic of crops (those passes are `TiledDetector`, in tiled_detector.py).
 
-A face entering small enough to need a tile (under about 1/8 of the frame's width, where the
-whole-frame pass misses it) is found when its tile's turn comes, within `detect_every` frames.
+Before a stage that guards privacy (anonymise) the stage searches for recall instead: the privacy scan
+(vision/privacy_scan.py, a second detector family) looks at every frame for faces from `privacy_scan`'s
+smallest size up, beside BlazeFace's whole-frame pass, in place of the tiles; every raw detection of
+every pass goes to `frame.privacy_boxes`, tracked or not and with no cap. `max_faces` limits the tracks
+that effects use, never what is covered.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from livefuse.frame import Face, Frame
 from livefuse.stages.base import DevicePath, Param, Stage, StageContext, StageSpec
 from livefuse.stages.models import load_model
 from livefuse.stages.registry import register
-from livefuse.stages.tiled_detector import TiledDetector, overlaps
+from livefuse.stages.tiled_detector import TiledDetector
 from livefuse.stages.tracking import FaceTracker
 from livefuse.vision.detectors import BlazeFaceDetector, RetinaFaceDetector, YuNetDetector
+from livefuse.vision.geometry import box_overlaps
 from livefuse.vision.landmarks import FaceLandmarker, Roi, arcface_points
 from livefuse.vision.pixels import FramePixels, HostPixels
+from livefuse.vision.privacy_scan import LEVELS, PrivacyScan
 
 if TYPE_CHECKING:
     from livefuse.device.pixels import DeviceReads
@@ -46,6 +50,7 @@ DETECTOR_MODELS = {
 }
 WIDE_MODEL = "face_detection_full_wide"  # full range with a 192x128 input: the whole-frame pass on wide frames
 LANDMARK_MODEL = "face_landmark"
+SCAN_MODEL = "yunet"  # the privacy scan's detector: another family than BlazeFace (bundled, MIT)
 DETECT_SECONDS = 0.25  # detect_every = 0: detect this often
 RESTART_GAP_S = 1.0  # capture times going back, or a gap this long: a new scene (source reopened)
 
@@ -67,6 +72,7 @@ class FaceStage(Stage):
 
     def __init__(self, params: dict[str, Any], context: StageContext) -> None:
         self.fps = context.fps or 30.0
+        self.context = context
         self.params = dict(params)
         kind = params["detector"]
         runner = load_model(context.engine, DETECTOR_MODELS[kind], params["model"], context.preset_dir,
@@ -104,12 +110,24 @@ class FaceStage(Stage):
         self._phase = 0  # frames since the scene's first detection (its place in the period: modulo detect_every)
         self._last_t: float | None = None
         self._guarding = False  # a privacy stage (anonymise) follows: scan every frame whatever the parameter
+        self.scan: PrivacyScan | None = None  # built when a privacy stage follows
+        self._raw: list[np.ndarray] = []  # this frame's detections, every pass's (for frame.privacy_boxes)
         self._next_rois: dict[int, tuple[np.ndarray, Roi]] = {}  # track id -> (its mesh, FaceMesh's next crop)
 
     def feeds_privacy(self) -> None:
-        """Anonymise follows: a face entering between detections must be found on its first frame, so the
-        whole-frame scan runs on every frame even when `scan_every_frame` is turned off."""
+        """Anonymise follows: every frame gets the whole-frame pass and the privacy scan, whatever
+        `scan_every_frame` says, and every detection is passed on for covering."""
         self._guarding = True
+        context = self.context
+        runner = load_model(context.engine, SCAN_MODEL, where="face stage: privacy scan")
+        self.scan = PrivacyScan(YuNetDetector(runner), level=self.params["privacy_scan"])
+
+    def describe(self, width: int, height: int) -> dict[str, Any]:
+        """Before a privacy stage: the scan's level and the smallest face it looks for at this frame size."""
+        if self.scan is None:
+            return {}
+        return {"privacy_scan": self.params["privacy_scan"],
+                "smallest_face_px": self.scan.smallest_face(width, height)}
 
     def _configure(self) -> None:
         p = self.params
@@ -177,6 +195,7 @@ class FaceStage(Stage):
         followed = {f.track_id for f in known}
         self.detector.near = [tr.face.box for tr in self.tracker.tracks if tr.id not in followed]
         found = sorted(self.detector.detect(image), key=lambda f: -f.score)
+        self._raw += [f.box for f in found]
         boxes = [f.box for f in known]
         new: list[Face] = []
         if self.landmarker is None:
@@ -184,7 +203,7 @@ class FaceStage(Stage):
         for face in found:
             if len(known) + len(new) >= self.max_faces:
                 break
-            if overlaps(face.box, boxes):
+            if box_overlaps(face.box, boxes):
                 continue  # followed already: FaceMesh's crop is better than a fresh detection
             refined = self.landmarker.refine(image, face)
             if refined is None and not self._guarding:
@@ -201,10 +220,15 @@ class FaceStage(Stage):
     def find_faces(self, frame: Frame, image: FramePixels) -> None:
         """`process` on the frame's pixels, wherever they are (host memory or the device)."""
         t = self._time(frame)
+        self._raw = []
         followed, lost = self._follow(image) if self.landmarker is not None and self.tracker.tracks else ([], [])
         # Faces lost on this frame, or held since: looked for where they were, until they are back.
         lost += [tr.face.box for tr in self.tracker.tracks if tr.misses]
         whole, tiles = self._passes_due(lost, *image.shape[1::-1])
+        if self.scan is not None:
+            # The scan finds the small faces the tiles are for, on every frame: the tiles would only add cost.
+            whole, tiles = True, []
+            self._raw += [f.box for f in self.scan.find(image)]
         if whole or tiles is None or tiles:
             self.detector.whole_now, self.detector.tiles_now = whole, tiles
             faces = followed + self._find(image, followed)
@@ -214,6 +238,8 @@ class FaceStage(Stage):
         else:
             frame.faces = self.tracker.predict(t)
         frame.faces_searched = True
+        if self.scan is not None:
+            frame.privacy_boxes = self._raw + [f.found_box for f in frame.faces if f.found_box is not None]
 
     def _passes_due(self, lost: list[np.ndarray], width: int, height: int) -> tuple[bool, list[int] | None]:
         """This frame's detector passes: (the whole-frame pass, which tiles; None: all of them).
@@ -257,6 +283,8 @@ class FaceStage(Stage):
     def update(self, params: dict[str, Any]) -> None:
         self.params.update(params)
         self._configure()
+        if self.scan is not None:
+            self.scan.level = LEVELS[self.params["privacy_scan"]]
 
     def on_source_reopened(self) -> None:
         """A new scene: the faces tracked in the old one are gone; the next frame detects afresh."""
@@ -302,6 +330,8 @@ SPEC = register(StageSpec(
               "small model run), so a face entering between detections is found on its first frame; "
               "always on when anonymise follows; effects that can wait detect_every frames for a new face can "
               "turn it off"),
+        Param("privacy_scan", str, "fast", "before anonymise, how hard every frame is searched for faces: "
+              + "; ".join(f"{name}, {level.summary}" for name, level in LEVELS.items()), choices=tuple(LEVELS)),
         Param("detect_size", int, 320, "yunet: longer side of the downscaled frame it looks at", min=96,
               max=1920, live=False),
         Param("smoothing", bool, True, "One Euro smoothing of boxes and landmarks"),
@@ -312,5 +342,5 @@ SPEC = register(StageSpec(
               min=0, max=120),
     ),
     factory=FaceStage,
-    models=(*DETECTOR_MODELS.values(), WIDE_MODEL, LANDMARK_MODEL),
+    models=(*DETECTOR_MODELS.values(), WIDE_MODEL, LANDMARK_MODEL, SCAN_MODEL),
 ))

@@ -12,7 +12,7 @@ import numpy as np
 
 from livefuse.frame import Face
 from livefuse.vision.detectors import BlazeFaceDetector, FaceDetector
-from livefuse.vision.geometry import iou_matrix
+from livefuse.vision.geometry import box_overlaps
 from livefuse.vision.pixels import FramePixels, pixels_of
 
 # Faces smaller than this fraction of the frame's longer side are only a few pixels in a whole-frame pass,
@@ -95,7 +95,7 @@ class TiledDetector:
             # Tracked faces the whole pass saw too small to frame well, or missed, are looked for near their box.
             least = WHOLE_MIN_FACE * max(w, h)
             missed = [b for b in self.near if float(max(b[2:] - b[:2])) < least
-                      or not overlaps(b, [f.box for f in found])]
+                      or not box_overlaps(b, [f.box for f in found])]
             if missed:
                 found = self._near(image_bgr, missed) + found
         first = len(found)
@@ -224,16 +224,6 @@ class TiledDetector:
         # go first, so a face keeps the same framing from frame to frame.
         kept: list[Face] = []
         for face in found[:first] + sorted(found[first:], key=lambda f: -f.score):
-            if not overlaps(face.box, [k.box for k in kept], self.iou):
+            if not box_overlaps(face.box, [k.box for k in kept], self.iou):
                 kept.append(face)
         return kept
-
-
-def overlaps(box: np.ndarray, boxes: list[np.ndarray], iou: float = 0.2) -> bool:
-    """Whether `box` overlaps one of `boxes` or has its centre inside one (the same face, found twice)."""
-    if not boxes:
-        return False
-    others = np.stack(boxes)
-    centre = (box[:2] + box[2:]) / 2
-    inside = (others[:, :2] <= centre).all(1) & (centre <= others[:, 2:]).all(1)
-    return bool(inside.any() or (iou_matrix(box[None], others)[0] > iou).any())

@@ -151,3 +151,13 @@ def weighted_nms(
         if limit and len(out_s) >= limit:
             break
     return np.array(out_b, np.float32), np.array(out_s, np.float32), np.array(out_p, np.float32)
+
+
+def box_overlaps(box: np.ndarray, boxes: list[np.ndarray], iou: float = 0.2) -> bool:
+    """Whether `box` overlaps one of `boxes` or has its centre inside one (the same face, found twice)."""
+    if not boxes:
+        return False
+    others = np.stack(boxes)
+    centre = (box[:2] + box[2:]) / 2
+    inside = (others[:, :2] <= centre).all(1) & (centre <= others[:, 2:]).all(1)
+    return bool(inside.any() or (iou_matrix(box[None], others)[0] > iou).any())
