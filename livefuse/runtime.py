@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from livefuse.audio.filtered import FilteredAudio
 from livefuse.audio.inputs import AudioInput
 from livefuse.errors import PresetError, UserError
 from livefuse.faults import first_line
@@ -49,7 +50,16 @@ class Runtime:
         size, fps = self.context.size, self.context.fps
         assembly = await loop.run_in_executor(None, lambda: assemble(preset, self.engine, size, fps,
                                                                      stats=self.pipeline.stats))
+        audio = self.pipeline.audio
+        switch_sound = isinstance(audio, FilteredAudio) and preset.audio_filter is not None
+        if switch_sound:
+            assert isinstance(audio, FilteredAudio) and preset.audio_filter is not None
+            audio.check_filter(preset.audio_filter)  # refused before anything changes
         await self.pipeline.swap_chain(assembly.chain)
+        if switch_sound:
+            assert isinstance(audio, FilteredAudio) and preset.audio_filter is not None
+            audio.set_filter(preset.audio_filter)
+            self.pipeline.stats.audio = audio.description
         self.preset, self.context = preset, assembly.context
         return preset
 

@@ -11,6 +11,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from livefuse.audio.denoise import AUDIO_FILTERS
+from livefuse.audio.filtered import FilteredAudio
 from livefuse.audio.inputs import AUDIO_HELP, AudioInput, open_audio
 from livefuse.commands.args import (
     add_engine_args,
@@ -47,6 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--output", action="append", metavar="SPEC",
                         help=f"{OUTPUT_HELP}; repeat for several (default: preview, plus virtualcam when usable)")
     parser.add_argument("--audio", default="auto", metavar="SPEC", help=f"{AUDIO_HELP} (default: auto)")
+    parser.add_argument("--audio-filter", choices=AUDIO_FILTERS, default=None,
+                        help="denoise: RNNoise noise removal on the sound before the outputs (20 ms, kept in sync); "
+                             "none: the sound as captured (default: the preset's audio_filter, else none)")
     add_video_args(parser)
     add_engine_args(parser)
     limit = parser.add_mutually_exclusive_group()
@@ -131,6 +136,15 @@ async def _run(args: argparse.Namespace) -> int:
     source = open_source(source_spec, size, fps)
     try:
         audio = open_audio(args.audio, source, source.description)
+        audio_filter = args.audio_filter or preset.audio_filter or "none"
+        if audio is not None:
+            try:
+                audio = FilteredAudio(audio, audio_filter)
+            except BaseException:
+                audio.close()
+                raise
+        elif audio_filter != "none":
+            log.warning("--audio-filter %s: there is no sound to filter (see --audio)", audio_filter)
     except BaseException:
         source.close()
         raise
