@@ -46,15 +46,16 @@ class Runtime:
         """Load and build the new preset off the loop, then swap it in between two frames."""
         loop = asyncio.get_running_loop()
         preset = await loop.run_in_executor(None, load_preset, name_or_path)
-        # Its files are relative to its own folder, not the first preset's; its stages share state afresh.
-        size, fps = self.context.size, self.context.fps
-        assembly = await loop.run_in_executor(None, lambda: assemble(preset, self.engine, size, fps,
-                                                                     stats=self.pipeline.stats))
         audio = self.pipeline.audio
         switch_sound = isinstance(audio, FilteredAudio) and preset.audio_filter is not None
         if switch_sound:
             assert isinstance(audio, FilteredAudio) and preset.audio_filter is not None
-            audio.check_filter(preset.audio_filter)  # refused before anything changes
+            # refused before anything is built or changed; off the loop: the first check loads RNNoise
+            await loop.run_in_executor(None, audio.check_filter, preset.audio_filter)
+        # Its files are relative to its own folder, not the first preset's; its stages share state afresh.
+        size, fps = self.context.size, self.context.fps
+        assembly = await loop.run_in_executor(None, lambda: assemble(preset, self.engine, size, fps,
+                                                                     stats=self.pipeline.stats))
         await self.pipeline.swap_chain(assembly.chain)
         if switch_sound:
             assert isinstance(audio, FilteredAudio) and preset.audio_filter is not None

@@ -183,3 +183,33 @@ def test_a_bad_audio_filter_argument_exits_2(cli) -> None:  # type: ignore[no-un
     proc = cli("run", "--source", "demo", "--audio-filter", "loud", "--frames", "1")
     assert proc.returncode == 2
     assert "--audio-filter" in proc.stderr and "denoise" in proc.stderr
+
+
+def test_loading_a_preset_switches_the_filter_or_refuses_before_anything_changes(tmp_path: Path) -> None:
+    import asyncio
+
+    from livefuse.engine import Engine
+    from livefuse.presets import load_preset
+    from livefuse.runtime import Runtime
+    from livefuse.sources.demo import DemoSource
+    from livefuse.wiring import assemble
+
+    quiet = tmp_path / "quiet.toml"
+    quiet.write_text('name = "quiet"\ndescription = "x"\naudio_filter = "denoise"\nstages = []\n')
+    plain = tmp_path / "plain.toml"
+    plain.write_text('name = "plain"\ndescription = "x"\nstages = []\n')
+    engine = Engine(provider="cpu", cache_dir=tmp_path / "cache")
+    for rate, switches in ((RATE, True), (44100, False)):
+        audio = FilteredAudio(FakeDevice(rate), "none")  # type: ignore[arg-type]
+        assembly = assemble(load_preset(str(plain)), engine, (64, 36), 30.0)
+        runtime = Runtime.wire(assembly, DemoSource((64, 36), 30.0, paced=False), [], settings={}, audio=audio)
+        if switches:
+            assert asyncio.run(runtime.switch_preset(str(quiet))).name == "quiet"
+            assert audio.audio_filter == "denoise" and "denoised" in runtime.pipeline.stats.audio
+            asyncio.run(runtime.switch_preset(str(plain)))  # no audio_filter key: left as it is
+            assert audio.audio_filter == "denoise"
+        else:
+            with pytest.raises(UserError, match="44100 Hz"):
+                asyncio.run(runtime.switch_preset(str(quiet)))
+            assert runtime.preset.name == "plain" and audio.audio_filter == "none"
+        runtime.pipeline.chain.close()
