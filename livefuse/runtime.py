@@ -37,9 +37,10 @@ class Runtime:
     @classmethod
     def wire(cls, assembly: Assembly, source: Source, sinks: list[Sink], *, settings: dict[str, Any],
              max_frames: int | None = None, duration: float | None = None,
-             audio: AudioInput | None = None) -> Runtime:
+             audio: AudioInput | None = None, sleep_after: float | None = None) -> Runtime:
         """The assembled chain run between `source` and `sinks` (see livefuse/wiring.py), with its controls."""
-        pipeline = assembly.pipeline(source, sinks, max_frames=max_frames, duration=duration, audio=audio)
+        pipeline = assembly.pipeline(source, sinks, max_frames=max_frames, duration=duration, audio=audio,
+                                     sleep_after=sleep_after)
         return cls(pipeline, assembly.preset, assembly.context, assembly.engine, settings)
 
     async def switch_preset(self, name_or_path: str) -> Preset:
