@@ -7,6 +7,7 @@ spring (no overshoot) and a dead zone: moves smaller than `dead_zone` start noth
 its detector's noise give a still picture; once a move starts it is followed until the framing settles.
 The crop never leaves the source's frame (no borders) unless `beyond_edges` is set. Faces are mapped into
 the output's coordinates, so later stages (background, beauty, anonymise) see them where they are shown.
+On a chain whose frames stay on the device the same crop is one warp graph there (`FrameOnDevice`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from livefuse.device.graphs import warp_frame, warp_theta
+from livefuse.device.runner import DeviceGraph
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec
+from livefuse.stages.base import DevicePath, Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
 from livefuse.stages.spring import CriticalSpring
 
@@ -107,6 +110,8 @@ class FrameStage(Stage):
         self._last_face_ns: int | None = None
         self._warned = False
         self.crop: Crop | None = None  # the crop of the last frame (centre x, centre y, height)
+        if context.transfers is not None:  # the chain's frames stay on the device: crop there too
+            self.device = FrameOnDevice(self, context.engine)
 
     def _dt(self, frame: Frame) -> float:
         last, self._last_ns = self._last_ns, frame.capture_ns
@@ -133,7 +138,16 @@ class FrameStage(Stage):
                 self._following = False
 
     def process(self, frame: Frame) -> None:
-        size = frame.size
+        matrix = self.advance(frame, frame.size)
+        if matrix is None:
+            return
+        border = cv2.BORDER_CONSTANT if self.params["beyond_edges"] else cv2.BORDER_REPLICATE
+        frame.image = cv2.warpAffine(frame.image, matrix, frame.size, flags=cv2.INTER_LINEAR,
+                                     borderMode=border, borderValue=(0, 0, 0))
+
+    def advance(self, frame: Frame, size: tuple[int, int]) -> np.ndarray | None:
+        """Move the crop on by this frame's faces and time, and hand the faces on in the framed picture's
+        coordinates; the crop's 2x3 affine (source to output pixels), or None for the whole frame."""
         width, height = size
         dt = self._dt(frame)
         if not frame.faces_searched and not self._warned:
@@ -164,12 +178,10 @@ class FrameStage(Stage):
         self.crop = crop
         matrix = crop_matrix(crop, size)
         if abs(matrix[0, 0] - 1.0) < 1e-6 and abs(matrix[0, 2]) < 1e-3 and abs(matrix[1, 2]) < 1e-3:
-            return  # the whole frame: left exactly as it came
-        border = cv2.BORDER_CONSTANT if self.params["beyond_edges"] else cv2.BORDER_REPLICATE
-        frame.image = cv2.warpAffine(frame.image, matrix, (width, height), flags=cv2.INTER_LINEAR,
-                                     borderMode=border, borderValue=(0, 0, 0))
+            return None  # the whole frame: left exactly as it came
         frame.faces = [moved_face(face, matrix) for face in frame.faces]
         frame.person_mask = None  # a mask from before the crop no longer lines up with the picture
+        return matrix
 
     def on_source_reopened(self) -> None:
         self.spring.reset()
@@ -184,6 +196,25 @@ class FrameStage(Stage):
 
     def close(self) -> None:
         pass
+
+
+class FrameOnDevice(DevicePath):
+    """The crop on the device frame: one warp graph (`device/graphs.warp_frame`), nothing downloaded."""
+
+    def __init__(self, stage: FrameStage, engine: Any) -> None:
+        self.stage = stage
+        self.engine = engine
+        self._graphs: dict[tuple[int, int], DeviceGraph] = {}
+
+    def run(self, frame: Frame) -> None:
+        height, width = (int(d) for d in frame.device_image.shape()[:2])
+        matrix = self.stage.advance(frame, (width, height))
+        if matrix is None:
+            return
+        if (width, height) not in self._graphs:
+            self._graphs[width, height] = DeviceGraph(self.engine, warp_frame((width, height)))
+        theta = warp_theta(cv2.invertAffineTransform(matrix), (width, height), (width, height))
+        frame.device_image = self._graphs[width, height].run({"frame": frame.device_image, "theta": theta})["crop"]
 
 
 SPEC = register(StageSpec(
