@@ -2,7 +2,9 @@
 
 A lost live source (`SourceLost`) is reopened with backoff while the outputs keep showing the last
 frame; each reopen moves `Frame.source_epoch` on, so stages hear that the scene may have changed. The
-source is closed on this thread too, never from another one while a read may block.
+source is closed on this thread too, never from another one while a read may block. Asked to `sleep`
+(nobody watches: livefuse/sleep.py), it closes the source, so a camera's light goes out, and reopens it
+on `wake`, dropping the camera's first frames (exposure still settling).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from livefuse.stats import PipelineStats
 log = logging.getLogger("livefuse.pipeline")
 
 RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0)  # then every 2 s: a restarted sender is picked up soon
+WARM_UP_FRAMES = 2  # dropped after waking: a camera's first frames are dark or badly exposed
 
 
 class Capture:
@@ -40,6 +43,9 @@ class Capture:
         self.fatal: BaseException | None = None
         self.done = threading.Event()  # set once the last frame was delivered
         self._stop = threading.Event()
+        self._sleep = threading.Event()  # asked to sleep
+        self._awake = threading.Event()  # asked to wake (cleared while asleep)
+        self.asleep = threading.Event()  # set while the source is closed for sleep
         self._thread = threading.Thread(target=self._run, name="livefuse-capture", daemon=True)
 
     def start(self) -> None:
@@ -48,6 +54,16 @@ class Capture:
     def stop(self) -> None:
         """Stop after the read in progress (safe from any thread)."""
         self._stop.set()
+
+    def sleep(self) -> None:
+        """Close the source after the read in progress, until `wake` (safe from any thread)."""
+        self._awake.clear()
+        self._sleep.set()
+
+    def wake(self) -> None:
+        """Reopen the source and go on capturing (safe from any thread)."""
+        self._sleep.clear()
+        self._awake.set()
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout=timeout)
@@ -68,7 +84,13 @@ class Capture:
         start_ns = time.monotonic_ns()
         failures = 0
         epoch = 0  # times the source was reopened: stages forget the old scene when it moves on
+        warm_up = 0  # frames still to drop after waking
         while not self._stop.is_set():
+            if self._sleep.is_set():
+                if self._doze():
+                    epoch += 1
+                    warm_up = WARM_UP_FRAMES
+                continue
             try:
                 image = self.source.read()
             except SourceLost as exc:
@@ -81,6 +103,9 @@ class Capture:
                 self.finished()
                 return
             failures = 0
+            if warm_up and image is not None:
+                warm_up -= 1
+                continue
             if image is None:
                 log.info("source %s ended", self.source.description)
                 if self.audio is not None:
@@ -101,6 +126,30 @@ class Capture:
             if self.max_frames is not None and seq >= self.max_frames:
                 self.finished()
                 return
+
+    def _doze(self) -> bool:
+        """Close the source until woken; True once it is open again (False when stopped meanwhile)."""
+        log.info("nobody is watching: source %s closed until a viewer comes", self.source.description)
+        try:
+            self.source.close()
+        except Exception as exc:  # noqa: BLE001 - asleep either way; reopening tries afresh
+            log.debug("closing source failed: %s", exc)
+        self.asleep.set()
+        while not self._awake.wait(0.1):
+            if self._stop.is_set():
+                return False
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self.source.reopen()
+                break
+            except Exception as exc:  # noqa: BLE001 - a camera busy elsewhere: keep trying, with backoff
+                failures = self._reconnect(failures, exc)
+                if failures == 0:
+                    break
+        self.asleep.clear()
+        log.info("a viewer came: source %s reopened", self.source.description)
+        return not self._stop.is_set()
 
     def _reconnect(self, failures: int, exc: Exception) -> int:
         """Reopen a lost live source with backoff; 0 once it is open again, else the failures so far."""

@@ -33,6 +33,7 @@ from livefuse.chain import Chain, cover_whole
 from livefuse.frame import Frame
 from livefuse.outputs import Output
 from livefuse.sinks.base import Sink
+from livefuse.sleep import PAUSE_WAIT_S, SleepWatch, paused_picture
 from livefuse.slot import SlotClosed, ThreadSlot
 from livefuse.sources.base import Source
 from livefuse.stats import PipelineStats
@@ -53,7 +54,8 @@ class Pipeline:
     def __init__(self, source: Source, chain: Chain, sinks: list[Sink], *, fps: float,
                  max_frames: int | None = None, duration: float | None = None, max_in_flight: int = 2,
                  stats: PipelineStats | None = None, engine: Engine | None = None,
-                 audio: AudioInput | None = None, stall_after: float = STALL_AFTER_S) -> None:
+                 audio: AudioInput | None = None, stall_after: float = STALL_AFTER_S,
+                 sleep_after: float | None = None) -> None:
         self.source = source
         self.chain = chain
         self.fps = fps
@@ -83,6 +85,9 @@ class Pipeline:
         self._stale = 0  # frames the chain finished after newer ones had gone out past a stall (dropped)
         self._dropped_lock = threading.Lock()  # capture and emitting threads both update stats.dropped
         self._past_stall = ThreadPoolExecutor(1, thread_name_prefix="livefuse-stall")
+        self.sleep_after = sleep_after  # seconds unwatched before sleeping (livefuse/sleep.py); None: never
+        self.sleep_watch: SleepWatch | None = None
+        self._last_frame: Frame | None = None  # the newest emitted frame (the paused picture is made from it)
         self.audio = audio
         self._audio_feeds: list[AudioFeed] = [sink.audio_feed for sink in sinks if sink.audio_feed is not None]
         if audio is not None:
@@ -131,6 +136,10 @@ class Pipeline:
         capture = Capture(self.source, self._on_captured, self.stop, stats=self.stats, audio=self.audio,
                           max_frames=self.max_frames)
         capture.start()
+        if self.sleep_after is not None:
+            self.sleep_watch = SleepWatch(lambda: [out.sink for out in self._outputs], capture, self.sleep_after,
+                                          self.stats, self._show_paused)
+            self.sleep_watch.start()
         dispatcher = start_thread(self._dispatch, "livefuse-dispatch")
         watchdog = asyncio.create_task(self._watch_stalls())
         timer = self._loop.call_later(self.duration, self._stopped.set) if self.duration else None
@@ -140,6 +149,8 @@ class Pipeline:
             if timer:
                 timer.cancel()
             watchdog.cancel()
+            if self.sleep_watch is not None:
+                await self._loop.run_in_executor(None, self.sleep_watch.stop)
             await self._drain(dispatcher, capture)
             capture.join(timeout=1.0)
             if self.audio is not None:
@@ -304,8 +315,29 @@ class Pipeline:
             if frame.capture_ns > self._last_emitted_ns:
                 self._emit(frame)
 
+    def _show_paused(self) -> None:
+        """On the sleep thread, once capture sleeps: the last picture, marked paused, to every output (one
+        that repeats its last frame, the virtual camera, keeps showing it), after the frames in flight."""
+        if self._input.take_nowait() is not None:  # captured before the sleep, not yet taken: not shown
+            self._count_dropped(stale=1)
+        deadline = time.monotonic() + PAUSE_WAIT_S
+        while time.monotonic() < deadline:
+            with self._emitting:
+                if not self._in_flight:
+                    break
+            time.sleep(0.01)
+        with self._emitting:
+            last = self._last_frame
+            if last is None:
+                return
+            image = paused_picture(last.image)
+            image.flags.writeable = False
+            self._emit(Frame(seq=last.seq, pts=last.pts, capture_ns=time.monotonic_ns(), image=image,
+                             source_epoch=last.source_epoch))
+
     def _emit(self, frame: Frame) -> None:
         """Send a processed frame to every output and listener (holding `_emitting`)."""
+        self._last_frame = frame
         self._last_emitted_ns = frame.capture_ns
         self.stats.frames_processed += 1
         for out in self._outputs:

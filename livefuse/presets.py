@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from livefuse.audio.denoise import AUDIO_FILTERS
 from livefuse.chain import Chain
 from livefuse.errors import ModelError, PresetError
 from livefuse.paths import extra_preset_dirs, shipped_presets_dir, user_presets_dir
@@ -49,6 +50,8 @@ class Preset:
     description: str
     path: Path
     stages: list[StageConfig] = field(default_factory=list)
+    audio_filter: str | None = None  # "none" or "denoise"; None: the preset leaves the sound's filter as it is
+
 
 
 def preset_dirs() -> list[Path]:
@@ -188,8 +191,9 @@ def parse_preset(text: str, path: Path) -> Preset:
     except tomllib.TOMLDecodeError as exc:
         raise PresetError(f"{path}: malformed TOML: {exc}") from exc
     for key in data:
-        if key not in ("name", "description", "stages"):
-            raise PresetError(f"{path}: unknown top-level key {key!r}; allowed: name, description, stages")
+        if key not in ("name", "description", "stages", "audio_filter"):
+            raise PresetError(f"{path}: unknown top-level key {shown(key)}; allowed: name, description, stages, "
+                              "audio_filter")
     stages = data.get("stages", [])
     if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
         raise PresetError(f"{path}: 'stages' must be an array of tables ([[stages]] entries)")
@@ -198,7 +202,12 @@ def parse_preset(text: str, path: Path) -> Preset:
         if key in data and (not isinstance(data[key], str) or len(data[key]) > MAX_STRING_LENGTH):
             raise PresetError(f"{path}: {key} = {shown(data[key])} is not allowed; expected a string of at most "
                               f"{MAX_STRING_LENGTH} characters")
-    preset = Preset(str(data.get("name", path.stem)), str(data.get("description", "")), path)
+    audio_filter = data.get("audio_filter")
+    if audio_filter is not None and audio_filter not in AUDIO_FILTERS:
+        raise PresetError(f"{path}: audio_filter = {shown(audio_filter)} is not allowed; expected one of "
+                          f"{', '.join(repr(f) for f in AUDIO_FILTERS)} (denoise: RNNoise on the sound)")
+    preset = Preset(str(data.get("name", path.stem)), str(data.get("description", "")), path,
+                    audio_filter=audio_filter)
     counts: dict[str, int] = {}
     for index, entry in enumerate(stages, start=1):
         where = f"{path}: stages[{index}]"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from livefuse.audio.filtered import FilteredAudio
 from livefuse.audio.inputs import AudioInput
 from livefuse.engine import providers as prov
 from livefuse.errors import PresetError, UserError
@@ -37,20 +38,31 @@ class Runtime:
     @classmethod
     def wire(cls, assembly: Assembly, source: Source, sinks: list[Sink], *, settings: dict[str, Any],
              max_frames: int | None = None, duration: float | None = None,
-             audio: AudioInput | None = None) -> Runtime:
+             audio: AudioInput | None = None, sleep_after: float | None = None) -> Runtime:
         """The assembled chain run between `source` and `sinks` (see livefuse/wiring.py), with its controls."""
-        pipeline = assembly.pipeline(source, sinks, max_frames=max_frames, duration=duration, audio=audio)
+        pipeline = assembly.pipeline(source, sinks, max_frames=max_frames, duration=duration, audio=audio,
+                                     sleep_after=sleep_after)
         return cls(pipeline, assembly.preset, assembly.context, assembly.engine, settings)
 
     async def switch_preset(self, name_or_path: str) -> Preset:
         """Load and build the new preset off the loop, then swap it in between two frames."""
         loop = asyncio.get_running_loop()
         preset = await loop.run_in_executor(None, load_preset, name_or_path)
+        audio = self.pipeline.audio
+        switch_sound = isinstance(audio, FilteredAudio) and preset.audio_filter is not None
+        if switch_sound:
+            assert isinstance(audio, FilteredAudio) and preset.audio_filter is not None
+            # refused before anything is built or changed; off the loop: the first check loads RNNoise
+            await loop.run_in_executor(None, audio.check_filter, preset.audio_filter)
         # Its files are relative to its own folder, not the first preset's; its stages share state afresh.
         size, fps = self.context.size, self.context.fps
         assembly = await loop.run_in_executor(None, lambda: assemble(preset, self.engine, size, fps,
                                                                      stats=self.pipeline.stats))
         await self.pipeline.swap_chain(assembly.chain)
+        if switch_sound:
+            assert isinstance(audio, FilteredAudio) and preset.audio_filter is not None
+            audio.set_filter(preset.audio_filter)
+            self.pipeline.stats.audio = audio.description
         self.preset, self.context = preset, assembly.context
         return preset
 

@@ -63,6 +63,8 @@ class PipelineStats:
     frames_past_stall: int = 0  # frames sent on past a stage that hung (covered whole when privacy is guarded)
     stalled: str | None = None  # the step that has hung right now, as "label for N s"
     reconnects: int = 0
+    sleep: str = "always on"  # "awake" or "sleeping" when the daemon sleeps unwatched (livefuse/sleep.py)
+    sleeps: int = 0  # times it went to sleep
     provider: str = "none"
     started_ns: int = field(default_factory=time.monotonic_ns)
     first_out_ns: int = 0
@@ -121,6 +123,7 @@ class PipelineStats:
             "frames_past_stall": self.frames_past_stall,
             "stalled": self.stalled,
             "reconnects": self.reconnects,
+            "sleep": {"state": self.sleep, "sleeps": self.sleeps},
             "copies_per_frame": {k: round(v / processed, 3) for k, v in self.copies.items()},
             "device_frames": self.transfers,
             "outputs": {

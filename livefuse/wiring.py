@@ -43,10 +43,11 @@ class Assembly:
 
     def pipeline(self, source: Source, sinks: list[Sink], *, max_frames: int | None = None,
                  duration: float | None = None, audio: AudioInput | None = None,
-                 stats: PipelineStats | None = None) -> Pipeline:
+                 stats: PipelineStats | None = None, sleep_after: float | None = None) -> Pipeline:
         """The chain between `source` and `sinks` (the first is the primary output latency is measured at)."""
         pipeline = Pipeline(source, self.chain, sinks, fps=self.context.fps, max_frames=max_frames,
-                            duration=duration, stats=stats, engine=self.engine, audio=audio)
+                            duration=duration, stats=stats, engine=self.engine, audio=audio,
+                            sleep_after=sleep_after)
         pipeline.stats.provider = self.engine.provider
         return pipeline
 

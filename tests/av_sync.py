@@ -16,6 +16,7 @@ import numpy as np
 CODE_BITS = 10
 BLOCK = 16  # px: a code block, big enough for any blur to leave its centre readable
 CLICK_S = 0.004
+LOUD = 0.3  # a click's (or a spoken marker's) first sample above this is its time
 
 
 def code_region(size: tuple[int, int]) -> tuple[slice, slice]:
@@ -52,8 +53,9 @@ def background(size: tuple[int, int]) -> np.ndarray:
 
 
 def make_clip(path: Path, *, seconds: float = 4.0, fps: int = 30, size: tuple[int, int] = (320, 180),
-              rate: int = 44100, channels: int = 2) -> None:
-    """The sync clip: frame n at n/fps shows n; frames at whole seconds flash white; clicks at whole seconds."""
+              rate: int = 44100, channels: int = 2, spoken: bool = False) -> None:
+    """The sync clip: frame n at n/fps shows n; frames at whole seconds flash white; clicks at whole seconds
+    (`spoken`: a spoken "ta" whose first loud sample is at the whole second, which noise removal keeps)."""
     base = background(size)
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=fps)
@@ -73,7 +75,7 @@ def make_clip(path: Path, *, seconds: float = 4.0, fps: int = 30, size: tuple[in
             frame.time_base = Fraction(1, fps)
             for packet in video.encode(frame):
                 out.mux(packet)
-        signal = click_track(frames / fps, rate, channels)
+        signal = click_track(frames / fps, rate, channels, speech_marker(rate) if spoken else None)
         step = 1024
         for start in range(0, signal.shape[1], step):
             part = av.AudioFrame.from_ndarray(np.ascontiguousarray(signal[:, start:start + step]), format="fltp",
@@ -88,16 +90,35 @@ def make_clip(path: Path, *, seconds: float = 4.0, fps: int = 30, size: tuple[in
                 out.mux(packet)
 
 
-def click_track(seconds: float, rate: int, channels: int) -> np.ndarray:
-    """Quiet noise with a loud click at every whole second."""
+def speech_marker(rate: int) -> np.ndarray:
+    """espeak-ng saying "ta" (tests/assets/speech_ta.wav, 22.05 kHz), at `rate`: a click is not speech, so
+    noise removal takes it out, while a syllable's onset it keeps to the sample."""
+    import wave
+
+    with wave.open(str(Path(__file__).parent / "assets" / "speech_ta.wav")) as file:
+        native = file.getframerate()
+        samples = np.frombuffer(file.readframes(file.getnframes()), np.int16).astype(np.float32) / 32768.0
+    times = np.arange(round(samples.size * rate / native)) / rate
+    return np.interp(times, np.arange(samples.size) / native, samples).astype(np.float32)
+
+
+def click_track(seconds: float, rate: int, channels: int, marker: np.ndarray | None = None) -> np.ndarray:
+    """Quiet noise with a loud click (or `marker`, its first loud sample on the second) at every whole second."""
     rng = np.random.default_rng(0)
     total = round(seconds * rate)
     signal = (rng.standard_normal((1, total)) * 0.003).astype(np.float32)
     length = int(CLICK_S * rate)
     for second in range(int(seconds) + 1):
         start = second * rate
-        if start + length <= total:
-            signal[0, start:start + length] = 0.8
+        if marker is None:
+            if start + length <= total:
+                signal[0, start:start + length] = 0.8
+            continue
+        begin = start - int(np.argmax(np.abs(marker) > LOUD))
+        part = marker[max(0, -begin):]  # at 0 s the syllable's lead-in is cut: its onset stays on the second
+        begin = max(0, begin)
+        if begin + part.size <= total:
+            signal[0, begin:begin + part.size] = part
     return np.repeat(signal, channels, axis=0)
 
 
@@ -117,7 +138,7 @@ class Decoded:
 
     def clicks(self) -> list[float]:
         """Output times of the clicks: the first loud sample after a quiet half second."""
-        loud = np.flatnonzero(np.abs(self.audio) > 0.3)
+        loud = np.flatnonzero(np.abs(self.audio) > LOUD)
         onsets: list[float] = []
         last = -10**9
         for index in loud:

@@ -129,8 +129,11 @@ class LiveDaemon:
     """`livefuse run --source demo --output preview` in-process, on a thread with its own loop."""
 
     def __init__(self, preset: str, *, size: tuple[int, int] = (320, 240), fps: float = 15.0,
-                 host: str = "127.0.0.1", token: str | None = None, max_peers: int = 16, motion: float = 1.0) -> None:
+                 host: str = "127.0.0.1", token: str | None = None, max_peers: int = 16, motion: float = 1.0,
+                 sleep_after: float | None = None) -> None:
         self.preset_name = preset
+        self.sleep_after = sleep_after
+        self.source: DemoSource | None = None
         self.size = size
         self.fps = fps
         self.host = host
@@ -171,8 +174,8 @@ class LiveDaemon:
         self.sink = PreviewSink(self.size, self.fps, host=self.host, port=0, token=self.token,
                                 max_peers=self.max_peers)
         self.token = self.sink.token
-        source = DemoSource(self.size, self.fps, motion=self.motion)
-        self.runtime = Runtime.wire(assembly, source, [self.sink],
+        source = self.source = DemoSource(self.size, self.fps, motion=self.motion)
+        self.runtime = Runtime.wire(assembly, source, [self.sink], sleep_after=self.sleep_after,
                                     settings={"source": "demo", "size": list(self.size), "fps": self.fps})
         self.pipeline = self.runtime.pipeline
         self.pipeline.frame_listeners.append(lambda f: self.emitted.append((f.seq, f.capture_ns, f.meta.get("tag"))))

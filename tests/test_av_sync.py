@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import pytest
 from av_sync import Decoded, decode, flash_click_offsets, frame_offsets, make_clip
 
+from livefuse.audio.filtered import FilteredAudio
 from livefuse.audio.inputs import open_audio
 from livefuse.chain import Chain
 from livefuse.errors import OutputError
@@ -99,9 +101,11 @@ class SlowStage(Stage):
         pass
 
 
-def run_pipeline(source: AVSource, chain: Chain, sinks_to: list[str], **kwargs: Any) -> Any:
-    audio = open_audio("auto", source, source.description)
-    assert audio is not None, "the source's sound was not found"
+def run_pipeline(source: AVSource, chain: Chain, sinks_to: list[str], audio_filter: str = "none",
+                 **kwargs: Any) -> Any:
+    found = open_audio("auto", source, source.description)
+    assert found is not None, "the source's sound was not found"
+    audio = FilteredAudio(found, audio_filter) if audio_filter != "none" else found
     sinks = [open_sink(spec, SIZE, float(FPS), audio.format) for spec in sinks_to]
     pipeline = Pipeline(source, chain, sinks, fps=float(FPS), audio=audio, **kwargs)
     return asyncio.run(asyncio.wait_for(pipeline.run(), 120))
@@ -123,6 +127,28 @@ def test_every_frame_in_sync_when_a_slow_stage_drops_frames(clip: Path, source_m
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers) and numbers[-1] - numbers[0] > 90
     assert worst <= BOUND_S
     assert abs(decoded.audio_duration - source_media.audio_duration) <= DURATION_BOUND_S
+
+
+@pytest.mark.slow
+def test_denoised_sound_stays_in_sync(tmp_path: Path) -> None:
+    """RNNoise on the sound (20 ms of delay, and a 44.1 -> 48 kHz resample before it): every flash still
+    meets its spoken marker, and every frame the sound of its instant, within a frame; no sound lost."""
+    clip = tmp_path / "spoken.mp4"
+    make_clip(clip, seconds=4.0, fps=FPS, size=SIZE, rate=44100, spoken=True)
+    source_media = decode(clip)
+    assert len(source_media.clicks()) == 4
+    outs = {ext: tmp_path / f"denoised.{ext}" for ext in ("mp4", "webm")}
+    run_pipeline(open_file(clip, SIZE, FPS, loop=False), Chain("none", []), [f"file:{p}" for p in outs.values()],
+                 audio_filter="denoise")
+    for ext, path in outs.items():
+        decoded = decode(path)
+        assert decoded.rate == 48000
+        check_flashes(f"denoise {ext}", decoded, source_media, least=1)
+        # tighter than a frame: without its 20 ms on the audio clock the sound would come 20 ms late
+        assert max(abs(o) for o in flash_click_offsets(decoded)) <= 0.005, ext
+    # the noise under the markers is gone: RNNoise really ran
+    quiet = decode(outs["mp4"]).audio[int(0.3 * 48000):int(0.8 * 48000)]
+    assert float(np.sqrt(np.mean(quiet ** 2))) < 0.3 * 0.003, float(np.sqrt(np.mean(quiet ** 2)))
 
 
 def free_port() -> int:

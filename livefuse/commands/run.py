@@ -11,6 +11,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from livefuse.audio.denoise import AUDIO_FILTERS
+from livefuse.audio.filtered import FilteredAudio
 from livefuse.audio.inputs import AUDIO_HELP, AudioInput, open_audio
 from livefuse.commands.args import (
     add_engine_args,
@@ -26,6 +28,7 @@ from livefuse.loop_priority import NORMAL, REALTIME, raise_loop_priority
 from livefuse.presets import DEFAULT_PRESET, available_presets, load_preset
 from livefuse.runtime import Runtime
 from livefuse.sinks import OUTPUT_HELP, Sink, open_sink, parse_output
+from livefuse.sleep import SLEEP_AFTER_S
 from livefuse.sources import SOURCE_HELP, default_source, open_source
 from livefuse.status import report_status
 from livefuse.wiring import assemble
@@ -47,11 +50,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--output", action="append", metavar="SPEC",
                         help=f"{OUTPUT_HELP}; repeat for several (default: preview, plus virtualcam when usable)")
     parser.add_argument("--audio", default="auto", metavar="SPEC", help=f"{AUDIO_HELP} (default: auto)")
+    parser.add_argument("--audio-filter", choices=AUDIO_FILTERS, default=None,
+                        help="denoise: RNNoise noise removal on the sound before the outputs (20 ms, kept in sync); "
+                             "none: the sound as captured (default: the preset's audio_filter, else none)")
     add_video_args(parser)
     add_engine_args(parser)
     limit = parser.add_mutually_exclusive_group()
     limit.add_argument("--frames", type=positive_int, metavar="N", help="stop after N captured frames")
     limit.add_argument("--duration", type=positive_float, metavar="SECONDS", help="stop after this long")
+    parser.add_argument("--always-on", action="store_true",
+                        help="keep capturing and filtering when no output is watched (by default livefuse sleeps "
+                             "after --sleep-after seconds with no viewer, no virtual camera reader, no recording "
+                             "or push, and releases the camera; a run with --frames or --duration never sleeps)")
+    parser.add_argument("--sleep-after", type=positive_float, default=SLEEP_AFTER_S, metavar="SECONDS",
+                        help=f"grace period before sleeping unwatched (default: {SLEEP_AFTER_S:g})")
     parser.add_argument("--stats-json", type=Path, metavar="PATH", help="write the final statistics here")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument("--host", default="127.0.0.1", help="preview and API address (default: 127.0.0.1)")
@@ -131,6 +143,15 @@ async def _run(args: argparse.Namespace) -> int:
     source = open_source(source_spec, size, fps)
     try:
         audio = open_audio(args.audio, source, source.description)
+        audio_filter = args.audio_filter or preset.audio_filter or "none"
+        if audio is not None:
+            try:
+                audio = FilteredAudio(audio, audio_filter)
+            except BaseException:
+                audio.close()
+                raise
+        elif audio_filter != "none":
+            log.warning("--audio-filter %s: there is no sound to filter (see --audio)", audio_filter)
     except BaseException:
         source.close()
         raise
@@ -148,7 +169,9 @@ async def _run(args: argparse.Namespace) -> int:
         web = {"host": args.host, "port": args.port, "token": args.token, "max_peers": args.max_peers,
                "peer_timeout": args.peer_timeout, "session_budget_ms": args.session_budget_ms}
         sinks = open_outputs(specs, size, fps, web, audio)
+        bounded = args.frames is not None or args.duration is not None
         runtime = Runtime.wire(assembly, source, sinks, max_frames=args.frames, duration=args.duration, audio=audio,
+                               sleep_after=None if args.always_on or bounded else args.sleep_after,
                                settings={"source": source_spec, "size": list(size), "fps": fps, "outputs": specs,
                                          "loop_priority": loop_priority})
         pipeline = runtime.pipeline

@@ -22,6 +22,9 @@ class Sink(ABC):
     - `audio_feed`: an output that carries sound reads chunks from this feed (None: no sound).
     - `attach(runtime)`: called once, on the loop, when the daemon's runtime exists (the preview starts
       its web server and control API there).
+    - `watched()`: whether anyone consumes it now; when no output is, the daemon sleeps (livefuse/sleep.py).
+      Recordings and pushes always are; the preview while a viewer is connected; the virtual camera while
+      an application has it open, where the OS can tell.
     """
 
     name: str
@@ -39,6 +42,10 @@ class Sink(ABC):
 
     async def attach(self, runtime: Runtime) -> None:  # noqa: B027 - optional: most outputs need nothing
         """The daemon's runtime exists now: by default nothing to do with it."""
+
+    def watched(self) -> bool:
+        """Whether anything consumes this output now (called about twice a second, off the loop)."""
+        return True
 
 
 class NullSink(Sink):

@@ -9,6 +9,7 @@ import pyvirtualcam
 from livefuse.errors import OutputError
 from livefuse.frame import Frame
 from livefuse.sinks.base import Sink
+from livefuse.sinks.readers import readers
 
 
 def virtualcam_fix() -> str:
@@ -38,6 +39,12 @@ class VirtualCamSink(Sink):
 
     def write(self, frame: Frame) -> None:
         self._camera.send(frame.image)
+
+    def watched(self) -> bool:
+        """An application has the camera open (v4l2loopback: another process holds the device), or the OS
+        cannot tell (OBS's and Unity Capture's cameras), which counts as watched."""
+        count = readers(self.device)
+        return count is None or count > 0
 
     def close(self) -> None:
         self._camera.close()

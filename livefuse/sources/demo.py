@@ -94,6 +94,13 @@ class DemoSource(Source):
         # OpenCV takes a scalar operand here; its type stubs do not say so
         return cv2.blendLinear(person, self._background, alpha, cv2.subtract(1.0, alpha))  # type: ignore[call-overload]
 
+    def alpha(self, t: float) -> np.ndarray:
+        """The person's true weight (float32 0..1) in the frame at time t: what `render` composes with."""
+        width, height = self.size
+        warped = cv2.warpAffine(np.ascontiguousarray(self._rgba[..., 3]), self.transform(t), (width, height),
+                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return np.multiply(warped, 1.0 / 255.0, dtype=np.float32)
+
     def read(self) -> np.ndarray:
         frame = self.render(self._t / self.fps)
         self._t += 1

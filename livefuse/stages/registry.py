@@ -19,6 +19,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "livefuse.stages.beauty",
     "livefuse.stages.swap",
     "livefuse.stages.enhance",
+    "livefuse.stages.framing",
 )
 
 

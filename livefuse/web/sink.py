@@ -87,6 +87,10 @@ class PreviewSink(Sink):
                 for chunk in chunks:
                     self.audio_track.put_chunk(chunk)
 
+    def watched(self) -> bool:
+        """A browser views the stream (before the server starts there is no telling: watched)."""
+        return self.server is None or self.server.peers.viewers > 0
+
     def close(self) -> None:
         """Stop the server (from the output's thread at the end of a run, or from the loop)."""
         server, self.server = self.server, None

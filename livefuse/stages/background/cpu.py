@@ -21,6 +21,7 @@ from livefuse.stages.background.common import BackgroundStage, blur_geometry
 from livefuse.stages.base import StageContext, Step
 from livefuse.stages.models import load_model
 from livefuse.vision.geometry import resize
+from livefuse.vision.matting import refine_matte
 from livefuse.vision.segmentation import SelfieSegmenter
 
 VISIBLE_WEIGHT = 1 / 512  # a person weight below this changes no 8-bit pixel
@@ -38,9 +39,22 @@ def person_span(covered: np.ndarray, length: int) -> tuple[int, int]:
     return max(0, int((cells[0] - 1) * scale)), min(length, int(np.ceil((cells[-1] + 2) * scale)))
 
 
-def blend_person(image: np.ndarray, background: np.ndarray, mask: np.ndarray, scratch: bool) -> np.ndarray:
+def person_matte(image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], edge: str) -> np.ndarray:
+    """The person's weight in the frame box x0, y0, x1, y1: the model-resolution mask upsampled, its edges
+    refined against the frame's own when `edge` is not "off"."""
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = box
+    full = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
+    if edge == "off":
+        return full
+    return refine_matte(image[y0:y1, x0:x1], full, edge, width)
+
+
+def blend_person(image: np.ndarray, background: np.ndarray, mask: np.ndarray, scratch: bool,
+                 edge: str = "off") -> np.ndarray:
     """The person (`mask`, at model resolution) over `background`, both frame-sized; `scratch`: the
-    background is this frame's own array, and becomes the result (else it is copied).
+    background is this frame's own array, and becomes the result (else it is copied). `edge`: see
+    `person_matte`.
 
     Only the box where the mask reaches 1/512 is blended (a person fills a part of the frame, and
     blending is the one full-resolution pass left). Outside it a weight under 1/512 moves no pixel by
@@ -54,7 +68,7 @@ def blend_person(image: np.ndarray, background: np.ndarray, mask: np.ndarray, sc
     result = background if scratch else background.copy()
     if x1 <= x0 or y1 <= y0:
         return result
-    full = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
+    full = person_matte(image, mask, (x0, y0, x1, y1), edge)
     # OpenCV takes a scalar operand here; its type stubs do not say so
     result[y0:y1, x0:x1] = cv2.blendLinear(image[y0:y1, x0:x1], background[y0:y1, x0:x1], full,
                                            cv2.subtract(1.0, full))  # type: ignore[call-overload]
@@ -146,7 +160,7 @@ class CpuBackground(BackgroundStage):
                 self._colour = np.empty_like(image)
                 self._colour[:] = self._colour_bgr
             background = self._colour
-        frame.image = blend_person(image, background, mask, scratch=mode == "blur")
+        frame.image = blend_person(image, background, mask, scratch=mode == "blur", edge=self.params["edge"])
 
     def on_source_reopened(self) -> None:
         """A new scene: the smoothed mask starts again from the next frame's segmentation."""

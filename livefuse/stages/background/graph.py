@@ -1,8 +1,9 @@
 """The background stage as one fused ONNX graph: the path on GPU providers (or forced with path="graph").
 
-Downscale, the segmenter inlined, EMA, tighten, feather, mask-weighted blur, upsample and blend are one
-graph (`build_graph`), so a frame is uploaded once and downloaded once, and the EMA state stays on the
-device between frames. The settings are constants in the graph: a live change rebuilds it.
+Downscale, the segmenter inlined, EMA, tighten, feather, mask-weighted blur, upsample (or the guided
+filter's edge refinement, edge_graph.py) and blend are one graph (`build_graph`), so a frame is uploaded
+once and downloaded once, and the EMA state stays on the device between frames. The settings are
+constants in the graph: a live change rebuilds it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from livefuse.device.graphs import area_resize, shrink_nodes
 from livefuse.engine.graph_builder import GraphBuilder
 from livefuse.frame import Frame
 from livefuse.stages.background.common import BackgroundStage, blur_geometry, parse_colour
+from livefuse.stages.background.edge_graph import refined_matte
 from livefuse.stages.base import DevicePath, StageContext
 from livefuse.stages.models import model_file
 
-GRAPH_PARAMS = ("mode", "strength", "colour", "feather", "smoothing", "downscale")  # baked into the graph
+GRAPH_PARAMS = ("mode", "strength", "colour", "feather", "smoothing", "downscale", "edge")  # baked into the graph
 
 
 def gaussian_taps(sigma: float, limit: int) -> np.ndarray:
@@ -100,8 +102,11 @@ def build_graph(model: onnx.ModelProto, size: tuple[int, int], model_size: tuple
         background = b.op("Cast", "backdrop", to=TensorProto.FLOAT)
     else:
         background = b.const(np.reshape(parse_colour(params["colour"], "background stage"), (1, 1, 3)))
-    full = _resize(b, b.op("Transpose", b.op("Squeeze", mask, b.const([0], np.int64)), perm=[1, 2, 0]),
-                   [height, width], [0, 1])  # [H, W, 1]
+    if params["edge"] == "off":
+        full = _resize(b, b.op("Transpose", b.op("Squeeze", mask, b.const([0], np.int64)), perm=[1, 2, 0]),
+                       [height, width], [0, 1])  # [H, W, 1]
+    else:
+        full = refined_matte(b, nchw, frame, mask, params["edge"], size)
     out = b.op("Add", background, b.op("Mul", full, b.op("Sub", frame, background)))
     b.op("Cast", b.op("Clip", b.op("Round", out), b.const(0.0), b.const(255.0)), to=TensorProto.UINT8, out="image")
     frame_info = helper.make_tensor_value_info("frame", TensorProto.UINT8, [height, width, 3])

@@ -13,6 +13,7 @@ from livefuse.stages.background.cpu import CpuBackground
 from livefuse.stages.background.graph import GraphBackground
 from livefuse.stages.base import Param, StageContext, StageSpec, build_implementation
 from livefuse.stages.registry import register
+from livefuse.vision.matting import EDGE_MODES
 
 
 def make_background(params: dict[str, Any], context: StageContext, path: str = "auto") -> BackgroundStage:
@@ -33,6 +34,9 @@ SPEC = register(StageSpec(
         Param("colour", str, CHROMA_GREEN, "remove: the colour as \"#rrggbb\" (default chroma-key green)"),
         Param("feather", float, 0.5, "edge softness, 0 (hard) to 5 (very soft), in % of the frame width",
               min=0.0, max=5.0),
+        Param("edge", str, "off", "edge refinement: off, fast or fine (a guided filter fits the mask's edges to "
+              "the picture's: sharper hair and shoulders, at a cost; see presets/README.md)",
+              choices=EDGE_MODES),
         Param("smoothing", float, 0.5, "how much of the previous mask is kept each frame (steadier edges, a "
               "little lag)", min=0.0, max=0.95),
         Param("downscale", int, 4, "blur and segmentation work on a frame this many times smaller",
