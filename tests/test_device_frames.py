@@ -184,7 +184,7 @@ def found_faces(engine: Engine, images: list[np.ndarray]) -> dict[int, list[Face
 # swap picks its faces by similarity here: that mode works on the faces' regions (the others on crops, below).
 FACE_LOCAL = [("anonymise", {"style": "blur"}), ("anonymise", {"style": "pixelate"}), ("anonymise", {"style": "fill"}),
               ("beauty", {}), ("debug", {"stats": False}),
-              ("swap", {"mouth_mask": 0.5, "faces": "similar", "min_similarity": -1.0})]
+              ("swap", {"keep_regions": ["mouth"], "keep_grow": 0.5, "faces": "similar", "min_similarity": -1.0})]
 
 
 @pytest.mark.parametrize(("kind", "params"), FACE_LOCAL, ids=[f"{k}-{'-'.join(map(str, p.values()))}"
@@ -235,7 +235,9 @@ def run_both(kind: str, params: dict[str, Any], engine: Engine, standins: dict[s
 
 
 @pytest.mark.parametrize(("kind", "params", "tolerance"), [
-    ("swap", {"mouth_mask": 0.0}, 1.5), ("swap", {"mouth_mask": 0.5, "colour_match": False}, 1.5),
+    ("swap", {"keep_regions": []}, 1.5),
+    ("swap", {"keep_regions": ["mouth", "eyes"], "keep_grow": 0.5, "mask_padding": [10, 0, 0, 0],
+              "colour_match": False}, 1.5),
     ("enhance", {}, 0.5)])
 def test_swap_and_enhance_run_crop_model_and_paste_back_on_the_device(
         kind: str, params: dict[str, Any], tolerance: float, engine: Engine, standins: dict[str, Path]) -> None:

@@ -3,7 +3,7 @@
 Each face's model input is cut from the device frame (`device.crops`) and bound to the model as it is;
 the model's output goes back into the frame the same way, with the stage's own feathered mask.
 Swap's colour matching (Reinhard, in Lab) works on the two 128 px crops on the host, the only pixels
-that leave the device; the kept mouth (mouth_mask) comes to the host as its region alone.
+that leave the device; the kept parts (keep_regions) come to the host as their regions alone.
 
 Against the CPU path: the same bicubic warps in float instead of OpenCV's fixed point, and no rounding
 of the crops to uint8 in between; within a few levels inside the face, the same everywhere else.
@@ -20,8 +20,8 @@ from livefuse.device.crops import FaceCrops
 from livefuse.device.regions import OnRegions, RegionIO
 from livefuse.engine.session import ModelSession
 from livefuse.faces.align import estimate_affine
-from livefuse.faces.mouth import MouthRegion, mouth_region, restore_mouth
 from livefuse.faces.paste import match_colour
+from livefuse.faces.regions import KeepRegion, restore
 from livefuse.faces.swapper import SIZE, TEMPLATE
 from livefuse.frame import Face, Frame
 from livefuse.stages.base import DevicePath
@@ -44,7 +44,7 @@ class SwapOnDevice(DevicePath):
         self.stage = stage
         self.crops = FaceCrops(engine, SIZE, 0.0, 255.0)  # RGB in 0..1
         self.regions = OnRegions(stage, engine, counter)
-        self.mouths = RegionIO(engine, counter, stage.name)
+        self.kept = RegionIO(engine, counter, stage.name)
 
     def run(self, frame: Frame) -> None:
         stage = self.stage
@@ -59,7 +59,7 @@ class SwapOnDevice(DevicePath):
             return
         height, width = (int(d) for d in frame.device_image.shape()[:2])
         targets = stage._targets(frame)
-        mouths = self._mouths(frame, targets, (height, width))
+        keeps = self._keeps(frame, targets, (height, width))
         image = frame.device_image
         session = stage.swapper.session
         for face in targets:
@@ -68,14 +68,14 @@ class SwapOnDevice(DevicePath):
             swapped: Any = session.run_device({"target": target, "source": latent})[stage.swapper.output_name]
             if stage.params["colour_match"]:
                 swapped = self._matched(swapped, target, stage._mask)
-                self.mouths.counter.region(stage.name, 3 * swapped.nbytes)  # two crops down, one up
+                self.kept.counter.region(stage.name, 3 * swapped.nbytes)  # two crops down, one up
             image = self.crops.put(image, swapped, matrix, stage._mask * strength)
-        if mouths:
-            boxes = [region.box for region, _ in mouths]
-            canvas = self.mouths.fetch(image, boxes)
-            for region, original in mouths:
-                restore_mouth(canvas, original, region)
-            image = self.mouths.store(image, canvas, boxes)
+        if keeps:
+            boxes = [region.box for region, _ in keeps]
+            canvas = self.kept.fetch(image, boxes)
+            for region, original in keeps:
+                restore(canvas, original, region)
+            image = self.kept.store(image, canvas, boxes)
         frame.device_image = image
 
     @staticmethod
@@ -89,16 +89,12 @@ class SwapOnDevice(DevicePath):
         rgb = cv2.cvtColor(matched, cv2.COLOR_BGR2RGB).astype(np.float32) * (1.0 / 255.0)
         return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
 
-    def _mouths(self, frame: Frame, targets: list[Face], shape: tuple[int, int]) -> list[tuple[MouthRegion, Any]]:
-        """The kept mouths' regions and their original pixels (from the device frame, before any paste)."""
-        params = self.stage.params
-        if params["mouth_mask"] <= 0:
-            return []
-        found = [region for face in targets if face.mesh is not None
-                 and (region := mouth_region(face.mesh, params["mouth_mask"], params["mouth_feather"], shape))]
+    def _keeps(self, frame: Frame, targets: list[Face], shape: tuple[int, int]) -> list[tuple[KeepRegion, Any]]:
+        """The kept regions and their original pixels (from the device frame, before any paste)."""
+        found = self.stage.keeps(targets, shape)
         if not found:
             return []
-        canvas = self.mouths.fetch(frame.device_image, [region.box for region in found])
+        canvas = self.kept.fetch(frame.device_image, [region.box for region in found])
         return [(region, canvas[region.box[1]:region.box[3], region.box[0]:region.box[2]].copy())
                 for region in found]
 

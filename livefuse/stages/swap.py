@@ -3,8 +3,9 @@
 The source is a photo (preset `source_image`, or `set_source_face` from the web API); its ArcFace
 embedding is projected through the swapper's emap once. Each selected target face is aligned to the
 128-px ArcFace template, swapped, colour-matched to the original crop and pasted back through the
-inverse affine with a feathered mask. With `mouth_mask` > 0 the person's own mouth (FaceMesh lips,
-grown by the setting, feathered) is then blended back from the original frame, so speech looks real.
+inverse affine with a feathered mask (`mask_blur`, pulled in by `mask_padding`). The parts named in
+`keep_regions` (eyes, brows, mouth, nose: FaceMesh contours grown by `keep_grow`, feathered) are then
+blended back from the original frame, so the person's own mouth keeps speech looking real.
 Until a source face is set the stage passes frames through.
 """
 
@@ -21,8 +22,8 @@ from livefuse.faces.align import estimate_affine
 from livefuse.faces.detect import StillFaceFinder, read_image
 from livefuse.faces.embedding import ArcFace, normalise
 from livefuse.faces.models import last_initializer, load_sessions, resolve_path
-from livefuse.faces.mouth import MouthRegion, mouth_region, restore_mouth
 from livefuse.faces.paste import box_mask, footprint, match_colour, paste_back
+from livefuse.faces.regions import NAMES, KeepRegion, keep_region, restore
 from livefuse.faces.select import MODES, EmbeddingCache, largest, most_similar
 from livefuse.faces.swapper import SIZE, TEMPLATE, InSwapper
 from livefuse.frame import Face, Frame
@@ -50,7 +51,7 @@ class SwapStage(TakesSourceFace):
         self._lock = threading.Lock()
         self._latent: np.ndarray | None = None
         self._reference: np.ndarray | None = None
-        self._mask = box_mask(SIZE, params["mask_blur"])
+        self._mask = self._box_mask()
         self._warned: set[str] = set()
         if params["source_image"]:
             self._load_image("source_image")
@@ -127,18 +128,19 @@ class SwapStage(TakesSourceFace):
         if strength <= 0 or not frame.faces:
             return
         targets = self._targets(frame)
-        mouths = self._mouths(frame, targets)
+        keeps = [(region, frame.image[region.box[1]:region.box[3], region.box[0]:region.box[2]].copy())
+                 for region in self.keeps(targets, frame.image.shape)]  # taken before any face is pasted
         for face in targets:
             swapped, crop, matrix = self.swapper.swap(frame.image, face.landmarks5, latent)
             if self.params["colour_match"]:
                 swapped = match_colour(swapped, crop, self._mask)
             paste_back(frame.image, swapped, self._mask, matrix, strength)
-        for region, original in mouths:
-            restore_mouth(frame.image, original, region)
+        for region, original in keeps:
+            restore(frame.image, original, region)
 
     def regions(self, frame: Frame, shape: tuple[int, int]) -> list[tuple[float, float, float, float]]:
         """The device path's regions: every face's crop footprint (the selection reads inside them too) and,
-        with mouth_mask, the mouths kept from the original frame."""
+        with keep_regions, the parts kept from the original frame."""
         with self._lock:
             latent = self._latent
         if latent is None or self.params["strength"] <= 0 or not frame.faces:
@@ -146,35 +148,33 @@ class SwapStage(TakesSourceFace):
         faces = [f for f in frame.faces if f.landmarks5 is not None]
         boxes: list[tuple[float, float, float, float]] = [
             footprint(estimate_affine(f.landmarks5, TEMPLATE, SIZE), SIZE) for f in faces]
-        if self.params["mouth_mask"] > 0:
-            for face in faces:
-                region = mouth_region(face.mesh, self.params["mouth_mask"], self.params["mouth_feather"],
-                                      shape) if face.mesh is not None else None
-                if region is not None:
-                    boxes.append(tuple(float(v) for v in region.box))  # type: ignore[arg-type]
+        boxes += [tuple(float(v) for v in region.box) for region in self.keeps(faces, shape)]  # type: ignore[misc]
         return boxes
 
-    def _mouths(self, frame: Frame, faces: list[Face]) -> list[tuple[MouthRegion, np.ndarray]]:
-        """The mouth regions to keep and their original pixels, taken before any face is pasted."""
-        amount = self.params["mouth_mask"]
-        if amount <= 0 or not faces:
+    def keeps(self, faces: list[Face], shape: tuple[int, ...]) -> list[KeepRegion]:
+        """The regions of these faces whose original pixels are blended back after the paste."""
+        parts = self.params["keep_regions"]
+        if not parts or not faces:
             return []
         found = []
         for face in faces:
             if face.mesh is None:
-                self._warn_once("mesh", "swap: mouth_mask needs FaceMesh points; set landmarks = true on the "
-                                "face stage (faces without a mesh keep the swapped mouth)")
+                self._warn_once("mesh", "swap: keep_regions needs FaceMesh points; set landmarks = true on the "
+                                "face stage (faces without a mesh keep the swapped parts)")
                 continue
-            region = mouth_region(face.mesh, amount, self.params["mouth_feather"], frame.image.shape)
+            region = keep_region(face.mesh, parts, self.params["keep_grow"], self.params["keep_feather"], shape)
             if region is not None:
-                x1, y1, x2, y2 = region.box
-                found.append((region, frame.image[y1:y2, x1:x2].copy()))
+                found.append(region)
         return found
+
+    def _box_mask(self) -> np.ndarray:
+        padding = tuple(float(p) for p in self.params["mask_padding"])
+        return box_mask(SIZE, self.params["mask_blur"], padding)  # type: ignore[arg-type]
 
     def update(self, params: dict[str, Any]) -> None:
         self.params.update(params)
-        if "mask_blur" in params:
-            self._mask = box_mask(SIZE, self.params["mask_blur"])
+        if "mask_blur" in params or "mask_padding" in params:
+            self._mask = self._box_mask()
         for field in ("source_image", "reference_image"):
             if params.get(field):
                 self._load_image(field)
@@ -209,9 +209,14 @@ SPEC = register(StageSpec(
         Param("mask_blur", float, 0.3, "feather of the pasted crop's edge (fraction of half the crop)",
               min=0.0, max=1.0),
         Param("colour_match", bool, True, "match the swapped face's colour and lighting to the original"),
-        Param("mouth_mask", float, 0.0, "keep the person's own mouth: 0 = off, up to 1 = the lips grown to twice "
-              "their size (needs landmarks = true on the face stage)", min=0.0, max=1.0),
-        Param("mouth_feather", float, 0.5, "mouth_mask: width of the soft edge around the kept mouth",
+        Param("mask_padding", list, [0, 0, 0, 0], "pull the pasted crop's edge in: top, right, bottom, left, in "
+              "percent of the crop (e.g. [10, 0, 0, 0] keeps a swapped forehead off the hair)",
+              min=0.0, max=50.0, length=4),
+        Param("keep_regions", list, [], "parts of the person's own face kept from the original: any of "
+              "\"eyes\", \"brows\", \"mouth\", \"nose\" (needs landmarks = true on the face stage)", items=NAMES),
+        Param("keep_grow", float, 0.2, "keep_regions: each part grown about its centre, up to 1 = twice its size",
+              min=0.0, max=1.0),
+        Param("keep_feather", float, 0.5, "keep_regions: width of the soft edge around each kept part",
               min=0.0, max=1.0),
     ),
     factory=SwapStage,
