@@ -184,7 +184,8 @@ def found_faces(engine: Engine, images: list[np.ndarray]) -> dict[int, list[Face
 # swap picks its faces by similarity here: that mode works on the faces' regions (the others on crops, below).
 FACE_LOCAL = [("anonymise", {"style": "blur"}), ("anonymise", {"style": "pixelate"}), ("anonymise", {"style": "fill"}),
               ("beauty", {}), ("debug", {"stats": False}),
-              ("swap", {"keep_regions": ["mouth"], "keep_grow": 0.5, "faces": "similar", "min_similarity": -1.0})]
+              ("swap", {"keep_regions": ["mouth"], "keep_grow": 0.5, "occlusion": "hands", "faces": "similar",
+                        "min_similarity": -1.0})]
 
 
 @pytest.mark.parametrize(("kind", "params"), FACE_LOCAL, ids=[f"{k}-{'-'.join(map(str, p.values()))}"
@@ -237,7 +238,7 @@ def run_both(kind: str, params: dict[str, Any], engine: Engine, standins: dict[s
 @pytest.mark.parametrize(("kind", "params", "tolerance"), [
     ("swap", {"keep_regions": []}, 1.5),
     ("swap", {"keep_regions": ["mouth", "eyes"], "keep_grow": 0.5, "mask_padding": [10, 0, 0, 0],
-              "colour_match": False}, 1.5),
+              "occlusion": "hands", "colour_match": False}, 1.5),
     ("enhance", {}, 0.5)])
 def test_swap_and_enhance_run_crop_model_and_paste_back_on_the_device(
         kind: str, params: dict[str, Any], tolerance: float, engine: Engine, standins: dict[str, Path]) -> None:

@@ -19,6 +19,7 @@ from livefuse.faces.align import invert_affine, warp_face
 from livefuse.faces.detect import StillFaceFinder
 from livefuse.faces.embedding import normalise
 from livefuse.faces.models import last_initializer
+from livefuse.faces.occlusion import HandOcclusion
 from livefuse.faces.paste import box_mask, match_colour, paste_back, paste_region
 from livefuse.faces.regions import NAMES, PARTS, contour, keep_region, lip_polygon
 from livefuse.frame import Face, Frame
@@ -398,16 +399,17 @@ def test_keep_regions_mouth_is_the_former_mouth_mask(engine: Engine, models: dic
 @pytest.mark.parametrize(("field", "value"), [
     ("keep_regions", ["ears"]), ("keep_regions", ["eyes", "eyes"]), ("keep_regions", "mouth"),
     ("mask_padding", [10, 0, 0]), ("mask_padding", [60, 0, 0, 0]), ("mask_padding", [True, 0, 0, 0]),
-    ("mask_padding", ["10", 0, 0, 0])])
+    ("mask_padding", ["10", 0, 0, 0]), ("occlusion", "gloves")])
 def test_bad_mask_settings_name_the_field_and_what_is_allowed(field: str, value: Any) -> None:
-    with pytest.raises(PresetError, match=rf"{field} = .* expected a list of"):
+    with pytest.raises(PresetError, match=rf"{field} = .* expected (a list of|one of)"):
         validate_params(SPEC, {field: value}, "stages[1]")
 
 
 def test_keep_regions_are_live_and_need_the_mesh(engine: Engine, models: dict[str, Path],
                                                  finder: StillFaceFinder, caplog: pytest.LogCaptureFixture) -> None:
     params = {p.name: p for p in SPEC.params}
-    assert all(params[name].live for name in ("keep_regions", "keep_grow", "keep_feather", "mask_padding"))
+    assert all(params[name].live for name in ("keep_regions", "keep_grow", "keep_feather", "mask_padding",
+                                              "occlusion"))
     image = DemoSource(SIZE, FPS, paced=False).render(0.0)
     face = finder.largest(image)
     assert face is not None
@@ -418,3 +420,66 @@ def test_keep_regions_are_live_and_need_the_mesh(engine: Engine, models: dict[st
     stage.update({"keep_regions": []})
     assert np.array_equal(with_mask, _processed(stage, image, bare))  # nothing to keep: the swapped parts stay
     assert "landmarks = true" in caplog.text
+
+
+DATA = Path(__file__).resolve().parent / "data"
+WRIST = (130.8, 186.2)  # in mediapipe_thumbs_up_hand.png (tests/data/README.md)
+
+
+def _hand_in_front(image: np.ndarray, face: Face) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """The real hand photo (a fist, thumb up, its forearm to the lower right) pasted with the fist over the
+    lower right of the face; where its pixels are, and its wrist (landmark 0 on the original photo)."""
+    hand = cv2.imread(str(DATA / "mediapipe_thumbs_up_hand.png"))
+    x1, y1, x2, y2 = face.box.astype(int)
+    hand = cv2.resize(hand, None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA)
+    alpha = hand.max(2) > 24
+    h, w = alpha.shape
+    top, left = min((y1 + y2) // 2, image.shape[0] - h), min((x1 + x2) // 2, image.shape[1] - w)
+    out = image.copy()
+    roi = out[top:top + h, left:left + w]
+    roi[alpha] = hand[alpha]
+    where = np.zeros(image.shape[:2], bool)
+    where[top:top + h, left:left + w] = alpha
+    return out, where, (left + WRIST[0] * 0.75, top + WRIST[1] * 0.75)
+
+
+def test_hand_in_front_of_a_face_keeps_its_pixels(engine: Engine, models: dict[str, Path],
+                                                  finder: StillFaceFinder) -> None:
+    """occlusion = "hands" on a real hand in front of a real face. The hand models' landmarks lie on the hand
+    (their hull is >= 85% hand pixels); the hand's pixels where the feathered hull is full are the input's
+    within 2 levels; the fist and thumb (the hand beyond 0.3 of its size from the wrist; the forearm is not
+    the hand model's) are >= 90% fully kept and >= 97% at least partly; everywhere the hull does not reach,
+    the output is the occlusion-off swap's, exactly."""
+    photo = cv2.imread(str(DATA / "mediapipe_two_faces.jpg"))
+    face = finder.largest(photo)
+    assert face is not None
+    image, hand, wrist = _hand_in_front(photo, face)
+    stage = make_stage(engine, models, "tint", occlusion="hands")
+    stage.set_source_face(astronaut_bgr())
+    out = _processed(stage, image, face)
+    stage.update({"occlusion": "off"})
+    off = _processed(stage, image, face)
+    occlusion = HandOcclusion(engine)
+    found = occlusion.hands(image, [face])
+    assert len(found) == 1
+    points = found[0]
+    hull = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(hull, [np.round(cv2.convexHull(points.astype(np.float32))[:, 0]).astype(np.int32)], 1)
+    assert (hand & (hull > 0)).sum() >= 0.85 * hull.sum()
+    region = occlusion.regions(image, [face])[0]
+    weight = np.zeros(image.shape[:2], np.float32)
+    x1, y1, x2, y2 = region.box
+    weight[y1:y2, x1:x2] = region.weight[..., 0]
+
+    swapped = np.abs(off.astype(np.int16) - image.astype(np.int16)).max(2) > 8  # what the plain swap repainted
+    assert (hand & swapped).sum() > 2000  # the plain swap paints over the hand: the complaint
+    kept = hand & (weight >= 1.0)
+    assert np.abs(out.astype(np.int16) - image.astype(np.int16))[kept].max() <= 2
+    yy, xx = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+    size = float(np.ptp(points, axis=0).max())
+    fist = hand & (np.hypot(xx - wrist[0], yy - wrist[1]) > 0.3 * size) & (xx <= wrist[0])
+    assert fist.sum() > 5000
+    assert (fist & (weight >= 1.0)).sum() >= 0.9 * fist.sum()
+    assert (fist & (weight > 0)).sum() >= 0.97 * fist.sum()
+    assert np.array_equal(out[weight == 0], off[weight == 0])  # the rest of the face is swapped as before
+    assert (swapped & (weight == 0)).sum() > 5000

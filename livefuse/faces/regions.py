@@ -4,7 +4,7 @@
 points), grown about their own centre by the setting (0..1: up to twice their size), fully original
 inside and feathered outside over a band proportional to the part's width, so no seam shows. The
 mouth keeps speech looking real: inswapper paints its own lips at 128 px. Only the regions' box is
-touched; `restore` also takes any other weight of the same shape (the hands' occlusion).
+touched. `hull_region` makes the same kind of region around an occluder (a hand's landmarks).
 """
 
 from __future__ import annotations
@@ -55,12 +55,16 @@ class KeepRegion:
     weight: np.ndarray  # float32 [y2 - y1, x2 - x1, 1]
 
 
-def _feathered(poly: np.ndarray, band: float, box: tuple[int, int, int, int]) -> np.ndarray:
-    """The polygon's weight inside `box`: 1 inside, a smoothstep to 0 over `band` pixels outside."""
+def _feathered(poly: np.ndarray, band: float, box: tuple[int, int, int, int], margin: float = 0.0) -> np.ndarray:
+    """The polygon's weight inside `box`: 1 inside and up to `margin` pixels outside, then a smoothstep to 0
+    over `band` pixels."""
     x1, y1, x2, y2 = box
     inside = np.zeros((y2 - y1, x2 - x1), np.uint8)
     cv2.fillPoly(inside, [np.round(poly - (x1, y1)).astype(np.int32)], 1)
     dist = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5)  # 0 inside
+    if margin > 0:
+        inside[dist <= margin] = 1
+        dist = np.maximum(dist - margin, 0.0)
     ramp = np.clip(1.0 - dist / band, 0.0, 1.0)
     weight = (ramp * ramp * (3.0 - 2.0 * ramp)).astype(np.float32)  # smoothstep: no visible edge
     weight[inside == 1] = 1.0
@@ -91,6 +95,20 @@ def keep_region(mesh: np.ndarray, parts: tuple[str, ...] | list[str], grow: floa
     for poly, band in pieces[1:]:
         np.maximum(weight, _feathered(poly, band, box), out=weight)
     return KeepRegion(box, weight[..., None])
+
+
+def hull_region(points: np.ndarray, margin: float, band: float, shape: tuple[int, ...]) -> KeepRegion | None:
+    """The convex hull of `points` [N, 2] (frame pixels), grown by `margin` pixels and feathered over `band`
+    more: an occluder's region (a hand's landmarks lie on its bones, so the margin reaches its edges)."""
+    hull = cv2.convexHull(np.asarray(points, np.float32))[:, 0].astype(np.float64)
+    h, w = shape[:2]
+    reach = margin + band + 1
+    x1, y1 = np.floor(hull.min(0) - reach).astype(int)
+    x2, y2 = np.ceil(hull.max(0) + reach).astype(int)
+    box = max(0, int(x1)), max(0, int(y1)), min(w, int(x2)), min(h, int(y2))
+    if box[2] <= box[0] or box[3] <= box[1]:
+        return None
+    return KeepRegion(box, _feathered(hull, max(band, 1.0), box, margin)[..., None])
 
 
 def restore(frame: np.ndarray, original: np.ndarray, region: KeepRegion) -> None:

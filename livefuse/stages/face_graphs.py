@@ -3,7 +3,8 @@
 Each face's model input is cut from the device frame (`device.crops`) and bound to the model as it is;
 the model's output goes back into the frame the same way, with the stage's own feathered mask.
 Swap's colour matching (Reinhard, in Lab) works on the two 128 px crops on the host, the only pixels
-that leave the device; the kept parts (keep_regions) come to the host as their regions alone.
+that leave the device; the kept parts (keep_regions) and the boxes searched for hands (occlusion) come
+to the host as their regions alone.
 
 Against the CPU path: the same bicubic warps in float instead of OpenCV's fixed point, and no rounding
 of the crops to uint8 in between; within a few levels inside the face, the same everywhere else.
@@ -91,7 +92,11 @@ class SwapOnDevice(DevicePath):
 
     def _keeps(self, frame: Frame, targets: list[Face], shape: tuple[int, int]) -> list[tuple[KeepRegion, Any]]:
         """The kept regions and their original pixels (from the device frame, before any paste)."""
-        found = self.stage.keeps(targets, shape)
+        stage = self.stage
+        found = stage.keeps(targets, shape)
+        searched = stage.search_boxes(targets, shape)
+        if searched:  # the hands are looked for in the search boxes' pixels, brought to the host
+            found += stage.occluders(self.kept.fetch(frame.device_image, searched), targets)
         if not found:
             return []
         canvas = self.kept.fetch(frame.device_image, [region.box for region in found])

@@ -5,7 +5,8 @@ embedding is projected through the swapper's emap once. Each selected target fac
 128-px ArcFace template, swapped, colour-matched to the original crop and pasted back through the
 inverse affine with a feathered mask (`mask_blur`, pulled in by `mask_padding`). The parts named in
 `keep_regions` (eyes, brows, mouth, nose: FaceMesh contours grown by `keep_grow`, feathered) are then
-blended back from the original frame, so the person's own mouth keeps speech looking real.
+blended back from the original frame, so the person's own mouth keeps speech looking real. With
+`occlusion` = "hands", hands in front of a face (MediaPipe's hand models) keep their original pixels too.
 Until a source face is set the stage passes frames through.
 """
 
@@ -22,6 +23,8 @@ from livefuse.faces.align import estimate_affine
 from livefuse.faces.detect import StillFaceFinder, read_image
 from livefuse.faces.embedding import ArcFace, normalise
 from livefuse.faces.models import last_initializer, load_sessions, resolve_path
+from livefuse.faces.occlusion import MODES as OCCLUSION_MODES
+from livefuse.faces.occlusion import HandOcclusion
 from livefuse.faces.paste import box_mask, footprint, match_colour, paste_back
 from livefuse.faces.regions import NAMES, KeepRegion, keep_region, restore
 from livefuse.faces.select import MODES, EmbeddingCache, largest, most_similar
@@ -53,6 +56,8 @@ class SwapStage(TakesSourceFace):
         self._reference: np.ndarray | None = None
         self._mask = self._box_mask()
         self._warned: set[str] = set()
+        self._engine = engine
+        self._hands: HandOcclusion | None = HandOcclusion(engine) if params["occlusion"] == "hands" else None
         if params["source_image"]:
             self._load_image("source_image")
         if params["reference_image"]:
@@ -129,7 +134,8 @@ class SwapStage(TakesSourceFace):
             return
         targets = self._targets(frame)
         keeps = [(region, frame.image[region.box[1]:region.box[3], region.box[0]:region.box[2]].copy())
-                 for region in self.keeps(targets, frame.image.shape)]  # taken before any face is pasted
+                 for region in self.keeps(targets, frame.image.shape)
+                 + self.occluders(frame.image, targets)]  # taken before any face is pasted
         for face in targets:
             swapped, crop, matrix = self.swapper.swap(frame.image, face.landmarks5, latent)
             if self.params["colour_match"]:
@@ -140,7 +146,7 @@ class SwapStage(TakesSourceFace):
 
     def regions(self, frame: Frame, shape: tuple[int, int]) -> list[tuple[float, float, float, float]]:
         """The device path's regions: every face's crop footprint (the selection reads inside them too) and,
-        with keep_regions, the parts kept from the original frame."""
+        with keep_regions, the parts kept from the original frame, and with occlusion, where it looks for them."""
         with self._lock:
             latent = self._latent
         if latent is None or self.params["strength"] <= 0 or not frame.faces:
@@ -149,7 +155,21 @@ class SwapStage(TakesSourceFace):
         boxes: list[tuple[float, float, float, float]] = [
             footprint(estimate_affine(f.landmarks5, TEMPLATE, SIZE), SIZE) for f in faces]
         boxes += [tuple(float(v) for v in region.box) for region in self.keeps(faces, shape)]  # type: ignore[misc]
+        boxes += [tuple(float(v) for v in box) for box in self.search_boxes(faces, shape)]  # type: ignore[misc]
         return boxes
+
+    def occluders(self, image: np.ndarray, faces: list[Face]) -> list[KeepRegion]:
+        """The regions of what is in front of these faces (`occlusion`), from the frame before the paste:
+        `image` needs only the faces' `search_boxes` filled."""
+        hands = self._hands
+        return hands.regions(image, faces) if hands is not None and faces else []
+
+    def search_boxes(self, faces: list[Face], shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+        """The frame boxes `occluders` reads."""
+        hands = self._hands
+        if hands is None:
+            return []
+        return [box for face in faces if (box := hands.search_box(face, shape)) is not None]
 
     def keeps(self, faces: list[Face], shape: tuple[int, ...]) -> list[KeepRegion]:
         """The regions of these faces whose original pixels are blended back after the paste."""
@@ -180,6 +200,8 @@ class SwapStage(TakesSourceFace):
                 self._load_image(field)
         if "faces" in params:
             self.cache.clear()
+        if "occlusion" in params:
+            self._hands = (self._hands or HandOcclusion(self._engine)) if params["occlusion"] == "hands" else None
 
     def on_source_reopened(self) -> None:
         """The old scene's faces are gone: so are the embeddings cached for them."""
@@ -214,6 +236,9 @@ SPEC = register(StageSpec(
               min=0.0, max=50.0, length=4),
         Param("keep_regions", list, [], "parts of the person's own face kept from the original: any of "
               "\"eyes\", \"brows\", \"mouth\", \"nose\" (needs landmarks = true on the face stage)", items=NAMES),
+        Param("occlusion", str, "off", "keep what is in front of a face: \"hands\" (MediaPipe's palm detector "
+              "and hand landmarker, bundled) keeps the hands' original pixels where they cover the face",
+              choices=OCCLUSION_MODES),
         Param("keep_grow", float, 0.2, "keep_regions: each part grown about its centre, up to 1 = twice its size",
               min=0.0, max=1.0),
         Param("keep_feather", float, 0.5, "keep_regions: width of the soft edge around each kept part",
