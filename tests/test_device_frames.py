@@ -218,7 +218,7 @@ def run_both(kind: str, params: dict[str, Any], engine: Engine, standins: dict[s
     given = dict(params)
     if kind == "swap":
         given.update(model=str(standins["inswapper_128"]), arcface_model=str(standins["w600k_r50"]),
-                     source_image=str(standins["source"]))
+                     parser_model=str(standins["bisenet_resnet_34"]), source_image=str(standins["source"]))
     if kind == "enhance":
         given["model"] = str(standins["gfpgan_1.4"])
     outputs = []
@@ -239,6 +239,7 @@ def run_both(kind: str, params: dict[str, Any], engine: Engine, standins: dict[s
     ("swap", {"keep_regions": []}, 1.5),
     ("swap", {"keep_regions": ["mouth", "eyes"], "keep_grow": 0.5, "mask_padding": [10, 0, 0, 0],
               "occlusion": "hands", "colour_match": False}, 1.5),
+    ("swap", {"occlusion": "both", "keep_regions": ["eyes"]}, 1.5),
     ("enhance", {}, 0.5)])
 def test_swap_and_enhance_run_crop_model_and_paste_back_on_the_device(
         kind: str, params: dict[str, Any], tolerance: float, engine: Engine, standins: dict[str, Path]) -> None:

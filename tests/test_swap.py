@@ -42,6 +42,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "identity": mb.save(mb.inswapper("identity"), d / "inswapper_identity.onnx"),
         "tint": mb.save(mb.inswapper("tint"), d / "inswapper_tint.onnx"),
         "tint_fp16": mb.save(mb.inswapper("tint", fp16=True), d / "inswapper_tint_fp16.onnx"),
+        "parser": mb.save(mb.face_parser(), d / "bisenet_standin.onnx"),
     }
 
 
@@ -483,3 +484,60 @@ def test_hand_in_front_of_a_face_keeps_its_pixels(engine: Engine, models: dict[s
     assert (fist & (weight > 0)).sum() >= 0.97 * fist.sum()
     assert np.array_equal(out[weight == 0], off[weight == 0])  # the rest of the face is swapped as before
     assert (swapped & (weight == 0)).sum() > 5000
+
+
+PARSER_PARTS = {"eyes": (4, 5), "brows": (2, 3), "mouth": (11, 12, 13), "nose": (10,)}
+
+
+def _where_classes(classes: tuple[int, ...], matrix: np.ndarray, shape: tuple[int, ...], erode: int) -> np.ndarray:
+    """The frame pixels whose place in the aligned 128-px crop is (well) inside the stand-in parser's `classes`."""
+    grid = np.isin(mb.parser_classes(), classes).astype(np.uint8)
+    crop = cv2.resize(grid, (128, 128), interpolation=cv2.INTER_NEAREST)
+    if erode:
+        crop = cv2.erode(crop, np.ones((2 * erode + 1, 2 * erode + 1), np.uint8))
+    return cv2.warpAffine(crop, invert_affine(matrix), (shape[1], shape[0]), flags=cv2.INTER_NEAREST) > 0
+
+
+def test_parser_paints_only_the_face_classes_and_keeps_exactly_the_parts_asked(
+        engine: Engine, models: dict[str, Path], finder: StillFaceFinder) -> None:
+    """occlusion = "parser" with a stand-in parser of BiSeNet's signature (a fixed face layout on the aligned
+    crop): the hair it reports keeps the input's pixels exactly where the plain swap painted them; each part
+    in keep_regions is the input's within 2 levels (3 crop pixels in from its edges: the mask's blur rounds
+    its corners), and the parts not asked stay swapped."""
+    photo = cv2.imread(str(DATA / "mediapipe_two_faces.jpg"))
+    face = finder.largest(photo)
+    assert face is not None
+    stage = make_stage(engine, models, "tint", occlusion="parser", parser_model=str(models["parser"]))
+    stage.set_source_face(astronaut_bgr())
+    out = _processed(stage, photo, face)
+    _, _, matrix = stage.swapper.swap(photo, face.landmarks5, stage._latent)  # type: ignore[arg-type]
+    stage.update({"occlusion": "off"})
+    plain = _processed(stage, photo, face)
+    to_input = np.abs(out.astype(np.int16) - photo.astype(np.int16)).max(2)
+    hair = _where_classes((17,), matrix, photo.shape, 3) & (
+        cv2.warpAffine(box_mask(128, 0.3), invert_affine(matrix), (photo.shape[1], photo.shape[0])) > 0.999)
+    assert hair.sum() > 500
+    assert to_input[hair].max() == 0
+    assert np.abs(plain.astype(np.int16) - photo.astype(np.int16)).max(2)[hair].mean() > 8
+    stage.update({"occlusion": "parser"})
+    for part, classes in PARSER_PARTS.items():
+        stage.update({"keep_regions": [part]})
+        kept = np.abs(_processed(stage, photo, face).astype(np.int16) - photo.astype(np.int16)).max(2)
+        inside = _where_classes(classes, matrix, photo.shape, 3)  # FaceFusion's blur rounds the parts' corners
+        assert inside.sum() > 100, part
+        assert kept[inside].max() <= 2, part
+        for other, other_classes in PARSER_PARTS.items():
+            if other != part:
+                centre = _where_classes(other_classes, matrix, photo.shape, 4)
+                assert kept[centre].mean() > 8, (part, other)  # still swapped
+
+
+def test_parser_model_missing_is_one_clear_error_and_changes_nothing(engine: Engine, models: dict[str, Path],
+                                                                      tmp_path: Path) -> None:
+    missing = str(tmp_path / "nowhere.onnx")
+    with pytest.raises(ModelError, match="parser_model"):
+        make_stage(engine, models, "tint", occlusion="parser", parser_model=missing)
+    stage = make_stage(engine, models, "tint", parser_model=missing)
+    with pytest.raises(ModelError, match="parser_model"):
+        stage.update({"occlusion": "both"})
+    assert stage.params["occlusion"] == "off" and not stage.uses_parser()

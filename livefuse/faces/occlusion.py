@@ -17,7 +17,7 @@ from livefuse.frame import Face
 from livefuse.stages.models import load_model
 from livefuse.vision.hands import HandFinder
 
-MODES = ("off", "hands")
+MODES = ("off", "hands", "parser", "both")  # "parser" and "both": faces/parser.py
 SEARCH = 2.5  # the square searched for hands, as a multiple of the face box's longer side
 MARGIN = 0.1  # the hull's growth, as a fraction of the hand's size (about half a finger's width)
 FEATHER = 0.06  # the soft edge beyond it, same unit

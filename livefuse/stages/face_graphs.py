@@ -49,7 +49,7 @@ class SwapOnDevice(DevicePath):
 
     def run(self, frame: Frame) -> None:
         stage = self.stage
-        if stage.params["faces"] == "similar":  # picking the face embeds every face: their regions on the host
+        if stage.params["faces"] == "similar" or stage.uses_parser():  # embeds or parses every face: on the host
             self.regions.run(frame)
             return
         with stage._lock:

@@ -6,7 +6,9 @@ embedding is projected through the swapper's emap once. Each selected target fac
 inverse affine with a feathered mask (`mask_blur`, pulled in by `mask_padding`). The parts named in
 `keep_regions` (eyes, brows, mouth, nose: FaceMesh contours grown by `keep_grow`, feathered) are then
 blended back from the original frame, so the person's own mouth keeps speech looking real. With
-`occlusion` = "hands", hands in front of a face (MediaPipe's hand models) keep their original pixels too.
+`occlusion` = "hands", hands in front of a face (MediaPipe's hand models) keep their original pixels too;
+with "parser" (or "both") a face parser limits the paint to the face's own classes, as FaceFusion does,
+and takes the kept parts from its classes instead of FaceMesh.
 Until a source face is set the stage passes frames through.
 """
 
@@ -22,9 +24,10 @@ from livefuse.errors import UserError
 from livefuse.faces.align import estimate_affine
 from livefuse.faces.detect import StillFaceFinder, read_image
 from livefuse.faces.embedding import ArcFace, normalise
-from livefuse.faces.models import last_initializer, load_sessions, resolve_path
+from livefuse.faces.models import last_initializer, load_session, load_sessions, resolve_path
 from livefuse.faces.occlusion import MODES as OCCLUSION_MODES
 from livefuse.faces.occlusion import HandOcclusion
+from livefuse.faces.parser import FaceParser, region_mask
 from livefuse.faces.paste import box_mask, footprint, match_colour, paste_back
 from livefuse.faces.regions import NAMES, KeepRegion, keep_region, restore
 from livefuse.faces.select import MODES, EmbeddingCache, largest, most_similar
@@ -57,7 +60,9 @@ class SwapStage(TakesSourceFace):
         self._mask = self._box_mask()
         self._warned: set[str] = set()
         self._engine = engine
-        self._hands: HandOcclusion | None = HandOcclusion(engine) if params["occlusion"] == "hands" else None
+        self._hands: HandOcclusion | None = None
+        self._parser: FaceParser | None = None
+        self._occlusion(params["occlusion"])
         if params["source_image"]:
             self._load_image("source_image")
         if params["reference_image"]:
@@ -137,10 +142,11 @@ class SwapStage(TakesSourceFace):
                  for region in self.keeps(targets, frame.image.shape)
                  + self.occluders(frame.image, targets)]  # taken before any face is pasted
         for face in targets:
+            mask = self.face_mask(frame.image, face)
             swapped, crop, matrix = self.swapper.swap(frame.image, face.landmarks5, latent)
             if self.params["colour_match"]:
                 swapped = match_colour(swapped, crop, self._mask)
-            paste_back(frame.image, swapped, self._mask, matrix, strength)
+            paste_back(frame.image, swapped, mask, matrix, strength)
         for region, original in keeps:
             restore(frame.image, original, region)
 
@@ -158,6 +164,27 @@ class SwapStage(TakesSourceFace):
         boxes += [tuple(float(v) for v in box) for box in self.search_boxes(faces, shape)]  # type: ignore[misc]
         return boxes
 
+    def face_mask(self, image: np.ndarray, face: Face) -> np.ndarray:
+        """The crop-space paste mask of one face: the box mask, less what the parser says is not face (and
+        the kept parts) when `occlusion` uses it. `image` is the frame before any face is pasted."""
+        parser = self._parser
+        if parser is None:
+            return self._mask
+        classes = parser.classes(image, face.landmarks5, TEMPLATE)
+        return np.minimum(self._mask, region_mask(classes, self.params["keep_regions"], SIZE))
+
+    def uses_parser(self) -> bool:
+        return self._parser is not None
+
+    def _occlusion(self, mode: str) -> None:
+        """Load what `mode` needs before it applies: a missing parser model fails here, nothing changed."""
+        hands = (self._hands or HandOcclusion(self._engine)) if mode in ("hands", "both") else None
+        parser = self._parser
+        if mode in ("parser", "both") and parser is None:
+            parser = FaceParser(load_session(self._engine, self.params["parser_model"], stage="swap",
+                                             field="parser_model", base=self.base))
+        self._hands, self._parser = hands, parser if mode in ("parser", "both") else None
+
     def occluders(self, image: np.ndarray, faces: list[Face]) -> list[KeepRegion]:
         """The regions of what is in front of these faces (`occlusion`), from the frame before the paste:
         `image` needs only the faces' `search_boxes` filled."""
@@ -174,7 +201,7 @@ class SwapStage(TakesSourceFace):
     def keeps(self, faces: list[Face], shape: tuple[int, ...]) -> list[KeepRegion]:
         """The regions of these faces whose original pixels are blended back after the paste."""
         parts = self.params["keep_regions"]
-        if not parts or not faces:
+        if not parts or not faces or self._parser is not None:  # the parser keeps them (face_mask)
             return []
         found = []
         for face in faces:
@@ -192,6 +219,8 @@ class SwapStage(TakesSourceFace):
         return box_mask(SIZE, self.params["mask_blur"], padding)  # type: ignore[arg-type]
 
     def update(self, params: dict[str, Any]) -> None:
+        if "occlusion" in params:
+            self._occlusion(params["occlusion"])
         self.params.update(params)
         if "mask_blur" in params or "mask_padding" in params:
             self._mask = self._box_mask()
@@ -200,8 +229,6 @@ class SwapStage(TakesSourceFace):
                 self._load_image(field)
         if "faces" in params:
             self.cache.clear()
-        if "occlusion" in params:
-            self._hands = (self._hands or HandOcclusion(self._engine)) if params["occlusion"] == "hands" else None
 
     def on_source_reopened(self) -> None:
         """The old scene's faces are gone: so are the embeddings cached for them."""
@@ -237,13 +264,16 @@ SPEC = register(StageSpec(
         Param("keep_regions", list, [], "parts of the person's own face kept from the original: any of "
               "\"eyes\", \"brows\", \"mouth\", \"nose\" (needs landmarks = true on the face stage)", items=NAMES),
         Param("occlusion", str, "off", "keep what is in front of a face: \"hands\" (MediaPipe's palm detector "
-              "and hand landmarker, bundled) keeps the hands' original pixels where they cover the face",
-              choices=OCCLUSION_MODES),
+              "and hand landmarker, bundled) keeps the hands' original pixels where they cover the face; "
+              "\"parser\" paints only the face parser's face classes (hair, hats, hands and objects keep theirs); "
+              "\"both\"", choices=OCCLUSION_MODES),
+        Param("parser_model", str, "bisenet_resnet_34", "occlusion = \"parser\" or \"both\": the face parser, "
+              "bisenet_resnet_34 (BiSeNet, MIT; pulled, SHA-256 pinned) or an .onnx path", live=False),
         Param("keep_grow", float, 0.2, "keep_regions: each part grown about its centre, up to 1 = twice its size",
               min=0.0, max=1.0),
         Param("keep_feather", float, 0.5, "keep_regions: width of the soft edge around each kept part",
               min=0.0, max=1.0),
     ),
     factory=SwapStage,
-    models=("inswapper_128", "inswapper_128_fp16", "w600k_r50", "arcface_w600k_r50"),
+    models=("inswapper_128", "inswapper_128_fp16", "w600k_r50", "arcface_w600k_r50", "bisenet_resnet_34"),
 ))
