@@ -181,11 +181,13 @@ def found_faces(engine: Engine, images: list[np.ndarray]) -> dict[int, list[Face
     return out
 
 
-# swap picks its faces by similarity here: that mode works on the faces' regions (the others on crops, below).
+# swap picks its faces by similarity, boosts its pixels or parses the faces here: those work on the faces' regions
+# (the others on crops, below).
 FACE_LOCAL = [("anonymise", {"style": "blur"}), ("anonymise", {"style": "pixelate"}), ("anonymise", {"style": "fill"}),
               ("beauty", {}), ("debug", {"stats": False}),
               ("swap", {"keep_regions": ["mouth"], "keep_grow": 0.5, "occlusion": "hands", "faces": "similar",
-                        "min_similarity": -1.0})]
+                        "min_similarity": -1.0}),
+              ("swap", {"pixel_boost": 256}), ("swap", {"occlusion": "parser", "keep_regions": ["mouth"]})]
 
 
 @pytest.mark.parametrize(("kind", "params"), FACE_LOCAL, ids=[f"{k}-{'-'.join(map(str, p.values()))}"

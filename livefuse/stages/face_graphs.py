@@ -49,7 +49,8 @@ class SwapOnDevice(DevicePath):
 
     def run(self, frame: Frame) -> None:
         stage = self.stage
-        if stage.params["faces"] == "similar" or stage.uses_parser():  # embeds or parses every face: on the host
+        # picking by similarity embeds every face, the parser parses it, pixel boost swaps tiles: on the host
+        if stage.params["faces"] == "similar" or stage.uses_parser() or stage.params["pixel_boost"] != SIZE:
             self.regions.run(frame)
             return
         with stage._lock:
