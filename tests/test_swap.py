@@ -12,6 +12,7 @@ import models_builder as mb
 import numpy as np
 import onnx
 import pytest
+from hand_photos import hand_in_front
 from onnx import numpy_helper
 
 from livefuse.engine import Engine
@@ -426,24 +427,6 @@ def test_keep_regions_are_live_and_need_the_mesh(engine: Engine, models: dict[st
 
 
 DATA = Path(__file__).resolve().parent / "data"
-WRIST = (130.8, 186.2)  # in mediapipe_thumbs_up_hand.png (tests/data/README.md)
-
-
-def _hand_in_front(image: np.ndarray, face: Face) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """The real hand photo (a fist, thumb up, its forearm to the lower right) pasted with the fist over the
-    lower right of the face; where its pixels are, and its wrist (landmark 0 on the original photo)."""
-    hand = cv2.imread(str(DATA / "mediapipe_thumbs_up_hand.png"))
-    x1, y1, x2, y2 = face.box.astype(int)
-    hand = cv2.resize(hand, None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA)
-    alpha = hand.max(2) > 24
-    h, w = alpha.shape
-    top, left = min((y1 + y2) // 2, image.shape[0] - h), min((x1 + x2) // 2, image.shape[1] - w)
-    out = image.copy()
-    roi = out[top:top + h, left:left + w]
-    roi[alpha] = hand[alpha]
-    where = np.zeros(image.shape[:2], bool)
-    where[top:top + h, left:left + w] = alpha
-    return out, where, (left + WRIST[0] * 0.75, top + WRIST[1] * 0.75)
 
 
 def test_hand_in_front_of_a_face_keeps_its_pixels(engine: Engine, models: dict[str, Path],
@@ -456,7 +439,7 @@ def test_hand_in_front_of_a_face_keeps_its_pixels(engine: Engine, models: dict[s
     photo = cv2.imread(str(DATA / "mediapipe_two_faces.jpg"))
     face = finder.largest(photo)
     assert face is not None
-    image, hand, wrist = _hand_in_front(photo, face)
+    image, hand, wrist = hand_in_front(photo, face)
     stage = make_stage(engine, models, "tint", occlusion="hands")
     stage.set_source_face(astronaut_bgr())
     out = _processed(stage, image, face)
