@@ -112,11 +112,13 @@ def emap_of(model: onnx.ModelProto) -> np.ndarray:
 ENHANCERS = {"gfpgan_1.4": 512, "gpen_bfr_256": 256, "gpen_bfr_512": 512, "codeformer": 512}
 
 
-def enhancer(name: str = "gfpgan_1.4", kind: str = "identity") -> onnx.ModelProto:
+def enhancer(name: str = "gfpgan_1.4", kind: str = "identity", convs: int = 4) -> onnx.ModelProto:
     """GFPGAN/GPEN/CodeFormer stand-in: 'input' [1,3,N,N] in [-1,1] -> 'output' (CodeFormer also takes
     'weight' [1] double).
 
     identity: output = input. flat: output = 0 everywhere (mid grey), an obviously visible change.
+    sharpen: an unsharp mask, detail that depends on the face. slow: output = input after `convs` 32-channel
+    3x3 convolutions at full size (a cost to match a real restorer's).
     """
     size = ENHANCERS[name]
     inputs = [_tensor("input", TensorProto.FLOAT, [1, 3, size, size])]
@@ -135,6 +137,23 @@ def enhancer(name: str = "gfpgan_1.4", kind: str = "identity") -> onnx.ModelProt
     elif kind == "flat":
         inits.append(numpy_helper.from_array(np.zeros(1, np.float32), "nil"))
         nodes.append(helper.make_node("Mul", [image, "nil"], ["output"]))
+    elif kind == "sharpen":  # output = input + 0.8 * (input - its 3x3 mean): detail that follows the face
+        kernel = np.full((3, 1, 3, 3), -0.8 / 9, np.float32)
+        kernel[:, 0, 1, 1] += 1.8
+        inits.append(numpy_helper.from_array(kernel, "sharp_w"))
+        nodes.append(helper.make_node("Conv", [image, "sharp_w"], ["output"], group=3, pads=[1, 1, 1, 1]))
+    elif kind == "slow":  # output = input, after `convs` wide 3x3 convolutions whose result is multiplied by 0
+        rng = np.random.default_rng(3)
+        inits += [numpy_helper.from_array(rng.normal(0, 0.1, (32, 3, 3, 3)).astype(np.float32), "slow_in"),
+                  numpy_helper.from_array(rng.normal(0, 0.05, (32, 32, 3, 3)).astype(np.float32), "slow_w"),
+                  numpy_helper.from_array(rng.normal(0, 0.1, (3, 32, 3, 3)).astype(np.float32), "slow_out"),
+                  numpy_helper.from_array(np.zeros(1, np.float32), "nil")]
+        nodes.append(helper.make_node("Conv", [image, "slow_in"], ["h0"], pads=[1, 1, 1, 1]))
+        for i in range(convs):
+            nodes.append(helper.make_node("Conv", [f"h{i}", "slow_w"], [f"h{i + 1}"], pads=[1, 1, 1, 1]))
+        nodes += [helper.make_node("Conv", [f"h{convs}", "slow_out"], ["hz"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Mul", ["hz", "nil"], ["h0z"]),
+                  helper.make_node("Add", [image, "h0z"], ["output"])]
     else:
         raise ValueError(kind)
     graph = helper.make_graph(nodes, f"{name}_{kind}", inputs,

@@ -2,14 +2,20 @@
 
 Each selected face is aligned to the model's template (FFHQ 512, scaled to the model's size; GPEN-BFR
 256 uses the 128-px ArcFace template as FaceFusion does), restored, and pasted back with a feathered
-mask at `strength`. Runs after `swap` to sharpen inswapper's 128-px output.
+mask at `strength`. Runs after `swap` to sharpen inswapper's 128-px output. With `every` = N > 1 (or
+auto, when a run does not fit the frame budget) the restorer runs on one frame in N off the critical
+path and the frames between carry its detail layer (faces/carry.py).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from livefuse.faces.align import TEMPLATES, estimate_affine
+import numpy as np
+
+from livefuse.faces.align import TEMPLATES, estimate_affine, warp_face
+from livefuse.faces.carry import Carrier, Job, aligned_points, every_for, key_of
 from livefuse.faces.enhancer import FaceEnhancer
 from livefuse.faces.models import is_path, load_session
 from livefuse.faces.paste import box_mask, footprint, paste_back
@@ -47,11 +53,15 @@ class EnhanceStage(Stage):
         template = model_template(context.engine, params["model"], params["template"])
         self.enhancer = FaceEnhancer(session, template=template, fidelity=params["fidelity"])
         self._mask = box_mask(self.enhancer.size, params["mask_blur"])
+        self.fps = context.fps
+        self._carrier: Carrier | None = None
+        self._since = 0  # frames since the last run was asked for
+        self._inline_cost: float | None = None  # seconds the in-line runs take a frame (running mean)
         if context.transfers is not None:
             from livefuse.device.regions import OnRegions
             from livefuse.stages.face_graphs import EnhanceOnDevice, runs_on_device
 
-            self.device = (EnhanceOnDevice(self, context.engine) if runs_on_device(session)
+            self.device = (EnhanceOnDevice(self, context.engine, context.transfers) if runs_on_device(session)
                            else OnRegions(self, context.engine, context.transfers))
 
     def _faces(self, frame: Frame) -> list[Face]:
@@ -65,11 +75,52 @@ class EnhanceStage(Stage):
         return [footprint(estimate_affine(f.landmarks5, self.enhancer.template, size), size)
                 for f in self._faces(frame)]
 
+    def every(self) -> int:
+        """The frames per restorer run now: the preset's, or auto's from the measured run time."""
+        every = int(self.params["every"])
+        if every:
+            return every
+        carried = self._carrier.cost if self._carrier is not None else None
+        return every_for(carried if carried is not None else self._inline_cost, self.fps)
+
     def process(self, frame: Frame) -> None:
         strength = self.params["strength"]
-        for face in self._faces(frame):
+        every = self.every()
+        if every > 1:
+            self._carried(frame, every)
+            return
+        start = time.perf_counter()
+        faces = self._faces(frame)
+        for face in faces:
             restored, matrix = self.enhancer.enhance(frame.image, face.landmarks5)
             paste_back(frame.image, restored, self._mask, matrix, strength)
+        if faces:  # what auto decides by: the in-line runs' time
+            took = time.perf_counter() - start
+            self._inline_cost = took if self._inline_cost is None else 0.7 * self._inline_cost + 0.3 * took
+
+    def _carried(self, frame: Frame, every: int) -> None:
+        """Paste each face's carried detail layer; ask for a run every `every` frames or when one is stale."""
+        if self._carrier is None:
+            self._carrier = Carrier(self.enhancer.restore, self.enhancer.size)
+        carrier = self._carrier
+        size, template, strength = self.enhancer.size, self.enhancer.template, self.params["strength"]
+        crops, points, boxes = {}, {}, {}
+        stale = False
+        for index, face in enumerate(self._faces(frame)):
+            key = key_of(face, index)
+            crop, matrix = warp_face(frame.image, face.landmarks5, template, size)
+            crops[key], points[key], boxes[key] = crop, aligned_points(face, matrix), np.asarray(face.box)
+            layer = carrier.layer(key, points[key], boxes[key])
+            if layer is None:
+                stale = True
+                continue
+            restored = np.clip(crop.astype(np.float32) + layer.detail + 0.5, 0, 255).astype(np.uint8)
+            paste_back(frame.image, restored, self._mask, matrix, strength)
+        carrier.forget(set(crops))
+        self._since += 1
+        if crops and (stale or self._since >= every) and (carrier.idle() or stale):
+            carrier.submit(Job(crops, points, boxes))
+            self._since = 0
 
     def update(self, params: dict[str, Any]) -> None:
         self.params.update(params)
@@ -78,7 +129,9 @@ class EnhanceStage(Stage):
             self._mask = box_mask(self.enhancer.size, self.params["mask_blur"])
 
     def close(self) -> None:
-        pass
+        if self._carrier is not None:
+            self._carrier.close()
+            self._carrier = None
 
 
 SPEC = register(StageSpec(
@@ -96,6 +149,9 @@ SPEC = register(StageSpec(
               choices=("auto", "ffhq_512", "arcface_128"), live=False),
         Param("mask_blur", float, 0.3, "feather of the pasted crop's edge (fraction of half the crop)",
               min=0.0, max=1.0),
+        Param("every", int, 0, "run the restorer on one frame in N, off the critical path, carrying its detail "
+              "to the frames between (1 = every frame, in line; 0 = auto: 1 while a run fits half the frame "
+              "budget, else from its measured time)", min=0, max=30),
     ),
     factory=EnhanceStage,
     models=("gfpgan_1.4", "gpen_bfr_256", "gpen_bfr_512", "codeformer"),

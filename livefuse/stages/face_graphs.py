@@ -108,12 +108,16 @@ class SwapOnDevice(DevicePath):
 class EnhanceOnDevice(DevicePath):
     """The restorer on crops cut from the device frame, pasted back there: nothing leaves the device."""
 
-    def __init__(self, stage: EnhanceStage, engine: Any) -> None:
+    def __init__(self, stage: EnhanceStage, engine: Any, counter: TransferCounter) -> None:
         self.stage = stage
         self.crops = FaceCrops(engine, stage.enhancer.size, 127.5, 127.5)
+        self.regions = OnRegions(stage, engine, counter)
 
     def run(self, frame: Frame) -> None:
         stage = self.stage
+        if stage.every() > 1:  # the carried detail: the faces' regions on the host
+            self.regions.run(frame)
+            return
         enhancer = stage.enhancer
         image = frame.device_image
         for face in stage._faces(frame):
