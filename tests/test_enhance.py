@@ -11,6 +11,7 @@ import cv2
 import models_builder as mb
 import numpy as np
 import pytest
+from hand_photos import FACES, hand_in_front
 
 from livefuse.engine import Engine
 from livefuse.engine.registry import Registry
@@ -18,6 +19,7 @@ from livefuse.errors import ModelError
 from livefuse.faces.align import TEMPLATES, invert_affine
 from livefuse.faces.carry import Carrier, Job
 from livefuse.faces.detect import StillFaceFinder
+from livefuse.faces.occlusion import HandOcclusion
 from livefuse.faces.paste import box_mask
 from livefuse.frame import Face, Frame
 from livefuse.presets import validate_params
@@ -52,6 +54,8 @@ def scene(engine: Engine) -> tuple[np.ndarray, Face]:
 
 
 def make_stage(engine: Engine, model: Path | str, **params: Any) -> EnhanceStage:
+    """In line on every frame unless told (auto would pick by this machine's speed)."""
+    params.setdefault("every", 1)
     return EnhanceStage(validate_params(SPEC, {"model": str(model), **params}, "test"),
                         StageContext(engine=engine, size=SIZE, fps=30.0))
 
@@ -185,7 +189,7 @@ def test_frames_never_wait_for_a_slow_restorer(engine: Engine, models: dict[str,
     image, face = DemoSource(SIZE, 30.0, paced=False).render(0.0), None
     face = StillFaceFinder(engine).largest(image)
     assert face is not None
-    stage = make_stage(engine, models["slow"])
+    stage = make_stage(engine, models["slow"], every=0)
     try:
         assert stage.every() == 1  # auto, not timed yet
         stage.process(Frame(0, 0, 0, image.copy(), faces=[face]))
@@ -223,3 +227,31 @@ def test_a_turned_face_gets_no_stale_layer() -> None:
         assert carrier.layer(8, points, box) is None
     finally:
         carrier.close()
+
+
+def test_hands_in_front_of_a_face_are_not_restored(engine: Engine, models: dict[str, Path]) -> None:
+    """occlusion = "hands" on the tests' real hand in front of a real face, with the flat restorer (mid grey,
+    an obvious change): where the hand model's feathered hull is full the hand is the input's within 2
+    levels; everywhere the hull does not reach the output is the occlusion-off output, exactly."""
+    photo = cv2.imread(str(FACES))
+    face = StillFaceFinder(engine).largest(photo)
+    assert face is not None
+    image, hand, _ = hand_in_front(photo, face)
+    given = {"model": str(models["flat"]), "occlusion": "hands", "every": 1}
+    stage = EnhanceStage(validate_params(SPEC, given, "test"),
+                         StageContext(engine=engine, size=(photo.shape[1], photo.shape[0]), fps=30.0))
+    on = Frame(0, 0, 0, image.copy(), faces=[face])
+    stage.process(on)
+    stage.update({"occlusion": "off"})
+    off = Frame(0, 0, 0, image.copy(), faces=[face])
+    stage.process(off)
+    regions = HandOcclusion(engine).regions(image, [face])
+    assert len(regions) == 1
+    weight = np.zeros(image.shape[:2], np.float32)
+    x1, y1, x2, y2 = regions[0].box
+    weight[y1:y2, x1:x2] = regions[0].weight[..., 0]
+    kept = hand & (weight >= 1.0)
+    assert kept.sum() > 3000
+    assert np.abs(off.image.astype(np.int16) - image.astype(np.int16))[kept].mean() > 8  # off: painted over
+    assert np.abs(on.image.astype(np.int16) - image.astype(np.int16))[kept].max() <= 2
+    assert np.array_equal(on.image[weight == 0], off.image[weight == 0])

@@ -4,7 +4,8 @@ Each selected face is aligned to the model's template (FFHQ 512, scaled to the m
 256 uses the 128-px ArcFace template as FaceFusion does), restored, and pasted back with a feathered
 mask at `strength`. Runs after `swap` to sharpen inswapper's 128-px output. With `every` = N > 1 (or
 auto, when a run does not fit the frame budget) the restorer runs on one frame in N off the critical
-path and the frames between carry its detail layer (faces/carry.py).
+path and the frames between carry its detail layer (faces/carry.py). With `occlusion` = "hands", hands in
+front of a face keep their original pixels (as swap's).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from livefuse.faces.align import TEMPLATES, estimate_affine, warp_face
 from livefuse.faces.carry import Carrier, Job, aligned_points, every_for, key_of
 from livefuse.faces.enhancer import FaceEnhancer
 from livefuse.faces.models import is_path, load_session
+from livefuse.faces.occlusion import HandOcclusion
 from livefuse.faces.paste import box_mask, footprint, paste_back
+from livefuse.faces.regions import restore
 from livefuse.faces.select import largest
 from livefuse.frame import Face, Frame
 from livefuse.stages.base import Param, Stage, StageContext, StageSpec
@@ -54,6 +57,8 @@ class EnhanceStage(Stage):
         self.enhancer = FaceEnhancer(session, template=template, fidelity=params["fidelity"])
         self._mask = box_mask(self.enhancer.size, params["mask_blur"])
         self.fps = context.fps
+        self._engine = context.engine
+        self._hands = HandOcclusion(context.engine) if params["occlusion"] == "hands" else None
         self._carrier: Carrier | None = None
         self._since = 0  # frames since the last run was asked for
         self._inline_cost: float | None = None  # seconds the in-line runs take a frame (running mean)
@@ -72,8 +77,12 @@ class EnhanceStage(Stage):
     def regions(self, frame: Frame, shape: tuple[int, int]) -> list[tuple[float, float, float, float]]:
         """Each restored face's crop footprint: all `process` reads and writes."""
         size = self.enhancer.size
-        return [footprint(estimate_affine(f.landmarks5, self.enhancer.template, size), size)
-                for f in self._faces(frame)]
+        faces = self._faces(frame)
+        boxes = [footprint(estimate_affine(f.landmarks5, self.enhancer.template, size), size) for f in faces]
+        if self._hands is not None:
+            boxes += [tuple(float(v) for v in box) for f in faces  # type: ignore[misc]
+                      if (box := self._hands.search_box(f, shape)) is not None]
+        return boxes
 
     def every(self) -> int:
         """The frames per restorer run now: the preset's, or auto's from the measured run time."""
@@ -84,6 +93,19 @@ class EnhanceStage(Stage):
         return every_for(carried if carried is not None else self._inline_cost, self.fps)
 
     def process(self, frame: Frame) -> None:
+        hands = self._hands
+        faces = self._faces(frame)
+        if hands is None or not faces:
+            self._restore(frame)
+            return
+        image = frame.image
+        kept = [(region, image[region.box[1]:region.box[3], region.box[0]:region.box[2]].copy())
+                for region in hands.regions(image, faces)]  # before any face is restored
+        self._restore(frame)
+        for region, original in kept:
+            restore(image, original, region)
+
+    def _restore(self, frame: Frame) -> None:
         strength = self.params["strength"]
         every = self.every()
         if every > 1:
@@ -123,6 +145,8 @@ class EnhanceStage(Stage):
             self._since = 0
 
     def update(self, params: dict[str, Any]) -> None:
+        if "occlusion" in params:
+            self._hands = (self._hands or HandOcclusion(self._engine)) if params["occlusion"] == "hands" else None
         self.params.update(params)
         self.enhancer.fidelity = self.params["fidelity"]
         if "mask_blur" in params:
@@ -149,6 +173,8 @@ SPEC = register(StageSpec(
               choices=("auto", "ffhq_512", "arcface_128"), live=False),
         Param("mask_blur", float, 0.3, "feather of the pasted crop's edge (fraction of half the crop)",
               min=0.0, max=1.0),
+        Param("occlusion", str, "off", "\"hands\": hands in front of a face keep their pixels (MediaPipe's "
+              "hand models, bundled)", choices=("off", "hands")),
         Param("every", int, 0, "run the restorer on one frame in N, off the critical path, carrying its detail "
               "to the frames between (1 = every frame, in line; 0 = auto: 1 while a run fits half the frame "
               "budget, else from its measured time)", min=0, max=30),

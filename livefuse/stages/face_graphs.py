@@ -115,7 +115,7 @@ class EnhanceOnDevice(DevicePath):
 
     def run(self, frame: Frame) -> None:
         stage = self.stage
-        if stage.every() > 1:  # the carried detail: the faces' regions on the host
+        if stage.every() > 1 or stage.params["occlusion"] != "off":  # carried detail, hands: regions on the host
             self.regions.run(frame)
             return
         enhancer = stage.enhancer
