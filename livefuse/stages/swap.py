@@ -141,8 +141,8 @@ class SwapStage(TakesSourceFace):
         keeps = [(region, frame.image[region.box[1]:region.box[3], region.box[0]:region.box[2]].copy())
                  for region in self.keeps(targets, frame.image.shape)
                  + self.occluders(frame.image, targets)]  # taken before any face is pasted
-        for face in targets:
-            mask = self.face_mask(frame.image, face)
+        masks = [self.face_mask(frame.image, face) for face in targets]  # the parser sees no pasted face
+        for face, mask in zip(targets, masks, strict=True):
             swapped, crop, matrix = self.swapper.swap(frame.image, face.landmarks5, latent, self.params["pixel_boost"])
             if self.params["colour_match"]:
                 swapped = match_colour(swapped, crop, self._mask)
