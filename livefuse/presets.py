@@ -103,6 +103,13 @@ def _plain_item(value: Any, max_length: int, depth: int = 0) -> bool:
     return False
 
 
+def _numbers_within(value: list[Any], param: Param) -> bool:
+    """`param.length` numbers (no booleans), each within the parameter's min and max."""
+    return len(value) == param.length and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v)
+        and (param.min is None or v >= param.min) and (param.max is None or v <= param.max) for v in value)
+
+
 def shown(value: Any) -> str:
     """A value as messages quote it: a long string or list cut short, so the message stays one line."""
     text = repr(value)
@@ -129,6 +136,11 @@ def _check_value(param: Param, value: Any, where: str) -> Any:
     elif param.type is list:
         if not isinstance(value, list) or len(value) > MAX_LIST_LENGTH or \
                 not all(_plain_item(v, param.max_length) for v in value):
+            raise refused
+        if param.items is not None and (any(v not in param.items for v in value)
+                                        or len(set(map(str, value))) < len(value)):
+            raise refused
+        if param.length is not None and not _numbers_within(value, param):
             raise refused
     elif param.type is str:
         if not isinstance(value, str) or len(value) > param.max_length or "\x00" in value:

@@ -112,11 +112,13 @@ def emap_of(model: onnx.ModelProto) -> np.ndarray:
 ENHANCERS = {"gfpgan_1.4": 512, "gpen_bfr_256": 256, "gpen_bfr_512": 512, "codeformer": 512}
 
 
-def enhancer(name: str = "gfpgan_1.4", kind: str = "identity") -> onnx.ModelProto:
+def enhancer(name: str = "gfpgan_1.4", kind: str = "identity", convs: int = 4) -> onnx.ModelProto:
     """GFPGAN/GPEN/CodeFormer stand-in: 'input' [1,3,N,N] in [-1,1] -> 'output' (CodeFormer also takes
     'weight' [1] double).
 
     identity: output = input. flat: output = 0 everywhere (mid grey), an obviously visible change.
+    sharpen: an unsharp mask, detail that depends on the face. slow: output = input after `convs` 32-channel
+    3x3 convolutions at full size (a cost to match a real restorer's).
     """
     size = ENHANCERS[name]
     inputs = [_tensor("input", TensorProto.FLOAT, [1, 3, size, size])]
@@ -135,6 +137,23 @@ def enhancer(name: str = "gfpgan_1.4", kind: str = "identity") -> onnx.ModelProt
     elif kind == "flat":
         inits.append(numpy_helper.from_array(np.zeros(1, np.float32), "nil"))
         nodes.append(helper.make_node("Mul", [image, "nil"], ["output"]))
+    elif kind == "sharpen":  # output = input + 0.8 * (input - its 3x3 mean): detail that follows the face
+        kernel = np.full((3, 1, 3, 3), -0.8 / 9, np.float32)
+        kernel[:, 0, 1, 1] += 1.8
+        inits.append(numpy_helper.from_array(kernel, "sharp_w"))
+        nodes.append(helper.make_node("Conv", [image, "sharp_w"], ["output"], group=3, pads=[1, 1, 1, 1]))
+    elif kind == "slow":  # output = input, after `convs` wide 3x3 convolutions whose result is multiplied by 0
+        rng = np.random.default_rng(3)
+        inits += [numpy_helper.from_array(rng.normal(0, 0.1, (32, 3, 3, 3)).astype(np.float32), "slow_in"),
+                  numpy_helper.from_array(rng.normal(0, 0.05, (32, 32, 3, 3)).astype(np.float32), "slow_w"),
+                  numpy_helper.from_array(rng.normal(0, 0.1, (3, 32, 3, 3)).astype(np.float32), "slow_out"),
+                  numpy_helper.from_array(np.zeros(1, np.float32), "nil")]
+        nodes.append(helper.make_node("Conv", [image, "slow_in"], ["h0"], pads=[1, 1, 1, 1]))
+        for i in range(convs):
+            nodes.append(helper.make_node("Conv", [f"h{i}", "slow_w"], [f"h{i + 1}"], pads=[1, 1, 1, 1]))
+        nodes += [helper.make_node("Conv", [f"h{convs}", "slow_out"], ["hz"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Mul", ["hz", "nil"], ["h0z"]),
+                  helper.make_node("Add", [image, "h0z"], ["output"])]
     else:
         raise ValueError(kind)
     graph = helper.make_graph(nodes, f"{name}_{kind}", inputs,
@@ -154,4 +173,43 @@ def face_standins(folder: Path) -> dict[str, Path]:
     return {"inswapper_128": save(inswapper("tint"), folder / "inswapper_128.onnx"),
             "w600k_r50": save(arcface(), folder / "w600k_r50.onnx"),
             "gfpgan_1.4": save(enhancer("gfpgan_1.4", "flat"), folder / "gfpgan_1.4.onnx"),
+            "bisenet_resnet_34": save(face_parser(), folder / "bisenet_resnet_34.onnx"),
             "source": source}
+
+
+# Where the stand-in parser puts its classes, on a 64-cell grid over the aligned crop (ArcFace template): the
+# template's eyes, nose tip and mouth corners are at (23.1, 25.8), (40.8, 25.8), (32, 35.9), (24.8, 46.2) and
+# (39.4, 46.1) in cells.
+PARSER_LAYOUT = {  # class: (x1, y1, x2, y2) in cells, painted in this order over skin
+    17: (0, 0, 64, 16),  # hair
+    2: (16, 15, 30, 20), 3: (34, 15, 48, 20),  # brows
+    4: (17, 22, 29, 30), 5: (35, 22, 47, 30),  # eyes
+    10: (27, 31, 37, 40),  # nose
+    12: (23, 42, 41, 45), 11: (23, 45, 41, 47), 13: (23, 47, 41, 51),  # upper lip, mouth, lower lip
+}
+
+
+def parser_classes() -> np.ndarray:
+    """The stand-in parser's class map at 64 x 64 (skin inside a face oval, background outside)."""
+    yy, xx = np.mgrid[0:64, 0:64]
+    classes = np.where(((xx - 32) / 29.0) ** 2 + ((yy - 34) / 32.0) ** 2 <= 1.0, 1, 0).astype(np.int64)
+    for cls, (x1, y1, x2, y2) in PARSER_LAYOUT.items():
+        classes[y1:y2, x1:x2] = cls
+    return classes
+
+
+def face_parser() -> onnx.ModelProto:
+    """bisenet_resnet_34 stand-in: 'input' [1,3,512,512] -> 'output' [1,19,512,512], the class scores of a fixed
+    face layout on the aligned crop (PARSER_LAYOUT), whatever the input (which it reads, as a zero term)."""
+    onehot = np.eye(19, dtype=np.float32)[parser_classes()].transpose(2, 0, 1)[None]  # [1, 19, 64, 64]
+    nodes = [
+        helper.make_node("ReduceMean", ["input"], ["m"], keepdims=1),
+        helper.make_node("Mul", ["m", "zero"], ["z"]),
+        helper.make_node("Resize", ["onehot", "", "scales"], ["big"], mode="nearest"),
+        helper.make_node("Add", ["big", "z"], ["output"]),
+    ]
+    inits = [numpy_helper.from_array(onehot, "onehot"), numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+             numpy_helper.from_array(np.array([1, 1, 8, 8], np.float32), "scales")]
+    graph = helper.make_graph(nodes, "bisenet_standin", [_tensor("input", TensorProto.FLOAT, [1, 3, 512, 512])],
+                              [_tensor("output", TensorProto.FLOAT, [1, 19, 512, 512])], inits)
+    return _model(graph)

@@ -14,6 +14,7 @@ import pytest
 from skimage import data
 
 from livefuse.vision.detectors import BlazeFaceDetector
+from livefuse.vision.hands import HandFinder
 from livefuse.vision.landmarks import FaceLandmarker
 from livefuse.vision.runner import OrtRunner
 
@@ -28,6 +29,8 @@ PAIRS = {
     "face_landmark": ("face_landmark.tflite", (0.0, 1.0)),
     "selfie_segmentation": ("selfie_segmentation.tflite", (0.0, 1.0)),
     "selfie_segmentation_landscape": ("selfie_segmentation_landscape.tflite", (0.0, 1.0)),
+    "palm_detection": ("palm_detection_lite.tflite", (0.0, 1.0)),
+    "hand_landmark": ("hand_landmark_lite.tflite", (0.0, 1.0)),
 }
 PHOTOS = {"astronaut": data.astronaut, "chelsea": data.chelsea, "coffee": data.coffee}
 MAX_ABS_DIFF = 1e-3
@@ -95,3 +98,26 @@ def test_face_landmark_matches_on_aligned_crop() -> None:
     for r, g in zip(ref, got, strict=True):
         assert float(np.abs(r - g).max()) <= MAX_ABS_DIFF
     assert ref[1].item() > 5  # face present (logit)
+
+
+def test_hand_models_on_real_hands() -> None:
+    """The palm detector finds the real hands of MediaPipe's sample photos, and the hand landmarker matches
+    TFLite on the crop it really gets there (the palm's turned crop), presence and handedness included."""
+    data = Path(__file__).resolve().parent / "data"
+    finder = HandFinder(OrtRunner(MP / "palm_detection.onnx"), OrtRunner(MP / "hand_landmark.onnx"))
+    for name in ("mediapipe_two_hands.jpg", "mediapipe_thumbs_up_hand.png"):
+        bgr = cv2.imread(str(data / name))
+        crops = finder.palms(bgr)
+        assert crops, name
+        for m in crops:
+            crop = cv2.warpAffine(bgr, m, (224, 224), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+            x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32)[None] / 255.0
+            ref, got = _run_both("hand_landmark", x)
+            for r, g in zip(ref, got, strict=True):
+                assert float(np.abs(r - g).max()) <= MAX_ABS_DIFF, name
+        hands = finder.find(bgr)
+        assert hands and all(h.score > 0.9 for h in hands), name
+        h, w = bgr.shape[:2]
+        for hand in hands:  # the 21 points lie on the photo, spread over a hand-sized area
+            assert (hand.points >= -5).all() and (hand.points <= (w + 5, h + 5)).all()
+            assert np.ptp(hand.points, axis=0).max() > 0.2 * min(w, h)

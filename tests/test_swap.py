@@ -10,17 +10,21 @@ from typing import Any
 import cv2
 import models_builder as mb
 import numpy as np
+import onnx
 import pytest
+from hand_photos import hand_in_front
+from onnx import numpy_helper
 
 from livefuse.engine import Engine
 from livefuse.engine.registry import Registry
-from livefuse.errors import ModelError, UserError
-from livefuse.faces.align import invert_affine, warp_face
+from livefuse.errors import ModelError, PresetError, UserError
+from livefuse.faces.align import estimate_affine, invert_affine, warp_face
 from livefuse.faces.detect import StillFaceFinder
 from livefuse.faces.embedding import normalise
 from livefuse.faces.models import last_initializer
-from livefuse.faces.mouth import lip_polygon, mouth_region
+from livefuse.faces.occlusion import HandOcclusion
 from livefuse.faces.paste import box_mask, match_colour, paste_back, paste_region
+from livefuse.faces.regions import NAMES, PARTS, contour, keep_region, lip_polygon
 from livefuse.frame import Face, Frame
 from livefuse.pipeline import Pipeline
 from livefuse.presets import PRESETS_DIR, build_chain, load_preset, parse_preset, validate_params
@@ -41,6 +45,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "identity": mb.save(mb.inswapper("identity"), d / "inswapper_identity.onnx"),
         "tint": mb.save(mb.inswapper("tint"), d / "inswapper_tint.onnx"),
         "tint_fp16": mb.save(mb.inswapper("tint", fp16=True), d / "inswapper_tint_fp16.onnx"),
+        "parser": mb.save(mb.face_parser(), d / "bisenet_standin.onnx"),
     }
 
 
@@ -287,62 +292,290 @@ def _polygon_mask(shape: tuple[int, ...], poly: np.ndarray) -> np.ndarray:
     return mask.astype(bool)
 
 
-def test_mouth_mask_keeps_the_own_mouth_and_nothing_else(engine: Engine, models: dict[str, Path],
-                                                          finder: StillFaceFinder) -> None:
-    """mouth_mask = 0.5: the lips are the input's (within 2 levels), the rest of the face is the mask-off
-    output exactly; mouth_mask = 0 is byte-identical to the swap without any mouth code."""
+def _swapped_today(stage: SwapStage, image: np.ndarray, face: Face) -> np.ndarray:
+    """The swap with no mask settings, composed by hand from the parts it had before they existed."""
+    latent = stage._latent
+    assert latent is not None
+    swapped, crop, matrix = stage.swapper.swap(image, face.landmarks5, latent)
+    mask = box_mask(128, 0.3)
+    out = image.copy()
+    paste_back(out, match_colour(swapped, crop, mask), mask, matrix, 1.0)
+    return out
+
+
+def _processed(stage: SwapStage, image: np.ndarray, face: Face) -> np.ndarray:
+    frame = Frame(0, 0, 0, image.copy(), faces=[face])
+    stage.process(frame)
+    return frame.image
+
+
+def test_mask_settings_off_are_byte_identical_to_the_plain_swap(engine: Engine, models: dict[str, Path],
+                                                                 finder: StillFaceFinder) -> None:
+    """Defaults, and every mask setting switched on then off again live: the output is the plain swap's."""
     image = DemoSource(SIZE, FPS, paced=False).render(0.0)
     face = finder.largest(image)
     assert face is not None and face.mesh is not None
     stage = make_stage(engine, models, "tint")
     stage.set_source_face(astronaut_bgr())
-    latent = stage._latent
-    assert latent is not None
+    today = _swapped_today(stage, image, face)
+    assert np.array_equal(_processed(stage, image, face), today)
+    stage.update({"keep_regions": ["eyes", "mouth"], "mask_padding": [10, 5, 0, 5]})
+    assert not np.array_equal(_processed(stage, image, face), today)
+    stage.update({"keep_regions": [], "mask_padding": [0, 0, 0, 0]})
+    assert np.array_equal(_processed(stage, image, face), today)
 
-    off = Frame(0, 0, 0, image.copy(), faces=[face])
-    stage.process(off)
-    swapped, crop, matrix = stage.swapper.swap(image, face.landmarks5, latent)  # the swap, composed by hand
-    today = image.copy()
-    paste_back(today, match_colour(swapped, crop, stage._mask), stage._mask, matrix, 1.0)
-    assert np.array_equal(off.image, today)
 
+def test_mask_padding_keeps_the_padded_band_original(engine: Engine, models: dict[str, Path],
+                                                     finder: StillFaceFinder) -> None:
+    """mask_padding = [40, 0, 0, 0]: the top of the crop (the forehead) is the input's, exactly, where the
+    plain swap had painted it (within 1 level: the feather's tail); below the padding the swap is unchanged."""
+    image = DemoSource(SIZE, FPS, paced=False).render(0.0)
+    face = finder.largest(image)
+    assert face is not None
+    stage = make_stage(engine, models, "tint", mask_padding=[40, 0, 0, 0], colour_match=False)
+    stage.set_source_face(astronaut_bgr())
+    out = _processed(stage, image, face)
+    stage.update({"mask_padding": [0, 0, 0, 0]})
+    plain = _processed(stage, image, face)
+    _, _, matrix = stage.swapper.swap(image, face.landmarks5, stage._latent)  # type: ignore[arg-type]
+    padded = cv2.warpAffine(box_mask(128, 0.3, (40, 0, 0, 0)), invert_affine(matrix), SIZE)
+    full = cv2.warpAffine(box_mask(128, 0.3), invert_affine(matrix), SIZE)
+    band = (padded < 1e-3) & (full > 0.999)
+    assert band.sum() > 300
+    assert np.abs(out.astype(np.int16) - image.astype(np.int16))[band].max() <= 1
+    assert np.abs(plain.astype(np.int16) - image.astype(np.int16))[band].mean() > 8  # the swap had painted it
+    both = (padded > 0.999) & (full > 0.999)
+    assert both.sum() > 1000 and np.array_equal(out[both], plain[both])
+
+
+def _part_mask(mesh: np.ndarray, part: str, shape: tuple[int, ...], grow: float = 0.0) -> np.ndarray:
+    mask = np.zeros(shape[:2], np.uint8)
+    for points, _, hull in PARTS[part]:
+        cv2.fillPoly(mask, [np.round(contour(mesh, points, grow, hull)).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def test_keep_regions_keep_exactly_the_parts_asked(engine: Engine, models: dict[str, Path],
+                                                   finder: StillFaceFinder) -> None:
+    """Each of eyes, brows, mouth and nose alone: that part (grown by keep_grow) is the input's within 2
+    levels, the other parts stay swapped, and outside the kept region's box the output is the plain swap's."""
+    image = DemoSource(SIZE, FPS, paced=False).render(0.0)
+    face = finder.largest(image)
+    assert face is not None and face.mesh is not None
+    stage = make_stage(engine, models, "tint", keep_grow=0.3)
+    stage.set_source_face(astronaut_bgr())
+    plain = _processed(stage, image, face)
+    for part in NAMES:
+        stage.update({"keep_regions": [part]})
+        out = _processed(stage, image, face)
+        to_input = np.abs(out.astype(np.int16) - image.astype(np.int16))
+        kept = _part_mask(face.mesh, part, image.shape, 0.3)
+        assert kept.sum() > 80, part
+        assert to_input[kept].max() <= 2, part
+        assert np.abs(plain.astype(np.int16) - image.astype(np.int16))[kept].mean() > 8, part  # swap repainted it
+        region = keep_region(face.mesh, [part], 0.3, 0.5, image.shape)
+        assert region is not None
+        weight = np.zeros(image.shape[:2], np.float32)
+        x1, y1, x2, y2 = region.box
+        weight[y1:y2, x1:x2] = region.weight[..., 0]
+        assert np.array_equal(out[weight == 0], plain[weight == 0]), part
+        assert ((weight > 0.05) & (weight < 0.95)).sum() > 100, part  # feathered: a soft edge, not a cut
+        for other in NAMES:
+            elsewhere = _part_mask(face.mesh, other, image.shape) & (weight == 0)
+            if other != part and elsewhere.sum() > 50:
+                assert to_input[elsewhere].mean() > 8, (part, other)  # still swapped
+
+
+def test_keep_regions_mouth_is_the_former_mouth_mask(engine: Engine, models: dict[str, Path],
+                                                      finder: StillFaceFinder) -> None:
+    """keep_regions = ["mouth"] at keep_grow 0.5: the lips grown by half are the input's (face-swap-talk)."""
+    image = DemoSource(SIZE, FPS, paced=False).render(0.0)
+    face = finder.largest(image)
+    assert face is not None and face.mesh is not None
+    stage = make_stage(engine, models, "tint", keep_regions=["mouth"], keep_grow=0.5)
+    stage.set_source_face(astronaut_bgr())
+    to_input = np.abs(_processed(stage, image, face).astype(np.int16) - image.astype(np.int16))
     lips = _polygon_mask(image.shape, lip_polygon(face.mesh))
-    assert lips.sum() > 150
-    assert np.abs(off.image.astype(np.int16) - image.astype(np.int16))[lips].mean() > 8  # the swap repainted them
-
-    stage.update({"mouth_mask": 0.5})
-    on = Frame(0, 0, 0, image.copy(), faces=[face])
-    stage.process(on)
-    to_input = np.abs(on.image.astype(np.int16) - image.astype(np.int16))
-    assert to_input[lips].max() <= 2
     grown = _polygon_mask(image.shape, lip_polygon(face.mesh, 0.5))
-    assert grown.sum() > 1.8 * lips.sum() and to_input[grown].max() <= 2  # grown by the setting
-    region = mouth_region(face.mesh, 0.5, 0.5, image.shape)
-    assert region is not None
-    x1, y1, x2, y2 = region.box
-    rest = np.ones(image.shape[:2], bool)
-    rest[y1:y2, x1:x2] = False
-    assert np.array_equal(on.image[rest], off.image[rest])
-    weight = np.zeros(image.shape[:2], np.float32)
-    weight[y1:y2, x1:x2] = region.weight[..., 0]
-    assert np.array_equal(on.image[weight == 0], off.image[weight == 0])
-    band = (weight > 0.05) & (weight < 0.95)  # feathered: a soft edge, not a cut
-    assert band.sum() > 100
+    assert grown.sum() > 1.8 * lips.sum() > 270 and to_input[grown].max() <= 2
 
 
-def test_mouth_mask_is_live_and_needs_the_mesh(engine: Engine, models: dict[str, Path],
-                                               finder: StillFaceFinder, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(("field", "value"), [
+    ("keep_regions", ["ears"]), ("keep_regions", ["eyes", "eyes"]), ("keep_regions", "mouth"),
+    ("mask_padding", [10, 0, 0]), ("mask_padding", [60, 0, 0, 0]), ("mask_padding", [True, 0, 0, 0]),
+    ("mask_padding", ["10", 0, 0, 0]), ("occlusion", "gloves")])
+def test_bad_mask_settings_name_the_field_and_what_is_allowed(field: str, value: Any) -> None:
+    with pytest.raises(PresetError, match=rf"{field} = .* expected (a list of|one of)"):
+        validate_params(SPEC, {field: value}, "stages[1]")
+
+
+def test_keep_regions_are_live_and_need_the_mesh(engine: Engine, models: dict[str, Path],
+                                                 finder: StillFaceFinder, caplog: pytest.LogCaptureFixture) -> None:
     params = {p.name: p for p in SPEC.params}
-    assert params["mouth_mask"].live and params["mouth_feather"].live
+    assert all(params[name].live for name in ("keep_regions", "keep_grow", "keep_feather", "mask_padding",
+                                              "occlusion"))
     image = DemoSource(SIZE, FPS, paced=False).render(0.0)
     face = finder.largest(image)
     assert face is not None
     bare = Face(box=face.box, score=face.score, landmarks5=face.landmarks5, track_id=1)  # no mesh
-    stage = make_stage(engine, models, "tint", mouth_mask=0.5)
+    stage = make_stage(engine, models, "tint", keep_regions=["mouth", "eyes"])
     stage.set_source_face(astronaut_bgr())
-    with_mask, without = Frame(0, 0, 0, image.copy(), faces=[bare]), Frame(0, 0, 0, image.copy(), faces=[bare])
-    stage.process(with_mask)
-    stage.update({"mouth_mask": 0.0})
-    stage.process(without)
-    assert np.array_equal(with_mask.image, without.image)  # nothing to keep: the swapped mouth stays
+    with_mask = _processed(stage, image, bare)
+    stage.update({"keep_regions": []})
+    assert np.array_equal(with_mask, _processed(stage, image, bare))  # nothing to keep: the swapped parts stay
     assert "landmarks = true" in caplog.text
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_hand_in_front_of_a_face_keeps_its_pixels(engine: Engine, models: dict[str, Path],
+                                                  finder: StillFaceFinder) -> None:
+    """occlusion = "hands" on a real hand in front of a real face. The hand models' landmarks lie on the hand
+    (their hull is >= 85% hand pixels); the hand's pixels where the feathered hull is full are the input's
+    within 2 levels; the fist and thumb (the hand beyond 0.3 of its size from the wrist; the forearm is not
+    the hand model's) are >= 90% fully kept and >= 97% at least partly; everywhere the hull does not reach,
+    the output is the occlusion-off swap's, exactly."""
+    photo = cv2.imread(str(DATA / "mediapipe_two_faces.jpg"))
+    face = finder.largest(photo)
+    assert face is not None
+    image, hand, wrist = hand_in_front(photo, face)
+    stage = make_stage(engine, models, "tint", occlusion="hands")
+    stage.set_source_face(astronaut_bgr())
+    out = _processed(stage, image, face)
+    stage.update({"occlusion": "off"})
+    off = _processed(stage, image, face)
+    occlusion = HandOcclusion(engine)
+    found = occlusion.hands(image, [face])
+    assert len(found) == 1
+    points = found[0]
+    hull = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(hull, [np.round(cv2.convexHull(points.astype(np.float32))[:, 0]).astype(np.int32)], 1)
+    assert (hand & (hull > 0)).sum() >= 0.85 * hull.sum()
+    region = occlusion.regions(image, [face])[0]
+    weight = np.zeros(image.shape[:2], np.float32)
+    x1, y1, x2, y2 = region.box
+    weight[y1:y2, x1:x2] = region.weight[..., 0]
+
+    swapped = np.abs(off.astype(np.int16) - image.astype(np.int16)).max(2) > 8  # what the plain swap repainted
+    assert (hand & swapped).sum() > 2000  # the plain swap paints over the hand: the complaint
+    kept = hand & (weight >= 1.0)
+    assert np.abs(out.astype(np.int16) - image.astype(np.int16))[kept].max() <= 2
+    yy, xx = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+    size = float(np.ptp(points, axis=0).max())
+    fist = hand & (np.hypot(xx - wrist[0], yy - wrist[1]) > 0.3 * size) & (xx <= wrist[0])
+    assert fist.sum() > 5000
+    assert (fist & (weight >= 1.0)).sum() >= 0.9 * fist.sum()
+    assert (fist & (weight > 0)).sum() >= 0.97 * fist.sum()
+    assert np.array_equal(out[weight == 0], off[weight == 0])  # the rest of the face is swapped as before
+    assert (swapped & (weight == 0)).sum() > 5000
+
+
+PARSER_PARTS = {"eyes": (4, 5), "brows": (2, 3), "mouth": (11, 12, 13), "nose": (10,)}
+
+
+def _where_classes(classes: tuple[int, ...], matrix: np.ndarray, shape: tuple[int, ...], erode: int) -> np.ndarray:
+    """The frame pixels whose place in the aligned 128-px crop is (well) inside the stand-in parser's `classes`."""
+    grid = np.isin(mb.parser_classes(), classes).astype(np.uint8)
+    crop = cv2.resize(grid, (128, 128), interpolation=cv2.INTER_NEAREST)
+    if erode:
+        crop = cv2.erode(crop, np.ones((2 * erode + 1, 2 * erode + 1), np.uint8))
+    return cv2.warpAffine(crop, invert_affine(matrix), (shape[1], shape[0]), flags=cv2.INTER_NEAREST) > 0
+
+
+def test_parser_paints_only_the_face_classes_and_keeps_exactly_the_parts_asked(
+        engine: Engine, models: dict[str, Path], finder: StillFaceFinder) -> None:
+    """occlusion = "parser" with a stand-in parser of BiSeNet's signature (a fixed face layout on the aligned
+    crop): the hair it reports keeps the input's pixels exactly where the plain swap painted them; each part
+    in keep_regions is the input's within 2 levels (3 crop pixels in from its edges: the mask's blur rounds
+    its corners), and the parts not asked stay swapped."""
+    photo = cv2.imread(str(DATA / "mediapipe_two_faces.jpg"))
+    face = finder.largest(photo)
+    assert face is not None
+    stage = make_stage(engine, models, "tint", occlusion="parser", parser_model=str(models["parser"]))
+    stage.set_source_face(astronaut_bgr())
+    out = _processed(stage, photo, face)
+    _, _, matrix = stage.swapper.swap(photo, face.landmarks5, stage._latent)  # type: ignore[arg-type]
+    stage.update({"occlusion": "off"})
+    plain = _processed(stage, photo, face)
+    to_input = np.abs(out.astype(np.int16) - photo.astype(np.int16)).max(2)
+    hair = _where_classes((17,), matrix, photo.shape, 3) & (
+        cv2.warpAffine(box_mask(128, 0.3), invert_affine(matrix), (photo.shape[1], photo.shape[0])) > 0.999)
+    assert hair.sum() > 500
+    assert to_input[hair].max() == 0
+    assert np.abs(plain.astype(np.int16) - photo.astype(np.int16)).max(2)[hair].mean() > 8
+    stage.update({"occlusion": "parser"})
+    for part, classes in PARSER_PARTS.items():
+        stage.update({"keep_regions": [part]})
+        kept = np.abs(_processed(stage, photo, face).astype(np.int16) - photo.astype(np.int16)).max(2)
+        inside = _where_classes(classes, matrix, photo.shape, 3)  # FaceFusion's blur rounds the parts' corners
+        assert inside.sum() > 100, part
+        assert kept[inside].max() <= 2, part
+        for other, other_classes in PARSER_PARTS.items():
+            if other != part:
+                centre = _where_classes(other_classes, matrix, photo.shape, 4)
+                assert kept[centre].mean() > 8, (part, other)  # still swapped
+
+
+def test_parser_model_missing_is_one_clear_error_and_changes_nothing(engine: Engine, models: dict[str, Path],
+                                                                      tmp_path: Path) -> None:
+    missing = str(tmp_path / "nowhere.onnx")
+    with pytest.raises(ModelError, match="parser_model"):
+        make_stage(engine, models, "tint", occlusion="parser", parser_model=missing)
+    stage = make_stage(engine, models, "tint", parser_model=missing)
+    with pytest.raises(ModelError, match="parser_model"):
+        stage.update({"occlusion": "both"})
+    assert stage.params["occlusion"] == "off" and not stage.uses_parser()
+
+
+@pytest.mark.parametrize("boost", [256, 512])
+def test_pixel_boost_swaps_interleaved_tiles_and_puts_them_back(engine: Engine, models: dict[str, Path],
+                                                                finder: StillFaceFinder, boost: int) -> None:
+    """Pixel boost: the identity stand-in gives back the boosted crop exactly (every tile's pixels return to
+    their places); the tint stand-in, whose output is half its tile plus a ramp across the tile, reassembles
+    into that function of the whole boosted crop (its ramp at the boosted size) within 2 levels: no seam,
+    no tile out of place."""
+    photo = cv2.imread(str(DATA / "mediapipe_two_faces.jpg"))
+    face = finder.largest(photo)
+    assert face is not None
+    identity = make_stage(engine, models, "identity")
+    identity.set_source_face(astronaut_bgr())
+    swapped, crop, matrix = identity.swapper.swap(photo, face.landmarks5, identity._latent, boost)  # type: ignore[arg-type]
+    assert swapped.shape == crop.shape == (boost, boost, 3)
+    assert np.array_equal(swapped, crop)
+    assert np.allclose(matrix, estimate_affine(face.landmarks5, "arcface_128", boost))
+
+    tint = make_stage(engine, models, "tint")
+    tint.set_source_face(astronaut_bgr())
+    latent = tint._latent
+    assert latent is not None
+    swapped, crop, _ = tint.swapper.swap(photo, face.landmarks5, latent, boost)
+    weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(models["tint"])).graph.initializer}
+    colour = 1.0 / (1.0 + np.exp(-(latent @ weights["tint_w"])[0]))  # RGB
+    ramp = np.linspace(0.0, 1.0, boost, dtype=np.float32)[None, :, None]
+    want = 0.5 * cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) + 0.5 * 255.0 * colour * ramp
+    got = cv2.cvtColor(swapped, cv2.COLOR_BGR2RGB).astype(np.float32)
+    assert np.abs(got - want).max() <= 2.0, np.abs(got - want).max()
+
+
+def test_pixel_boost_in_the_stage_is_live_and_touches_only_the_face(engine: Engine, models: dict[str, Path],
+                                                                    finder: StillFaceFinder) -> None:
+    photo = cv2.imread(str(DATA / "mediapipe_two_faces.jpg"))
+    face = finder.largest(photo)
+    assert face is not None
+    stage = make_stage(engine, models, "tint")
+    stage.set_source_face(astronaut_bgr())
+    plain = _processed(stage, photo, face)
+    stage.update({"pixel_boost": 256})
+    assert stage._mask.shape == (256, 256)
+    boosted = _processed(stage, photo, face)
+    x1, y1, x2, y2 = paste_region(photo.shape, 128, estimate_affine(face.landmarks5, "arcface_128", 128))
+    outside = np.ones(photo.shape[:2], bool)
+    outside[y1:y2, x1:x2] = False
+    assert np.array_equal(boosted[outside], photo[outside])
+    diff = np.abs(boosted.astype(np.int16) - plain.astype(np.int16))
+    assert 0 < diff.mean() and np.abs(boosted.astype(np.int16) - photo.astype(np.int16))[y1:y2, x1:x2].mean() > 8
+    stage.update({"pixel_boost": 128})
+    assert np.array_equal(_processed(stage, photo, face), plain)
+    with pytest.raises(PresetError, match="pixel_boost"):
+        validate_params(SPEC, {"pixel_boost": 384}, "stages[1]")

@@ -10,7 +10,8 @@ Needs tf2onnx and tensorflow-cpu, which are tools-only; keep them out of the pro
     .cache/tools-venv/bin/pip install tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnx==1.17.0
     .cache/tools-venv/bin/python tools/convert_mediapipe.py [--wheel PATH] [--manifest]
 
-tf2onnx handles the face models directly. The selfie segmentation models end in MediaPipe's custom op
+tf2onnx handles the face and hand models (palm detection and hand landmarks, the "lite" ones) directly.
+The selfie segmentation models end in MediaPipe's custom op
 Convolution2DTransposeBias, which tf2onnx does not know; a handler registered here rewrites it as an
 ONNX ConvTranspose with bias, taking padding and strides from the op's raw custom options
 (a TfLiteTransposeConvParams struct: int32 padding, stride_w, stride_h). HardSwish needs opset >= 14.
@@ -102,6 +103,21 @@ SPECS = [
         "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
         {"input_1": "input"},
         {"segment_back": "mask"},
+    ),
+    Spec(
+        "palm_detection",
+        "mediapipe/modules/palm_detection/palm_detection_lite.tflite",
+        "e9a4aaddf90dda56a87235303cf00e4c2d3fb28725f68fd88772997dac905c18",
+        {"input_1": "input"},
+        {"Identity": "regressors", "Identity_1": "logits"},
+    ),
+    Spec(
+        "hand_landmark",
+        "mediapipe/modules/hand_landmark/hand_landmark_lite.tflite",
+        "048edd3645c9bf7397d19a9f6e3a42957d6e414c9bea6598030a2e9b624156e6",
+        {"input_1": "input"},
+        {"Identity": "landmarks", "Identity_1": "hand_flag", "Identity_2": "handedness",
+         "Identity_3": "world_landmarks"},
     ),
 ]
 
@@ -309,7 +325,8 @@ def manifest_entry(spec: Spec, path: Path) -> str:
         return "[ " + ", ".join(parts) + " ]"
 
     data = path.read_bytes()
-    # Face detection takes [-1, 1] (x / 127.5 - 1); selfie segmentation takes [0, 1]; FaceMesh the pixels.
+    # Face detection takes [-1, 1] (x / 127.5 - 1); selfie segmentation and the hand models take [0, 1];
+    # FaceMesh the pixels.
     centred = spec.name.startswith("face_detection")
     mean, std = ("127.5", "127.5") if centred else ("0.0", "1.0") if spec.pixel_input else ("0.0", "255.0")
     return "\n".join(
@@ -342,6 +359,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wheel", type=Path, help="use this mediapipe wheel instead of downloading it")
     ap.add_argument("--manifest", action="store_true", help="print the manifest.toml entries")
+    ap.add_argument("--only", action="append", choices=[spec.name for spec in SPECS],
+                    help="convert only this model (repeatable; default: all)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -351,10 +370,14 @@ def main() -> None:
         extract(wheel)
     _register_handlers()
     for spec in SPECS:
+        if args.only and spec.name not in args.only:
+            continue
         dst = convert(spec)
         print(f"wrote {dst.relative_to(ROOT)} ({dst.stat().st_size} bytes)", file=sys.stderr)
         if args.manifest:
             print(manifest_entry(spec, dst))
+    if args.only and "face_detection_full" not in args.only:
+        return
     from wide_detector import main as widen_full_range  # tools/, beside this script
 
     widen_full_range()  # face_detection_full_wide.onnx, from the full-range model just written

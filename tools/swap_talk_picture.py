@@ -7,7 +7,7 @@ use (tests/models_builder.py, "tint": it repaints the aligned face with an ident
 and the stand-in ArcFace; the picture says so. Everything else is the shipped preset: the face stage
 with FaceMesh, the swap with its colour match and paste-back, and the mouth mask. Three panels of the
 same 1280x720 demo frame (one second into the clip, as tools/preset_pictures.py does): the input,
-the swap with mouth_mask = 0, face-swap-talk as shipped, and how far that output is from the input
+the swap with no kept regions, face-swap-talk as shipped, and how far that output is from the input
 (x4: black where the own mouth was kept).
 """
 
@@ -41,15 +41,15 @@ T0 = 2.0
 ZOOM = 2
 
 
-def _preset(work: Path, mouth_mask: float | None) -> Path:
-    """face-swap-talk with the stand-in models and a source photo (and optionally another mouth_mask)."""
+def _preset(work: Path, keep: bool) -> Path:
+    """face-swap-talk with the stand-in models and a source photo (and optionally no kept mouth)."""
     text = (PRESETS_DIR / "face-swap-talk.toml").read_text()
     text = text.replace('model = "inswapper_128"', f'model = "{work / "standin_swapper.onnx"}"')
     text = text.replace('arcface_model = "w600k_r50"', f'arcface_model = "{work / "standin_arcface.onnx"}"')
     text = text.replace('source_image = ""', 'source_image = "source.png"')
-    if mouth_mask is not None:
-        text = text.replace("mouth_mask = 0.4", f"mouth_mask = {mouth_mask}")
-    path = work / f"talk-{mouth_mask}.toml"
+    if not keep:
+        text = text.replace('keep_regions = ["mouth"]', "keep_regions = []")
+    path = work / f"talk-{keep}.toml"
     path.write_text(text)
     return path
 
@@ -85,8 +85,8 @@ def main() -> int:
     mb.save(mb.arcface(), work / "standin_arcface.onnx")
     cv2.imwrite(str(work / "source.png"), np.ascontiguousarray(astronaut_bgr()[:, :, ::-1]))
     engine = Engine(provider="cpu", cache_dir=work / "cache")
-    talk = _run(_preset(work, None), engine)
-    plain = _run(_preset(work, 0.0), engine)
+    talk = _run(_preset(work, True), engine)
+    plain = _run(_preset(work, False), engine)
     face = max(talk.faces, key=lambda f: float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
     assert face.mesh is not None, "the face stage ran without FaceMesh"
     x1, y1, x2, y2 = face.box.astype(int)
@@ -95,7 +95,7 @@ def main() -> int:
     source = DemoSource(SIZE, FPS, paced=False).render(T0 + (FRAMES - 1) / FPS)
     changed = np.clip(np.abs(talk.image.astype(np.int16) - source.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
     row = np.hstack([_panel(source, box, "input"),
-                     _panel(plain.image, box, "mouth_mask = 0"),
+                     _panel(plain.image, box, "keep_regions = []"),
                      _panel(talk.image, box, "face-swap-talk (0.4)"),
                      _panel(changed, box, "|talk - input| x4")])
     banner = np.full((30, row.shape[1], 3), (0, 0, 160), np.uint8)

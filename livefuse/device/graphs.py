@@ -228,3 +228,16 @@ def face_paste(size: int, mean: float, std: float) -> onnx.ModelProto:
                     helper.make_tensor_value_info("mask", FLOAT, [1, 1, size, size])],
                    [helper.make_tensor_value_info("image", UINT8, ["height", "width", 3])],
                    face_paste.__doc__ or "")
+
+
+def interleave_tiles(k: int, size: int) -> onnx.ModelProto:
+    """`tile_0` .. `tile_{k*k-1}` [1, 3, S, S] -> `crop` [1, 3, k*S, k*S]: pixel boost's reassembly, the inverse
+    of cutting tile i*k + j as every k-th pixel from row i, column j (`faces.swapper.explode`)."""
+    b = GraphBuilder("device_interleave_tiles")
+    tiles = b.op("Concat", *[f"tile_{t}" for t in range(k * k)], axis=0)  # [k*k, 3, S, S]
+    grid = b.op("Reshape", tiles, b.const([k, k, 3, size, size], np.int64))  # i, j, c, a, b
+    spread = b.op("Transpose", grid, perm=[2, 3, 0, 4, 1])  # c, a, i, b, j
+    b.op("Reshape", spread, b.const([1, 3, k * size, k * size], np.int64), out="crop")
+    inputs = [helper.make_tensor_value_info(f"tile_{t}", FLOAT, [1, 3, size, size]) for t in range(k * k)]
+    return b.model(inputs, [helper.make_tensor_value_info("crop", FLOAT, [1, 3, k * size, k * size])],
+                   interleave_tiles.__doc__ or "")

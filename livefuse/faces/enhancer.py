@@ -48,10 +48,14 @@ class FaceEnhancer:
     def enhance(self, image_bgr: np.ndarray, landmarks5: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(restored crop BGR uint8, frame-to-crop matrix) for the face at `landmarks5`."""
         crop, matrix = warp_face(image_bgr, landmarks5, self.template, self.size)
+        return self.restore(crop), matrix
+
+    def restore(self, crop: np.ndarray) -> np.ndarray:
+        """The restored version of an aligned BGR uint8 crop of the model's size."""
         x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) * (1.0 / 127.5) - 1.0
         feeds = {self.input_name: np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=self._dtype)}
         if self.weight is not None:
             feeds["weight"] = self._weight()
         out = np.asarray(self.session.run(feeds)[self.output_name], np.float32)[0]
         rgb = np.clip((out.transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
-        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), matrix
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)

@@ -2,7 +2,8 @@
 
 The model takes the target crop aligned to the 128-px ArcFace template, RGB in [0, 1], and the source
 embedding projected through its own `emap` matrix (the graph's last initializer) and L2-normalised,
-as InsightFace's reference code does. It returns the swapped crop, RGB in [0, 1].
+as InsightFace's reference code does. It returns the swapped crop, RGB in [0, 1]. Pixel boost swaps
+a larger aligned face in 128-px tiles (`InSwapper.swap`'s `size`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from livefuse.faces.align import warp_face
 
 SIZE = 128
 TEMPLATE = "arcface_128"
+PIXEL_BOOSTS = (128, 256, 512)
 
 
 class InSwapper:
@@ -41,13 +43,36 @@ class InSwapper:
         latent = (v / max(float(np.linalg.norm(v)), 1e-12)) @ self.emap
         return latent / max(float(np.linalg.norm(latent)), 1e-12)
 
-    def swap(self, image_bgr: np.ndarray, landmarks5: np.ndarray, latent: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                                                np.ndarray]:
-        """(swapped crop BGR uint8, original crop, frame-to-crop matrix) for the face at `landmarks5`."""
-        crop, matrix = warp_face(image_bgr, landmarks5, TEMPLATE, SIZE)
-        x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) * (1.0 / 255.0)
-        feeds = {"target": np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=self._dtypes["target"]),
-                 "source": np.ascontiguousarray(latent, dtype=self._dtypes["source"])}
-        out = np.asarray(self.session.run(feeds)[self.output_name], np.float32)[0]
-        rgb = np.clip(out.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    def swap(self, image_bgr: np.ndarray, landmarks5: np.ndarray, latent: np.ndarray,
+             size: int = SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(swapped crop BGR uint8, original crop, frame-to-crop matrix) for the face at `landmarks5`.
+
+        `size` > 128 is pixel boost (FaceFusion's): the face is aligned at `size` px and swapped as
+        (size / 128)^2 interleaved 128-px tiles (tile i, j takes every k-th pixel from row i, column j),
+        each a whole face half a pixel (or less) from the others, with the same identity; the outputs are
+        interleaved back. The model runs once per tile.
+        """
+        crop, matrix = warp_face(image_bgr, landmarks5, TEMPLATE, size)
+        tiles = implode(crop, size // SIZE)
+        x = cv2.cvtColor(tiles.reshape(-1, SIZE, 3), cv2.COLOR_BGR2RGB).reshape(tiles.shape).astype(np.float32)
+        x *= 1.0 / 255.0
+        source = np.ascontiguousarray(latent, dtype=self._dtypes["source"])
+        out = np.empty(tiles.shape, np.float32)
+        for i, tile in enumerate(x):
+            feeds = {"target": np.ascontiguousarray(tile.transpose(2, 0, 1)[None], dtype=self._dtypes["target"]),
+                     "source": source}
+            out[i] = np.asarray(self.session.run(feeds)[self.output_name], np.float32)[0].transpose(1, 2, 0)
+        rgb = np.clip(explode(out, size // SIZE) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), crop, matrix
+
+
+def implode(crop: np.ndarray, k: int) -> np.ndarray:
+    """A [k*n, k*n, C] crop as k*k interleaved tiles [k*k, n, n, C]: tile i*k + j is crop[i::k, j::k]."""
+    n = crop.shape[0] // k
+    return crop.reshape(n, k, n, k, -1).transpose(1, 3, 0, 2, 4).reshape(k * k, n, n, -1)
+
+
+def explode(tiles: np.ndarray, k: int) -> np.ndarray:
+    """`implode`'s inverse: k*k tiles [k*k, n, n, C] back into one [k*n, k*n, C] crop."""
+    n = tiles.shape[1]
+    return tiles.reshape(k, k, n, n, -1).transpose(2, 0, 3, 1, 4).reshape(k * n, k * n, -1)

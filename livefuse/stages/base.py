@@ -47,9 +47,16 @@ class Param:
     live: bool = True  # may change while streaming (PATCH /api/preset/params)
     kind: Literal["value", "file"] = "value"
     max_length: int = MAX_STRING_LENGTH  # strings: at most this many characters; lists: MAX_LIST_LENGTH items
+    # lists only: the values each item may take (each at most once), or the item count with min/max per item
+    items: Sequence[Any] | None = None
+    length: int | None = None
 
     def describe(self) -> str:
         """What is allowed, for error messages and `presets show`."""
+        if self.items is not None:
+            return "a list of any of " + ", ".join(repr(c) for c in self.items) + ", each at most once"
+        if self.length is not None:
+            return f"a list of {self.length} numbers from {self.min:g} to {self.max:g}"
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.type is str:

@@ -3,7 +3,9 @@
 Each face's model input is cut from the device frame (`device.crops`) and bound to the model as it is;
 the model's output goes back into the frame the same way, with the stage's own feathered mask.
 Swap's colour matching (Reinhard, in Lab) works on the two 128 px crops on the host, the only pixels
-that leave the device; the kept mouth (mouth_mask) comes to the host as its region alone.
+that leave the device (pixel boost: its tiles are 128-px crops cut at shifted matrices, swapped and
+interleaved on the device, then matched and pasted at the boosted size); the kept parts (keep_regions)
+and the boxes searched for hands (occlusion) come to the host as their regions alone.
 
 Against the CPU path: the same bicubic warps in float instead of OpenCV's fixed point, and no rounding
 of the crops to uint8 in between; within a few levels inside the face, the same everywhere else.
@@ -17,11 +19,13 @@ import cv2
 import numpy as np
 
 from livefuse.device.crops import FaceCrops
+from livefuse.device.graphs import interleave_tiles
 from livefuse.device.regions import OnRegions, RegionIO
+from livefuse.device.runner import DeviceGraph
 from livefuse.engine.session import ModelSession
 from livefuse.faces.align import estimate_affine
-from livefuse.faces.mouth import MouthRegion, mouth_region, restore_mouth
 from livefuse.faces.paste import match_colour
+from livefuse.faces.regions import KeepRegion, restore
 from livefuse.faces.swapper import SIZE, TEMPLATE
 from livefuse.frame import Face, Frame
 from livefuse.stages.base import DevicePath
@@ -44,11 +48,15 @@ class SwapOnDevice(DevicePath):
         self.stage = stage
         self.crops = FaceCrops(engine, SIZE, 0.0, 255.0)  # RGB in 0..1
         self.regions = OnRegions(stage, engine, counter)
-        self.mouths = RegionIO(engine, counter, stage.name)
+        self.kept = RegionIO(engine, counter, stage.name)
+        self.engine = engine
+        self._sized: dict[int, FaceCrops] = {}  # pixel boost's crops of the boosted size
+        self._interleave: dict[int, DeviceGraph] = {}
 
     def run(self, frame: Frame) -> None:
         stage = self.stage
-        if stage.params["faces"] == "similar":  # picking the face embeds every face: their regions on the host
+        # picking by similarity embeds every face, the parser parses it: their regions on the host
+        if stage.params["faces"] == "similar" or stage.uses_parser():
             self.regions.run(frame)
             return
         with stage._lock:
@@ -59,24 +67,50 @@ class SwapOnDevice(DevicePath):
             return
         height, width = (int(d) for d in frame.device_image.shape()[:2])
         targets = stage._targets(frame)
-        mouths = self._mouths(frame, targets, (height, width))
+        keeps = self._keeps(frame, targets, (height, width))
         image = frame.device_image
         session = stage.swapper.session
+        boost = int(stage.params["pixel_boost"])
+        crops = self.crops if boost == SIZE else self._crops(boost)
         for face in targets:
-            matrix = estimate_affine(face.landmarks5, TEMPLATE, SIZE)
-            target = self.crops.cut(image, matrix)
-            swapped: Any = session.run_device({"target": target, "source": latent})[stage.swapper.output_name]
+            matrix = estimate_affine(face.landmarks5, TEMPLATE, boost)
+            if boost == SIZE:
+                target = self.crops.cut(image, matrix)
+                swapped: Any = session.run_device({"target": target, "source": latent})[stage.swapper.output_name]
+            else:
+                target, swapped = crops.cut(image, matrix), self._boosted(image, matrix, latent, boost // SIZE)
             if stage.params["colour_match"]:
                 swapped = self._matched(swapped, target, stage._mask)
-                self.mouths.counter.region(stage.name, 3 * swapped.nbytes)  # two crops down, one up
-            image = self.crops.put(image, swapped, matrix, stage._mask * strength)
-        if mouths:
-            boxes = [region.box for region, _ in mouths]
-            canvas = self.mouths.fetch(image, boxes)
-            for region, original in mouths:
-                restore_mouth(canvas, original, region)
-            image = self.mouths.store(image, canvas, boxes)
+                self.kept.counter.region(stage.name, 3 * swapped.nbytes)  # two crops down, one up
+            image = crops.put(image, swapped, matrix, stage._mask * strength)
+        if keeps:
+            boxes = [region.box for region, _ in keeps]
+            canvas = self.kept.fetch(image, boxes)
+            for region, original in keeps:
+                restore(canvas, original, region)
+            image = self.kept.store(image, canvas, boxes)
         frame.device_image = image
+
+    def _crops(self, size: int) -> FaceCrops:
+        if size not in self._sized:
+            self._sized[size] = FaceCrops(self.engine, size, 0.0, 255.0)
+        return self._sized[size]
+
+    def _boosted(self, image: Any, matrix: np.ndarray, latent: np.ndarray, k: int) -> Any:
+        """Pixel boost on the device: each of the k*k tiles is a 128-px crop of its own (the boosted crop's
+        every k-th pixel from row i, column j is the crop at (M - offset) / k), swapped, then interleaved."""
+        stage = self.stage
+        if k not in self._interleave:
+            self._interleave[k] = DeviceGraph(self.engine, interleave_tiles(k, SIZE))
+        feeds = {}
+        for i in range(k):
+            for j in range(k):
+                tile = np.asarray(matrix, np.float64).copy()
+                tile[:, 2] -= (j, i)
+                target = self.crops.cut(image, tile / k)
+                feeds[f"tile_{i * k + j}"] = stage.swapper.session.run_device(
+                    {"target": target, "source": latent})[stage.swapper.output_name]
+        return self._interleave[k].run(feeds)["crop"]
 
     @staticmethod
     def _matched(swapped: Any, target: Any, mask: np.ndarray) -> np.ndarray:
@@ -89,16 +123,16 @@ class SwapOnDevice(DevicePath):
         rgb = cv2.cvtColor(matched, cv2.COLOR_BGR2RGB).astype(np.float32) * (1.0 / 255.0)
         return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
 
-    def _mouths(self, frame: Frame, targets: list[Face], shape: tuple[int, int]) -> list[tuple[MouthRegion, Any]]:
-        """The kept mouths' regions and their original pixels (from the device frame, before any paste)."""
-        params = self.stage.params
-        if params["mouth_mask"] <= 0:
-            return []
-        found = [region for face in targets if face.mesh is not None
-                 and (region := mouth_region(face.mesh, params["mouth_mask"], params["mouth_feather"], shape))]
+    def _keeps(self, frame: Frame, targets: list[Face], shape: tuple[int, int]) -> list[tuple[KeepRegion, Any]]:
+        """The kept regions and their original pixels (from the device frame, before any paste)."""
+        stage = self.stage
+        found = stage.keeps(targets, shape)
+        searched = stage.search_boxes(targets, shape)
+        if searched:  # the hands are looked for in the search boxes' pixels, brought to the host
+            found += stage.occluders(self.kept.fetch(frame.device_image, searched), targets)
         if not found:
             return []
-        canvas = self.mouths.fetch(frame.device_image, [region.box for region in found])
+        canvas = self.kept.fetch(frame.device_image, [region.box for region in found])
         return [(region, canvas[region.box[1]:region.box[3], region.box[0]:region.box[2]].copy())
                 for region in found]
 
@@ -106,12 +140,16 @@ class SwapOnDevice(DevicePath):
 class EnhanceOnDevice(DevicePath):
     """The restorer on crops cut from the device frame, pasted back there: nothing leaves the device."""
 
-    def __init__(self, stage: EnhanceStage, engine: Any) -> None:
+    def __init__(self, stage: EnhanceStage, engine: Any, counter: TransferCounter) -> None:
         self.stage = stage
         self.crops = FaceCrops(engine, stage.enhancer.size, 127.5, 127.5)
+        self.regions = OnRegions(stage, engine, counter)
 
     def run(self, frame: Frame) -> None:
         stage = self.stage
+        if stage.every() > 1 or stage.params["occlusion"] != "off":  # carried detail, hands: regions on the host
+            self.regions.run(frame)
+            return
         enhancer = stage.enhancer
         image = frame.device_image
         for face in stage._faces(frame):
