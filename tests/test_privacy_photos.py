@@ -8,6 +8,7 @@ annotations of these photos, and faces two detector families agree on).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import cv2
@@ -142,7 +143,7 @@ def test_a_lost_face_is_covered_where_its_motion_carries_it_until_it_leaves(engi
             break
         lefts.append(float(moving[0][0]))
         assert moving[0][2] >= last + 100 + 60 * (seq - 3) - 1  # ahead of where the face now is
-    assert lefts and all(b > a for a, b in zip(lefts, lefts[1:], strict=False))  # carried along
+    assert lefts and all(b > a for a, b in itertools.pairwise(lefts))  # carried along
     assert len(lefts) > 3  # held past hold_frames while leaving
     assert lefts[-1] + 60 >= SIZE[0] - 200  # dropped only once (nearly) out of the picture
     still = [b for b in held_stage(engine, hold_frames=3).boxes(frame_with(0, [[300, 300, 400, 420]]))]

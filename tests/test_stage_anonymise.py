@@ -18,9 +18,9 @@ from livefuse.chain import Chain
 from livefuse.engine import Engine
 from livefuse.frame import Frame
 from livefuse.sources.demo import DemoSource, astronaut_bgr
-from livefuse.vision.geometry import iou_matrix
 from livefuse.stages import anonymise, face
 from livefuse.stages.base import StageContext
+from livefuse.vision.geometry import iou_matrix
 
 SIZE = (1280, 720)
 DETECTOR = "blazeface_full"  # as the shipped anonymise preset: finds small, distant faces too
