@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -608,3 +609,80 @@ def test_admission_refuses_a_session_when_the_daemon_has_no_cpu_left(web_presets
     refused, share, left, error = asyncio.run(scenario())
     assert share > 0 and refused == 503 and "CPU" in error, (share, refused, error)
     assert left == 0
+
+
+def test_session_outputs_are_opt_in_bounded_plain_and_removable(web_presets, daemons, tmp_path) -> None:
+    """Issue 29: pushes only where --allow-push allows and with no option that binds; names are plain
+    (a NUL is a 400 that leaks no file and no encoder thread); a recording never overwrites a file nor
+    follows a symlink; a few outputs per session, each removable with DELETE."""
+    import av
+
+    daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
+    api = daemon.sink.server.session_api
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    api.recordings = recordings
+    (recordings / "taken.mp4").write_bytes(b"keep me")
+    victim = tmp_path / "victim.mp4"
+    victim.write_bytes(b"not yours")
+    (recordings / "link.mp4").symlink_to(victim)
+    (recordings / "dangling.mp4").symlink_to(tmp_path / "created-through-link.mp4")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink_socket:  # a UDP port nobody reads
+        sink_socket.bind(("127.0.0.1", 0))
+        udp = f"udp://127.0.0.1:{sink_socket.getsockname()[1]}"
+
+        async def scenario() -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            async with aiohttp.ClientSession() as http:
+                client = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), FPS))
+                assert await client.publish(http, "/whip?preset=tag-b") == 201
+                assert await client.wait_frames(5)
+                outputs = f"{daemon.url}/api/sessions/{client.id}/outputs"
+
+                async def post(body: dict[str, Any]) -> tuple[int, Any]:
+                    async with http.post(outputs, json=body) as response:
+                        return response.status, await response.json()
+
+                out["push_off"] = await post({"output": f"{udp}?pkt_size=1316"})
+                api.allow_push = ("udp://127.0.0.1:*",)
+                out["elsewhere"] = await post({"output": "udp://127.0.0.2:9"})
+                out["localport"] = await post({"output": f"{udp}?localport=4999"})
+                out["listen"] = await post({"output": f"{udp}?listen=1"})
+                fds, threads = len(os.listdir("/proc/self/fd")), threading.active_count()
+                out["nul"] = [await post({"output": "file:a\u0000b.mp4"}) for _ in range(5)]
+                out["leak"] = (len(os.listdir("/proc/self/fd")) - fds, threading.active_count() - threads)
+                out["taken"] = await post({"output": "file:taken.mp4"})
+                out["link"] = await post({"output": "file:link.mp4"})
+                out["dangling"] = await post({"output": "file:dangling.mp4"})
+                out["push"] = await post({"output": f"{udp}?pkt_size=1316&bitrate=300k"})
+                out["added"] = [await post({"output": f"file:rec{k}.mp4"}) for k in range(4)]
+                await client.wait_frames(client.frames + 10)  # the recordings get frames before one is removed
+                out["delete"] = []
+                for number in (2, 2, 99, "x"):
+                    async with http.delete(f"{outputs}/{number}") as response:
+                        out["delete"].append(response.status)
+                out["again"] = await post({"output": "file:rec9.mp4"})
+                out["status"] = await get_json(http, f"{daemon.url}/api/sessions/{client.id}")
+                assert await client.delete(http) == 200
+                await client.close()
+            return out
+
+        out = asyncio.run(scenario())
+    assert out["push_off"][0] == 403 and "--allow-push" in out["push_off"][1]["error"]
+    assert out["elsewhere"][0] == 403 and "not allowed" in out["elsewhere"][1]["error"]
+    assert out["localport"][0] == 403 and "'localport'" in out["localport"][1]["error"]
+    assert out["listen"][0] == 403
+    assert [status for status, _ in out["nul"]] == [400] * 5 and "control characters" in out["nul"][0][1]["error"]
+    assert out["leak"] == (0, 0), out["leak"]
+    assert out["taken"][0] == 400 and "exists already" in out["taken"][1]["error"]
+    assert (recordings / "taken.mp4").read_bytes() == b"keep me"
+    assert out["link"][0] == 400 and out["dangling"][0] == 400
+    assert victim.read_bytes() == b"not yours" and not (tmp_path / "created-through-link.mp4").exists()
+    assert out["push"][0] == 201 and out["push"][1]["index"] == 1
+    assert [status for status, _ in out["added"]] == [201, 201, 201, 409]
+    assert "most it may have" in out["added"][3][1]["error"]
+    assert out["delete"] == [204, 404, 404, 404]
+    assert out["again"][0] == 201 and out["again"][1]["index"] == 5
+    assert "file:" + str(recordings / "rec0.mp4") not in out["status"]["stats"]["outputs"]  # number 2: removed
+    with av.open(str(recordings / "rec0.mp4")) as container:  # finalised when it was removed
+        assert sum(1 for _ in container.decode(video=0)) >= 1

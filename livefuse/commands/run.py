@@ -57,6 +57,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--host", default="127.0.0.1", help="preview and API address (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="preview and API port (default: 8080)")
     parser.add_argument("--token", help="API token (required, and generated if not given, off loopback)")
+    parser.add_argument("--allow-push", action="append", metavar="PATTERN",
+                        help="a destination API clients may push sessions to, as a pattern of the URL without its "
+                             "query (e.g. 'rtmp://live.example.com/app/*'); repeatable; none by default")
     parser.add_argument("--session-id", default="main", metavar="ID",
                         help="this stream's id: with --executor triton://, a grey release picks model versions by "
                              "its hash (default: main; give each daemon its own)")
@@ -146,7 +149,8 @@ async def _run(args: argparse.Namespace) -> int:
         await asyncio.get_running_loop().run_in_executor(None, engine.resolve_provider)
         assembly = assemble(preset, engine, size, fps)
         web = {"host": args.host, "port": args.port, "token": args.token, "max_peers": args.max_peers,
-               "peer_timeout": args.peer_timeout, "session_budget_ms": args.session_budget_ms}
+               "peer_timeout": args.peer_timeout, "session_budget_ms": args.session_budget_ms,
+               "allow_push": tuple(args.allow_push or ())}
         sinks = open_outputs(specs, size, fps, web, audio)
         runtime = Runtime.wire(assembly, source, sinks, max_frames=args.frames, duration=args.duration, audio=audio,
                                settings={"source": source_spec, "size": list(size), "fps": fps, "outputs": specs,

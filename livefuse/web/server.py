@@ -35,7 +35,7 @@ class WebServer:
 
     def __init__(self, runtime: Runtime, preview: LatestFrameTrack, *, host: str, port: int,
                  token: str | None, max_peers: int, peer_timeout: float = PEER_TIMEOUT_S,
-                 session_budget_ms: float = DEFAULT_BUDGET_MS) -> None:
+                 session_budget_ms: float = DEFAULT_BUDGET_MS, allow_push: tuple[str, ...] = ()) -> None:
         self.runtime = runtime
         self.host = host
         self.port = port
@@ -50,7 +50,7 @@ class WebServer:
         self.metrics.registry.register(SessionCollector(self.sessions, runtime.engine.pool))
         self.loop_lag = LoopLagProbe(self.metrics.registry)
         self.whip = Whip(self.peers, self.sessions)
-        self.session_api = SessionApi(self.api, self.sessions, self.loop_lag)
+        self.session_api = SessionApi(self.api, self.sessions, self.loop_lag, allow_push)
         self.app = self._make_app()
         self._runner: web.AppRunner | None = None
 
