@@ -6,13 +6,17 @@ import io
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
+import psutil
 import pytest
 from browser_fixtures import daemons_fixture, http, http_json, web_presets_fixture
 from conftest import cli_env
@@ -155,6 +159,56 @@ def test_source_face_upload_is_checked_and_reaches_the_swap_stage(web_presets, d
     # the image is kept for presets switched to later
     assert http_json("PUT", daemon.url + "/api/preset", {"name": "tag-b"})[0] == 200
     assert daemon.runtime.pipeline.chain.stages[0][1].source_faces == [(64, 64, 3)]
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A 1-bit PNG of zeros: a few tens of kB that declare width x height pixels (BGR: 3 bytes each)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = bytes(1 + (width + 7) // 8)
+    packer = zlib.compressobj(9)
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+
+
+def test_an_image_bomb_is_refused_from_its_header_and_the_loop_never_waits(web_presets, daemons) -> None:
+    """Issue 29: a 48 KB PNG of 20000 x 20000 pixels took 2.7 GB and silenced the loop for 6 s."""
+    daemon = daemons("tag-a", size=(160, 120), fps=10.0).start()
+    url = daemon.url + "/api/source-face"
+    bomb = png_bomb(20000, 20000)
+    assert len(bomb) < 100_000
+    process = psutil.Process()
+    rss = process.memory_info().rss
+    lags: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            start = time.monotonic()
+            http("GET", daemon.url + "/healthz", timeout=30)
+            lags.append(time.monotonic() - start)
+            time.sleep(0.02)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        started = time.monotonic()
+        status, body = http_json("POST", url, data=bomb, headers={"Content-Type": "image/png"})
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        prober.join()
+    grown = (process.memory_info().rss - rss) / 2**20
+    print(f"\nbomb of {len(bomb)} bytes: {status} in {took * 1000:.0f} ms, RSS +{grown:.0f} MB, "
+          f"/healthz worst {max(lags) * 1000:.0f} ms")
+    assert status == 413 and "20000x20000" in body["error"] and "megapixels" in body["error"], body
+    assert took < 1.0 and grown < 100 and max(lags) < 0.5
+    assert daemon.runtime.pipeline.chain.stages[0][1].source_faces == []
+    # a large, legitimate photo still goes through (decoded off the loop)
+    status, body = http_json("POST", url, data=png_bytes((4000, 3000)), headers={"Content-Type": "image/png"})
+    assert (status, body["width"], body["height"]) == (200, 4000, 3000), body
 
 
 def test_malformed_offers_are_refused_and_the_daemon_carries_on(web_presets, daemons) -> None:

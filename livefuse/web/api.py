@@ -21,6 +21,7 @@ from livefuse.errors import UserError
 from livefuse.presets import Preset, available_presets, shown
 from livefuse.runtime import Runtime
 from livefuse.stages.base import Param, TakesSourceFace
+from livefuse.web.image_header import MAX_PIXELS, image_size
 from livefuse.web.signalling import BadOffer, PeerLimit, Peers
 
 log = logging.getLogger("livefuse.web")
@@ -128,6 +129,7 @@ class Api:
         self.runtime = runtime
         self.peers = peers
         self.source_face: np.ndarray | None = None
+        self._decoding = asyncio.Semaphore(1)
         self._switching = asyncio.Lock()
 
     def routes(self) -> list[web.RouteDef]:
@@ -181,7 +183,16 @@ class Api:
         if content_type not in IMAGE_TYPES:
             return bad_request(f"unsupported type {content_type!r}; send one of {', '.join(sorted(IMAGE_TYPES))}",
                                415)
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        header = image_size(data)
+        if header is None:
+            return bad_request("the upload does not decode as an image: its header is not a PNG, JPEG, WebP or BMP one")
+        _, width, height = header
+        if width * height > MAX_PIXELS:
+            return bad_request(f"image of {width}x{height} pixels is too large: at most "
+                               f"{MAX_PIXELS // 2**20} megapixels (e.g. 4096x4096)", 413)
+        async with self._decoding:  # one at a time, off the loop: a 16 MP decode takes a while and 48 MB
+            image = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
         if image is None:
             return bad_request("the upload does not decode as an image")
         self.source_face = image
