@@ -236,14 +236,15 @@ def test_whip_needs_the_bearer_token_off_loopback(web_presets, daemons) -> None:
 
 def test_admission_refuses_a_session_past_the_budget(web_presets, daemons, caplog) -> None:
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
+    daemon.sink.server.sessions.budget_ms = 0.01  # the operator's --session-budget-ms: no stream can keep it
 
     async def scenario() -> dict[str, Any]:
         out: dict[str, Any] = {}
         async with aiohttp.ClientSession() as http:
             still = astronaut_frame((160, 120))
             first = WhipClient(daemon.url, StillCamera(still, FPS))
-            # a budget no stream can keep (0.01 ms): once measured, there is no room for another session
-            assert await first.publish(http, "/whip?budget_ms=0.01") == 201, first.error
+            # once the first session is measured past the operator's budget, there is no room for another
+            assert await first.publish(http) == 201, first.error
             assert await first.wait_frames(20)
             second = WhipClient(daemon.url, StillCamera(still, FPS))
             headers = {"Content-Type": "application/sdp"}
@@ -270,6 +271,33 @@ def test_admission_refuses_a_session_past_the_budget(web_presets, daemons, caplo
     assert listed["budget_ms"] == 0.01 and listed["over_budget"] is True
     assert out["after"] == 201 and out["third_frames"]  # with the slow session gone there is room again
     assert any("over its 0.01 ms latency budget" in r.getMessage() for r in caplog.records)  # and it was said
+
+
+def test_a_client_budget_cannot_lock_the_others_out(web_presets, daemons) -> None:
+    """Issue 29: `POST /whip?budget_ms=0.001` made every later `POST /whip` answer 503. A client's budget is
+    its own (listed, flagged over budget), but admission never judges by one tighter than the operator's."""
+    daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
+
+    async def scenario() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with aiohttp.ClientSession() as http:
+            still = astronaut_frame((160, 120))
+            greedy = WhipClient(daemon.url, StillCamera(still, FPS))
+            assert await greedy.publish(http, "/whip?budget_ms=0.001") == 201, greedy.error
+            assert await greedy.wait_frames(20)
+            await asyncio.sleep(0.5)
+            other = WhipClient(daemon.url, StillCamera(still, FPS))
+            out["other"] = await other.publish(http)
+            out["listed"] = await get_json(http, daemon.url + "/api/sessions")
+            for client in (greedy, other):
+                await client.delete(http)
+            await asyncio.gather(greedy.close(), other.close())
+        return out
+
+    out = asyncio.run(scenario())
+    assert out["other"] == 201
+    greedy = next(s for s in out["listed"]["sessions"] if s["budget_ms"] == 0.001)
+    assert greedy["over_budget"] is True
 
 
 def live_inference_sessions() -> int:
