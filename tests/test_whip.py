@@ -714,3 +714,82 @@ def test_session_outputs_are_opt_in_bounded_plain_and_removable(web_presets, dae
     assert "file:" + str(recordings / "rec0.mp4") not in out["status"]["stats"]["outputs"]  # number 2: removed
     with av.open(str(recordings / "rec0.mp4")) as container:  # finalised when it was removed
         assert sum(1 for _ in container.decode(video=0)) >= 1
+
+
+def many_sections_offer(base: str, sections: int, *, setup: bool = True) -> str:
+    """A real offer's session part followed by `sections` small audio m-sections (about 60 kB in all)."""
+    head = base.split("\r\nm=")[0]
+    shared = [ln for ln in base.split("\r\n") if ln.startswith(("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:"))]
+    shared += ["a=setup:actpass"] if setup else []
+    head += "".join(f"\r\n{ln}" for ln in dict.fromkeys(shared))  # session-level: every section gets them
+    media = "".join(f"\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:{k}\r\na=sendonly\r\n"
+                    "a=rtcp-mux\r\na=rtpmap:0 PCMU/8000" for k in range(sections))
+    return head + media + "\r\n"
+
+
+def test_huge_offers_and_candidate_floods_are_refused_without_stalling(web_presets, daemons) -> None:
+    """Issue 29: 15 offers of 600 m-sections silenced the loop for 11-14 s; 100 trickled candidates sent
+    524 STUN packets to ports the caller chose."""
+    daemon = daemons("tag-a", size=(160, 120), fps=5.0, max_peers=20).start()
+
+    async def scenario() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with aiohttp.ClientSession() as http:
+            client = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), FPS))
+            await client.pc.setLocalDescription(await client.pc.createOffer())
+            offer = many_sections_offer(client.pc.localDescription.sdp, 500)
+            assert len(offer) < 64 * 1024
+            lags: list[float] = []
+            done = asyncio.Event()
+
+            async def probe() -> None:
+                while not done.is_set():
+                    start = time.monotonic()
+                    async with http.get(daemon.url + "/healthz") as response:
+                        await response.read()
+                    lags.append(time.monotonic() - start)
+                    await asyncio.sleep(0.02)
+
+            async def post() -> tuple[int, str]:
+                async with http.post(daemon.url + "/whip", data=offer,
+                                     headers={"Content-Type": "application/sdp"}) as response:
+                    return response.status, await response.text()
+
+            prober = asyncio.create_task(probe())
+            started = time.monotonic()
+            out["offers"] = await asyncio.gather(*(post() for _ in range(15)))
+            out["took"] = time.monotonic() - started
+            done.set()
+            async with http.post(daemon.url + "/whip", data=many_sections_offer(client.pc.localDescription.sdp, 2,
+                                                                                setup=False),
+                                 headers={"Content-Type": "application/sdp"}) as response:
+                out["no_setup"] = (response.status, await response.text())
+            await prober
+            out["lag"] = max(lags)
+            await client.close()
+            # trickle: a real session, then a flood of candidates to ports of the caller's choosing
+            trickler = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), FPS))
+            assert await trickler.publish(http, "/whip", trickle=True) == 201
+            resource = daemon.url + trickler.location
+            patch = {"Content-Type": "application/trickle-ice-sdpfrag", "If-Match": trickler.etag}
+            flood = "a=mid:0\r\n" + "".join(f"a=candidate:{k} 1 udp 2130706431 127.0.0.1 {20000 + k} typ host\r\n"
+                                            for k in range(100))
+            async with http.patch(resource, data=flood, headers=patch) as response:
+                out["flood"] = (response.status, await response.text())
+            async with http.patch(resource, data=trickler.trickled, headers=patch) as response:
+                out["own"] = response.status
+            assert await trickler.wait_frames(3)
+            await trickler.delete(http)
+            await trickler.close()
+            out["peers"] = len(daemon.sink.server.peers.peers)
+        return out
+
+    out = asyncio.run(scenario())
+    print(f"\n15 offers of 500 m-sections: {sorted({s for s, _ in out['offers']})} in {out['took']:.2f} s, "
+          f"/healthz worst {out['lag'] * 1000:.0f} ms")
+    assert all(status == 400 and "media sections" in text for status, text in out["offers"]), out["offers"][0]
+    assert out["lag"] < 0.5 and out["took"] < 2.0
+    assert out["no_setup"][0] == 400 and "malformed offer" in out["no_setup"][1]  # was a 500
+    assert out["flood"][0] == 422 and "at most 50" in out["flood"][1]
+    assert out["own"] == 204
+    assert out["peers"] == 0

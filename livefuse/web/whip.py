@@ -26,7 +26,7 @@ from livefuse.errors import UserError
 from livefuse.presets import Preset, load_preset, shown
 from livefuse.web.api import MAX_SDP_CHARS, error_text, json_error, preset_name
 from livefuse.web.sessions import RETRY_AFTER_S, Sessions, check_budget
-from livefuse.web.signalling import MAIN, BadOffer, NoSuchSession, Peer, PeerLimit, Peers
+from livefuse.web.signalling import MAIN, MAX_CANDIDATES, BadOffer, NoSuchSession, Peer, PeerLimit, Peers
 
 log = logging.getLogger("livefuse.web")
 
@@ -197,7 +197,13 @@ def answered(peer: Peer, location: str) -> web.Response:
 
 
 async def add_candidates(peer: Peer, fragment: str) -> None:
-    """Each `a=candidate` line of the fragment for the media section (`a=mid`) it follows; 400 when malformed."""
+    """Each `a=candidate` line of the fragment for the media section (`a=mid`) it follows; 400 when malformed,
+    or past MAX_CANDIDATES for the session (none of the fragment's is added then)."""
+    count = sum(1 for line in fragment.splitlines() if line.strip().startswith("a=candidate:"))
+    if peer.candidates + count > MAX_CANDIDATES:
+        raise json_error(f"too many ICE candidates: at most {MAX_CANDIDATES} per session, {peer.candidates} "
+                         f"taken already and {count} more sent", web.HTTPUnprocessableEntity)
+    peer.candidates += count
     mid: str | None = None
     for raw in fragment.splitlines():
         line = raw.strip()
