@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -205,3 +206,60 @@ def test_the_page_shows_a_switched_off_stage_with_its_error(web_presets: Path, d
     assert "test_faulty is switched off after errors (RuntimeError: model output was empty)" in alert, alert
     assert "pass through" in alert and "model output was empty" in note
     assert hidden and daemon.runtime.preset.stages[0].params["level"] == 4
+
+
+def raw_request(daemon: Any, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """One HTTP/1.1 request written byte for byte (headers no client library would send); (status, body)."""
+    import socket
+
+    host, port = daemon.url.split("//")[1].rstrip("/").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        if body:
+            head += b"Content-Length: %d\n" % len(body)
+        if b"Authorization:" not in head and b"Cookie:" not in head:
+            head += b"Authorization: Bearer " + TOKEN.encode() + b"\n"
+        sock.sendall((head + b"Connection: close\n").replace(b"\n", b"\r\n") + b"\r\n" + body)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    status_line, _, rest = data.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+TOKEN = "s3cret-token"
+MALFORMED = [  # (what, request head, body, words the 4xx must say): never a 500
+    ("host", b"GET /api/status HTTP/1.1\nHost: [::1\n", b"", "malformed Host"),
+    ("origin", b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nOrigin: http://[::1\nContent-Type: application/json\n",
+     b"{}", "malformed Origin"),
+    ("authorization", "GET /api/status HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer t\u00f6k\u00e9n\n".encode(),
+     b"", "token is required"),
+    ("authorization", b"GET /api/status HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer \xff\xfe\n", b"",
+     "token is required"),
+    ("cookie", "GET /api/status HTTP/1.1\nHost: 127.0.0.1\nCookie: livefuse_token=\u00e9\u00e9; a=\"\xff\n".encode(),
+     b"", "token is required"),
+    ("cookie", b"GET /api/status HTTP/1.1\nHost: 127.0.0.1\nCookie: livefuse_token=\xff\xfe\n", b"",
+     "token is required"),
+    ("charset", b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json; charset=bogus\n", b"{}",
+     "bogus"),
+    ("charset", b"POST /whip HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/sdp; charset=bogus\n", b"v=0",
+     "charset 'bogus' is unknown"),
+    ("surrogate", b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n",
+     b'{"name": "\\ud800"}', "lone surrogate"),
+    ("surrogate", b"PATCH /api/preset/params HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n",
+     b'{"stage": "anonymise", "params": {"colour": "\\ud800"}}', "lone surrogate"),
+    ("surrogate", b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n",
+     '{"name": "\udcff"}'.encode("utf-8", "surrogatepass"), "malformed JSON"),
+    ("surrogate", b"POST /whip?preset=%ED%A0%80 HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/sdp\n", b"v=0",
+     "unknown preset"),
+]
+
+
+def test_malformed_headers_and_text_are_4xx_never_500(web_presets: Path, daemons: Any) -> None:
+    """Issue 29: a malformed Host or Origin, a non-ASCII Authorization or Cookie, `charset=bogus` and lone
+    surrogates were 500s with tracebacks (some before the token check)."""
+    daemon = daemons("anonymise", size=(160, 120), fps=10.0, token=TOKEN).start()
+    answers = [(what, *raw_request(daemon, head, body), words) for what, head, body, words in MALFORMED]
+    print("\n" + "\n".join(f"{what}: {status} {text[:120]!r}" for what, status, text, _ in answers))
+    for what, status, text, words in answers:
+        assert 400 <= status < 500 and words in json.loads(text)["error"], (what, status, text)
+    assert http_json("GET", daemon.url + "/healthz")[0] == 200

@@ -72,7 +72,21 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise json_error(f"malformed JSON: {error_text(exc)}") from exc
     if not isinstance(body, dict):
         raise json_error("expected a JSON object")
+    if has_lone_surrogate(body):
+        raise json_error("malformed JSON: a string holds a lone surrogate (\\ud800-\\udfff alone), which is not "
+                         "Unicode text")
     return body
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """True when a string in `value` (JSON-like, however nested) has a UTF-16 surrogate that pairs with nothing."""
+    if isinstance(value, str):
+        return not value.isascii() and any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, dict):
+        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_lone_surrogate(v) for v in value)
+    return False
 
 
 def json_error(message: str, error: type[web.HTTPException] = web.HTTPBadRequest,

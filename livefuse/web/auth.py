@@ -46,6 +46,19 @@ def _presented(request: web.Request) -> str | None:
     return request.query.get("token") or request.cookies.get(COOKIE)
 
 
+def _same(given: str, token: str) -> bool:
+    """Constant-time comparison; a header of undecodable bytes (kept as surrogates by aiohttp) is simply wrong."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode())
+
+
+def _hostname(value: str) -> str | None:
+    """The host name of a Host header or an Origin; None when it does not parse (`[::1` ...)."""
+    try:
+        return urlsplit(value).hostname or ""
+    except ValueError:
+        return None
+
+
 def token_middleware(token: str) -> Middleware:
     """Rejects requests without the token (401); remembers a `?token=` in a cookie for the page."""
 
@@ -54,7 +67,7 @@ def token_middleware(token: str) -> Middleware:
         if request.path in OPEN_PATHS:
             return await handler(request)
         given = _presented(request)
-        if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+        if given is None or not _same(given, token):
             return web.json_response({"error": "a valid token is required (Authorization: Bearer TOKEN, "
                                       "or open the page with ?token=TOKEN)"}, status=401,
                                      headers={"WWW-Authenticate": "Bearer"})
@@ -77,9 +90,14 @@ def trusted_origin_middleware(bind_host: str) -> Middleware:
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if loopback and not is_loopback(urlsplit(f"//{request.host}").hostname or ""):
+        host = _hostname(f"//{request.host}")
+        if host is None:
+            return web.json_response({"error": f"malformed Host header {request.host[:80]!r}"}, status=400)
+        if loopback and not is_loopback(host):
             return web.json_response({"error": f"host {request.host!r} not allowed"}, status=403)
         origin = request.headers.get("Origin")
+        if origin and _hostname(origin) is None:
+            return web.json_response({"error": f"malformed Origin header {origin[:80]!r}"}, status=400)
         if origin and request.method not in ("GET", "HEAD") and urlsplit(origin).netloc != request.host:
             return web.json_response({"error": f"requests from {origin} are not allowed"}, status=403)
         return await handler(request)

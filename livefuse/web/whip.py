@@ -24,7 +24,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from livefuse.errors import UserError
 from livefuse.presets import Preset, load_preset, shown
-from livefuse.web.api import MAX_SDP_CHARS, error_text, json_error, preset_name
+from livefuse.web.api import MAX_SDP_CHARS, error_text, has_lone_surrogate, json_error, preset_name
 from livefuse.web.sessions import RETRY_AFTER_S, Sessions, check_budget
 from livefuse.web.signalling import MAIN, MAX_CANDIDATES, BadOffer, NoSuchSession, Peer, PeerLimit, Peers
 
@@ -153,7 +153,9 @@ class Whip:
         if match is not None and match != etag(peer):
             raise json_error(f"If-Match {match[:60]!r} does not name this session's ICE session {etag(peer)}",
                              web.HTTPPreconditionFailed)
-        fragment = await request.text()
+        if request.content_length is not None and request.content_length > MAX_SDP_CHARS:
+            raise too_large("fragment", request.content_length)
+        fragment = await read_text(request, "fragment")
         if len(fragment) > MAX_SDP_CHARS:
             raise too_large("fragment", len(fragment))
         remote = peer.pc.remoteDescription
@@ -173,15 +175,25 @@ async def read_offer(request: web.Request) -> str:
                          web.HTTPUnsupportedMediaType)
     if request.content_length is not None and request.content_length > MAX_SDP_CHARS:
         raise too_large("offer", request.content_length)
-    try:
-        offer = await request.text()
-    except UnicodeDecodeError as exc:
-        raise json_error("the offer is not text") from exc
+    offer = await read_text(request, "offer")
     if len(offer) > MAX_SDP_CHARS:
         raise too_large("offer", len(offer))
     if not offer.strip():
         raise json_error("empty offer: send an SDP offer in the body")
     return offer
+
+
+async def read_text(request: web.Request, what: str) -> str:
+    """The body as text, or a 400 naming what is wrong: bytes that are not text, or an unknown charset."""
+    try:
+        text = await request.text()
+    except UnicodeDecodeError as exc:
+        raise json_error(f"the {what} is not text in its charset ({request.charset or 'utf-8'})") from exc
+    except LookupError as exc:
+        raise json_error(f"the {what}'s charset {request.charset!r} is unknown: send utf-8") from exc
+    if has_lone_surrogate(text):
+        raise json_error(f"the {what} holds a lone surrogate, which is not Unicode text")
+    return text
 
 
 def too_large(what: str, size: int) -> web.HTTPException:
