@@ -263,3 +263,76 @@ def test_malformed_headers_and_text_are_4xx_never_500(web_presets: Path, daemons
     for what, status, text, words in answers:
         assert 400 <= status < 500 and words in json.loads(text)["error"], (what, status, text)
     assert http_json("GET", daemon.url + "/healthz")[0] == 200
+
+
+def test_idle_connections_cannot_starve_the_daemon(tmp_path: Path, livefuse_env: dict[str, str]) -> None:
+    """Issue 29: under `ulimit -n 256`, 250 idle connections made /healthz time out for 50 s, and asyncio
+    logged 178 MB of tracebacks. Past the cap a connection is answered 503 at once; idle ones are closed."""
+    import resource
+    import socket
+    import subprocess
+    import sys
+
+    from livefuse.web.connections import IDLE_TIMEOUT_S
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as stderr:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "livefuse", "run", "--source", "demo", "--size", "160x120", "--fps", "10",
+             "--preset", "passthrough", "--output", "preview", "--port", str(port)],
+            cwd=tmp_path, env=livefuse_env, stderr=stderr,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)))
+    idle: list[socket.socket] = []
+    try:
+        assert wait_for(lambda: healthz(base) == 200, 40), "the daemon did not start"
+        for _ in range(250):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(0.5)
+        started = time.monotonic()
+        busy = healthz(base)
+        took = time.monotonic() - started
+        recovered_at = time.monotonic()
+        assert wait_for(lambda: healthz(base) == 200, IDLE_TIMEOUT_S + 10), "/healthz never came back"
+        recovered = time.monotonic() - recovered_at
+        print(f"\nwith 250 idle connections: /healthz {busy} in {took * 1000:.0f} ms, 200 again after "
+              f"{recovered:.1f} s; log {log.stat().st_size} bytes")
+        assert busy in (200, 503) and took < 1.0
+        assert recovered <= IDLE_TIMEOUT_S + 5
+        assert log.stat().st_size < 100_000
+        assert daemon.poll() is None
+    finally:
+        for sock in idle:
+            sock.close()
+        daemon.terminate()
+        daemon.wait(30)
+
+
+def healthz(base: str) -> int:
+    try:
+        return http("GET", base + "/healthz", timeout=2)[0]
+    except OSError:
+        return 0
+
+
+def test_a_body_that_never_comes_is_answered_408(web_presets: Path, daemons: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request that promises a body and sends a tenth of it holds no handler past the body deadline."""
+    import socket
+
+    from livefuse.web import connections
+
+    monkeypatch.setattr(connections, "BODY_TIMEOUT_S", 1.0)
+    daemon = daemons("anonymise", size=(160, 120), fps=10.0).start()
+    host, port = daemon.url.split("//")[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"PUT /api/preset HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"name\":")
+        started = time.monotonic()
+        answer = sock.recv(65536)
+        took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408") and b"took more than 1 s" in answer, answer
+    assert took < 5, took

@@ -21,6 +21,7 @@ from livefuse.errors import UserError
 from livefuse.presets import Preset, available_presets, shown
 from livefuse.runtime import Runtime
 from livefuse.stages.base import Param, TakesSourceFace
+from livefuse.web.connections import BODY_TIMEOUT_S
 from livefuse.web.image_header import MAX_PIXELS, image_size
 from livefuse.web.signalling import BadOffer, PeerLimit, Peers
 
@@ -218,7 +219,10 @@ class Api:
         if not request.content_type.startswith("multipart/"):
             return await request.read(), request.content_type  # capped by the app's client_max_size (413)
         try:
-            return await self._read_form(request)
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                return await self._read_form(request)
+        except TimeoutError as exc:
+            raise json_error(f"the upload took more than {BODY_TIMEOUT_S:g} s", web.HTTPRequestTimeout) from exc
         except (ValueError, AssertionError, LookupError, UnicodeDecodeError) as exc:  # aiohttp's parser refusing it
             raise json_error(f"malformed multipart form: {error_text(exc)}") from exc
 

@@ -16,6 +16,7 @@ from livefuse.errors import OutputError
 from livefuse.runtime import Runtime
 from livefuse.web.api import MAX_UPLOAD_BYTES, Api
 from livefuse.web.auth import token_middleware, trusted_origin_middleware
+from livefuse.web.connections import IDLE_TIMEOUT_S, CappedSite, body_deadline_middleware, connection_cap
 from livefuse.web.loop_lag import LoopLagProbe
 from livefuse.web.metrics import CONTENT_TYPE, Metrics
 from livefuse.web.session_api import SessionApi
@@ -58,6 +59,7 @@ class WebServer:
         middlewares: list[Middleware] = [trusted_origin_middleware(self.host)]
         if self.token:
             middlewares.append(token_middleware(self.token))
+        middlewares.append(body_deadline_middleware())  # after the token: no stranger's body is waited for
         app = web.Application(middlewares=middlewares, client_max_size=MAX_UPLOAD_BYTES + 64 * 1024)
         app.add_routes(self.api.routes())
         app.add_routes(self.session_api.routes())
@@ -85,9 +87,9 @@ class WebServer:
         return f"http://{host}:{self.port}/"
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=IDLE_TIMEOUT_S)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = CappedSite(self._runner, self.host, self.port, max_connections=connection_cap())
         try:
             await site.start()
         except OSError as exc:
