@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from livefuse.redact import RedactingFilter
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -20,6 +22,7 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(fmt: str = "text", verbose: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("livefuse: %(message)s"))
+    handler.addFilter(RedactingFilter())  # no password, stream key or token of a URL reaches the log
     root = logging.getLogger("livefuse")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

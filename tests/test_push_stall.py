@@ -66,7 +66,7 @@ def test_a_silent_push_server_stalls_neither_start_nor_preview_nor_healthz(
     push = f"rtmp://127.0.0.1:{silent_server.port}/live/x"
     daemon = subprocess.Popen(
         [sys.executable, "-m", "livefuse", "run", "--source", "demo", "--size", "160x120", "--fps", str(FPS),
-         "--preset", "passthrough", "--output", "preview", "--output", push, "--port", str(port)],
+         "--preset", "passthrough", "--output", "preview", "--output", push, "--port", str(port), "--no-auth"],
         cwd=tmp_path, env=livefuse_env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 40

@@ -40,8 +40,8 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool: 
     return predicate()
 
 
-def test_loopback_needs_no_token_and_serves_page_status_and_health(web_presets, daemons) -> None:
-    daemon = daemons("tag-a").start()
+def test_no_auth_on_loopback_serves_page_status_and_health(web_presets, daemons) -> None:
+    daemon = daemons("tag-a", no_auth=True).start()
     status, page = http_json("GET", daemon.url + "/api/status")
     assert status == 200
     assert page["preset"] == "tag-a" and {"tag-a", "tag-b", "backdrop", "passthrough"} <= set(page["presets"])
@@ -55,8 +55,10 @@ def test_loopback_needs_no_token_and_serves_page_status_and_health(web_presets, 
     assert daemon.token is None
 
 
-def test_exposed_daemon_requires_its_token(web_presets, daemons) -> None:
-    daemon = daemons("tag-a", host="0.0.0.0").start()
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_the_daemon_requires_its_token_exposed_and_on_loopback(web_presets, daemons, host) -> None:
+    """Issue 29: on loopback, any local user could switch to passthrough and watch the raw face."""
+    daemon = daemons("tag-a", host=host, no_auth=False).start()
     token = daemon.token
     assert token and len(token) >= 24
     for method, path in (("GET", "/api/status"), ("GET", "/"), ("GET", "/metrics"), ("PUT", "/api/preset"),
@@ -72,6 +74,8 @@ def test_exposed_daemon_requires_its_token(web_presets, daemons) -> None:
     assert "HttpOnly" in headers["Set-Cookie"]
     assert http("GET", daemon.url + "/api/status", headers={"Cookie": cookie})[0] == 200
     assert http("GET", daemon.url + "/api/status", headers={"Cookie": "livefuse_token=nope"})[0] == 401
+    # no other site may frame the page
+    assert headers["Content-Security-Policy"] == "frame-ancestors 'none'" and headers["X-Frame-Options"] == "DENY"
 
 
 def test_given_token_is_used(web_presets, daemons) -> None:
@@ -291,3 +295,64 @@ def test_cli_prints_a_token_when_exposed(tmp_path: Path) -> None:
             proc.kill()
             pytest.fail("livefuse run did not stop on SIGINT")
     assert proc.returncode == 0
+
+
+def test_cli_token_from_a_file_url_printed_secrets_redacted_changes_logged(tmp_path: Path) -> None:
+    """Issue 29: a token on loopback too, read from a file (never in `ps`), the URL that carries it printed
+    for the page; a push's stream key and password never in /api/status, /metrics or the log; every
+    change logged with who, what and when."""
+    port, push_port = free_port(), free_port()
+    home = tmp_path / "home"
+    home.mkdir()
+    token = "file-token-0123456789abcdef"
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    push = f"rtmp://user:hunter2@127.0.0.1:{push_port}/live/SECRETKEY"  # nothing listens: it keeps retrying
+    proc = subprocess.Popen([sys.executable, "-m", "livefuse", "run", "--source", "demo", "--preset", "passthrough",
+                             "--output", "preview", "--output", push, "--port", str(port), "--size", "160x120",
+                             "--fps", "10", "--token-file", str(token_file), "--duration", "60"],
+                            cwd=tmp_path, env=cli_env(home), stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    try:
+        assert proc.stderr is not None
+        reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+        reader.start()
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for(lambda: any(f"open {base}/?token={token}" in line for line in lines), 60), lines
+        assert token not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")
+        assert http("GET", base + "/api/status")[0] == 401  # loopback: the token is needed all the same
+        code, headers, _ = http("GET", f"{base}/?token={token}")  # the printed URL opens the page
+        assert code == 200
+        cookie = {"Cookie": headers["Set-Cookie"].split(";")[0]}
+        assert wait_for(lambda: "retrying" in json_of(http("GET", base + "/api/status", headers=cookie)[2]), 30)
+        status_text = http("GET", base + "/api/status", headers=cookie)[2].decode()
+        metrics_text = http("GET", base + "/metrics", headers=cookie)[2].decode()
+        assert http("PUT", base + "/api/preset", {"name": "passthrough"},
+                    headers={**cookie, "User-Agent": "issue29-test"})[0] == 200
+        assert http("PUT", base + "/api/preset", {"name": "passthrough"})[0] == 401
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    log = "".join(lines)
+    for text in (status_text, metrics_text, log.replace(token, "TOKEN")):
+        assert "SECRETKEY" not in text and "hunter2" not in text
+    assert f"rtmp://***@127.0.0.1:{push_port}/live/***" in status_text
+    assert f"rtmp://***@127.0.0.1:{push_port}/live/***" in metrics_text
+    changes = [line for line in lines if " PUT /api/preset " in line]
+    assert len(changes) == 2 and "127.0.0.1" in changes[0] and "-> 200 (issue29-test)" in changes[0], changes
+    assert "-> 401" in changes[1] and re.search(r"access 20\d\d-\d\d-\d\dT", changes[0]), changes
+    assert proc.returncode == 0
+
+
+def test_cli_token_options_are_checked(cli) -> None:
+    for args, words in ((("--no-auth", "--host", "0.0.0.0"), "--no-auth is for a loopback --host only"),
+                        (("--token", "short"), "at least 16"),
+                        (("--token-file", "/no/such/file"), "--token-file /no/such/file: cannot read it"),
+                        (("--no-auth", "--token", "0123456789abcdef0"), "not allowed with argument")):
+        done = cli("run", "--source", "demo", "--output", "null", "--frames", "1", *args)
+        assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def json_of(raw: bytes) -> str:
+    return raw.decode(errors="replace")

@@ -24,6 +24,7 @@ import numpy as np
 from livefuse.audio.chunk import AudioFormat
 from livefuse.audio.feed import AudioFeed
 from livefuse.frame import Frame
+from livefuse.redact import redact
 from livefuse.sinks.base import Sink
 from livefuse.sinks.push_wire import AUDIO, AUDIO_HEAD, CONFIG, END, VIDEO, VIDEO_HEAD, pack
 from livefuse.stats import OutputStats
@@ -47,7 +48,7 @@ class PushSink(Sink):
 
     def __init__(self, url: str, size: tuple[int, int], fps: float, audio: AudioFormat | None = None,
                  *, name: str | None = None) -> None:
-        self.name = name or url
+        self.name = name or redact(url)  # the stats' key, shown in /api/status and /metrics: no stream key
         self.repeat_when_idle = True
         self.audio_feed = AudioFeed(audio) if audio is not None else None
         self.size = size
@@ -202,6 +203,7 @@ class PushSink(Sink):
                 self._set_state(str(status["state"]), str(status.get("error", "")))
 
     def _set_state(self, state: str, error: str = "") -> None:
+        error = redact(error)  # FFmpeg's errors name the URL, stream key and all
         if state == self.state and error == self.error:
             return
         if state == "retrying" and error != self.error:

@@ -1,4 +1,5 @@
-"""Who may use the web server: anyone on loopback, only token holders when it is exposed.
+"""Who may use the web server: token holders, on loopback too (any local user or process could otherwise
+switch a privacy preset off and watch the raw face); `--no-auth` is the explicit opt-out, loopback only.
 
 The token is accepted as `Authorization: Bearer <token>`, as a cookie (set when
 the page is opened with `?token=`, so the page's own requests carry it), or as
@@ -32,11 +33,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def resolve_token(host: str, token: str | None) -> str | None:
-    """The token to require: the given one, a fresh one when exposed without one, or None on loopback."""
-    if token:
-        return token
-    return None if is_loopback(host) else secrets.token_urlsafe(24)
+def resolve_token(token: str | None, *, no_auth: bool = False) -> str | None:
+    """The token to require: the given one, else a fresh one; None only with `no_auth`."""
+    if no_auth:
+        return None
+    return token or secrets.token_urlsafe(24)
 
 
 def _presented(request: web.Request) -> str | None:

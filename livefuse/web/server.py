@@ -14,6 +14,7 @@ from aiohttp.typedefs import Middleware
 
 from livefuse.errors import OutputError
 from livefuse.runtime import Runtime
+from livefuse.web.access_log import access_log_middleware
 from livefuse.web.api import MAX_UPLOAD_BYTES, Api
 from livefuse.web.auth import token_middleware, trusted_origin_middleware
 from livefuse.web.connections import IDLE_TIMEOUT_S, CappedSite, body_deadline_middleware, connection_cap
@@ -56,7 +57,7 @@ class WebServer:
         self._runner: web.AppRunner | None = None
 
     def _make_app(self) -> web.Application:
-        middlewares: list[Middleware] = [trusted_origin_middleware(self.host)]
+        middlewares: list[Middleware] = [access_log_middleware(), trusted_origin_middleware(self.host)]
         if self.token:
             middlewares.append(token_middleware(self.token))
         middlewares.append(body_deadline_middleware())  # after the token: no stranger's body is waited for
@@ -67,6 +68,7 @@ class WebServer:
         app.add_routes([web.get("/", self.index), web.get("/metrics", self.prometheus),
                         web.static("/static", STATIC)])
         app.on_shutdown.append(self._on_shutdown)
+        app.on_response_prepare.append(_security_headers)
         return app
 
     async def index(self, request: web.Request) -> web.FileResponse:
@@ -109,3 +111,10 @@ class WebServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """No other site may frame the page (clickjacking the preset switch), nor sniff a type into a script."""
+    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")

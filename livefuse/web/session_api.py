@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from livefuse.errors import UserError
+from livefuse.redact import redact
 from livefuse.runtime import Runtime
 from livefuse.sinks import Sink, parse_output
 from livefuse.sinks.encoder import open_file_sink
@@ -113,8 +114,8 @@ class SessionApi:
         if len(added) >= MAX_SESSION_OUTPUTS:
             raise json_error(f"the session has {MAX_SESSION_OUTPUTS} outputs already, the most it may have; "
                              "DELETE /api/sessions/<id>/outputs/<n> stops one", web.HTTPConflict)
-        if (spec.partition("?")[0] if kind == "file" else spec) in runtime.pipeline.stats.outputs:  # by its name
-            raise json_error(f"the session already has the output {spec!r}", web.HTTPConflict)
+        if (spec.partition("?")[0] if kind == "file" else redact(spec)) in runtime.pipeline.stats.outputs:  # by name
+            raise json_error(f"the session already has the output {redact(spec)!r}", web.HTTPConflict)
         size, fps = runtime.context.size, runtime.context.fps
         try:  # a recording creates its file and starts its encoder: off the loop
             sink: Sink = (PushSink(target, size, fps) if kind == "stream" else await asyncio.get_running_loop()
@@ -129,7 +130,7 @@ class SessionApi:
             raise json_error("the session is ending", web.HTTPConflict) from exc
         number = max(added, default=0) + 1
         added[number] = sink
-        return web.json_response({"output": spec, "name": sink.name, "index": number,
+        return web.json_response({"output": redact(spec), "name": sink.name, "index": number,
                                   "location": f"/api/sessions/{session}/outputs/{number}"}, status=201)
 
     async def delete_output(self, request: web.Request) -> web.Response:

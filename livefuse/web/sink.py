@@ -17,7 +17,7 @@ from livefuse.audio.feed import AudioFeed
 from livefuse.frame import Frame
 from livefuse.runtime import Runtime
 from livefuse.sinks.base import Sink
-from livefuse.web.auth import is_loopback, resolve_token
+from livefuse.web.auth import resolve_token
 from livefuse.web.server import WebServer
 from livefuse.web.sessions import DEFAULT_BUDGET_MS
 from livefuse.web.signalling import PEER_TIMEOUT_S
@@ -35,7 +35,7 @@ class PreviewSink(Sink):
     repeat_when_idle = True
 
     def __init__(self, size: tuple[int, int], fps: float, *, host: str = "127.0.0.1", port: int = 8080,
-                 token: str | None = None, max_peers: int = DEFAULT_MAX_PEERS,
+                 token: str | None = None, no_auth: bool = False, max_peers: int = DEFAULT_MAX_PEERS,
                  peer_timeout: float = PEER_TIMEOUT_S, audio_format: AudioFormat | None = None,
                  session_budget_ms: float = DEFAULT_BUDGET_MS, allow_push: tuple[str, ...] = ()) -> None:
         self.name = "preview"
@@ -45,7 +45,7 @@ class PreviewSink(Sink):
         self.fps = fps
         self.host = host
         self.port = port
-        self.token = resolve_token(host, token)
+        self.token = resolve_token(token, no_auth=no_auth)
         self.max_peers = max_peers
         self.peer_timeout = peer_timeout
         self.session_budget_ms = session_budget_ms
@@ -67,11 +67,12 @@ class PreviewSink(Sink):
         await self.server.start()
         self.port = self.server.port
         url = self.server.url
-        log.info("preview at %s", url if not self.token else f"{url}?token={self.token}")
-        if self.token and not is_loopback(self.host):
-            # printed, not only logged, so that it is seen whatever the log format or level
-            print(f"livefuse: preview and API token: {self.token}  (open {url}?token={self.token})",
-                  file=sys.stderr, flush=True)
+        if self.token is None:
+            log.info("preview at %s (no token: --no-auth)", url)
+            return
+        # printed, not logged (the log redacts tokens): seen whatever the log format or level, as Jupyter does
+        print(f"livefuse: preview and API token: {self.token}  (open {url}?token={self.token})", file=sys.stderr,
+              flush=True)
 
     @property
     def url(self) -> str:

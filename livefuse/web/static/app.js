@@ -5,6 +5,11 @@
 const $ = (id) => document.getElementById(id);
 const video = $("video");
 const params = new URLSearchParams(location.search);
+if (params.has("token")) {  // the cookie set with this page carries it now: keep it off the address bar and history
+  const shown = new URLSearchParams(params);
+  shown.delete("token");
+  history.replaceState(null, "", location.pathname + (shown.size ? `?${shown}` : "") + location.hash);
+}
 
 const lf = (window.livefuse = {
   mode: null, state: "idle", peer: null, error: null, status: null, disabled: [],
