@@ -345,11 +345,15 @@ def test_cli_token_from_a_file_url_printed_secrets_redacted_changes_logged(tmp_p
     assert proc.returncode == 0
 
 
-def test_cli_token_options_are_checked(cli) -> None:
+def test_cli_security_options_are_checked(cli) -> None:
     for args, words in ((("--no-auth", "--host", "0.0.0.0"), "--no-auth is for a loopback --host only"),
                         (("--token", "short"), "at least 16"),
                         (("--token-file", "/no/such/file"), "--token-file /no/such/file: cannot read it"),
-                        (("--no-auth", "--token", "0123456789abcdef0"), "not allowed with argument")):
+                        (("--no-auth", "--token", "0123456789abcdef0"), "not allowed with argument"),
+                        (("--cors-origin", "https://app.example.com/"), "no path, no trailing slash"),
+                        (("--cors-origin", "*"), "--cors-origin '*'"),
+                        (("--ice-server", "http://stun.example.com"), "expected stun:HOST"),
+                        (("--ice-server", "stun:u:p@stun.example.com"), "expected stun:HOST")):
         done = cli("run", "--source", "demo", "--output", "null", "--frames", "1", *args)
         assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
 

@@ -22,6 +22,7 @@ import numpy as np
 import onnxruntime as ort
 import psutil
 import pytest
+from aiortc import RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 from browser_fixtures import TAG_BOX, LiveDaemon, daemons_fixture, processed_locally, web_presets_fixture
 from privacy_check import HAS_YUNET, independent_faces
@@ -793,3 +794,72 @@ def test_huge_offers_and_candidate_floods_are_refused_without_stalling(web_prese
     assert out["flood"][0] == 422 and "at most 50" in out["flood"][1]
     assert out["own"] == 204
     assert out["peers"] == 0
+
+
+def test_whip_and_whep_speak_cors_links_and_rfc9725_headers(web_presets, daemons) -> None:
+    """Issue 29: from a page of another origin, third-party WHIP/WHEP clients failed: the preflight got 403
+    (401 with a token) and no Access-Control-* headers; Allow-Methods never listed PATCH; the trickle 204
+    carried an ETag (RFC 9725 §4.3.1: it must not); configured ICE servers must come in Link headers."""
+    from livefuse.web.ice_servers import parse_ice_server
+
+    app = "http://app.example.test:3000"
+    daemon = daemons("tag-a", size=(160, 120), fps=5.0, token="cors-token-0123456789", cors_origins=(app,),
+                     ice_servers=(parse_ice_server("stun:stun.example.test:3478"),
+                                  parse_ice_server("turn:alice:pw@turn.example.test:3478?transport=udp"))).start()
+
+    async def scenario() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with aiohttp.ClientSession() as http:
+            preflight = {"Origin": app, "Access-Control-Request-Method": "POST",
+                         "Access-Control-Request-Headers": "authorization, content-type"}
+            async with http.options(daemon.url + "/whip", headers=preflight) as response:  # no token: none is sent
+                out["preflight"] = (response.status, dict(response.headers))
+            async with http.options(daemon.url + "/whip", headers={**preflight, "Origin": "http://evil.test"}) as r:
+                out["preflight_evil"] = (r.status, r.headers.get("Access-Control-Allow-Origin"))
+            auth = {"Authorization": f"Bearer {daemon.token}"}
+            async with http.options(daemon.url + "/whip", headers=auth) as response:
+                out["options"] = (response.status, response.headers.getall("Link", []), response.headers["Allow"])
+            client = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), FPS), token=daemon.token)
+            client.headers["Origin"] = app
+            await client.pc.setLocalDescription(await client.pc.createOffer())
+            async with http.post(daemon.url + "/whip", data=client.pc.localDescription.sdp,
+                                 headers={**client.headers, "Content-Type": "application/sdp"}) as response:
+                out["post"] = (response.status, dict(response.headers), response.headers.getall("Link", []))
+                location = response.headers["Location"]
+                await client.pc.setRemoteDescription(RTCSessionDescription(await response.text(), "answer"))
+            resource = daemon.url + location
+            async with http.options(resource, headers={**preflight, "Access-Control-Request-Method": "PATCH"}) as r:
+                out["preflight_resource"] = (r.status, r.headers.get("Access-Control-Allow-Methods"))
+            candidate = "a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
+            async with http.patch(resource, data=candidate, headers={
+                    **auth, "Origin": app, "Content-Type": "application/trickle-ice-sdpfrag"}) as response:
+                out["trickle"] = (response.status, response.headers.get("ETag"),
+                                  response.headers.get("Access-Control-Allow-Origin"))
+            async with http.post(daemon.url + "/whip", data="v=0", headers={
+                    **auth, "Origin": "http://evil.test", "Content-Type": "application/sdp"}) as response:
+                out["post_evil"] = response.status
+            async with http.delete(resource, headers={**auth, "Origin": app}) as response:
+                out["delete"] = (response.status, response.headers.get("Access-Control-Allow-Origin"))
+            await client.close()
+        return out
+
+    out = asyncio.run(scenario())
+    status, headers = out["preflight"]
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == app, out["preflight"]
+    assert {"POST", "OPTIONS"} <= {m.strip() for m in headers["Access-Control-Allow-Methods"].split(",")}
+    assert "authorization" in headers["Access-Control-Allow-Headers"].lower()
+    assert out["preflight_evil"][0] == 403 and out["preflight_evil"][1] is None
+    assert out["options"][0] == 204 and out["options"][2] == "OPTIONS, POST"
+    assert out["options"][1] == ['<stun:stun.example.test:3478>; rel="ice-server"',
+                                 '<turn:turn.example.test:3478?transport=udp>; rel="ice-server"; username="alice"; '
+                                 'credential="pw"; credential-type="password"']
+    status, headers, links = out["post"]
+    assert status == 201 and headers["Access-Control-Allow-Origin"] == app
+    assert {"Location", "ETag", "Link", "Accept-Patch"} <= {h.strip() for h in
+                                                           headers["Access-Control-Expose-Headers"].split(",")}
+    assert links == out["options"][1]
+    assert out["preflight_resource"][0] == 204 and "PATCH" in out["preflight_resource"][1] \
+        and "DELETE" in out["preflight_resource"][1]
+    assert out["trickle"] == (204, None, app)
+    assert out["post_evil"] == 403
+    assert out["delete"] == (200, app)

@@ -11,6 +11,7 @@ import os
 import signal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from livefuse.audio.inputs import AUDIO_HELP, AudioInput, open_audio
 from livefuse.commands.args import (
@@ -31,6 +32,7 @@ from livefuse.sinks import OUTPUT_HELP, Sink, open_sink, parse_output
 from livefuse.sources import SOURCE_HELP, default_source, open_source
 from livefuse.status import report_status
 from livefuse.web.auth import is_loopback
+from livefuse.web.ice_servers import parse_ice_server
 from livefuse.wiring import assemble
 
 log = logging.getLogger("livefuse")
@@ -68,6 +70,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--allow-push", action="append", metavar="PATTERN",
                         help="a destination API clients may push sessions to, as a pattern of the URL without its "
                              "query (e.g. 'rtmp://live.example.com/app/*'); repeatable; none by default")
+    parser.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                        help="a web origin (https://app.example.com) whose pages may use /whip and /whep with a "
+                             "WHIP/WHEP client (CORS, RFC 9725); repeatable; none by default")
+    parser.add_argument("--ice-server", action="append", metavar="URL",
+                        help="a STUN or TURN server (stun:HOST:PORT, turn:USER:PASS@HOST:PORT) for the daemon's "
+                             "peers, and told to WHIP/WHEP clients in Link headers; repeatable")
     parser.add_argument("--session-id", default="main", metavar="ID",
                         help="this stream's id: with --executor triton://, a grey release picks model versions by "
                              "its hash (default: main; give each daemon its own)")
@@ -137,6 +145,16 @@ def read_token(args: argparse.Namespace) -> str | None:
     return token or None
 
 
+def check_origin(origin: str) -> str:
+    """A --cors-origin: exactly what browsers send as Origin (scheme://host[:port], no path)."""
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query or parts.fragment \
+            or "@" in parts.netloc:
+        raise UserError(f"--cors-origin {origin!r}: give an origin as a browser sends it, e.g. https://app.example.com "
+                        "or http://localhost:3000 (no path, no trailing slash)")
+    return origin
+
+
 def run_command(args: argparse.Namespace) -> int:
     setup_logging(args.log_format, args.verbose)
     if args.stats_json is not None and not args.stats_json.resolve().parent.is_dir():
@@ -155,6 +173,9 @@ async def _run(args: argparse.Namespace) -> int:
     preset = load_preset(args.preset or default_preset())
     specs = args.output or default_outputs()
     token = read_token(args)
+    cors_origins = tuple(check_origin(origin) for origin in args.cors_origin or ())
+    for url in args.ice_server or ():
+        parse_ice_server(url)  # a typo is reported before any model loads
     for spec in specs:
         parse_output(spec)  # a typo in --output is reported before any model loads
     source_spec = args.source or default_source()
@@ -180,7 +201,8 @@ async def _run(args: argparse.Namespace) -> int:
         web = {"host": args.host, "port": args.port, "token": token, "no_auth": args.no_auth,
                "max_peers": args.max_peers,
                "peer_timeout": args.peer_timeout, "session_budget_ms": args.session_budget_ms,
-               "allow_push": tuple(args.allow_push or ())}
+               "allow_push": tuple(args.allow_push or ()), "cors_origins": cors_origins,
+               "ice_servers": tuple(parse_ice_server(url) for url in args.ice_server or ())}
         sinks = open_outputs(specs, size, fps, web, audio)
         runtime = Runtime.wire(assembly, source, sinks, max_frames=args.frames, duration=args.duration, audio=audio,
                                settings={"source": redact(source_spec), "size": list(size), "fps": fps,

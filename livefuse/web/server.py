@@ -18,6 +18,8 @@ from livefuse.web.access_log import access_log_middleware
 from livefuse.web.api import MAX_UPLOAD_BYTES, Api
 from livefuse.web.auth import token_middleware, trusted_origin_middleware
 from livefuse.web.connections import IDLE_TIMEOUT_S, CappedSite, body_deadline_middleware, connection_cap
+from livefuse.web.cors import cors_middleware
+from livefuse.web.ice_servers import IceServer
 from livefuse.web.loop_lag import LoopLagProbe
 from livefuse.web.metrics import CONTENT_TYPE, Metrics
 from livefuse.web.session_api import SessionApi
@@ -37,13 +39,16 @@ class WebServer:
 
     def __init__(self, runtime: Runtime, preview: LatestFrameTrack, *, host: str, port: int,
                  token: str | None, max_peers: int, peer_timeout: float = PEER_TIMEOUT_S,
-                 session_budget_ms: float = DEFAULT_BUDGET_MS, allow_push: tuple[str, ...] = ()) -> None:
+                 session_budget_ms: float = DEFAULT_BUDGET_MS, allow_push: tuple[str, ...] = (),
+                 cors_origins: tuple[str, ...] = (), ice_servers: tuple[IceServer, ...] = ()) -> None:
         self.runtime = runtime
         self.host = host
         self.port = port
         self.token = token
         self.peers = Peers(preview, max_peers, peer_timeout)
         self.peers.runtime = runtime
+        self.peers.ice_servers = [server.rtc() for server in ice_servers]
+        self.cors_origins = frozenset(cors_origins)
         self.metrics = Metrics(lambda: runtime.pipeline.stats, lambda: runtime.engine, lambda: len(self.peers.peers),
                                lambda: runtime.pipeline.chain.health_report())
         runtime.pipeline.frame_listeners.append(self.metrics.on_frame)
@@ -51,13 +56,14 @@ class WebServer:
         self.sessions = Sessions(self.peers, session_budget_ms)
         self.metrics.registry.register(SessionCollector(self.sessions, runtime.engine.pool))
         self.loop_lag = LoopLagProbe(self.metrics.registry)
-        self.whip = Whip(self.peers, self.sessions)
+        self.whip = Whip(self.peers, self.sessions, ice_servers)
         self.session_api = SessionApi(self.api, self.sessions, self.loop_lag, allow_push)
         self.app = self._make_app()
         self._runner: web.AppRunner | None = None
 
     def _make_app(self) -> web.Application:
-        middlewares: list[Middleware] = [access_log_middleware(), trusted_origin_middleware(self.host)]
+        middlewares: list[Middleware] = [access_log_middleware(), cors_middleware(self.cors_origins),
+                                         trusted_origin_middleware(self.host)]
         if self.token:
             middlewares.append(token_middleware(self.token))
         middlewares.append(body_deadline_middleware())  # after the token: no stranger's body is waited for

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import av
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.stats import RTCInboundRtpStreamStats, RTCRemoteInboundRtpStreamStats
@@ -129,6 +129,7 @@ class Peers:
         self.relay = MediaRelay()
         self.preview_audio: HeldBackAudioTrack | None = None  # the daemon's sound, when its source has some
         self.peers: dict[str, Peer] = {}
+        self.ice_servers: list[RTCIceServer] = []  # --ice-server: STUN/TURN for the daemon's own candidates
         self.viewers = 0  # preview peers; read from the output thread to skip converting unwatched frames
         self._trim: asyncio.TimerHandle | None = None
 
@@ -157,7 +158,8 @@ class Peers:
             raise NoSuchSession(watch)
         if len(self.peers) >= self.max_peers:
             raise PeerLimit(f"{len(self.peers)} peers are connected, the limit (--max-peers) is {self.max_peers}")
-        peer = Peer(secrets.token_hex(8), mode, RTCPeerConnection(RTCConfiguration(iceServers=[])), watching=watch,
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self.ice_servers)))
+        peer = Peer(secrets.token_hex(8), mode, pc, watching=watch,
                     budget_ms=budget_ms, candidates=candidates)
         self.peers[peer.id] = peer
         self._watch(peer)

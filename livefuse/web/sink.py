@@ -18,6 +18,7 @@ from livefuse.frame import Frame
 from livefuse.runtime import Runtime
 from livefuse.sinks.base import Sink
 from livefuse.web.auth import resolve_token
+from livefuse.web.ice_servers import IceServer
 from livefuse.web.server import WebServer
 from livefuse.web.sessions import DEFAULT_BUDGET_MS
 from livefuse.web.signalling import PEER_TIMEOUT_S
@@ -37,7 +38,8 @@ class PreviewSink(Sink):
     def __init__(self, size: tuple[int, int], fps: float, *, host: str = "127.0.0.1", port: int = 8080,
                  token: str | None = None, no_auth: bool = False, max_peers: int = DEFAULT_MAX_PEERS,
                  peer_timeout: float = PEER_TIMEOUT_S, audio_format: AudioFormat | None = None,
-                 session_budget_ms: float = DEFAULT_BUDGET_MS, allow_push: tuple[str, ...] = ()) -> None:
+                 session_budget_ms: float = DEFAULT_BUDGET_MS, allow_push: tuple[str, ...] = (),
+                 cors_origins: tuple[str, ...] = (), ice_servers: tuple[IceServer, ...] = ()) -> None:
         self.name = "preview"
         self.audio_feed: AudioFeed | None = AudioFeed(audio_format) if audio_format is not None else None
         self.audio_track: HeldBackAudioTrack | None = None  # Opus to viewers, held back by the video's delay
@@ -50,6 +52,8 @@ class PreviewSink(Sink):
         self.peer_timeout = peer_timeout
         self.session_budget_ms = session_budget_ms
         self.allow_push = allow_push
+        self.cors_origins = cors_origins
+        self.ice_servers = ice_servers
         self.track: LatestFrameTrack | None = None
         self.server: WebServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -60,7 +64,8 @@ class PreviewSink(Sink):
         self.track = LatestFrameTrack(self._loop)
         self.server = WebServer(runtime, self.track, host=self.host, port=self.port, token=self.token,
                                 max_peers=self.max_peers, peer_timeout=self.peer_timeout,
-                                session_budget_ms=self.session_budget_ms, allow_push=self.allow_push)
+                                session_budget_ms=self.session_budget_ms, allow_push=self.allow_push,
+                                cors_origins=self.cors_origins, ice_servers=self.ice_servers)
         if self.audio_feed is not None:
             self.audio_track = HeldBackAudioTrack(self._loop)
             self.server.peers.preview_audio = self.audio_track
