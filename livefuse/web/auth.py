@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from livefuse.web.cors import cors_allowed
+
 COOKIE = "livefuse_token"
 OPEN_PATHS = frozenset({"/healthz"})
 
@@ -80,7 +82,7 @@ def token_middleware(token: str) -> Middleware:
     return check
 
 
-def trusted_origin_middleware(bind_host: str) -> Middleware:
+def trusted_origin_middleware(bind_host: str, cors_origins: frozenset[str] = frozenset()) -> Middleware:
     """Refuses what another web site could make a visitor's browser send (403).
 
     No CORS headers are ever sent, so pages elsewhere cannot read responses; this
@@ -100,7 +102,7 @@ def trusted_origin_middleware(bind_host: str) -> Middleware:
         if origin and _hostname(origin) is None:
             return web.json_response({"error": f"malformed Origin header {origin[:80]!r}"}, status=400)
         if origin and request.method not in ("GET", "HEAD") and urlsplit(origin).netloc != request.host \
-                and not request.get("livefuse.cors_allowed"):  # an origin --cors-origin allows (cors.py)
+                and not cors_allowed(request, cors_origins):  # WHIP/WHEP from an origin --cors-origin allows
             return web.json_response({"error": f"requests from {origin} are not allowed"}, status=403)
         return await handler(request)
 

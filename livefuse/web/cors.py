@@ -6,12 +6,13 @@ real request still needs the token. Other origins get no CORS headers, and the o
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from livefuse.web.auth import Handler
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-CORS_ALLOWED = "livefuse.cors_allowed"  # set on a request from an allowed origin: the origin check lets it by
 EXPOSED = "Location, ETag, Link, Accept-Patch, Accept-Post, Retry-After"
 REQUEST_HEADERS = "Authorization, Content-Type, If-Match"
 MAX_AGE_S = 600
@@ -27,6 +28,11 @@ def allowed_methods(path: str) -> str | None:
     return None
 
 
+def cors_allowed(request: web.Request, origins: frozenset[str]) -> bool:
+    """True for a WHIP/WHEP request from an origin the operator allows (the origin check lets it by)."""
+    return request.headers.get("Origin", "") in origins and allowed_methods(request.path) is not None
+
+
 def cors_middleware(origins: frozenset[str]) -> Middleware:
     @web.middleware
     async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -39,7 +45,6 @@ def cors_middleware(origins: frozenset[str]) -> Middleware:
             return web.Response(status=204, headers={
                 **headers, "Access-Control-Allow-Methods": methods, "Access-Control-Allow-Headers": REQUEST_HEADERS,
                 "Access-Control-Max-Age": str(MAX_AGE_S), "Allow": methods})
-        request[CORS_ALLOWED] = True
         headers["Access-Control-Expose-Headers"] = EXPOSED
         try:
             response = await handler(request)

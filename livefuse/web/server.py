@@ -63,7 +63,7 @@ class WebServer:
 
     def _make_app(self) -> web.Application:
         middlewares: list[Middleware] = [access_log_middleware(), cors_middleware(self.cors_origins),
-                                         trusted_origin_middleware(self.host)]
+                                         trusted_origin_middleware(self.host, self.cors_origins)]
         if self.token:
             middlewares.append(token_middleware(self.token))
         middlewares.append(body_deadline_middleware())  # after the token: no stranger's body is waited for
