@@ -249,6 +249,7 @@ MALFORMED = [  # (what, request head, body, words the 4xx must say): never a 500
      b'{"stage": "anonymise", "params": {"colour": "\\ud800"}}', "lone surrogate"),
     ("surrogate", b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n",
      '{"name": "\udcff"}'.encode("utf-8", "surrogatepass"), "malformed JSON"),
+    ("expect", b"DELETE /whip/x HTTP/1.1\nHost: 127.0.0.1\nExpect: \xc2\n", b"", "unknown Expect"),
     ("surrogate", b"POST /whip?preset=%ED%A0%80 HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/sdp\n", b"v=0",
      "unknown preset"),
 ]
@@ -336,3 +337,100 @@ def test_a_body_that_never_comes_is_answered_408(web_presets: Path, daemons: Any
         took = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408") and b"took more than 1 s" in answer, answer
     assert took < 5, took
+
+
+HEADER_NAMES = ["Host", "Origin", "Authorization", "Cookie", "Content-Type", "If-Match", "User-Agent",
+                "Access-Control-Request-Method", "Access-Control-Request-Headers", "Accept", "Range",
+                "Transfer-Encoding", "Expect", "X-Forwarded-For", "Connection"]
+ENDPOINTS = [("GET", "/"), ("GET", "/static/app.js"), ("GET", "/healthz"), ("GET", "/metrics"),
+             ("GET", "/api/status"), ("GET", "/api/preset"), ("PUT", "/api/preset"), ("PATCH", "/api/preset/params"),
+             ("POST", "/api/offer"), ("POST", "/api/source-face"), ("DELETE", "/api/peers/x"),
+             ("GET", "/api/sessions"), ("GET", "/api/sessions/x"), ("PUT", "/api/sessions/x/preset"),
+             ("PATCH", "/api/sessions/x/params"), ("POST", "/api/sessions/x/outputs"),
+             ("DELETE", "/api/sessions/x/outputs/1"), ("OPTIONS", "/whip"), ("POST", "/whip"),
+             ("OPTIONS", "/whip/x"), ("PATCH", "/whip/x"), ("DELETE", "/whip/x"), ("OPTIONS", "/whep/main"),
+             ("POST", "/whep/main"), ("PATCH", "/whep/main/x"), ("DELETE", "/whep/main/x"), ("GET", "/nowhere")]
+FUZZ_ORIGIN = "http://app.example.test:3000"
+
+
+def sample_process(pid: int | None = None) -> dict[str, float]:
+    import gc
+
+    import psutil
+
+    gc.collect()
+    process = psutil.Process(pid)
+    return {"fds": process.num_fds(), "threads": process.num_threads(), "rss_mb": process.memory_info().rss / 2**20}
+
+
+def test_fuzzed_headers_on_every_endpoint_never_5xx_and_leave_nothing_behind(web_presets: Path,
+                                                                           daemons: Any) -> None:
+    """Issue 29: any header (bytes no client sends included) on any endpoint is a 2xx-4xx, and the daemon's
+    descriptors, threads and memory come back to where they were. Hypothesis runs derandomized: CI sees the
+    same requests each run."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    daemon = daemons("anonymise", size=(160, 120), fps=10.0, token=TOKEN, cors_origins=(FUZZ_ORIGIN,)).start()
+    value_bytes = (st.binary(max_size=60).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+                   | st.sampled_from([b"[::1", b"http://[::1", b"Bearer " + TOKEN.encode(), b"Bearer \xff\xfe",
+                                      b"livefuse_token=" + TOKEN.encode(), b"application/json; charset=bogus",
+                                      b"application/sdp", b"application/trickle-ice-sdpfrag", b"*", b'"x"',
+                                      FUZZ_ORIGIN.encode(), b"http://evil.test", b"127.0.0.1", b"chunked",
+                                      b"100-continue", "t\u00f6k\u00e9n".encode(), b"\x00", b"a" * 9000]))
+    headers = st.lists(st.tuples(st.sampled_from(HEADER_NAMES) | st.text("abcXYZ-", min_size=1, max_size=12)
+                                 .map(str), value_bytes), max_size=6)
+    bodies = st.sampled_from([b"", b"{}", b'{"name": "passthrough"}', b"v=0\r\n", b"\xff\xfe", b"[" * 3000,
+                              b'{"output": "file:a\\u0000b.mp4"}', b'{"stage": "anonymise", "params": {}}'])
+    answers: dict[int, int] = {}
+    failures: list[tuple[Any, ...]] = []
+
+    def send(method: str, path: str, extra: list[tuple[str, bytes]], body: bytes) -> int:
+        head = f"{method} {path} HTTP/1.1\n".encode()
+        names = {name.lower() for name, _ in extra}
+        if "host" not in names:
+            head += b"Host: 127.0.0.1\n"
+        for name, value in extra:
+            if name.lower() not in ("content-length", "connection"):  # raw_request sets both
+                head += name.encode() + b": " + value + b"\n"
+        try:
+            status, _ = raw_request(daemon, head, body)
+        except (OSError, ValueError, IndexError) as exc:  # a dropped connection or no status line
+            failures.append((method, path, extra, body[:40], repr(exc)))
+            return 0
+        return status
+
+    def warm_up() -> None:
+        for method, path in ENDPOINTS:
+            send(method, path, [("Authorization", f"Bearer {TOKEN}".encode())], b"{}")
+
+    warm_up()
+    sent: list[tuple[tuple[str, str], list[tuple[str, bytes]], bytes]] = []
+
+    @settings(max_examples=1500, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(ENDPOINTS), headers, bodies)
+    def one(endpoint: tuple[str, str], extra: list[tuple[str, bytes]], body: bytes) -> None:
+        sent.append((endpoint, extra, body))
+        status = send(*endpoint, extra, body)
+        answers[status] = answers.get(status, 0) + 1
+        if status >= 500 or status == 0:
+            failures.append((*endpoint, extra, body[:40], status))
+
+    started = time.monotonic()
+    one()
+    took = time.monotonic() - started
+    # the same requests again, measured without Hypothesis's own memory: the daemon must come back to this
+    time.sleep(1.0)
+    base = sample_process()
+    for endpoint, extra, body in sent:
+        send(*endpoint, extra, body)
+    time.sleep(2.0)  # connections closed, memory given back
+    after = sample_process()
+    print(f"\nheader fuzz: {sum(answers.values())} requests in {took:.1f} s, answers {dict(sorted(answers.items()))};"
+          f" before {base}, after {after}")
+    assert not failures, failures[:5]
+    assert after["fds"] <= base["fds"] + 2, (base, after)
+    assert after["threads"] <= base["threads"] + 2, (base, after)
+    assert after["rss_mb"] <= base["rss_mb"] + 20, (base, after)
+    assert http_json("GET", daemon.url + "/healthz")[0] == 200

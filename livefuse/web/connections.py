@@ -78,3 +78,19 @@ def body_deadline_middleware() -> Middleware:
         return await handler(request)
 
     return read_body
+
+
+async def expect_continue(request: web.Request) -> None:
+    """`Expect: 100-continue` as aiohttp answers it; any other value is a 417 that quotes it safely (aiohttp's
+    own answer put bytes that are not UTF-8 into its text, which then failed as a 500; it runs before any
+    middleware)."""
+    expect = request.headers.get("Expect", "")
+    if request.version != (1, 1):
+        return
+    if expect.lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the real answer still follows
+        return
+    shown = expect[:60].encode("utf-8", "surrogateescape")  # the bytes as sent, shown as a bytes literal
+    raise web.HTTPExpectationFailed(text=json.dumps({"error": f"unknown Expect: {shown!r}; only 100-continue"}),
+                                    content_type="application/json")

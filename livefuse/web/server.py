@@ -17,7 +17,13 @@ from livefuse.runtime import Runtime
 from livefuse.web.access_log import access_log_middleware
 from livefuse.web.api import MAX_UPLOAD_BYTES, Api
 from livefuse.web.auth import token_middleware, trusted_origin_middleware
-from livefuse.web.connections import IDLE_TIMEOUT_S, CappedSite, body_deadline_middleware, connection_cap
+from livefuse.web.connections import (
+    IDLE_TIMEOUT_S,
+    CappedSite,
+    body_deadline_middleware,
+    connection_cap,
+    expect_continue,
+)
 from livefuse.web.cors import cors_middleware
 from livefuse.web.ice_servers import IceServer
 from livefuse.web.loop_lag import LoopLagProbe
@@ -68,11 +74,11 @@ class WebServer:
             middlewares.append(token_middleware(self.token))
         middlewares.append(body_deadline_middleware())  # after the token: no stranger's body is waited for
         app = web.Application(middlewares=middlewares, client_max_size=MAX_UPLOAD_BYTES + 64 * 1024)
-        app.add_routes(self.api.routes())
-        app.add_routes(self.session_api.routes())
-        app.add_routes(self.whip.routes())
-        app.add_routes([web.get("/", self.index), web.get("/metrics", self.prometheus),
-                        web.static("/static", STATIC)])
+        routes = [*self.api.routes(), *self.session_api.routes(), *self.whip.routes(), web.get("/", self.index),
+                  web.get("/metrics", self.prometheus)]
+        app.add_routes([web.RouteDef(r.method, r.path, r.handler, {**r.kwargs, "expect_handler": expect_continue})
+                        for r in routes])
+        app.add_routes([web.static("/static", STATIC, expect_handler=expect_continue)])
         app.on_shutdown.append(self._on_shutdown)
         app.on_response_prepare.append(_security_headers)
         return app
