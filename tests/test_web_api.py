@@ -45,6 +45,7 @@ def test_no_auth_on_loopback_serves_page_status_and_health(web_presets, daemons)
     status, page = http_json("GET", daemon.url + "/api/status")
     assert status == 200
     assert page["preset"] == "tag-a" and {"tag-a", "tag-b", "backdrop", "passthrough"} <= set(page["presets"])
+    assert page["preset_path"] == "tag-a.toml"  # not where the machine keeps it (issue 29: absolute paths)
     stage = page["preset_info"]["stages"][0]
     assert stage["label"] == "test_tag" and stage["params"]["value"] == 40
     assert {"name": "value", "type": "int", "min": 0, "max": 255, "live": True}.items() <= stage["specs"][0].items()

@@ -272,6 +272,10 @@ function renderStats(status) {
   $("stat-dropped").textContent = stats.dropped;
   $("stat-provider").textContent = status.provider;
   $("stat-received").textContent = `${lf.fps().toFixed(1)} fps`;
+  // pushes connect in the background: each one's state (connecting, connected, retrying: why)
+  const pushes = Object.entries(status.stats.outputs || {}).filter(([, o]) => o.state);
+  $("stat-pushes").hidden = $("stat-pushes-label").hidden = pushes.length === 0;
+  $("stat-pushes").textContent = pushes.map(([name, o]) => `${name}: ${o.state}`).join("; ");
 }
 
 async function refresh() {
