@@ -34,7 +34,7 @@ window.run = async (daemon, token) => {
     const whip = window.whip = new WHIPClient();
     await whip.publish(pc, daemon + "/whip?preset=tag-b", token);
     result.resource = whip.resourceURL.pathname;
-    const viewer = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
+    const viewer = window.viewer = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
     viewer.addTransceiver("video", { direction: "recvonly" });
     const video = document.getElementById("out");
     viewer.ontrack = (event) => { video.srcObject = event.streams[0] || new MediaStream([event.track]); };
@@ -120,6 +120,13 @@ def test_a_third_party_whip_whep_client_publishes_and_plays_from_an_allowed_orig
                     time.monotonic() < deadline:
                 time.sleep(0.2)
             assert http_json("GET", daemon.url + "/api/sessions", headers=auth)[1]["sessions"] == []
+            # the WHEP viewer is told: its connection is closed from the daemon's side, not left to time out
+            deadline, state = time.monotonic() + 15, "connected"
+            while state == "connected" and time.monotonic() < deadline:
+                state = page.evaluate("window.viewer.connectionState")
+                time.sleep(0.2)
+            print(f"\nthe WHEP viewer went {state} {time.monotonic() - deadline + 15:.1f} s after the unpublish")
+            assert state != "connected", state
             # the same page from an origin --cors-origin does not name: the browser is refused
             refused = chromium.new_page()
             refused.goto(other.origin + "/index.html")
