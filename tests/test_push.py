@@ -111,3 +111,36 @@ def test_a_push_connects_in_the_background_once_its_server_appears(tmp_path) -> 
     assert stats.outputs[sink.name].frames >= 40
     assert stats.outputs[sink.name].state == "connected"
     assert len(frames) >= 40
+
+
+def test_a_push_whose_server_never_answers_is_restarted_and_closes_promptly(monkeypatch) -> None:
+    """The child stuck in FFmpeg's connect (holding its own GIL) is killed after the connect timeout and
+    started again; the daemon's side never waits on it, and closing takes no longer than the kill."""
+    from test_push_stall import SilentServer
+
+    from livefuse.frame import Frame
+    from livefuse.sinks import push
+
+    monkeypatch.setattr(push, "CONNECT_TIMEOUT_S", 1.5)
+    monkeypatch.setattr(push, "RESPAWN_S", 0.2)
+    server = SilentServer()
+    try:
+        sink = open_sink(f"rtmp://127.0.0.1:{server.port}/live/key", (64, 48), 10.0)
+        image = DemoSource((64, 48), 10.0, paced=False).read()
+        deadline = time.monotonic() + 20
+        writes = []
+        while len(server.accepted) < 2 and time.monotonic() < deadline:
+            started = time.monotonic()
+            sink.write(Frame(seq=len(writes), pts=0, capture_ns=time.monotonic_ns(), image=image))
+            writes.append(time.monotonic() - started)
+            time.sleep(0.1)
+        assert len(server.accepted) >= 2, (sink.state, sink.error)  # connected, killed, connected again
+        assert max(writes) < 0.1, max(writes)  # never waits on the stuck child
+        assert sink.restarts >= 1
+        seen = (sink.state, sink.error)
+        started = time.monotonic()
+        sink.close()
+        assert time.monotonic() - started < push.CLOSE_WAIT_S + 2
+    finally:
+        server.close()
+    assert seen[0] in ("connecting", "retrying"), seen

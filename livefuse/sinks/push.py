@@ -119,8 +119,12 @@ class PushSink(Sink):
 
     def _supervise(self) -> None:
         while True:
-            proc = self._spawn()
-            self._watch(proc)
+            try:
+                proc = self._spawn()
+            except OSError as exc:  # out of processes or descriptors: tried again, like a failed connect
+                self._set_state("retrying", f"cannot start the push process: {exc.strerror or exc}")
+            else:
+                self._watch(proc)
             if self._end:
                 return
             self.restarts += 1
