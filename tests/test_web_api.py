@@ -357,6 +357,8 @@ def test_cli_security_options_are_checked(cli) -> None:
                         (("--ice-server", "stun:u:p@stun.example.com"), "expected stun:HOST")):
         done = cli("run", "--source", "demo", "--output", "null", "--frames", "1", *args)
         assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+    done = cli("run", "--source", "demo", "--output", "null", "--frames", "1", "--token", "0123456789abcdef0")
+    assert done.returncode == 0 and "--token is visible to every user of this machine (ps)" in done.stderr
 
 
 def json_of(raw: bytes) -> str:

@@ -140,6 +140,8 @@ def read_token(args: argparse.Namespace) -> str | None:
         source = f"--token-file {args.token_file}"
     else:
         token, source = args.token or os.environ.get("LIVEFUSE_TOKEN", "").strip(), "the token"
+    if args.token:
+        log.warning("--token is visible to every user of this machine (ps); --token-file or LIVEFUSE_TOKEN is not")
     if token and (len(token) < 16 or not token.isascii() or not token.isprintable() or " " in token):
         raise UserError(f"{source}: a token must be at least 16 printable ASCII characters without spaces")
     return token or None
