@@ -1,11 +1,16 @@
-"""Secrets out of URLs (issue 29): user info, RTMP stream keys and secret query values become ***."""
+"""What the log shows (issue 29): URLs without their secrets (user info, RTMP stream keys, secret query
+values become ***), and a storm of identical event-loop errors once, with its count."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
+import time
 
 import pytest
 
+from livefuse.logs import QuietLoopErrors
 from livefuse.redact import RedactingFilter, redact
 
 
@@ -30,3 +35,25 @@ def test_log_records_are_redacted() -> None:
         "rtmp://h/live/KEY", "rtsp://me:secret@cam/x"), None)
     assert RedactingFilter().filter(record)
     assert record.getMessage() == "push rtmp://h/live/*** failed: rtsp://***@cam/x"
+
+
+def test_a_storm_of_loop_errors_is_reported_once_with_its_count(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 29: out of descriptors, asyncio logged a traceback for every accept() retry (178 MB in one run)."""
+    loop = asyncio.new_event_loop()
+    handler = QuietLoopErrors(interval_s=0.2)
+    loop.set_exception_handler(handler)
+    error = OSError(24, "Too many open files")
+    try:
+        with caplog.at_level(logging.ERROR, logger="asyncio"), socket.socket() as sock:
+            for _ in range(1000):
+                loop.call_exception_handler({"message": "socket.accept() out of system resource", "exception": error,
+                                             "socket": sock})
+            time.sleep(0.25)
+            loop.call_exception_handler({"message": "socket.accept() out of system resource", "exception": error,
+                                         "socket": sock})
+            loop.call_exception_handler({"message": "something else", "exception": error})
+    finally:
+        loop.close()
+    messages = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert len(messages) == 3, messages
+    assert "and 999 more like it" in messages[1] and messages[2].startswith("something else")

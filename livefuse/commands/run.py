@@ -23,7 +23,7 @@ from livefuse.commands.args import (
     positive_ms,
 )
 from livefuse.errors import OutputError, UserError
-from livefuse.logs import setup_logging
+from livefuse.logs import QuietLoopErrors, setup_logging
 from livefuse.loop_priority import NORMAL, REALTIME, raise_loop_priority
 from livefuse.presets import DEFAULT_PRESET, available_presets, load_preset
 from livefuse.redact import redact
@@ -169,6 +169,7 @@ async def _run(args: argparse.Namespace) -> int:
     from livefuse.triton.executor import open_executor, parse_executor
 
     size, fps = args.size, args.fps
+    asyncio.get_running_loop().set_exception_handler(QuietLoopErrors())
     parse_executor(args.executor, fps)  # a bad --executor is reported before anything opens
     # before the loop starts any thread, so that every thread but the loop's stays at normal priority
     loop_priority = raise_loop_priority() if args.loop_priority == REALTIME else NORMAL
