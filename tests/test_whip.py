@@ -692,6 +692,11 @@ def test_session_outputs_are_opt_in_bounded_plain_and_removable(web_presets, dae
                         out["delete"].append(response.status)
                 out["again"] = await post({"output": "file:rec9.mp4"})
                 out["status"] = await get_json(http, f"{daemon.url}/api/sessions/{client.id}")
+                for number in (1, 3, 4, 5):  # all of them gone, six asked at once: the cap still holds
+                    async with http.delete(f"{outputs}/{number}") as response:
+                        assert response.status == 204
+                out["at_once"] = sorted(s for s, _ in await asyncio.gather(
+                    *(post({"output": f"file:together{k}.mp4"}) for k in range(6))))
                 assert await client.delete(http) == 200
                 await client.close()
             return out
@@ -712,6 +717,7 @@ def test_session_outputs_are_opt_in_bounded_plain_and_removable(web_presets, dae
     assert "most it may have" in out["added"][3][1]["error"]
     assert out["delete"] == [204, 404, 404, 404]
     assert out["again"][0] == 201 and out["again"][1]["index"] == 5
+    assert out["at_once"] == [201] * 4 + [409] * 2, out["at_once"]
     assert "file:" + str(recordings / "rec0.mp4") not in out["status"]["stats"]["outputs"]  # number 2: removed
     with av.open(str(recordings / "rec0.mp4")) as container:  # finalised when it was removed
         assert sum(1 for _ in container.decode(video=0)) >= 1

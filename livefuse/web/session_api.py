@@ -44,6 +44,7 @@ class SessionApi:
         self.allow_push = allow_push
         self.recordings = Path("recordings")  # where session recordings go
         self._added: dict[str, dict[int, Sink]] = {}  # session id -> output number -> sink, added over the API
+        self._adding = asyncio.Lock()  # one at a time: two requests at once cannot both pass the cap
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -110,6 +111,13 @@ class SessionApi:
         else:
             raise json_error(f"a session can be recorded (file:NAME.mp4) or pushed (rtmp://, udp://, srt://), "
                              f"not sent to {kind}")
+        async with self._adding:
+            sink, number = await self._add(runtime, session, kind, spec, target)
+        return web.json_response({"output": redact(spec), "name": sink.name, "index": number,
+                                  "location": f"/api/sessions/{session}/outputs/{number}"}, status=201)
+
+    async def _add(self, runtime: Runtime, session: str, kind: str, spec: str, target: str) -> tuple[Sink, int]:
+        """Open the output and start it on the session's pipeline; (its sink, its number)."""
         added = self._outputs_of(session)
         if len(added) >= MAX_SESSION_OUTPUTS:
             raise json_error(f"the session has {MAX_SESSION_OUTPUTS} outputs already, the most it may have; "
@@ -130,8 +138,7 @@ class SessionApi:
             raise json_error("the session is ending", web.HTTPConflict) from exc
         number = max(added, default=0) + 1
         added[number] = sink
-        return web.json_response({"output": redact(spec), "name": sink.name, "index": number,
-                                  "location": f"/api/sessions/{session}/outputs/{number}"}, status=201)
+        return sink, number
 
     async def delete_output(self, request: web.Request) -> web.Response:
         """Stop an output added over the API: a recording is finalised, a push ends."""
