@@ -240,7 +240,7 @@ def main() -> int:
     command = [sys.executable, "-m", "livefuse", "run", "--source", "demo", "--size", args.size,
                "--fps", f"{args.fps:g}", "--preset", args.preset, "--output", "null",
                "--output", f"file:{args.recording}" + (f"?{args.recording_options}" if args.recording_options else ""),
-               "--output", "preview", "--port", str(port),
+               "--output", "preview", "--port", str(port), "--no-auth",
                "--duration", f"{args.duration:g}", "--stats-json", str(stats_path), "--log-format", "json"]
     if args.taskset:
         command = ["taskset", "-c", args.taskset, *command]

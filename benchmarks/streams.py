@@ -195,7 +195,8 @@ def start_daemon(args: argparse.Namespace, still: Path, port: int, batch_delay: 
     command = [*pinned(args.daemon_cores), str(ROOT / ".venv" / "bin" / "livefuse"), "run",
                "--source", f"image:{still}", "--preset", "passthrough", "--output", "preview",
                "--size", args.size, "--fps", str(args.fps), "--port", str(port), "--provider", "cpu",
-               "--max-peers", "64", "--session-budget-ms", str(args.budget_ms), "--loop-priority", loop_priority]
+               "--max-peers", "64", "--session-budget-ms", str(args.budget_ms), "--loop-priority", loop_priority,
+               "--no-auth"]  # loopback, and the clients it starts send no token
     if batch_delay is not None:
         command += ["--batch-delay-ms", str(batch_delay)]
     process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)

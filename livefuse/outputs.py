@@ -37,6 +37,7 @@ class Output:
         self.index = index
         self.fps = fps
         self.stats = OutputStats()
+        sink.bind_stats(self.stats)
         self.slot: ThreadSlot[Frame] = ThreadSlot(sink.name)
         self.on_written = on_written  # the primary output's: (frame, now_ns) for the pipeline's latency
         self._last: Frame | None = None

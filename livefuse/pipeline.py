@@ -116,6 +116,16 @@ class Pipeline:
             raise RuntimeError("the pipeline is not running")
         self._start_output(Output(sink, len(self._outputs), self.fps))
 
+    async def remove_output(self, sink: Sink) -> None:
+        """Stop one output added while running: it is flushed and closed (a recording finalised) now."""
+        out = next((o for o in self._outputs if o.sink is sink), None)
+        if out is None:
+            return
+        self._outputs = [o for o in self._outputs if o is not out]
+        out.slot.close()  # an emitting thread still holding the old list finds it closed: ignored
+        await out.wait_closed()
+        self.stats.outputs.pop(sink.name, None)
+
     def _start_output(self, out: Output) -> None:
         self.stats.outputs[out.sink.name] = out.stats
         out.start()

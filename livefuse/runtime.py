@@ -101,7 +101,7 @@ class Runtime:
             "session_id": self.engine.session_id,
             "executor": executor.status() if executor is not None else {"executor": "local"},
             "preset": self.preset.name,
-            "preset_path": str(Path(self.preset.path)),
+            "preset_path": shown_path(Path(self.preset.path)),
             "stages": stages,
             "disabled_stages": [s["label"] for s in stages if s.get("disabled")],
             "provider": self.pipeline.stats.provider,
@@ -112,3 +112,12 @@ class Runtime:
             **self.settings,
             "stats": self.pipeline.stats.snapshot(),
         }
+
+
+def shown_path(path: Path) -> str:
+    """A file's path as an API answer shows it: relative to where the daemon runs, else its name alone (an
+    absolute path tells a caller how the machine is laid out)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return path.name

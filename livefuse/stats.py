@@ -48,6 +48,7 @@ class OutputStats:
     dropped: int = 0
     errors: int = 0
     failed: str = ""  # why the output was given up, once it was; the others go on
+    state: str = ""  # a push's connection: connecting, connected, retrying: why ("" for other outputs)
     latency: Recorder = field(default_factory=Recorder)
 
 
@@ -128,7 +129,7 @@ class PipelineStats:
             "device_frames": self.transfers,
             "outputs": {
                 name: {"frames": o.frames, "dropped": o.dropped, "errors": o.errors, "failed": o.failed or None,
-                       "latency_ms": o.latency.summary()}
+                       "latency_ms": o.latency.summary(), **({"state": o.state} if o.state else {})}
                 for name, o in self.outputs.items()
             },
             **({"virtualcam_video_delay_ms": delay, "virtualcam_hint": VIRTUALCAM_HINT.format(delay=delay)}

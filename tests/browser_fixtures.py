@@ -30,6 +30,7 @@ from livefuse.runtime import Runtime
 from livefuse.sources.demo import DemoSource, _person_mask, astronaut_bgr
 from livefuse.stages.base import Param, Stage, StageContext, StageSpec, TakesSourceFace
 from livefuse.stages.registry import STAGES, register
+from livefuse.web.auth import is_loopback
 from livefuse.web.sink import PreviewSink
 from livefuse.wiring import assemble
 
@@ -130,7 +131,9 @@ class LiveDaemon:
 
     def __init__(self, preset: str, *, size: tuple[int, int] = (320, 240), fps: float = 15.0,
                  host: str = "127.0.0.1", token: str | None = None, max_peers: int = 16, motion: float = 1.0,
-                 sleep_after: float | None = None) -> None:
+                 sleep_after: float | None = None, no_auth: bool | None = None, **web: Any) -> None:
+        """`no_auth`: as `livefuse run --no-auth` (default: on loopback without a token, so that a test's plain
+        requests need none; the token tests pass `no_auth=False` or a token)."""
         self.preset_name = preset
         self.sleep_after = sleep_after
         self.source: DemoSource | None = None
@@ -138,6 +141,8 @@ class LiveDaemon:
         self.fps = fps
         self.host = host
         self.token = token
+        self.no_auth = token is None and is_loopback(host) if no_auth is None else no_auth
+        self.web = web  # more of PreviewSink's options: cors_origins, ice_servers, allow_push
         self.max_peers = max_peers
         self.motion = motion
         self.emitted: list[tuple[int, int, Any]] = []  # (seq, capture_ns, frame.meta["tag"]) per emitted frame
@@ -171,7 +176,8 @@ class LiveDaemon:
         preset = load_preset(self.preset_name)
         engine = Engine(provider="cpu")
         assembly = assemble(preset, engine, self.size, self.fps)  # as `livefuse run` wires it
-        self.sink = PreviewSink(self.size, self.fps, host=self.host, port=0, token=self.token,
+        self.sink = PreviewSink(self.size, self.fps, host=self.host, port=0, token=self.token, no_auth=self.no_auth,
+                                **self.web,
                                 max_peers=self.max_peers)
         self.token = self.sink.token
         source = self.source = DemoSource(self.size, self.fps, motion=self.motion)

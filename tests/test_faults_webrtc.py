@@ -68,7 +68,7 @@ def test_200_peers_joining_and_leaving_some_abruptly_leave_nothing_behind(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "livefuse", "run", "--source", "demo", "--size", "160x120", "--fps", "10",
+        [sys.executable, "-m", "livefuse", "run", "--no-auth", "--source", "demo", "--size", "160x120", "--fps", "10",
          "--preset", "passthrough", "--output", "preview", "--port", str(port), "--max-peers", str(2 * BATCH),
          "--peer-timeout", str(PEER_TIMEOUT_S)], cwd=tmp_path, env=livefuse_env, stderr=subprocess.PIPE, text=True)
     try:

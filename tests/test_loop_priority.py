@@ -41,7 +41,7 @@ def status_of_running_daemon(env: dict[str, str], *extra: str) -> tuple[dict[str
     port = free_port()
     daemon = subprocess.Popen([str(ROOT / ".venv" / "bin" / "livefuse"), "run", "--source", "demo", "--preset",
                                "background-blur", "--output", "preview", "--size", "320x240", "--duration", "20",
-                               "--port", str(port), *extra], env=env, stderr=subprocess.PIPE, text=True)
+                               "--port", str(port), "--no-auth", *extra], env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while True:

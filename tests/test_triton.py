@@ -207,7 +207,7 @@ def test_status_and_metrics_show_the_version_a_session_uses(server: TritonServer
     port = free_port()
     daemon = subprocess.Popen([str(ROOT / ".venv" / "bin" / "livefuse"), "run", "--source", "demo", "--preset",
                                "anonymise", "--output", "preview", "--size", "640x360", "--duration", "30",
-                               "--port", str(port), "--executor", server.grpc_url], env=livefuse_env,
+                               "--port", str(port), "--no-auth", "--executor", server.grpc_url], env=livefuse_env,
                               stderr=subprocess.PIPE, text=True)
     try:
         status: dict[str, Any] = {}

@@ -6,13 +6,17 @@ import io
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
+import psutil
 import pytest
 from browser_fixtures import daemons_fixture, http, http_json, web_presets_fixture
 from conftest import cli_env
@@ -36,11 +40,12 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool: 
     return predicate()
 
 
-def test_loopback_needs_no_token_and_serves_page_status_and_health(web_presets, daemons) -> None:
-    daemon = daemons("tag-a").start()
+def test_no_auth_on_loopback_serves_page_status_and_health(web_presets, daemons) -> None:
+    daemon = daemons("tag-a", no_auth=True).start()
     status, page = http_json("GET", daemon.url + "/api/status")
     assert status == 200
     assert page["preset"] == "tag-a" and {"tag-a", "tag-b", "backdrop", "passthrough"} <= set(page["presets"])
+    assert page["preset_path"] == "tag-a.toml"  # not where the machine keeps it (issue 29: absolute paths)
     stage = page["preset_info"]["stages"][0]
     assert stage["label"] == "test_tag" and stage["params"]["value"] == 40
     assert {"name": "value", "type": "int", "min": 0, "max": 255, "live": True}.items() <= stage["specs"][0].items()
@@ -51,8 +56,10 @@ def test_loopback_needs_no_token_and_serves_page_status_and_health(web_presets, 
     assert daemon.token is None
 
 
-def test_exposed_daemon_requires_its_token(web_presets, daemons) -> None:
-    daemon = daemons("tag-a", host="0.0.0.0").start()
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_the_daemon_requires_its_token_exposed_and_on_loopback(web_presets, daemons, host) -> None:
+    """Issue 29: on loopback, any local user could switch to passthrough and watch the raw face."""
+    daemon = daemons("tag-a", host=host, no_auth=False).start()
     token = daemon.token
     assert token and len(token) >= 24
     for method, path in (("GET", "/api/status"), ("GET", "/"), ("GET", "/metrics"), ("PUT", "/api/preset"),
@@ -68,6 +75,8 @@ def test_exposed_daemon_requires_its_token(web_presets, daemons) -> None:
     assert "HttpOnly" in headers["Set-Cookie"]
     assert http("GET", daemon.url + "/api/status", headers={"Cookie": cookie})[0] == 200
     assert http("GET", daemon.url + "/api/status", headers={"Cookie": "livefuse_token=nope"})[0] == 401
+    # no other site may frame the page
+    assert headers["Content-Security-Policy"] == "frame-ancestors 'none'" and headers["X-Frame-Options"] == "DENY"
 
 
 def test_given_token_is_used(web_presets, daemons) -> None:
@@ -157,6 +166,56 @@ def test_source_face_upload_is_checked_and_reaches_the_swap_stage(web_presets, d
     assert daemon.runtime.pipeline.chain.stages[0][1].source_faces == [(64, 64, 3)]
 
 
+def png_bomb(width: int, height: int) -> bytes:
+    """A 1-bit PNG of zeros: a few tens of kB that declare width x height pixels (BGR: 3 bytes each)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = bytes(1 + (width + 7) // 8)
+    packer = zlib.compressobj(9)
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+
+
+def test_an_image_bomb_is_refused_from_its_header_and_the_loop_never_waits(web_presets, daemons) -> None:
+    """Issue 29: a 48 KB PNG of 20000 x 20000 pixels took 2.7 GB and silenced the loop for 6 s."""
+    daemon = daemons("tag-a", size=(160, 120), fps=10.0).start()
+    url = daemon.url + "/api/source-face"
+    bomb = png_bomb(20000, 20000)
+    assert len(bomb) < 100_000
+    process = psutil.Process()
+    rss = process.memory_info().rss
+    lags: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            start = time.monotonic()
+            http("GET", daemon.url + "/healthz", timeout=30)
+            lags.append(time.monotonic() - start)
+            time.sleep(0.02)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        started = time.monotonic()
+        status, body = http_json("POST", url, data=bomb, headers={"Content-Type": "image/png"})
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        prober.join()
+    grown = (process.memory_info().rss - rss) / 2**20
+    print(f"\nbomb of {len(bomb)} bytes: {status} in {took * 1000:.0f} ms, RSS +{grown:.0f} MB, "
+          f"/healthz worst {max(lags) * 1000:.0f} ms")
+    assert status == 413 and "20000x20000" in body["error"] and "megapixels" in body["error"], body
+    assert took < 1.0 and grown < 100 and max(lags) < 0.5
+    assert daemon.runtime.pipeline.chain.stages[0][1].source_faces == []
+    # a large, legitimate photo still goes through (decoded off the loop)
+    status, body = http_json("POST", url, data=png_bytes((4000, 3000)), headers={"Content-Type": "image/png"})
+    assert (status, body["width"], body["height"]) == (200, 4000, 3000), body
+
+
 def test_malformed_offers_are_refused_and_the_daemon_carries_on(web_presets, daemons) -> None:
     daemon = daemons("tag-a", max_peers=1).start()
     url = daemon.url + "/api/offer"
@@ -237,3 +296,70 @@ def test_cli_prints_a_token_when_exposed(tmp_path: Path) -> None:
             proc.kill()
             pytest.fail("livefuse run did not stop on SIGINT")
     assert proc.returncode == 0
+
+
+def test_cli_token_from_a_file_url_printed_secrets_redacted_changes_logged(tmp_path: Path) -> None:
+    """Issue 29: a token on loopback too, read from a file (never in `ps`), the URL that carries it printed
+    for the page; a push's stream key and password never in /api/status, /metrics or the log; every
+    change logged with who, what and when."""
+    port, push_port = free_port(), free_port()
+    home = tmp_path / "home"
+    home.mkdir()
+    token = "file-token-0123456789abcdef"
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    push = f"rtmp://user:hunter2@127.0.0.1:{push_port}/live/SECRETKEY"  # nothing listens: it keeps retrying
+    proc = subprocess.Popen([sys.executable, "-m", "livefuse", "run", "--source", "demo", "--preset", "passthrough",
+                             "--output", "preview", "--output", push, "--port", str(port), "--size", "160x120",
+                             "--fps", "10", "--token-file", str(token_file), "--duration", "60"],
+                            cwd=tmp_path, env=cli_env(home), stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    try:
+        assert proc.stderr is not None
+        reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+        reader.start()
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for(lambda: any(f"open {base}/?token={token}" in line for line in lines), 60), lines
+        assert token not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")
+        assert http("GET", base + "/api/status")[0] == 401  # loopback: the token is needed all the same
+        code, headers, _ = http("GET", f"{base}/?token={token}")  # the printed URL opens the page
+        assert code == 200
+        cookie = {"Cookie": headers["Set-Cookie"].split(";")[0]}
+        assert wait_for(lambda: "retrying" in json_of(http("GET", base + "/api/status", headers=cookie)[2]), 30)
+        status_text = http("GET", base + "/api/status", headers=cookie)[2].decode()
+        metrics_text = http("GET", base + "/metrics", headers=cookie)[2].decode()
+        assert http("PUT", base + "/api/preset", {"name": "passthrough"},
+                    headers={**cookie, "User-Agent": "issue29-test"})[0] == 200
+        assert http("PUT", base + "/api/preset", {"name": "passthrough"})[0] == 401
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    log = "".join(lines)
+    for text in (status_text, metrics_text, log.replace(token, "TOKEN")):
+        assert "SECRETKEY" not in text and "hunter2" not in text
+    assert f"rtmp://***@127.0.0.1:{push_port}/live/***" in status_text
+    assert f"rtmp://***@127.0.0.1:{push_port}/live/***" in metrics_text
+    changes = [line for line in lines if " PUT /api/preset " in line]
+    assert len(changes) == 2 and "127.0.0.1" in changes[0] and "-> 200 (issue29-test)" in changes[0], changes
+    assert "-> 401" in changes[1] and re.search(r"access 20\d\d-\d\d-\d\dT", changes[0]), changes
+    assert proc.returncode == 0
+
+
+def test_cli_security_options_are_checked(cli) -> None:
+    for args, words in ((("--no-auth", "--host", "0.0.0.0"), "--no-auth is for a loopback --host only"),
+                        (("--token", "short"), "at least 16"),
+                        (("--token-file", "/no/such/file"), "--token-file /no/such/file: cannot read it"),
+                        (("--no-auth", "--token", "0123456789abcdef0"), "not allowed with argument"),
+                        (("--cors-origin", "https://app.example.com/"), "no path, no trailing slash"),
+                        (("--cors-origin", "*"), "--cors-origin '*'"),
+                        (("--ice-server", "http://stun.example.com"), "expected stun:HOST"),
+                        (("--ice-server", "stun:u:p@stun.example.com"), "expected stun:HOST")):
+        done = cli("run", "--source", "demo", "--output", "null", "--frames", "1", *args)
+        assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+    done = cli("run", "--source", "demo", "--output", "null", "--frames", "1", "--token", "0123456789abcdef0")
+    assert done.returncode == 0 and "--token is visible to every user of this machine (ps)" in done.stderr
+
+
+def json_of(raw: bytes) -> str:
+    return raw.decode(errors="replace")

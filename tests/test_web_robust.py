@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -205,3 +206,231 @@ def test_the_page_shows_a_switched_off_stage_with_its_error(web_presets: Path, d
     assert "test_faulty is switched off after errors (RuntimeError: model output was empty)" in alert, alert
     assert "pass through" in alert and "model output was empty" in note
     assert hidden and daemon.runtime.preset.stages[0].params["level"] == 4
+
+
+def raw_request(daemon: Any, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """One HTTP/1.1 request written byte for byte (headers no client library would send); (status, body)."""
+    import socket
+
+    host, port = daemon.url.split("//")[1].rstrip("/").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        if body:
+            head += b"Content-Length: %d\n" % len(body)
+        if b"Authorization:" not in head and b"Cookie:" not in head:
+            head += b"Authorization: Bearer " + TOKEN.encode() + b"\n"
+        sock.sendall((head + b"Connection: close\n").replace(b"\n", b"\r\n") + b"\r\n" + body)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    status_line, _, rest = data.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+TOKEN = "s3cret-token"
+MALFORMED = [  # (what, request head, body, words the 4xx must say): never a 500
+    ("host", b"GET /api/status HTTP/1.1\nHost: [::1\n", b"", "malformed Host"),
+    ("origin", b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nOrigin: http://[::1\nContent-Type: application/json\n",
+     b"{}", "malformed Origin"),
+    ("authorization", "GET /api/status HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer t\u00f6k\u00e9n\n".encode(),
+     b"", "token is required"),
+    ("authorization", b"GET /api/status HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer \xff\xfe\n", b"",
+     "token is required"),
+    ("cookie", "GET /api/status HTTP/1.1\nHost: 127.0.0.1\nCookie: livefuse_token=\u00e9\u00e9; a=\"\xff\n".encode(),
+     b"", "token is required"),
+    ("cookie", b"GET /api/status HTTP/1.1\nHost: 127.0.0.1\nCookie: livefuse_token=\xff\xfe\n", b"",
+     "token is required"),
+    ("charset", b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json; charset=bogus\n", b"{}",
+     "bogus"),
+    ("charset", b"POST /whip HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/sdp; charset=bogus\n", b"v=0",
+     "charset 'bogus' is unknown"),
+    ("surrogate", b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n",
+     b'{"name": "\\ud800"}', "lone surrogate"),
+    ("surrogate", b"PATCH /api/preset/params HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n",
+     b'{"stage": "anonymise", "params": {"colour": "\\ud800"}}', "lone surrogate"),
+    ("surrogate", b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n",
+     '{"name": "\udcff"}'.encode("utf-8", "surrogatepass"), "malformed JSON"),
+    ("expect", b"DELETE /whip/x HTTP/1.1\nHost: 127.0.0.1\nExpect: \xc2\n", b"", "unknown Expect"),
+    ("surrogate", b"POST /whip?preset=%ED%A0%80 HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/sdp\n", b"v=0",
+     "unknown preset"),
+]
+
+
+def test_malformed_headers_and_text_are_4xx_never_500(web_presets: Path, daemons: Any) -> None:
+    """Issue 29: a malformed Host or Origin, a non-ASCII Authorization or Cookie, `charset=bogus` and lone
+    surrogates were 500s with tracebacks (some before the token check)."""
+    daemon = daemons("anonymise", size=(160, 120), fps=10.0, token=TOKEN).start()
+    answers = [(what, *raw_request(daemon, head, body), words) for what, head, body, words in MALFORMED]
+    print("\n" + "\n".join(f"{what}: {status} {text[:120]!r}" for what, status, text, _ in answers))
+    for what, status, text, words in answers:
+        assert 400 <= status < 500 and words in json.loads(text)["error"], (what, status, text)
+    assert http_json("GET", daemon.url + "/healthz")[0] == 200
+
+
+def test_idle_connections_cannot_starve_the_daemon(tmp_path: Path, livefuse_env: dict[str, str]) -> None:
+    """Issue 29: under `ulimit -n 256`, 250 idle connections made /healthz time out for 50 s, and asyncio
+    logged 178 MB of tracebacks. Past the cap a connection is answered 503 at once; idle ones are closed."""
+    import resource
+    import socket
+    import subprocess
+    import sys
+
+    from livefuse.web.connections import IDLE_TIMEOUT_S
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as stderr:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "livefuse", "run", "--source", "demo", "--size", "160x120", "--fps", "10",
+             "--preset", "passthrough", "--output", "preview", "--port", str(port)],
+            cwd=tmp_path, env=livefuse_env, stderr=stderr,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)))
+    idle: list[socket.socket] = []
+    try:
+        assert wait_for(lambda: healthz(base) == 200, 40), "the daemon did not start"
+        for _ in range(250):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(0.5)
+        started = time.monotonic()
+        busy = healthz(base)
+        took = time.monotonic() - started
+        recovered_at = time.monotonic()
+        assert wait_for(lambda: healthz(base) == 200, IDLE_TIMEOUT_S + 10), "/healthz never came back"
+        recovered = time.monotonic() - recovered_at
+        print(f"\nwith 250 idle connections: /healthz {busy} in {took * 1000:.0f} ms, 200 again after "
+              f"{recovered:.1f} s; log {log.stat().st_size} bytes")
+        assert busy in (200, 503) and took < 1.0
+        assert recovered <= IDLE_TIMEOUT_S + 5
+        assert log.stat().st_size < 100_000
+        assert daemon.poll() is None
+    finally:
+        for sock in idle:
+            sock.close()
+        daemon.terminate()
+        daemon.wait(30)
+
+
+def healthz(base: str) -> int:
+    try:
+        return http("GET", base + "/healthz", timeout=2)[0]
+    except OSError:
+        return 0
+
+
+def test_a_body_that_never_comes_is_answered_408(web_presets: Path, daemons: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request that promises a body and sends a tenth of it holds no handler past the body deadline."""
+    import socket
+
+    from livefuse.web import connections
+
+    monkeypatch.setattr(connections, "BODY_TIMEOUT_S", 1.0)
+    daemon = daemons("anonymise", size=(160, 120), fps=10.0).start()
+    host, port = daemon.url.split("//")[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"PUT /api/preset HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"name\":")
+        started = time.monotonic()
+        answer = sock.recv(65536)
+        took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408") and b"took more than 1 s" in answer, answer
+    assert took < 5, took
+
+
+HEADER_NAMES = ["Host", "Origin", "Authorization", "Cookie", "Content-Type", "If-Match", "User-Agent",
+                "Access-Control-Request-Method", "Access-Control-Request-Headers", "Accept", "Range",
+                "Transfer-Encoding", "Expect", "X-Forwarded-For", "Connection"]
+ENDPOINTS = [("GET", "/"), ("GET", "/static/app.js"), ("GET", "/healthz"), ("GET", "/metrics"),
+             ("GET", "/api/status"), ("GET", "/api/preset"), ("PUT", "/api/preset"), ("PATCH", "/api/preset/params"),
+             ("POST", "/api/offer"), ("POST", "/api/source-face"), ("DELETE", "/api/peers/x"),
+             ("GET", "/api/sessions"), ("GET", "/api/sessions/x"), ("PUT", "/api/sessions/x/preset"),
+             ("PATCH", "/api/sessions/x/params"), ("POST", "/api/sessions/x/outputs"),
+             ("DELETE", "/api/sessions/x/outputs/1"), ("OPTIONS", "/whip"), ("POST", "/whip"),
+             ("OPTIONS", "/whip/x"), ("PATCH", "/whip/x"), ("DELETE", "/whip/x"), ("OPTIONS", "/whep/main"),
+             ("POST", "/whep/main"), ("PATCH", "/whep/main/x"), ("DELETE", "/whep/main/x"), ("GET", "/nowhere")]
+FUZZ_ORIGIN = "http://app.example.test:3000"
+
+
+def sample_process(pid: int | None = None) -> dict[str, float]:
+    import gc
+
+    import psutil
+
+    gc.collect()
+    process = psutil.Process(pid)
+    return {"fds": process.num_fds(), "threads": process.num_threads(), "rss_mb": process.memory_info().rss / 2**20}
+
+
+def test_fuzzed_headers_on_every_endpoint_never_5xx_and_leave_nothing_behind(web_presets: Path,
+                                                                           daemons: Any) -> None:
+    """Issue 29: any header (bytes no client sends included) on any endpoint is a 2xx-4xx, and the daemon's
+    descriptors, threads and memory come back to where they were. Hypothesis runs derandomized: CI sees the
+    same requests each run."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    daemon = daemons("anonymise", size=(160, 120), fps=10.0, token=TOKEN, cors_origins=(FUZZ_ORIGIN,)).start()
+    value_bytes = (st.binary(max_size=60).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+                   | st.sampled_from([b"[::1", b"http://[::1", b"Bearer " + TOKEN.encode(), b"Bearer \xff\xfe",
+                                      b"livefuse_token=" + TOKEN.encode(), b"application/json; charset=bogus",
+                                      b"application/sdp", b"application/trickle-ice-sdpfrag", b"*", b'"x"',
+                                      FUZZ_ORIGIN.encode(), b"http://evil.test", b"127.0.0.1", b"chunked",
+                                      b"100-continue", "t\u00f6k\u00e9n".encode(), b"\x00", b"a" * 9000]))
+    headers = st.lists(st.tuples(st.sampled_from(HEADER_NAMES) | st.text("abcXYZ-", min_size=1, max_size=12)
+                                 .map(str), value_bytes), max_size=6)
+    bodies = st.sampled_from([b"", b"{}", b'{"name": "passthrough"}', b"v=0\r\n", b"\xff\xfe", b"[" * 3000,
+                              b'{"output": "file:a\\u0000b.mp4"}', b'{"stage": "anonymise", "params": {}}'])
+    answers: dict[int, int] = {}
+    failures: list[tuple[Any, ...]] = []
+
+    def send(method: str, path: str, extra: list[tuple[str, bytes]], body: bytes) -> int:
+        head = f"{method} {path} HTTP/1.1\n".encode()
+        names = {name.lower() for name, _ in extra}
+        if "host" not in names:
+            head += b"Host: 127.0.0.1\n"
+        for name, value in extra:
+            if name.lower() not in ("content-length", "connection"):  # raw_request sets both
+                head += name.encode() + b": " + value + b"\n"
+        try:
+            status, _ = raw_request(daemon, head, body)
+        except (OSError, ValueError, IndexError) as exc:  # a dropped connection or no status line
+            failures.append((method, path, extra, body[:40], repr(exc)))
+            return 0
+        return status
+
+    def warm_up() -> None:
+        for method, path in ENDPOINTS:
+            send(method, path, [("Authorization", f"Bearer {TOKEN}".encode())], b"{}")
+
+    warm_up()
+    sent: list[tuple[tuple[str, str], list[tuple[str, bytes]], bytes]] = []
+
+    @settings(max_examples=1500, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(ENDPOINTS), headers, bodies)
+    def one(endpoint: tuple[str, str], extra: list[tuple[str, bytes]], body: bytes) -> None:
+        sent.append((endpoint, extra, body))
+        status = send(*endpoint, extra, body)
+        answers[status] = answers.get(status, 0) + 1
+        if status >= 500 or status == 0:
+            failures.append((*endpoint, extra, body[:40], status))
+
+    started = time.monotonic()
+    one()
+    took = time.monotonic() - started
+    # the same requests again, measured without Hypothesis's own memory: the daemon must come back to this
+    time.sleep(1.0)
+    base = sample_process()
+    for endpoint, extra, body in sent:
+        send(*endpoint, extra, body)
+    time.sleep(2.0)  # connections closed, memory given back
+    after = sample_process()
+    print(f"\nheader fuzz: {sum(answers.values())} requests in {took:.1f} s, answers {dict(sorted(answers.items()))};"
+          f" before {base}, after {after}")
+    assert not failures, failures[:5]
+    assert after["fds"] <= base["fds"] + 2, (base, after)
+    assert after["threads"] <= base["threads"] + 2, (base, after)
+    assert after["rss_mb"] <= base["rss_mb"] + 20, (base, after)
+    assert http_json("GET", daemon.url + "/healthz")[0] == 200

@@ -69,7 +69,7 @@ def test_preview_sends_the_sources_sound(tmp_path: Path) -> None:
         source = open_file(clip, SIZE, 30.0, loop=False)
         audio = open_audio("auto", source, source.description)
         assert audio is not None
-        sink = open_sink("preview", SIZE, 30.0, audio.format, host="127.0.0.1", port=0)
+        sink = open_sink("preview", SIZE, 30.0, audio.format, host="127.0.0.1", port=0, no_auth=True)
         pipeline = Pipeline(source, Chain("none", []), [sink], fps=30.0, audio=audio, duration=6.0)
         engine = Engine(provider="cpu")
         preset = load_preset("passthrough")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ import numpy as np
 import onnxruntime as ort
 import psutil
 import pytest
+from aiortc import RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 from browser_fixtures import TAG_BOX, LiveDaemon, daemons_fixture, processed_locally, web_presets_fixture
 from privacy_check import HAS_JUDGES, independent_faces
@@ -235,14 +237,15 @@ def test_whip_needs_the_bearer_token_off_loopback(web_presets, daemons) -> None:
 
 def test_admission_refuses_a_session_past_the_budget(web_presets, daemons, caplog) -> None:
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
+    daemon.sink.server.sessions.budget_ms = 0.01  # the operator's --session-budget-ms: no stream can keep it
 
     async def scenario() -> dict[str, Any]:
         out: dict[str, Any] = {}
         async with aiohttp.ClientSession() as http:
             still = astronaut_frame((160, 120))
             first = WhipClient(daemon.url, StillCamera(still, FPS))
-            # a budget no stream can keep (0.01 ms): once measured, there is no room for another session
-            assert await first.publish(http, "/whip?budget_ms=0.01") == 201, first.error
+            # once the first session is measured past the operator's budget, there is no room for another
+            assert await first.publish(http) == 201, first.error
             assert await first.wait_frames(20)
             second = WhipClient(daemon.url, StillCamera(still, FPS))
             headers = {"Content-Type": "application/sdp"}
@@ -269,6 +272,33 @@ def test_admission_refuses_a_session_past_the_budget(web_presets, daemons, caplo
     assert listed["budget_ms"] == 0.01 and listed["over_budget"] is True
     assert out["after"] == 201 and out["third_frames"]  # with the slow session gone there is room again
     assert any("over its 0.01 ms latency budget" in r.getMessage() for r in caplog.records)  # and it was said
+
+
+def test_a_client_budget_cannot_lock_the_others_out(web_presets, daemons) -> None:
+    """Issue 29: `POST /whip?budget_ms=0.001` made every later `POST /whip` answer 503. A client's budget is
+    its own (listed, flagged over budget), but admission never judges by one tighter than the operator's."""
+    daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
+
+    async def scenario() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with aiohttp.ClientSession() as http:
+            still = astronaut_frame((160, 120))
+            greedy = WhipClient(daemon.url, StillCamera(still, FPS))
+            assert await greedy.publish(http, "/whip?budget_ms=0.001") == 201, greedy.error
+            assert await greedy.wait_frames(20)
+            await asyncio.sleep(0.5)
+            other = WhipClient(daemon.url, StillCamera(still, FPS))
+            out["other"] = await other.publish(http)
+            out["listed"] = await get_json(http, daemon.url + "/api/sessions")
+            for client in (greedy, other):
+                await client.delete(http)
+            await asyncio.gather(greedy.close(), other.close())
+        return out
+
+    out = asyncio.run(scenario())
+    assert out["other"] == 201
+    greedy = next(s for s in out["listed"]["sessions"] if s["budget_ms"] == 0.001)
+    assert greedy["over_budget"] is True
 
 
 def live_inference_sessions() -> int:
@@ -608,3 +638,234 @@ def test_admission_refuses_a_session_when_the_daemon_has_no_cpu_left(web_presets
     refused, share, left, error = asyncio.run(scenario())
     assert share > 0 and refused == 503 and "CPU" in error, (share, refused, error)
     assert left == 0
+
+
+def test_session_outputs_are_opt_in_bounded_plain_and_removable(web_presets, daemons, tmp_path) -> None:
+    """Issue 29: pushes only where --allow-push allows and with no option that binds; names are plain
+    (a NUL is a 400 that leaks no file and no encoder thread); a recording never overwrites a file nor
+    follows a symlink; a few outputs per session, each removable with DELETE."""
+    import av
+
+    daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
+    api = daemon.sink.server.session_api
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    api.recordings = recordings
+    (recordings / "taken.mp4").write_bytes(b"keep me")
+    victim = tmp_path / "victim.mp4"
+    victim.write_bytes(b"not yours")
+    (recordings / "link.mp4").symlink_to(victim)
+    (recordings / "dangling.mp4").symlink_to(tmp_path / "created-through-link.mp4")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink_socket:  # a UDP port nobody reads
+        sink_socket.bind(("127.0.0.1", 0))
+        udp = f"udp://127.0.0.1:{sink_socket.getsockname()[1]}"
+
+        async def scenario() -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            async with aiohttp.ClientSession() as http:
+                client = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), FPS))
+                assert await client.publish(http, "/whip?preset=tag-b") == 201
+                assert await client.wait_frames(5)
+                outputs = f"{daemon.url}/api/sessions/{client.id}/outputs"
+
+                async def post(body: dict[str, Any]) -> tuple[int, Any]:
+                    async with http.post(outputs, json=body) as response:
+                        return response.status, await response.json()
+
+                out["push_off"] = await post({"output": f"{udp}?pkt_size=1316"})
+                api.allow_push = ("udp://127.0.0.1:*",)
+                out["elsewhere"] = await post({"output": "udp://127.0.0.2:9"})
+                out["localport"] = await post({"output": f"{udp}?localport=4999"})
+                out["listen"] = await post({"output": f"{udp}?listen=1"})
+                fds, threads = len(os.listdir("/proc/self/fd")), threading.active_count()
+                out["nul"] = [await post({"output": "file:a\u0000b.mp4"}) for _ in range(5)]
+                out["leak"] = (len(os.listdir("/proc/self/fd")) - fds, threading.active_count() - threads)
+                out["taken"] = await post({"output": "file:taken.mp4"})
+                out["link"] = await post({"output": "file:link.mp4"})
+                out["dangling"] = await post({"output": "file:dangling.mp4"})
+                out["push"] = await post({"output": f"{udp}?pkt_size=1316&bitrate=300k"})
+                out["added"] = [await post({"output": f"file:rec{k}.mp4"}) for k in range(4)]
+                await client.wait_frames(client.frames + 10)  # the recordings get frames before one is removed
+                out["delete"] = []
+                for number in (2, 2, 99, "x"):
+                    async with http.delete(f"{outputs}/{number}") as response:
+                        out["delete"].append(response.status)
+                out["again"] = await post({"output": "file:rec9.mp4"})
+                out["status"] = await get_json(http, f"{daemon.url}/api/sessions/{client.id}")
+                for number in (1, 3, 4, 5):  # all of them gone, six asked at once: the cap still holds
+                    async with http.delete(f"{outputs}/{number}") as response:
+                        assert response.status == 204
+                out["at_once"] = sorted(s for s, _ in await asyncio.gather(
+                    *(post({"output": f"file:together{k}.mp4"}) for k in range(6))))
+                assert await client.delete(http) == 200
+                await client.close()
+            return out
+
+        out = asyncio.run(scenario())
+    assert out["push_off"][0] == 403 and "--allow-push" in out["push_off"][1]["error"]
+    assert out["elsewhere"][0] == 403 and "not allowed" in out["elsewhere"][1]["error"]
+    assert out["localport"][0] == 403 and "'localport'" in out["localport"][1]["error"]
+    assert out["listen"][0] == 403
+    assert [status for status, _ in out["nul"]] == [400] * 5 and "control characters" in out["nul"][0][1]["error"]
+    assert out["leak"] == (0, 0), out["leak"]
+    assert out["taken"][0] == 400 and "exists already" in out["taken"][1]["error"]
+    assert (recordings / "taken.mp4").read_bytes() == b"keep me"
+    assert out["link"][0] == 400 and out["dangling"][0] == 400
+    assert victim.read_bytes() == b"not yours" and not (tmp_path / "created-through-link.mp4").exists()
+    assert out["push"][0] == 201 and out["push"][1]["index"] == 1
+    assert [status for status, _ in out["added"]] == [201, 201, 201, 409]
+    assert "most it may have" in out["added"][3][1]["error"]
+    assert out["delete"] == [204, 404, 404, 404]
+    assert out["again"][0] == 201 and out["again"][1]["index"] == 5
+    assert out["at_once"] == [201] * 4 + [409] * 2, out["at_once"]
+    assert "file:" + str(recordings / "rec0.mp4") not in out["status"]["stats"]["outputs"]  # number 2: removed
+    with av.open(str(recordings / "rec0.mp4")) as container:  # finalised when it was removed
+        assert sum(1 for _ in container.decode(video=0)) >= 1
+
+
+def many_sections_offer(base: str, sections: int, *, setup: bool = True) -> str:
+    """A real offer's session part followed by `sections` small audio m-sections (about 60 kB in all)."""
+    head = base.split("\r\nm=")[0]
+    shared = [ln for ln in base.split("\r\n") if ln.startswith(("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:"))]
+    shared += ["a=setup:actpass"] if setup else []
+    head += "".join(f"\r\n{ln}" for ln in dict.fromkeys(shared))  # session-level: every section gets them
+    media = "".join(f"\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:{k}\r\na=sendonly\r\n"
+                    "a=rtcp-mux\r\na=rtpmap:0 PCMU/8000" for k in range(sections))
+    return head + media + "\r\n"
+
+
+def test_huge_offers_and_candidate_floods_are_refused_without_stalling(web_presets, daemons) -> None:
+    """Issue 29: 15 offers of 600 m-sections silenced the loop for 11-14 s; 100 trickled candidates sent
+    524 STUN packets to ports the caller chose."""
+    daemon = daemons("tag-a", size=(160, 120), fps=5.0, max_peers=20).start()
+
+    async def scenario() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with aiohttp.ClientSession() as http:
+            client = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), FPS))
+            await client.pc.setLocalDescription(await client.pc.createOffer())
+            offer = many_sections_offer(client.pc.localDescription.sdp, 500)
+            assert len(offer) < 64 * 1024
+            lags: list[float] = []
+            done = asyncio.Event()
+
+            async def probe() -> None:
+                while not done.is_set():
+                    start = time.monotonic()
+                    async with http.get(daemon.url + "/healthz") as response:
+                        await response.read()
+                    lags.append(time.monotonic() - start)
+                    await asyncio.sleep(0.02)
+
+            async def post() -> tuple[int, str]:
+                async with http.post(daemon.url + "/whip", data=offer,
+                                     headers={"Content-Type": "application/sdp"}) as response:
+                    return response.status, await response.text()
+
+            prober = asyncio.create_task(probe())
+            started = time.monotonic()
+            out["offers"] = await asyncio.gather(*(post() for _ in range(15)))
+            out["took"] = time.monotonic() - started
+            done.set()
+            async with http.post(daemon.url + "/whip", data=many_sections_offer(client.pc.localDescription.sdp, 2,
+                                                                                setup=False),
+                                 headers={"Content-Type": "application/sdp"}) as response:
+                out["no_setup"] = (response.status, await response.text())
+            await prober
+            out["lag"] = max(lags)
+            await client.close()
+            # trickle: a real session, then a flood of candidates to ports of the caller's choosing
+            trickler = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), FPS))
+            assert await trickler.publish(http, "/whip", trickle=True) == 201
+            resource = daemon.url + trickler.location
+            patch = {"Content-Type": "application/trickle-ice-sdpfrag", "If-Match": trickler.etag}
+            flood = "a=mid:0\r\n" + "".join(f"a=candidate:{k} 1 udp 2130706431 127.0.0.1 {20000 + k} typ host\r\n"
+                                            for k in range(100))
+            async with http.patch(resource, data=flood, headers=patch) as response:
+                out["flood"] = (response.status, await response.text())
+            async with http.patch(resource, data=trickler.trickled, headers=patch) as response:
+                out["own"] = response.status
+            assert await trickler.wait_frames(3)
+            await trickler.delete(http)
+            await trickler.close()
+            out["peers"] = len(daemon.sink.server.peers.peers)
+        return out
+
+    out = asyncio.run(scenario())
+    print(f"\n15 offers of 500 m-sections: {sorted({s for s, _ in out['offers']})} in {out['took']:.2f} s, "
+          f"/healthz worst {out['lag'] * 1000:.0f} ms")
+    assert all(status == 400 and "media sections" in text for status, text in out["offers"]), out["offers"][0]
+    assert out["lag"] < 0.5 and out["took"] < 2.0
+    assert out["no_setup"][0] == 400 and "malformed offer" in out["no_setup"][1]  # was a 500
+    assert out["flood"][0] == 422 and "at most 50" in out["flood"][1]
+    assert out["own"] == 204
+    assert out["peers"] == 0
+
+
+def test_whip_and_whep_speak_cors_links_and_rfc9725_headers(web_presets, daemons) -> None:
+    """Issue 29: from a page of another origin, third-party WHIP/WHEP clients failed: the preflight got 403
+    (401 with a token) and no Access-Control-* headers; Allow-Methods never listed PATCH; the trickle 204
+    carried an ETag (RFC 9725 §4.3.1: it must not); configured ICE servers must come in Link headers."""
+    from livefuse.web.ice_servers import parse_ice_server
+
+    app = "http://app.example.test:3000"
+    daemon = daemons("tag-a", size=(160, 120), fps=5.0, token="cors-token-0123456789", cors_origins=(app,),
+                     ice_servers=(parse_ice_server("stun:stun.example.test:3478"),
+                                  parse_ice_server("turn:alice:pw@turn.example.test:3478?transport=udp"))).start()
+
+    async def scenario() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with aiohttp.ClientSession() as http:
+            preflight = {"Origin": app, "Access-Control-Request-Method": "POST",
+                         "Access-Control-Request-Headers": "authorization, content-type"}
+            async with http.options(daemon.url + "/whip", headers=preflight) as response:  # no token: none is sent
+                out["preflight"] = (response.status, dict(response.headers))
+            async with http.options(daemon.url + "/whip", headers={**preflight, "Origin": "http://evil.test"}) as r:
+                out["preflight_evil"] = (r.status, r.headers.get("Access-Control-Allow-Origin"))
+            auth = {"Authorization": f"Bearer {daemon.token}"}
+            async with http.options(daemon.url + "/whip", headers=auth) as response:
+                out["options"] = (response.status, response.headers.getall("Link", []), response.headers["Allow"])
+            client = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), FPS), token=daemon.token)
+            client.headers["Origin"] = app
+            await client.pc.setLocalDescription(await client.pc.createOffer())
+            async with http.post(daemon.url + "/whip", data=client.pc.localDescription.sdp,
+                                 headers={**client.headers, "Content-Type": "application/sdp"}) as response:
+                out["post"] = (response.status, dict(response.headers), response.headers.getall("Link", []))
+                location = response.headers["Location"]
+                await client.pc.setRemoteDescription(RTCSessionDescription(await response.text(), "answer"))
+            resource = daemon.url + location
+            async with http.options(resource, headers={**preflight, "Access-Control-Request-Method": "PATCH"}) as r:
+                out["preflight_resource"] = (r.status, r.headers.get("Access-Control-Allow-Methods"))
+            candidate = "a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
+            async with http.patch(resource, data=candidate, headers={
+                    **auth, "Origin": app, "Content-Type": "application/trickle-ice-sdpfrag"}) as response:
+                out["trickle"] = (response.status, response.headers.get("ETag"),
+                                  response.headers.get("Access-Control-Allow-Origin"))
+            async with http.post(daemon.url + "/whip", data="v=0", headers={
+                    **auth, "Origin": "http://evil.test", "Content-Type": "application/sdp"}) as response:
+                out["post_evil"] = response.status
+            async with http.delete(resource, headers={**auth, "Origin": app}) as response:
+                out["delete"] = (response.status, response.headers.get("Access-Control-Allow-Origin"))
+            await client.close()
+        return out
+
+    out = asyncio.run(scenario())
+    status, headers = out["preflight"]
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == app, out["preflight"]
+    assert {"POST", "OPTIONS"} <= {m.strip() for m in headers["Access-Control-Allow-Methods"].split(",")}
+    assert "authorization" in headers["Access-Control-Allow-Headers"].lower()
+    assert out["preflight_evil"][0] == 403 and out["preflight_evil"][1] is None
+    assert out["options"][0] == 204 and out["options"][2] == "OPTIONS, POST"
+    assert out["options"][1] == ['<stun:stun.example.test:3478>; rel="ice-server"',
+                                 '<turn:turn.example.test:3478?transport=udp>; rel="ice-server"; username="alice"; '
+                                 'credential="pw"; credential-type="password"']
+    status, headers, links = out["post"]
+    assert status == 201 and headers["Access-Control-Allow-Origin"] == app
+    assert {"Location", "ETag", "Link", "Accept-Patch"} <= {h.strip() for h in
+                                                           headers["Access-Control-Expose-Headers"].split(",")}
+    assert links == out["options"][1]
+    assert out["preflight_resource"][0] == 204 and "PATCH" in out["preflight_resource"][1] \
+        and "DELETE" in out["preflight_resource"][1]
+    assert out["trickle"] == (204, None, app)
+    assert out["post_evil"] == 403
+    assert out["delete"] == (200, app)

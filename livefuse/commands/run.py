@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from livefuse.audio.denoise import AUDIO_FILTERS
 from livefuse.audio.filtered import FilteredAudio
@@ -22,15 +24,18 @@ from livefuse.commands.args import (
     positive_int,
     positive_ms,
 )
-from livefuse.errors import OutputError
-from livefuse.logs import setup_logging
+from livefuse.errors import OutputError, UserError
+from livefuse.logs import QuietLoopErrors, setup_logging
 from livefuse.loop_priority import NORMAL, REALTIME, raise_loop_priority
 from livefuse.presets import DEFAULT_PRESET, available_presets, load_preset
+from livefuse.redact import redact
 from livefuse.runtime import Runtime
 from livefuse.sinks import OUTPUT_HELP, Sink, open_sink, parse_output
 from livefuse.sleep import SLEEP_AFTER_S
 from livefuse.sources import SOURCE_HELP, default_source, open_source
 from livefuse.status import report_status
+from livefuse.web.auth import is_loopback
+from livefuse.web.ice_servers import parse_ice_server
 from livefuse.wiring import assemble
 
 log = logging.getLogger("livefuse")
@@ -68,7 +73,21 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument("--host", default="127.0.0.1", help="preview and API address (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="preview and API port (default: 8080)")
-    parser.add_argument("--token", help="API token (required, and generated if not given, off loopback)")
+    auth = parser.add_mutually_exclusive_group()
+    auth.add_argument("--token", help="the preview and API token (visible to other users in `ps`: prefer "
+                                      "--token-file or LIVEFUSE_TOKEN); a fresh one is generated if none is given")
+    auth.add_argument("--token-file", type=Path, metavar="PATH", help="read the token from this file")
+    auth.add_argument("--no-auth", action="store_true",
+                      help="no token at all (loopback only): any local user and process may then use the API")
+    parser.add_argument("--allow-push", action="append", metavar="PATTERN",
+                        help="a destination API clients may push sessions to, as a pattern of the URL without its "
+                             "query (e.g. 'rtmp://live.example.com/app/*'); repeatable; none by default")
+    parser.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                        help="a web origin (https://app.example.com) whose pages may use /whip and /whep with a "
+                             "WHIP/WHEP client (CORS, RFC 9725); repeatable; none by default")
+    parser.add_argument("--ice-server", action="append", metavar="URL",
+                        help="a STUN or TURN server (stun:HOST:PORT, turn:USER:PASS@HOST:PORT) for the daemon's "
+                             "peers, and told to WHIP/WHEP clients in Link headers; repeatable")
     parser.add_argument("--session-id", default="main", metavar="ID",
                         help="this stream's id: with --executor triton://, a grey release picks model versions by "
                              "its hash (default: main; give each daemon its own)")
@@ -118,6 +137,38 @@ def open_outputs(specs: list[str], size: tuple[int, int], fps: float, web: dict[
     return sinks
 
 
+def read_token(args: argparse.Namespace) -> str | None:
+    """The token from --token, --token-file or LIVEFUSE_TOKEN (None: the preview generates one, or --no-auth)."""
+    if args.no_auth:
+        if not is_loopback(args.host):
+            raise UserError(f"--no-auth is for a loopback --host only: {args.host} is reachable from other "
+                             "machines, so it needs a token")
+        return None
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"--token-file {args.token_file}: cannot read it ({exc})") from exc
+        source = f"--token-file {args.token_file}"
+    else:
+        token, source = args.token or os.environ.get("LIVEFUSE_TOKEN", "").strip(), "the token"
+    if args.token:
+        log.warning("--token is visible to every user of this machine (ps); --token-file or LIVEFUSE_TOKEN is not")
+    if token and (len(token) < 16 or not token.isascii() or not token.isprintable() or " " in token):
+        raise UserError(f"{source}: a token must be at least 16 printable ASCII characters without spaces")
+    return token or None
+
+
+def check_origin(origin: str) -> str:
+    """A --cors-origin: exactly what browsers send as Origin (scheme://host[:port], no path)."""
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query or parts.fragment \
+            or "@" in parts.netloc:
+        raise UserError(f"--cors-origin {origin!r}: give an origin as a browser sends it, e.g. https://app.example.com "
+                        "or http://localhost:3000 (no path, no trailing slash)")
+    return origin
+
+
 def run_command(args: argparse.Namespace) -> int:
     setup_logging(args.log_format, args.verbose)
     if args.stats_json is not None and not args.stats_json.resolve().parent.is_dir():
@@ -130,11 +181,16 @@ async def _run(args: argparse.Namespace) -> int:
     from livefuse.triton.executor import open_executor, parse_executor
 
     size, fps = args.size, args.fps
+    asyncio.get_running_loop().set_exception_handler(QuietLoopErrors())
     parse_executor(args.executor, fps)  # a bad --executor is reported before anything opens
     # before the loop starts any thread, so that every thread but the loop's stays at normal priority
     loop_priority = raise_loop_priority() if args.loop_priority == REALTIME else NORMAL
     preset = load_preset(args.preset or default_preset())
     specs = args.output or default_outputs()
+    token = read_token(args)
+    cors_origins = tuple(check_origin(origin) for origin in args.cors_origin or ())
+    for url in args.ice_server or ():
+        parse_ice_server(url)  # a typo is reported before any model loads
     for spec in specs:
         parse_output(spec)  # a typo in --output is reported before any model loads
     source_spec = args.source or default_source()
@@ -166,13 +222,17 @@ async def _run(args: argparse.Namespace) -> int:
             engine.pool.enable_batching(max_delay_ms=args.batch_delay_ms)
         await asyncio.get_running_loop().run_in_executor(None, engine.resolve_provider)
         assembly = assemble(preset, engine, size, fps)
-        web = {"host": args.host, "port": args.port, "token": args.token, "max_peers": args.max_peers,
-               "peer_timeout": args.peer_timeout, "session_budget_ms": args.session_budget_ms}
+        web = {"host": args.host, "port": args.port, "token": token, "no_auth": args.no_auth,
+               "max_peers": args.max_peers,
+               "peer_timeout": args.peer_timeout, "session_budget_ms": args.session_budget_ms,
+               "allow_push": tuple(args.allow_push or ()), "cors_origins": cors_origins,
+               "ice_servers": tuple(parse_ice_server(url) for url in args.ice_server or ())}
         sinks = open_outputs(specs, size, fps, web, audio)
         bounded = args.frames is not None or args.duration is not None
         runtime = Runtime.wire(assembly, source, sinks, max_frames=args.frames, duration=args.duration, audio=audio,
                                sleep_after=None if args.always_on or bounded else args.sleep_after,
-                               settings={"source": source_spec, "size": list(size), "fps": fps, "outputs": specs,
+                               settings={"source": redact(source_spec), "size": list(size), "fps": fps,
+                                         "outputs": [redact(spec) for spec in specs],
                                          "loop_priority": loop_priority})
         pipeline = runtime.pipeline
         for sink in sinks:
@@ -186,7 +246,8 @@ async def _run(args: argparse.Namespace) -> int:
         if engine is not None:
             engine.close()
         raise
-    log.info("running preset %s on %s -> %s (%s; sound: %s)", preset.name, source.description, ", ".join(specs),
+    log.info("running preset %s on %s -> %s (%s; sound: %s)", preset.name, source.description,
+             ", ".join(redact(spec) for spec in specs),
              engine.provider, audio.description if audio is not None else "none")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -37,7 +37,7 @@ def open_sink(spec: str, size: tuple[int, int], fps: float, audio: AudioFormat |
     """Open the output an --output value names; raises OutputError with the fix when it can't.
 
     `audio`: the format of the sound the pipeline will feed, for outputs that carry it."""
-    from livefuse.sinks.encoder import open_file_sink, open_stream_sink
+    from livefuse.sinks.encoder import open_file_sink
 
     kind, target = parse_output(spec)
     if kind == "null":
@@ -50,6 +50,8 @@ def open_sink(spec: str, size: tuple[int, int], fps: float, audio: AudioFormat |
         from livefuse.web.sink import PreviewSink
 
         return PreviewSink(size, fps, audio_format=audio, **web)
-    if kind == "stream":
-        return open_stream_sink(target, size, fps, audio)
+    if kind == "stream":  # connected by a child process, in the background: no server can stall the daemon
+        from livefuse.sinks.push import PushSink
+
+        return PushSink(target, size, fps, audio)
     return open_file_sink(target, size, fps, audio)

@@ -10,6 +10,7 @@ from livefuse.frame import Frame
 
 if TYPE_CHECKING:
     from livefuse.runtime import Runtime
+    from livefuse.stats import OutputStats
 
 
 class Sink(ABC):
@@ -39,6 +40,9 @@ class Sink(ABC):
     @abstractmethod
     def close(self) -> None:
         """Flush and release (a recording is finalised here)."""
+
+    def bind_stats(self, stats: OutputStats) -> None:  # noqa: B027 - optional: a push reports its connection
+        """The stats its output keeps: a sink with a state of its own (a push's connection) writes it there."""
 
     async def attach(self, runtime: Runtime) -> None:  # noqa: B027 - optional: most outputs need nothing
         """The daemon's runtime exists now: by default nothing to do with it."""

@@ -85,9 +85,20 @@ class EncoderSink(Sink):
             raise OutputError(f"cannot open output {target}: {exc}. Check the path or URL is writable "
                               "or reachable") from exc
         try:
+            self._setup(size, fps, codec, fmt, quality, audio, live)
+        except BaseException:  # nothing half-open is left behind: the file, the encoder's threads
+            with contextlib.suppress(av.FFmpegError, OSError):
+                self._container.close()
+            raise
+        self.frames = 0
+
+    def _setup(self, size: tuple[int, int], fps: float, codec: str, fmt: str, quality: EncodeOptions,
+               audio: AudioFormat | None, live: bool) -> None:
+        """Add the streams and write the header (a push connects here)."""
+        target = self.target
+        try:
             stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         except (av.FFmpegError, ValueError) as exc:
-            self._container.close()
             raise OutputError(f"codec {codec} is not available in this PyAV build: {exc}") from exc
         assert isinstance(stream, av.VideoStream)  # a video codec's
         stream.width, stream.height = size
@@ -103,13 +114,11 @@ class EncoderSink(Sink):
         try:  # write the header (and connect a push) now, so a bad target fails at start, not at frame one
             self._container.start_encoding()
         except (av.FFmpegError, OSError) as exc:
-            self._container.close()
             hint = (" This FFmpeg build has no SRT support: push with rtmp:// or udp:// instead."
                     if target.startswith("srt://") and isinstance(exc, av.ProtocolNotFoundError) else "")
             raise OutputError(f"cannot open output {target}: {exc}.{hint}") from exc
-        if path is not None:
-            self._whole_size = os.stat(path).st_size
-        self.frames = 0
+        if self._path is not None:
+            self._whole_size = os.stat(self._path).st_size
 
     def write(self, frame: Frame) -> None:
         if self._first_ns is None:
@@ -199,6 +208,8 @@ class EncoderSink(Sink):
 def file_options(spec: str) -> tuple[Path, str, EncodeOptions]:
     """(path, codec, checked options) of file:PATH[?crf=18&preset=slow&codec=vp9...]."""
     path_text, raw = split_options(spec, passthrough=False)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path_text):
+        raise OutputError(f"cannot record to {path_text!r}: a file name may not contain control characters")
     path = Path(path_text)
     suffix = path.suffix.lower()
     if suffix not in FILE_FORMATS:
@@ -216,15 +227,32 @@ def stream_options(url: str) -> tuple[str, EncodeOptions]:
     return target, parse_options(raw, video_codec="libx264")
 
 
-def open_file_sink(spec: str, size: tuple[int, int], fps: float, audio: AudioFormat | None = None) -> EncoderSink:
-    """file:PATH[?crf=N&...] -> a recording; the suffix picks the container, AAC or Opus sound beside it."""
+def open_file_sink(spec: str, size: tuple[int, int], fps: float, audio: AudioFormat | None = None, *,
+                   new_file: bool = False) -> EncoderSink:
+    """file:PATH[?crf=N&...] -> a recording; the suffix picks the container, AAC or Opus sound beside it.
+
+    `new_file`: the file must not exist yet, and is never reached through a symlink (recordings an API
+    client names: one cannot overwrite another's, nor write where a link points)."""
     path, codec, quality = file_options(spec)
     if not path.parent.exists():
         raise OutputError(f"cannot record to {path}: folder {path.parent} does not exist")
     fmt = FILE_FORMATS[path.suffix.lower()][0]
     options = {"movflags": "frag_keyframe+empty_moov+default_base_moof+delay_moov"} if fmt == "mp4" else {}
-    return EncoderSink(str(path), size, fps, fmt=fmt, codec=codec, options=options, name=f"file:{path}",
-                       quality=quality, audio=audio, path=path)
+    if new_file:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+        except FileExistsError:
+            raise OutputError(f"cannot record to {path.name}: a file of that name exists already; choose "
+                              "another name") from None
+        except OSError as exc:
+            raise OutputError(f"cannot record to {path.name}: {exc.strerror}") from None
+    try:
+        return EncoderSink(str(path), size, fps, fmt=fmt, codec=codec, options=options, name=f"file:{path}",
+                           quality=quality, audio=audio, path=path)
+    except BaseException:
+        if new_file:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def open_stream_sink(url: str, size: tuple[int, int], fps: float, audio: AudioFormat | None = None) -> EncoderSink:

@@ -13,6 +13,7 @@ import numpy as np
 
 from livefuse.audio.chunk import AudioFormat
 from livefuse.errors import SourceError
+from livefuse.redact import redact
 from livefuse.sources.base import Pacer, Source, SourceLost
 
 log = logging.getLogger("livefuse.source")
@@ -61,7 +62,7 @@ class AVSource(Source):
         self.fps = fps
         self.live = live
         self.loop = loop
-        self.description = description or url
+        self.description = description or redact(url)  # in errors and logs: no password
         self.stall_timeout = stall_timeout
         self._fmt = fmt
         self._options = options or {}

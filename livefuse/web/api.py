@@ -21,6 +21,8 @@ from livefuse.errors import UserError
 from livefuse.presets import Preset, available_presets, shown
 from livefuse.runtime import Runtime
 from livefuse.stages.base import Param, TakesSourceFace
+from livefuse.web.connections import BODY_TIMEOUT_S
+from livefuse.web.image_header import MAX_PIXELS, image_size
 from livefuse.web.signalling import BadOffer, PeerLimit, Peers
 
 log = logging.getLogger("livefuse.web")
@@ -71,7 +73,21 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise json_error(f"malformed JSON: {error_text(exc)}") from exc
     if not isinstance(body, dict):
         raise json_error("expected a JSON object")
+    if has_lone_surrogate(body):
+        raise json_error("malformed JSON: a string holds a lone surrogate (\\ud800-\\udfff alone), which is not "
+                         "Unicode text")
     return body
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """True when a string in `value` (JSON-like, however nested) has a UTF-16 surrogate that pairs with nothing."""
+    if isinstance(value, str):
+        return not value.isascii() and any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, dict):
+        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_lone_surrogate(v) for v in value)
+    return False
 
 
 def json_error(message: str, error: type[web.HTTPException] = web.HTTPBadRequest,
@@ -128,6 +144,7 @@ class Api:
         self.runtime = runtime
         self.peers = peers
         self.source_face: np.ndarray | None = None
+        self._decoding = asyncio.Semaphore(1)
         self._switching = asyncio.Lock()
 
     def routes(self) -> list[web.RouteDef]:
@@ -181,7 +198,16 @@ class Api:
         if content_type not in IMAGE_TYPES:
             return bad_request(f"unsupported type {content_type!r}; send one of {', '.join(sorted(IMAGE_TYPES))}",
                                415)
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        header = image_size(data)
+        if header is None:
+            return bad_request("the upload does not decode as an image: its header is not a PNG, JPEG, WebP or BMP one")
+        _, width, height = header
+        if width * height > MAX_PIXELS:
+            return bad_request(f"image of {width}x{height} pixels is too large: at most "
+                               f"{MAX_PIXELS // 2**20} megapixels (e.g. 4096x4096)", 413)
+        async with self._decoding:  # one at a time, off the loop: a 16 MP decode takes a while and 48 MB
+            image = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
         if image is None:
             return bad_request("the upload does not decode as an image")
         self.source_face = image
@@ -193,7 +219,10 @@ class Api:
         if not request.content_type.startswith("multipart/"):
             return await request.read(), request.content_type  # capped by the app's client_max_size (413)
         try:
-            return await self._read_form(request)
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                return await self._read_form(request)
+        except TimeoutError as exc:
+            raise json_error(f"the upload took more than {BODY_TIMEOUT_S:g} s", web.HTTPRequestTimeout) from exc
         except (ValueError, AssertionError, LookupError, UnicodeDecodeError) as exc:  # aiohttp's parser refusing it
             raise json_error(f"malformed multipart form: {error_text(exc)}") from exc
 

@@ -1,4 +1,5 @@
-"""Who may use the web server: anyone on loopback, only token holders when it is exposed.
+"""Who may use the web server: token holders, on loopback too (any local user or process could otherwise
+switch a privacy preset off and watch the raw face); `--no-auth` is the explicit opt-out, loopback only.
 
 The token is accepted as `Authorization: Bearer <token>`, as a cookie (set when
 the page is opened with `?token=`, so the page's own requests carry it), or as
@@ -16,6 +17,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from livefuse.web.cors import cors_allowed
+
 COOKIE = "livefuse_token"
 OPEN_PATHS = frozenset({"/healthz"})
 
@@ -32,11 +35,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def resolve_token(host: str, token: str | None) -> str | None:
-    """The token to require: the given one, a fresh one when exposed without one, or None on loopback."""
-    if token:
-        return token
-    return None if is_loopback(host) else secrets.token_urlsafe(24)
+def resolve_token(token: str | None, *, no_auth: bool = False) -> str | None:
+    """The token to require: the given one, else a fresh one; None only with `no_auth`."""
+    if no_auth:
+        return None
+    return token or secrets.token_urlsafe(24)
 
 
 def _presented(request: web.Request) -> str | None:
@@ -44,6 +47,19 @@ def _presented(request: web.Request) -> str | None:
     if header.startswith("Bearer "):
         return header[len("Bearer "):].strip()
     return request.query.get("token") or request.cookies.get(COOKIE)
+
+
+def _same(given: str, token: str) -> bool:
+    """Constant-time comparison; a header of undecodable bytes (kept as surrogates by aiohttp) is simply wrong."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode())
+
+
+def _hostname(value: str) -> str | None:
+    """The host name of a Host header or an Origin; None when it does not parse (`[::1` ...)."""
+    try:
+        return urlsplit(value).hostname or ""
+    except ValueError:
+        return None
 
 
 def token_middleware(token: str) -> Middleware:
@@ -54,7 +70,7 @@ def token_middleware(token: str) -> Middleware:
         if request.path in OPEN_PATHS:
             return await handler(request)
         given = _presented(request)
-        if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+        if given is None or not _same(given, token):
             return web.json_response({"error": "a valid token is required (Authorization: Bearer TOKEN, "
                                       "or open the page with ?token=TOKEN)"}, status=401,
                                      headers={"WWW-Authenticate": "Bearer"})
@@ -66,7 +82,7 @@ def token_middleware(token: str) -> Middleware:
     return check
 
 
-def trusted_origin_middleware(bind_host: str) -> Middleware:
+def trusted_origin_middleware(bind_host: str, cors_origins: frozenset[str] = frozenset()) -> Middleware:
     """Refuses what another web site could make a visitor's browser send (403).
 
     No CORS headers are ever sent, so pages elsewhere cannot read responses; this
@@ -77,10 +93,16 @@ def trusted_origin_middleware(bind_host: str) -> Middleware:
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if loopback and not is_loopback(urlsplit(f"//{request.host}").hostname or ""):
+        host = _hostname(f"//{request.host}")
+        if host is None:
+            return web.json_response({"error": f"malformed Host header {request.host[:80]!r}"}, status=400)
+        if loopback and not is_loopback(host):
             return web.json_response({"error": f"host {request.host!r} not allowed"}, status=403)
         origin = request.headers.get("Origin")
-        if origin and request.method not in ("GET", "HEAD") and urlsplit(origin).netloc != request.host:
+        if origin and _hostname(origin) is None:
+            return web.json_response({"error": f"malformed Origin header {origin[:80]!r}"}, status=400)
+        if origin and request.method not in ("GET", "HEAD") and urlsplit(origin).netloc != request.host \
+                and not cors_allowed(request, cors_origins):  # WHIP/WHEP from an origin --cors-origin allows
             return web.json_response({"error": f"requests from {origin} are not allowed"}, status=403)
         return await handler(request)
 

@@ -14,8 +14,18 @@ from aiohttp.typedefs import Middleware
 
 from livefuse.errors import OutputError
 from livefuse.runtime import Runtime
+from livefuse.web.access_log import access_log_middleware
 from livefuse.web.api import MAX_UPLOAD_BYTES, Api
 from livefuse.web.auth import token_middleware, trusted_origin_middleware
+from livefuse.web.connections import (
+    IDLE_TIMEOUT_S,
+    CappedSite,
+    body_deadline_middleware,
+    connection_cap,
+    expect_continue,
+)
+from livefuse.web.cors import cors_middleware
+from livefuse.web.ice_servers import IceServer
 from livefuse.web.loop_lag import LoopLagProbe
 from livefuse.web.metrics import CONTENT_TYPE, Metrics
 from livefuse.web.session_api import SessionApi
@@ -35,13 +45,16 @@ class WebServer:
 
     def __init__(self, runtime: Runtime, preview: LatestFrameTrack, *, host: str, port: int,
                  token: str | None, max_peers: int, peer_timeout: float = PEER_TIMEOUT_S,
-                 session_budget_ms: float = DEFAULT_BUDGET_MS) -> None:
+                 session_budget_ms: float = DEFAULT_BUDGET_MS, allow_push: tuple[str, ...] = (),
+                 cors_origins: tuple[str, ...] = (), ice_servers: tuple[IceServer, ...] = ()) -> None:
         self.runtime = runtime
         self.host = host
         self.port = port
         self.token = token
         self.peers = Peers(preview, max_peers, peer_timeout)
         self.peers.runtime = runtime
+        self.peers.ice_servers = [server.rtc() for server in ice_servers]
+        self.cors_origins = frozenset(cors_origins)
         self.metrics = Metrics(lambda: runtime.pipeline.stats, lambda: runtime.engine, lambda: len(self.peers.peers),
                                lambda: runtime.pipeline.chain.health_report())
         runtime.pipeline.frame_listeners.append(self.metrics.on_frame)
@@ -49,22 +62,25 @@ class WebServer:
         self.sessions = Sessions(self.peers, session_budget_ms)
         self.metrics.registry.register(SessionCollector(self.sessions, runtime.engine.pool))
         self.loop_lag = LoopLagProbe(self.metrics.registry)
-        self.whip = Whip(self.peers, self.sessions)
-        self.session_api = SessionApi(self.api, self.sessions, self.loop_lag)
+        self.whip = Whip(self.peers, self.sessions, ice_servers)
+        self.session_api = SessionApi(self.api, self.sessions, self.loop_lag, allow_push)
         self.app = self._make_app()
         self._runner: web.AppRunner | None = None
 
     def _make_app(self) -> web.Application:
-        middlewares: list[Middleware] = [trusted_origin_middleware(self.host)]
+        middlewares: list[Middleware] = [access_log_middleware(), cors_middleware(self.cors_origins),
+                                         trusted_origin_middleware(self.host, self.cors_origins)]
         if self.token:
             middlewares.append(token_middleware(self.token))
+        middlewares.append(body_deadline_middleware())  # after the token: no stranger's body is waited for
         app = web.Application(middlewares=middlewares, client_max_size=MAX_UPLOAD_BYTES + 64 * 1024)
-        app.add_routes(self.api.routes())
-        app.add_routes(self.session_api.routes())
-        app.add_routes(self.whip.routes())
-        app.add_routes([web.get("/", self.index), web.get("/metrics", self.prometheus),
-                        web.static("/static", STATIC)])
+        routes = [*self.api.routes(), *self.session_api.routes(), *self.whip.routes(), web.get("/", self.index),
+                  web.get("/metrics", self.prometheus)]
+        app.add_routes([web.RouteDef(r.method, r.path, r.handler, {**r.kwargs, "expect_handler": expect_continue})
+                        for r in routes])
+        app.add_routes([web.static("/static", STATIC, expect_handler=expect_continue)])
         app.on_shutdown.append(self._on_shutdown)
+        app.on_response_prepare.append(_security_headers)
         return app
 
     async def index(self, request: web.Request) -> web.FileResponse:
@@ -85,9 +101,9 @@ class WebServer:
         return f"http://{host}:{self.port}/"
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=IDLE_TIMEOUT_S)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = CappedSite(self._runner, self.host, self.port, max_connections=connection_cap())
         try:
             await site.start()
         except OSError as exc:
@@ -107,3 +123,10 @@ class WebServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """No other site may frame the page (clickjacking the preset switch), nor sniff a type into a script."""
+    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -192,6 +192,11 @@ class Sessions:
     def budget(self, peer: Peer) -> float:
         return peer.budget_ms if peer.budget_ms is not None else self.budget_ms
 
+    def admission_budget(self, peer: Peer) -> float:
+        """The budget admission holds a session to: its own, but never tighter than the operator's
+        (--session-budget-ms), so that a client asking for `budget_ms=0.001` cannot lock the others out."""
+        return max(self.budget(peer), self.budget_ms)
+
     def recent_latency(self, peer: Peer) -> dict[str, float] | None:
         """Capture-to-output percentiles of the session's last frames (ms); None until enough are measured."""
         assert peer.runtime is not None
@@ -284,7 +289,7 @@ class Sessions:
                     f"CPU ({100 * self.cpu.share:.0f} % now with {len(running)}); try again in {RETRY_AFTER_S} s")
         for peer in running:
             recent = self.recent_latency(peer)
-            budget = self.budget(peer)
+            budget = self.admission_budget(peer)
             if recent is not None and recent["p95"] > NEAR_BUDGET * budget:
                 return (f"at capacity: session {peer.id} runs at {recent['p95']:.0f} ms p95 of its {budget:g} ms "
                         f"latency budget; try again in {RETRY_AFTER_S} s")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import av
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.stats import RTCInboundRtpStreamStats, RTCRemoteInboundRtpStreamStats
@@ -59,6 +59,24 @@ class NoSuchSession(KeyError):
 
 
 MAIN = "main"  # what a viewer watches when it names no session: the daemon's own stream
+MAX_M_SECTIONS = 8  # a browser's offer has 2 or 3 (video, audio, data): aiortc builds a transceiver for each
+MAX_CANDIDATES = 50  # per peer, in its offer and trickled: each one is a target aiortc sends STUN checks to
+
+
+def check_offer(sdp: str) -> int:
+    """The offer's candidates, counted; BadOffer when it has more media sections or candidates than a client
+    needs (600 m-sections in one offer took aiortc seconds of the loop, and 1.2 GB for 15 such offers)."""
+    sections = candidates = 0
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            sections += 1
+        elif line.startswith("a=candidate:"):
+            candidates += 1
+    if sections > MAX_M_SECTIONS:
+        raise BadOffer(f"the offer has {sections} media sections (m=): at most {MAX_M_SECTIONS} are accepted")
+    if candidates > MAX_CANDIDATES:
+        raise BadOffer(f"the offer has {candidates} candidates: at most {MAX_CANDIDATES} per session are accepted")
+    return candidates
 
 
 def _collect_and_release() -> None:
@@ -86,6 +104,7 @@ class Peer:
     watching: str = MAIN  # preview mode: the session it views (MAIN: the daemon's stream)
     budget_ms: float | None = None  # camera mode: its glass-to-glass budget (None: the daemon's default)
     started: float = field(default_factory=time.monotonic)  # when it was answered (admission weighs its CPU)
+    candidates: int = 0  # remote ICE candidates taken, from the offer and trickled (at most MAX_CANDIDATES)
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"id": self.id, "mode": self.mode, "state": self.pc.connectionState}
@@ -110,6 +129,7 @@ class Peers:
         self.relay = MediaRelay()
         self.preview_audio: HeldBackAudioTrack | None = None  # the daemon's sound, when its source has some
         self.peers: dict[str, Peer] = {}
+        self.ice_servers: list[RTCIceServer] = []  # --ice-server: STUN/TURN for the daemon's own candidates
         self.viewers = 0  # preview peers; read from the output thread to skip converting unwatched frames
         self._trim: asyncio.TimerHandle | None = None
 
@@ -132,13 +152,15 @@ class Peers:
             raise BadOffer(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         if kind != "offer":
             raise BadOffer(f"expected an SDP offer, got type {kind!r}")
+        candidates = check_offer(sdp)
         watched = self.session(watch) if watch != MAIN else None
         if mode == "preview" and watch != MAIN and (watched is None or watched.outgoing is None):
             raise NoSuchSession(watch)
         if len(self.peers) >= self.max_peers:
             raise PeerLimit(f"{len(self.peers)} peers are connected, the limit (--max-peers) is {self.max_peers}")
-        peer = Peer(secrets.token_hex(8), mode, RTCPeerConnection(RTCConfiguration(iceServers=[])), watching=watch,
-                    budget_ms=budget_ms)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self.ice_servers)))
+        peer = Peer(secrets.token_hex(8), mode, pc, watching=watch,
+                    budget_ms=budget_ms, candidates=candidates)
         self.peers[peer.id] = peer
         self._watch(peer)
         try:
@@ -162,7 +184,9 @@ class Peers:
             encode_quietly(peer.pc)  # VP8 out without libvpx's denoiser: the picture is filtered already
         except Exception as exc:
             await self.close(peer.id)
-            if isinstance(exc, BadOffer) or not isinstance(exc, (ValueError, KeyError, IndexError, TypeError)):
+            # AttributeError: aiortc reading a part the offer lacks (a=setup, a=fingerprint)
+            if isinstance(exc, BadOffer) or not isinstance(exc, (ValueError, KeyError, IndexError, TypeError,
+                                                                 AttributeError)):
                 raise
             raise BadOffer(f"malformed offer: {exc}") from exc
         peer.watchdog = asyncio.create_task(self._watch_liveness(peer))

@@ -17,7 +17,8 @@ from livefuse.audio.feed import AudioFeed
 from livefuse.frame import Frame
 from livefuse.runtime import Runtime
 from livefuse.sinks.base import Sink
-from livefuse.web.auth import is_loopback, resolve_token
+from livefuse.web.auth import resolve_token
+from livefuse.web.ice_servers import IceServer
 from livefuse.web.server import WebServer
 from livefuse.web.sessions import DEFAULT_BUDGET_MS
 from livefuse.web.signalling import PEER_TIMEOUT_S
@@ -35,9 +36,10 @@ class PreviewSink(Sink):
     repeat_when_idle = True
 
     def __init__(self, size: tuple[int, int], fps: float, *, host: str = "127.0.0.1", port: int = 8080,
-                 token: str | None = None, max_peers: int = DEFAULT_MAX_PEERS,
+                 token: str | None = None, no_auth: bool = False, max_peers: int = DEFAULT_MAX_PEERS,
                  peer_timeout: float = PEER_TIMEOUT_S, audio_format: AudioFormat | None = None,
-                 session_budget_ms: float = DEFAULT_BUDGET_MS) -> None:
+                 session_budget_ms: float = DEFAULT_BUDGET_MS, allow_push: tuple[str, ...] = (),
+                 cors_origins: tuple[str, ...] = (), ice_servers: tuple[IceServer, ...] = ()) -> None:
         self.name = "preview"
         self.audio_feed: AudioFeed | None = AudioFeed(audio_format) if audio_format is not None else None
         self.audio_track: HeldBackAudioTrack | None = None  # Opus to viewers, held back by the video's delay
@@ -45,10 +47,13 @@ class PreviewSink(Sink):
         self.fps = fps
         self.host = host
         self.port = port
-        self.token = resolve_token(host, token)
+        self.token = resolve_token(token, no_auth=no_auth)
         self.max_peers = max_peers
         self.peer_timeout = peer_timeout
         self.session_budget_ms = session_budget_ms
+        self.allow_push = allow_push
+        self.cors_origins = cors_origins
+        self.ice_servers = ice_servers
         self.track: LatestFrameTrack | None = None
         self.server: WebServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -59,18 +64,20 @@ class PreviewSink(Sink):
         self.track = LatestFrameTrack(self._loop)
         self.server = WebServer(runtime, self.track, host=self.host, port=self.port, token=self.token,
                                 max_peers=self.max_peers, peer_timeout=self.peer_timeout,
-                                session_budget_ms=self.session_budget_ms)
+                                session_budget_ms=self.session_budget_ms, allow_push=self.allow_push,
+                                cors_origins=self.cors_origins, ice_servers=self.ice_servers)
         if self.audio_feed is not None:
             self.audio_track = HeldBackAudioTrack(self._loop)
             self.server.peers.preview_audio = self.audio_track
         await self.server.start()
         self.port = self.server.port
         url = self.server.url
-        log.info("preview at %s", url if not self.token else f"{url}?token={self.token}")
-        if self.token and not is_loopback(self.host):
-            # printed, not only logged, so that it is seen whatever the log format or level
-            print(f"livefuse: preview and API token: {self.token}  (open {url}?token={self.token})",
-                  file=sys.stderr, flush=True)
+        if self.token is None:
+            log.info("preview at %s (no token: --no-auth)", url)
+            return
+        # printed, not logged (the log redacts tokens): seen whatever the log format or level, as Jupyter does
+        print(f"livefuse: preview and API token: {self.token}  (open {url}?token={self.token})", file=sys.stderr,
+              flush=True)
 
     @property
     def url(self) -> str:

@@ -21,12 +21,14 @@ import re
 
 from aiohttp import web
 from aiortc.sdp import candidate_from_sdp
+from multidict import CIMultiDict
 
 from livefuse.errors import UserError
 from livefuse.presets import Preset, load_preset, shown
-from livefuse.web.api import MAX_SDP_CHARS, error_text, json_error, preset_name
+from livefuse.web.api import MAX_SDP_CHARS, error_text, has_lone_surrogate, json_error, preset_name
+from livefuse.web.ice_servers import IceServer
 from livefuse.web.sessions import RETRY_AFTER_S, Sessions, check_budget
-from livefuse.web.signalling import MAIN, BadOffer, NoSuchSession, Peer, PeerLimit, Peers
+from livefuse.web.signalling import MAIN, MAX_CANDIDATES, BadOffer, NoSuchSession, Peer, PeerLimit, Peers
 
 log = logging.getLogger("livefuse.web")
 
@@ -43,24 +45,37 @@ def etag(peer: Peer) -> str:
 class Whip:
     """The WHIP and WHEP handlers of one server."""
 
-    def __init__(self, peers: Peers, sessions: Sessions) -> None:
+    def __init__(self, peers: Peers, sessions: Sessions, ice_servers: tuple[IceServer, ...] = ()) -> None:
         self.peers = peers
         self.sessions = sessions
+        self.ice_links = [server.link() for server in ice_servers]
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.options("/whip", self.options),
             web.post("/whip", self.post_whip),
+            web.options("/whip/{id}", self.options_resource),
             web.patch("/whip/{id}", self.patch_whip),
             web.delete("/whip/{id}", self.delete_whip),
             web.options("/whep/{session}", self.options),
             web.post("/whep/{session}", self.post_whep),
+            web.options("/whep/{session}/{id}", self.options_resource),
             web.patch("/whep/{session}/{id}", self.patch_whep),
             web.delete("/whep/{session}/{id}", self.delete_whep),
         ]
 
     async def options(self, request: web.Request) -> web.Response:
-        return web.Response(status=204, headers={"Accept-Post": SDP, "Allow": "OPTIONS, POST"})
+        """The endpoint's methods, and the ICE servers a client should use (RFC 9725 §4.6: Link headers)."""
+        return web.Response(status=204, headers=self._links({"Accept-Post": SDP, "Allow": "OPTIONS, POST"}))
+
+    async def options_resource(self, request: web.Request) -> web.Response:
+        return web.Response(status=204, headers={"Accept-Patch": SDP_FRAGMENT, "Allow": "OPTIONS, PATCH, DELETE"})
+
+    def _links(self, headers: dict[str, str]) -> CIMultiDict[str]:
+        out = CIMultiDict(headers)
+        for link in self.ice_links:
+            out.add("Link", link)
+        return out
 
     # -- ingest ----------------------------------------------------------------------------------
 
@@ -77,7 +92,7 @@ class Whip:
             raise json_error(refusal, web.HTTPServiceUnavailable, headers={"Retry-After": str(RETRY_AFTER_S)})
         peer = await self._answer(offer, "camera", preset=preset, budget_ms=budget)
         log.info("whip: session %s started (%s)", peer.id, peer.runtime.preset.name if peer.runtime else "?")
-        return answered(peer, f"/whip/{peer.id}")
+        return answered(peer, f"/whip/{peer.id}", self.ice_links)
 
     async def _preset(self, name: str | None) -> Preset | None:
         if name is None:
@@ -104,7 +119,7 @@ class Whip:
         offer = await read_offer(request)
         session = request.match_info["session"]
         peer = await self._answer(offer, "preview", watch=session)
-        return answered(peer, f"/whep/{session}/{peer.id}")
+        return answered(peer, f"/whep/{session}/{peer.id}", self.ice_links)
 
     def _viewer(self, request: web.Request) -> Peer | None:
         peer = self.peers.peers.get(request.match_info["id"])
@@ -153,7 +168,9 @@ class Whip:
         if match is not None and match != etag(peer):
             raise json_error(f"If-Match {match[:60]!r} does not name this session's ICE session {etag(peer)}",
                              web.HTTPPreconditionFailed)
-        fragment = await request.text()
+        if request.content_length is not None and request.content_length > MAX_SDP_CHARS:
+            raise too_large("fragment", request.content_length)
+        fragment = await read_text(request, "fragment")
         if len(fragment) > MAX_SDP_CHARS:
             raise too_large("fragment", len(fragment))
         remote = peer.pc.remoteDescription
@@ -163,7 +180,7 @@ class Whip:
             raise json_error("a new ice-ufrag is an ICE restart, which is not supported: start a new session",
                              web.HTTPUnprocessableEntity)
         await add_candidates(peer, fragment)
-        return web.Response(status=204, headers={"ETag": etag(peer)})
+        return web.Response(status=204)  # no ETag: RFC 9725 §4.3.1 keeps it for an ICE restart's answer
 
 
 async def read_offer(request: web.Request) -> str:
@@ -173,10 +190,7 @@ async def read_offer(request: web.Request) -> str:
                          web.HTTPUnsupportedMediaType)
     if request.content_length is not None and request.content_length > MAX_SDP_CHARS:
         raise too_large("offer", request.content_length)
-    try:
-        offer = await request.text()
-    except UnicodeDecodeError as exc:
-        raise json_error("the offer is not text") from exc
+    offer = await read_text(request, "offer")
     if len(offer) > MAX_SDP_CHARS:
         raise too_large("offer", len(offer))
     if not offer.strip():
@@ -184,20 +198,41 @@ async def read_offer(request: web.Request) -> str:
     return offer
 
 
+async def read_text(request: web.Request, what: str) -> str:
+    """The body as text, or a 400 naming what is wrong: bytes that are not text, or an unknown charset."""
+    try:
+        text = await request.text()
+    except UnicodeDecodeError as exc:
+        raise json_error(f"the {what} is not text in its charset ({request.charset or 'utf-8'})") from exc
+    except LookupError as exc:
+        raise json_error(f"the {what}'s charset {request.charset!r} is unknown: send utf-8") from exc
+    if has_lone_surrogate(text):
+        raise json_error(f"the {what} holds a lone surrogate, which is not Unicode text")
+    return text
+
+
 def too_large(what: str, size: int) -> web.HTTPException:
     return json_error(f"{what} too large: at most {MAX_SDP_CHARS} characters of SDP", web.HTTPRequestEntityTooLarge,
                       max_size=MAX_SDP_CHARS, actual_size=size)
 
 
-def answered(peer: Peer, location: str) -> web.Response:
-    """201 Created: the answer, where the session lives, and that it takes trickled candidates."""
+def answered(peer: Peer, location: str, links: list[str] | None = None) -> web.Response:
+    """201 Created: the answer, where the session lives, that it takes trickled candidates, the ICE servers."""
     answer = peer.pc.localDescription
-    return web.Response(status=201, body=answer.sdp.encode(), content_type=SDP,
-                        headers={"Location": location, "ETag": etag(peer), "Accept-Patch": SDP_FRAGMENT})
+    headers = CIMultiDict({"Location": location, "ETag": etag(peer), "Accept-Patch": SDP_FRAGMENT})
+    for link in links or []:
+        headers.add("Link", link)
+    return web.Response(status=201, body=answer.sdp.encode(), content_type=SDP, headers=headers)
 
 
 async def add_candidates(peer: Peer, fragment: str) -> None:
-    """Each `a=candidate` line of the fragment for the media section (`a=mid`) it follows; 400 when malformed."""
+    """Each `a=candidate` line of the fragment for the media section (`a=mid`) it follows; 400 when malformed,
+    or past MAX_CANDIDATES for the session (none of the fragment's is added then)."""
+    count = sum(1 for line in fragment.splitlines() if line.strip().startswith("a=candidate:"))
+    if peer.candidates + count > MAX_CANDIDATES:
+        raise json_error(f"too many ICE candidates: at most {MAX_CANDIDATES} per session, {peer.candidates} "
+                         f"taken already and {count} more sent", web.HTTPUnprocessableEntity)
+    peer.candidates += count
     mid: str | None = None
     for raw in fragment.splitlines():
         line = raw.strip()

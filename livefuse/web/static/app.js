@@ -5,6 +5,11 @@
 const $ = (id) => document.getElementById(id);
 const video = $("video");
 const params = new URLSearchParams(location.search);
+if (params.has("token")) {  // the cookie set with this page carries it now: keep it off the address bar and history
+  const shown = new URLSearchParams(params);
+  shown.delete("token");
+  history.replaceState(null, "", location.pathname + (shown.size ? `?${shown}` : "") + location.hash);
+}
 
 const lf = (window.livefuse = {
   mode: null, state: "idle", peer: null, error: null, status: null, disabled: [],
@@ -267,6 +272,10 @@ function renderStats(status) {
   $("stat-dropped").textContent = stats.dropped;
   $("stat-provider").textContent = status.provider;
   $("stat-received").textContent = `${lf.fps().toFixed(1)} fps`;
+  // pushes connect in the background: each one's state (connecting, connected, retrying: why)
+  const pushes = Object.entries(status.stats.outputs || {}).filter(([, o]) => o.state);
+  $("stat-pushes").hidden = $("stat-pushes-label").hidden = pushes.length === 0;
+  $("stat-pushes").textContent = pushes.map(([name, o]) => `${name}: ${o.state}`).join("; ");
 }
 
 async function refresh() {
