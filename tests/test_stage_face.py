@@ -204,8 +204,8 @@ def test_tracker_smooths_detector_jitter() -> None:
 def test_missing_pulled_model_says_how_to_pull_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIVEFUSE_MODELS_DIR", str(tmp_path / "models"))
     engine = Engine(provider="cpu", cache_dir=tmp_path / "cache")
-    with pytest.raises(ModelError, match=r"yunet.*livefuse models pull yunet"):
-        make_stage(engine, detector="yunet")
+    with pytest.raises(ModelError, match=r"retinaface_mobilenet0.25.*livefuse models pull retinaface_mobilenet0.25"):
+        make_stage(engine, detector="retinaface")
 
 
 def record_passes(stage: FaceStage) -> list[tuple[str, ...]]:

@@ -13,6 +13,7 @@ import numpy as np
 from livefuse.frame import Face
 from livefuse.vision.detectors import BlazeFaceDetector, FaceDetector
 from livefuse.vision.geometry import box_overlaps
+from livefuse.vision.mosaic import faces_in_mosaic
 from livefuse.vision.pixels import FramePixels, pixels_of
 
 # Faces smaller than this fraction of the frame's longer side are only a few pixels in a whole-frame pass,
@@ -149,34 +150,9 @@ class TiledDetector:
         the short-range detector, more to the full-range one.
         """
         boxes = boxes[:9]
-        grid = int(np.ceil(np.sqrt(len(boxes))))
-        detector = self.close_range if grid <= 2 and self.close_range is not None else self.whole
+        detector = self.close_range if len(boxes) <= 4 and self.close_range is not None else self.whole
         assert detector is not None
-        size = detector.size
-        cell = size // grid
-        mosaic = np.zeros((size, size, 3), np.uint8)
-        cells = []
-        for k, box in enumerate(boxes):
-            centre = (box[:2] + box[2:]) / 2
-            side = max(float(max(box[2:] - box[:2])) * 2.5, 8.0)
-            x0, y0 = centre - side / 2
-            k_px = cell / side
-            m = np.array([[k_px, 0, -x0 * k_px], [0, k_px, -y0 * k_px]], np.float32)  # frame -> cell pixels
-            cx, cy = (k % grid) * cell, (k // grid) * cell
-            mosaic[cy:cy + cell, cx:cx + cell] = image_bgr.warped(m, (cell, cell), inverse=False)
-            cells.append((cx, cy, x0, y0, side / cell))
-        out = []
-        for face in detector.detect(mosaic):
-            centre = (face.box[:2] + face.box[2:]) / 2
-            for cx, cy, x0, y0, back in cells:  # back: cell pixels -> frame pixels
-                origin = np.array([cx, cy], np.float32)
-                inside = (face.box[:2] >= origin - 1).all() and (face.box[2:] <= origin + cell + 1).all()
-                if inside and (origin <= centre).all() and (centre < origin + cell).all():
-                    shift = np.array([x0, y0], np.float32)
-                    out.append(Face(box=(face.box - np.tile(origin, 2)) * back + np.tile(shift, 2), score=face.score,
-                                    landmarks5=(face.landmarks5 - origin) * back + shift))
-                    break
-        return out
+        return faces_in_mosaic(image_bgr, boxes, detector.size, detector.detect, whole=True)
 
     def _tiled_size(self, width: int, height: int) -> tuple[int, int, float]:
         """The frame shrunk by halvings while its tiles stay at least the model's input: (width, height, scale).

@@ -17,6 +17,7 @@ import numpy as np
 from livefuse.frame import Face
 from livefuse.vision.detectors import YuNetDetector
 from livefuse.vision.geometry import box_overlaps
+from livefuse.vision.mosaic import faces_in_mosaic
 from livefuse.vision.pixels import FramePixels
 
 YUNET_SMALLEST = 12.0  # px in YuNet's input: smaller faces it finds now and then (../shared/privacy, 2026-12-07)
@@ -88,32 +89,10 @@ class PrivacyScan:
         """The candidates a close-up finds a face in (score >= `score`), with the close-up's box and score."""
         if not candidates:
             return []
-        grid = int(np.ceil(np.sqrt(len(candidates))))
-        mosaic = np.zeros((grid * CELL, grid * CELL, 3), np.uint8)
-        cells = []
-        for n, face in enumerate(candidates):
-            centre = (face.box[:2] + face.box[2:]) / 2
-            side = max(float(max(face.box[2:] - face.box[:2])) * 2.5, 8.0)
-            x0, y0 = centre - side / 2
-            k = CELL / side
-            m = np.array([[k, 0, -x0 * k], [0, k, -y0 * k]], np.float32)  # frame -> cell pixels
-            cx, cy = (n % grid) * CELL, (n // grid) * CELL
-            mosaic[cy:cy + CELL, cx:cx + CELL] = pixels.warped(m, (CELL, CELL), inverse=False)
-            cells.append((cx, cy, x0, y0, 1 / k))
-        self.detector.input_size = grid * CELL
-        confirmed = []
-        for face in self.detector.detect(mosaic):
-            if face.score < self.score:
-                continue
-            centre = (face.box[:2] + face.box[2:]) / 2
-            for cx, cy, x0, y0, back in cells:
-                if cx <= centre[0] < cx + CELL and cy <= centre[1] < cy + CELL:
-                    origin = np.array([cx, cy], np.float32)
-                    shift = np.array([x0, y0], np.float32)
-                    confirmed.append(Face(box=(face.box - np.tile(origin, 2)) * back + np.tile(shift, 2),
-                                          score=face.score, landmarks5=(face.landmarks5 - origin) * back + shift))
-                    break
-        return confirmed
+        side = int(np.ceil(np.sqrt(len(candidates)))) * CELL
+        self.detector.input_size = side
+        found = faces_in_mosaic(pixels, [f.box for f in candidates], side, self.detector.detect)
+        return [f for f in found if f.score >= self.score]
 
 
 def _up32(value: int) -> int:
