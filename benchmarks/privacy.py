@@ -57,6 +57,21 @@ class PlainLoop:
         return frames
 
 
+def table(files: list[Path]) -> str:
+    """A markdown table of runs side by side: per photo, the faces, the worst still frame and the pan frames
+    showing a face in each run."""
+    runs = [json.loads(f.read_text()) for f in files]
+    head = "| photo | faces | " + " | ".join(f"{r['chain']}: worst still / pan frames shown" for r in runs) + " |"
+    lines = [head, "|---|---:|" + "---:|" * len(runs)]
+    for i, row in enumerate(runs[0]["rows"]):
+        cells = [f"{r['rows'][i]['still']['most_shown']} / {r['rows'][i]['pan']['frames_shown']}" for r in runs]
+        lines.append(f"| {row['photo']} | {row['faces']} | " + " | ".join(cells) + " |")
+    totals = [f"{r['total']['stills_worst_sum']} / {r['total']['pan_frames_shown']} of {r['total']['pan_frames']}"
+              for r in runs]
+    lines.append(f"| all | {sum(r['faces'] for r in runs[0]['rows'])} | " + " | ".join(totals) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="anonymise")
@@ -67,7 +82,11 @@ def main() -> None:
     parser.add_argument("--clips", default="still,pan", help="still, pan or both")
     parser.add_argument("--params", default="{}", help="JSON: parameters for the preset's stages, by stage label")
     parser.add_argument("--json", type=Path, help="write the table here")
+    parser.add_argument("--table", type=Path, nargs="+", help="print these runs' JSON side by side, and stop")
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
     size = tuple(int(v) for v in args.size.split("x"))
     assert len(size) == 2
     engine = Engine(provider="cpu")

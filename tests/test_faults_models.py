@@ -16,9 +16,9 @@ from livefuse.engine.registry import Registry
 
 __all__ = ["daemons_fixture"]  # the `daemons` fixture
 
-SHARED_YUNET = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "face_detection_yunet.onnx"
+SHARED_RETINAFACE = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "retinaface_mobilenet0.25_640.onnx"
 
-pytestmark = pytest.mark.skipif(not SHARED_YUNET.is_file(), reason="needs ../shared/models (YuNet)")
+pytestmark = pytest.mark.skipif(not SHARED_RETINAFACE.is_file(), reason="needs ../shared/models (RetinaFace)")
 
 
 def tamper_keeping_size_and_mtime(path: Path) -> None:
@@ -40,19 +40,19 @@ def tamper_keeping_size_and_mtime(path: Path) -> None:
 def test_a_model_changed_on_disk_is_refused_with_both_hashes_and_the_chain_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, daemons: type) -> None:
     models = tmp_path / "models"
-    entry = Registry(models_dir=models).entry("yunet")
+    entry = Registry(models_dir=models).entry("retinaface_mobilenet0.25")  # pulled (yunet is bundled)
     model = models / entry.name / entry.version / Path(entry.file).name
     model.parent.mkdir(parents=True)
-    shutil.copy(SHARED_YUNET, model)
+    shutil.copy(SHARED_RETINAFACE, model)
     presets = tmp_path / "presets"
     presets.mkdir()
     for name, score in (("faces-a", 0.5), ("faces-b", 0.6)):
         (presets / f"{name}.toml").write_text(
-            f'name = "{name}"\n[[stages]]\ntype = "face"\ndetector = "yunet"\nmin_score = {score}\n')
+            f'name = "{name}"\n[[stages]]\ntype = "face"\ndetector = "retinaface"\nmin_score = {score}\n')
     monkeypatch.setenv("LIVEFUSE_MODELS_DIR", str(models))
     monkeypatch.setenv("LIVEFUSE_PRESETS", str(presets))
 
-    daemon = daemons("faces-a", size=(160, 120), fps=10.0).start()  # yunet loaded and checked: it is intact
+    daemon = daemons("faces-a", size=(160, 120), fps=10.0).start()  # the model loaded and checked: it is intact
     assert http_json("GET", daemon.url + "/api/status")[1]["preset"] == "faces-a"
     tamper_keeping_size_and_mtime(model)
     altered = hashlib.sha256(model.read_bytes()).hexdigest()
@@ -63,7 +63,7 @@ def test_a_model_changed_on_disk_is_refused_with_both_hashes_and_the_chain_goes_
     print(f"\nPUT /api/preset -> {status}: {body['error']}")
     assert status == 400, body
     assert altered in body["error"] and entry.sha256 in body["error"], body  # both hashes, named
-    assert "yunet" in body["error"]
+    assert "retinaface_mobilenet0.25" in body["error"]
     time.sleep(1.5)
     after = http_json("GET", daemon.url + "/api/status")[1]
     # the running chain (its model loaded before the change) goes on

@@ -70,8 +70,8 @@ def test_preset_runs_on_the_demo_or_names_the_model_to_pull(name: str, engine: E
 
 def test_a_preset_needing_a_pulled_detector_says_how_to_pull_it(engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "far.toml"
-    path.write_text('name = "far"\ndescription = "x"\n[[stages]]\ntype = "face"\ndetector = "yunet"\n')
+    path.write_text('name = "far"\ndescription = "x"\n[[stages]]\ntype = "face"\ndetector = "retinaface"\n')
     preset = parse_preset(path.read_text(), path)
     context = StageContext(engine=engine, size=SIZE, fps=30.0, preset_dir=tmp_path)
-    with pytest.raises(ModelError, match=r"yunet.*`livefuse models pull yunet"):
+    with pytest.raises(ModelError, match=r"retinaface_mobilenet0.25.*livefuse models pull retinaface_mobilenet0.25"):
         build_chain(preset, context)

@@ -39,6 +39,7 @@ from pytriton_server import TritonServer
 ROOT = Path(__file__).resolve().parents[1]
 SEGMENTER = "selfie_segmentation_landscape"  # what background-blur loads at 16:9
 DETECTOR = "face_detection_full"  # what anonymise loads
+WHOLE = "face_detection_full_wide"  # what anonymise runs on every wide frame (the whole-frame pass)
 SIZE = (640, 360)
 
 needs_server = pytest.mark.skipif(not Path("/usr/bin/python3.11").exists(),
@@ -90,8 +91,9 @@ def test_the_models_batch_exactly_as_they_run_alone() -> None:
 
 def test_every_config_parses_and_says_how_to_serve(repo: Path, cli: Any, tmp_path: Path) -> None:
     configs = sorted(repo.glob("*/config.pbtxt"))
-    # anonymise's face stage loads short range too, for the crops near tracked faces, and the wide full range
-    assert {p.parent.name for p in configs} == {SEGMENTER, DETECTOR, "face_detection_short", "face_detection_full_wide"}
+    # anonymise's face stage loads short range too, for the crops near tracked faces, the wide full range, and
+    # YuNet for its privacy scan
+    assert {p.parent.name for p in configs} == {SEGMENTER, DETECTOR, "face_detection_short", WHOLE, "yunet"}
     for path in configs:
         config = parse_config(path)
         assert config.backend == "python" and config.max_batch_size == 8
@@ -216,17 +218,17 @@ def test_status_and_metrics_show_the_version_a_session_uses(server: TritonServer
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=2) as reply:
                     status = json.loads(reply.read())
-                if status["executor"]["models"].get(DETECTOR, {}).get("remote_calls", 0) > 5:
+                if status["executor"]["models"].get(WHOLE, {}).get("remote_calls", 0) > 5:
                     break
             except OSError:
                 pass
             time.sleep(0.3)
         assert status["executor"]["up"] is True and status["session_id"] == "main"
-        assert status["executor"]["models"][DETECTOR]["versions"] == {"main": 1}
+        assert status["executor"]["models"][WHOLE]["versions"] == {"main": 1}
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
             text = reply.read().decode()
-        assert f'livefuse_model_version{{model="{DETECTOR}",session="main"}} 1.0' in text
-        assert re.search(rf'livefuse_remote_calls_total{{model="{DETECTOR}"}} [1-9]', text)
+        assert f'livefuse_model_version{{model="{WHOLE}",session="main"}} 1.0' in text
+        assert re.search(rf'livefuse_remote_calls_total{{model="{WHOLE}"}} [1-9]', text)
     finally:
         daemon.terminate()
         daemon.communicate(timeout=30)
@@ -283,9 +285,9 @@ def test_killed_server_falls_back_locally_with_no_face_shown_then_returns(repo: 
     try:
         started = daemon.when("running preset")  # capture (and the recording's clock) starts here
         time.sleep(1)
-        served_early = metric(server.metrics(), "nv_inference_request_success", DETECTOR)
+        served_early = metric(server.metrics(), "nv_inference_request_success", WHOLE)
         time.sleep(3)
-        served_before_kill = metric(server.metrics(), "nv_inference_request_success", DETECTOR)
+        served_before_kill = metric(server.metrics(), "nv_inference_request_success", WHOLE)
         killed = time.monotonic()
         server.kill()
         time.sleep(3)
@@ -293,9 +295,9 @@ def test_killed_server_falls_back_locally_with_no_face_shown_then_returns(repo: 
         server.start()  # same ports: the daemon's watcher finds it again
         ready = time.monotonic()
         came_back = daemon.when("answers again", restarted, timeout=10)
-        served_on_return = metric(server.metrics(), "nv_inference_request_success", DETECTOR)
+        served_on_return = metric(server.metrics(), "nv_inference_request_success", WHOLE)
         time.sleep(max(0.0, max(ready + 4, came_back + 2) - time.monotonic()))
-        served_after_restart = metric(server.metrics(), "nv_inference_request_success", DETECTOR)
+        served_after_restart = metric(server.metrics(), "nv_inference_request_success", WHOLE)
         assert daemon.wait() == 0, daemon.log
     finally:
         server.stop()

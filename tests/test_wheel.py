@@ -123,6 +123,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+TOKEN = "wheel-test-token-0123456789"  # the daemon requires a token on loopback too
+
+
 def get(url: str) -> tuple[int, str]:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.status, response.read(200_000).decode()
@@ -134,13 +137,14 @@ def test_the_preview_page_and_its_script_are_served(installed: tuple[Path, Path,
     port = free_port()
     proc = subprocess.Popen([str(bin_dir / "livefuse"), "run", "--source", "demo", "--preset", "passthrough",
                              "--output", "preview", "--port", str(port), "--size", "160x120", "--fps", "10",
-                             "--duration", "90"], cwd=tmp_path, env=env, stderr=subprocess.DEVNULL)
+                             "--duration", "90"], cwd=tmp_path, env={**env, "LIVEFUSE_TOKEN": TOKEN},
+                            stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         page = None
         while page is None and time.monotonic() < deadline and proc.poll() is None:
             try:
-                page = get(f"http://127.0.0.1:{port}/")
+                page = get(f"http://127.0.0.1:{port}/?token={TOKEN}")  # as the URL the daemon prints
             except OSError:
                 time.sleep(0.3)
         assert page is not None, f"the page was not served (exit {proc.poll()})"
@@ -148,7 +152,7 @@ def test_the_preview_page_and_its_script_are_served(installed: tuple[Path, Path,
         scripts = re.findall(r'<script[^>]+src="([^"]+)"', page[1])
         assert scripts
         for src in scripts:
-            status, body = get(f"http://127.0.0.1:{port}{src}")
+            status, body = get(f"http://127.0.0.1:{port}{src}{'&' if '?' in src else '?'}token={TOKEN}")
             assert status == 200 and len(body) > 1000
     finally:
         proc.send_signal(signal.SIGINT)
