@@ -16,7 +16,7 @@ from livefuse.engine.registry import Registry
 
 __all__ = ["daemons_fixture"]  # the `daemons` fixture
 
-SHARED_RETINAFACE = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "retinaface_mobilenet0.25_640.onnx"
+SHARED_RETINAFACE = Path(__file__).resolve().parents[2] / "shared" / "models" / "retinaface_mobilenet0.25_640.onnx"
 
 pytestmark = pytest.mark.skipif(not SHARED_RETINAFACE.is_file(), reason="needs ../shared/models (RetinaFace)")
 
