@@ -35,7 +35,9 @@ CASES = [
 def preset_file(folder: Path, preset: str, extra: str, scan_known: bool) -> Path:
     """The shipped preset with `extra` added to its face stage (dropped where the code knows no privacy_scan)."""
     text = (ROOT / "presets" / f"{preset}.toml").read_text()
-    lines = [line for line in text.splitlines() if scan_known or not line.startswith("privacy_scan")]
+    key = extra.split("=")[0].strip()
+    lines = [line for line in text.splitlines()
+             if not line.startswith("privacy_scan" if not scan_known else key or "\0")]
     if extra and (scan_known or "privacy_scan" not in extra):
         at = lines.index('type = "face"') + 1
         lines.insert(at, extra)
@@ -52,7 +54,7 @@ def bench(preset: Path, size: str, frames: int, code: Path | None) -> dict[str, 
         result = Path(out) / "bench.json"
         subprocess.run([sys.executable, "-m", "livefuse", "bench", "--preset", str(preset), "--size", size,
                         "--frames", str(frames), "--mode", "pipelined", "--provider", "cpu", "--json", str(result)],
-                       check=True, env=env, capture_output=True, cwd=ROOT)
+                       check=True, env=env, capture_output=True, cwd=code or ROOT)  # -m puts the cwd first
         mode = json.loads(result.read_text())["modes"]["pipelined"]
     return {"fps": mode["fps"], "dropped": mode["dropped"], "p50": mode["latency_ms"]["p50"],
             "p99": mode["latency_ms"]["p99"], "face_p50": mode["stages_ms"].get("face", {}).get("p50"),

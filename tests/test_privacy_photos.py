@@ -28,6 +28,7 @@ pytestmark = pytest.mark.skipif(not (HAS_JUDGES and HAS_PHOTOS), reason="needs .
 SIZE = (1280, 720)
 FPS = 30.0
 PAN_STRIDE = 3  # the chain sees every frame of a pan; the judge looks at every third
+SMALLEST = 30.0  # px: the default privacy scan's smallest face
 
 
 @pytest.fixture(scope="module")
@@ -105,14 +106,14 @@ def covered(engine: Engine, image: np.ndarray, truth: np.ndarray, smallest: floa
 @pytest.mark.slow
 def test_found_faces_stay_found_across_flips_padding_and_resampling(engine: Engine) -> None:
     """Margins, not luck: every face found on a still is found again in the same photo flipped, padded and
-    resampled, wherever it is still as large as the scan's smallest face (24 px at the default)."""
+    resampled, wherever it is still as large as the scan's smallest face (30 px at the default)."""
     lost: list[tuple[str, str, int]] = []
     for photo in all_photos():
         image, truth = photo.still(SIZE)
         found = covered(engine, image, truth, 0)
         assert all(found), (photo.name, found)
         for name, (variant, moved) in variants(image, truth).items():
-            lost += [(photo.name, name, i) for i, ok in enumerate(covered(engine, variant, moved, 24.0)) if not ok]
+            lost += [(photo.name, name, i) for i, ok in enumerate(covered(engine, variant, moved, SMALLEST)) if not ok]
     assert lost == []
 
 
@@ -171,6 +172,6 @@ def test_faces_over_max_faces_are_covered_and_effects_keep_their_cap(engine: Eng
 
 def test_status_states_the_smallest_face_covered(engine: Engine) -> None:
     face_stage = chain_for(engine).chain.stages[0][1]
-    assert face_stage.describe(*SIZE) == {"privacy_scan": "fast", "smallest_face_px": 24}
+    assert face_stage.describe(*SIZE) == {"privacy_scan": "fast", "smallest_face_px": 30}
     face_stage.update({"privacy_scan": "thorough"})
-    assert face_stage.describe(*SIZE)["smallest_face_px"] == 16
+    assert face_stage.describe(*SIZE)["smallest_face_px"] == 20

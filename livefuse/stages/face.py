@@ -127,7 +127,7 @@ class FaceStage(Stage):
         if self.scan is None:
             return {}
         return {"privacy_scan": self.params["privacy_scan"],
-                "smallest_face_px": self.scan.smallest_face(width, height)}
+                "smallest_face_px": self.scan.smallest_face}
 
     def _configure(self) -> None:
         p = self.params
