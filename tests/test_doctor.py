@@ -11,9 +11,9 @@ from pathlib import Path
 
 import onnxruntime as ort
 import pytest
+from conftest import CliRunner
 
 from livefuse import devices, doctor
-from tests.conftest import CliRunner
 
 AREAS = {"onnxruntime", "provider", "gpu", "camera", "virtualcam", "audio", "port", "preset", "models", "folders"}
 
