@@ -21,10 +21,11 @@ from livefuse.vision.mosaic import faces_in_mosaic
 from livefuse.vision.pixels import FramePixels
 
 YUNET_SMALLEST = 12.0  # px in YuNet's input: smaller faces it finds now and then (../shared/privacy, 2026-12-07)
-# The mirrored border, as a fraction of the frame's width: beside the frame and above and below it. A face cut by
-# an edge is then a whole face to YuNet (four faces cut at the top or bottom scored 0.86-0.92 with a border of 0.1,
-# 0.06-0.72 with a black or repeated one: ../shared/privacy pans, 2026-12-07).
-EDGE_SIDE, EDGE_TOP = 0.05, 0.1
+# The mirrored border, as a fraction of the frame's width, on every side. A face cut by an edge is then a whole
+# face to YuNet (four faces cut at the top or bottom scored 0.86-0.92 with a border of 0.1, 0.06-0.72 with a black
+# or repeated one: ../shared/privacy pans, 2026-12-07; at 0.05 beside the frame a face entering from the left was
+# missed, tests/test_tracking.py).
+EDGE_SIDE, EDGE_TOP = 0.1, 0.1
 CELL = 128  # a close-up's side in the mosaic: the candidate is 1/2.5 of it, about 50 px, where YuNet is sure
 MOSAIC_MAX = 9
 
@@ -39,7 +40,7 @@ class ScanLevel:
 
 LEVELS = {
     "fast": ScanLevel(30.0, "faces from 30 px: YuNet on the frame at 0.4 of its size"),
-    "thorough": ScanLevel(20.0, "faces from 20 px: YuNet on the frame at 0.6 of its size (2.2x fast's pixels)"),
+    "thorough": ScanLevel(20.0, "faces from 20 px: YuNet on the frame at 0.6 of its size (1.9x fast's pixels)"),
 }
 
 
