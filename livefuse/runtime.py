@@ -92,8 +92,7 @@ class Runtime:
 
     def status(self) -> dict[str, Any]:
         health = {h["label"]: h for h in self.pipeline.chain.health_report()}
-        width, height = self.context.size
-        described = {label: stage.describe(width, height) for label, stage in self.pipeline.chain.stages}
+        described = {label: stage.describe() for label, stage in self.pipeline.chain.stages}
         stages = [{"type": c.type, "label": c.label, "params": c.params, **health.get(c.label, {}),
                    **described.get(c.label, {})} for c in self.preset.stages]
         executor = self.engine.executor

@@ -172,6 +172,6 @@ def test_faces_over_max_faces_are_covered_and_effects_keep_their_cap(engine: Eng
 
 def test_status_states_the_smallest_face_covered(engine: Engine) -> None:
     face_stage = chain_for(engine).chain.stages[0][1]
-    assert face_stage.describe(*SIZE) == {"privacy_scan": "fast", "smallest_face_px": 30}
+    assert face_stage.describe() == {"privacy_scan": "fast", "smallest_face_px": 30}
     face_stage.update({"privacy_scan": "thorough"})
-    assert face_stage.describe(*SIZE)["smallest_face_px"] == 20
+    assert face_stage.describe()["smallest_face_px"] == 20

@@ -147,8 +147,8 @@ class Stage(ABC):
     def on_source_reopened(self) -> None:  # noqa: B027 - optional: most stages keep no scene state
         """The source was reopened: by default nothing to forget."""
 
-    def describe(self, width: int, height: int) -> dict[str, Any]:
-        """What the stage reports of itself in status for frames of this size, beside its parameters."""
+    def describe(self) -> dict[str, Any]:
+        """What the stage reports of itself in status, beside its parameters."""
         return {}
 
     def feeds_privacy(self) -> None:  # noqa: B027 - optional: only what a privacy stage relies on cares

@@ -122,8 +122,8 @@ class FaceStage(Stage):
         runner = load_model(context.engine, SCAN_MODEL, where="face stage: privacy scan")
         self.scan = PrivacyScan(YuNetDetector(runner), level=self.params["privacy_scan"])
 
-    def describe(self, width: int, height: int) -> dict[str, Any]:
-        """Before a privacy stage: the scan's level and the smallest face it looks for at this frame size."""
+    def describe(self) -> dict[str, Any]:
+        """Before a privacy stage: the scan's level and the smallest face it looks for (px, at any frame size)."""
         if self.scan is None:
             return {}
         return {"privacy_scan": self.params["privacy_scan"],
