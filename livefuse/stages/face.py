@@ -69,6 +69,7 @@ class FaceStage(Stage):
     """Detect when needed, follow each face with FaceMesh in between, track and smooth; writes `frame.faces`."""
 
     name = "face"
+    whole_every_scanned = 2  # before a privacy stage: frames between BlazeFace's whole-frame passes
 
     def __init__(self, params: dict[str, Any], context: StageContext) -> None:
         self.fps = context.fps or 30.0
@@ -229,7 +230,7 @@ class FaceStage(Stage):
             # The scan finds the small faces the tiles are for, on every frame: the tiles would only add cost.
             # BlazeFace's whole-frame pass keeps the tracks on every other frame (at once for a new scene or
             # a lost face): anonymise holds each cover through a frame without it, and the scan runs anyway.
-            whole = tiles is None or bool(lost) or self._phase % 2 == 0
+            whole = tiles is None or bool(lost) or self._phase % self.whole_every_scanned == 0
             tiles = []
             self._raw += [f.box for f in self.scan.find(image)]
         if whole or tiles is None or tiles:
