@@ -26,7 +26,7 @@ from livefuse.audio.denoise import AUDIO_FILTERS
 from livefuse.chain import Chain
 from livefuse.errors import ModelError, PresetError
 from livefuse.paths import extra_preset_dirs, shipped_presets_dir, user_presets_dir
-from livefuse.stages.base import MAX_LIST_LENGTH, MAX_STRING_LENGTH, Param, Stage, StageContext, StageSpec
+from livefuse.stage import MAX_LIST_LENGTH, MAX_STRING_LENGTH, Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import stage_types
 from livefuse.stats import PipelineStats
 
@@ -259,7 +259,7 @@ def build_chain(preset: Preset, context: StageContext, stats: PipelineStats | No
     boundary = None
     if device is not None:
         from livefuse.device.boundary import DeviceBoundary
-        from livefuse.device.transfers import TransferCounter
+        from livefuse.transfers import TransferCounter
 
         context = dataclasses.replace(context, transfers=TransferCounter())
         boundary = DeviceBoundary(device, context.transfers)

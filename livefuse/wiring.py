@@ -25,7 +25,7 @@ from livefuse.pipeline import Pipeline
 from livefuse.presets import Preset, build_chain
 from livefuse.sinks.base import Sink
 from livefuse.sources.base import Source
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
 from livefuse.stats import PipelineStats
 
 if TYPE_CHECKING:

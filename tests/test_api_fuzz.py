@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from privacy_check import HAS_JUDGES, independent_faces
 
+from livefuse.stage import Param
 from livefuse.stages import anonymise, face
-from livefuse.stages.base import Param
 
 __all__ = ["daemons_fixture", "web_presets_fixture"]  # the `daemons` and `web_presets` fixtures
 

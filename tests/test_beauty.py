@@ -16,7 +16,7 @@ from livefuse.faces.warp import local_translate
 from livefuse.frame import Face, Frame
 from livefuse.presets import build_chain, load_preset
 from livefuse.sources.demo import DemoSource, astronaut_bgr
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
 from livefuse.stages.beauty import EYE_RADIUS, MAX_EYE_AMOUNT, BeautyStage, slim_warp
 
 

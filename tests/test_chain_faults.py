@@ -16,8 +16,8 @@ from livefuse.chain import Chain
 from livefuse.engine import Engine
 from livefuse.frame import Frame
 from livefuse.sources.demo import DemoSource
+from livefuse.stage import Stage, StageContext
 from livefuse.stages import anonymise, face
-from livefuse.stages.base import Stage, StageContext
 from livefuse.status import status_line
 
 SIZE = (640, 360)

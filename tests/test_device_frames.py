@@ -19,13 +19,13 @@ import pytest
 
 from livefuse.chain import Chain
 from livefuse.device.boundary import DeviceBoundary
-from livefuse.device.transfers import TransferCounter
 from livefuse.engine import Engine
 from livefuse.frame import Face, Frame
 from livefuse.pipeline import Pipeline
 from livefuse.presets import PRESETS_DIR, Preset, build_chain, load_preset
 from livefuse.sources.demo import DemoSource
-from livefuse.stages.base import DevicePath, Stage, StageContext
+from livefuse.stage import DevicePath, Stage, StageContext
+from livefuse.transfers import TransferCounter
 
 SHIPPED = sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
 SIZE = (640, 360)

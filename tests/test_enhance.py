@@ -24,7 +24,7 @@ from livefuse.faces.paste import box_mask
 from livefuse.frame import Face, Frame
 from livefuse.presets import validate_params
 from livefuse.sources.demo import DemoSource
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
 from livefuse.stages.enhance import SPEC, EnhanceStage, model_template
 
 SIZE = (640, 360)

@@ -13,8 +13,8 @@ from livefuse.engine.graph_builder import FLOAT, GraphBuilder
 from livefuse.engine.registry import Registry
 from livefuse.errors import ModelError
 from livefuse.faces import models as face_models
+from livefuse.stage import preset_file
 from livefuse.stages import models
-from livefuse.stages.base import preset_file
 
 MANIFEST = """
 [[model]]

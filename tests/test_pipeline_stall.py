@@ -22,8 +22,8 @@ from livefuse.engine import Engine
 from livefuse.frame import Frame
 from livefuse.pipeline import Pipeline
 from livefuse.sources.demo import DemoSource
+from livefuse.stage import Stage, StageContext
 from livefuse.stages import anonymise, face
-from livefuse.stages.base import Stage, StageContext
 
 SIZE, FPS = (320, 240), 15.0
 STALL_AFTER = 0.5

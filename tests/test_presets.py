@@ -19,7 +19,7 @@ from livefuse.presets import (
     resolve_preset,
     validate_params,
 )
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec
+from livefuse.stage import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import STAGES, register, stage_types
 
 

@@ -17,7 +17,7 @@ from livefuse.errors import ModelError
 from livefuse.presets import DEFAULT_PRESET, PRESETS_DIR, build_chain, load_preset, parse_preset
 from livefuse.sinks import NullSink
 from livefuse.sources.demo import DemoSource
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
 from livefuse.wiring import assemble
 
 SHIPPED = sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))

@@ -18,8 +18,8 @@ from livefuse.chain import Chain
 from livefuse.engine import Engine
 from livefuse.frame import Frame
 from livefuse.sources.demo import DemoSource, astronaut_bgr
+from livefuse.stage import StageContext
 from livefuse.stages import anonymise, face
-from livefuse.stages.base import StageContext
 from livefuse.vision.geometry import iou_matrix
 
 SIZE = (1280, 720)

@@ -19,7 +19,7 @@ from livefuse.errors import PresetError
 from livefuse.frame import Frame
 from livefuse.presets import PRESETS_DIR
 from livefuse.sources.demo import DemoSource
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
 from livefuse.stages.colour import cpu as colour_cpu
 from livefuse.stages.colour.common import ColourStage
 from livefuse.stages.colour.cpu import lut_table

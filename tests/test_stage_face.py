@@ -13,7 +13,7 @@ from livefuse.engine import Engine
 from livefuse.errors import ModelError
 from livefuse.frame import Face, Frame
 from livefuse.sources.demo import DemoSource, astronaut_bgr
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
 from livefuse.stages.face import SPEC, FaceStage
 from livefuse.stages.smoothing import OneEuro
 from livefuse.stages.tiled_detector import TiledDetector

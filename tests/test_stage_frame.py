@@ -14,7 +14,7 @@ from livefuse.engine import Engine
 from livefuse.frame import Face, Frame
 from livefuse.presets import build_chain, load_preset, parse_preset
 from livefuse.sources.demo import _background, _person_mask, astronaut_bgr
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
 from livefuse.stages.face import SPEC as FACE_SPEC
 from livefuse.stages.face import FaceStage
 from livefuse.stages.framing import SPEC, FrameStage, crop_matrix

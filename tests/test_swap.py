@@ -30,7 +30,7 @@ from livefuse.pipeline import Pipeline
 from livefuse.presets import PRESETS_DIR, build_chain, load_preset, parse_preset, validate_params
 from livefuse.sources.base import Pacer, Source
 from livefuse.sources.demo import DemoSource, astronaut_bgr
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
 from livefuse.stages.swap import SPEC, SwapStage
 
 SIZE = (640, 360)

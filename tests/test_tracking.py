@@ -17,7 +17,7 @@ from livefuse.engine import Engine
 from livefuse.frame import Frame
 from livefuse.presets import build_chain, load_preset
 from livefuse.sources.demo import DemoSource, astronaut_bgr
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
 from livefuse.stages.face import SPEC, FaceStage
 
 YUNET = Path("/work/shared/models/face_detection_yunet.onnx")

@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from livefuse.frame import Face, Frame
+from livefuse.stage import Param, Stage, StageContext, StageSpec
 from livefuse.stages.background.common import parse_colour
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
 from livefuse.stages.tracking import grow_box
 from livefuse.vision.geometry import box_overlaps, iou_matrix

@@ -24,7 +24,7 @@ from livefuse.faces.paste import box_mask, footprint, paste_back
 from livefuse.faces.regions import restore
 from livefuse.faces.select import largest
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec
+from livefuse.stage import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
 
 DEFAULT_TEMPLATE = "ffhq_512"

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import DevicePath, Param, Stage, StageContext, StageSpec
+from livefuse.stage import DevicePath, Param, Stage, StageContext, StageSpec
 from livefuse.stages.models import load_model
 from livefuse.stages.registry import register
 from livefuse.stages.tiled_detector import TiledDetector

@@ -28,12 +28,12 @@ from livefuse.faces.paste import match_colour
 from livefuse.faces.regions import KeepRegion, restore
 from livefuse.faces.swapper import SIZE, TEMPLATE
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import DevicePath
+from livefuse.stage import DevicePath
 
 if TYPE_CHECKING:
-    from livefuse.device.transfers import TransferCounter
     from livefuse.stages.enhance import EnhanceStage
     from livefuse.stages.swap import SwapStage
+    from livefuse.transfers import TransferCounter
 
 
 def runs_on_device(session: Any) -> bool:

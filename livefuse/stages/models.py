@@ -2,7 +2,7 @@
 
 A model parameter is either a file or a name:
 - a file (`*.onnx`, or anything with a `/`) follows the rule of every file a preset names
-  (`stages.base.preset_file`): `~` expanded, relative to the preset's folder;
+  (`livefuse.stage.preset_file`): `~` expanded, relative to the preset's folder;
 - a name is a manifest model (`name` or `name@version`), hash-checked through the engine's registry,
   or else a MediaPipe model bundled in models/mediapipe, so a stage keeps working while the manifest
   does not list it.
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from livefuse.errors import ModelError
-from livefuse.stages.base import preset_file
+from livefuse.stage import preset_file
 from livefuse.vision.geometry import mediapipe_model
 
 # Licences of the face models as published (the manifest's `non_commercial` flag wins when present).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from livefuse.stages.base import StageSpec
+from livefuse.stage import StageSpec
 
 STAGES: dict[str, StageSpec] = {}
 

@@ -33,7 +33,7 @@ from livefuse.faces.regions import NAMES, KeepRegion, keep_region, restore
 from livefuse.faces.select import MODES, EmbeddingCache, largest, most_similar
 from livefuse.faces.swapper import PIXEL_BOOSTS, SIZE, TEMPLATE, InSwapper
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import Param, StageContext, StageSpec, TakesSourceFace
+from livefuse.stage import Param, StageContext, StageSpec, TakesSourceFace
 from livefuse.stages.registry import register
 
 log = logging.getLogger("livefuse.stages.swap")

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from livefuse.frame import Frame
+from livefuse.stage import StageContext, Step
 from livefuse.stages.background.common import BackgroundStage, blur_geometry
-from livefuse.stages.base import StageContext, Step
 from livefuse.stages.models import load_model
 from livefuse.vision.geometry import resize
 from livefuse.vision.matting import refine_matte

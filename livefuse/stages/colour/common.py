@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from livefuse.errors import PresetError
-from livefuse.stages.base import Stage, StageContext, preset_file
+from livefuse.stage import Stage, StageContext, preset_file
 from livefuse.stages.cube import load_cube
 
 LUMA_BGR = (0.114, 0.587, 0.299)

@@ -15,7 +15,7 @@ import onnxruntime as ort
 
 from livefuse.engine.graph_builder import FLOAT, UINT8, GraphBuilder
 from livefuse.frame import Frame
-from livefuse.stages.base import DevicePath, StageContext
+from livefuse.stage import DevicePath, StageContext
 from livefuse.stages.colour.common import ColourStage, affine
 from livefuse.stages.cube import identity_cube
 
