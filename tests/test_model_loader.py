@@ -1,4 +1,4 @@
-"""One model loader and one path rule for every stage (`stages/models.py`)."""
+"""One model loader and one path rule for every stage (`vision/models.py`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from livefuse.engine.registry import Registry
 from livefuse.errors import ModelError
 from livefuse.faces import models as face_models
 from livefuse.stage import preset_file
-from livefuse.stages import models
+from livefuse.vision import models
 
 MANIFEST = """
 [[model]]

@@ -29,15 +29,15 @@ import numpy as np
 
 from livefuse.frame import Face, Frame
 from livefuse.stage import DevicePath, Param, Stage, StageContext, StageSpec
-from livefuse.stages.models import load_model
 from livefuse.stages.registry import register
-from livefuse.stages.tiled_detector import TiledDetector
-from livefuse.stages.tracking import FaceTracker
 from livefuse.vision.detectors import BlazeFaceDetector, RetinaFaceDetector, YuNetDetector
 from livefuse.vision.geometry import box_overlaps
 from livefuse.vision.landmarks import FaceLandmarker, Roi, arcface_points
+from livefuse.vision.models import load_model
 from livefuse.vision.pixels import FramePixels, HostPixels
 from livefuse.vision.privacy_scan import LEVELS, PrivacyScan
+from livefuse.vision.tiled_detector import TiledDetector
+from livefuse.vision.tracking import FaceTracker
 
 if TYPE_CHECKING:
     from livefuse.device.pixels import DeviceReads
