@@ -22,10 +22,11 @@ from livefuse.device.boundary import DeviceBoundary
 from livefuse.engine import Engine
 from livefuse.frame import Face, Frame
 from livefuse.pipeline import Pipeline
-from livefuse.presets import PRESETS_DIR, Preset, build_chain, load_preset
+from livefuse.presets import PRESETS_DIR, Preset, load_preset
 from livefuse.sources.demo import DemoSource
 from livefuse.stage import DevicePath, Stage, StageContext
 from livefuse.transfers import TransferCounter
+from livefuse.wiring import build_chain
 
 SHIPPED = sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
 SIZE = (640, 360)

@@ -13,7 +13,6 @@ from livefuse.errors import PresetError
 from livefuse.frame import Frame
 from livefuse.presets import (
     available_presets,
-    build_chain,
     load_preset,
     parse_preset,
     resolve_preset,
@@ -21,6 +20,7 @@ from livefuse.presets import (
 )
 from livefuse.stage import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import STAGES, register, stage_types
+from livefuse.wiring import build_chain
 
 
 class Tint(Stage):

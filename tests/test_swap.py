@@ -27,11 +27,12 @@ from livefuse.faces.paste import box_mask, match_colour, paste_back, paste_regio
 from livefuse.faces.regions import NAMES, PARTS, contour, keep_region, lip_polygon
 from livefuse.frame import Face, Frame
 from livefuse.pipeline import Pipeline
-from livefuse.presets import PRESETS_DIR, build_chain, load_preset, parse_preset, validate_params
+from livefuse.presets import PRESETS_DIR, load_preset, parse_preset, validate_params
 from livefuse.sources.base import Pacer, Source
 from livefuse.sources.demo import DemoSource, astronaut_bgr
 from livefuse.stage import StageContext
 from livefuse.stages.swap import SPEC, SwapStage
+from livefuse.wiring import build_chain
 
 SIZE = (640, 360)
 FPS = 30.0
