@@ -16,7 +16,13 @@ import onnxruntime as ort
 from livefuse.device import graphs as device_graphs
 from livefuse.device.runner import DeviceGraph
 from livefuse.engine import graphs
+from livefuse.engine.session import ModelSession
 from livefuse.faces.paste import paste_region
+
+
+def runs_on_device(session: Any) -> bool:
+    """A local session with float32 inputs (what the crop graphs give); a remote or FP16-input one is not."""
+    return isinstance(session, ModelSession) and all(dtype == np.float32 for _, dtype in session.inputs.values())
 
 
 class FaceCrops:

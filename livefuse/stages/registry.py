@@ -17,8 +17,8 @@ STAGE_MODULES: tuple[str, ...] = (
     "livefuse.stages.colour.spec",
     "livefuse.stages.debug",
     "livefuse.stages.beauty",
-    "livefuse.stages.swap",
-    "livefuse.stages.enhance",
+    "livefuse.stages.swap.spec",
+    "livefuse.stages.enhance.spec",
     "livefuse.stages.framing",
 )
 
