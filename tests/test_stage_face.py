@@ -14,7 +14,8 @@ from livefuse.errors import ModelError
 from livefuse.frame import Face, Frame
 from livefuse.sources.demo import DemoSource, astronaut_bgr
 from livefuse.stage import StageContext
-from livefuse.stages.face import SPEC, FaceStage
+from livefuse.stages.face.cpu import FaceStage
+from livefuse.stages.face.spec import SPEC
 from livefuse.vision.geometry import iou_matrix
 from livefuse.vision.smoothing import OneEuro
 from livefuse.vision.tiled_detector import TiledDetector

@@ -15,8 +15,8 @@ from livefuse.frame import Face, Frame
 from livefuse.presets import load_preset, parse_preset
 from livefuse.sources.demo import _background, _person_mask, astronaut_bgr
 from livefuse.stage import StageContext
-from livefuse.stages.face import SPEC as FACE_SPEC
-from livefuse.stages.face import FaceStage
+from livefuse.stages.face.cpu import FaceStage
+from livefuse.stages.face.spec import SPEC as FACE_SPEC
 from livefuse.stages.framing import SPEC, FrameStage, crop_matrix
 from livefuse.stages.spring import CriticalSpring
 from livefuse.wiring import build_chain

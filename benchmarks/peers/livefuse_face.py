@@ -20,7 +20,8 @@ from livefuse.engine import Engine
 from livefuse.frame import Frame
 from livefuse.presets import PRESETS_DIR
 from livefuse.stage import StageContext
-from livefuse.stages.face import SPEC, FaceStage
+from livefuse.stages.face.cpu import FaceStage
+from livefuse.stages.face.spec import SPEC
 
 
 def options(parser: argparse.ArgumentParser) -> None:

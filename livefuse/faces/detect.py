@@ -15,10 +15,9 @@ import numpy as np
 from livefuse.errors import UserError
 from livefuse.faces.select import area
 from livefuse.frame import Face
-from livefuse.stages.face import DETECTOR_MODELS, LANDMARK_MODEL
 from livefuse.vision.detectors import BlazeFaceDetector
 from livefuse.vision.landmarks import FaceLandmarker
-from livefuse.vision.models import load_model
+from livefuse.vision.models import DETECTOR_MODELS, LANDMARK_MODEL, load_model
 from livefuse.vision.tiled_detector import TiledDetector
 
 

@@ -11,7 +11,7 @@ STAGES: dict[str, StageSpec] = {}
 
 # Modules that register stage types when imported; add a module here when you add one.
 STAGE_MODULES: tuple[str, ...] = (
-    "livefuse.stages.face",
+    "livefuse.stages.face.spec",
     "livefuse.stages.background.spec",
     "livefuse.stages.anonymise",
     "livefuse.stages.colour.spec",
