@@ -18,7 +18,7 @@ from livefuse.stage import StageContext
 from livefuse.stages.face.cpu import FaceStage
 from livefuse.stages.face.spec import SPEC as FACE_SPEC
 from livefuse.stages.framing import SPEC, FrameStage, crop_matrix
-from livefuse.stages.spring import CriticalSpring
+from livefuse.vision.spring import CriticalSpring
 from livefuse.wiring import build_chain
 
 W, H, FPS = 1280, 720, 30.0

@@ -25,7 +25,7 @@ from livefuse.device.runner import DeviceGraph
 from livefuse.frame import Face, Frame
 from livefuse.stage import DevicePath, Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
-from livefuse.stages.spring import CriticalSpring
+from livefuse.vision.spring import CriticalSpring
 
 log = logging.getLogger("livefuse.stages.framing")
 

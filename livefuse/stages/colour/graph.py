@@ -17,7 +17,7 @@ from livefuse.engine.graph_builder import FLOAT, UINT8, GraphBuilder
 from livefuse.frame import Frame
 from livefuse.stage import DevicePath, StageContext
 from livefuse.stages.colour.common import ColourStage, affine
-from livefuse.stages.cube import identity_cube
+from livefuse.stages.colour.cube import identity_cube
 
 
 def lut_volume(cube: np.ndarray, strength: float = 1.0) -> np.ndarray:
