@@ -13,7 +13,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from livefuse.vision.geometry import resize
+from livefuse.vision.geometry import resize, shrink_steps
 
 
 class FramePixels(Protocol):
@@ -24,7 +24,8 @@ class FramePixels(Protocol):
         """(height, width, 3), as numpy gives it."""
 
     def resized(self, width: int, height: int) -> np.ndarray:
-        """The frame as `vision.geometry.resize(frame, width, height)` makes it."""
+        """The frame as `vision.geometry.resize(frame, width, height)` makes it (read only: it may be kept
+        for the frame's other reads)."""
 
     def warped(self, matrix: np.ndarray, size: tuple[int, int], inverse: bool = True) -> np.ndarray:
         """`cv2.warpAffine(frame, matrix, size, INTER_LINEAR, BORDER_CONSTANT)`: `matrix` maps output pixels
@@ -39,6 +40,7 @@ class HostPixels:
 
     def __init__(self, image: np.ndarray) -> None:
         self.image = image
+        self._halvings: dict[tuple[int, int], np.ndarray] = {}  # the frame halved, by size: one pass serves all
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -46,7 +48,18 @@ class HostPixels:
         return int(h), int(w), int(c)
 
     def resized(self, width: int, height: int) -> np.ndarray:
-        return resize(self.image, width, height)
+        h, w = self.image.shape[:2]
+        if width >= w or height >= h:
+            return resize(self.image, width, height)
+        image = self.image
+        for size in shrink_steps((w, h), (width, height)):  # the steps `resize` takes, halvings kept
+            if size == (image.shape[1] // 2, image.shape[0] // 2):
+                if size not in self._halvings:
+                    self._halvings[size] = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+                image = self._halvings[size]
+            else:
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        return image
 
     def warped(self, matrix: np.ndarray, size: tuple[int, int], inverse: bool = True) -> np.ndarray:
         flags = cv2.INTER_LINEAR | (cv2.WARP_INVERSE_MAP if inverse else 0)

@@ -192,7 +192,10 @@ class FaceStage(Stage):
         whole, tiles = self._passes_due(lost, *image.shape[1::-1])
         if self.scan is not None:
             # The scan finds the small faces the tiles are for, on every frame: the tiles would only add cost.
-            whole, tiles = True, []
+            # BlazeFace's whole-frame pass keeps the tracks on every other frame (at once for a new scene or
+            # a lost face): anonymise holds each cover through a frame without it, and the scan runs anyway.
+            whole = tiles is None or bool(lost) or self._phase % 2 == 0
+            tiles = []
             self._raw += [f.box for f in self.scan.find(image)]
         if whole or tiles is None or tiles:
             self.detector.whole_now, self.detector.tiles_now = whole, tiles
