@@ -22,9 +22,9 @@ from stage_timing import cpu_context, median_ms, parse_args, preset_stage
 from livefuse.bench.matte import boundary_fscore, edge_error
 from livefuse.frame import Frame
 from livefuse.sources.demo import DemoSource
+from livefuse.stage import StageContext
 from livefuse.stages.background.cpu import CpuBackground, person_matte
 from livefuse.stages.background.spec import SPEC
-from livefuse.stages.base import StageContext
 from livefuse.vision.matting import EDGE_MODES
 
 WARM_UP = 30  # frames of EMA before measuring, as a stream has had

@@ -27,8 +27,8 @@ from privacy_check import RetinaJudge, Tally, astronaut, photos, run_chain, show
 from livefuse.engine import Engine
 from livefuse.frame import Face, Frame
 from livefuse.presets import load_preset
+from livefuse.stage import StageContext
 from livefuse.stages import anonymise
-from livefuse.stages.base import StageContext
 from livefuse.vision.detectors import YuNetDetector
 from livefuse.vision.runner import OrtRunner
 from livefuse.wiring import assemble

@@ -26,7 +26,7 @@ from livefuse.commands.args import size_arg  # noqa: E402
 from livefuse.engine import Engine  # noqa: E402
 from livefuse.presets import PRESETS_DIR  # noqa: E402
 from livefuse.sources.demo import DemoSource  # noqa: E402
-from livefuse.stages.base import StageContext  # noqa: E402
+from livefuse.stage import StageContext  # noqa: E402
 
 
 def parse_args(description: str) -> tuple[tuple[int, int], int]:

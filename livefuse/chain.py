@@ -33,7 +33,7 @@ import numpy as np
 from livefuse.device.steps import download_step, stage_steps, to_host, upload_step
 from livefuse.faults import DISABLE_AFTER_CONSECUTIVE_ERRORS, RETRY_BACKOFF_S, StageFaults, StageHealth
 from livefuse.frame import Frame
-from livefuse.stages.base import Stage
+from livefuse.stage import Stage
 from livefuse.stats import PipelineStats
 
 if TYPE_CHECKING:

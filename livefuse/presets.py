@@ -14,7 +14,6 @@ Every mistake is reported with the file, the key and what is allowed.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import tomllib
@@ -23,12 +22,10 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from livefuse.audio.denoise import AUDIO_FILTERS
-from livefuse.chain import Chain
-from livefuse.errors import ModelError, PresetError
+from livefuse.errors import PresetError
 from livefuse.paths import extra_preset_dirs, shipped_presets_dir, user_presets_dir
-from livefuse.stages.base import MAX_LIST_LENGTH, MAX_STRING_LENGTH, Param, Stage, StageContext, StageSpec
+from livefuse.stage import MAX_LIST_LENGTH, MAX_STRING_LENGTH, Param, StageSpec
 from livefuse.stages.registry import stage_types
-from livefuse.stats import PipelineStats
 
 PRESETS_DIR = shipped_presets_dir()
 DEFAULT_PRESET = "background-blur"
@@ -245,37 +242,3 @@ def load_preset(name_or_path: str) -> Preset:
     except (OSError, UnicodeDecodeError) as exc:
         raise PresetError(f"cannot read preset {path}: {exc}") from exc
     return parse_preset(text, path)
-
-
-def build_chain(preset: Preset, context: StageContext, stats: PipelineStats | None = None) -> Chain:
-    """Instantiate a preset's stages (loading their models) into a runnable chain.
-
-    On a GPU provider (or with `context.implementation = "graph"`) the chain keeps its frames on the
-    device: one upload after capture, one download at the end, the stages' device paths in between.
-    """
-    from livefuse.device.choice import frames_device
-
-    device = frames_device(context.engine, context.implementation)
-    boundary = None
-    if device is not None:
-        from livefuse.device.boundary import DeviceBoundary
-        from livefuse.device.transfers import TransferCounter
-
-        context = dataclasses.replace(context, transfers=TransferCounter())
-        boundary = DeviceBoundary(device, context.transfers)
-    built: list[tuple[str, Stage]] = []
-    missing: list[str] = []  # every stage's model problem, so one run names all there is to pull
-    try:
-        for config in preset.stages:
-            try:
-                built.append((config.label, config.spec.factory(dict(config.params), context)))
-            except ModelError as exc:
-                missing.append(str(exc))
-        if missing:
-            raise ModelError(f"preset {preset.name!r} cannot start:\n  " + "\n  ".join(missing))
-    except BaseException:
-        for _, stage in built:
-            stage.close()
-        raise
-    return Chain(preset.name, built, stats, params={c.label: dict(c.params) for c in preset.stages},
-                 boundary=boundary)

@@ -20,7 +20,7 @@ from livefuse.pipeline import Pipeline
 from livefuse.presets import Preset, load_preset, shown, validate_params
 from livefuse.sinks.base import Sink
 from livefuse.sources.base import Source
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
 from livefuse.wiring import Assembly, assemble
 
 if TYPE_CHECKING:

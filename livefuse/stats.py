@@ -75,7 +75,7 @@ class PipelineStats:
     stage_errors: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, OutputStats] = field(default_factory=dict)
     copies: dict[str, int] = field(default_factory=lambda: {"h2d": 0, "d2h": 0})
-    # Frames kept on the device: the chain's boundary counts (livefuse/device/transfers.py); None on the host.
+    # Frames kept on the device: the chain's boundary counts (livefuse/transfers.py); None on the host.
     transfers: dict[str, Any] | None = None
     audio: str = "none"  # where the sound comes from
     audio_chunks: int = 0

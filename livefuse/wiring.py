@@ -6,7 +6,7 @@
     pipeline = assembly.pipeline(source, sinks)         # or Runtime.wire(assembly, source, sinks, ...)
 
 `assemble` builds the preset's stages on `engine` for frames of `size` at `fps` (the stage context, with
-the preset's folder for relative paths and fresh state shared between its stages) into a chain; a
+the preset's folder for relative paths and fresh state shared between its stages) into a chain (`build_chain`); a
 preset that cannot start raises ModelError or PresetError naming every missing model. Run it off the
 event loop when the loop is serving (it may take seconds). `Assembly.pipeline` runs that chain between
 a source and outputs. A session of its own (a camera peer) passes `engine.for_session(id)`, so a grey
@@ -16,17 +16,22 @@ with what the control API needs.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from livefuse.audio.inputs import AudioInput
 from livefuse.chain import Chain
+from livefuse.device.boundary import DeviceBoundary
+from livefuse.device.choice import frames_device
+from livefuse.errors import ModelError
 from livefuse.pipeline import Pipeline
-from livefuse.presets import Preset, build_chain
+from livefuse.presets import Preset
 from livefuse.sinks.base import Sink
 from livefuse.sources.base import Source
-from livefuse.stages.base import StageContext
+from livefuse.stage import Stage, StageContext
 from livefuse.stats import PipelineStats
+from livefuse.transfers import TransferCounter
 
 if TYPE_CHECKING:
     from livefuse.engine import Engine
@@ -63,3 +68,32 @@ def assemble(preset: Preset, engine: Engine, size: tuple[int, int], fps: float, 
     context = StageContext(engine=engine, size=size, fps=fps, preset_dir=preset.path.parent,
                            implementation=implementation)
     return Assembly(preset, engine, context, build_chain(preset, context, stats))
+
+
+def build_chain(preset: Preset, context: StageContext, stats: PipelineStats | None = None) -> Chain:
+    """Instantiate a preset's stages (loading their models) into a runnable chain.
+
+    On a GPU provider (or with `context.implementation = "graph"`) the chain keeps its frames on the
+    device: one upload after capture, one download at the end, the stages' device paths in between.
+    """
+    device = frames_device(context.engine, context.implementation)
+    boundary = None
+    if device is not None:
+        context = dataclasses.replace(context, transfers=TransferCounter())
+        boundary = DeviceBoundary(device, context.transfers)
+    built: list[tuple[str, Stage]] = []
+    missing: list[str] = []  # every stage's model problem, so one run names all there is to pull
+    try:
+        for config in preset.stages:
+            try:
+                built.append((config.label, config.spec.factory(dict(config.params), context)))
+            except ModelError as exc:
+                missing.append(str(exc))
+        if missing:
+            raise ModelError(f"preset {preset.name!r} cannot start:\n  " + "\n  ".join(missing))
+    except BaseException:
+        for _, stage in built:
+            stage.close()
+        raise
+    return Chain(preset.name, built, stats, params={c.label: dict(c.params) for c in preset.stages},
+                 boundary=boundary)

@@ -28,7 +28,7 @@ from livefuse.pipeline import Pipeline
 from livefuse.presets import load_preset
 from livefuse.runtime import Runtime
 from livefuse.sources.demo import DemoSource, _person_mask, astronaut_bgr
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec, TakesSourceFace
+from livefuse.stage import Param, Stage, StageContext, StageSpec, TakesSourceFace
 from livefuse.stages.registry import STAGES, register
 from livefuse.web.auth import is_loopback
 from livefuse.web.sink import PreviewSink

@@ -23,8 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from privacy_check import HAS_JUDGES, independent_faces
 
-from livefuse.stages import anonymise, face
-from livefuse.stages.base import Param
+from livefuse.stage import Param
+from livefuse.stages import anonymise
+from livefuse.stages.face.spec import SPEC as FACE_SPEC
 
 __all__ = ["daemons_fixture", "web_presets_fixture"]  # the `daemons` and `web_presets` fixtures
 
@@ -46,7 +47,7 @@ scalars = (st.none() | st.booleans() | st.integers() | st.integers(min_value=10*
            | st.text(alphabet="a./~\\", min_size=1000, max_size=3000))
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                                            max_size=4), max_leaves=8)
-SPECS = {"anonymise": {p.name: p for p in anonymise.SPEC.params}, "face": {p.name: p for p in face.SPEC.params}}
+SPECS = {"anonymise": {p.name: p for p in anonymise.SPEC.params}, "face": {p.name: p for p in FACE_SPEC.params}}
 paths = st.sampled_from(["", "../../../../etc/shadow", "/etc/passwd", "pictures/anonymise.jpg", "~/.ssh/id_rsa",
                          "pictures/../../README.md", "nope.png", "pictures/\x00.jpg", "anonymise.toml"])
 

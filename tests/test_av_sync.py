@@ -29,7 +29,7 @@ from livefuse.pipeline import Pipeline
 from livefuse.sinks import open_sink
 from livefuse.sinks.push import PushSink
 from livefuse.sources.av_source import AVSource, open_file
-from livefuse.stages.base import Stage
+from livefuse.stage import Stage
 
 SIZE = (320, 180)
 FPS = 30

@@ -14,10 +14,11 @@ from livefuse.faces.detect import StillFaceFinder
 from livefuse.faces.skin import FACE_OVAL, KEEP_SHARP, skin_mask
 from livefuse.faces.warp import local_translate
 from livefuse.frame import Face, Frame
-from livefuse.presets import build_chain, load_preset
+from livefuse.presets import load_preset
 from livefuse.sources.demo import DemoSource, astronaut_bgr
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
 from livefuse.stages.beauty import EYE_RADIUS, MAX_EYE_AMOUNT, BeautyStage, slim_warp
+from livefuse.wiring import build_chain
 
 
 @pytest.fixture(scope="module")

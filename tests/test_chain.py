@@ -17,7 +17,7 @@ from livefuse.faults import DISABLE_AFTER_CONSECUTIVE_ERRORS
 from livefuse.frame import Frame
 from livefuse.pipeline import Pipeline
 from livefuse.sources.base import Source
-from livefuse.stages.base import Stage
+from livefuse.stage import Stage
 
 
 def make_frame(seq: int, size: tuple[int, int] = (32, 24)) -> Frame:

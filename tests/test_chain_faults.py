@@ -16,8 +16,10 @@ from livefuse.chain import Chain
 from livefuse.engine import Engine
 from livefuse.frame import Frame
 from livefuse.sources.demo import DemoSource
-from livefuse.stages import anonymise, face
-from livefuse.stages.base import Stage, StageContext
+from livefuse.stage import Stage, StageContext
+from livefuse.stages import anonymise
+from livefuse.stages.face.cpu import FaceStage
+from livefuse.stages.face.spec import SPEC as FACE_SPEC
 from livefuse.status import status_line
 
 SIZE = (640, 360)
@@ -81,7 +83,7 @@ def images() -> list[np.ndarray]:
 
 def privacy_chain(engine: Engine, broken_before: bool, **anon: Any) -> tuple[Chain, Raises]:
     context = StageContext(engine=engine, size=SIZE, fps=30.0)
-    finder = face.FaceStage(defaults(face.SPEC, detector="blazeface_full", min_score=0.5), context)
+    finder = FaceStage(defaults(FACE_SPEC, detector="blazeface_full", min_score=0.5), context)
     cover = anonymise.AnonymiseStage(defaults(anonymise.SPEC, **anon), context)
     raises = Raises()
     raises.broken = broken_before

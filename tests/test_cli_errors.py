@@ -19,7 +19,7 @@ ERROR_LINE = re.compile(r"^livefuse( run| presets validate)?: error: ", re.M)
 # shipped stages' parameters.
 WITH_TEST_STAGE = """
 import sys
-from livefuse.stages.base import Param, Stage, StageSpec
+from livefuse.stage import Param, Stage, StageSpec
 from livefuse.stages.registry import register
 
 class Gain(Stage):

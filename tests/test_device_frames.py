@@ -19,13 +19,14 @@ import pytest
 
 from livefuse.chain import Chain
 from livefuse.device.boundary import DeviceBoundary
-from livefuse.device.transfers import TransferCounter
 from livefuse.engine import Engine
 from livefuse.frame import Face, Frame
 from livefuse.pipeline import Pipeline
-from livefuse.presets import PRESETS_DIR, Preset, build_chain, load_preset
+from livefuse.presets import PRESETS_DIR, Preset, load_preset
 from livefuse.sources.demo import DemoSource
-from livefuse.stages.base import DevicePath, Stage, StageContext
+from livefuse.stage import DevicePath, Stage, StageContext
+from livefuse.transfers import TransferCounter
+from livefuse.wiring import build_chain
 
 SHIPPED = sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
 SIZE = (640, 360)
@@ -251,7 +252,7 @@ def run_both(kind: str, params: dict[str, Any], engine: Engine, standins: dict[s
     ("enhance", {"every": 1}, 0.5)])
 def test_swap_and_enhance_run_crop_model_and_paste_back_on_the_device(
         kind: str, params: dict[str, Any], tolerance: float, engine: Engine, standins: dict[str, Path]) -> None:
-    """warp_crops -> model -> paste_back on the device frame: bilinear crops where the CPU path's are bicubic,
+    """face_crop -> model -> face_paste on the device frame: bicubic in float where the CPU path rounds,
     so equal within the stage tests' tolerances (test_swap: mean < 1.5 over the pasted box; test_enhance:
     mean < 0.5 where the mask is full), and exactly equal outside the faces."""
     from livefuse.faces.align import estimate_affine

@@ -16,10 +16,10 @@ from livefuse.errors import PresetError
 from livefuse.frame import Frame
 from livefuse.presets import validate_params
 from livefuse.sources.demo import DemoSource
+from livefuse.stage import StageContext
 from livefuse.stages.background.common import BackgroundStage
 from livefuse.stages.background.cpu import CpuBackground, person_matte
 from livefuse.stages.background.spec import SPEC, make_background
-from livefuse.stages.base import StageContext
 from livefuse.vision.matting import refine_matte
 
 SIZE = (1280, 720)

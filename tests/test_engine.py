@@ -149,7 +149,7 @@ def test_unknown_or_unlisted_provider_is_a_user_error(tmp_path: Path) -> None:
 @needs_models
 def test_cpu_chain_makes_no_copies(engine: Engine, astronaut: np.ndarray) -> None:
     """On CPU a frame goes through chained sessions with zero host<->device copies and no staging copy."""
-    from livefuse.engine.graphs import preprocess
+    from livefuse.device.graphs import preprocess
 
     pre = engine.session(preprocess(size=(640, 640), color="BGR", layout="NCHW", mean=(104, 117, 123)))
     det = engine.session(RETINA)

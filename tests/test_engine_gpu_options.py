@@ -17,7 +17,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from livefuse.engine import Engine, graphs
+from livefuse.device import graphs
+from livefuse.engine import Engine
 from livefuse.engine.graph_builder import FLOAT, GraphBuilder
 from livefuse.engine.keep_warm import PAUSE_S, KeepWarm, warm_graph_runner
 from livefuse.engine.provider_choice import ProviderChoice

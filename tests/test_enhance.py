@@ -24,8 +24,9 @@ from livefuse.faces.paste import box_mask
 from livefuse.frame import Face, Frame
 from livefuse.presets import validate_params
 from livefuse.sources.demo import DemoSource
-from livefuse.stages.base import StageContext
-from livefuse.stages.enhance import SPEC, EnhanceStage, model_template
+from livefuse.stage import StageContext
+from livefuse.stages.enhance.cpu import EnhanceStage, model_template
+from livefuse.stages.enhance.spec import SPEC
 
 SIZE = (640, 360)
 
@@ -109,10 +110,10 @@ def test_strength_blends_the_restored_face(engine: Engine, models: dict[str, Pat
 
 def test_codeformer_gets_its_fidelity_weight(engine: Engine, models: dict[str, Path]) -> None:
     stage = make_stage(engine, models["codeformer"], fidelity=0.7)
-    weight = stage.enhancer._weight()
+    weight = stage.enhancer.weight_feed()
     assert weight.dtype == np.float64 and weight.shape == (1,) and weight[0] == pytest.approx(0.7)
     stage.update({"fidelity": 0.2})
-    assert stage.enhancer._weight()[0] == pytest.approx(0.2)
+    assert stage.enhancer.weight_feed()[0] == pytest.approx(0.2)
 
 
 def test_template_follows_the_manifest(engine: Engine) -> None:

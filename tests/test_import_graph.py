@@ -1,9 +1,9 @@
-"""The livefuse package's import graph has no cycle.
+"""The livefuse package's import graph has no cycle, and its floors point one way.
 
-Only imports that run when a module is imported count: module-level `import` and `from ... import`
-statements, including those under a module-level `if`/`try` (but not under `if TYPE_CHECKING:`, which
-never runs) and leaving out imports inside functions, which run later, on first use. Read with `ast`,
-so nothing is imported to check it. A cycle is reported as the modules around it, in import order.
+Every import counts: module level, inside functions (they run later, on first use) and under
+`if TYPE_CHECKING:` (a type still ties the modules together). Read with `ast`, so nothing is imported
+to check it. A cycle is reported as the modules around it, in import order; a floor violation as the
+importing module, the imported one and their floors.
 """
 
 from __future__ import annotations
@@ -16,6 +16,30 @@ import livefuse
 ROOT = Path(livefuse.__file__).resolve().parent
 PACKAGE = "livefuse"
 
+# The floors, lowest first: a module imports only from its own floor or the ones below it. Entries are
+# modules or packages (with everything under them) named without "livefuse."; "" is the package itself.
+FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # What every floor may use: the frame, the errors, paths and small utilities that import nothing above.
+    ("core", ("", "errors", "frame", "paths", "transfers", "stats", "faults", "slot", "threads", "redact", "logs",
+              "yuv", "memory", "devices", "loop_priority", "status")),
+    # Sessions, providers, the model registry; the Triton client is one kind of session.
+    ("engine", ("engine", "triton")),
+    # The stage contract: above the engine, because a stage's context carries the engine it is built on.
+    ("contract", ("stage",)),
+    # Detectors, trackers, landmarks, segmentation and the model names they load.
+    ("vision", ("vision",)),
+    ("faces", ("faces",)),
+    # Device frames and the graphs that touch them.
+    ("device", ("device",)),
+    ("stages", ("stages",)),
+    # A preset's chain between a source and its outputs, with the audio beside it.
+    ("flow", ("pipeline", "chain", "outputs", "sinks", "sources", "audio", "capture", "sleep", "presets")),
+    # What assembles and runs the flow: a preset into a chain, the running process, the benchmarks.
+    ("wiring", ("wiring", "runtime", "daemon", "bench")),
+    ("web", ("web",)),
+    ("commands", ("commands", "cli", "__main__", "doctor")),
+)
+
 
 def module_names() -> dict[str, Path]:
     """Every module of the package by dotted name (a package by its name, read from its __init__.py)."""
@@ -27,43 +51,16 @@ def module_names() -> dict[str, Path]:
     return names
 
 
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
-def _import_statements(body: list[ast.stmt]) -> list[ast.Import | ast.ImportFrom]:
-    """The import statements that run at import time, in order."""
-    found: list[ast.Import | ast.ImportFrom] = []
-    for node in body:
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            found.append(node)
-        elif isinstance(node, ast.If):
-            if not _is_type_checking(node.test):
-                found += _import_statements(node.body)
-            found += _import_statements(node.orelse)
-        elif isinstance(node, ast.Try):
-            for part in (node.body, *(h.body for h in node.handlers), node.orelse, node.finalbody):
-                found += _import_statements(part)
-        elif isinstance(node, ast.With):
-            found += _import_statements(node.body)
-    return found
-
-
-def imports_of(name: str, path: Path, modules: dict[str, Path], every: bool = False) -> list[str]:
-    """The package modules `name` imports at import time, in order, without repeats.
-
-    With `every`, all its imports count: inside functions and under `if TYPE_CHECKING:` too.
-    """
+def imports_of(name: str, path: Path, modules: dict[str, Path]) -> list[str]:
+    """The package modules `name` imports anywhere in its source, in order, without repeats."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets: list[str] = []
-    statements = ([n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)] if every
-                  else _import_statements(tree.body))
-    for node in statements:
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             targets += [alias.name for alias in node.names]
+            continue
+        if not isinstance(node, ast.ImportFrom):
             continue
         base = node.module or ""
         if node.level:
@@ -79,15 +76,37 @@ def imports_of(name: str, path: Path, modules: dict[str, Path], every: bool = Fa
     return seen
 
 
-def import_graph(every_under: str = "") -> dict[str, list[str]]:
-    """Module -> the modules it imports; modules under `every_under` with all their imports (see `imports_of`)."""
+def import_graph() -> dict[str, list[str]]:
+    """Module -> the package modules it imports (see `imports_of`)."""
     modules = module_names()
-    return {name: imports_of(name, path, modules, every=bool(every_under) and name.startswith(every_under))
-            for name, path in modules.items()}
+    return {name: imports_of(name, path, modules) for name, path in modules.items()}
 
 
-def cycles(graph: dict[str, list[str]]) -> list[list[str]]:
-    """One cycle through each strongly connected group of modules (Tarjan), as a path a -> ... -> a."""
+def floor_of(name: str) -> int | None:
+    """The index in FLOORS of the floor `name` stands on (the longest entry that holds it), or None."""
+    key = name.removeprefix(PACKAGE).removeprefix(".")
+    best: tuple[int, int] | None = None  # (entry length, floor)
+    for floor, (_, entries) in enumerate(FLOORS):
+        for entry in entries:
+            if (key == entry or (entry and key.startswith(entry + "."))) and (best is None or len(entry) > best[0]):
+                best = (len(entry), floor)
+    return None if best is None else best[1]
+
+
+def upward_imports(graph: dict[str, list[str]]) -> list[str]:
+    """Each import from a lower floor to a higher one, as "importer (floor) -> imported (floor)"."""
+    found: list[str] = []
+    for name in sorted(graph):
+        low = floor_of(name)
+        for target in graph[name]:
+            high = floor_of(target)
+            if low is not None and high is not None and high > low:
+                found.append(f"{name} ({FLOORS[low][0]}) -> {target} ({FLOORS[high][0]})")
+    return found
+
+
+def circles(graph: dict[str, list[str]]) -> list[set[str]]:
+    """The strongly connected groups of modules (Tarjan): each member imports every other, perhaps indirectly."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -118,7 +137,12 @@ def cycles(graph: dict[str, list[str]]) -> list[list[str]]:
     for node in sorted(graph):
         if node not in index:
             visit(node)
-    return [_path_around(sorted(group)[0], group, graph) for group in groups]
+    return groups
+
+
+def cycles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """One cycle through each strongly connected group of modules, as a path a -> ... -> a."""
+    return [_path_around(sorted(group)[0], group, graph) for group in circles(graph)]
 
 
 def _path_around(start: str, group: set[str], graph: dict[str, list[str]]) -> list[str]:
@@ -143,7 +167,7 @@ def _path_around(start: str, group: set[str], graph: dict[str, list[str]]) -> li
     return [start]
 
 
-def test_the_checker_finds_a_cycle_and_skips_what_does_not_run_at_import(tmp_path: Path) -> None:
+def test_the_checker_finds_a_cycle_and_counts_every_import(tmp_path: Path) -> None:
     graph = {"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}
     assert cycles(graph) == [["a", "b", "c", "a"]]
     (tmp_path / "m.py").write_text(
@@ -154,22 +178,28 @@ def test_the_checker_finds_a_cycle_and_skips_what_does_not_run_at_import(tmp_pat
         "def later():\n    from livefuse.pipeline import Pipeline\n"
     )
     modules = module_names()
-    assert imports_of("livefuse.m", tmp_path / "m.py", modules) == ["livefuse.errors", "livefuse.frame"]
+    assert imports_of("livefuse.m", tmp_path / "m.py", modules) == [
+        "livefuse.errors", "livefuse.engine.core", "livefuse.frame", "livefuse.pipeline"]
 
 
-def test_the_package_import_graph_has_no_cycle() -> None:
+def test_the_floors_name_each_module_once_and_the_checker_finds_an_upward_import() -> None:
+    unplaced = [name for name in module_names() if floor_of(name) is None]
+    assert unplaced == [], "modules on no floor (add them to FLOORS): " + ", ".join(unplaced)
+    entries = [entry for _, names in FLOORS for entry in names]
+    assert len(entries) == len(set(entries))
+    assert upward_imports({"livefuse.frame": ["livefuse.engine.core"], "livefuse.engine.core": ["livefuse.frame"]}) \
+        == ["livefuse.frame (core) -> livefuse.engine.core (engine)"]
+
+
+def test_the_package_import_graph_has_no_cycle_even_through_deferred_or_type_checking_imports() -> None:
     graph = import_graph()
-    assert "livefuse.engine.session" in graph["livefuse.engine.core"]  # the graph is read, not empty
-    found = cycles(graph)
-    assert not found, "import cycles: " + "; ".join(" -> ".join(cycle) for cycle in found)
+    assert "livefuse.engine.registry" in graph["livefuse.engine.core"]  # core's lazy import is counted
+    found = [(" -> ".join(_path_around(sorted(group)[0], group, graph)), sorted(group)) for group in circles(graph)]
+    assert not found, "import cycles:\n" + "\n".join(f"{cycle}  (the circle: {', '.join(group)})"
+                                                     for cycle, group in found)
 
 
-def test_the_engine_has_no_cycle_even_through_lazy_or_type_checking_imports() -> None:
-    """In engine/ not even a deferred import closes a loop: the session does not know the engine class,
-    the registry does not know sessions, and `ModelSource` and the provider choice stand on their own."""
-    graph = import_graph(every_under="livefuse.engine")
-    engine = {name: [t for t in targets if t.startswith("livefuse.engine")]
-              for name, targets in graph.items() if name.startswith("livefuse.engine")}
-    assert "livefuse.engine.registry" in engine["livefuse.engine.core"]  # core's lazy import is counted here
-    found = cycles(engine)
-    assert not found, "import cycles in engine/: " + "; ".join(" -> ".join(cycle) for cycle in found)
+def test_the_floors_import_only_downward() -> None:
+    """core < engine < contract < vision < faces < device < stages < flow < wiring < web < commands."""
+    found = upward_imports(import_graph())
+    assert not found, f"{len(found)} upward imports:\n" + "\n".join(found)

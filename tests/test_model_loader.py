@@ -1,4 +1,4 @@
-"""One model loader and one path rule for every stage (`stages/models.py`)."""
+"""One model loader and one path rule for every stage (`vision/models.py`)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from livefuse.engine.graph_builder import FLOAT, GraphBuilder
 from livefuse.engine.registry import Registry
 from livefuse.errors import ModelError
 from livefuse.faces import models as face_models
-from livefuse.stages import models
-from livefuse.stages.base import preset_file
+from livefuse.stage import preset_file
+from livefuse.vision import models
 
 MANIFEST = """
 [[model]]

@@ -22,7 +22,7 @@ from livefuse.frame import Frame
 from livefuse.pipeline import Pipeline
 from livefuse.sources.base import Pacer, Source, SourceLost
 from livefuse.sources.demo import DemoSource
-from livefuse.stages.base import Stage
+from livefuse.stage import Stage
 from livefuse.stats import PipelineStats
 
 STAGE_S = 0.100

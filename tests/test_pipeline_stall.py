@@ -22,8 +22,10 @@ from livefuse.engine import Engine
 from livefuse.frame import Frame
 from livefuse.pipeline import Pipeline
 from livefuse.sources.demo import DemoSource
-from livefuse.stages import anonymise, face
-from livefuse.stages.base import Stage, StageContext
+from livefuse.stage import Stage, StageContext
+from livefuse.stages import anonymise
+from livefuse.stages.face.cpu import FaceStage
+from livefuse.stages.face.spec import SPEC as FACE_SPEC
 
 SIZE, FPS = (320, 240), 15.0
 STALL_AFTER = 0.5
@@ -107,7 +109,7 @@ def largest_gap(times: list[float]) -> float:
 def test_a_hung_face_stage_before_anonymise_covers_frames_and_the_stream_goes_on(memory_sink: Any) -> None:
     engine = Engine(provider="cpu")
     context = StageContext(engine=engine, size=SIZE, fps=FPS)
-    finder = Hanging(face.FaceStage(params(face.SPEC, detector="blazeface_full", min_score=0.5), context))
+    finder = Hanging(FaceStage(params(FACE_SPEC, detector="blazeface_full", min_score=0.5), context))
     cover = anonymise.AnonymiseStage(params(anonymise.SPEC), context)
     sink = memory_sink("out")
     pipeline = run_with_hang(Chain("anonymise", [("face", finder), ("anonymise", cover)]), finder, sink)

@@ -13,14 +13,14 @@ from livefuse.errors import PresetError
 from livefuse.frame import Frame
 from livefuse.presets import (
     available_presets,
-    build_chain,
     load_preset,
     parse_preset,
     resolve_preset,
     validate_params,
 )
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec
+from livefuse.stage import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import STAGES, register, stage_types
+from livefuse.wiring import build_chain
 
 
 class Tint(Stage):

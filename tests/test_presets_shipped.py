@@ -14,11 +14,11 @@ import pytest
 
 from livefuse.engine import Engine
 from livefuse.errors import ModelError
-from livefuse.presets import DEFAULT_PRESET, PRESETS_DIR, build_chain, load_preset, parse_preset
+from livefuse.presets import DEFAULT_PRESET, PRESETS_DIR, load_preset, parse_preset
 from livefuse.sinks import NullSink
 from livefuse.sources.demo import DemoSource
-from livefuse.stages.base import StageContext
-from livefuse.wiring import assemble
+from livefuse.stage import StageContext
+from livefuse.wiring import assemble, build_chain
 
 SHIPPED = sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
 MINE = ["anonymise", "background-blur", "background-replace", "colour-cinematic", "debug"]

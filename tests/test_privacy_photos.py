@@ -19,8 +19,8 @@ from privacy_check import HAS_JUDGES, HAS_PHOTOS, Photo, RetinaJudge, astronaut,
 from livefuse.engine import Engine
 from livefuse.frame import Frame
 from livefuse.presets import load_preset
+from livefuse.stage import StageContext
 from livefuse.stages import anonymise
-from livefuse.stages.base import StageContext
 from livefuse.vision.geometry import box_overlaps
 from livefuse.wiring import Assembly, assemble
 

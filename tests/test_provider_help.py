@@ -17,7 +17,7 @@ from livefuse.pipeline import Pipeline
 from livefuse.presets import load_preset
 from livefuse.runtime import Runtime
 from livefuse.sources.base import Source
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
 
 CUDA, TENSORRT = "CUDAExecutionProvider", "TensorrtExecutionProvider"
 MISSING = "{}: cannot open shared object file: No such file or directory"

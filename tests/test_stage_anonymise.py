@@ -18,8 +18,10 @@ from livefuse.chain import Chain
 from livefuse.engine import Engine
 from livefuse.frame import Frame
 from livefuse.sources.demo import DemoSource, astronaut_bgr
-from livefuse.stages import anonymise, face
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
+from livefuse.stages import anonymise
+from livefuse.stages.face.cpu import FaceStage
+from livefuse.stages.face.spec import SPEC as FACE_SPEC
 from livefuse.vision.geometry import iou_matrix
 
 SIZE = (1280, 720)
@@ -40,7 +42,7 @@ def params(spec: Any, **given: Any) -> dict[str, Any]:
 
 def build(engine: Engine, misses: set[int], **anon: Any) -> Chain:
     context = StageContext(engine=engine, size=SIZE, fps=30.0)
-    finder = face.FaceStage(params(face.SPEC, detector=DETECTOR, min_score=0.5, max_faces=8, hold_frames=3), context)
+    finder = FaceStage(params(FACE_SPEC, detector=DETECTOR, min_score=0.5, max_faces=8, hold_frames=3), context)
     cover = anonymise.AnonymiseStage(params(anonymise.SPEC, **anon), context)
     chain = Chain("anonymise", [("face", finder), ("anonymise", cover)])  # builds the face stage's privacy scan
     assert finder.scan is not None
@@ -152,7 +154,7 @@ def test_the_weakest_covers_the_api_allows_still_hide_a_small_face(engine: Engin
     fps = 15.0
     source = DemoSource(size, fps, paced=False)
     context = StageContext(engine=engine, size=size, fps=fps)
-    finder = face.FaceStage(params(face.SPEC, detector=DETECTOR, min_score=0.5), context)
+    finder = FaceStage(params(FACE_SPEC, detector=DETECTOR, min_score=0.5), context)
     shown: list[tuple[Frame, np.ndarray]] = []
     for i in range(0, 150, 3):
         frame = Frame(seq=i, pts=0, capture_ns=int(i / fps * 1e9), image=source.render(i / fps))
@@ -192,7 +194,7 @@ def test_a_face_outrunning_heavy_smoothing_is_still_covered(engine: Engine) -> N
     """The steadiest smoothing the face stage allows lags a fast face by much of its width; anonymise covers
     where the face was found on the frame as well as the smoothed box."""
     context = StageContext(engine=engine, size=SIZE, fps=30.0)
-    finder = face.FaceStage(params(face.SPEC, detector=DETECTOR, min_score=0.5, min_cutoff=0.01, beta=0.0), context)
+    finder = FaceStage(params(FACE_SPEC, detector=DETECTOR, min_score=0.5, min_cutoff=0.01, beta=0.0), context)
     cover = anonymise.AnonymiseStage(params(anonymise.SPEC), context)
     source = DemoSource(SIZE, 30, paced=False)
     images = [source.render(2.0 + i / 3) for i in range(16)]  # very fast: 5 s of the clip in 16 frames

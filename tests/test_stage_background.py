@@ -15,12 +15,12 @@ from livefuse.engine import Engine
 from livefuse.errors import PresetError
 from livefuse.frame import Frame
 from livefuse.sources.demo import DemoSource
+from livefuse.stage import StageContext
 from livefuse.stages.background.backdrop import cover
 from livefuse.stages.background.common import BackgroundStage
 from livefuse.stages.background.cpu import CpuBackground
 from livefuse.stages.background.graph import GraphBackground
 from livefuse.stages.background.spec import SPEC, make_background
-from livefuse.stages.base import StageContext
 
 SIZE = (1280, 720)
 FACE = (550, 105, 650, 235)  # x1, y1, x2, y2: inside the demo face at t=0 (checked below with OpenCV's YuNet)

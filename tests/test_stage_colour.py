@@ -19,12 +19,12 @@ from livefuse.errors import PresetError
 from livefuse.frame import Frame
 from livefuse.presets import PRESETS_DIR
 from livefuse.sources.demo import DemoSource
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
 from livefuse.stages.colour import cpu as colour_cpu
 from livefuse.stages.colour.common import ColourStage
 from livefuse.stages.colour.cpu import lut_table
+from livefuse.stages.colour.cube import identity_cube, load_cube, parse_cube, write_cube
 from livefuse.stages.colour.spec import SPEC, make_colour
-from livefuse.stages.cube import identity_cube, load_cube, parse_cube, write_cube
 
 CINEMATIC = PRESETS_DIR / "assets" / "cinematic.cube"
 CINEMATIC_PRESET = {"contrast": 1.05, "temperature": 0.1, "lut_strength": 0.9}  # presets/colour-cinematic.toml

@@ -13,12 +13,13 @@ from livefuse.engine import Engine
 from livefuse.errors import ModelError
 from livefuse.frame import Face, Frame
 from livefuse.sources.demo import DemoSource, astronaut_bgr
-from livefuse.stages.base import StageContext
-from livefuse.stages.face import SPEC, FaceStage
-from livefuse.stages.smoothing import OneEuro
-from livefuse.stages.tiled_detector import TiledDetector
-from livefuse.stages.tracking import FaceTracker
+from livefuse.stage import StageContext
+from livefuse.stages.face.cpu import FaceStage
+from livefuse.stages.face.spec import SPEC
 from livefuse.vision.geometry import iou_matrix
+from livefuse.vision.smoothing import OneEuro
+from livefuse.vision.tiled_detector import TiledDetector
+from livefuse.vision.tracking import FaceTracker
 
 SHARED = Path("/work/shared/models")
 YUNET = SHARED / "face_detection_yunet.onnx"

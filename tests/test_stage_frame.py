@@ -12,13 +12,14 @@ import pytest
 
 from livefuse.engine import Engine
 from livefuse.frame import Face, Frame
-from livefuse.presets import build_chain, load_preset, parse_preset
+from livefuse.presets import load_preset, parse_preset
 from livefuse.sources.demo import _background, _person_mask, astronaut_bgr
-from livefuse.stages.base import StageContext
-from livefuse.stages.face import SPEC as FACE_SPEC
-from livefuse.stages.face import FaceStage
+from livefuse.stage import StageContext
+from livefuse.stages.face.cpu import FaceStage
+from livefuse.stages.face.spec import SPEC as FACE_SPEC
 from livefuse.stages.framing import SPEC, FrameStage, crop_matrix
-from livefuse.stages.spring import CriticalSpring
+from livefuse.vision.spring import CriticalSpring
+from livefuse.wiring import build_chain
 
 W, H, FPS = 1280, 720, 30.0
 SIZE, HEADROOM = 0.3, 0.18

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from livefuse.frame import Frame
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec
+from livefuse.stage import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
 
 PACKAGE = Path(__file__).resolve().parent.parent / "livefuse"
@@ -68,7 +68,7 @@ FORGETFUL_FACTORY = """
 from typing import Any
 
 from livefuse.frame import Frame
-from livefuse.stages.base import Stage, StageContext
+from livefuse.stage import Stage, StageContext
 
 
 class Forgetful(Stage):

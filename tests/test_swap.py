@@ -27,11 +27,13 @@ from livefuse.faces.paste import box_mask, match_colour, paste_back, paste_regio
 from livefuse.faces.regions import NAMES, PARTS, contour, keep_region, lip_polygon
 from livefuse.frame import Face, Frame
 from livefuse.pipeline import Pipeline
-from livefuse.presets import PRESETS_DIR, build_chain, load_preset, parse_preset, validate_params
+from livefuse.presets import PRESETS_DIR, load_preset, parse_preset, validate_params
 from livefuse.sources.base import Pacer, Source
 from livefuse.sources.demo import DemoSource, astronaut_bgr
-from livefuse.stages.base import StageContext
-from livefuse.stages.swap import SPEC, SwapStage
+from livefuse.stage import StageContext
+from livefuse.stages.swap.cpu import SwapStage
+from livefuse.stages.swap.spec import SPEC
+from livefuse.wiring import build_chain
 
 SIZE = (640, 360)
 FPS = 30.0
@@ -567,7 +569,7 @@ def test_pixel_boost_in_the_stage_is_live_and_touches_only_the_face(engine: Engi
     stage.set_source_face(astronaut_bgr())
     plain = _processed(stage, photo, face)
     stage.update({"pixel_boost": 256})
-    assert stage._mask.shape == (256, 256)
+    assert stage.mask.shape == (256, 256)
     boosted = _processed(stage, photo, face)
     x1, y1, x2, y2 = paste_region(photo.shape, 128, estimate_affine(face.landmarks5, "arcface_128", 128))
     outside = np.ones(photo.shape[:2], bool)

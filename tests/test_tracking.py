@@ -15,10 +15,12 @@ import pytest
 from livefuse.chain import Chain
 from livefuse.engine import Engine
 from livefuse.frame import Frame
-from livefuse.presets import build_chain, load_preset
+from livefuse.presets import load_preset
 from livefuse.sources.demo import DemoSource, astronaut_bgr
-from livefuse.stages.base import StageContext
-from livefuse.stages.face import SPEC, FaceStage
+from livefuse.stage import StageContext
+from livefuse.stages.face.cpu import FaceStage
+from livefuse.stages.face.spec import SPEC
+from livefuse.wiring import build_chain
 
 YUNET = Path("/work/shared/models/face_detection_yunet.onnx")
 SIZE = (1280, 720)

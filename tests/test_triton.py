@@ -26,11 +26,11 @@ from privacy_check import HAS_JUDGES, independent_faces
 from livefuse.engine import Engine
 from livefuse.engine.batch_axis import batch_error, with_dynamic_batch
 from livefuse.sources.demo import DemoSource, astronaut_bgr
-from livefuse.stages.models import load_model
 from livefuse.triton.config import parse_config, release_state
 from livefuse.triton.executor import ExecutorSpec, TritonExecutor, parse_executor
 from livefuse.triton.release import share_bucket
 from livefuse.vision.detectors import BlazeFaceDetector
+from livefuse.vision.models import load_model
 from livefuse.vision.segmentation import LANDSCAPE_SIZE, SelfieSegmenter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))

@@ -266,7 +266,7 @@ def test_the_wide_full_range_model_is_the_square_one_on_a_wide_input(astronaut: 
     sys.path.insert(0, str(ROOT / "tools"))
     from wide_detector import widen
 
-    from livefuse.stages.tiled_detector import TiledDetector
+    from livefuse.vision.tiled_detector import TiledDetector
 
     entries = {m["name"]: m for m in tomllib.loads((ROOT / "models" / "manifest.toml").read_text())["model"]}
     derived = widen(onnx.load(str(mediapipe_model("face_detection_full")))).SerializeToString()

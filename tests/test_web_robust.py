@@ -13,7 +13,7 @@ from browser_fixtures import daemons_fixture, demo_clip, http, http_json, launch
 from prometheus_client.parser import text_string_to_metric_families
 
 from livefuse.frame import Frame
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec
+from livefuse.stage import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import STAGES, register
 
 __all__ = ["daemons_fixture", "web_presets_fixture"]  # the `daemons` and `web_presets` fixtures

@@ -21,7 +21,7 @@ from livefuse.presets import load_preset
 from livefuse.runtime import Runtime
 from livefuse.sinks import open_sink
 from livefuse.sources.av_source import open_file
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
 
 SIZE = (320, 180)
 

@@ -19,7 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from livefuse.stages.cube import identity_cube, write_cube  # noqa: E402
+from livefuse.stages.colour.cube import identity_cube, write_cube  # noqa: E402
 
 ASSETS = ROOT / "presets" / "assets"
 

@@ -32,8 +32,9 @@ from livefuse.faces.occlusion import HandOcclusion  # noqa: E402
 from livefuse.frame import Frame  # noqa: E402
 from livefuse.presets import PRESETS_DIR, validate_params  # noqa: E402
 from livefuse.sources.demo import astronaut_bgr  # noqa: E402
-from livefuse.stages.base import StageContext  # noqa: E402
-from livefuse.stages.swap import SPEC, SwapStage  # noqa: E402
+from livefuse.stage import StageContext  # noqa: E402
+from livefuse.stages.swap.cpu import SwapStage  # noqa: E402
+from livefuse.stages.swap.spec import SPEC  # noqa: E402
 
 OUT = PRESETS_DIR / "pictures" / "swap-occlusion.jpg"
 

@@ -22,9 +22,10 @@ sys.path.insert(0, str(ROOT))
 from livefuse.engine import Engine  # noqa: E402
 from livefuse.errors import UserError  # noqa: E402
 from livefuse.frame import Frame  # noqa: E402
-from livefuse.presets import PRESETS_DIR, build_chain, load_preset  # noqa: E402
+from livefuse.presets import PRESETS_DIR, load_preset  # noqa: E402
 from livefuse.sources.demo import DemoSource  # noqa: E402
-from livefuse.stages.base import StageContext  # noqa: E402
+from livefuse.stage import StageContext  # noqa: E402
+from livefuse.wiring import build_chain  # noqa: E402
 
 OUT = PRESETS_DIR / "pictures"
 SIZE = (1280, 720)

@@ -29,9 +29,10 @@ import models_builder as mb  # noqa: E402
 
 from livefuse.engine import Engine  # noqa: E402
 from livefuse.frame import Frame  # noqa: E402
-from livefuse.presets import PRESETS_DIR, build_chain, load_preset  # noqa: E402
+from livefuse.presets import PRESETS_DIR, load_preset  # noqa: E402
 from livefuse.sources.demo import DemoSource, astronaut_bgr  # noqa: E402
-from livefuse.stages.base import StageContext  # noqa: E402
+from livefuse.stage import StageContext  # noqa: E402
+from livefuse.wiring import build_chain  # noqa: E402
 
 OUT = PRESETS_DIR / "pictures" / "face-swap-talk.jpg"
 SIZE = (1280, 720)

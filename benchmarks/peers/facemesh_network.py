@@ -39,8 +39,7 @@ def onnxruntime_network() -> Iterator[tuple[Network, str]]:
     import onnxruntime
 
     from livefuse.engine import Engine
-    from livefuse.stages.face import LANDMARK_MODEL
-    from livefuse.stages.models import load_model
+    from livefuse.vision.models import LANDMARK_MODEL, load_model
 
     with tempfile.TemporaryDirectory() as cache:
         runner = load_model(Engine(provider="cpu", cache_dir=cache), LANDMARK_MODEL)

@@ -19,8 +19,9 @@ from common import Timer, face_args, faces_summary, finish, measure
 from livefuse.engine import Engine
 from livefuse.frame import Frame
 from livefuse.presets import PRESETS_DIR
-from livefuse.stages.base import StageContext
-from livefuse.stages.face import SPEC, FaceStage
+from livefuse.stage import StageContext
+from livefuse.stages.face.cpu import FaceStage
+from livefuse.stages.face.spec import SPEC
 
 
 def options(parser: argparse.ArgumentParser) -> None:

@@ -77,7 +77,7 @@ class Measured:
     camera_slips: int = 0
     stage_errors: dict[str, int] = field(default_factory=dict)
     # Frames kept on the device: the boundary's uploads, downloads and the copies each stage forced
-    # (livefuse/device/transfers.py); None when frames stay in host memory.
+    # (livefuse/transfers.py); None when frames stay in host memory.
     device_frames: dict[str, Any] | None = None
 
 

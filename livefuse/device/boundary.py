@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from livefuse.device import pinned
-from livefuse.device.transfers import TransferCounter
+from livefuse.transfers import TransferCounter
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Whether a chain's frames stay on the device: where its stages' graph implementations run.
 
-The same choice as the two-implementation stages make (`stages.base.choose_implementation`): "graph"
+The same choice as the two-implementation stages make (`livefuse.stage.choose_implementation`): "graph"
 on a GPU provider, or when forced (tests, benchmarks); the CPU provider's default stays the host path,
 where OpenCV is faster. The frames then live where the provider's tensors live.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from livefuse.engine.providers import CPU, device_type
-from livefuse.stages.base import choose_implementation
+from livefuse.stage import choose_implementation
 
 DEVICES = ("cpu", "cuda")  # OrtValue devices the boundary can allocate on
 

@@ -2,8 +2,8 @@
 
 `graphs.face_crop` cuts the model's input straight from the device frame (normalised for the model, so
 it binds to the model as it is), and `graphs.face_paste` warps the model's output back and blends it in
-with the stage's own mask: `engine/graphs.py`'s `warp_crops` and `paste_back`, but bicubic with
-replicated borders as the CPU path's OpenCV warps are. Only the matrices go up; the frame stays down.
+with the stage's own mask, bicubic with replicated borders as the CPU path's OpenCV warps are. Only the
+matrices go up; the frame stays down.
 """
 
 from __future__ import annotations
@@ -15,8 +15,13 @@ import onnxruntime as ort
 
 from livefuse.device import graphs as device_graphs
 from livefuse.device.runner import DeviceGraph
-from livefuse.engine import graphs
+from livefuse.engine.session import ModelSession
 from livefuse.faces.paste import paste_region
+
+
+def runs_on_device(session: Any) -> bool:
+    """A local session with float32 inputs (what the crop graphs give); a remote or FP16-input one is not."""
+    return isinstance(session, ModelSession) and all(dtype == np.float32 for _, dtype in session.inputs.values())
 
 
 class FaceCrops:
@@ -34,7 +39,7 @@ class FaceCrops:
 
     def cut(self, frame: ort.OrtValue, matrix: np.ndarray) -> ort.OrtValue:
         """The model input [1, 3, S, S] for the face a frame-to-crop `matrix` aligns."""
-        theta = graphs.crop_theta(matrix[None], self._frame_size(frame), self.size)
+        theta = device_graphs.crop_theta(matrix[None], self._frame_size(frame), self.size)
         return self._warp.run({"frame": frame, "theta": theta})["crop"]
 
     def put(self, frame: ort.OrtValue, crop: ort.OrtValue | np.ndarray, matrix: np.ndarray,
@@ -49,7 +54,7 @@ class FaceCrops:
             return frame
         shifted = np.asarray(matrix, np.float64).copy()
         shifted[:, 2] += shifted[:, :2] @ np.array([x1, y1], np.float64)  # region pixels -> crop pixels
-        theta = graphs.paste_theta(shifted[None], (x2 - x1, y2 - y1), self.size)
+        theta = device_graphs.paste_theta(shifted[None], (x2 - x1, y2 - y1), self.size)
         weight = np.ascontiguousarray(np.clip(mask, 0.0, 1.0)[None, None], np.float32)
         box = np.array([x1, y1, x2, y2], np.int64)
         return self._paste.run({"frame": frame, "crop": crop, "box": box, "theta": theta, "mask": weight})["image"]

@@ -5,12 +5,17 @@
 - `shrink_frame`: the frame shrunk as `vision.geometry.resize` does (halvings, then an area step): the
   face detectors' whole-frame and tile inputs;
 - `slice_regions` / `paste_regions`: face regions out of the frame and back into it, for the stages
-  whose work is local to the faces (see `livefuse/device/regions.py`).
+  whose work is local to the faces (see `livefuse/device/regions.py`);
+- `face_crop` / `face_paste` (with `crop_theta` / `paste_theta`): a model's aligned face crop cut from the
+  frame and its output blended back (see `livefuse/device/crops.py`); `interleave_tiles`: pixel boost;
+- `preprocess` / `mask_blend`: a frame resized and normalised into a model input, a mask blended over it.
 
 Outputs are small (model inputs, face regions) except `paste_regions`'s frame, which stays on the device.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -169,7 +174,7 @@ def paste_regions(count: int) -> onnx.ModelProto:
 
 
 def face_crop(size: int, mean: float, std: float) -> onnx.ModelProto:
-    """`frame` + `theta` [1, 2, 3] (`engine.graphs.crop_theta`) -> `crop` float32 [1, 3, S, S] RGB, (x - mean) / std.
+    """`frame` + `theta` [1, 2, 3] (`crop_theta`) -> `crop` float32 [1, 3, S, S] RGB, (x - mean) / std.
 
     Bicubic with replicated borders, as the CPU path's `cv2.warpAffine(..., INTER_CUBIC, BORDER_REPLICATE)`
     (GridSample's cubic is OpenCV's a = -0.75 kernel), so the model sees what it sees on the CPU path.
@@ -188,7 +193,7 @@ def face_crop(size: int, mean: float, std: float) -> onnx.ModelProto:
 
 def face_paste(size: int, mean: float, std: float) -> onnx.ModelProto:
     """`frame` + `crop` [1, 3, S, S] RGB in the model's range (pixel = crop * std + mean) + `box` int64 [4]
-    (the frame region the crop covers: x1, y1, x2, y2) + `theta` [1, 2, 3] (`engine.graphs.paste_theta` for
+    (the frame region the crop covers: x1, y1, x2, y2) + `theta` [1, 2, 3] (`paste_theta` for
     that region) + `mask` [1, 1, S, S] -> `image`: the crop blended into the frame.
 
     As the CPU path's `faces.paste.paste_back`: the crop warped back bicubic with replicated borders, the
@@ -241,3 +246,121 @@ def interleave_tiles(k: int, size: int) -> onnx.ModelProto:
     inputs = [helper.make_tensor_value_info(f"tile_{t}", FLOAT, [1, 3, size, size]) for t in range(k * k)]
     return b.model(inputs, [helper.make_tensor_value_info("crop", FLOAT, [1, 3, k * size, k * size])],
                    interleave_tiles.__doc__ or "")
+
+
+# -- face crops: the matrices the crop and paste graphs take ------------------------------------------
+
+def _to_normalised(width: int, height: int) -> np.ndarray:
+    """3x3 matrix: pixel coordinates -> GridSample coordinates (align_corners=0)."""
+    return np.array([[2.0 / width, 0, 1.0 / width - 1], [0, 2.0 / height, 1.0 / height - 1], [0, 0, 1]])
+
+
+def _affine3(m: np.ndarray) -> np.ndarray:
+    out = np.zeros((m.shape[0], 3, 3))
+    out[:, :2] = m
+    out[:, 2, 2] = 1
+    return out
+
+
+def crop_theta(matrices: np.ndarray, frame_size: tuple[int, int], crop_size: int) -> np.ndarray:
+    """`face_crop` input from cv2-style affine matrices [N,2,3] mapping frame pixels to crop pixels."""
+    m = _affine3(np.asarray(matrices, np.float64).reshape(-1, 2, 3))
+    theta = (
+        _to_normalised(*frame_size) @ np.linalg.inv(m) @ np.linalg.inv(_to_normalised(crop_size, crop_size))
+    )
+    return np.ascontiguousarray(theta[:, :2], np.float32)
+
+
+def paste_theta(matrices: np.ndarray, frame_size: tuple[int, int], crop_size: int) -> np.ndarray:
+    """`face_paste` input from the same frame->crop matrices [N,2,3] used to cut the crops."""
+    m = _affine3(np.asarray(matrices, np.float64).reshape(-1, 2, 3))
+    theta = _to_normalised(crop_size, crop_size) @ m @ np.linalg.inv(_to_normalised(*frame_size))
+    return np.ascontiguousarray(theta[:, :2], np.float32)
+
+
+# -- a frame into a model input, a mask over a frame (bilinear, half-pixel centres: cv2.INTER_LINEAR) ------
+
+FRAME_SHAPE: list[int | str] = ["height", "width", 3]
+
+
+def _normalise(
+    b: GraphBuilder, x: str, color: str, mean: Sequence[float], std: Sequence[float], channel_axis: int, rank: int
+) -> str:
+    """BGR input -> `color`, then (x - mean) / std (mean/std given in the output colour order)."""
+    if color.upper() == "RGB":
+        x = b.op("Gather", x, b.ints([2, 1, 0]), axis=channel_axis)
+    elif color.upper() != "BGR":
+        raise ValueError(f"color must be RGB or BGR, not {color!r}")
+    shape = [1] * rank
+    shape[channel_axis] = 3
+    if any(m != 0 for m in mean):
+        x = b.op("Sub", x, b.const(np.reshape(mean, shape)))
+    if any(s != 1 for s in std):
+        x = b.op("Mul", x, b.const(np.reshape(1.0 / np.asarray(std, np.float64), shape)))
+    return x
+
+
+def preprocess(
+    size: tuple[int, int],
+    color: str = "RGB",
+    layout: str = "NCHW",
+    mean: Sequence[float] = (0.0, 0.0, 0.0),
+    std: Sequence[float] = (1.0, 1.0, 1.0),
+) -> onnx.ModelProto:
+    """uint8 HxWx3 BGR `frame` -> float32 `tensor` [1,3,h,w] or [1,h,w,3], resized and normalised.
+
+    The same as `(cv2.resize(frame, size, INTER_LINEAR) -> colour -> (x - mean) / std)` in float.
+    """
+    w, h = size
+    b = GraphBuilder("preprocess")
+    x = b.op("Cast", b.input("frame", UINT8, FRAME_SHAPE), to=FLOAT)
+    x = b.op(
+        "Resize",
+        x,
+        "",
+        "",
+        b.ints([h, w]),
+        axes=[0, 1],
+        mode="linear",
+        coordinate_transformation_mode="half_pixel",
+    )
+    x = _normalise(b, x, color, mean, std, channel_axis=2, rank=3)
+    if layout.upper() == "NCHW":
+        x = b.op("Transpose", x, perm=[2, 0, 1])
+        shape: list[int | str] = [1, 3, h, w]
+    elif layout.upper() == "NHWC":
+        shape = [1, h, w, 3]
+    else:
+        raise ValueError(f"layout must be NCHW or NHWC, not {layout!r}")
+    b.op("Unsqueeze", x, b.ints([0]), out="tensor")
+    b.output("tensor", FLOAT, shape)
+    return b.build(preprocess.__doc__ or "")
+
+
+def mask_blend(
+    mask_size: tuple[int, int], mask_layout: str = "NHWC", background: tuple[int, int, int] | None = None
+) -> onnx.ModelProto:
+    """Upsample a segmentation `mask` to the frame and blend: `image = bg + m * (frame - bg)`.
+
+    Inputs: `frame` uint8 HxWx3, `mask` float32 [1,h,w,1] (NHWC) or [1,1,h,w] (NCHW) in 0..1, and
+    `background` uint8 HxWx3 unless a constant BGR colour is given. Output `image` uint8 HxWx3.
+    """
+    mw, mh = mask_size
+    b = GraphBuilder("mask_blend")
+    frame = b.op("Cast", b.input("frame", UINT8, FRAME_SHAPE), to=FLOAT)
+    nchw = mask_layout.upper() == "NCHW"
+    m = b.op("Squeeze", b.input("mask", FLOAT, [1, 1, mh, mw] if nchw else [1, mh, mw, 1]), b.ints([0]))
+    if nchw:
+        m = b.op("Transpose", m, perm=[1, 2, 0])
+    hw = b.op("Slice", b.op("Shape", "frame"), b.ints([0]), b.ints([2]))
+    m = b.op("Resize", m, "", "", hw, axes=[0, 1], mode="linear", coordinate_transformation_mode="half_pixel")
+    m = b.op("Clip", m, b.const(0.0), b.const(1.0))
+    if background is None:
+        bg = b.op("Cast", b.input("background", UINT8, FRAME_SHAPE), to=FLOAT)
+    else:
+        bg = b.const(np.reshape(background, (1, 1, 3)))
+    x = b.op("Add", bg, b.op("Mul", m, b.op("Sub", frame, bg)))
+    x = b.op("Clip", b.op("Round", x), b.const(0.0), b.const(255.0))
+    b.op("Cast", x, to=UINT8, out="image")
+    b.output("image", UINT8, FRAME_SHAPE)
+    return b.build(mask_blend.__doc__ or "")

@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from livefuse.device import graphs
 from livefuse.device.runner import DeviceGraph
-from livefuse.device.transfers import TransferCounter
+from livefuse.transfers import TransferCounter
 
 
 class DeviceReads:

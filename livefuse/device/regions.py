@@ -18,9 +18,9 @@ import onnxruntime as ort
 
 from livefuse.device import graphs
 from livefuse.device.runner import DeviceGraph
-from livefuse.device.transfers import TransferCounter
 from livefuse.frame import Frame
-from livefuse.stages.base import DevicePath
+from livefuse.stage import DevicePath
+from livefuse.transfers import TransferCounter
 
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 in frame pixels, x2/y2 exclusive
 

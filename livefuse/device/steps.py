@@ -16,7 +16,7 @@ from livefuse.frame import Frame
 
 if TYPE_CHECKING:
     from livefuse.device.boundary import DeviceBoundary
-    from livefuse.stages.base import Stage, Step
+    from livefuse.stage import Stage, Step
 
 StepFn = Callable[[Frame], None]
 

@@ -1,6 +1,6 @@
 """The one way livefuse writes ONNX graphs: named nodes and constants, declared inputs and outputs, one opset.
 
-Every graph livefuse builds itself (the pixel graphs in `engine/graphs.py`, the stages' fused graphs)
+Every graph livefuse builds itself (the frame graphs in `device/graphs.py`, the stages' fused graphs)
 goes through `GraphBuilder`, so they share one opset, one IR version and one checker call:
 
     b = GraphBuilder("grade")

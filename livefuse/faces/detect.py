@@ -15,11 +15,10 @@ import numpy as np
 from livefuse.errors import UserError
 from livefuse.faces.select import area
 from livefuse.frame import Face
-from livefuse.stages.face import DETECTOR_MODELS, LANDMARK_MODEL
-from livefuse.stages.models import load_model
-from livefuse.stages.tiled_detector import TiledDetector
 from livefuse.vision.detectors import BlazeFaceDetector
 from livefuse.vision.landmarks import FaceLandmarker
+from livefuse.vision.models import DETECTOR_MODELS, LANDMARK_MODEL, load_model
+from livefuse.vision.tiled_detector import TiledDetector
 
 
 class StillFaceFinder:

@@ -39,7 +39,8 @@ class FaceEnhancer:
         self.output_name = session.output_names[0]
         self.weight: tuple[list[Any], np.dtype] | None = session.inputs.get("weight")
 
-    def _weight(self) -> np.ndarray:
+    def weight_feed(self) -> np.ndarray:
+        """CodeFormer's fidelity as its `weight` input."""
         assert self.weight is not None
         shape, dtype = self.weight
         dims = [d if isinstance(d, int) else 1 for d in shape]
@@ -55,7 +56,7 @@ class FaceEnhancer:
         x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) * (1.0 / 127.5) - 1.0
         feeds = {self.input_name: np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=self._dtype)}
         if self.weight is not None:
-            feeds["weight"] = self._weight()
+            feeds["weight"] = self.weight_feed()
         out = np.asarray(self.session.run(feeds)[self.output_name], np.float32)[0]
         rgb = np.clip((out.transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
         return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)

@@ -1,6 +1,6 @@
 """What the face stages need of their models beyond loading them: inswapper's `emap` matrix.
 
-Loading and the path rule are `stages/models.py`, the one loader every stage uses; its names are
+Loading and the path rule are `vision/models.py`, the one loader every stage uses; its names are
 re-exported here for the face stages that import them from this module.
 """
 
@@ -13,8 +13,8 @@ import onnx
 from onnx import numpy_helper
 
 from livefuse.errors import ModelError
-from livefuse.stages.models import is_path, load_session, load_sessions
-from livefuse.stages.models import model_path as resolve_path
+from livefuse.vision.models import is_path, load_session, load_sessions
+from livefuse.vision.models import model_path as resolve_path
 
 __all__ = ["is_path", "last_initializer", "load_session", "load_sessions", "resolve_path"]
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from livefuse.faces.regions import KeepRegion, hull_region
 from livefuse.frame import Face
-from livefuse.stages.models import load_model
 from livefuse.vision.hands import HandFinder
+from livefuse.vision.models import load_model
 
 MODES = ("off", "hands", "parser", "both")  # "parser" and "both": faces/parser.py
 SEARCH = 2.5  # the square searched for hands, as a multiple of the face box's longer side

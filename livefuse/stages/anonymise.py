@@ -20,11 +20,11 @@ import cv2
 import numpy as np
 
 from livefuse.frame import Face, Frame
+from livefuse.stage import Param, Stage, StageContext, StageSpec
 from livefuse.stages.background.common import parse_colour
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
-from livefuse.stages.tracking import grow_box
 from livefuse.vision.geometry import box_overlaps, iou_matrix
+from livefuse.vision.tracking import grow_box
 
 # How coarse a cover is, counted across the face itself (the region less its margin), so that a wider margin
 # never makes the cover over the face finer. The weakest settings still hide a face from an independent

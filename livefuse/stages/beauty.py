@@ -17,7 +17,7 @@ import numpy as np
 from livefuse.faces.skin import guided_smooth, skin_mask
 from livefuse.faces.warp import local_translate, radial_scale
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec
+from livefuse.stage import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
 
 log = logging.getLogger("livefuse.stages.beauty")

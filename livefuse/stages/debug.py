@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from livefuse.frame import Frame
-from livefuse.stages.base import Param, Stage, StageContext, StageSpec
+from livefuse.stage import Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
 
 _COLOURS = [(80, 220, 80), (60, 160, 255), (255, 120, 60), (220, 80, 220), (60, 220, 220), (200, 200, 60)]

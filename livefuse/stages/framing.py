@@ -23,9 +23,9 @@ import numpy as np
 from livefuse.device.graphs import warp_frame, warp_theta
 from livefuse.device.runner import DeviceGraph
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import DevicePath, Param, Stage, StageContext, StageSpec
+from livefuse.stage import DevicePath, Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
-from livefuse.stages.spring import CriticalSpring
+from livefuse.vision.spring import CriticalSpring
 
 log = logging.getLogger("livefuse.stages.framing")
 

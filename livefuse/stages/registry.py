@@ -5,20 +5,20 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from livefuse.stages.base import StageSpec
+from livefuse.stage import StageSpec
 
 STAGES: dict[str, StageSpec] = {}
 
 # Modules that register stage types when imported; add a module here when you add one.
 STAGE_MODULES: tuple[str, ...] = (
-    "livefuse.stages.face",
+    "livefuse.stages.face.spec",
     "livefuse.stages.background.spec",
     "livefuse.stages.anonymise",
     "livefuse.stages.colour.spec",
     "livefuse.stages.debug",
     "livefuse.stages.beauty",
-    "livefuse.stages.swap",
-    "livefuse.stages.enhance",
+    "livefuse.stages.swap.spec",
+    "livefuse.stages.enhance.spec",
     "livefuse.stages.framing",
 )
 

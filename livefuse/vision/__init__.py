@@ -1,7 +1,9 @@
 """Built-in vision models' adapters: raw model outputs -> faces, landmarks and person masks.
 
 Each adapter takes a `Runner` (the engine's ModelSession, or `OrtRunner` in tests and tools) and does
-its own pre- and post-processing with OpenCV and NumPy, so the engine only moves tensors.
+its own pre- and post-processing with OpenCV and NumPy, so the engine only moves tensors. Beside them:
+the one model loader (`models`), the face detector's passes (`tiled_detector`), and what follows faces
+over time (`tracking`, `smoothing`, `spring`).
 """
 
 from livefuse.vision.detectors import BlazeFaceDetector, FaceDetector, RetinaFaceDetector, YuNetDetector

@@ -20,7 +20,7 @@ from aiohttp import BodyPartReader, web
 from livefuse.errors import UserError
 from livefuse.presets import Preset, available_presets, shown
 from livefuse.runtime import Runtime
-from livefuse.stages.base import Param, TakesSourceFace
+from livefuse.stage import Param, TakesSourceFace
 from livefuse.web.connections import BODY_TIMEOUT_S
 from livefuse.web.image_header import MAX_PIXELS, image_size
 from livefuse.web.signalling import BadOffer, PeerLimit, Peers

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from livefuse.errors import PresetError
+from livefuse.stage import Stage, StageContext, preset_file
 from livefuse.stages.background.backdrop import Backdrop
-from livefuse.stages.base import Stage, StageContext, preset_file
 from livefuse.vision.segmentation import GENERAL_SIZE, LANDSCAPE_SIZE
 
 MODELS = {"general": "selfie_segmentation", "landscape": "selfie_segmentation_landscape"}

@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 
 from livefuse.frame import Frame
+from livefuse.stage import StageContext, Step
 from livefuse.stages.background.common import BackgroundStage, blur_geometry
-from livefuse.stages.base import StageContext, Step
-from livefuse.stages.models import load_model
 from livefuse.vision.geometry import resize
 from livefuse.vision.matting import refine_matte
+from livefuse.vision.models import load_model
 from livefuse.vision.segmentation import SelfieSegmenter
 
 VISIBLE_WEIGHT = 1 / 512  # a person weight below this changes no 8-bit pixel

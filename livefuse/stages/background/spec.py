@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from livefuse.stage import Param, StageContext, StageSpec, build_implementation
 from livefuse.stages.background.common import CHROMA_GREEN, MODELS, BackgroundStage
 from livefuse.stages.background.cpu import CpuBackground
 from livefuse.stages.background.graph import GraphBackground
-from livefuse.stages.base import Param, StageContext, StageSpec, build_implementation
 from livefuse.stages.registry import register
 from livefuse.vision.matting import EDGE_MODES
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from livefuse.errors import PresetError
-from livefuse.stages.base import Stage, StageContext, preset_file
-from livefuse.stages.cube import load_cube
+from livefuse.stage import Stage, StageContext, preset_file
+from livefuse.stages.colour.cube import load_cube
 
 LUMA_BGR = (0.114, 0.587, 0.299)
 TEMPERATURE_GAIN = 0.15  # temperature 1.0 = red x1.15, blue x0.85

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 
 from livefuse.frame import Frame
-from livefuse.stages.base import StageContext
+from livefuse.stage import StageContext
 from livefuse.stages.colour.common import ColourStage, affine
-from livefuse.stages.cube import identity_cube
+from livefuse.stages.colour.cube import identity_cube
 
 
 def transform_matrix(params: dict[str, Any]) -> np.ndarray:

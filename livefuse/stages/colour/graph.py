@@ -7,7 +7,7 @@ graph without a LUT leaves that node out. The graph is written with the engine's
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnx
@@ -15,9 +15,9 @@ import onnxruntime as ort
 
 from livefuse.engine.graph_builder import FLOAT, UINT8, GraphBuilder
 from livefuse.frame import Frame
-from livefuse.stages.base import DevicePath, StageContext
+from livefuse.stage import DevicePath, StageContext
 from livefuse.stages.colour.common import ColourStage, affine
-from livefuse.stages.cube import identity_cube
+from livefuse.stages.colour.cube import identity_cube
 
 
 def lut_volume(cube: np.ndarray, strength: float = 1.0) -> np.ndarray:
@@ -80,7 +80,11 @@ class GraphColour(ColourStage):
     @property
     def provider(self) -> str:
         """The provider the graph's session really got (the CPU one when a GPU provider failed)."""
-        return str(self._session(self._lut is not None).provider)
+        return str(self.session().provider)
+
+    def session(self) -> Any:
+        """The session the current settings run on (with or without the LUT)."""
+        return self._session(self._lut is not None)
 
     def _session(self, with_lut: bool) -> Any:
         if with_lut not in self._sessions:
@@ -104,11 +108,19 @@ class GraphColour(ColourStage):
         feeds = {"image": np.ascontiguousarray(frame.image), "matrix": self._matrix, "offset": self._offset}
         if self._lut is not None:
             feeds["lut"] = self._lut
-        out = self._session(self._lut is not None).run(feeds)["output"]
+        out = self.session().run(feeds)["output"]
         frame.image = np.array(out, copy=True)  # engine outputs are reused two runs later
 
     def close(self) -> None:
         self._sessions.clear()
+
+
+class ColourView(Protocol):
+    """What the device path reads of the graph stage: its session and its inputs besides the image."""
+
+    def session(self) -> Any: ...
+
+    def graph_feeds(self) -> dict[str, np.ndarray]: ...
 
 
 class ColourOnDevice(DevicePath):
@@ -118,7 +130,7 @@ class ColourOnDevice(DevicePath):
     frame carries no parameter uploads.
     """
 
-    def __init__(self, stage: GraphColour) -> None:
+    def __init__(self, stage: ColourView) -> None:
         self.stage = stage
         self._uploaded: dict[str, tuple[np.ndarray, ort.OrtValue]] = {}
 
@@ -131,7 +143,7 @@ class ColourOnDevice(DevicePath):
 
     def run(self, frame: Frame) -> None:
         stage = self.stage
-        session = stage._session(stage._lut is not None)
+        session = stage.session()
         feeds: dict[str, Any] = {name: self._on_device(name, value, session.device)
                                  for name, value in stage.graph_feeds().items()}
         feeds["image"] = frame.device_image

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from livefuse.stages.base import Param, StageContext, StageSpec, build_implementation
+from livefuse.stage import Param, StageContext, StageSpec, build_implementation
 from livefuse.stages.colour.common import ColourStage
 from livefuse.stages.colour.cpu import CpuColour
 from livefuse.stages.colour.graph import GraphColour

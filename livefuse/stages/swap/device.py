@@ -1,8 +1,8 @@
-"""The device paths of swap and enhance: crop, model and paste-back all on the device.
+"""The swap on a frame that stays on the device: crop, model and paste-back all there.
 
 Each face's model input is cut from the device frame (`device.crops`) and bound to the model as it is;
 the model's output goes back into the frame the same way, with the stage's own feathered mask.
-Swap's colour matching (Reinhard, in Lab) works on the two 128 px crops on the host, the only pixels
+The colour matching (Reinhard, in Lab) works on the two 128 px crops on the host, the only pixels
 that leave the device (pixel boost: its tiles are 128-px crops cut at shifted matrices, swapped and
 interleaved on the device, then matched and pasted at the boosted size); the kept parts (keep_regions)
 and the boxes searched for hands (occlusion) come to the host as their regions alone.
@@ -13,38 +13,48 @@ of the crops to uint8 in between; within a few levels inside the face, the same 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from livefuse.device.crops import FaceCrops
 from livefuse.device.graphs import interleave_tiles
-from livefuse.device.regions import OnRegions, RegionIO
+from livefuse.device.regions import OnRegions, RegionIO, RegionLocal
 from livefuse.device.runner import DeviceGraph
-from livefuse.engine.session import ModelSession
 from livefuse.faces.align import estimate_affine
 from livefuse.faces.paste import match_colour
 from livefuse.faces.regions import KeepRegion, restore
-from livefuse.faces.swapper import SIZE, TEMPLATE
+from livefuse.faces.swapper import SIZE, TEMPLATE, InSwapper
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import DevicePath
-
-if TYPE_CHECKING:
-    from livefuse.device.transfers import TransferCounter
-    from livefuse.stages.enhance import EnhanceStage
-    from livefuse.stages.swap import SwapStage
+from livefuse.stage import DevicePath
+from livefuse.transfers import TransferCounter
 
 
-def runs_on_device(session: Any) -> bool:
-    """A local session with float32 inputs (what the crop graphs give); a remote or FP16-input one is not."""
-    return isinstance(session, ModelSession) and all(dtype == np.float32 for _, dtype in session.inputs.values())
+class SwapView(RegionLocal, Protocol):
+    """What the device path reads of the swap stage (cpu.py's `SwapStage`)."""
+
+    params: dict[str, Any]
+    swapper: InSwapper
+    mask: np.ndarray  # the crop-space paste mask
+
+    def latent(self) -> np.ndarray | None: ...
+
+    def targets(self, frame: Frame) -> list[Face]: ...
+
+    def uses_parser(self) -> bool: ...
+
+    def keeps(self, faces: list[Face], shape: tuple[int, ...]) -> list[KeepRegion]: ...
+
+    def search_boxes(self, faces: list[Face], shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]: ...
+
+    def occluders(self, image: np.ndarray, faces: list[Face]) -> list[KeepRegion]: ...
 
 
 class SwapOnDevice(DevicePath):
     """inswapper on crops cut from the device frame, pasted back there; "similar" uses the region path."""
 
-    def __init__(self, stage: SwapStage, engine: Any, counter: TransferCounter) -> None:
+    def __init__(self, stage: SwapView, engine: Any, counter: TransferCounter) -> None:
         self.stage = stage
         self.crops = FaceCrops(engine, SIZE, 0.0, 255.0)  # RGB in 0..1
         self.regions = OnRegions(stage, engine, counter)
@@ -59,14 +69,13 @@ class SwapOnDevice(DevicePath):
         if stage.params["faces"] == "similar" or stage.uses_parser():
             self.regions.run(frame)
             return
-        with stage._lock:
-            latent = stage._latent
+        latent = stage.latent()
         strength = stage.params["strength"]
         if latent is None or strength <= 0 or not frame.faces:
             stage.process(frame)  # warns once, touches nothing
             return
         height, width = (int(d) for d in frame.device_image.shape()[:2])
-        targets = stage._targets(frame)
+        targets = stage.targets(frame)
         keeps = self._keeps(frame, targets, (height, width))
         image = frame.device_image
         session = stage.swapper.session
@@ -80,9 +89,9 @@ class SwapOnDevice(DevicePath):
             else:
                 target, swapped = crops.cut(image, matrix), self._boosted(image, matrix, latent, boost // SIZE)
             if stage.params["colour_match"]:
-                swapped = self._matched(swapped, target, stage._mask)
+                swapped = self._matched(swapped, target, stage.mask)
                 self.kept.counter.region(stage.name, 3 * swapped.nbytes)  # two crops down, one up
-            image = crops.put(image, swapped, matrix, stage._mask * strength)
+            image = crops.put(image, swapped, matrix, stage.mask * strength)
         if keeps:
             boxes = [region.box for region, _ in keeps]
             canvas = self.kept.fetch(image, boxes)
@@ -135,28 +144,3 @@ class SwapOnDevice(DevicePath):
         canvas = self.kept.fetch(frame.device_image, [region.box for region in found])
         return [(region, canvas[region.box[1]:region.box[3], region.box[0]:region.box[2]].copy())
                 for region in found]
-
-
-class EnhanceOnDevice(DevicePath):
-    """The restorer on crops cut from the device frame, pasted back there: nothing leaves the device."""
-
-    def __init__(self, stage: EnhanceStage, engine: Any, counter: TransferCounter) -> None:
-        self.stage = stage
-        self.crops = FaceCrops(engine, stage.enhancer.size, 127.5, 127.5)
-        self.regions = OnRegions(stage, engine, counter)
-
-    def run(self, frame: Frame) -> None:
-        stage = self.stage
-        if stage.every() > 1 or stage.params["occlusion"] != "off":  # carried detail, hands: regions on the host
-            self.regions.run(frame)
-            return
-        enhancer = stage.enhancer
-        image = frame.device_image
-        for face in stage._faces(frame):
-            matrix = estimate_affine(face.landmarks5, enhancer.template, enhancer.size)
-            feeds: dict[str, Any] = {enhancer.input_name: self.crops.cut(image, matrix)}
-            if enhancer.weight is not None:
-                feeds["weight"] = enhancer._weight()
-            restored = enhancer.session.run_device(feeds)[enhancer.output_name]
-            image = self.crops.put(image, restored, matrix, stage._mask * stage.params["strength"])
-        frame.device_image = image

@@ -1,56 +1,25 @@
-"""The `face` stage: finds, tracks and steadies faces, filling `frame.faces` for the stages after it.
+"""The `face` stage's work on a frame's pixels, wherever they are: detect, follow with FaceMesh, track, smooth.
 
-Finding faces afresh on every frame is the costly way. As MediaPipe's face-mesh graph does, the
-detector runs only at the start, when a tracked face is lost, and every `detect_every` frames (about
-0.25 s by default) to pick up new faces; in between, with `landmarks` on, each face's FaceMesh crop for
-the next frame comes from its mesh on this one, and FaceMesh's face-presence score says when it is
-lost: one FaceMesh run per face per frame is the whole cost. Without landmarks and without the scan
-below, faces between detections move on by their smoothed velocity.
-
-With `scan_every_frame` (the default) the detector also looks once at the whole, downscaled frame on
-every frame (a single small model run), so a face entering between detections is found on its first
-frame; the frame's side edges are mirrored so that a face half out of the frame is found too. Detection
-proper adds BlazeFace's square tiles only for the small faces a whole-frame pass cannot see, one tile a
-frame over the detection period so that no frame pays for them all; tracked small faces are looked for
-in one mosaic of crops (those passes are `TiledDetector`, in tiled_detector.py).
-
-Before a stage that guards privacy (anonymise) the stage searches for recall instead: the privacy scan
-(vision/privacy_scan.py, a second detector family) looks at every frame for faces from `privacy_scan`'s
-smallest size up, beside BlazeFace's whole-frame pass, in place of the tiles; every raw detection of
-every pass goes to `frame.privacy_boxes`, tracked or not and with no cap. `max_faces` limits the tracks
-that effects use, never what is covered.
+`process` reads host frames; the device path (device.py) calls `find_faces` with the device frame's reads.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import DevicePath, Param, Stage, StageContext, StageSpec
-from livefuse.stages.models import load_model
-from livefuse.stages.registry import register
-from livefuse.stages.tiled_detector import TiledDetector
-from livefuse.stages.tracking import FaceTracker
+from livefuse.stage import Stage, StageContext
 from livefuse.vision.detectors import BlazeFaceDetector, RetinaFaceDetector, YuNetDetector
 from livefuse.vision.geometry import box_overlaps
 from livefuse.vision.landmarks import FaceLandmarker, Roi, arcface_points
+from livefuse.vision.models import DETECTOR_MODELS, LANDMARK_MODEL, SCAN_MODEL, WIDE_MODEL, load_model
 from livefuse.vision.pixels import FramePixels, HostPixels
 from livefuse.vision.privacy_scan import LEVELS, PrivacyScan
+from livefuse.vision.tiled_detector import TiledDetector
+from livefuse.vision.tracking import FaceTracker
 
-if TYPE_CHECKING:
-    from livefuse.device.pixels import DeviceReads
-
-DETECTOR_MODELS = {
-    "blazeface": "face_detection_short",
-    "blazeface_full": "face_detection_full",
-    "yunet": "yunet",
-    "retinaface": "retinaface_mobilenet0.25",
-}
-WIDE_MODEL = "face_detection_full_wide"  # full range with a 192x128 input: the whole-frame pass on wide frames
-LANDMARK_MODEL = "face_landmark"
-SCAN_MODEL = "yunet"  # the privacy scan's detector: another family than BlazeFace (bundled, MIT)
 DETECT_SECONDS = 0.25  # detect_every = 0: detect this often
 RESTART_GAP_S = 1.0  # capture times going back, or a gap this long: a new scene (source reopened)
 
@@ -102,10 +71,6 @@ class FaceStage(Stage):
         if params["landmarks"]:
             self.landmarker = FaceLandmarker(load_model(context.engine, LANDMARK_MODEL))
         self.tracker = FaceTracker(max_tracks=limit)
-        if context.transfers is not None:
-            from livefuse.device.pixels import DeviceReads
-
-            self.device = FaceOnDevice(self, DeviceReads(context.engine, context.transfers, self.name))
         self._configure()
         self._fresh = True  # no detection yet in this scene: the next frame gets a full one
         self._phase = 0  # frames since the scene's first detection (its place in the period: modulo detect_every)
@@ -298,53 +263,3 @@ class FaceStage(Stage):
 
     def close(self) -> None:
         self.on_source_reopened()
-
-
-class FaceOnDevice(DevicePath):
-    """The face stage on a device frame: the detectors' shrunk inputs and FaceMesh's crops are made on the
-    device (`livefuse.device.pixels`), and only they come to the host."""
-
-    def __init__(self, stage: FaceStage, reads: DeviceReads) -> None:
-        self.stage = stage
-        self.reads = reads
-
-    def run(self, frame: Frame) -> None:
-        self.stage.find_faces(frame, self.reads.pixels(frame.device_image))
-
-
-SPEC = register(StageSpec(
-    type="face",
-    summary="Find faces (box, score, five points, optional 468-point mesh), track them with stable ids and "
-            "smooth them with a One Euro filter; the face effects after it use them",
-    params=(
-        Param("detector", str, "blazeface", "blazeface (bundled, faces within ~2 m), blazeface_full (bundled, "
-              "up to ~5 m: small faces), yunet or retinaface (pulled models)",
-              choices=tuple(DETECTOR_MODELS), live=False),
-        Param("model", str, "", "path of the detector's .onnx file instead of the named model (relative to the "
-              "preset)", live=False, kind="file"),
-        Param("min_score", float, 0.65, "detections scoring below this are ignored (lower finds more faces and "
-              "more false alarms)", min=0.05, max=1.0, live=False),
-        Param("max_faces", int, 4, "at most this many faces", min=1, max=32, live=False),
-        Param("landmarks", bool, False, "also run FaceMesh (468 points) on every face; it then follows each "
-              "face from frame to frame, so the detector runs only every detect_every frames", live=False),
-        Param("detect_every", int, 0, "run the full detector every Nth frame and track in between (0: about "
-              "0.25 s of frames at the source's rate); the detector's passes are spread over those frames, and "
-              "with landmarks it pauses while max_faces faces are followed", min=0, max=300),
-        Param("scan_every_frame", bool, True, "also look once at the whole downscaled frame every frame (one "
-              "small model run), so a face entering between detections is found on its first frame; "
-              "always on when anonymise follows; effects that can wait detect_every frames for a new face can "
-              "turn it off"),
-        Param("privacy_scan", str, "fast", "before anonymise, how hard every frame is searched for faces: "
-              + "; ".join(f"{name}, {level.summary}" for name, level in LEVELS.items()), choices=tuple(LEVELS)),
-        Param("detect_size", int, 320, "yunet: longer side of the downscaled frame it looks at", min=96,
-              max=1920, live=False),
-        Param("smoothing", bool, True, "One Euro smoothing of boxes and landmarks"),
-        Param("min_cutoff", float, 1.0, "One Euro cutoff (Hz) when still: lower is steadier", min=0.01, max=30.0),
-        Param("beta", float, 5.0, "One Euro speed coefficient: higher follows fast motion with less lag",
-              min=0.0, max=1000.0),
-        Param("hold_frames", int, 2, "keep a face this many frames after the detector loses it (marked held)",
-              min=0, max=120),
-    ),
-    factory=FaceStage,
-    models=(*DETECTOR_MODELS.values(), WIDE_MODEL, LANDMARK_MODEL, SCAN_MODEL),
-))

@@ -1,15 +1,6 @@
-"""The `swap` stage: replaces faces with a source identity (inswapper_128, FaceFusion-style).
+"""The `swap` stage on frames in host memory: identities, face selection, masks and kept parts, the swap.
 
-The source is a photo (preset `source_image`, or `set_source_face` from the web API); its ArcFace
-embedding is projected through the swapper's emap once. Each selected target face is aligned to the
-128-px ArcFace template, swapped, colour-matched to the original crop and pasted back through the
-inverse affine with a feathered mask (`mask_blur`, pulled in by `mask_padding`). The parts named in
-`keep_regions` (eyes, brows, mouth, nose: FaceMesh contours grown by `keep_grow`, feathered) are then
-blended back from the original frame, so the person's own mouth keeps speech looking real. With
-`occlusion` = "hands", hands in front of a face (MediaPipe's hand models) keep their original pixels too;
-with "parser" (or "both") a face parser limits the paint to the face's own classes, as FaceFusion does,
-and takes the kept parts from its classes instead of FaceMesh.
-Until a source face is set the stage passes frames through.
+Its device path (device.py) reads the same state through `SwapView`.
 """
 
 from __future__ import annotations
@@ -25,16 +16,14 @@ from livefuse.faces.align import estimate_affine
 from livefuse.faces.detect import StillFaceFinder, read_image
 from livefuse.faces.embedding import ArcFace, normalise
 from livefuse.faces.models import last_initializer, load_session, load_sessions, resolve_path
-from livefuse.faces.occlusion import MODES as OCCLUSION_MODES
 from livefuse.faces.occlusion import HandOcclusion
 from livefuse.faces.parser import FaceParser, region_mask
 from livefuse.faces.paste import box_mask, footprint, match_colour, paste_back
-from livefuse.faces.regions import NAMES, KeepRegion, keep_region, restore
-from livefuse.faces.select import MODES, EmbeddingCache, largest, most_similar
-from livefuse.faces.swapper import PIXEL_BOOSTS, SIZE, TEMPLATE, InSwapper
+from livefuse.faces.regions import KeepRegion, keep_region, restore
+from livefuse.faces.select import EmbeddingCache, largest, most_similar
+from livefuse.faces.swapper import SIZE, TEMPLATE, InSwapper
 from livefuse.frame import Face, Frame
-from livefuse.stages.base import Param, StageContext, StageSpec, TakesSourceFace
-from livefuse.stages.registry import register
+from livefuse.stage import StageContext, TakesSourceFace
 
 log = logging.getLogger("livefuse.stages.swap")
 
@@ -57,7 +46,7 @@ class SwapStage(TakesSourceFace):
         self._lock = threading.Lock()
         self._latent: np.ndarray | None = None
         self._reference: np.ndarray | None = None
-        self._mask = self._box_mask()
+        self.mask = self._box_mask()
         self._warned: set[str] = set()
         self._engine = engine
         self._hands: HandOcclusion | None = None
@@ -67,15 +56,13 @@ class SwapStage(TakesSourceFace):
             self._load_image("source_image")
         if params["reference_image"]:
             self._load_image("reference_image")
-        if context.transfers is not None:
-            from livefuse.device.regions import OnRegions
-            from livefuse.stages.face_graphs import SwapOnDevice, runs_on_device
-
-            on_device = runs_on_device(self.swapper.session)
-            self.device = (SwapOnDevice(self, engine, context.transfers) if on_device
-                           else OnRegions(self, engine, context.transfers))
 
     # -- identities (callable from the web API thread) ---------------------------------------------
+
+    def latent(self) -> np.ndarray | None:
+        """The source identity the swapper paints (None until a source face is set)."""
+        with self._lock:
+            return self._latent
 
     def _embed_still(self, image_bgr: np.ndarray, what: str) -> np.ndarray:
         face = self.finder.largest(image_bgr)
@@ -102,7 +89,8 @@ class SwapStage(TakesSourceFace):
 
     # -- per frame ---------------------------------------------------------------------------------
 
-    def _targets(self, frame: Frame) -> list[Face]:
+    def targets(self, frame: Frame) -> list[Face]:
+        """The faces of this frame the swap paints (`faces`: all, the largest, or the one like the reference)."""
         faces = [f for f in frame.faces if f.landmarks5 is not None]
         mode = self.params["faces"]
         if mode == "largest":
@@ -128,8 +116,7 @@ class SwapStage(TakesSourceFace):
             log.warning(message)
 
     def process(self, frame: Frame) -> None:
-        with self._lock:
-            latent = self._latent
+        latent = self.latent()
         if latent is None:
             self._warn_once("source", "swap: no source face yet (set source_image, or pick one in the web UI); "
                             "frames pass through")
@@ -137,7 +124,7 @@ class SwapStage(TakesSourceFace):
         strength = self.params["strength"]
         if strength <= 0 or not frame.faces:
             return
-        targets = self._targets(frame)
+        targets = self.targets(frame)
         keeps = [(region, frame.image[region.box[1]:region.box[3], region.box[0]:region.box[2]].copy())
                  for region in self.keeps(targets, frame.image.shape)
                  + self.occluders(frame.image, targets)]  # taken before any face is pasted
@@ -145,7 +132,7 @@ class SwapStage(TakesSourceFace):
         for face, mask in zip(targets, masks, strict=True):
             swapped, crop, matrix = self.swapper.swap(frame.image, face.landmarks5, latent, self.params["pixel_boost"])
             if self.params["colour_match"]:
-                swapped = match_colour(swapped, crop, self._mask)
+                swapped = match_colour(swapped, crop, self.mask)
             paste_back(frame.image, swapped, mask, matrix, strength)
         for region, original in keeps:
             restore(frame.image, original, region)
@@ -153,8 +140,7 @@ class SwapStage(TakesSourceFace):
     def regions(self, frame: Frame, shape: tuple[int, int]) -> list[tuple[float, float, float, float]]:
         """The device path's regions: every face's crop footprint (the selection reads inside them too) and,
         with keep_regions, the parts kept from the original frame, and with occlusion, where it looks for them."""
-        with self._lock:
-            latent = self._latent
+        latent = self.latent()
         if latent is None or self.params["strength"] <= 0 or not frame.faces:
             return []
         faces = [f for f in frame.faces if f.landmarks5 is not None]
@@ -169,9 +155,9 @@ class SwapStage(TakesSourceFace):
         the kept parts) when `occlusion` uses it. `image` is the frame before any face is pasted."""
         parser = self._parser
         if parser is None:
-            return self._mask
+            return self.mask
         classes = parser.classes(image, face.landmarks5, TEMPLATE)
-        return np.minimum(self._mask, region_mask(classes, self.params["keep_regions"], self.params["pixel_boost"]))
+        return np.minimum(self.mask, region_mask(classes, self.params["keep_regions"], self.params["pixel_boost"]))
 
     def uses_parser(self) -> bool:
         return self._parser is not None
@@ -223,7 +209,7 @@ class SwapStage(TakesSourceFace):
             self._occlusion(params["occlusion"])
         self.params.update(params)
         if {"mask_blur", "mask_padding", "pixel_boost"} & set(params):
-            self._mask = self._box_mask()
+            self.mask = self._box_mask()
         for field in ("source_image", "reference_image"):
             if params.get(field):
                 self._load_image(field)
@@ -236,47 +222,3 @@ class SwapStage(TakesSourceFace):
 
     def close(self) -> None:
         self.cache.clear()
-
-
-SPEC = register(StageSpec(
-    type="swap",
-    summary="Replace faces with the identity of a source photo (inswapper_128; needs a `face` stage before "
-            "it and pulled, non-commercial models)",
-    params=(
-        Param("model", str, "inswapper_128", "inswapper_128, inswapper_128_fp16, or the path of an .onnx file",
-              live=False),
-        Param("arcface_model", str, "w600k_r50", "face recognition model for the identities: w600k_r50 "
-              "(InsightFace's, SHA-256 verified), arcface_w600k_r50 (FaceFusion's copy) or an .onnx path",
-              live=False),
-        Param("source_image", str, "", "photo whose face is painted on (relative to the preset); empty: set it "
-              "in the web UI", kind="file"),
-        Param("faces", str, "all", "which faces to swap", choices=MODES),
-        Param("reference_image", str, "", "faces = \"similar\": photo of the person to swap", kind="file"),
-        Param("min_similarity", float, 0.2, "faces = \"similar\": lowest cosine similarity that still counts",
-              min=-1.0, max=1.0),
-        Param("strength", float, 1.0, "blend of the swapped face over the original", min=0.0, max=1.0),
-        Param("mask_blur", float, 0.3, "feather of the pasted crop's edge (fraction of half the crop)",
-              min=0.0, max=1.0),
-        Param("pixel_boost", int, 128, "swap at 256 or 512 px: the face aligned at that size, swapped in 128-px "
-              "interleaved tiles (4 or 16 model runs a face) and put back together, as FaceFusion does: more "
-              "detail on large faces", choices=PIXEL_BOOSTS),
-        Param("colour_match", bool, True, "match the swapped face's colour and lighting to the original"),
-        Param("mask_padding", list, [0, 0, 0, 0], "pull the pasted crop's edge in: top, right, bottom, left, in "
-              "percent of the crop (e.g. [10, 0, 0, 0] keeps a swapped forehead off the hair)",
-              min=0.0, max=50.0, length=4),
-        Param("keep_regions", list, [], "parts of the person's own face kept from the original: any of "
-              "\"eyes\", \"brows\", \"mouth\", \"nose\" (needs landmarks = true on the face stage)", items=NAMES),
-        Param("occlusion", str, "off", "keep what is in front of a face: \"hands\" (MediaPipe's palm detector "
-              "and hand landmarker, bundled) keeps the hands' original pixels where they cover the face; "
-              "\"parser\" paints only the face parser's face classes (hair, hats, hands and objects keep theirs); "
-              "\"both\"", choices=OCCLUSION_MODES),
-        Param("parser_model", str, "bisenet_resnet_34", "occlusion = \"parser\" or \"both\": the face parser, "
-              "bisenet_resnet_34 (BiSeNet, MIT; pulled, SHA-256 pinned) or an .onnx path", live=False),
-        Param("keep_grow", float, 0.2, "keep_regions: each part grown about its centre, up to 1 = twice its size",
-              min=0.0, max=1.0),
-        Param("keep_feather", float, 0.5, "keep_regions: width of the soft edge around each kept part",
-              min=0.0, max=1.0),
-    ),
-    factory=SwapStage,
-    models=("inswapper_128", "inswapper_128_fp16", "w600k_r50", "arcface_w600k_r50", "bisenet_resnet_34"),
-))

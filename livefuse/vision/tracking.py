@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from livefuse.frame import Face
-from livefuse.stages.smoothing import OneEuro
 from livefuse.vision.geometry import iou_matrix
+from livefuse.vision.smoothing import OneEuro
 
 
 def grow_box(box: np.ndarray, factor: float) -> np.ndarray:

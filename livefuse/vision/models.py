@@ -1,8 +1,8 @@
-"""How stages get their models: one loader and one path rule, whichever stage asks.
+"""How stages get their models: one loader and one path rule, whichever stage asks; the face models' names.
 
 A model parameter is either a file or a name:
 - a file (`*.onnx`, or anything with a `/`) follows the rule of every file a preset names
-  (`stages.base.preset_file`): `~` expanded, relative to the preset's folder;
+  (`livefuse.stage.preset_file`): `~` expanded, relative to the preset's folder;
 - a name is a manifest model (`name` or `name@version`), hash-checked through the engine's registry,
   or else a MediaPipe model bundled in models/mediapipe, so a stage keeps working while the manifest
   does not list it.
@@ -19,8 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from livefuse.errors import ModelError
-from livefuse.stages.base import preset_file
+from livefuse.stage import preset_file
 from livefuse.vision.geometry import mediapipe_model
+
+# The face models by name: the face stage loads them, and faces/ finds the largest face of a still with them.
+DETECTOR_MODELS = {
+    "blazeface": "face_detection_short",
+    "blazeface_full": "face_detection_full",
+    "yunet": "yunet",
+    "retinaface": "retinaface_mobilenet0.25",
+}
+WIDE_MODEL = "face_detection_full_wide"  # full range with a 192x128 input: the whole-frame pass on wide frames
+LANDMARK_MODEL = "face_landmark"
+SCAN_MODEL = "yunet"  # the privacy scan's detector: another family than BlazeFace (bundled, MIT)
 
 # Licences of the face models as published (the manifest's `non_commercial` flag wins when present).
 NON_COMMERCIAL = frozenset({"inswapper_128", "inswapper_128_fp16", "arcface_w600k_r50", "w600k_r50", "codeformer",

@@ -21,8 +21,8 @@ import numpy as np
 from livefuse.frame import Frame
 
 if TYPE_CHECKING:
-    from livefuse.device.transfers import TransferCounter
     from livefuse.engine import Engine
+    from livefuse.transfers import TransferCounter
 
 MAX_STRING_LENGTH = 1024  # a string parameter's default limit: a path, a colour or a name, never a document
 MAX_LIST_LENGTH = 64
