@@ -1,8 +1,9 @@
 """Sessions: the streams the daemon filters for others (WHIP ingests, the page's "filter my camera").
 
 A session is a camera peer (see signalling.py): its own pipeline and preset between the track it
-sends and the filtered track it gets back, which WHEP viewers can watch too. This module is the
-view the API, /metrics and admission take of them: their figures, and whether one more fits.
+sends and the filtered track it gets back, which WHEP viewers can watch too. `SessionRunner` starts
+and stops that pipeline; `Sessions` is the view the API, /metrics and admission take of them: their
+figures, and whether one more fits.
 
 Admission: each session has a glass-to-glass budget (default 150 ms). What the daemon measures is
 capture to output inside it; the network and the peers' codecs add to that, so a session whose recent
@@ -19,21 +20,34 @@ first. Latency cannot grow without bound meanwhile: the pipelines drop frames in
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
 import logging
 import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from livefuse.presets import Preset
+from livefuse.runtime import Runtime
 from livefuse.stats import percentiles_ms
 from livefuse.threads import usable_cores
 from livefuse.web.periodic import Periodic
 from livefuse.web.signalling import Peer, Peers
+from livefuse.web.tracks import TrackSink, TrackSource
+from livefuse.wiring import assemble
+
+if TYPE_CHECKING:
+    from livefuse.daemon import Served
 
 log = logging.getLogger("livefuse.web")
 
+STOP_TIMEOUT_S = 5.0
 DEFAULT_BUDGET_MS = 150.0
 MAX_BUDGET_MS = 10_000.0
 NEAR_BUDGET = 0.8  # a session past this share of its budget (recent p95) leaves no room for another
@@ -58,6 +72,51 @@ PAUSED_S = 1.0
 # the dearest of 40 overlapping ones (one a mark) ran higher: 93-99 % predicted for a third stream beside two
 # using 56-61 %.
 COST_MEMORY_S = 10.0
+
+
+class SessionRunner:
+    """Starts a camera peer's pipeline between its two tracks, and stops it (signalling.py's SessionPipelines).
+
+    A session runs the preset it asked for, or a copy of the daemon's (with the live values it has now), on the
+    daemon's engine under its own id (its share bucket in a grey release), at the daemon's frame size and rate.
+    """
+
+    def __init__(self, served: Served) -> None:
+        self.served = served
+        self.source_face: np.ndarray | None = None  # the last one uploaded: a new session applies it at a switch
+        self._running: dict[str, tuple[TrackSource, asyncio.Task[Any]]] = {}
+
+    async def start(self, peer: Peer, asked: Preset | None) -> None:
+        assert peer.incoming is not None and peer.outgoing is not None
+        served = self.served
+        preset = copy.deepcopy(asked or served.preset())
+        engine = served.engine.for_session(peer.id)
+        size, fps = served.size, served.fps
+        assembly = await asyncio.get_running_loop().run_in_executor(None, assemble, preset, engine, size, fps)
+        source = TrackSource(peer.incoming, size, fps)
+        sink = TrackSink(peer.outgoing, audio=peer.outgoing_audio)
+        peer.runtime = Runtime.wire(assembly, source, [sink], settings={"source": "webrtc"})
+        peer.runtime.source_face = self.source_face
+        source.start()
+        task = asyncio.create_task(peer.runtime.pipeline.run())
+        task.add_done_callback(lambda done: _pipeline_ended(peer, done))
+        self._running[peer.id] = (source, task)
+
+    async def stop(self, peer: Peer) -> None:
+        running = self._running.pop(peer.id, None)
+        if running is None or peer.runtime is None:
+            return
+        source, task = running
+        peer.runtime.pipeline.stop()
+        source.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
+        await asyncio.get_running_loop().run_in_executor(None, peer.runtime.pipeline.chain.close)
+
+
+def _pipeline_ended(peer: Peer, task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("camera peer %s: pipeline failed: %s", peer.id, task.exception())
 
 
 class CpuLoad(Periodic):
@@ -184,6 +243,9 @@ class Sessions:
     def __iter__(self) -> Iterator[Peer]:
         return iter([p for p in self.peers.peers.values()
                      if p.mode == "camera" and p.runtime is not None and not p.closing])
+
+    def runtimes(self) -> list[Runtime]:
+        return [p.runtime for p in self.peers.peers.values() if p.runtime is not None]
 
     def get(self, session_id: str) -> Peer | None:
         peer = self.peers.session(session_id)
