@@ -1,7 +1,7 @@
 """Helpers for the web tests: a live daemon on a thread, tiny test stages, a y4m clip, HTTP, Chromium.
 
-The daemon is the real thing (DemoSource → Pipeline → PreviewSink with its aiohttp
-server and aiortc peers) on its own event loop, so tests can drive it from plain
+The daemon is the real thing (DemoSource → Pipeline → the preview output, with the web
+server's aiohttp app and aiortc peers) on its own event loop, so tests can drive it from plain
 code, from Playwright, or from their own asyncio loop.
 """
 

@@ -25,7 +25,7 @@ from livefuse.stages.base import Param
 from livefuse.web.connections import BODY_TIMEOUT_S
 from livefuse.web.image_header import MAX_PIXELS, image_size
 from livefuse.web.sessions import SessionRunner, Sessions
-from livefuse.web.signalling import BadOffer, PeerLimit, Peers
+from livefuse.web.signalling import BadOffer, NoSuchSession, PeerLimit, Peers
 
 log = logging.getLogger("livefuse.web")
 
@@ -268,6 +268,8 @@ class Api:
             return bad_request(error_text(exc))
         except PeerLimit as exc:
             return bad_request(str(exc), 503)
+        except NoSuchSession:  # `livefuse serve`: no stream of its own to view
+            return bad_request("this server runs sessions only (livefuse serve): it has no stream to view", 404)
         except UserError as exc:  # the preset could not be built for this peer
             return bad_request(str(exc), 500)
         return web.json_response({"sdp": answer.sdp, "type": answer.type, "peer": peer.id})

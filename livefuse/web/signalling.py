@@ -95,7 +95,7 @@ class Peer:
     audio_task: asyncio.Task[None] | None = None
     runtime: Runtime | None = None  # camera mode: its session's pipeline and controls (web/sessions.py)
     closing: bool = False
-    viewing: bool = False  # counted in Peers.viewers
+    viewing: bool = False  # counted in Preview.viewers
     watchdog: asyncio.Task[None] | None = None
     watching: str = MAIN  # preview mode: the session it views (MAIN: the daemon's stream)
     budget_ms: float | None = None  # camera mode: its glass-to-glass budget (None: the daemon's default)
