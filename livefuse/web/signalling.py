@@ -155,8 +155,8 @@ class Peers:
             raise BadOffer(f"expected an SDP offer, got type {kind!r}")
         candidates = check_offer(sdp)
         watched = self.session(watch) if watch != MAIN else None
-        if mode == "preview" and (watched is None or watched.outgoing is None) \
-                and (watch != MAIN or self.preview is None):
+        missing = self.preview is None if watch == MAIN else watched is None or watched.outgoing is None
+        if mode == "preview" and missing:
             raise NoSuchSession(watch)
         if len(self.peers) >= self.max_peers:
             raise PeerLimit(f"{len(self.peers)} peers are connected, the limit (--max-peers) is {self.max_peers}")
