@@ -176,14 +176,14 @@ async def run(plan: RunPlan, control: ControlPlane | None = None) -> PipelineSta
 async def serve(preset: Preset, size: tuple[int, int], fps: float, engine_options: EngineOptions,
                 control: ControlPlane) -> None:
     """Serve sessions (WHIP, the page's camera) running `preset` unless they ask for another, until
-    SIGINT/SIGTERM. The preset is built once first, so one that cannot start is reported before the server
-    listens, and the first session finds its models loaded."""
+    SIGINT/SIGTERM. The preset is built first and kept, so one that cannot start is reported before the server
+    listens, and a session running it finds its models loaded."""
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
         engine = await open_engine(engine_options, fps)
         stack.callback(engine.close)
         chain = (await loop.run_in_executor(None, assemble, preset, engine, size, fps)).chain
-        await loop.run_in_executor(None, chain.close)
+        stack.callback(chain.close)  # kept, never run: the engine's pool keeps its models while a chain holds them
         await stack.enter_async_context(control.serving(Served(engine, size, fps, lambda: preset)))
         log.info("serving sessions of %s at %gx%g, %g fps (%s)", preset.name, *size, fps, engine.provider)
         stopped = asyncio.Event()
