@@ -1,6 +1,6 @@
 """How many WHIP sessions one daemon filters: fps and glass-to-glass latency for N = 1, 2, 4, ... streams.
 
-Not a CI test. The daemon (`livefuse run`, its own stream a still image with no filter) runs pinned to
+Not a CI test. The daemon (`livefuse serve`: sessions only, no stream of its own) runs pinned to
 `--daemon-cores`; each client is a process of its own, pinned to `--client-cores` (with `taskset`,
 where it exists). A client sends the astronaut at the session size and rate with its frame number
 drawn as a code where the filter keeps the picture (the chest), gets its filtered stream back on the
@@ -190,10 +190,9 @@ def get(url: str) -> Any:
     return json.loads(body) if response.headers.get_content_type() == "application/json" else body.decode()
 
 
-def start_daemon(args: argparse.Namespace, still: Path, port: int, batch_delay: float | None, loop_priority: str,
+def start_daemon(args: argparse.Namespace, port: int, batch_delay: float | None, loop_priority: str,
                  log: Path) -> Any:
-    command = [*pinned(args.daemon_cores), str(ROOT / ".venv" / "bin" / "livefuse"), "run",
-               "--source", f"image:{still}", "--preset", "passthrough", "--output", "preview",
+    command = [*pinned(args.daemon_cores), str(ROOT / ".venv" / "bin" / "livefuse"), "serve", "--preset", args.preset,
                "--size", args.size, "--fps", str(args.fps), "--port", str(port), "--provider", "cpu",
                "--max-peers", "64", "--session-budget-ms", str(args.budget_ms), "--loop-priority", loop_priority,
                "--no-auth"]  # loopback, and the clients it starts send no token
@@ -276,14 +275,8 @@ def main() -> None:
                                          args.seconds, args.packets))
         print(json.dumps(result))
         return
-    import cv2
-
-    from livefuse.web.whip_client import astronaut_frame
-
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="livefuse-streams-"))
-    still = work / "still.png"
-    cv2.imwrite(str(still), astronaut_frame((size[0], size[1])))
     if not args.live_encode:
         args.packets = work / "clip.vp8.pickle"
         encode_clip((size[0], size[1]), args.fps, args.packets)
@@ -295,7 +288,7 @@ def main() -> None:
     priorities = ["normal", "realtime"] if args.loop_priority == "both" else [args.loop_priority]
     for delay, priority in ((d, p) for d in modes for p in priorities):
         port = free_port()
-        daemon = start_daemon(args, still, port, delay, priority, work / "daemon.log")
+        daemon = start_daemon(args, port, delay, priority, work / "daemon.log")
         try:
             for streams in (int(n) for n in args.streams.split(",")):
                 level = run_level(args, f"http://127.0.0.1:{port}", streams, daemon.pid)

@@ -1,4 +1,4 @@
-"""The `livefuse` command: subcommands run, bench, presets and models.
+"""The `livefuse` command: subcommands run, serve, bench, presets, models and doctor.
 
 A `UserError` anywhere below prints one line naming what is wrong and how to fix
 it, and exits non-zero without a traceback.
@@ -15,8 +15,8 @@ from livefuse import __version__
 from livefuse.errors import UserError
 from livefuse.memory import keep_frame_memory
 
-SUBCOMMANDS = ("livefuse.commands.run", "livefuse.commands.bench", "livefuse.commands.presets",
-               "livefuse.commands.models", "livefuse.commands.doctor")
+SUBCOMMANDS = ("livefuse.commands.run", "livefuse.commands.serve", "livefuse.commands.bench",
+               "livefuse.commands.presets", "livefuse.commands.models", "livefuse.commands.doctor")
 
 
 class VersionAction(argparse.Action):

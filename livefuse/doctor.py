@@ -166,9 +166,8 @@ def check_port(host: str, port: int) -> Check:
 
 def check_default_run(preset_name: str | None) -> list[Check]:
     """The default preset built on the `auto` engine, its models loaded: what `livefuse run` does first."""
-    from livefuse.commands.run import default_preset
     from livefuse.engine import Engine
-    from livefuse.presets import load_preset
+    from livefuse.presets import default_preset, load_preset
     from livefuse.wiring import assemble
 
     name = preset_name or default_preset()

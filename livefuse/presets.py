@@ -56,6 +56,11 @@ def preset_dirs() -> list[Path]:
     return [*extra_preset_dirs(), user_presets_dir(), PRESETS_DIR]
 
 
+def default_preset() -> str:
+    """The preset `livefuse run` and `livefuse serve` run when given none: DEFAULT_PRESET where it is installed."""
+    return DEFAULT_PRESET if DEFAULT_PRESET in available_presets() else "passthrough"
+
+
 def available_presets() -> dict[str, Path]:
     """Preset name -> file, earlier folders shadowing later ones."""
     found: dict[str, Path] = {}

@@ -1,7 +1,9 @@
-"""A running daemon: its engine, pipeline and active preset, and the operations the API offers.
+"""A running pipeline with its controls: its engine, active preset and source face, and the operations the
+API offers.
 
-The CLI builds one `Runtime` (and each camera peer one of its own) with `Runtime.wire`; the web control
-API switches presets and tunes parameters through it while frames keep flowing.
+The daemon builds one `Runtime` (and each session one of its own) with `Runtime.wire`; the web control
+API switches presets, tunes parameters and sets the source face through it while frames keep flowing.
+One lock orders those changes, so a parameter change never lands on a chain a preset switch replaces.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from livefuse.audio.filtered import FilteredAudio
 from livefuse.audio.inputs import AudioInput
@@ -20,7 +24,7 @@ from livefuse.pipeline import Pipeline
 from livefuse.presets import Preset, load_preset, shown, validate_params
 from livefuse.sinks.base import Sink
 from livefuse.sources.base import Source
-from livefuse.stage import StageContext
+from livefuse.stage import StageContext, TakesSourceFace
 from livefuse.wiring import Assembly, assemble
 
 if TYPE_CHECKING:
@@ -34,6 +38,8 @@ class Runtime:
     context: StageContext
     engine: Engine
     settings: dict[str, Any] = field(default_factory=dict)  # size, fps, source, outputs: for /api/status
+    source_face: np.ndarray | None = None  # the identity uploaded for swap stages; set again after a switch
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one change at a time: preset, params, face
 
     @classmethod
     def wire(cls, assembly: Assembly, source: Source, sinks: list[Sink], *, settings: dict[str, Any],
@@ -45,7 +51,15 @@ class Runtime:
         return cls(pipeline, assembly.preset, assembly.context, assembly.engine, settings)
 
     async def switch_preset(self, name_or_path: str) -> Preset:
-        """Load and build the new preset off the loop, then swap it in between two frames."""
+        """Load and build the new preset off the loop, swap it in between two frames, and hand its swap
+        stages the source face given earlier."""
+        async with self.lock:
+            preset = await self._switch(name_or_path)
+            if self.source_face is not None:
+                await self._apply_source_face(self.source_face)
+        return preset
+
+    async def _switch(self, name_or_path: str) -> Preset:
         loop = asyncio.get_running_loop()
         preset = await loop.run_in_executor(None, load_preset, name_or_path)
         audio = self.pipeline.audio
@@ -74,6 +88,10 @@ class Runtime:
         parameters may only name files inside the preset's folder. A stage switched off after
         failures is switched back on.
         """
+        async with self.lock:
+            return await self._update(label, params)
+
+    async def _update(self, label: str, params: dict[str, Any]) -> dict[str, Any]:
         config = next((c for c in self.preset.stages if c.label == label), None)
         if config is None:
             labels = ", ".join(c.label for c in self.preset.stages) or "none"
@@ -89,6 +107,21 @@ class Runtime:
                               "the stage keeps its previous values") from exc
         config.params.update(checked)
         return dict(config.params)
+
+    async def set_source_face(self, image: np.ndarray) -> list[str]:
+        """Keep `image` as the source face and hand it to every swap stage; the labels of those it reached."""
+        async with self.lock:
+            self.source_face = image
+            return await self._apply_source_face(image)
+
+    async def _apply_source_face(self, image: np.ndarray) -> list[str]:
+        """Off the loop: a stage may run a model on it (a face it cannot use raises UserError)."""
+        applied: list[str] = []
+        for label, stage in self.pipeline.chain.stages:
+            if isinstance(stage, TakesSourceFace):
+                await asyncio.get_running_loop().run_in_executor(None, stage.set_source_face, image)
+                applied.append(label)
+        return applied
 
     def status(self) -> dict[str, Any]:
         health = {h["label"]: h for h in self.pipeline.chain.health_report()}

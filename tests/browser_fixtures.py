@@ -1,7 +1,7 @@
 """Helpers for the web tests: a live daemon on a thread, tiny test stages, a y4m clip, HTTP, Chromium.
 
-The daemon is the real thing (DemoSource → Pipeline → PreviewSink with its aiohttp
-server and aiortc peers) on its own event loop, so tests can drive it from plain
+The daemon is the real thing (DemoSource → Pipeline → the preview output, with the web
+server's aiohttp app and aiortc peers) on its own event loop, so tests can drive it from plain
 code, from Playwright, or from their own asyncio loop.
 """
 
@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pytest
 
+from livefuse.daemon import Served
 from livefuse.frame import Frame
 from livefuse.pipeline import Pipeline
 from livefuse.presets import load_preset
@@ -31,7 +32,8 @@ from livefuse.sources.demo import DemoSource, _person_mask, astronaut_bgr
 from livefuse.stage import Param, Stage, StageContext, StageSpec, TakesSourceFace
 from livefuse.stages.registry import STAGES, register
 from livefuse.web.auth import is_loopback
-from livefuse.web.sink import PreviewSink
+from livefuse.web.control import WebControl
+from livefuse.web.server import WebOptions, WebServer
 from livefuse.wiring import assemble
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -142,12 +144,13 @@ class LiveDaemon:
         self.host = host
         self.token = token
         self.no_auth = token is None and is_loopback(host) if no_auth is None else no_auth
-        self.web = web  # more of PreviewSink's options: cors_origins, ice_servers, allow_push
+        self.web = web  # more of the server's options (WebOptions): cors_origins, ice_servers, allow_push
         self.max_peers = max_peers
         self.motion = motion
         self.emitted: list[tuple[int, int, Any]] = []  # (seq, capture_ns, frame.meta["tag"]) per emitted frame
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.sink: PreviewSink | None = None
+        self.control: WebControl | None = None
+        self.server: WebServer | None = None
         self.pipeline: Pipeline | None = None
         self.runtime: Runtime | None = None
         self._ready = threading.Event()
@@ -175,30 +178,30 @@ class LiveDaemon:
         self.loop = asyncio.get_running_loop()
         preset = load_preset(self.preset_name)
         engine = Engine(provider="cpu")
-        assembly = assemble(preset, engine, self.size, self.fps)  # as `livefuse run` wires it
-        self.sink = PreviewSink(self.size, self.fps, host=self.host, port=0, token=self.token, no_auth=self.no_auth,
-                                **self.web,
-                                max_peers=self.max_peers)
-        self.token = self.sink.token
+        assembly = assemble(preset, engine, self.size, self.fps)  # as livefuse/daemon.py wires it
+        options = WebOptions(host=self.host, port=0, token=self.token, max_peers=self.max_peers, **self.web)
+        control = self.control = WebControl(options, no_auth=self.no_auth)
+        self.token = control.token
         source = self.source = DemoSource(self.size, self.fps, motion=self.motion)
-        self.runtime = Runtime.wire(assembly, source, [self.sink], sleep_after=self.sleep_after,
-                                    settings={"source": "demo", "size": list(self.size), "fps": self.fps})
-        self.pipeline = self.runtime.pipeline
+        runtime = self.runtime = Runtime.wire(assembly, source, [control.preview_sink(None)],
+                                              sleep_after=self.sleep_after,
+                                              settings={"source": "demo", "size": list(self.size), "fps": self.fps})
+        self.pipeline = runtime.pipeline
         self.pipeline.frame_listeners.append(lambda f: self.emitted.append((f.seq, f.capture_ns, f.meta.get("tag"))))
-        await self.sink.attach(self.runtime)
-        assert self.sink.server is not None
-        # admission by CPU is off: this process is the daemon and the test's own peers together
-        self.sink.server.sessions.max_cpu_share = math.inf
-        self._ready.set()
         try:
-            await self.pipeline.run()
+            async with control.serving(Served(engine, self.size, self.fps, lambda: runtime.preset, runtime)) as server:
+                self.server = server
+                # admission by CPU is off: this process is the daemon and the test's own peers together
+                server.sessions.max_cpu_share = math.inf
+                self._ready.set()
+                await self.pipeline.run()
         finally:
             self.pipeline.chain.close()
 
     @property
     def url(self) -> str:
-        assert self.sink is not None
-        return f"http://127.0.0.1:{self.sink.port}"
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.port}"
 
     def call(self, coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
         """Run a coroutine on the daemon's loop and return its result."""

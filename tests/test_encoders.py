@@ -59,7 +59,7 @@ def test_the_daemon_sends_vp8_through_it(web_presets, daemons) -> None:
             client = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), 10))
             assert await client.publish(http) == 201, client.error
             assert await client.wait_frames(5)  # the filtered stream came back, so it encoded and decoded
-            encoders = [type(vars(t.sender)[SENDER_ENCODER]).__name__ for p in daemon.sink.server.sessions
+            encoders = [type(vars(t.sender)[SENDER_ENCODER]).__name__ for p in daemon.server.sessions
                         for t in p.pc.getTransceivers() if t.kind == "video"]
             await client.delete(http)
             await client.close()

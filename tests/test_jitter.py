@@ -61,7 +61,7 @@ def test_the_daemon_and_the_client_receive_video_through_it(web_presets, daemons
             client = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), 10))
             assert await client.publish(http) == 201, client.error
             assert await client.wait_frames(5)
-            peers = list(daemon.sink.server.sessions)
+            peers = list(daemon.server.sessions)
             daemon_side = [type(vars(t.receiver)[RECEIVER_BUFFER]).__name__ for p in peers
                            for t in p.pc.getTransceivers() if t.kind == "video"]
             client_side = [type(vars(t.receiver)[RECEIVER_BUFFER]).__name__ for t in client.pc.getTransceivers()

@@ -115,7 +115,7 @@ def test_ten_viewers_share_one_pipeline(web_presets, daemons) -> None:
     # the pipeline ran once: every captured frame was processed or dropped, once; never once per viewer
     assert stats.frames_processed == stats.frames_in - stats.dropped
     assert stats.stages["test_tag"].count == stats.frames_processed
-    assert daemon.sink.track.sent <= stats.outputs["preview"].frames + 5
+    assert daemon.control.preview.video.sent <= stats.outputs["preview"].frames + 5
     assert sum(counts) > 5 * stats.frames_processed * seconds / (stats.snapshot()["duration_s"] + 1)
     # and what the viewers saw is the processed stream (the tag square is drawn by the stage)
     square = viewers[5].last[4:TAG_BOX - 4, 4:TAG_BOX - 4]
@@ -160,7 +160,7 @@ def test_camera_peer_gets_its_own_frames_filtered(web_presets, daemons) -> None:
     assert abs(float(grey.mean()) - 128) < 10 and float(background.mean()) > 25
     assert float(person.mean()) < 12
     assert daemon.pipeline.stats.frames_processed > processed_before  # the daemon's own stream carried on
-    assert wait_until(lambda: not daemon.sink.server.peers.peers)
+    assert wait_until(lambda: not daemon.server.peers.peers)
 
 
 def wait_until(predicate: Any, timeout: float = 5.0) -> bool:

@@ -15,13 +15,15 @@ from av_sync import make_clip
 
 from livefuse.audio.inputs import open_audio
 from livefuse.chain import Chain
+from livefuse.daemon import Served
 from livefuse.engine import Engine
 from livefuse.pipeline import Pipeline
 from livefuse.presets import load_preset
 from livefuse.runtime import Runtime
-from livefuse.sinks import open_sink
 from livefuse.sources.av_source import open_file
 from livefuse.stage import StageContext
+from livefuse.web.control import WebControl
+from livefuse.web.server import WebOptions
 
 SIZE = (320, 180)
 
@@ -69,17 +71,19 @@ def test_preview_sends_the_sources_sound(tmp_path: Path) -> None:
         source = open_file(clip, SIZE, 30.0, loop=False)
         audio = open_audio("auto", source, source.description)
         assert audio is not None
-        sink = open_sink("preview", SIZE, 30.0, audio.format, host="127.0.0.1", port=0, no_auth=True)
-        pipeline = Pipeline(source, Chain("none", []), [sink], fps=30.0, audio=audio, duration=6.0)
+        control = WebControl(WebOptions(host="127.0.0.1", port=0), no_auth=True)
+        pipeline = Pipeline(source, Chain("none", []), [control.preview_sink(audio.format)], fps=30.0, audio=audio,
+                            duration=6.0)
         engine = Engine(provider="cpu")
         preset = load_preset("passthrough")
         context = StageContext(engine=engine, size=SIZE, fps=30.0, preset_dir=preset.path.parent)
-        await sink.attach(Runtime(pipeline, preset, context, engine))
-        run = asyncio.create_task(pipeline.run())
-        await asyncio.sleep(0.5)
-        result = await view(f"http://127.0.0.1:{sink.port}", 4.0)  # type: ignore[attr-defined]
-        pipeline.stop()
-        await run
+        runtime = Runtime(pipeline, preset, context, engine)
+        async with control.serving(Served(engine, SIZE, 30.0, lambda: preset, runtime)) as server:
+            run = asyncio.create_task(pipeline.run())
+            await asyncio.sleep(0.5)
+            result = await view(f"http://127.0.0.1:{server.port}", 4.0)
+            pipeline.stop()
+            await run
         return result
 
     video, audio_frames, sound = asyncio.run(asyncio.wait_for(main(), 60))

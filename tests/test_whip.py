@@ -112,7 +112,7 @@ def test_whip_session_round_trip_whep_viewers_and_delete_leaves_nothing(web_pres
     assert listed["frames_out"] >= 20 and listed["fps"] > 0 and listed["latency_ms"]["p95"] > 0
     assert result["deleted"] == 200 and result["deleted_again"] == 404 and result["viewer_after"] == 404
     assert result["main_viewer_deleted"] == 200
-    assert sessions["sessions"] == [] and daemon.sink.server.peers.peers == {}
+    assert sessions["sessions"] == [] and daemon.server.peers.peers == {}
     assert no_more_than(after, before), f"left over after DELETE: {after} (before the session: {before})"
     assert daemon.runtime.preset.name == "tag-a"
 
@@ -237,7 +237,7 @@ def test_whip_needs_the_bearer_token_off_loopback(web_presets, daemons) -> None:
 
 def test_admission_refuses_a_session_past_the_budget(web_presets, daemons, caplog) -> None:
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
-    daemon.sink.server.sessions.budget_ms = 0.01  # the operator's --session-budget-ms: no stream can keep it
+    daemon.server.sessions.budget_ms = 0.01  # the operator's --session-budget-ms: no stream can keep it
 
     async def scenario() -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -253,7 +253,7 @@ def test_admission_refuses_a_session_past_the_budget(web_presets, daemons, caplo
             async with http.post(daemon.url + "/whip", data=second.pc.localDescription.sdp, headers=headers) as r:
                 out["refused"] = (r.status, r.headers.get("Retry-After"), (await r.json())["error"])
             out["listed"] = await get_json(http, daemon.url + "/api/sessions")
-            watch, deadline = daemon.sink.server.sessions.watch, asyncio.get_running_loop().time() + 10
+            watch, deadline = daemon.server.sessions.watch, asyncio.get_running_loop().time() + 10
             while not watch.over and asyncio.get_running_loop().time() < deadline:  # the daemon notices, too
                 await asyncio.sleep(0.2)
             assert await first.delete(http) == 200
@@ -420,7 +420,7 @@ def test_a_session_is_recorded_on_demand(web_presets, daemons, tmp_path) -> None
     import av
 
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
-    daemon.sink.server.session_api.recordings = tmp_path / "recordings"
+    daemon.server.session_api.recordings = tmp_path / "recordings"
 
     async def scenario() -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -617,7 +617,7 @@ def test_the_cpu_baseline_is_what_the_daemon_uses_with_no_session() -> None:
 
 def test_admission_refuses_a_session_when_the_daemon_has_no_cpu_left(web_presets, daemons) -> None:
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
-    sessions = daemon.sink.server.sessions
+    sessions = daemon.server.sessions
     sessions.max_cpu_share = 0.0  # a CPU share no daemon stays under: any measured use means "full"
 
     async def scenario() -> tuple[int, float, int, str]:
@@ -647,7 +647,7 @@ def test_session_outputs_are_opt_in_bounded_plain_and_removable(web_presets, dae
     import av
 
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
-    api = daemon.sink.server.session_api
+    api = daemon.server.session_api
     recordings = tmp_path / "recordings"
     recordings.mkdir()
     api.recordings = recordings
@@ -788,7 +788,7 @@ def test_huge_offers_and_candidate_floods_are_refused_without_stalling(web_prese
             assert await trickler.wait_frames(3)
             await trickler.delete(http)
             await trickler.close()
-            out["peers"] = len(daemon.sink.server.peers.peers)
+            out["peers"] = len(daemon.server.peers.peers)
         return out
 
     out = asyncio.run(scenario())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from livefuse.audio.chunk import AudioFormat
 from livefuse.errors import OutputError
 from livefuse.sinks.base import NullSink, OutputFailed, Sink
@@ -33,7 +31,7 @@ def parse_output(spec: str) -> tuple[str, str]:
     raise OutputError(f"unknown output {spec!r}: expected {OUTPUT_HELP}")
 
 
-def open_sink(spec: str, size: tuple[int, int], fps: float, audio: AudioFormat | None = None, **web: Any) -> Sink:
+def open_sink(spec: str, size: tuple[int, int], fps: float, audio: AudioFormat | None = None) -> Sink:
     """Open the output an --output value names; raises OutputError with the fix when it can't.
 
     `audio`: the format of the sound the pipeline will feed, for outputs that carry it."""
@@ -46,10 +44,8 @@ def open_sink(spec: str, size: tuple[int, int], fps: float, audio: AudioFormat |
         from livefuse.sinks.virtualcam import VirtualCamSink
 
         return VirtualCamSink(size, fps, device=target or None)
-    if kind == "preview":
-        from livefuse.web.sink import PreviewSink
-
-        return PreviewSink(size, fps, audio_format=audio, **web)
+    if kind == "preview":  # its frames go to the web server's viewers: the daemon asks the server for it
+        raise OutputError("output preview: the web server sends it, and this command starts none")
     if kind == "stream":  # connected by a child process, in the background: no server can stall the daemon
         from livefuse.sinks.push import PushSink
 

@@ -9,7 +9,6 @@ from livefuse.audio.feed import AudioFeed
 from livefuse.frame import Frame
 
 if TYPE_CHECKING:
-    from livefuse.runtime import Runtime
     from livefuse.stats import OutputStats
 
 
@@ -21,8 +20,6 @@ class Sink(ABC):
       frame again when the source stalls, so the picture never freezes.
     - `inline`: `write` costs nothing (null): the thread that emits the frame writes it, without a hop.
     - `audio_feed`: an output that carries sound reads chunks from this feed (None: no sound).
-    - `attach(runtime)`: called once, on the loop, when the daemon's runtime exists (the preview starts
-      its web server and control API there).
     - `watched()`: whether anyone consumes it now; when no output is, the daemon sleeps (livefuse/sleep.py).
       Recordings and pushes always are; the preview while a viewer is connected; the virtual camera while
       an application has it open, where the OS can tell.
@@ -43,9 +40,6 @@ class Sink(ABC):
 
     def bind_stats(self, stats: OutputStats) -> None:  # noqa: B027 - optional: a push reports its connection
         """The stats its output keeps: a sink with a state of its own (a push's connection) writes it there."""
-
-    async def attach(self, runtime: Runtime) -> None:  # noqa: B027 - optional: most outputs need nothing
-        """The daemon's runtime exists now: by default nothing to do with it."""
 
     def watched(self) -> bool:
         """Whether anything consumes this output now (called about twice a second, off the loop)."""

@@ -3,7 +3,8 @@
 A change applies to the daemon's own pipeline; each session (camera peer) has a preset of its own,
 changed through /api/sessions/<id> with the same checks (`preset_name`, `params_request`,
 `apply_preset`, `apply_params`). Bad input is answered 4xx with a message that says what is wrong;
-it never reaches a stage.
+it never reaches a stage. `livefuse serve` has no stream of its own: there, the daemon's preset
+cannot be read or changed, and the status describes the server and its sessions.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from aiohttp import BodyPartReader, web
 from livefuse.errors import UserError
 from livefuse.presets import Preset, available_presets, shown
 from livefuse.runtime import Runtime
-from livefuse.stage import Param, TakesSourceFace
+from livefuse.stage import Param
 from livefuse.web.connections import BODY_TIMEOUT_S
 from livefuse.web.image_header import MAX_PIXELS, image_size
-from livefuse.web.signalling import BadOffer, PeerLimit, Peers
+from livefuse.web.sessions import SessionRunner, Sessions
+from livefuse.web.signalling import BadOffer, NoSuchSession, PeerLimit, Peers
 
 log = logging.getLogger("livefuse.web")
 
@@ -120,7 +122,8 @@ def params_request(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 async def apply_preset(runtime: Runtime, name: str) -> None:
-    """Switch one runtime's preset; a preset that cannot be built is a 400 to raise."""
+    """Switch one runtime's preset (its swap stages get the source face given earlier); a preset that cannot
+    be built is a 400 to raise."""
     try:
         await runtime.switch_preset(name)
     except UserError as exc:
@@ -138,14 +141,14 @@ async def apply_params(runtime: Runtime, stage: str, params: dict[str, Any]) -> 
 
 
 class Api:
-    """Handlers bound to one daemon's runtime and peers."""
+    """Handlers bound to one server: the daemon's runtime (None: `livefuse serve`), its peers and sessions."""
 
-    def __init__(self, runtime: Runtime, peers: Peers) -> None:
-        self.runtime = runtime
+    def __init__(self, main: Runtime | None, peers: Peers, sessions: Sessions, runner: SessionRunner) -> None:
+        self.main = main
         self.peers = peers
-        self.source_face: np.ndarray | None = None
+        self.sessions = sessions
+        self.runner = runner
         self._decoding = asyncio.Semaphore(1)
-        self._switching = asyncio.Lock()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -160,35 +163,42 @@ class Api:
         ]
 
     def runtimes(self) -> list[Runtime]:
-        return [self.runtime, *self.peers.camera_runtimes()]
+        return [*([self.main] if self.main is not None else []), *self.sessions.runtimes()]
+
+    def _main(self) -> Runtime:
+        if self.main is None:
+            raise json_error("this server runs sessions only (livefuse serve): a session's preset is at "
+                             "/api/sessions/<id>/preset", web.HTTPNotFound)
+        return self.main
 
     async def status(self, request: web.Request) -> web.Response:
-        body = self.runtime.status()
-        body["preset_info"] = describe_preset(self.runtime.preset)
+        if self.main is not None:
+            body = self.main.status()
+            body["preset_info"] = describe_preset(self.main.preset)
+        else:
+            served = self.runner.served
+            body = {"session_id": served.engine.session_id, "provider": served.engine.provider,
+                    "preset": served.preset().name, "size": list(served.size), "fps": served.fps,
+                    "sessions": len(list(self.sessions))}
         body["presets"] = list(available_presets())
         body["peers"] = [peer.describe() for peer in self.peers.peers.values()]
         body["max_peers"] = self.peers.max_peers
         return web.json_response(body)
 
     async def get_preset(self, request: web.Request) -> web.Response:
-        return web.json_response(describe_preset(self.runtime.preset))
+        return web.json_response(describe_preset(self._main().preset))
 
     async def put_preset(self, request: web.Request) -> web.Response:
+        main = self._main()
         name = preset_name(await read_json(request))
-        await self.switch(self.runtime, name)
+        await apply_preset(main, name)
         log.info("preset switched to %s", name)
-        return web.json_response(describe_preset(self.runtime.preset))
-
-    async def switch(self, runtime: Runtime, name: str) -> None:
-        """Switch one runtime (the daemon's or a session's) to a preset, with the source face given earlier."""
-        async with self._switching:
-            await apply_preset(runtime, name)
-            if self.source_face is not None:
-                await self._apply_source_face(self.source_face, [runtime])
+        return web.json_response(describe_preset(main.preset))
 
     async def patch_params(self, request: web.Request) -> web.Response:
+        main = self._main()
         stage, params = params_request(await read_json(request))
-        updated = await apply_params(self.runtime, stage, params)
+        updated = await apply_params(main, stage, params)
         return web.json_response({"stage": stage, "params": updated})
 
     async def post_source_face(self, request: web.Request) -> web.Response:
@@ -210,8 +220,13 @@ class Api:
                 None, lambda: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
         if image is None:
             return bad_request("the upload does not decode as an image")
-        self.source_face = image
-        applied = await self._apply_source_face(image)
+        self.runner.source_face = image  # for sessions still to come
+        applied: list[str] = []
+        for runtime in self.runtimes():
+            try:
+                applied += await runtime.set_source_face(image)
+            except UserError as exc:
+                raise json_error(str(exc)) from exc
         return web.json_response({"width": image.shape[1], "height": image.shape[0], "applied_to": applied})
 
     async def _read_upload(self, request: web.Request) -> tuple[bytes, str]:
@@ -240,20 +255,6 @@ class Api:
             return bytes(data), part.headers.get("Content-Type", "")
         raise json_error("no 'image' field in the form")
 
-    async def _apply_source_face(self, image: np.ndarray, runtimes: list[Runtime] | None = None) -> list[str]:
-        """Hand the image to every stage that swaps faces (off the loop: it may run a model)."""
-        applied: list[str] = []
-        loop = asyncio.get_running_loop()
-        for runtime in self.runtimes() if runtimes is None else runtimes:
-            for label, stage in runtime.pipeline.chain.stages:
-                if isinstance(stage, TakesSourceFace):
-                    try:
-                        await loop.run_in_executor(None, stage.set_source_face, image)
-                    except UserError as exc:
-                        raise json_error(str(exc)) from exc
-                    applied.append(label)
-        return applied
-
     async def post_offer(self, request: web.Request) -> web.Response:
         body = await read_json(request)
         sdp, kind, mode = body.get("sdp"), body.get("type", "offer"), body.get("mode", "preview")
@@ -267,6 +268,8 @@ class Api:
             return bad_request(error_text(exc))
         except PeerLimit as exc:
             return bad_request(str(exc), 503)
+        except NoSuchSession:  # `livefuse serve`: no stream of its own to view
+            return bad_request("this server runs sessions only (livefuse serve): it has no stream to view", 404)
         except UserError as exc:  # the preset could not be built for this peer
             return bad_request(str(exc), 500)
         return web.json_response({"sdp": answer.sdp, "type": answer.type, "peer": peer.id})
@@ -277,5 +280,7 @@ class Api:
         return web.json_response({"closed": request.match_info["peer"]})
 
     async def healthz(self, request: web.Request) -> web.Response:
-        stats = self.runtime.pipeline.stats
+        if self.main is None:
+            return web.json_response({"ok": True, "sessions": len(list(self.sessions))})
+        stats = self.main.pipeline.stats
         return web.json_response({"ok": True, "frames_in": stats.frames_in, "frames_out": stats.frames_out})

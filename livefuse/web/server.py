@@ -1,19 +1,21 @@
 """The aiohttp application: the preview page, the control API, signalling, WHIP/WHEP sessions and /metrics.
 
-`WebServer` ties one daemon's runtime to an HTTP server on `host:port`; the
-`PreviewSink` starts it when the pipeline is ready and stops it with the pipeline.
+`WebServer` ties what the daemon serves (livefuse/daemon.py's `Served`: its runtime, or only the engine
+sessions run on) to an HTTP server on `host:port`; web/control.py starts and stops it with the daemon.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from livefuse.errors import OutputError
-from livefuse.runtime import Runtime
+from livefuse.stats import PipelineStats
 from livefuse.web.access_log import access_log_middleware
 from livefuse.web.api import MAX_UPLOAD_BYTES, Api
 from livefuse.web.auth import token_middleware, trusted_origin_middleware
@@ -28,44 +30,68 @@ from livefuse.web.cors import cors_middleware
 from livefuse.web.ice_servers import IceServer
 from livefuse.web.loop_lag import LoopLagProbe
 from livefuse.web.metrics import CONTENT_TYPE, Metrics
+from livefuse.web.preview import Preview
 from livefuse.web.session_api import SessionApi
 from livefuse.web.session_metrics import SessionCollector
-from livefuse.web.sessions import DEFAULT_BUDGET_MS, Sessions
+from livefuse.web.sessions import DEFAULT_BUDGET_MS, SessionRunner, Sessions
 from livefuse.web.signalling import PEER_TIMEOUT_S, Peers
-from livefuse.web.tracks import LatestFrameTrack
 from livefuse.web.whip import Whip
+
+if TYPE_CHECKING:
+    from livefuse.daemon import Served
 
 log = logging.getLogger("livefuse.web")
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 
+@dataclass(frozen=True)
+class WebOptions:
+    """The server's command-line settings (`livefuse run` and `livefuse serve`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None  # None: none required (--no-auth)
+    max_peers: int = 16
+    peer_timeout: float = PEER_TIMEOUT_S
+    session_budget_ms: float = DEFAULT_BUDGET_MS
+    allow_push: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    ice_servers: tuple[IceServer, ...] = ()
+
+
 class WebServer:
     """One daemon's web face; `start()` binds, `stop()` closes peers and the listener."""
 
-    def __init__(self, runtime: Runtime, preview: LatestFrameTrack, *, host: str, port: int,
-                 token: str | None, max_peers: int, peer_timeout: float = PEER_TIMEOUT_S,
-                 session_budget_ms: float = DEFAULT_BUDGET_MS, allow_push: tuple[str, ...] = (),
-                 cors_origins: tuple[str, ...] = (), ice_servers: tuple[IceServer, ...] = ()) -> None:
-        self.runtime = runtime
-        self.host = host
-        self.port = port
-        self.token = token
-        self.peers = Peers(preview, max_peers, peer_timeout)
-        self.peers.runtime = runtime
-        self.peers.ice_servers = [server.rtc() for server in ice_servers]
-        self.cors_origins = frozenset(cors_origins)
-        self.metrics = Metrics(lambda: runtime.pipeline.stats, lambda: runtime.engine, lambda: len(self.peers.peers),
-                               lambda: runtime.pipeline.chain.health_report())
-        runtime.pipeline.frame_listeners.append(self.metrics.on_frame)
-        self.api = Api(runtime, self.peers)
-        self.sessions = Sessions(self.peers, session_budget_ms)
-        self.metrics.registry.register(SessionCollector(self.sessions, runtime.engine.pool))
+    def __init__(self, options: WebOptions, served: Served, preview: Preview | None = None) -> None:
+        self.host = options.host
+        self.port = options.port
+        self.token = options.token
+        self.runner = SessionRunner(served)
+        self.peers = Peers(preview, self.runner, options.max_peers, options.peer_timeout)
+        self.peers.ice_servers = [server.rtc() for server in options.ice_servers]
+        self.cors_origins = frozenset(options.cors_origins)
+        self.metrics = self._metrics(served)
+        self.sessions = Sessions(self.peers, options.session_budget_ms)
+        self.api = Api(served.main, self.peers, self.sessions, self.runner)
+        self.metrics.registry.register(SessionCollector(self.sessions, served.engine.pool))
         self.loop_lag = LoopLagProbe(self.metrics.registry)
-        self.whip = Whip(self.peers, self.sessions, ice_servers)
-        self.session_api = SessionApi(self.api, self.sessions, self.loop_lag, allow_push)
+        self.whip = Whip(self.peers, self.sessions, options.ice_servers)
+        self.session_api = SessionApi(self.sessions, self.loop_lag, options.allow_push)
         self.app = self._make_app()
         self._runner: web.AppRunner | None = None
+
+    def _metrics(self, served: Served) -> Metrics:
+        """The daemon's stream's figures; a server without one (`livefuse serve`) reports an idle stream."""
+        main, engine = served.main, served.engine
+        if main is None:
+            idle = PipelineStats()
+            idle.provider = engine.provider
+            return Metrics(lambda: idle, lambda: engine, lambda: len(self.peers.peers))
+        metrics = Metrics(lambda: main.pipeline.stats, lambda: engine, lambda: len(self.peers.peers),
+                          lambda: main.pipeline.chain.health_report())
+        main.pipeline.frame_listeners.append(metrics.on_frame)
+        return metrics
 
     def _make_app(self) -> web.Application:
         middlewares: list[Middleware] = [access_log_middleware(), cors_middleware(self.cors_origins),
@@ -108,7 +134,7 @@ class WebServer:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
-            raise OutputError(f"preview: cannot listen on {self.host}:{self.port} ({exc.strerror}); "
+            raise OutputError(f"web server: cannot listen on {self.host}:{self.port} ({exc.strerror}); "
                               "pick another with --port or --host") from exc
         if self.port == 0 and self._runner.addresses:  # an ephemeral port (tests): report the real one
             self.port = int(self._runner.addresses[0][1])

@@ -25,7 +25,15 @@ from livefuse.runtime import Runtime
 from livefuse.sinks import Sink, parse_output
 from livefuse.sinks.encoder import open_file_sink
 from livefuse.sinks.push import PushSink
-from livefuse.web.api import Api, apply_params, describe_preset, json_error, params_request, preset_name, read_json
+from livefuse.web.api import (
+    apply_params,
+    apply_preset,
+    describe_preset,
+    json_error,
+    params_request,
+    preset_name,
+    read_json,
+)
 from livefuse.web.loop_lag import LoopLagProbe
 from livefuse.web.push_policy import push_refusal
 from livefuse.web.sessions import Sessions
@@ -37,8 +45,7 @@ PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 class SessionApi:
     """Handlers for /api/sessions/..."""
 
-    def __init__(self, api: Api, sessions: Sessions, loop_lag: LoopLagProbe, allow_push: tuple[str, ...] = ()) -> None:
-        self.api = api
+    def __init__(self, sessions: Sessions, loop_lag: LoopLagProbe, allow_push: tuple[str, ...] = ()) -> None:
         self.sessions = sessions
         self.loop_lag = loop_lag
         self.allow_push = allow_push
@@ -84,7 +91,7 @@ class SessionApi:
     async def put_preset(self, request: web.Request) -> web.Response:
         runtime = self._runtime(request)
         name = preset_name(await read_json(request))
-        await self.api.switch(runtime, name)
+        await apply_preset(runtime, name)
         return web.json_response(describe_preset(runtime.preset))
 
     async def patch_params(self, request: web.Request) -> web.Response:

@@ -1,74 +1,114 @@
 """Sessions: the streams the daemon filters for others (WHIP ingests, the page's "filter my camera").
 
 A session is a camera peer (see signalling.py): its own pipeline and preset between the track it
-sends and the filtered track it gets back, which WHEP viewers can watch too. This module is the
-view the API, /metrics and admission take of them: their figures, and whether one more fits.
+sends and the filtered track it gets back, which WHEP viewers can watch too. `SessionRunner` starts
+and stops that pipeline; `Sessions` is the view the API, /metrics and admission take of them: their
+figures, and whether one more fits.
 
-Admission: each session has a glass-to-glass budget (default 150 ms). What the daemon measures is
-capture to output inside it; the network and the peers' codecs add to that, so a session whose recent
-p95 has passed `NEAR_BUDGET` of its budget has no room left, and a new session is refused (503 with
-Retry-After) rather than pushing every stream past its budget. The video encoders run after that
-output, so the daemon's own CPU is watched too: past `MAX_CPU_SHARE` of the cores it may use (over
-the last seconds), one more stream would only slow every encoder down. That is judged before it
-happens: what one running session costs is measured, from the recent stretches of CPU time in which every
-session was past its first second (its setup costs more than the rest), and a session that would take the
-daemon past `MAX_CPU_SHARE` is refused, so those admitted keep their latency. The
-daemon's own stream is not charged to the sessions: its share, measured while none ran, is taken off
-first. Latency cannot grow without bound meanwhile: the pipelines drop frames instead of queueing them.
+Admission refuses a new session (503 with Retry-After) rather than push every stream past its budget:
+while a session's recent p95 is past `NEAR_BUDGET` of its glass-to-glass budget (the network and codecs
+add to what the daemon measures), or when one more session, at what a settled running one costs, would
+take the daemon past `MAX_CPU_SHARE` of its cores (the encoders run after the measured output). The
+daemon's own stream, measured while no session ran, is not charged to the sessions.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
 import logging
 import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from livefuse.presets import Preset
+from livefuse.runtime import Runtime
 from livefuse.stats import percentiles_ms
 from livefuse.threads import usable_cores
 from livefuse.web.periodic import Periodic
 from livefuse.web.signalling import Peer, Peers
+from livefuse.web.tracks import TrackSink, TrackSource
+from livefuse.wiring import assemble
+
+if TYPE_CHECKING:
+    from livefuse.daemon import Served
 
 log = logging.getLogger("livefuse.web")
 
+STOP_TIMEOUT_S = 5.0
 DEFAULT_BUDGET_MS = 150.0
 MAX_BUDGET_MS = 10_000.0
 NEAR_BUDGET = 0.8  # a session past this share of its budget (recent p95) leaves no room for another
 RECENT_FRAMES = 60  # about two seconds at 30 fps: the latency admission looks at
 MIN_FRAMES = 10  # fewer measured frames than this: a session that just started is not judged yet
 RETRY_AFTER_S = 5
-# Of the cores the daemon may run on. Three streams at 83-85 % kept p95 at 20-29 ms; a 4th admitted at 95 %
-# (under the rule before `settled_cost`) brought every stream to 28-29 fps and p95 91-115 ms.
-MAX_CPU_SHARE = 0.9
+MAX_CPU_SHARE = 0.9  # of the usable cores: past it, one more stream slows every encoder (benchmarks/streams.py)
 CPU_SAMPLE_S = 2.0  # the window `share` covers: the load that decides whether the daemon is full now
 STEP_S = 0.25  # how often the CPU time is marked: the shortest stretch a session's cost can be read from
 MIN_SAMPLE_SHARE = 0.5  # session-runs within the CPU sample needed before a cost per session is trusted
-# A session's first second (ICE and DTLS, codecs opening, the first key frames) costs more than the rest:
-# judged by samples that held it, two sessions at 24 % of the core were taken for 29 % each.
-SETTLE_S = 1.0
-# A session that received no frame for this long has paused (its peer stopped sending): it costs little until
-# it resumes or is closed, and counted as streaming it made a 4th stream look affordable at the end of a run
-# of three. The CPU it used while paused is not taken for what a session costs.
-PAUSED_S = 1.0
-# Costs read from short stretches are noisy both ways: taking the latest one let a third stream in at 90 % of
-# the core (24-26 fps, p95 168-188 ms). The dearest reading this recent counts; readings do not overlap, as
-# the dearest of 40 overlapping ones (one a mark) ran higher: 93-99 % predicted for a third stream beside two
-# using 56-61 %.
+SETTLE_S = 1.0  # a session's first second (ICE, DTLS, codecs, key frames) costs more than the rest: not counted
+PAUSED_S = 1.0  # no frame for this long: paused, costing little; its CPU is not taken for a session's cost
+# Short readings are noisy both ways: the dearest of the non-overlapping readings this recent counts.
 COST_MEMORY_S = 10.0
+
+
+class SessionRunner:
+    """Starts a camera peer's pipeline between its two tracks, and stops it (signalling.py's SessionPipelines).
+
+    A session runs the preset it asked for, or a copy of the daemon's (with the live values it has now), on the
+    daemon's engine under its own id (its share bucket in a grey release), at the daemon's frame size and rate.
+    """
+
+    def __init__(self, served: Served) -> None:
+        self.served = served
+        self.source_face: np.ndarray | None = None  # the last one uploaded: a new session applies it at a switch
+        self._running: dict[str, tuple[TrackSource, asyncio.Task[Any]]] = {}
+
+    async def start(self, peer: Peer, asked: Preset | None) -> None:
+        assert peer.incoming is not None and peer.outgoing is not None
+        served = self.served
+        preset = copy.deepcopy(asked or served.preset())
+        engine = served.engine.for_session(peer.id)
+        size, fps = served.size, served.fps
+        assembly = await asyncio.get_running_loop().run_in_executor(None, assemble, preset, engine, size, fps)
+        source = TrackSource(peer.incoming, size, fps)
+        sink = TrackSink(peer.outgoing, audio=peer.outgoing_audio)
+        peer.runtime = Runtime.wire(assembly, source, [sink], settings={"source": "webrtc"})
+        peer.runtime.source_face = self.source_face
+        source.start()
+        task = asyncio.create_task(peer.runtime.pipeline.run())
+        task.add_done_callback(lambda done: _pipeline_ended(peer, done))
+        self._running[peer.id] = (source, task)
+
+    async def stop(self, peer: Peer) -> None:
+        running = self._running.pop(peer.id, None)
+        if running is None or peer.runtime is None:
+            return
+        source, task = running
+        peer.runtime.pipeline.stop()
+        source.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
+        await asyncio.get_running_loop().run_in_executor(None, peer.runtime.pipeline.chain.close)
+
+
+def _pipeline_ended(peer: Peer, task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("camera peer %s: pipeline failed: %s", peer.id, task.exception())
 
 
 class CpuLoad(Periodic):
     """The daemon's CPU use as a share of the cores it may use, marked every `STEP_S` seconds, so that the share
     over any recent stretch can be read: the last `CPU_SAMPLE_S` seconds (`share`), or only the part after the
     newest session settled (`share_since`). `baseline` is the share over a whole window in which no session ran
-    (the daemon's own stream, not charged to sessions).
-
-    The marks are the process's CPU time (`time.process_time`, all threads, to the nanosecond): a stretch as
-    short as one step is measured exactly, where /proc's clock ticks would make a quarter second's share off by
-    4 % of a core.
+    (the daemon's own stream, not charged to sessions). The marks are `time.process_time` (all threads, to the
+    nanosecond): /proc's clock ticks are too coarse for a quarter second.
     """
 
     interval = STEP_S
@@ -185,6 +225,9 @@ class Sessions:
         return iter([p for p in self.peers.peers.values()
                      if p.mode == "camera" and p.runtime is not None and not p.closing])
 
+    def runtimes(self) -> list[Runtime]:
+        return [p.runtime for p in self.peers.peers.values() if p.runtime is not None]
+
     def get(self, session_id: str) -> Peer | None:
         peer = self.peers.session(session_id)
         return peer if peer is not None and peer.runtime is not None else None
@@ -207,10 +250,8 @@ class Sessions:
 
     def measure_cost(self) -> None:
         """After each CPU mark: the cost of one session over the part of the last CPU_SAMPLE_S seconds in which
-        every running session was settled (past its first SETTLE_S seconds) and streaming, and none other
-        ran. So a third stream asking a second and a half after the second is judged by the stretches after
-        each settled, not by a window that holds both setups (judged that way, a fresh daemon with two streams
-        refused a third at "about 114 % (25 % now with 2)"), nor by what a session that stopped sending used."""
+        every running session was settled (past its first SETTLE_S seconds) and streaming, and none other ran:
+        neither setups nor paused sessions are taken for what a session costs."""
         at, running = self.cpu.sampled_at, list(self)
         ids = frozenset(p.id for p in running)
         paused_since = self._note_frames(running, at)
@@ -259,11 +300,8 @@ class Sessions:
         """The daemon's CPU share with one more session like those running: its share without sessions,
         plus the measured cost of one session times one more.
 
-        The cost comes from the CPU readings in which every running session was settled (past its first
-        SETTLE_S seconds) and streaming: `settled_cost`. Before there was one, it is the current share split
-        between the sessions, each counting for the part of the sample it ran (up to when the sample was
-        taken, not up to now, or one that started in between would look cheap); None while they ran too
-        little of it to go by.
+        The cost is `settled_cost`; before there is one, the current share split between the sessions, each
+        counting for the part of the sample it ran (up to when it was taken); None while they ran too little.
         """
         cost = self.settled_cost
         if cost is not None:

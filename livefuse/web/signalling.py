@@ -1,11 +1,11 @@
-"""WebRTC peers: viewers of the daemon's stream, and browsers whose camera the daemon filters.
+"""WebRTC peers: SDP offers answered, ICE candidates taken, connections watched and closed.
 
-- "preview": the peer receives the daemon's processed stream. It is produced once
+- "preview": the peer receives the daemon's processed stream (or a session's). It is produced once
   and relayed (aiortc's MediaRelay, unbuffered: each viewer gets the newest frame),
   so a viewer that leaves or stalls affects neither the others nor the pipeline.
-- "camera": the peer sends its camera; the daemon runs a preset on it (the daemon's active one, or
-  the one asked for) in a pipeline of its own, a session, and sends the result back on the same
-  connection. A session's output is relayed like the daemon's stream, so WHEP viewers can watch it.
+- "camera": the peer sends its camera and gets the filtered result back on the same connection: a
+  session, whose pipeline web/sessions.py starts and stops. Its output is relayed like the daemon's
+  stream, so WHEP viewers can watch it.
 
 A peer that vanishes without a goodbye (a crashed tab, a lost network) is noticed
 when its receiver reports stop (`peer_timeout`, default 15 s; ICE consent would
@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import gc
 import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import av
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
@@ -35,13 +34,12 @@ from livefuse.presets import Preset
 from livefuse.runtime import Runtime
 from livefuse.web.encoders import encode_quietly
 from livefuse.web.jitter import hand_on_at_marker
-from livefuse.web.tracks import HeldBackAudioTrack, LatestFrameTrack, TrackSink, TrackSource
-from livefuse.wiring import assemble
+from livefuse.web.preview import Preview
+from livefuse.web.tracks import HeldBackAudioTrack, LatestFrameTrack
 
 log = logging.getLogger("livefuse.web")
 
 MODES = ("preview", "camera")
-STOP_TIMEOUT_S = 5.0
 PEER_TIMEOUT_S = 15.0  # a peer that sent no RTCP report for this long has gone: it is closed
 TRIM_DELAY_S = 1.0  # memory freed by peers that left is given back this long after the first of them
 
@@ -95,11 +93,9 @@ class Peer:
     outgoing: LatestFrameTrack | None = None
     outgoing_audio: HeldBackAudioTrack | None = None  # camera mode: the browser's microphone, sent back in sync
     audio_task: asyncio.Task[None] | None = None
-    source: TrackSource | None = None
-    runtime: Runtime | None = None
-    task: asyncio.Task[Any] | None = None
+    runtime: Runtime | None = None  # camera mode: its session's pipeline and controls (web/sessions.py)
     closing: bool = False
-    viewing: bool = False  # counted in Peers.viewers
+    viewing: bool = False  # counted in Preview.viewers
     watchdog: asyncio.Task[None] | None = None
     watching: str = MAIN  # preview mode: the session it views (MAIN: the daemon's stream)
     budget_ms: float | None = None  # camera mode: its glass-to-glass budget (None: the daemon's default)
@@ -118,23 +114,28 @@ class Peer:
         return info
 
 
+class SessionPipelines(Protocol):
+    """Runs a camera peer's pipeline between its two tracks (web/sessions.py): started before the answer
+    goes out, stopped when the peer closes."""
+
+    async def start(self, peer: Peer, preset: Preset | None) -> None: ...
+
+    async def stop(self, peer: Peer) -> None: ...
+
+
 class Peers:
     """Answers offers and owns every peer connection, up to `max_peers` at once."""
 
-    def __init__(self, preview: LatestFrameTrack, max_peers: int, peer_timeout: float = PEER_TIMEOUT_S) -> None:
-        self.preview = preview
+    def __init__(self, preview: Preview | None, pipelines: SessionPipelines, max_peers: int,
+                 peer_timeout: float = PEER_TIMEOUT_S) -> None:
+        self.preview = preview  # the daemon's own stream (None: `livefuse serve`, sessions only)
+        self.pipelines = pipelines
         self.max_peers = max_peers
         self.peer_timeout = peer_timeout
-        self.runtime: Runtime | None = None  # the daemon's; camera peers copy its preset
         self.relay = MediaRelay()
-        self.preview_audio: HeldBackAudioTrack | None = None  # the daemon's sound, when its source has some
         self.peers: dict[str, Peer] = {}
         self.ice_servers: list[RTCIceServer] = []  # --ice-server: STUN/TURN for the daemon's own candidates
-        self.viewers = 0  # preview peers; read from the output thread to skip converting unwatched frames
         self._trim: asyncio.TimerHandle | None = None
-
-    def camera_runtimes(self) -> list[Runtime]:
-        return [p.runtime for p in self.peers.values() if p.runtime is not None]
 
     def session(self, session_id: str) -> Peer | None:
         """The camera peer (session) with this id, if it is there and not closing."""
@@ -154,7 +155,8 @@ class Peers:
             raise BadOffer(f"expected an SDP offer, got type {kind!r}")
         candidates = check_offer(sdp)
         watched = self.session(watch) if watch != MAIN else None
-        if mode == "preview" and watch != MAIN and (watched is None or watched.outgoing is None):
+        missing = self.preview is None if watch == MAIN else watched is None or watched.outgoing is None
+        if mode == "preview" and missing:
             raise NoSuchSession(watch)
         if len(self.peers) >= self.max_peers:
             raise PeerLimit(f"{len(self.peers)} peers are connected, the limit (--max-peers) is {self.max_peers}")
@@ -166,20 +168,11 @@ class Peers:
         try:
             await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             if mode == "preview":
-                video, audio = ((watched.outgoing, watched.outgoing_audio) if watched is not None
-                                else (self.preview, self.preview_audio))
-                assert video is not None
-                peer.pc.addTrack(self.relay.subscribe(video, buffered=False))
-                if audio is not None:
-                    # buffered: the relay must pass every audio frame on, not only the newest
-                    peer.pc.addTrack(self.relay.subscribe(audio, buffered=True))
-                if watched is None:
-                    peer.viewing = True
-                    self.viewers += 1
+                self._send(peer, watched)
             elif peer.incoming is None:
                 raise BadOffer("camera mode needs a video track in the offer")
             else:
-                await self._start_pipeline(peer, preset)
+                await self.pipelines.start(peer, preset)
             await peer.pc.setLocalDescription(await peer.pc.createAnswer())
             encode_quietly(peer.pc)  # VP8 out without libvpx's denoiser: the picture is filtered already
         except Exception as exc:
@@ -192,6 +185,20 @@ class Peers:
         peer.watchdog = asyncio.create_task(self._watch_liveness(peer))
         log.info("webrtc %s peer %s connected (%d peers)", mode, peer.id, len(self.peers))
         return peer, peer.pc.localDescription
+
+    def _send(self, peer: Peer, watched: Peer | None) -> None:
+        """A viewer: the watched session's tracks, else the daemon's own stream, relayed."""
+        if watched is not None:
+            video, audio = watched.outgoing, watched.outgoing_audio
+        else:
+            assert self.preview is not None
+            video, audio = self.preview.video, self.preview.audio
+            peer.viewing = True
+            self.preview.viewers += 1
+        assert video is not None
+        peer.pc.addTrack(self.relay.subscribe(video, buffered=False))
+        if audio is not None:  # buffered: the relay must pass every audio frame on, not only the newest
+            peer.pc.addTrack(self.relay.subscribe(audio, buffered=True))
 
     async def _watch_liveness(self, peer: Peer) -> None:
         """Close the peer once nothing came back from it for `peer_timeout` seconds.
@@ -242,26 +249,6 @@ class Peers:
             if pc.connectionState in ("failed", "closed"):
                 await self.close(peer.id)
 
-    async def _start_pipeline(self, peer: Peer, asked: Preset | None = None) -> None:
-        """Build the preset asked for (or the daemon's active one) anew for this peer and run it between
-        its two tracks."""
-        assert self.runtime is not None and peer.incoming is not None and peer.outgoing is not None
-        main = self.runtime
-        preset = copy.deepcopy(asked or main.preset)  # the daemon's: with the live parameter values it has now
-        engine = main.engine.for_session(peer.id)  # its own share bucket in a grey release
-        size, fps = main.context.size, main.context.fps
-        assembly = await asyncio.get_running_loop().run_in_executor(None, assemble, preset, engine, size, fps)
-        peer.source = TrackSource(peer.incoming, size, fps)
-        sink = TrackSink(peer.outgoing, audio=peer.outgoing_audio)
-        peer.runtime = Runtime.wire(assembly, peer.source, [sink], settings={"source": "webrtc"})
-        peer.source.start()
-        peer.task = asyncio.create_task(peer.runtime.pipeline.run())
-        peer.task.add_done_callback(lambda task: self._pipeline_ended(peer, task))
-
-    def _pipeline_ended(self, peer: Peer, task: asyncio.Task[Any]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("camera peer %s: pipeline failed: %s", peer.id, task.exception())
-
     async def close(self, peer_id: str) -> bool:
         """Stop a peer's pipeline and connection; False when there is no such peer."""
         peer = self.peers.get(peer_id)
@@ -273,13 +260,8 @@ class Peers:
         if peer.mode == "camera":  # a session ending ends its viewers
             viewers = [p.id for p in self.peers.values() if p.mode == "preview" and p.watching == peer.id]
             await asyncio.gather(*(self.close(v) for v in viewers), return_exceptions=True)
-        if peer.runtime is not None and peer.task is not None:
-            peer.runtime.pipeline.stop()
-            if peer.source is not None:
-                peer.source.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(peer.task), STOP_TIMEOUT_S)
-            await asyncio.get_running_loop().run_in_executor(None, peer.runtime.pipeline.chain.close)
+        if peer.mode == "camera":
+            await self.pipelines.stop(peer)
         if peer.outgoing is not None:
             peer.outgoing.stop()
         if peer.outgoing_audio is not None:
@@ -288,8 +270,8 @@ class Peers:
             peer.audio_task.cancel()
         await peer.pc.close()
         self.peers.pop(peer_id, None)
-        if peer.viewing:
-            self.viewers -= 1
+        if peer.viewing and self.preview is not None:
+            self.preview.viewers -= 1
         log.info("webrtc peer %s left (%d peers)", peer.id, len(self.peers))
         if self._trim is None:  # once for peers leaving together
             self._trim = asyncio.get_running_loop().call_later(TRIM_DELAY_S, self._release_memory)
