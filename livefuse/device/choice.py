@@ -7,15 +7,14 @@ where OpenCV is faster. The frames then live where the provider's tensors live.
 
 from __future__ import annotations
 
-from typing import Any
-
+from livefuse.engine.core import Engine
 from livefuse.engine.providers import CPU, device_type
 from livefuse.stage import choose_implementation
 
 DEVICES = ("cpu", "cuda")  # OrtValue devices the boundary can allocate on
 
 
-def frames_device(engine: Any, implementation: str) -> str | None:
+def frames_device(engine: Engine, implementation: str) -> str | None:
     """"cuda" or "cpu" when frames should stay on the engine's device between stages, else None."""
     if engine is None or not engine.iobinding:
         return None  # no engine (stages without models, in tests), or plain session.run: nothing stays anywhere

@@ -3,21 +3,20 @@ graphs, and only they are downloaded (counted as region copies against the stage
 
 from __future__ import annotations
 
-from typing import Any
-
 import cv2
 import numpy as np
 import onnxruntime as ort
 
 from livefuse.device import graphs
 from livefuse.device.runner import DeviceGraph
+from livefuse.engine.core import Engine
 from livefuse.transfers import TransferCounter
 
 
 class DeviceReads:
     """One stage's shrink and warp graphs, by size (built once each, reused frame to frame)."""
 
-    def __init__(self, engine: Any, counter: TransferCounter, label: str) -> None:
+    def __init__(self, engine: Engine, counter: TransferCounter, label: str) -> None:
         self.engine = engine
         self.counter = counter
         self.label = label

@@ -11,13 +11,14 @@ copies are counted (with their bytes) by stage.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
 
 from livefuse.device import graphs
 from livefuse.device.runner import DeviceGraph
+from livefuse.engine.core import Engine
 from livefuse.frame import Frame
 from livefuse.stage import DevicePath
 from livefuse.transfers import TransferCounter
@@ -39,7 +40,7 @@ def clip_boxes(boxes: Sequence[Sequence[float]], width: int, height: int) -> lis
 class RegionIO:
     """Moves face regions between one stage's device frames and its host canvas."""
 
-    def __init__(self, engine: Any, counter: TransferCounter, label: str) -> None:
+    def __init__(self, engine: Engine, counter: TransferCounter, label: str) -> None:
         self.engine = engine
         self.counter = counter
         self.label = label
@@ -107,7 +108,7 @@ class RegionLocal(Protocol):
 class OnRegions(DevicePath):
     """A face-local stage's device path: its regions to the host canvas, its own `process` there, back."""
 
-    def __init__(self, stage: RegionLocal, engine: Any, counter: TransferCounter) -> None:
+    def __init__(self, stage: RegionLocal, engine: Engine, counter: TransferCounter) -> None:
         self.stage = stage
         self.io = RegionIO(engine, counter, stage.name)
 

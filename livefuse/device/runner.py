@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from livefuse.engine.core import Engine
 from livefuse.engine.providers import SHORT_NAMES
 from livefuse.engine.session import ModelSession
 from livefuse.engine.source import ModelSource
@@ -23,7 +24,7 @@ from livefuse.engine.source import ModelSource
 TENSORRT = SHORT_NAMES["tensorrt"]
 
 
-def without_tensorrt(engine: Any) -> Any:
+def without_tensorrt(engine: Engine) -> Any:
     """The engine as these helpers use it: TensorRT left out of its provider order (CUDA stays).
 
     TensorRT compiles an engine per input shape; region graphs see new shapes every frame, and the
@@ -47,7 +48,7 @@ class DeviceGraph:
     follow (it replays on the addresses it was captured with).
     """
 
-    def __init__(self, engine: Any, model: onnx.ModelProto) -> None:
+    def __init__(self, engine: Engine, model: onnx.ModelProto) -> None:
         source = ModelSource.from_proto(model)
         source.fixed_shapes = False
         self._model = ModelSession(without_tensorrt(engine), source)  # provider choice and fallback: the engine's

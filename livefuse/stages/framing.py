@@ -22,6 +22,7 @@ import numpy as np
 
 from livefuse.device.graphs import warp_frame, warp_theta
 from livefuse.device.runner import DeviceGraph
+from livefuse.engine.core import Engine
 from livefuse.frame import Face, Frame
 from livefuse.stage import DevicePath, Param, Stage, StageContext, StageSpec
 from livefuse.stages.registry import register
@@ -201,7 +202,7 @@ class FrameStage(Stage):
 class FrameOnDevice(DevicePath):
     """The crop on the device frame: one warp graph (`device/graphs.warp_frame`), nothing downloaded."""
 
-    def __init__(self, stage: FrameStage, engine: Any) -> None:
+    def __init__(self, stage: FrameStage, engine: Engine) -> None:
         self.stage = stage
         self.engine = engine
         self._graphs: dict[tuple[int, int], DeviceGraph] = {}
