@@ -48,6 +48,8 @@ class Runtime:
         """The assembled chain run between `source` and `sinks` (see livefuse/wiring.py), with its controls."""
         pipeline = assembly.pipeline(source, sinks, max_frames=max_frames, duration=duration, audio=audio,
                                      sleep_after=sleep_after)
+        if isinstance(audio, FilteredAudio):
+            pipeline.stats.audio_filter = audio.audio_filter
         return cls(pipeline, assembly.preset, assembly.context, assembly.engine, settings)
 
     async def switch_preset(self, name_or_path: str) -> Preset:
@@ -75,10 +77,27 @@ class Runtime:
         await self.pipeline.swap_chain(assembly.chain)
         if switch_sound:
             assert isinstance(audio, FilteredAudio) and preset.audio_filter is not None
-            audio.set_filter(preset.audio_filter)
-            self.pipeline.stats.audio = audio.description
+            self._set_filter(audio, preset.audio_filter)
         self.preset, self.context = preset, assembly.context
         return preset
+
+    async def switch_audio_filter(self, name: str) -> str:
+        """Put `name` (one of AUDIO_FILTERS) on the sound from the next chunk on; a UserError naming the fix
+        where there is no sound to filter or the filter cannot run here."""
+        audio = self.pipeline.audio
+        if not isinstance(audio, FilteredAudio):
+            raise UserError("audio_filter: this stream has no sound to filter; start the daemon with sound "
+                            "(--audio) to use one")
+        async with self.lock:
+            # off the loop: the first check loads RNNoise
+            await asyncio.get_running_loop().run_in_executor(None, audio.check_filter, name)
+            self._set_filter(audio, name)
+        return name
+
+    def _set_filter(self, audio: FilteredAudio, name: str) -> None:
+        audio.set_filter(name)
+        self.pipeline.stats.audio = audio.description
+        self.pipeline.stats.audio_filter = name
 
     async def update_params(self, label: str, params: dict[str, Any]) -> dict[str, Any]:
         """Validate and apply live parameter changes to one stage of the active preset.

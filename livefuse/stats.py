@@ -78,6 +78,7 @@ class PipelineStats:
     # Frames kept on the device: the chain's boundary counts (livefuse/transfers.py); None on the host.
     transfers: dict[str, Any] | None = None
     audio: str = "none"  # where the sound comes from
+    audio_filter: str = "none"  # the filter on it (--audio-filter, a preset's, or the page's)
     audio_chunks: int = 0
     audio_seconds: float = 0.0  # of sound captured and handed to the outputs
     audio_overflows: int = 0  # chunks an output had stopped draining (it is marked failed)
@@ -134,7 +135,8 @@ class PipelineStats:
             },
             **({"virtualcam_video_delay_ms": delay, "virtualcam_hint": VIRTUALCAM_HINT.format(delay=delay)}
                if (delay := self.virtualcam_delay_ms()) is not None else {}),
-            "audio": {"input": self.audio, "chunks": self.audio_chunks, "seconds": round(self.audio_seconds, 3),
+            "audio": {"input": self.audio, "filter": self.audio_filter, "chunks": self.audio_chunks,
+                      "seconds": round(self.audio_seconds, 3),
                       "overflows": self.audio_overflows},
             "duration_s": round((time.monotonic_ns() - self.started_ns) / 1e9, 3),
         }

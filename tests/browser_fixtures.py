@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pytest
 
+from livefuse.audio.inputs import AudioInput
 from livefuse.daemon import Served
 from livefuse.frame import Frame
 from livefuse.pipeline import Pipeline
@@ -133,11 +134,13 @@ class LiveDaemon:
 
     def __init__(self, preset: str, *, size: tuple[int, int] = (320, 240), fps: float = 15.0,
                  host: str = "127.0.0.1", token: str | None = None, max_peers: int = 16, motion: float = 1.0,
-                 sleep_after: float | None = None, no_auth: bool | None = None, **web: Any) -> None:
+                 sleep_after: float | None = None, no_auth: bool | None = None, audio: AudioInput | None = None,
+                 **web: Any) -> None:
         """`no_auth`: as `livefuse run --no-auth` (default: on loopback without a token, so that a test's plain
         requests need none; the token tests pass `no_auth=False` or a token)."""
         self.preset_name = preset
         self.sleep_after = sleep_after
+        self.audio = audio  # the daemon's sound (--audio), none by default
         self.source: DemoSource | None = None
         self.size = size
         self.fps = fps
@@ -183,8 +186,9 @@ class LiveDaemon:
         control = self.control = WebControl(options, no_auth=self.no_auth)
         self.token = control.token
         source = self.source = DemoSource(self.size, self.fps, motion=self.motion)
-        runtime = self.runtime = Runtime.wire(assembly, source, [control.preview_sink(None)],
-                                              sleep_after=self.sleep_after,
+        sound = self.audio.format if self.audio is not None else None
+        runtime = self.runtime = Runtime.wire(assembly, source, [control.preview_sink(sound)],
+                                              sleep_after=self.sleep_after, audio=self.audio,
                                               settings={"source": "demo", "size": list(self.size), "fps": self.fps})
         self.pipeline = runtime.pipeline
         self.pipeline.frame_listeners.append(lambda f: self.emitted.append((f.seq, f.capture_ns, f.meta.get("tag"))))

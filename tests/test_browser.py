@@ -166,3 +166,27 @@ def test_preview_page_streams_and_follows_a_preset_switch(web_presets: Path, dae
     assert frames > 10 and gap < 400, f"the stream stalled in the switch: {frames} frames, {gap:.0f} ms gap"
     assert fps >= 0.7 * FPS, fps
     assert daemon.runtime.preset.stages[0].params["value"] == 150
+
+
+def test_the_page_shows_sleep_and_switches_the_sound_filter(daemons: Any, browser: Any) -> None:
+    """The overlay says whether the camera sleeps; the sound menu, shown where the daemon has sound, switches
+    noise removal live through the API."""
+    from test_denoise import FakeDevice
+
+    from livefuse.audio.denoise import RATE
+    from livefuse.audio.filtered import FilteredAudio
+
+    audio = FilteredAudio(FakeDevice(RATE), "none")  # type: ignore[arg-type]
+    daemon = daemons("passthrough", size=SIZE, fps=FPS, audio=audio).start()
+    page = browser.new_page()
+    try:
+        page.goto(daemon.url)
+        page.wait_for_function("document.getElementById('stat-sleep').textContent === 'always on'")
+        page.wait_for_selector("#audio-filter-label:not([hidden])")
+        assert page.evaluate("document.getElementById('audio-filter').value") == "none"
+        page.select_option("#audio-filter", "denoise")
+        assert wait_until(lambda: audio.audio_filter == "denoise"), "the menu never switched the filter"
+        error = page.evaluate("window.livefuse.error")
+    finally:
+        page.close()
+    assert error is None

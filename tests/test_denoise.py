@@ -4,10 +4,12 @@ chunking gives the same sound, nothing is lost, gaps stay gaps, and the filter s
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from av_sync import speech_marker
+from browser_fixtures import daemons_fixture, http, http_json
 
 from livefuse.audio import denoise
 from livefuse.audio.chunk import AudioChunk, AudioFormat
@@ -15,6 +17,8 @@ from livefuse.audio.denoise import DELAY, RATE, Denoiser
 from livefuse.audio.filtered import FilteredAudio
 from livefuse.errors import PresetError, UserError
 from livefuse.presets import parse_preset
+
+__all__ = ["daemons_fixture"]
 
 NS = 1_000_000_000
 
@@ -213,3 +217,25 @@ def test_loading_a_preset_switches_the_filter_or_refuses_before_anything_changes
                 asyncio.run(runtime.switch_preset(str(quiet)))
             assert runtime.preset.name == "plain" and audio.audio_filter == "none"
         runtime.pipeline.chain.close()
+
+
+def test_the_page_switches_the_filter_and_status_and_metrics_show_it(daemons: Any) -> None:
+    """`PUT /api/audio-filter` (the page's sound menu) switches it live; status and /metrics say which runs;
+    a bad name or a daemon with no sound gets a 400 naming the field and the fix."""
+    audio = FilteredAudio(FakeDevice(RATE), "none")  # type: ignore[arg-type]
+    daemon = daemons("passthrough", audio=audio).start()
+    status, body = http_json("PUT", f"{daemon.url}/api/audio-filter", {"filter": "denoise"})
+    assert (status, body) == (200, {"audio_filter": "denoise"}) and audio.audio_filter == "denoise"
+    status, body = http_json("GET", f"{daemon.url}/api/status")
+    assert body["stats"]["audio"]["filter"] == "denoise" and body["audio_filters"] == ["none", "denoise"]
+    metrics = http("GET", f"{daemon.url}/metrics")[2].decode()
+    assert 'livefuse_audio_filter_info{filter="denoise"} 1.0' in metrics
+    assert "livefuse_sleeping 0.0" in metrics  # sleep's state: the daemons here are always on
+    status, body = http_json("PUT", f"{daemon.url}/api/audio-filter", {"filter": "rnnoise"})
+    assert status == 400 and "audio_filter = 'rnnoise': one of none, denoise" in body["error"]
+    assert audio.audio_filter == "denoise"
+    status, body = http_json("PUT", f"{daemon.url}/api/audio-filter", {"filter": 1})
+    assert status == 400 and '{"filter": "<none|denoise>"}' in body["error"]
+    silent = daemons("passthrough").start()
+    status, body = http_json("PUT", f"{silent.url}/api/audio-filter", {"filter": "denoise"})
+    assert status == 400 and "no sound to filter" in body["error"] and "--audio" in body["error"]

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import aiohttp
 import numpy as np
 import pytest
-from browser_fixtures import LiveDaemon, daemons_fixture
+from browser_fixtures import LiveDaemon, daemons_fixture, http
 from pyvirtualcam.camera import BACKENDS
 from test_webrtc import Client
 
@@ -89,6 +89,8 @@ def test_a_viewer_leaving_puts_it_to_sleep_and_a_new_one_wakes_it(daemons: Any) 
     assert stats.frames_in == captured  # nothing captured, so no stage runs
     assert stats.frames_processed == processed
     assert stats.snapshot()["sleep"] == {"state": "sleeping", "sleeps": 2}
+    metrics = http("GET", f"{daemon.url}/metrics")[2].decode()  # what a dashboard sees
+    assert "livefuse_sleeping 1.0" in metrics and "livefuse_sleeps_total 2.0" in metrics
     second, first_again = asyncio.run(watch(daemon, 0.3))
     print(f"woken again: first frame after {first_again * 1000:.0f} ms")
     assert first_again < 1.5 and second.frames > 0 and calls["reopen"] >= 2

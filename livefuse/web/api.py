@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from aiohttp import BodyPartReader, web
 
+from livefuse.audio.denoise import AUDIO_FILTERS
 from livefuse.errors import UserError
 from livefuse.presets import Preset, available_presets, shown
 from livefuse.runtime import Runtime
@@ -156,6 +157,7 @@ class Api:
             web.get("/api/preset", self.get_preset),
             web.put("/api/preset", self.put_preset),
             web.patch("/api/preset/params", self.patch_params),
+            web.put("/api/audio-filter", self.put_audio_filter),
             web.post("/api/source-face", self.post_source_face),
             web.post("/api/offer", self.post_offer),
             web.delete("/api/peers/{peer}", self.delete_peer),
@@ -181,6 +183,7 @@ class Api:
                     "preset": served.preset().name, "size": list(served.size), "fps": served.fps,
                     "sessions": len(list(self.sessions))}
         body["presets"] = list(available_presets())
+        body["audio_filters"] = list(AUDIO_FILTERS)
         body["peers"] = [peer.describe() for peer in self.peers.peers.values()]
         body["max_peers"] = self.peers.max_peers
         return web.json_response(body)
@@ -200,6 +203,19 @@ class Api:
         stage, params = params_request(await read_json(request))
         updated = await apply_params(main, stage, params)
         return web.json_response({"stage": stage, "params": updated})
+
+    async def put_audio_filter(self, request: web.Request) -> web.Response:
+        """`{"filter": "denoise"}`: the filter on the daemon's sound, switched live (the page's sound menu)."""
+        main = self._main()
+        name = (await read_json(request)).get("filter")
+        if not isinstance(name, str):
+            raise json_error(f'expected {{"filter": "<{"|".join(AUDIO_FILTERS)}>"}}')
+        try:
+            await main.switch_audio_filter(name)
+        except UserError as exc:
+            raise json_error(str(exc)) from exc
+        log.info("audio filter switched to %s", name)
+        return web.json_response({"audio_filter": name})
 
     async def post_source_face(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_UPLOAD_BYTES:

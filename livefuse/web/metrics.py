@@ -73,6 +73,11 @@ class _StatsCollector(Collector):
             out_errors.add_metric([name], out.errors)
         yield from (outputs, out_dropped, out_errors)
         yield GaugeMetricFamily("livefuse_fps", "Output frame rate so far.", value=stats.fps)
+        yield GaugeMetricFamily("livefuse_sleeping", "1 while asleep because no output is watched (no inference, "
+                                "camera released), else 0.", value=1.0 if stats.sleep == "sleeping" else 0.0)
+        yield CounterMetricFamily("livefuse_sleeps", "Times it went to sleep unwatched.", value=stats.sleeps)
+        yield InfoMetricFamily("livefuse_audio_filter", "The filter on the sound (none when there is no sound).",
+                               value={"filter": stats.audio_filter})
         engine = self._engine()
         provider = engine.provider if engine is not None else stats.provider
         yield InfoMetricFamily("livefuse_provider", "The active execution provider.", value={"provider": provider})

@@ -272,10 +272,22 @@ function renderStats(status) {
   $("stat-dropped").textContent = stats.dropped;
   $("stat-provider").textContent = status.provider;
   $("stat-received").textContent = `${lf.fps().toFixed(1)} fps`;
+  // awake, sleeping (nobody watches: no inference, camera released) or always on (--always-on)
+  const sleep = status.stats.sleep || {};
+  $("stat-sleep").textContent = sleep.state === "sleeping" ? "sleeping: nobody is watching" : (sleep.state || "–");
   // pushes connect in the background: each one's state (connecting, connected, retrying: why)
   const pushes = Object.entries(status.stats.outputs || {}).filter(([, o]) => o.state);
   $("stat-pushes").hidden = $("stat-pushes-label").hidden = pushes.length === 0;
   $("stat-pushes").textContent = pushes.map(([name, o]) => `${name}: ${o.state}`).join("; ");
+}
+
+// The daemon's sound filter (none, denoise), where it has sound: sessions carry the browser's own.
+function renderAudioFilter(status) {
+  const audio = status.stats && status.stats.audio;
+  const select = $("audio-filter");
+  $("audio-filter-label").hidden = !audio || audio.input === "none" || !!lf.session;
+  if (!select.options.length) select.replaceChildren(...(status.audio_filters || []).map((n) => new Option(n, n)));
+  if (audio && document.activeElement !== select) select.value = audio.filter;
 }
 
 async function refresh() {
@@ -286,6 +298,7 @@ async function refresh() {
     renderParams(shown.preset_info);
     renderHealth(shown);
     renderStats(status);
+    renderAudioFilter(status);
   } catch (err) {
     showMessage(err.message);
   }
@@ -296,6 +309,16 @@ async function refresh() {
 $("preset").addEventListener("change", async (event) => {
   try {
     await api("PUT", controlled("/preset"), { name: event.target.value });
+    showMessage("");
+  } catch (err) {
+    showMessage(err.message);
+  }
+  refresh();
+});
+
+$("audio-filter").addEventListener("change", async (event) => {
+  try {
+    await api("PUT", "/api/audio-filter", { filter: event.target.value });
     showMessage("");
   } catch (err) {
     showMessage(err.message);
