@@ -78,6 +78,24 @@ def demo_person_alpha(size: tuple[int, int], t: float = 0.0, motion: float = 0.0
     return mask.astype(np.float32) / 255.0
 
 
+class ListsStage(Stage):
+    """Keeps the list parameters it is given (the page's list controls are checked against it)."""
+
+    name = "test_lists"
+
+    def __init__(self, params: dict[str, Any], context: StageContext) -> None:
+        self.params = dict(params)
+
+    def process(self, frame: Frame) -> None:
+        pass
+
+    def update(self, params: dict[str, Any]) -> None:
+        self.params.update(params)
+
+    def close(self) -> None:
+        pass
+
+
 class BackdropStage(Stage):
     """Stand-in for background replacement when the real preset is not there: flat grey outside the person.
 
@@ -104,6 +122,10 @@ def register_test_stages() -> None:
     if "test_tag" not in STAGES:
         register(StageSpec("test_tag", "marks frames (tests)", (
             Param("value", int, 0, min=0, max=255), Param("fixed", int, 0, live=False)), TagStage))
+    if "test_lists" not in STAGES:  # list parameters as swap's keep_regions and mask_padding are
+        register(StageSpec("test_lists", "list parameters (tests)", (
+            Param("keep", list, [], items=("eyes", "brows", "mouth", "nose")),
+            Param("padding", list, [0, 0, 0, 0], min=0.0, max=50.0, length=4)), ListsStage))
     if "test_backdrop" not in STAGES:
         register(StageSpec("test_backdrop", "flat background (tests)", (Param("grey", int, 128, min=0, max=255),),
                            BackdropStage))
@@ -114,6 +136,7 @@ def write_test_presets(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, value in (("tag-a", 40), ("tag-b", 220)):
         (folder / f"{name}.toml").write_text(f'name = "{name}"\n[[stages]]\ntype = "test_tag"\nvalue = {value}\n')
+    (folder / "lists.toml").write_text('name = "lists"\n[[stages]]\ntype = "test_lists"\n')
     (folder / "backdrop.toml").write_text('name = "backdrop"\n[[stages]]\ntype = "test_backdrop"\ngrey = 128\n')
     return folder
 

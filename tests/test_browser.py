@@ -190,3 +190,27 @@ def test_the_page_shows_sleep_and_switches_the_sound_filter(daemons: Any, browse
     finally:
         page.close()
     assert error is None
+
+
+def test_the_page_edits_list_parameters(web_presets: Path, daemons: Any, browser: Any) -> None:
+    """A list of names (swap's keep_regions) is a checkbox each, a fixed-length list of numbers (mask_padding)
+    a number box each; what the page sets reaches the running stage."""
+    daemon = daemons("lists", size=SIZE, fps=FPS).start()
+    stage = daemon.runtime.pipeline.chain.stages[0][1]
+    page = browser.new_page()
+    try:
+        page.goto(daemon.url)
+        page.wait_for_selector('[data-name="test_lists.keep"] input[type=checkbox]')
+        assert page.locator('[data-name="test_lists.keep"] input').count() == 4
+        page.check('[data-name="test_lists.keep"] input[value="mouth"]')
+        page.check('[data-name="test_lists.keep"] input[value="eyes"]')
+        assert wait_until(lambda: stage.params["keep"] == ["eyes", "mouth"]), stage.params
+        boxes = page.locator('[data-name="test_lists.padding"] input[type=number]')
+        assert boxes.count() == 4
+        boxes.nth(0).fill("10")
+        assert wait_until(lambda: stage.params["padding"] == [10, 0, 0, 0]), stage.params
+        boxes.nth(2).fill("80")  # past max: refused by the API, shown on the page, the stage keeps its values
+        page.wait_for_function("window.livefuse.error && window.livefuse.error.includes('padding')")
+        assert stage.params["padding"] == [10, 0, 0, 0]
+    finally:
+        page.close()

@@ -40,7 +40,8 @@ def param_spec(param: Param) -> dict[str, Any]:
     """A parameter as the page needs it to draw a control."""
     return {"name": param.name, "type": param.type.__name__, "default": param.default, "help": param.help,
             "min": param.min, "max": param.max, "choices": list(param.choices) if param.choices else None,
-            "live": param.live, "kind": param.kind, "max_length": param.max_length}
+            "live": param.live, "kind": param.kind, "max_length": param.max_length,
+            "items": list(param.items) if param.items is not None else None, "length": param.length}
 
 
 def describe_preset(preset: Preset) -> dict[str, Any]:

@@ -174,6 +174,41 @@ function renderPresets(status, active) {
   if (document.activeElement !== select) select.value = active;
 }
 
+// A list parameter: a checkbox per name it may hold (swap's keep_regions), a number box per place where it
+// has a fixed length (mask_padding), else its JSON in a text box; `send` gets each new value.
+function listControl(spec, value, send) {
+  const group = document.createElement("span");
+  group.className = "list";
+  let boxes;
+  if (spec.items) {
+    boxes = spec.items.map((item) => {
+      const box = Object.assign(document.createElement("input"), { type: "checkbox", value: item,
+        checked: (value || []).includes(item) });
+      const label = document.createElement("label");
+      label.append(box, String(item));
+      group.append(label);
+      return box;
+    });
+    const read = () => spec.items.filter((item, i) => boxes[i].checked);
+    boxes.forEach((box) => box.addEventListener("change", () => send(read())));
+  } else if (spec.length) {
+    boxes = Array.from({ length: spec.length }, (_, i) => Object.assign(document.createElement("input"), {
+      type: "number", value: (value || [])[i] ?? 0, min: spec.min ?? "", max: spec.max ?? "", step: "any" }));
+    group.append(...boxes);
+    const read = () => boxes.map((box) => parseFloat(box.value));
+    boxes.forEach((box) => box.addEventListener("input", () => {
+      const v = read();
+      if (v.every(Number.isFinite)) send(v);
+      else showMessage(`${spec.name}: enter ${spec.length} numbers`);
+    }));
+  } else {
+    const box = Object.assign(document.createElement("input"), { type: "text", value: JSON.stringify(value ?? []) });
+    group.append(box);
+    box.addEventListener("input", () => { try { send(JSON.parse(box.value)); } catch { /* typing */ } });
+  }
+  return group;
+}
+
 function control(stage, spec, value) {
   const row = document.createElement("label");
   row.className = "param";
@@ -181,6 +216,23 @@ function control(stage, spec, value) {
   row.append(spec.name);
   let input;
   const out = document.createElement("output");
+  let timer = null;
+  const send = (v) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      api("PATCH", controlled(lf.session ? "/params" : "/preset/params"), { stage, params: { [spec.name]: v } })
+        .then(() => showMessage(""), (err) => showMessage(err.message));
+    }, 60);
+  };
+  if (spec.type === "list") {
+    const group = listControl(spec, value, send);
+    group.dataset.name = `${stage}.${spec.name}`;
+    const row = document.createElement("div");
+    row.className = "param";
+    row.title = spec.help || "";
+    row.append(spec.name, group);
+    return row;
+  }
   if (spec.choices) {
     input = document.createElement("select");
     spec.choices.forEach((c) => input.add(new Option(String(c), JSON.stringify(c))));
@@ -203,25 +255,19 @@ function control(stage, spec, value) {
     if (spec.kind === "file") input.placeholder = "a file in the preset's folder";
   }
   input.name = `${stage}.${spec.name}`;
-  let timer = null;
   input.addEventListener("input", () => {
     let v;
     if (spec.choices) v = JSON.parse(input.value);
     else if (spec.type === "bool") v = input.checked;
     else if (spec.type === "int") v = parseInt(input.value, 10);
     else if (spec.type === "float") v = parseFloat(input.value);
-    else if (spec.type === "list") { try { v = JSON.parse(input.value); } catch { return; } }
     else v = input.value;
     if ((spec.type === "int" || spec.type === "float") && !Number.isFinite(v)) {
       showMessage(`${stage}.${spec.name}: enter a number`); // never send NaN (JSON would carry null)
       return;
     }
     out.textContent = input.type === "range" ? v : "";
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      api("PATCH", controlled(lf.session ? "/params" : "/preset/params"), { stage, params: { [spec.name]: v } })
-        .then(() => showMessage(""), (err) => showMessage(err.message));
-    }, 60);
+    send(v);
   });
   row.append(input, out);
   return row;
