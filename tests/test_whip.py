@@ -869,3 +869,36 @@ def test_whip_and_whep_speak_cors_links_and_rfc9725_headers(web_presets, daemons
     assert out["trickle"] == (204, None, app)
     assert out["post_evil"] == 403
     assert out["delete"] == (200, app)
+
+
+def test_a_callers_offer_is_parsed_off_the_event_loop(web_presets, daemons, monkeypatch) -> None:
+    """Issue 29: every decode of caller data runs off the loop. The daemon parses a WHIP offer in a worker
+    thread, and aiortc takes that parse instead of parsing it again on the loop; its own answer it may parse
+    where it likes."""
+    from livefuse.web import offers
+
+    parsed: list[tuple[int, str]] = []
+    real = offers._aiortc_parse
+
+    def recorded(text: str) -> Any:
+        parsed.append((threading.get_ident(), str(text)))
+        return real(text)
+
+    monkeypatch.setattr(offers, "_aiortc_parse", recorded)
+    daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
+
+    async def scenario() -> str:
+        async with aiohttp.ClientSession() as http:
+            client = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), FPS))
+            assert await client.publish(http, "/whip") == 201, client.error
+            assert await client.wait_frames(3)
+            sent = client.pc.localDescription.sdp
+            await client.delete(http)
+            await client.close()
+        return str(sent)
+
+    sent = asyncio.run(scenario())
+    loop_thread = daemon._thread.ident
+    where = [ident for ident, text in parsed if text == sent]
+    assert where, "the offer never reached the parser"
+    assert loop_thread not in where and threading.get_ident() not in where, (where, loop_thread)

@@ -25,8 +25,9 @@ from livefuse.runtime import Runtime
 from livefuse.stage import Param
 from livefuse.web.connections import BODY_TIMEOUT_S
 from livefuse.web.image_header import MAX_PIXELS, image_size
+from livefuse.web.offers import BadOffer
 from livefuse.web.sessions import SessionRunner, Sessions
-from livefuse.web.signalling import BadOffer, NoSuchSession, PeerLimit, Peers
+from livefuse.web.signalling import NoSuchSession, PeerLimit, Peers
 
 log = logging.getLogger("livefuse.web")
 

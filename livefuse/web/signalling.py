@@ -34,6 +34,7 @@ from livefuse.presets import Preset
 from livefuse.runtime import Runtime
 from livefuse.web.encoders import encode_quietly
 from livefuse.web.jitter import hand_on_at_marker
+from livefuse.web.offers import BadOffer, parse_offer
 from livefuse.web.preview import Preview
 from livefuse.web.tracks import HeldBackAudioTrack, LatestFrameTrack
 
@@ -48,35 +49,11 @@ class PeerLimit(Exception):
     """Too many peers are connected."""
 
 
-class BadOffer(ValueError):
-    """The offer cannot be answered (malformed SDP, or no video where one is needed)."""
-
-
 class NoSuchSession(KeyError):
     """A viewer asked to watch a session that is not there."""
 
 
 MAIN = "main"  # what a viewer watches when it names no session: the daemon's own stream
-MAX_M_SECTIONS = 8  # a browser's offer has 2 or 3 (video, audio, data): aiortc builds a transceiver for each
-MAX_CANDIDATES = 50  # per peer, in its offer and trickled: each one is a target aiortc sends STUN checks to
-
-
-def check_offer(sdp: str) -> int:
-    """The offer's candidates, counted; BadOffer when it has more media sections or candidates than a client
-    needs (600 m-sections in one offer took aiortc seconds of the loop, and 1.2 GB for 15 such offers)."""
-    sections = candidates = 0
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            sections += 1
-        elif line.startswith("a=candidate:"):
-            candidates += 1
-    if sections > MAX_M_SECTIONS:
-        raise BadOffer(f"the offer has {sections} media sections (m=): at most {MAX_M_SECTIONS} are accepted")
-    if candidates > MAX_CANDIDATES:
-        raise BadOffer(f"the offer has {candidates} candidates: at most {MAX_CANDIDATES} per session are accepted")
-    return candidates
-
-
 def _collect_and_release() -> None:
     """Free what peers that left hold in reference cycles (aiortc's objects are full of them) now rather than at
     some later full collection, then give the freed memory back to the system."""
@@ -153,7 +130,7 @@ class Peers:
             raise BadOffer(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         if kind != "offer":
             raise BadOffer(f"expected an SDP offer, got type {kind!r}")
-        candidates = check_offer(sdp)
+        offer = await asyncio.get_running_loop().run_in_executor(None, parse_offer, sdp)
         watched = self.session(watch) if watch != MAIN else None
         missing = self.preview is None if watch == MAIN else watched is None or watched.outgoing is None
         if mode == "preview" and missing:
@@ -162,11 +139,11 @@ class Peers:
             raise PeerLimit(f"{len(self.peers)} peers are connected, the limit (--max-peers) is {self.max_peers}")
         pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self.ice_servers)))
         peer = Peer(secrets.token_hex(8), mode, pc, watching=watch,
-                    budget_ms=budget_ms, candidates=candidates)
+                    budget_ms=budget_ms, candidates=offer.candidates)
         self.peers[peer.id] = peer
         self._watch(peer)
         try:
-            await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             if mode == "preview":
                 self._send(peer, watched)
             elif peer.incoming is None:

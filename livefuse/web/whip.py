@@ -27,8 +27,9 @@ from livefuse.errors import UserError
 from livefuse.presets import Preset, load_preset, shown
 from livefuse.web.api import MAX_SDP_CHARS, error_text, has_lone_surrogate, json_error, preset_name
 from livefuse.web.ice_servers import IceServer
+from livefuse.web.offers import MAX_CANDIDATES, BadOffer
 from livefuse.web.sessions import RETRY_AFTER_S, Sessions, check_budget
-from livefuse.web.signalling import MAIN, MAX_CANDIDATES, BadOffer, NoSuchSession, Peer, PeerLimit, Peers
+from livefuse.web.signalling import MAIN, NoSuchSession, Peer, PeerLimit, Peers
 
 log = logging.getLogger("livefuse.web")
 
