@@ -40,23 +40,17 @@ NEAR_BUDGET = 0.8  # a session past this share of its budget (recent p95) leaves
 RECENT_FRAMES = 60  # about two seconds at 30 fps: the latency admission looks at
 MIN_FRAMES = 10  # fewer measured frames than this: a session that just started is not judged yet
 RETRY_AFTER_S = 5
-# Of the cores the daemon may run on. Three streams at 83-85 % kept p95 at 20-29 ms; a 4th admitted at 95 %
-# (under the rule before `settled_cost`) brought every stream to 28-29 fps and p95 91-115 ms.
+# Of the cores the daemon may run on: a 4th stream admitted at 95 % fell under 30 fps
+# (the runs behind these constants: benchmarks/results/2026-12-02-constants.md).
 MAX_CPU_SHARE = 0.9
 CPU_SAMPLE_S = 2.0  # the window `share` covers: the load that decides whether the daemon is full now
 STEP_S = 0.25  # how often the CPU time is marked: the shortest stretch a session's cost can be read from
 MIN_SAMPLE_SHARE = 0.5  # session-runs within the CPU sample needed before a cost per session is trusted
-# A session's first second (ICE and DTLS, codecs opening, the first key frames) costs more than the rest:
-# judged by samples that held it, two sessions at 24 % of the core were taken for 29 % each.
+# A session's first second (ICE and DTLS, codecs opening, first key frames) costs more than the rest: skipped.
 SETTLE_S = 1.0
-# A session that received no frame for this long has paused (its peer stopped sending): it costs little until
-# it resumes or is closed, and counted as streaming it made a 4th stream look affordable at the end of a run
-# of three. The CPU it used while paused is not taken for what a session costs.
+# A session with no frame for this long has paused: the little it costs then is not a session's cost.
 PAUSED_S = 1.0
-# Costs read from short stretches are noisy both ways: taking the latest one let a third stream in at 90 % of
-# the core (24-26 fps, p95 168-188 ms). The dearest reading this recent counts; readings do not overlap, as
-# the dearest of 40 overlapping ones (one a mark) ran higher: 93-99 % predicted for a third stream beside two
-# using 56-61 %.
+# Costs read from short stretches are noisy both ways: the dearest non-overlapping reading this recent counts.
 COST_MEMORY_S = 10.0
 
 
