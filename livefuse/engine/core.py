@@ -11,7 +11,7 @@ import copy
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import onnx
 
@@ -22,7 +22,7 @@ from livefuse.engine.provider_choice import ProviderChoice
 from livefuse.engine.provider_help import explain
 from livefuse.engine.provider_options import uses_cuda_graph
 from livefuse.engine.reasons import first_line, short
-from livefuse.engine.session import ModelSession
+from livefuse.engine.session import ModelSession, Session
 from livefuse.engine.session_open import Opened, SessionOpener
 from livefuse.engine.shared import SessionPool, batchable
 from livefuse.engine.source import ModelSource
@@ -32,7 +32,6 @@ from livefuse.paths import engine_cache_dir
 if TYPE_CHECKING:
     from livefuse.engine.registry import Registry
     from livefuse.triton.executor import TritonExecutor
-    from livefuse.triton.remote_session import RemoteSession
 
 log = logging.getLogger("livefuse.engine")
 
@@ -104,10 +103,17 @@ class Engine:
         view.session_id = session_id
         return view
 
-    def session(self, model: str | Path | onnx.ModelProto) -> ModelSession | RemoteSession:
+    @overload
+    def session(self, model: onnx.ModelProto) -> ModelSession: ...
+
+    @overload
+    def session(self, model: str | Path) -> Session: ...
+
+    def session(self, model: str | Path | onnx.ModelProto) -> Session:
         """A session for a manifest name (`name` or `name@version`), a file path or a built graph.
 
-        With an executor, a manifest model's calls go there (built graphs and files stay local).
+        With an executor, a manifest model's calls go there (built graphs and files stay local, so a built
+        graph's session is always a `ModelSession`, with its device calls).
         """
         if isinstance(model, onnx.ModelProto):
             return ModelSession(self, ModelSource.from_proto(model))

@@ -6,7 +6,7 @@ re-exported here for the face stages that import them from this module.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -16,10 +16,13 @@ from livefuse.errors import ModelError
 from livefuse.vision.models import is_path, load_session, load_sessions
 from livefuse.vision.models import model_path as resolve_path
 
+if TYPE_CHECKING:
+    from livefuse.engine.session import Session
+
 __all__ = ["is_path", "last_initializer", "load_session", "load_sessions", "resolve_path"]
 
 
-def last_initializer(session: Any) -> np.ndarray:
+def last_initializer(session: Session) -> np.ndarray:
     """The last initializer of a session's ONNX graph as float32 (inswapper keeps its `emap` there)."""
     source = session.source
     if source.path is not None:

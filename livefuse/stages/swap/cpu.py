@@ -21,7 +21,7 @@ from livefuse.faces.parser import FaceParser, region_mask
 from livefuse.faces.paste import box_mask, footprint, match_colour, paste_back
 from livefuse.faces.regions import KeepRegion, keep_region, restore
 from livefuse.faces.select import EmbeddingCache, largest, most_similar
-from livefuse.faces.swapper import SIZE, TEMPLATE, InSwapper
+from livefuse.faces.swapper import InSwapper
 from livefuse.frame import Face, Frame
 from livefuse.stage import StageContext, TakesSourceFace
 
@@ -144,8 +144,9 @@ class SwapStage(TakesSourceFace):
         if latent is None or self.params["strength"] <= 0 or not frame.faces:
             return []
         faces = [f for f in frame.faces if f.landmarks5 is not None]
+        size = self.swapper.size
         boxes: list[tuple[float, float, float, float]] = [
-            footprint(estimate_affine(f.landmarks5, TEMPLATE, SIZE), SIZE) for f in faces]
+            footprint(estimate_affine(f.landmarks5, self.swapper.template, size), size) for f in faces]
         boxes += [tuple(float(v) for v in region.box) for region in self.keeps(faces, shape)]  # type: ignore[misc]
         boxes += [tuple(float(v) for v in box) for box in self.search_boxes(faces, shape)]  # type: ignore[misc]
         return boxes
@@ -156,7 +157,7 @@ class SwapStage(TakesSourceFace):
         parser = self._parser
         if parser is None:
             return self.mask
-        classes = parser.classes(image, face.landmarks5, TEMPLATE)
+        classes = parser.classes(image, face.landmarks5, self.swapper.template)
         return np.minimum(self.mask, region_mask(classes, self.params["keep_regions"], self.params["pixel_boost"]))
 
     def uses_parser(self) -> bool:
