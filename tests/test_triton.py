@@ -25,12 +25,12 @@ from privacy_check import HAS_JUDGES, independent_faces
 
 from livefuse.engine import Engine
 from livefuse.engine.batch_axis import batch_error, with_dynamic_batch
+from livefuse.engine.loader import open_model
 from livefuse.sources.demo import DemoSource, astronaut_bgr
 from livefuse.triton.config import parse_config, release_state
 from livefuse.triton.executor import ExecutorSpec, TritonExecutor, parse_executor
 from livefuse.triton.release import share_bucket
 from livefuse.vision.detectors import BlazeFaceDetector
-from livefuse.vision.models import load_model
 from livefuse.vision.segmentation import LANDSCAPE_SIZE, SelfieSegmenter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
@@ -146,11 +146,11 @@ def test_remote_results_equal_local_ones(server: TritonServer, tmp_path: Path) -
     try:
         source = DemoSource(SIZE, 30.0, paced=False)
         frames = [source.read() for _ in range(8)]
-        here = SelfieSegmenter(load_model(local, SEGMENTER), LANDSCAPE_SIZE)
-        there = SelfieSegmenter(load_model(remote, SEGMENTER), LANDSCAPE_SIZE)
+        here = SelfieSegmenter(open_model(local, SEGMENTER), LANDSCAPE_SIZE)
+        there = SelfieSegmenter(open_model(remote, SEGMENTER), LANDSCAPE_SIZE)
         for image in frames:
             assert np.abs(here.mask(image) - there.mask(image)).max() <= 1e-3
-        finders = [BlazeFaceDetector(load_model(e, DETECTOR), variant="full") for e in (local, remote)]
+        finders = [BlazeFaceDetector(open_model(e, DETECTOR), variant="full") for e in (local, remote)]
         for image in frames:
             boxes = [np.array([f.box for f in finder.detect(image)]) for finder in finders]
             assert len(boxes[0]) == len(boxes[1]) >= 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, overload
 
@@ -27,7 +26,7 @@ from livefuse.engine.session_open import Opened, SessionOpener
 from livefuse.engine.shared import SessionPool, batchable
 from livefuse.engine.source import ModelSource
 from livefuse.errors import ModelError
-from livefuse.paths import engine_cache_dir
+from livefuse.paths import engine_cache_dir, names_a_file
 
 if TYPE_CHECKING:
     from livefuse.engine.registry import Registry
@@ -117,7 +116,7 @@ class Engine:
         """
         if isinstance(model, onnx.ModelProto):
             return ModelSession(self, ModelSource.from_proto(model))
-        if isinstance(model, Path) or (isinstance(model, str) and (model.endswith(".onnx") or os.sep in model)):
+        if isinstance(model, Path) or names_a_file(model, ".onnx"):
             return ModelSession(self, ModelSource.from_path(Path(model)))
         name = model.split("@", 1)[0]
         local = ModelSession(self, self.registry.source(model))

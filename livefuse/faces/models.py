@@ -1,7 +1,6 @@
 """What the face stages need of their models beyond loading them: inswapper's `emap` matrix.
 
-Loading and the path rule are `vision/models.py`, the one loader every stage uses; its names are
-re-exported here for the face stages that import them from this module.
+Loading is `engine/loader.py`, the one loader every stage reaches through its context.
 """
 
 from __future__ import annotations
@@ -13,14 +12,9 @@ import onnx
 from onnx import numpy_helper
 
 from livefuse.errors import ModelError
-from livefuse.vision.models import is_path, load_session, load_sessions
-from livefuse.vision.models import model_path as resolve_path
 
 if TYPE_CHECKING:
     from livefuse.engine.session import Session
-
-__all__ = ["is_path", "last_initializer", "load_session", "load_sessions", "resolve_path"]
-
 
 def last_initializer(session: Session) -> np.ndarray:
     """The last initializer of a session's ONNX graph as float32 (inswapper keeps its `emap` there)."""

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from livefuse.engine.loader import all_models
 from livefuse.errors import UserError
 from livefuse.faces.align import estimate_affine
 from livefuse.faces.detect import StillFaceFinder, read_image
 from livefuse.faces.embedding import ArcFace, normalise
-from livefuse.faces.models import last_initializer, load_session, load_sessions, resolve_path
+from livefuse.faces.models import last_initializer
 from livefuse.faces.occlusion import HandOcclusion
 from livefuse.faces.parser import FaceParser, region_mask
 from livefuse.faces.paste import box_mask, footprint, match_colour, paste_back
@@ -35,10 +37,10 @@ class SwapStage(TakesSourceFace):
 
     def __init__(self, params: dict[str, Any], context: StageContext) -> None:
         self.params = dict(params)
-        self.base = context.preset_dir
+        self.context = context
         engine = context.engine
-        sessions = load_sessions(engine, {"model": params["model"], "arcface_model": params["arcface_model"]},
-                                 stage="swap", base=self.base)
+        sessions = all_models({field: partial(context.model, params[field], where=f"stage 'swap': {field}")
+                               for field in ("model", "arcface_model")})
         self.swapper = InSwapper(sessions["model"], last_initializer(sessions["model"]))
         self.arcface = ArcFace(sessions["arcface_model"])
         self.finder = StillFaceFinder(engine)
@@ -48,7 +50,6 @@ class SwapStage(TakesSourceFace):
         self._reference: np.ndarray | None = None
         self.mask = self._box_mask()
         self._warned: set[str] = set()
-        self._engine = engine
         self._hands: HandOcclusion | None = None
         self._parser: FaceParser | None = None
         self._occlusion(params["occlusion"])
@@ -84,7 +85,7 @@ class SwapStage(TakesSourceFace):
             self._reference = reference
 
     def _load_image(self, field: str) -> None:
-        image = read_image(resolve_path(self.params[field], self.base), f"swap: {field}")
+        image = read_image(self.context.file(self.params[field]), f"swap: {field}")
         (self.set_source_face if field == "source_image" else self.set_reference_face)(image)
 
     # -- per frame ---------------------------------------------------------------------------------
@@ -165,11 +166,10 @@ class SwapStage(TakesSourceFace):
 
     def _occlusion(self, mode: str) -> None:
         """Load what `mode` needs before it applies: a missing parser model fails here, nothing changed."""
-        hands = (self._hands or HandOcclusion(self._engine)) if mode in ("hands", "both") else None
+        hands = (self._hands or HandOcclusion(self.context.engine)) if mode in ("hands", "both") else None
         parser = self._parser
         if mode in ("parser", "both") and parser is None:
-            parser = FaceParser(load_session(self._engine, self.params["parser_model"], stage="swap",
-                                             field="parser_model", base=self.base))
+            parser = FaceParser(self.context.model(self.params["parser_model"], where="stage 'swap': parser_model"))
         self._hands, self._parser = hands, parser if mode in ("parser", "both") else None
 
     def occluders(self, image: np.ndarray, faces: list[Face]) -> list[KeepRegion]:
