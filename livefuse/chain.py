@@ -64,8 +64,7 @@ def cover_whole(frame: Frame) -> None:
 class Chain:
     """Ordered stages plus the turn-taking that keeps each stage's frames in order."""
 
-    def __init__(self, name: str, stages: Sequence[tuple[str, Stage]], stats: PipelineStats | None = None,
-                 params: dict[str, dict[str, Any]] | None = None, *,
+    def __init__(self, name: str, stages: Sequence[tuple[str, Stage]], stats: PipelineStats | None = None, *,
                  disable_after: int = DISABLE_AFTER_CONSECUTIVE_ERRORS,
                  backoff: Sequence[float] = RETRY_BACKOFF_S, clock: Callable[[], float] = time.monotonic,
                  boundary: DeviceBoundary | None = None) -> None:
@@ -73,7 +72,6 @@ class Chain:
         # Frames stay on the device between stages when there is a boundary (see livefuse/device/steps.py).
         self.boundary = boundary
         self.stages = list(stages)
-        self.params = params or {}
         self.stats = stats or PipelineStats()
         self.clock = clock
         self.faults = StageFaults([(label, stage.guards_privacy) for label, stage in self.stages], self.stats,
@@ -267,7 +265,6 @@ class Chain:
             lock.acquire()
         try:
             stage.update(params)
-            self.params.setdefault(label, {}).update(params)
         finally:
             for lock in locks:
                 lock.release()

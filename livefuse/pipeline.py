@@ -342,7 +342,7 @@ class Pipeline:
                 return
             image = paused_picture(last.image)
             image.flags.writeable = False
-            self._emit(Frame(seq=last.seq, pts=last.pts, capture_ns=time.monotonic_ns(), image=image,
+            self._emit(Frame(seq=last.seq, capture_ns=time.monotonic_ns(), image=image,
                              source_epoch=last.source_epoch))
 
     def _emit(self, frame: Frame) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
@@ -85,7 +85,6 @@ class StageContext:
     size: tuple[int, int]  # frame (width, height)
     fps: float
     preset_dir: Path | None = None  # the preset file's folder, to resolve relative paths
-    shared: dict[str, Any] = field(default_factory=dict)  # state shared between stages of one chain
     # "auto", "graph" or "cpu": the implementation the stages with two use (tests and benchmarks force one).
     # "graph" (what "auto" picks on a GPU provider) also keeps the chain's frames on the device.
     implementation: str = "auto"

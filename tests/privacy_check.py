@@ -188,7 +188,7 @@ def run_chain(chain: Chain, images: list[np.ndarray], fps: float = 0.0) -> list[
     capture times at that rate."""
     frames = []
     for i, image in enumerate(images):
-        frame = Frame(seq=i, pts=0, capture_ns=int(i / fps * 1e9) if fps else 0, image=image.copy())
+        frame = Frame(seq=i, capture_ns=int(i / fps * 1e9) if fps else 0, image=image.copy())
         chain.run(frame, chain.admit())
         frames.append(frame)
     return frames

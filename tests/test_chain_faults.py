@@ -139,7 +139,7 @@ def test_a_working_chain_covers_only_the_face(engine: Engine, images: list[np.nd
 
 
 def small_frame(seq: int) -> Frame:
-    return Frame(seq=seq, pts=0, capture_ns=0, image=np.full((24, 32, 3), 7, np.uint8))
+    return Frame(seq=seq, capture_ns=0, image=np.full((24, 32, 3), 7, np.uint8))
 
 
 def test_a_switched_off_stage_is_retried_with_backoff_and_comes_back() -> None:

@@ -66,7 +66,7 @@ def frames() -> list[np.ndarray]:
 def run_chain(chain: Chain, images: list[np.ndarray]) -> list[Frame]:
     out = []
     for seq, image in enumerate(images):
-        frame = Frame(seq=seq, pts=0, capture_ns=int((1 + seq / FPS) * 1e9), image=image.copy())
+        frame = Frame(seq=seq, capture_ns=int((1 + seq / FPS) * 1e9), image=image.copy())
         chain.run(frame, chain.admit())
         out.append(frame)
     return out

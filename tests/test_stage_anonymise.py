@@ -134,7 +134,7 @@ def test_when_the_face_stage_fails_the_whole_frame_is_covered(engine: Engine) ->
 def test_without_any_face_stage_nothing_is_shown(engine: Engine) -> None:
     stage = anonymise.AnonymiseStage(params(anonymise.SPEC), StageContext(engine=engine, size=SIZE, fps=30.0))
     image = demo_clip(1)[0]
-    frame = Frame(seq=0, pts=0, capture_ns=0, image=image.copy())
+    frame = Frame(seq=0, capture_ns=0, image=image.copy())
     stage.process(frame)
     assert np.any(frame.image != image, axis=2).mean() > 0.9
 
@@ -157,7 +157,7 @@ def test_the_weakest_covers_the_api_allows_still_hide_a_small_face(engine: Engin
     finder = FaceStage(params(FACE_SPEC, detector=DETECTOR, min_score=0.5), context)
     shown: list[tuple[Frame, np.ndarray]] = []
     for i in range(0, 150, 3):
-        frame = Frame(seq=i, pts=0, capture_ns=int(i / fps * 1e9), image=source.render(i / fps))
+        frame = Frame(seq=i, capture_ns=int(i / fps * 1e9), image=source.render(i / fps))
         finder.process(frame)
         seen = judged(frame.image)
         assert len(seen) and seen[0, -1] > 0.85  # the face really shows
@@ -169,7 +169,7 @@ def test_the_weakest_covers_the_api_allows_still_hide_a_small_face(engine: Engin
                                              context)
             worst = 0.0
             for original, where in shown:
-                frame = Frame(seq=original.seq, pts=0, capture_ns=original.capture_ns, image=original.image.copy(),
+                frame = Frame(seq=original.seq, capture_ns=original.capture_ns, image=original.image.copy(),
                               faces=list(original.faces), faces_searched=original.faces_searched)
                 cover.process(frame)
                 at_face = [f[-1] for f in judged(frame.image) if overlap(f[:4], where) > 0.3]

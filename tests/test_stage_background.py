@@ -41,7 +41,7 @@ def make_stage(engine: Engine, preset_dir: Path | None = None, size: tuple[int, 
 def run(stage: BackgroundStage, images: list[np.ndarray]) -> list[Frame]:
     frames = []
     for i, image in enumerate(images):
-        frame = Frame(seq=i, pts=0, capture_ns=0, image=image.copy())
+        frame = Frame(seq=i, capture_ns=0, image=image.copy())
         stage.process(frame)
         frames.append(frame)
     return frames

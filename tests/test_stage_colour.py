@@ -53,7 +53,7 @@ def make_stage(engine: Engine, size: tuple[int, int], preset_dir: Path | None = 
 
 
 def run(stage: ColourStage, image: np.ndarray) -> np.ndarray:
-    frame = Frame(seq=0, pts=0, capture_ns=0, image=image.copy())
+    frame = Frame(seq=0, capture_ns=0, image=image.copy())
     stage.process(frame)
     return frame.image
 

@@ -40,7 +40,7 @@ def make_stage(engine: Engine, size: tuple[int, int] = SIZE, **params: Any) -> F
 def run(stage: FaceStage, images: list[np.ndarray]) -> list[list[Face]]:
     out = []
     for i, image in enumerate(images):
-        frame = Frame(seq=i, pts=0, capture_ns=0, image=image)
+        frame = Frame(seq=i, capture_ns=0, image=image)
         stage.process(frame)
         out.append(frame.faces)
     return out
@@ -239,7 +239,7 @@ def test_detection_passes_are_spread_over_the_period(engine: Engine) -> None:
     source = DemoSource(SIZE, 30, paced=False)
     for i in range(17):
         passes.append(())
-        frame = Frame(seq=i, pts=0, capture_ns=0, image=source.render(i / 30))
+        frame = Frame(seq=i, capture_ns=0, image=source.render(i / 30))
         stage.process(frame)
         assert len(frame.faces) == 1 and frame.faces[0].mesh is not None
     count = detector.tile_count(*SIZE)
@@ -264,7 +264,7 @@ def test_a_lost_face_is_looked_for_in_its_own_tile(engine: Engine) -> None:
     faces = []
     for i in range(9):
         passes.append(())
-        frame = Frame(seq=i, pts=0, capture_ns=int(i / 30 * 1e9) + 1, image=source.render(i / 30))
+        frame = Frame(seq=i, capture_ns=int(i / 30 * 1e9) + 1, image=source.render(i / 30))
         stage.process(frame)
         faces.append(frame.faces)
     assert faces[2][0].held and not faces[3][0].held, faces  # missed on frame 2, found again on 3

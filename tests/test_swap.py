@@ -100,7 +100,7 @@ def test_identity_swapper_stage_changes_little_and_only_inside(engine: Engine, m
     image = DemoSource(SIZE, FPS, paced=False).render(0.0)
     face = finder.largest(image)
     assert face is not None
-    frame = Frame(0, 0, 0, image.copy(), faces=[face])
+    frame = Frame(0, 0, image.copy(), faces=[face])
     stage.process(frame)
     diff = np.abs(frame.image.astype(np.int16) - image.astype(np.int16))
     _, _, matrix = stage.swapper.swap(image, face.landmarks5, stage._latent)  # type: ignore[arg-type]
@@ -190,13 +190,13 @@ def test_set_source_face_at_run_time_changes_the_result(engine: Engine, models: 
     image = DemoSource(SIZE, FPS, paced=False).render(0.5)
     face = finder.largest(image)
     assert face is not None
-    untouched = Frame(0, 0, 0, image.copy(), faces=[face])
+    untouched = Frame(0, 0, image.copy(), faces=[face])
     stage.process(untouched)  # no source yet: passes through
     assert np.array_equal(untouched.image, image)
     outs = []
     for source in (astronaut_bgr(), np.ascontiguousarray(astronaut_bgr()[:, :, ::-1])):
         stage.set_source_face(source)
-        frame = Frame(0, 0, 0, image.copy(), faces=[face])
+        frame = Frame(0, 0, image.copy(), faces=[face])
         stage.process(frame)
         outs.append(frame.image)
     assert np.abs(outs[0].astype(np.int16) - outs[1].astype(np.int16)).mean() > 0.05
@@ -235,7 +235,7 @@ def test_face_selection(tmp_path: Path, engine: Engine, models: dict[str, Path],
     cv2.imwrite(str(reference), other)
     stage = make_stage(engine, models, "tint", faces=mode, reference_image=str(reference), colour_match=False)
     stage.set_source_face(astronaut_bgr())
-    frame = Frame(0, 0, 0, image.copy(), faces=list(faces))
+    frame = Frame(0, 0, image.copy(), faces=list(faces))
     stage.process(frame)
     assert (_changed(image, frame.image, faces[0]), _changed(image, frame.image, faces[1])) == expected
 
@@ -245,7 +245,7 @@ def test_similar_picks_by_cosine_and_respects_the_threshold(engine: Engine, mode
     image, faces, _ = _two_faces(finder)
     stage = make_stage(engine, models, "tint", faces="similar", colour_match=False)
     stage.set_source_face(astronaut_bgr())
-    frame = Frame(0, 0, 0, image.copy(), faces=list(faces))
+    frame = Frame(0, 0, image.copy(), faces=list(faces))
     stage.process(frame)  # no reference yet: nothing is swapped
     assert np.array_equal(frame.image, image)
     stage.set_reference_face(astronaut_bgr())
@@ -253,11 +253,11 @@ def test_similar_picks_by_cosine_and_respects_the_threshold(engine: Engine, mode
     assert ref is not None
     sims = [float(normalise(stage.arcface.embed(image, f.landmarks5)) @ ref) for f in faces]
     assert sims[0] > sims[1]  # the stand-in recogniser tells the colour-swapped face apart
-    frame = Frame(0, 0, 0, image.copy(), faces=list(faces))
+    frame = Frame(0, 0, image.copy(), faces=list(faces))
     stage.process(frame)
     assert _changed(image, frame.image, faces[0]) and not _changed(image, frame.image, faces[1])
     stage.update({"min_similarity": min(1.0, sims[0] + 0.01)})  # nobody is similar enough now
-    frame = Frame(0, 0, 0, image.copy(), faces=list(faces))
+    frame = Frame(0, 0, image.copy(), faces=list(faces))
     stage.process(frame)
     assert np.array_equal(frame.image, image)
 
@@ -306,7 +306,7 @@ def _swapped_today(stage: SwapStage, image: np.ndarray, face: Face) -> np.ndarra
 
 
 def _processed(stage: SwapStage, image: np.ndarray, face: Face) -> np.ndarray:
-    frame = Frame(0, 0, 0, image.copy(), faces=[face])
+    frame = Frame(0, 0, image.copy(), faces=[face])
     stage.process(frame)
     return frame.image
 
