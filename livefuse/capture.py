@@ -159,7 +159,7 @@ class Capture:
             return failures
         try:
             self.source.reopen()
-            self.stats.reconnects += 1
+            self.stats.count(reconnects=1)
             log.info("source %s reopened", self.source.description)
             return 0
         except Exception as again:  # noqa: BLE001 - keep trying while running

@@ -167,7 +167,7 @@ class Chain:
             finally:
                 if self._last_step[owner] == index and self.health[owner].guards_privacy and failed:
                     self._cover(frame)  # it, or a stage it relies on, did not run: show nothing
-                    self.stats.frames_covered += 1
+                    self.stats.count(frames_covered=1)
                 self._next_turn(index)
 
     def _next_turn(self, index: int) -> None:
@@ -187,7 +187,7 @@ class Chain:
             self.stats.record_stage(label, elapsed)
         except Exception as exc:  # noqa: BLE001 - the stages then run their host paths on frame.image
             frame.device_image = None
-            self.stats.stage_errors[label] = self.stats.stage_errors.get(label, 0) + 1
+            self.stats.stage_error(label)
             if self.faults.first_time(label):
                 log.warning("device %s failed (%s: %s); the frame stays in host memory", label,
                             type(exc).__name__, exc)
