@@ -59,7 +59,8 @@ bench: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/run_all.py
 
-# ruff on everything, mypy on the package (its settings: [tool.mypy] in pyproject.toml). `make test` runs it first.
+# ruff on everything, mypy on the package and its tests (its settings: [tool.mypy] in pyproject.toml). `make test`
+# runs it first.
 lint: setup-test
 	$(BIN)/ruff check livefuse tests tools benchmarks
 	$(BIN)/mypy

@@ -11,6 +11,7 @@ import cv2
 import models_builder as mb
 import numpy as np
 import pytest
+from conftest import imread
 from hand_photos import FACES, hand_in_front
 
 from livefuse.engine import Engine
@@ -234,7 +235,7 @@ def test_hands_in_front_of_a_face_are_not_restored(engine: Engine, models: dict[
     """occlusion = "hands" on the tests' real hand in front of a real face, with the flat restorer (mid grey,
     an obvious change): where the hand model's feathered hull is full the hand is the input's within 2
     levels; everywhere the hull does not reach the output is the occlusion-off output, exactly."""
-    photo = cv2.imread(str(FACES))
+    photo = imread(FACES)
     face = StillFaceFinder(engine).largest(photo)
     assert face is not None
     image, hand, _ = hand_in_front(photo, face)

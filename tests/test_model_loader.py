@@ -101,7 +101,7 @@ def test_a_missing_manifest_model_says_how_to_pull_it_and_its_licence(engine: En
 
 def test_a_bundled_model_is_found_by_name_when_the_manifest_does_not_list_it(engine: Engine) -> None:
     session = models.open_model(engine, "face_landmark")  # this test manifest lists only nc_model
-    assert session.source.path.name == "face_landmark.onnx"
+    assert session.source.path is not None and session.source.path.name == "face_landmark.onnx"
     assert models.model_file(engine, "selfie_segmentation").name == "selfie_segmentation.onnx"
     with pytest.raises(ModelError, match=r"neither in models/manifest\.toml nor bundled"):
         models.open_model(engine, "no_such_model")

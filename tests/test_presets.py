@@ -185,7 +185,7 @@ def test_every_shipped_preset_is_valid() -> None:
 
 
 def test_build_chain_runs_the_stages_and_closes_them_if_one_fails() -> None:
-    context = StageContext(engine=None, size=(64, 48), fps=30.0)
+    context = StageContext(engine=None, size=(64, 48), fps=30.0)  # type: ignore[arg-type]  # test stages need none
     preset = parse('name = "two"\n[[stages]]\ntype = "test-tint"\namount = 1\n'
                    '[[stages]]\ntype = "test-tint"\namount = 2\nchannel = "red"\n')
     chain = build_chain(preset, context)

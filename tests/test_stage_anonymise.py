@@ -54,7 +54,7 @@ def build(engine: Engine, misses: set[int], **anon: Any) -> Chain:
         seq[0] = next(frames)
         return [] if seq[0] in misses else scan(image)
 
-    finder.scan.find = missing  # type: ignore[method-assign]
+    finder.scan.find = missing  # type: ignore[method-assign, assignment]
     finder.detector.detect = lambda image: [] if seq[0] in misses else real(image)  # type: ignore[method-assign]
     return chain
 
@@ -122,7 +122,8 @@ def test_when_the_face_stage_fails_the_whole_frame_is_covered(engine: Engine) ->
         raise RuntimeError("detector crashed")
 
     finder.detector.detect = broken  # type: ignore[attr-defined]
-    finder.scan.detector.detect = broken  # the privacy scan runs on every frame, BlazeFace on every other
+    # the privacy scan runs on every frame, BlazeFace on every other
+    finder.scan.detector.detect = broken  # type: ignore[attr-defined]
     frames += run_chain(chain, images[2:])
     assert chain.stats.stage_errors.get("face") == 6
     assert [independent_faces(f.image) for f in frames] == [0] * 8

@@ -130,7 +130,7 @@ def test_detect_every_tracks_between_detections(engine: Engine) -> None:
     calls = []
     stage = make_stage(engine, detect_every=4, scan_every_frame=False)
     real = stage.detector.detect
-    stage.detector.detect = lambda image: calls.append(1) or real(image)  # type: ignore[method-assign]
+    stage.detector.detect = lambda image: calls.append(1) or real(image)  # type: ignore[method-assign, func-returns-value]
     source = DemoSource(SIZE, 30, paced=False)
     faces = run(stage, [source.render(i / 30) for i in range(12)])
     assert len(calls) == 3
@@ -144,7 +144,7 @@ def test_between_detections_one_whole_frame_pass_finds_the_face(engine: Engine) 
     for detector in (stage.detector.detector, stage.detector.wide):
         assert detector is not None
         real = detector.detect
-        detector.detect = lambda image, real=real: runs.append(1) or real(image)  # type: ignore[method-assign,misc]
+        detector.detect = lambda image, real=real: runs.append(1) or real(image)  # type: ignore[method-assign,misc,func-returns-value]
     image = DemoSource(SIZE, 30, paced=False).render(0.5)
     stage.detector.tiles_now = []
     assert len(stage.detector.detect(image)) == 1 and len(runs) == 1  # no tiles: one model run
@@ -226,7 +226,7 @@ def record_passes(stage: FaceStage) -> list[tuple[str, ...]]:
         passes[-1] += tuple(f"tile{k}" for k in range(count) if which is None or k in which)
         return found
 
-    detector._whole, detector._tiles = whole, tiles  # type: ignore[method-assign]
+    detector._whole, detector._tiles = whole, tiles  # type: ignore[method-assign, assignment]
     return passes
 
 

@@ -103,16 +103,16 @@ class Engine:
         return view
 
     @overload
-    def session(self, model: onnx.ModelProto) -> ModelSession: ...
+    def session(self, model: onnx.ModelProto | Path) -> ModelSession: ...
 
     @overload
-    def session(self, model: str | Path) -> Session: ...
+    def session(self, model: str) -> Session: ...
 
     def session(self, model: str | Path | onnx.ModelProto) -> Session:
         """A session for a manifest name (`name` or `name@version`), a file path or a built graph.
 
         With an executor, a manifest model's calls go there (built graphs and files stay local, so a built
-        graph's session is always a `ModelSession`, with its device calls).
+        graph's or a Path's session is always a `ModelSession`, with its device calls).
         """
         if isinstance(model, onnx.ModelProto):
             return ModelSession(self, ModelSource.from_proto(model))
