@@ -8,7 +8,7 @@ ARGS ?=
 
 TRITON_VENV := .venv-triton
 
-.PHONY: setup setup-test run test bench lint browser triton-env clean
+.PHONY: setup setup-test run test bench lint hooks browser triton-env clean
 
 TEST_STAMP := $(VENV)/.installed-test
 # On a machine with an NVIDIA GPU, CUDA and cuDNN come from NVIDIA's wheels (livefuse[cuda]); EXTRAS= turns it off.
@@ -59,10 +59,17 @@ bench: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/run_all.py
 
-# ruff on everything, mypy on the package (its settings: [tool.mypy] in pyproject.toml). `make test` runs it first.
+# ruff on everything, mypy on the package and its tests (its settings: [tool.mypy] in pyproject.toml). `make test`
+# runs it first.
 lint: setup-test
 	$(BIN)/ruff check livefuse tests tools benchmarks
 	$(BIN)/mypy
+
+# git's commit-msg hook: "area: change" subjects of at most 72 characters (tools/commit_msg.py says why not).
+hooks:
+	hook="$$(git rev-parse --git-path hooks)/commit-msg"; mkdir -p "$$(dirname "$$hook")" && \
+	  printf '#!/bin/sh\nexec "$$(git rev-parse --show-toplevel)/tools/commit_msg.py" "$$1"\n' > "$$hook" && \
+	  chmod +x "$$hook"
 
 clean:
 	rm -rf $(VENV) $(TRITON_VENV) .pytest_cache .ruff_cache

@@ -25,7 +25,7 @@ def time_stage(stage: BackgroundStage, frames: list, runs: int) -> float:
 
     def step() -> None:
         n = next(seq)
-        stage.process(Frame(seq=n, pts=0, capture_ns=0, image=frames[n % len(frames)]))
+        stage.process(Frame(seq=n, capture_ns=0, image=frames[n % len(frames)]))
 
     return median_ms(step, runs)
 

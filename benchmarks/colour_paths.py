@@ -34,7 +34,7 @@ def main() -> None:
             row = []
             for path in ("graph", "cpu"):
                 stage = make_colour(defaults | params, context, path=path)
-                frame = Frame(seq=0, pts=0, capture_ns=0, image=frames[0])
+                frame = Frame(seq=0, capture_ns=0, image=frames[0])
                 turn = itertools.count()
 
                 def grade(stage: ColourStage = stage, frame: Frame = frame, turn: itertools.count = turn) -> None:

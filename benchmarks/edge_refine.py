@@ -44,7 +44,7 @@ def timings(edge: str, frames: list[np.ndarray], masks: list[np.ndarray], params
 
     def stage_once() -> None:
         n = next(seq)
-        stage.process(Frame(n, 0, 0, frames[n % runs].copy()))
+        stage.process(Frame(n, 0, frames[n % runs].copy()))
 
     try:
         return median_ms(matte_once, runs), median_ms(stage_once, runs)
@@ -66,9 +66,9 @@ def main() -> None:
         warm = CpuBackground(params, context)
         masks = []
         for i in range(WARM_UP):
-            warm.segment(Frame(i, 0, 0, source.render(i / 30.0)))
+            warm.segment(Frame(i, 0, source.render(i / 30.0)))
         for i, image in enumerate(frames):
-            frame = Frame(WARM_UP + i, 0, 0, image)
+            frame = Frame(WARM_UP + i, 0, image)
             warm.segment(frame)
             masks.append(frame.person_mask)
         warm.close()

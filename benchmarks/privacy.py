@@ -49,7 +49,7 @@ class PlainLoop:
     def run(self, images: list[np.ndarray]) -> list[Frame]:
         frames = []
         for i, image in enumerate(images):
-            frame = Frame(seq=i, pts=0, capture_ns=int(i / FPS * 1e9), image=image.copy(), faces_searched=True)
+            frame = Frame(seq=i, capture_ns=int(i / FPS * 1e9), image=image.copy(), faces_searched=True)
             frame.faces = [Face(box=f.box, score=f.score, landmarks5=f.landmarks5)
                            for f in self.detector.detect(frame.image)]
             self.cover.process(frame)

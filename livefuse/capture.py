@@ -81,7 +81,6 @@ class Capture:
 
     def _read_frames(self) -> None:
         seq = 0
-        start_ns = time.monotonic_ns()
         failures = 0
         epoch = 0  # times the source was reopened: stages forget the old scene when it moves on
         warm_up = 0  # frames still to drop after waking
@@ -118,7 +117,7 @@ class Capture:
                 if stamp is None:  # a stream's backlog from before capture started
                     continue
                 now = stamp
-            self.deliver(Frame(seq=seq, pts=(now - start_ns) * Frame.time_base // 1_000_000_000, capture_ns=now,
+            self.deliver(Frame(seq=seq, capture_ns=now,
                                image=image, source_epoch=epoch))
             if self.audio is not None:
                 self.audio.on_video(now)
@@ -160,7 +159,7 @@ class Capture:
             return failures
         try:
             self.source.reopen()
-            self.stats.reconnects += 1
+            self.stats.count(reconnects=1)
             log.info("source %s reopened", self.source.description)
             return 0
         except Exception as again:  # noqa: BLE001 - keep trying while running

@@ -64,8 +64,7 @@ def cover_whole(frame: Frame) -> None:
 class Chain:
     """Ordered stages plus the turn-taking that keeps each stage's frames in order."""
 
-    def __init__(self, name: str, stages: Sequence[tuple[str, Stage]], stats: PipelineStats | None = None,
-                 params: dict[str, dict[str, Any]] | None = None, *,
+    def __init__(self, name: str, stages: Sequence[tuple[str, Stage]], stats: PipelineStats | None = None, *,
                  disable_after: int = DISABLE_AFTER_CONSECUTIVE_ERRORS,
                  backoff: Sequence[float] = RETRY_BACKOFF_S, clock: Callable[[], float] = time.monotonic,
                  boundary: DeviceBoundary | None = None) -> None:
@@ -73,7 +72,6 @@ class Chain:
         # Frames stay on the device between stages when there is a boundary (see livefuse/device/steps.py).
         self.boundary = boundary
         self.stages = list(stages)
-        self.params = params or {}
         self.stats = stats or PipelineStats()
         self.clock = clock
         self.faults = StageFaults([(label, stage.guards_privacy) for label, stage in self.stages], self.stats,
@@ -169,7 +167,7 @@ class Chain:
             finally:
                 if self._last_step[owner] == index and self.health[owner].guards_privacy and failed:
                     self._cover(frame)  # it, or a stage it relies on, did not run: show nothing
-                    self.stats.frames_covered += 1
+                    self.stats.count(frames_covered=1)
                 self._next_turn(index)
 
     def _next_turn(self, index: int) -> None:
@@ -189,7 +187,7 @@ class Chain:
             self.stats.record_stage(label, elapsed)
         except Exception as exc:  # noqa: BLE001 - the stages then run their host paths on frame.image
             frame.device_image = None
-            self.stats.stage_errors[label] = self.stats.stage_errors.get(label, 0) + 1
+            self.stats.stage_error(label)
             if self.faults.first_time(label):
                 log.warning("device %s failed (%s: %s); the frame stays in host memory", label,
                             type(exc).__name__, exc)
@@ -267,7 +265,6 @@ class Chain:
             lock.acquire()
         try:
             stage.update(params)
-            self.params.setdefault(label, {}).update(params)
         finally:
             for lock in locks:
                 lock.release()

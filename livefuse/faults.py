@@ -95,7 +95,7 @@ class StageFaults:
                 health.retries = 0  # it has run since its last retry: a later fault starts the backoff afresh
 
     def on_error(self, owner: int, label: str, exc: Exception) -> None:
-        self.stats.stage_errors[label] = self.stats.stage_errors.get(label, 0) + 1
+        self.stats.stage_error(label)
         health = self.health[owner]
         action = "covering the frame" if health.guards_privacy else "passing this frame through"
         if self.first_time(label):

@@ -47,7 +47,6 @@ class Frame:
     """
 
     seq: int
-    pts: int  # presentation time in `time_base` units (1/90000 s)
     capture_ns: int
     image: np.ndarray
     faces: list[Face] = field(default_factory=list)
@@ -69,7 +68,7 @@ class Frame:
     # device, from the upload after capture to the download before the outputs (`image` is stale then).
     device_image: Any = None
 
-    time_base = 90000
+    time_base = 90000  # RTP video clock (1/90000 s): what the outputs turn capture_ns into
 
     @property
     def size(self) -> tuple[int, int]:

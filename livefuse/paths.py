@@ -41,6 +41,23 @@ def shipped_models_dir() -> Path:
     return shipped("models")
 
 
+def mediapipe_model(name: str) -> Path:
+    """Path of a built-in converted MediaPipe model, e.g. `mediapipe_model("face_landmark")`."""
+    return shipped_models_dir() / "mediapipe" / f"{name}.onnx"
+
+
+def names_a_file(text: str, suffix: str) -> bool:
+    """Whether an argument that is a name or a path (a preset, a model) names a file: it ends in `suffix`
+    (".toml", ".onnx") or has a folder in it. The one rule for every such argument."""
+    return text.endswith(suffix) or "/" in text or os.sep in text
+
+
+def preset_file(text: str, preset_dir: Path | str | None) -> Path:
+    """A file a preset names: `~` expanded, and relative to the preset's folder when not absolute."""
+    path = Path(text).expanduser()
+    return Path(preset_dir) / path if not path.is_absolute() and preset_dir is not None else path
+
+
 def _env_dir(variable: str) -> Path | None:
     value = os.environ.get(variable)
     return Path(value).expanduser() if value else None

@@ -83,7 +83,6 @@ class Pipeline:
         self.stall_after = stall_after
         self._last_emitted_ns = -1  # capture time of the newest frame sent to the outputs
         self._stale = 0  # frames the chain finished after newer ones had gone out past a stall (dropped)
-        self._dropped_lock = threading.Lock()  # capture and emitting threads both update stats.dropped
         self._past_stall = ThreadPoolExecutor(1, thread_name_prefix="livefuse-stall")
         self.sleep_after = sleep_after  # seconds unwatched before sleeping (livefuse/sleep.py); None: never
         self.sleep_watch: SleepWatch | None = None
@@ -203,11 +202,10 @@ class Pipeline:
 
     def _deliver_audio(self, chunk: AudioChunk) -> None:
         """Hand a chunk to every output that carries sound (capture or device thread; never waits)."""
-        self.stats.audio_chunks += 1
-        self.stats.audio_seconds += chunk.samples.shape[1] / chunk.rate
+        self.stats.count(audio_chunks=1, audio_seconds=chunk.samples.shape[1] / chunk.rate)
         for feed in self._audio_feeds:
             if not feed.put(chunk):
-                self.stats.audio_overflows += 1
+                self.stats.count(audio_overflows=1)
                 if self.stats.audio_overflows == 1:
                     log.error("an output stopped taking sound for %d s; its audio is incomplete",
                               feed.max_backlog_ns // 1_000_000_000)
@@ -216,11 +214,11 @@ class Pipeline:
         """On the capture thread: offer the frame to the dispatcher (a frame captured while stopping is never
         admitted, so neither counted nor dropped)."""
         if self._input.put(frame):
-            self.stats.frames_in += 1
+            self.stats.count(frames_in=1)
             self._count_dropped()
 
     def _count_dropped(self, stale: int = 0) -> None:
-        with self._dropped_lock:
+        with self.stats.lock:
             self._stale += stale
             self.stats.dropped = self._input.dropped + self._stale
 
@@ -318,8 +316,8 @@ class Pipeline:
         """On the stall thread: one frame straight to the outputs (covered whole when privacy is guarded)."""
         if cover:
             cover_whole(frame)
-            self.stats.frames_covered += 1
-        self.stats.frames_past_stall += 1
+            self.stats.count(frames_covered=1)
+        self.stats.count(frames_past_stall=1)
         frame.image.flags.writeable = False
         with self._emitting:
             if frame.capture_ns > self._last_emitted_ns:
@@ -342,14 +340,14 @@ class Pipeline:
                 return
             image = paused_picture(last.image)
             image.flags.writeable = False
-            self._emit(Frame(seq=last.seq, pts=last.pts, capture_ns=time.monotonic_ns(), image=image,
+            self._emit(Frame(seq=last.seq, capture_ns=time.monotonic_ns(), image=image,
                              source_epoch=last.source_epoch))
 
     def _emit(self, frame: Frame) -> None:
         """Send a processed frame to every output and listener (holding `_emitting`)."""
         self._last_frame = frame
         self._last_emitted_ns = frame.capture_ns
-        self.stats.frames_processed += 1
+        self.stats.count(frames_processed=1)
         for out in self._outputs:
             out.put(frame)
         for listener in self.frame_listeners:

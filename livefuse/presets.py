@@ -15,7 +15,6 @@ Every mistake is reported with the file, the key and what is allowed.
 from __future__ import annotations
 
 import math
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -23,7 +22,7 @@ from typing import Any
 
 from livefuse.audio.denoise import AUDIO_FILTERS
 from livefuse.errors import PresetError
-from livefuse.paths import extra_preset_dirs, shipped_presets_dir, user_presets_dir
+from livefuse.paths import extra_preset_dirs, names_a_file, shipped_presets_dir, user_presets_dir
 from livefuse.stage import MAX_LIST_LENGTH, MAX_STRING_LENGTH, Param, StageSpec
 from livefuse.stages.registry import stage_types
 
@@ -73,7 +72,7 @@ def available_presets() -> dict[str, Path]:
 def resolve_preset(name_or_path: str) -> Path:
     """A preset name or a path to a .toml file -> the file."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or os.sep in name_or_path:
+    if names_a_file(name_or_path, ".toml"):
         if not path.is_file():
             raise PresetError(f"preset file not found: {path}")
         return path

@@ -91,4 +91,4 @@ class SleepWatch:
                 if self.capture.asleep.wait(PAUSE_WAIT_S):  # no frame comes after it, then: paused shows
                     self.show_paused()
                 self.stats.sleep = "sleeping"
-                self.stats.sleeps += 1
+                self.stats.count(sleeps=1)

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
 import numpy as np
 
+from livefuse.engine.loader import open_model
 from livefuse.frame import Frame
+from livefuse.paths import preset_file
 
 if TYPE_CHECKING:
     from livefuse.engine import Engine
+    from livefuse.engine.session import Session
     from livefuse.transfers import TransferCounter
 
 MAX_STRING_LENGTH = 1024  # a string parameter's default limit: a path, a colour or a name, never a document
@@ -82,13 +85,21 @@ class StageContext:
     size: tuple[int, int]  # frame (width, height)
     fps: float
     preset_dir: Path | None = None  # the preset file's folder, to resolve relative paths
-    shared: dict[str, Any] = field(default_factory=dict)  # state shared between stages of one chain
     # "auto", "graph" or "cpu": the implementation the stages with two use (tests and benchmarks force one).
     # "graph" (what "auto" picks on a GPU provider) also keeps the chain's frames on the device.
     implementation: str = "auto"
     # Set by build_chain when the chain's frames stay on the device: the stages then build their device
     # paths (`Stage.device`) and count the face-region copies they make here.
     transfers: TransferCounter | None = None
+
+    def model(self, spec: str, *, where: str = "model", default: str = "") -> Session:
+        """A session for a model parameter (a file, relative to the preset's folder, or a manifest name;
+        `default` when empty): the one loader, `engine/loader.py`. `where` names the parameter in errors."""
+        return open_model(self.engine, spec, where=where, preset_dir=self.preset_dir, default=default)
+
+    def file(self, text: str) -> Path:
+        """A file the preset names: `~` expanded, relative to the preset's folder when not absolute."""
+        return preset_file(text, self.preset_dir)
 
 
 Step = tuple[str, Callable[[Frame], None]]  # (label, function): one unit that takes its own turns in the chain
@@ -176,12 +187,6 @@ class StageSpec:
     params: tuple[Param, ...]
     factory: StageFactory
     models: tuple[str, ...] = ()  # model names the stage may need (see models/manifest.toml)
-
-
-def preset_file(text: str, preset_dir: Path | str | None) -> Path:
-    """A file a preset names: `~` expanded, and relative to the preset's folder when not absolute."""
-    path = Path(text).expanduser()
-    return Path(preset_dir) / path if not path.is_absolute() and preset_dir is not None else path
 
 
 IMPLEMENTATIONS = ("auto", "graph", "cpu")

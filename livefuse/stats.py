@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -39,6 +40,13 @@ class Recorder:
     def summary(self) -> dict[str, float]:
         return percentiles_ms(self.samples)
 
+    def copy(self) -> Recorder:
+        """A copy that later `add`s leave alone."""
+        other = Recorder(self.samples.maxlen or 0)
+        other.samples.extend(self.samples)
+        other.count, other.total_ns = self.count, self.total_ns
+        return other
+
 
 @dataclass
 class OutputStats:
@@ -54,7 +62,12 @@ class OutputStats:
 
 @dataclass
 class PipelineStats:
-    """Counters shared by the pipeline's tasks; read by the status line, the API and --stats-json."""
+    """Counters shared by the pipeline's tasks; read by the status line, the API and --stats-json.
+
+    Capture, the chain's workers, the emitter, sound and sleep threads all write here: counters change
+    through `count`, `stage_error`, `record_stage` and `record_output`, under one lock held for a few
+    additions (uncontended, it costs well under a microsecond a frame); `snapshot` copies under it.
+    """
 
     frames_in: int = 0
     frames_processed: int = 0
@@ -82,17 +95,31 @@ class PipelineStats:
     audio_chunks: int = 0
     audio_seconds: float = 0.0  # of sound captured and handed to the outputs
     audio_overflows: int = 0  # chunks an output had stopped draining (it is marked failed)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, **deltas: float) -> None:
+        """Add to counters by name (`count(frames_in=1)`), from any thread."""
+        with self.lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    def stage_error(self, label: str) -> None:
+        """One more failure of the stage or step `label`."""
+        with self.lock:
+            self.stage_errors[label] = self.stage_errors.get(label, 0) + 1
 
     def record_output(self, latency_ns: int, now_ns: int) -> None:
         """A frame reached the primary output."""
-        self.frames_out += 1
-        self.latency.add(latency_ns)
-        if not self.first_out_ns:
-            self.first_out_ns = now_ns
-        self.last_out_ns = now_ns
+        with self.lock:
+            self.frames_out += 1
+            self.latency.add(latency_ns)
+            if not self.first_out_ns:
+                self.first_out_ns = now_ns
+            self.last_out_ns = now_ns
 
     def record_stage(self, name: str, elapsed_ns: int) -> None:
-        self.stages.setdefault(name, Recorder()).add(elapsed_ns)
+        with self.lock:
+            self.stages.setdefault(name, Recorder()).add(elapsed_ns)
 
     @property
     def fps(self) -> float:
@@ -110,6 +137,10 @@ class PipelineStats:
 
     def snapshot(self) -> dict[str, object]:
         """The figures as JSON-ready data (the --stats-json format)."""
+        with self.lock:  # the recorders' windows and the dicts as of one moment; summarised outside the lock
+            stages = {name: rec.copy() for name, rec in self.stages.items()}
+            latency = self.latency.copy()
+            stage_errors = dict(self.stage_errors)
         processed = max(self.frames_processed, 1)
         return {
             "frames_in": self.frames_in,
@@ -118,9 +149,9 @@ class PipelineStats:
             "dropped": self.dropped,
             "fps": round(self.fps, 2),
             "provider": self.provider,
-            "latency_ms": self.latency.summary(),
-            "stages_ms": {name: rec.summary() for name, rec in self.stages.items()},
-            "stage_errors": dict(self.stage_errors),
+            "latency_ms": latency.summary(),
+            "stages_ms": {name: rec.summary() for name, rec in stages.items()},
+            "stage_errors": stage_errors,
             "frames_covered": self.frames_covered,
             "frames_past_stall": self.frames_past_stall,
             "stalled": self.stalled,

@@ -6,7 +6,7 @@
     pipeline = assembly.pipeline(source, sinks)         # or Runtime.wire(assembly, source, sinks, ...)
 
 `assemble` builds the preset's stages on `engine` for frames of `size` at `fps` (the stage context, with
-the preset's folder for relative paths and fresh state shared between its stages) into a chain (`build_chain`); a
+the preset's folder for relative paths) into a chain (`build_chain`); a
 preset that cannot start raises ModelError or PresetError naming every missing model. Run it off the
 event loop when the loop is serving (it may take seconds). `Assembly.pipeline` runs that chain between
 a source and outputs. A session of its own (a camera peer) passes `engine.for_session(id)`, so a grey
@@ -95,5 +95,4 @@ def build_chain(preset: Preset, context: StageContext, stats: PipelineStats | No
         for _, stage in built:
             stage.close()
         raise
-    return Chain(preset.name, built, stats, params={c.label: dict(c.params) for c in preset.stages},
-                 boundary=boundary)
+    return Chain(preset.name, built, stats, boundary=boundary)

@@ -141,7 +141,7 @@ class Decoded:
         loud = np.flatnonzero(np.abs(self.audio) > LOUD)
         onsets: list[float] = []
         last = -10**9
-        for index in loud:
+        for index in loud.tolist():
             if index - last > self.rate // 2:
                 onsets.append(self.audio_start + index / self.rate)
             last = index
@@ -169,11 +169,12 @@ def decode(path: Path | str, fmt: str | None = None) -> Decoded:
             for frame in packet.decode():
                 if isinstance(frame, av.AudioFrame):
                     if audio_start is None:
+                        assert frame.time is not None
                         audio_start = float(frame.time)
                         rate = frame.sample_rate
                     chunks.append(frame.to_ndarray().reshape(frame.layout.nb_channels, -1)[0]
                                   if frame.format.is_planar else frame.to_ndarray()[0, ::frame.layout.nb_channels])
-                else:
+                elif isinstance(frame, av.VideoFrame) and frame.time is not None:
                     images.append(frame.to_ndarray(format="bgr24"))
                     times.append(float(frame.time))
     audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)

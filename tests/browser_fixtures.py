@@ -267,7 +267,7 @@ def processed_locally(preset_name: str, image: np.ndarray, fps: float = 15.0, fr
     chain = assemble(preset, Engine(provider="cpu"), size, fps).chain
     try:
         for ticket in range(frames):
-            frame = Frame(seq=ticket, pts=0, capture_ns=time.monotonic_ns(), image=image.copy())
+            frame = Frame(seq=ticket, capture_ns=time.monotonic_ns(), image=image.copy())
             chain.run(frame, chain.admit())
         return frame.image
     finally:

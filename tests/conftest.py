@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -77,3 +78,10 @@ class MemorySink(Sink):
 @pytest.fixture
 def memory_sink() -> type[MemorySink]:
     return MemorySink
+
+
+def imread(path: Path) -> np.ndarray:
+    """A picture from disk, BGR uint8; the test fails here when it cannot be read."""
+    image = cv2.imread(str(path))
+    assert image is not None, f"cannot read {path}"
+    return image

@@ -20,6 +20,7 @@ def hand_in_front(image: np.ndarray, face: Face, scale: float = 0.75) -> tuple[n
     """The real hand photo (a fist, thumb up, its forearm to the lower right) pasted with the fist over the
     lower right of the face; where its pixels are, and its wrist (landmark 0 on the original photo)."""
     hand = cv2.imread(str(DATA / "mediapipe_thumbs_up_hand.png"))
+    assert hand is not None
     x1, y1, x2, y2 = face.box.astype(int)
     hand = cv2.resize(hand, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     alpha = hand.max(2) > 24

@@ -32,7 +32,11 @@ class Viewer:
         self.frames = 0
         self.first = asyncio.Event()
         self._track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
-        self.pc.on("track", lambda track: self._track.done() or self._track.set_result(track))
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if not self._track.done():
+            self._track.set_result(track)
 
     async def connect(self, session: aiohttp.ClientSession) -> int:
         await self.pc.setLocalDescription(await self.pc.createOffer())

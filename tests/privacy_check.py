@@ -156,8 +156,14 @@ def faces_in(faces: np.ndarray, m: np.ndarray, size: tuple[int, int]) -> np.ndar
 def photos() -> list[Photo]:
     """The real photos in ../shared/privacy, with their faces."""
     truth = json.loads(TRUTH.read_text())["photos"]
-    return [Photo(p.stem, cv2.imread(str(p)), np.array([f[:4] for f in truth[p.stem]["faces"]], np.float32))
+    return [Photo(p.stem, read(p), np.array([f[:4] for f in truth[p.stem]["faces"]], np.float32))
             for p in sorted(PHOTOS.glob("*.jpg"))]
+
+
+def read(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path))
+    assert image is not None, path
+    return image
 
 
 def astronaut() -> Photo:
@@ -188,7 +194,7 @@ def run_chain(chain: Chain, images: list[np.ndarray], fps: float = 0.0) -> list[
     capture times at that rate."""
     frames = []
     for i, image in enumerate(images):
-        frame = Frame(seq=i, pts=0, capture_ns=int(i / fps * 1e9) if fps else 0, image=image.copy())
+        frame = Frame(seq=i, capture_ns=int(i / fps * 1e9) if fps else 0, image=image.copy())
         chain.run(frame, chain.admit())
         frames.append(frame)
     return frames

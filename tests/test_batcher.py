@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ def segmenter() -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def run_batch(session: ort.InferenceSession) -> object:
+def run_batch(session: ort.InferenceSession) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     names = [o.name for o in session.get_outputs()]
     return lambda feeds: dict(zip(names, session.run(None, feeds), strict=True))
 

@@ -53,7 +53,7 @@ def _polygon_mask(mesh: np.ndarray, indices: tuple[int, ...], shape: tuple[int, 
 def test_smoothing_only_touches_skin(portrait: tuple[np.ndarray, Face]) -> None:
     image, face = portrait
     assert face.mesh is not None
-    frame = Frame(0, 0, 0, image.copy(), faces=[face])
+    frame = Frame(0, 0, image.copy(), faces=[face])
     beauty(smooth=1.0).process(frame)
     out = frame.image
     skin = skin_mask(face.mesh, (0, 0), image.shape[:2], float(face.box[2] - face.box[0])) > 0.9
@@ -71,10 +71,10 @@ def test_smoothing_only_touches_skin(portrait: tuple[np.ndarray, Face]) -> None:
 
 def test_strength_zero_and_no_faces_leave_the_frame_alone(portrait: tuple[np.ndarray, Face]) -> None:
     image, face = portrait
-    frame = Frame(0, 0, 0, image.copy(), faces=[face])
+    frame = Frame(0, 0, image.copy(), faces=[face])
     beauty().process(frame)
     assert np.array_equal(frame.image, image)
-    frame = Frame(0, 0, 0, image.copy())
+    frame = Frame(0, 0, image.copy())
     beauty(1.0, 1.0, 1.0).process(frame)
     assert np.array_equal(frame.image, image)
 
@@ -99,7 +99,7 @@ def test_eye_enlarge_moves_eye_pixels_outward_by_the_expected_amount(strength: f
     for off in offsets:
         p = eyes[0] + off
         cv2.circle(image, (int(p[0] * 16), int(p[1] * 16)), 2 * 16, (0, 0, 0), -1, cv2.LINE_AA, shift=4)
-    frame = Frame(0, 0, 0, image.copy(), faces=[face])
+    frame = Frame(0, 0, image.copy(), faces=[face])
     beauty(eyes=strength).process(frame)
     for off in offsets:
         s = float(np.linalg.norm(off))
@@ -124,7 +124,7 @@ def test_face_slim_pulls_the_jaw_towards_the_centre_line(portrait: tuple[np.ndar
     cv2.circle(marked, (int(centre[0] * 16), int(centre[1] * 16)), 9 * 16, (255, 255, 255), -1, cv2.LINE_AA,
                shift=4)
     cv2.circle(marked, (int(centre[0] * 16), int(centre[1] * 16)), 3 * 16, (0, 0, 0), -1, cv2.LINE_AA, shift=4)
-    frame = Frame(0, 0, 0, marked.copy(), faces=[face])
+    frame = Frame(0, 0, marked.copy(), faces=[face])
     beauty(slim=1.0).process(frame)
     # The output point p whose backward displacement lands on the centre: |p - c| = w(|p - c|) |m| along m.
     p = centre.copy()
@@ -143,7 +143,7 @@ def test_beauty_preset_runs_on_built_in_models(tmp_path: Path) -> None:
     engine = Engine(provider="cpu", cache_dir=tmp_path / "cache", registry=Registry(models_dir=tmp_path / "none"))
     chain = build_chain(load_preset("beauty"), StageContext(engine=engine, size=(640, 360), fps=30.0))
     image = DemoSource((640, 360), 30.0, paced=False).render(0.0)
-    frame = Frame(0, 0, 0, image.copy())
+    frame = Frame(0, 0, image.copy())
     chain.run(frame, chain.admit())
     chain.close()
     assert not chain.stats.stage_errors and len(frame.faces) == 1

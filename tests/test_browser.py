@@ -176,7 +176,7 @@ def test_the_page_shows_sleep_and_switches_the_sound_filter(daemons: Any, browse
     from livefuse.audio.denoise import RATE
     from livefuse.audio.filtered import FilteredAudio
 
-    audio = FilteredAudio(FakeDevice(RATE), "none")  # type: ignore[arg-type]
+    audio = FilteredAudio(FakeDevice(RATE), "none")
     daemon = daemons("passthrough", size=SIZE, fps=FPS, audio=audio).start()
     page = browser.new_page()
     try:

@@ -106,7 +106,7 @@ def test_a_stage_failing_before_anonymise_covers_every_frame(engine: Engine, ima
 def test_anonymise_itself_failing_covers_every_frame(engine: Engine, images: list[np.ndarray]) -> None:
     chain, _ = privacy_chain(engine, broken_before=False)
     cover = chain.stages[2][1]
-    cover.params["strength"] = float("nan")  # the value the API used to let through: _cover raises on it
+    cover.params["strength"] = float("nan")  # type: ignore[attr-defined]  # the value the API used to let through: _cover raises on it
     frames = run_chain(chain, images)
     assert chain.stats.stage_errors["anonymise"] == 5  # then it is switched off
     assert [independent_faces(f.image) for f in frames] == [0] * len(images)
@@ -139,7 +139,7 @@ def test_a_working_chain_covers_only_the_face(engine: Engine, images: list[np.nd
 
 
 def small_frame(seq: int) -> Frame:
-    return Frame(seq=seq, pts=0, capture_ns=0, image=np.full((24, 32, 3), 7, np.uint8))
+    return Frame(seq=seq, capture_ns=0, image=np.full((24, 32, 3), 7, np.uint8))
 
 
 def test_a_switched_off_stage_is_retried_with_backoff_and_comes_back() -> None:

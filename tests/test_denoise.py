@@ -132,7 +132,7 @@ class FakeDevice:
 
 def test_the_filter_switches_live_without_losing_or_shifting_sound() -> None:
     device = FakeDevice()
-    audio = FilteredAudio(device, "none")  # type: ignore[arg-type]
+    audio = FilteredAudio(device, "none")
     got: list[AudioChunk] = []
     audio.start(got.append)
     sound = noisy(speech(1.0))
@@ -158,10 +158,10 @@ def test_the_filter_switches_live_without_losing_or_shifting_sound() -> None:
 
 
 def test_denoise_on_other_rates_needs_it_from_the_start() -> None:
-    late = FilteredAudio(FakeDevice(44100), "none")  # type: ignore[arg-type]
+    late = FilteredAudio(FakeDevice(44100), "none")
     with pytest.raises(UserError, match=r"44100 Hz.*--audio-filter denoise"):
         late.set_filter("denoise")
-    early = FilteredAudio(FakeDevice(44100), "denoise")  # type: ignore[arg-type]
+    early = FilteredAudio(FakeDevice(44100), "denoise")
     assert early.format.rate == RATE and "denoised (RNNoise)" in early.description
 
 
@@ -170,7 +170,7 @@ def test_without_pyrnnoise_it_says_what_to_install(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(denoise.importlib.util, "find_spec", lambda name: None)
     try:
         with pytest.raises(UserError, match="pip install pyrnnoise"):
-            FilteredAudio(FakeDevice(), "denoise")  # type: ignore[arg-type]
+            FilteredAudio(FakeDevice(), "denoise")
     finally:
         denoise._library.cache_clear()
 
@@ -204,7 +204,7 @@ def test_loading_a_preset_switches_the_filter_or_refuses_before_anything_changes
     plain.write_text('name = "plain"\ndescription = "x"\nstages = []\n')
     engine = Engine(provider="cpu", cache_dir=tmp_path / "cache")
     for rate, switches in ((RATE, True), (44100, False)):
-        audio = FilteredAudio(FakeDevice(rate), "none")  # type: ignore[arg-type]
+        audio = FilteredAudio(FakeDevice(rate), "none")
         assembly = assemble(load_preset(str(plain)), engine, (64, 36), 30.0)
         runtime = Runtime.wire(assembly, DemoSource((64, 36), 30.0, paced=False), [], settings={}, audio=audio)
         if switches:
@@ -222,7 +222,7 @@ def test_loading_a_preset_switches_the_filter_or_refuses_before_anything_changes
 def test_the_page_switches_the_filter_and_status_and_metrics_show_it(daemons: Any) -> None:
     """`PUT /api/audio-filter` (the page's sound menu) switches it live; status and /metrics say which runs;
     a bad name or a daemon with no sound gets a 400 naming the field and the fix."""
-    audio = FilteredAudio(FakeDevice(RATE), "none")  # type: ignore[arg-type]
+    audio = FilteredAudio(FakeDevice(RATE), "none")
     daemon = daemons("passthrough", audio=audio).start()
     status, body = http_json("PUT", f"{daemon.url}/api/audio-filter", {"filter": "denoise"})
     assert (status, body) == (200, {"audio_filter": "denoise"}) and audio.audio_filter == "denoise"

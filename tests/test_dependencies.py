@@ -26,7 +26,8 @@ TEST_ONLY = {"pytest", "pytest-timeout", "playwright", "mypy", "ruff", "hypothes
 
 
 def wanted(requirements: list[str], sys_platform: str, machine: str, extra: str = "") -> dict[str, Requirement]:
-    env = {**default_environment(), "sys_platform": sys_platform, "platform_machine": machine, "extra": extra}
+    env = {key: str(value) for key, value in default_environment().items()}
+    env.update(sys_platform=sys_platform, platform_machine=machine, extra=extra)
     found = [Requirement(r) for r in requirements]
     return {r.name: r for r in found if r.marker is None or r.marker.evaluate(env)}
 

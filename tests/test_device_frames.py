@@ -66,7 +66,7 @@ def frames() -> list[np.ndarray]:
 def run_chain(chain: Chain, images: list[np.ndarray]) -> list[Frame]:
     out = []
     for seq, image in enumerate(images):
-        frame = Frame(seq=seq, pts=0, capture_ns=int((1 + seq / FPS) * 1e9), image=image.copy())
+        frame = Frame(seq=seq, capture_ns=int((1 + seq / FPS) * 1e9), image=image.copy())
         chain.run(frame, chain.admit())
         out.append(frame)
     return out
@@ -186,7 +186,8 @@ def found_faces(engine: Engine, images: list[np.ndarray]) -> dict[int, list[Face
 
 # swap picks its faces by similarity or parses the faces here: those work on the faces' regions (the others on
 # crops, below).
-FACE_LOCAL = [("anonymise", {"style": "blur"}), ("anonymise", {"style": "pixelate"}), ("anonymise", {"style": "fill"}),
+FACE_LOCAL: list[tuple[str, dict[str, Any]]] = [
+              ("anonymise", {"style": "blur"}), ("anonymise", {"style": "pixelate"}), ("anonymise", {"style": "fill"}),
               ("beauty", {}), ("debug", {"stats": False}),
               ("swap", {"keep_regions": ["mouth"], "keep_grow": 0.5, "occlusion": "hands", "faces": "similar",
                         "min_similarity": -1.0}),
@@ -330,7 +331,7 @@ def test_the_pipeline_keeps_two_frames_on_the_device_and_reports_the_counts(engi
             super().__init__(SIZE, FPS, paced=False)
             self.i = 0
 
-        def read(self) -> np.ndarray | None:
+        def read(self) -> np.ndarray | None:  # type: ignore[override]  # None: the clip is over
             self.i += 1
             return images[self.i - 1].copy() if self.i <= len(images) else None
 
@@ -345,7 +346,7 @@ def test_the_pipeline_keeps_two_frames_on_the_device_and_reports_the_counts(engi
     for seq, image in got.items():
         assert np.abs(image.astype(np.int16) - want[seq]).max() <= 4  # colour: graph vs CPU table (test_stage_colour)
     snapshot = stats.snapshot()
-    per = snapshot["device_frames"]["per_frame"]
+    per = snapshot["device_frames"]["per_frame"]  # type: ignore[index]
     assert per["uploads"] == per["downloads"] == 1.0 and per["forced_copies"] == {}
 
 

@@ -68,7 +68,7 @@ def test_on_the_demo_the_edges_match_the_true_alpha_better(engine: Engine) -> No
     for i in range(40):
         t = i / 30.0 * 3  # a tenth of a second apart after the first frames: varied poses
         image = source.render(t)
-        frame = Frame(i, 0, 0, image)
+        frame = Frame(i, 0, image)
         stage.segment(frame)
         if i < 30 or frame.person_mask is None:
             continue
@@ -87,7 +87,7 @@ def test_on_the_demo_the_edges_match_the_true_alpha_better(engine: Engine) -> No
 def test_edge_off_composites_exactly_as_the_plain_upsampled_mask(engine: Engine) -> None:
     image = DemoSource(SIZE, 30.0, paced=False).render(1.0)
     stage = make_stage(engine, mode="remove", edge="off")
-    frame = Frame(0, 0, 0, image.copy())
+    frame = Frame(0, 0, image.copy())
     stage.segment(frame)  # type: ignore[attr-defined]
     assert frame.person_mask is not None
     full = cv2.resize(frame.person_mask, SIZE, interpolation=cv2.INTER_LINEAR)
@@ -97,7 +97,7 @@ def test_edge_off_composites_exactly_as_the_plain_upsampled_mask(engine: Engine)
     stage.composite(frame)  # type: ignore[attr-defined]
     assert np.array_equal(frame.image, expected)
     refined = make_stage(engine, mode="remove", edge="fine")
-    again = Frame(0, 0, 0, image.copy())
+    again = Frame(0, 0, image.copy())
     refined.process(again)
     assert not np.array_equal(again.image, expected)  # the setting does reach the composite
 
@@ -110,7 +110,7 @@ def test_graph_path_refines_as_the_opencv_path(engine: Engine, edge: str) -> Non
     for path in ("cpu", "graph"):
         stage = make_stage(engine, path=path, edge=edge)
         for i, image in enumerate(clip):
-            frame = Frame(i, 0, 0, image.copy())
+            frame = Frame(i, 0, image.copy())
             stage.process(frame)
         outs[path] = frame.image
         stage.close()
@@ -119,7 +119,7 @@ def test_graph_path_refines_as_the_opencv_path(engine: Engine, edge: str) -> Non
     # a few pixels at that box's border differ more.
     assert diff.mean() < 0.3 and np.percentile(diff, 99.9) <= 2, (diff.mean(), np.percentile(diff, 99.9))
     plain = make_stage(engine, path="graph")
-    frame = Frame(0, 0, 0, clip[0].copy())
+    frame = Frame(0, 0, clip[0].copy())
     plain.process(frame)
     assert not np.array_equal(frame.image, outs["graph"])
 

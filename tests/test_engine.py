@@ -97,7 +97,9 @@ def test_two_frames_in_flight_do_not_alias(engine: Engine, astronaut: np.ndarray
     for buf in binding.sets:
         for value in buf.inputs.values():
             value.numpy()[...] = np.nan
-    for value in binding.current().outputs.values():
+    outputs = binding.current().outputs
+    assert outputs is not None
+    for value in outputs.values():
         value.numpy()[...] = np.nan
     # A non-contiguous input goes through the poisoned staging buffer; results must still be exact.
     strided = np.asfortranarray(frames[2])
@@ -107,10 +109,10 @@ def test_two_frames_in_flight_do_not_alias(engine: Engine, astronaut: np.ndarray
         np.testing.assert_array_equal(out1[name], ref[1][name])  # still valid while frame 2 ran
         assert np.shares_memory(out2[name], out0[name])  # run 2 reused set 0: no allocation
     # Output buffers are allocated once: the OrtValues of each set stay the same across runs.
-    ptrs = [{k: v.data_ptr() for k, v in b.outputs.items()} for b in binding.sets]
+    ptrs = [{k: v.data_ptr() for k, v in (b.outputs or {}).items()} for b in binding.sets]
     for f in frames * 2:
         sess.run({"input0": f})
-    assert ptrs == [{k: v.data_ptr() for k, v in b.outputs.items()} for b in binding.sets]
+    assert ptrs == [{k: v.data_ptr() for k, v in (b.outputs or {}).items()} for b in binding.sets]
 
 
 @needs_models
@@ -186,7 +188,7 @@ def test_run_time_failure_moves_to_next_provider_once(
     binding = sess._binding
     assert binding is not None
 
-    def broken(feeds: object) -> object:
+    def broken(feeds: object) -> dict[str, object]:
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
     binding.run = broken  # type: ignore[method-assign]

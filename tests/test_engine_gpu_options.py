@@ -191,7 +191,11 @@ def test_keep_warm_thread_starts_on_request_and_stops(tmp_path: Path) -> None:
     run = warm_graph_runner(engine.opener, CPU)  # the real tiny graph, here on the CPU provider
     run()
     done = threading.Event()
-    warm = KeepWarm(5.0, lambda: lambda: (run(), done.set()))
+    def run_and_tell() -> None:
+        run()
+        done.set()
+
+    warm = KeepWarm(5.0, lambda: run_and_tell)
     warm.start()
     try:
         assert done.wait(5.0) and warm.running and warm.warm_runs >= 1

@@ -11,6 +11,7 @@ import cv2
 import models_builder as mb
 import numpy as np
 import pytest
+from conftest import imread
 from hand_photos import FACES, hand_in_front
 
 from livefuse.engine import Engine
@@ -76,7 +77,7 @@ def test_identity_enhancer_returns_the_input(engine: Engine, models: dict[str, P
     image, face = scene
     stage = make_stage(engine, models[name], strength=1.0, template="ffhq_512")
     assert stage.enhancer.size == mb.ENHANCERS[name]
-    frame = Frame(0, 0, 0, image.copy(), faces=[face])
+    frame = Frame(0, 0, image.copy(), faces=[face])
     stage.process(frame)
     weight = _full_weight(stage, image, face)
     diff = np.abs(frame.image.astype(np.int16) - image.astype(np.int16))
@@ -90,7 +91,7 @@ def test_strength_zero_leaves_the_frame_unchanged(engine: Engine, models: dict[s
                                                   scene: tuple[np.ndarray, Face]) -> None:
     image, face = scene
     stage = make_stage(engine, models["flat"], strength=0.0)
-    frame = Frame(0, 0, 0, image.copy(), faces=[face])
+    frame = Frame(0, 0, image.copy(), faces=[face])
     stage.process(frame)
     assert np.array_equal(frame.image, image)
 
@@ -102,7 +103,7 @@ def test_strength_blends_the_restored_face(engine: Engine, models: dict[str, Pat
     stage = make_stage(engine, models["flat"], strength=1.0)
     full = _full_weight(stage, image, face) > 0.999
     stage.update({"strength": 0.5})
-    frame = Frame(0, 0, 0, image.copy(), faces=[face])
+    frame = Frame(0, 0, image.copy(), faces=[face])
     stage.process(frame)
     want = image.astype(np.float32) * 0.5 + 128 * 0.5
     assert np.abs(frame.image[full] - want[full]).max() <= 1.0
@@ -164,7 +165,7 @@ def test_carried_detail_follows_a_moving_face(engine: Engine, models: dict[str, 
     means, p99s = [], []
     try:
         for i, (image, face) in enumerate(scenes):
-            want, got = Frame(i, 0, 0, image.copy(), faces=[face]), Frame(i, 0, 0, image.copy(), faces=[face])
+            want, got = Frame(i, 0, image.copy(), faces=[face]), Frame(i, 0, image.copy(), faces=[face])
             fresh.process(want)
             carried.process(got)
             _wait_idle(carried)  # the test waits for each run, so which frame it carries from is known
@@ -193,14 +194,14 @@ def test_frames_never_wait_for_a_slow_restorer(engine: Engine, models: dict[str,
     stage = make_stage(engine, models["slow"], every=0)
     try:
         assert stage.every() == 1  # auto, not timed yet
-        stage.process(Frame(0, 0, 0, image.copy(), faces=[face]))
+        stage.process(Frame(0, 0, image.copy(), faces=[face]))
         run = stage._inline_cost
         assert run is not None and run > 2 / 30
         assert stage.every() >= 4
         took = []
         for i in range(1, 13):
             start = time.perf_counter()
-            stage.process(Frame(i, 0, 0, image.copy(), faces=[face]))
+            stage.process(Frame(i, 0, image.copy(), faces=[face]))
             took.append(time.perf_counter() - start)
         assert max(took) < 0.5 * run, (max(took), run)
         _wait_idle(stage)
@@ -234,17 +235,17 @@ def test_hands_in_front_of_a_face_are_not_restored(engine: Engine, models: dict[
     """occlusion = "hands" on the tests' real hand in front of a real face, with the flat restorer (mid grey,
     an obvious change): where the hand model's feathered hull is full the hand is the input's within 2
     levels; everywhere the hull does not reach the output is the occlusion-off output, exactly."""
-    photo = cv2.imread(str(FACES))
+    photo = imread(FACES)
     face = StillFaceFinder(engine).largest(photo)
     assert face is not None
     image, hand, _ = hand_in_front(photo, face)
     given = {"model": str(models["flat"]), "occlusion": "hands", "every": 1}
     stage = EnhanceStage(validate_params(SPEC, given, "test"),
                          StageContext(engine=engine, size=(photo.shape[1], photo.shape[0]), fps=30.0))
-    on = Frame(0, 0, 0, image.copy(), faces=[face])
+    on = Frame(0, 0, image.copy(), faces=[face])
     stage.process(on)
     stage.update({"occlusion": "off"})
-    off = Frame(0, 0, 0, image.copy(), faces=[face])
+    off = Frame(0, 0, image.copy(), faces=[face])
     stage.process(off)
     regions = HandOcclusion(engine).regions(image, [face])
     assert len(regions) == 1

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiohttp
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
-from browser_fixtures import daemons_fixture, web_presets_fixture
+from browser_fixtures import LiveDaemon, daemons_fixture, web_presets_fixture
 
 from livefuse.web.jitter import RECEIVER_BUFFER, MarkerJitterBuffer
 from livefuse.web.whip_client import StillCamera, WhipClient, astronaut_frame
@@ -53,7 +54,7 @@ def test_frames_without_markers_or_with_gaps_are_handed_on_as_before() -> None:
     assert feed(buffer, [packet(4, 30, True)]) == [(0, b"3;", 20)]
 
 
-def test_the_daemon_and_the_client_receive_video_through_it(web_presets, daemons) -> None:
+def test_the_daemon_and_the_client_receive_video_through_it(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
 
     async def scenario() -> tuple[list[str], list[str]]:
@@ -61,6 +62,7 @@ def test_the_daemon_and_the_client_receive_video_through_it(web_presets, daemons
             client = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), 10))
             assert await client.publish(http) == 201, client.error
             assert await client.wait_frames(5)
+            assert daemon.server is not None
             peers = list(daemon.server.sessions)
             daemon_side = [type(vars(t.receiver)[RECEIVER_BUFFER]).__name__ for p in peers
                            for t in p.pc.getTransceivers() if t.kind == "video"]

@@ -7,10 +7,12 @@ runs MediaPipe's Convolution2DTransposeBias custom op, so the selfie models are 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from conftest import imread
 from skimage import data
 
 from livefuse.vision.detectors import BlazeFaceDetector
@@ -36,7 +38,7 @@ PHOTOS = {"astronaut": data.astronaut, "chelsea": data.chelsea, "coffee": data.c
 MAX_ABS_DIFF = 1e-3
 
 
-def _reference(tflite: str) -> litert.Interpreter:
+def _reference(tflite: str) -> Any:
     it = litert.Interpreter(model_path=str(MP / "tflite" / tflite), num_threads=1)
     it.allocate_tensors()
     return it
@@ -106,7 +108,7 @@ def test_hand_models_on_real_hands() -> None:
     data = Path(__file__).resolve().parent / "data"
     finder = HandFinder(OrtRunner(MP / "palm_detection.onnx"), OrtRunner(MP / "hand_landmark.onnx"))
     for name in ("mediapipe_two_hands.jpg", "mediapipe_thumbs_up_hand.png"):
-        bgr = cv2.imread(str(data / name))
+        bgr = imread(data / name)
         crops = finder.palms(bgr)
         assert crops, name
         for m in crops:

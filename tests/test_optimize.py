@@ -81,9 +81,9 @@ def outputs(variants: tuple[Registry, Path, dict[str, Path]]) -> dict[str, dict[
 
     reg, tmp, paths = variants
     engine = Engine("cpu", cache_dir=tmp / "engine")
-    x = image_tensor(
-        cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (1, 3, 640, 640), reg.entry("retina").preprocess
-    )  # type: ignore[arg-type]
+    preprocess = reg.entry("retina").preprocess
+    assert preprocess is not None
+    x = image_tensor(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (1, 3, 640, 640), preprocess)
     result = {
         "fp32": {
             k: v.copy() for k, v in engine.session(reg.path(reg.entry("retina"))).run({"input0": x}).items()

@@ -123,7 +123,7 @@ def held_stage(engine: Engine, **given: Any) -> anonymise.AnonymiseStage:
 
 
 def frame_with(seq: int, boxes: list[list[float]]) -> Frame:
-    frame = Frame(seq=seq, pts=0, capture_ns=0, image=np.zeros((SIZE[1], SIZE[0], 3), np.uint8),
+    frame = Frame(seq=seq, capture_ns=0, image=np.zeros((SIZE[1], SIZE[0], 3), np.uint8),
                   faces_searched=True)
     frame.privacy_boxes = [np.array(b, np.float32) for b in boxes]
     return frame

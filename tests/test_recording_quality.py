@@ -51,7 +51,7 @@ def detail(image: np.ndarray, box: tuple[int, int, int, int]) -> float:
 def record(path: Path, spec: str, frames: list[np.ndarray]) -> list[np.ndarray]:
     sink = open_sink(spec, SIZE, 30.0)
     for n, image in enumerate(frames):
-        sink.write(Frame(seq=n, pts=n * 3000, capture_ns=n * 33_333_333, image=image))
+        sink.write(Frame(seq=n, capture_ns=n * 33_333_333, image=image))
     sink.close()
     with av.open(str(path)) as container:
         return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]

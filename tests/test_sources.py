@@ -162,7 +162,7 @@ def test_a_camera_without_mjpeg_is_opened_in_yuyv(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(_FakeCamera, "tried", [])
     monkeypatch.setattr(_FakeCamera, "accepted", ("yuyv422",))
     camera = av_source.open_camera("/dev/null", (1280, 720), 30.0)  # a path that exists stands in for the device
-    assert camera.mode == "yuyv422"
+    assert isinstance(camera, _FakeCamera) and camera.mode == "yuyv422"
     assert _FakeCamera.tried == ["mjpeg", "yuyv422"]
 
 

@@ -54,7 +54,7 @@ def build(engine: Engine, misses: set[int], **anon: Any) -> Chain:
         seq[0] = next(frames)
         return [] if seq[0] in misses else scan(image)
 
-    finder.scan.find = missing  # type: ignore[method-assign]
+    finder.scan.find = missing  # type: ignore[method-assign, assignment]
     finder.detector.detect = lambda image: [] if seq[0] in misses else real(image)  # type: ignore[method-assign]
     return chain
 
@@ -122,7 +122,8 @@ def test_when_the_face_stage_fails_the_whole_frame_is_covered(engine: Engine) ->
         raise RuntimeError("detector crashed")
 
     finder.detector.detect = broken  # type: ignore[attr-defined]
-    finder.scan.detector.detect = broken  # the privacy scan runs on every frame, BlazeFace on every other
+    # the privacy scan runs on every frame, BlazeFace on every other
+    finder.scan.detector.detect = broken  # type: ignore[attr-defined]
     frames += run_chain(chain, images[2:])
     assert chain.stats.stage_errors.get("face") == 6
     assert [independent_faces(f.image) for f in frames] == [0] * 8
@@ -134,7 +135,7 @@ def test_when_the_face_stage_fails_the_whole_frame_is_covered(engine: Engine) ->
 def test_without_any_face_stage_nothing_is_shown(engine: Engine) -> None:
     stage = anonymise.AnonymiseStage(params(anonymise.SPEC), StageContext(engine=engine, size=SIZE, fps=30.0))
     image = demo_clip(1)[0]
-    frame = Frame(seq=0, pts=0, capture_ns=0, image=image.copy())
+    frame = Frame(seq=0, capture_ns=0, image=image.copy())
     stage.process(frame)
     assert np.any(frame.image != image, axis=2).mean() > 0.9
 
@@ -157,7 +158,7 @@ def test_the_weakest_covers_the_api_allows_still_hide_a_small_face(engine: Engin
     finder = FaceStage(params(FACE_SPEC, detector=DETECTOR, min_score=0.5), context)
     shown: list[tuple[Frame, np.ndarray]] = []
     for i in range(0, 150, 3):
-        frame = Frame(seq=i, pts=0, capture_ns=int(i / fps * 1e9), image=source.render(i / fps))
+        frame = Frame(seq=i, capture_ns=int(i / fps * 1e9), image=source.render(i / fps))
         finder.process(frame)
         seen = judged(frame.image)
         assert len(seen) and seen[0, -1] > 0.85  # the face really shows
@@ -169,7 +170,7 @@ def test_the_weakest_covers_the_api_allows_still_hide_a_small_face(engine: Engin
                                              context)
             worst = 0.0
             for original, where in shown:
-                frame = Frame(seq=original.seq, pts=0, capture_ns=original.capture_ns, image=original.image.copy(),
+                frame = Frame(seq=original.seq, capture_ns=original.capture_ns, image=original.image.copy(),
                               faces=list(original.faces), faces_searched=original.faces_searched)
                 cover.process(frame)
                 at_face = [f[-1] for f in judged(frame.image) if overlap(f[:4], where) > 0.3]

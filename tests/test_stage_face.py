@@ -40,7 +40,7 @@ def make_stage(engine: Engine, size: tuple[int, int] = SIZE, **params: Any) -> F
 def run(stage: FaceStage, images: list[np.ndarray]) -> list[list[Face]]:
     out = []
     for i, image in enumerate(images):
-        frame = Frame(seq=i, pts=0, capture_ns=0, image=image)
+        frame = Frame(seq=i, capture_ns=0, image=image)
         stage.process(frame)
         out.append(frame.faces)
     return out
@@ -130,7 +130,7 @@ def test_detect_every_tracks_between_detections(engine: Engine) -> None:
     calls = []
     stage = make_stage(engine, detect_every=4, scan_every_frame=False)
     real = stage.detector.detect
-    stage.detector.detect = lambda image: calls.append(1) or real(image)  # type: ignore[method-assign]
+    stage.detector.detect = lambda image: calls.append(1) or real(image)  # type: ignore[method-assign, func-returns-value]
     source = DemoSource(SIZE, 30, paced=False)
     faces = run(stage, [source.render(i / 30) for i in range(12)])
     assert len(calls) == 3
@@ -144,7 +144,7 @@ def test_between_detections_one_whole_frame_pass_finds_the_face(engine: Engine) 
     for detector in (stage.detector.detector, stage.detector.wide):
         assert detector is not None
         real = detector.detect
-        detector.detect = lambda image, real=real: runs.append(1) or real(image)  # type: ignore[method-assign,misc]
+        detector.detect = lambda image, real=real: runs.append(1) or real(image)  # type: ignore[method-assign,misc,func-returns-value]
     image = DemoSource(SIZE, 30, paced=False).render(0.5)
     stage.detector.tiles_now = []
     assert len(stage.detector.detect(image)) == 1 and len(runs) == 1  # no tiles: one model run
@@ -226,7 +226,7 @@ def record_passes(stage: FaceStage) -> list[tuple[str, ...]]:
         passes[-1] += tuple(f"tile{k}" for k in range(count) if which is None or k in which)
         return found
 
-    detector._whole, detector._tiles = whole, tiles  # type: ignore[method-assign]
+    detector._whole, detector._tiles = whole, tiles  # type: ignore[method-assign, assignment]
     return passes
 
 
@@ -239,7 +239,7 @@ def test_detection_passes_are_spread_over_the_period(engine: Engine) -> None:
     source = DemoSource(SIZE, 30, paced=False)
     for i in range(17):
         passes.append(())
-        frame = Frame(seq=i, pts=0, capture_ns=0, image=source.render(i / 30))
+        frame = Frame(seq=i, capture_ns=0, image=source.render(i / 30))
         stage.process(frame)
         assert len(frame.faces) == 1 and frame.faces[0].mesh is not None
     count = detector.tile_count(*SIZE)
@@ -264,7 +264,7 @@ def test_a_lost_face_is_looked_for_in_its_own_tile(engine: Engine) -> None:
     faces = []
     for i in range(9):
         passes.append(())
-        frame = Frame(seq=i, pts=0, capture_ns=int(i / 30 * 1e9) + 1, image=source.render(i / 30))
+        frame = Frame(seq=i, capture_ns=int(i / 30 * 1e9) + 1, image=source.render(i / 30))
         stage.process(frame)
         faces.append(frame.faces)
     assert faces[2][0].held and not faces[3][0].held, faces  # missed on frame 2, found again on 3

@@ -68,7 +68,7 @@ def run(clip: Clip, faces: FaceStage, framing: FrameStage, path: Callable[[float
     out = []
     for i in range(int(seconds * FPS)):
         t = i / FPS
-        frame = Frame(i, 0, int(1e9 + t * 1e9), clip.render(*path(t)))
+        frame = Frame(i, int(1e9 + t * 1e9), clip.render(*path(t)))
         faces.process(frame)
         framing.process(frame)
         assert framing.crop is not None
@@ -78,7 +78,7 @@ def run(clip: Clip, faces: FaceStage, framing: FrameStage, path: Callable[[float
 
 def true_box(engine: Engine, clip: Clip, pose: tuple[float, float, float]) -> np.ndarray:
     """The face's box at this pose, from the detector on the noise-free source (the face stage's convention)."""
-    frame = Frame(0, 0, 0, clip.render(*pose, noisy=False))
+    frame = Frame(0, 0, clip.render(*pose, noisy=False))
     face_stage(engine).process(frame)
     assert len(frame.faces) == 1
     return frame.faces[0].box.astype(np.float64)
@@ -144,7 +144,7 @@ def feed(framing: FrameStage, boxes: list[tuple[float, float, float, float]], n:
     out = []
     for i in range(start, start + n):
         base = np.full((H, W, 3), 128, np.uint8) if image is None else image.copy()
-        frame = Frame(i, 0, int(1e9 + i * 1e9 / FPS), base, faces=[synthetic(b) for b in boxes],
+        frame = Frame(i, int(1e9 + i * 1e9 / FPS), base, faces=[synthetic(b) for b in boxes],
                       faces_searched=True)
         framing.process(frame)
         out.append(frame)
@@ -233,7 +233,7 @@ def test_framing_combines_with_background_blur(engine: Engine) -> None:
     clip = Clip()
     try:
         for i in range(45):
-            frame = Frame(i, 0, int(1e9 + i * 1e9 / FPS), clip.render(W * 0.35, H * 0.6, 0.8))
+            frame = Frame(i, int(1e9 + i * 1e9 / FPS), clip.render(W * 0.35, H * 0.6, 0.8))
             chain.run(frame, chain.admit())
     finally:
         chain.close()

@@ -12,6 +12,7 @@ import models_builder as mb
 import numpy as np
 import onnx
 import pytest
+from conftest import imread
 from hand_photos import hand_in_front
 from onnx import numpy_helper
 
@@ -100,7 +101,7 @@ def test_identity_swapper_stage_changes_little_and_only_inside(engine: Engine, m
     image = DemoSource(SIZE, FPS, paced=False).render(0.0)
     face = finder.largest(image)
     assert face is not None
-    frame = Frame(0, 0, 0, image.copy(), faces=[face])
+    frame = Frame(0, 0, image.copy(), faces=[face])
     stage.process(frame)
     diff = np.abs(frame.image.astype(np.int16) - image.astype(np.int16))
     _, _, matrix = stage.swapper.swap(image, face.landmarks5, stage._latent)  # type: ignore[arg-type]
@@ -190,13 +191,13 @@ def test_set_source_face_at_run_time_changes_the_result(engine: Engine, models: 
     image = DemoSource(SIZE, FPS, paced=False).render(0.5)
     face = finder.largest(image)
     assert face is not None
-    untouched = Frame(0, 0, 0, image.copy(), faces=[face])
+    untouched = Frame(0, 0, image.copy(), faces=[face])
     stage.process(untouched)  # no source yet: passes through
     assert np.array_equal(untouched.image, image)
     outs = []
     for source in (astronaut_bgr(), np.ascontiguousarray(astronaut_bgr()[:, :, ::-1])):
         stage.set_source_face(source)
-        frame = Frame(0, 0, 0, image.copy(), faces=[face])
+        frame = Frame(0, 0, image.copy(), faces=[face])
         stage.process(frame)
         outs.append(frame.image)
     assert np.abs(outs[0].astype(np.int16) - outs[1].astype(np.int16)).mean() > 0.05
@@ -211,7 +212,7 @@ def _two_faces(finder: StillFaceFinder) -> tuple[np.ndarray, list[Face], np.ndar
     frame = np.full((420, 840, 3), 60, np.uint8)
     frame[:420, :420] = cv2.resize(photo, (420, 420))
     frame[60:360, 480:780] = cv2.resize(other, (300, 300))
-    faces = []
+    faces: list[Face] = []
     for x0, y0, side in ((0, 0, 420), (480, 60, 300)):  # detect on each photo: BlazeFace wants big faces
         face = finder.largest(np.ascontiguousarray(frame[y0:y0 + side, x0:x0 + side]))
         assert face is not None
@@ -235,7 +236,7 @@ def test_face_selection(tmp_path: Path, engine: Engine, models: dict[str, Path],
     cv2.imwrite(str(reference), other)
     stage = make_stage(engine, models, "tint", faces=mode, reference_image=str(reference), colour_match=False)
     stage.set_source_face(astronaut_bgr())
-    frame = Frame(0, 0, 0, image.copy(), faces=list(faces))
+    frame = Frame(0, 0, image.copy(), faces=list(faces))
     stage.process(frame)
     assert (_changed(image, frame.image, faces[0]), _changed(image, frame.image, faces[1])) == expected
 
@@ -245,7 +246,7 @@ def test_similar_picks_by_cosine_and_respects_the_threshold(engine: Engine, mode
     image, faces, _ = _two_faces(finder)
     stage = make_stage(engine, models, "tint", faces="similar", colour_match=False)
     stage.set_source_face(astronaut_bgr())
-    frame = Frame(0, 0, 0, image.copy(), faces=list(faces))
+    frame = Frame(0, 0, image.copy(), faces=list(faces))
     stage.process(frame)  # no reference yet: nothing is swapped
     assert np.array_equal(frame.image, image)
     stage.set_reference_face(astronaut_bgr())
@@ -253,11 +254,11 @@ def test_similar_picks_by_cosine_and_respects_the_threshold(engine: Engine, mode
     assert ref is not None
     sims = [float(normalise(stage.arcface.embed(image, f.landmarks5)) @ ref) for f in faces]
     assert sims[0] > sims[1]  # the stand-in recogniser tells the colour-swapped face apart
-    frame = Frame(0, 0, 0, image.copy(), faces=list(faces))
+    frame = Frame(0, 0, image.copy(), faces=list(faces))
     stage.process(frame)
     assert _changed(image, frame.image, faces[0]) and not _changed(image, frame.image, faces[1])
     stage.update({"min_similarity": min(1.0, sims[0] + 0.01)})  # nobody is similar enough now
-    frame = Frame(0, 0, 0, image.copy(), faces=list(faces))
+    frame = Frame(0, 0, image.copy(), faces=list(faces))
     stage.process(frame)
     assert np.array_equal(frame.image, image)
 
@@ -306,7 +307,7 @@ def _swapped_today(stage: SwapStage, image: np.ndarray, face: Face) -> np.ndarra
 
 
 def _processed(stage: SwapStage, image: np.ndarray, face: Face) -> np.ndarray:
-    frame = Frame(0, 0, 0, image.copy(), faces=[face])
+    frame = Frame(0, 0, image.copy(), faces=[face])
     stage.process(frame)
     return frame.image
 
@@ -438,7 +439,7 @@ def test_hand_in_front_of_a_face_keeps_its_pixels(engine: Engine, models: dict[s
     within 2 levels; the fist and thumb (the hand beyond 0.3 of its size from the wrist; the forearm is not
     the hand model's) are >= 90% fully kept and >= 97% at least partly; everywhere the hull does not reach,
     the output is the occlusion-off swap's, exactly."""
-    photo = cv2.imread(str(DATA / "mediapipe_two_faces.jpg"))
+    photo = imread(DATA / "mediapipe_two_faces.jpg")
     face = finder.largest(photo)
     assert face is not None
     image, hand, wrist = hand_in_front(photo, face)
@@ -491,7 +492,7 @@ def test_parser_paints_only_the_face_classes_and_keeps_exactly_the_parts_asked(
     crop): the hair it reports keeps the input's pixels exactly where the plain swap painted them; each part
     in keep_regions is the input's within 2 levels (3 crop pixels in from its edges: the mask's blur rounds
     its corners), and the parts not asked stay swapped."""
-    photo = cv2.imread(str(DATA / "mediapipe_two_faces.jpg"))
+    photo = imread(DATA / "mediapipe_two_faces.jpg")
     face = finder.largest(photo)
     assert face is not None
     stage = make_stage(engine, models, "tint", occlusion="parser", parser_model=str(models["parser"]))
@@ -537,7 +538,7 @@ def test_pixel_boost_swaps_interleaved_tiles_and_puts_them_back(engine: Engine, 
     their places); the tint stand-in, whose output is half its tile plus a ramp across the tile, reassembles
     into that function of the whole boosted crop (its ramp at the boosted size) within 2 levels: no seam,
     no tile out of place."""
-    photo = cv2.imread(str(DATA / "mediapipe_two_faces.jpg"))
+    photo = imread(DATA / "mediapipe_two_faces.jpg")
     face = finder.largest(photo)
     assert face is not None
     identity = make_stage(engine, models, "identity")
@@ -562,7 +563,7 @@ def test_pixel_boost_swaps_interleaved_tiles_and_puts_them_back(engine: Engine, 
 
 def test_pixel_boost_in_the_stage_is_live_and_touches_only_the_face(engine: Engine, models: dict[str, Path],
                                                                     finder: StillFaceFinder) -> None:
-    photo = cv2.imread(str(DATA / "mediapipe_two_faces.jpg"))
+    photo = imread(DATA / "mediapipe_two_faces.jpg")
     face = finder.largest(photo)
     assert face is not None
     stage = make_stage(engine, models, "tint")

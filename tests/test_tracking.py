@@ -38,7 +38,7 @@ def make_stage(engine: Engine, fps: float = 30.0, **params: Any) -> FaceStage:
 
 
 def frame(i: int, image: np.ndarray, start_ns: int = 1_000_000_000) -> Frame:
-    return Frame(seq=i, pts=0, capture_ns=start_ns + i * FRAME_NS, image=image)
+    return Frame(seq=i, capture_ns=start_ns + i * FRAME_NS, image=image)
 
 
 def counting(obj: Any, name: str) -> list[int]:
@@ -103,10 +103,10 @@ def test_smoothing_runs_on_capture_times_and_a_reopened_source_starts_afresh(eng
         stage.process(frame(i, images[i]))
     track = stage.tracker.tracks[0]
     assert track.filter._t == pytest.approx(1.0 + 2 * FRAME_NS / 1e9)  # seconds of capture time
-    late = Frame(seq=3, pts=0, capture_ns=1_000_000_000 + 5 * FRAME_NS, image=images[3])  # 2 frames dropped
+    late = Frame(seq=3, capture_ns=1_000_000_000 + 5 * FRAME_NS, image=images[3])  # 2 frames dropped
     stage.process(late)
     assert track.filter._t == pytest.approx(1.0 + 5 * FRAME_NS / 1e9)
-    again = Frame(seq=0, pts=0, capture_ns=500_000_000, image=images[4])  # capture time went back: reopened
+    again = Frame(seq=0, capture_ns=500_000_000, image=images[4])  # capture time went back: reopened
     stage.process(again)
     assert [f.track_id for f in again.faces] == [2]
 

@@ -80,14 +80,14 @@ def test_sink_sends_bgr_frames_of_its_size(backend: type[RecordingBackend]) -> N
     images = [stamped(i, (64, 48)) for i in range(3)]
     for i, image in enumerate(images):
         image.flags.writeable = False  # the pipeline hands outputs read-only images
-        sink.write(Frame(seq=i, pts=0, capture_ns=0, image=image))
+        sink.write(Frame(seq=i, capture_ns=0, image=image))
     sink.close()
     assert cam.closes == 1
     assert len(cam.frames) == 3
     for sent, got in zip(images, cam.frames, strict=True):
         np.testing.assert_array_equal(got.reshape(48, 64, 3), sent)
     with pytest.raises(ValueError, match="shape"):  # pyvirtualcam checks the size for us
-        VirtualCamSink((64, 48), 25.0, backend=BACKEND).write(Frame(0, 0, 0, stamped(0, (32, 24))))
+        VirtualCamSink((64, 48), 25.0, backend=BACKEND).write(Frame(0, 0, stamped(0, (32, 24))))
 
 
 def test_unusable_camera_says_how_to_fix_it() -> None:

@@ -60,7 +60,7 @@ def main() -> int:
         stage = SwapStage(validate_params(SPEC, {**params, "occlusion": mode}, "picture"),
                           StageContext(engine=engine, size=(photo.shape[1], photo.shape[0]), fps=30.0))
         stage.set_source_face(astronaut_bgr())
-        frame = Frame(0, 0, 0, image.copy(), faces=[face])
+        frame = Frame(0, 0, image.copy(), faces=[face])
         stage.process(frame)
         outputs[mode] = frame.image
     occlusion = HandOcclusion(engine)

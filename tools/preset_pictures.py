@@ -42,7 +42,7 @@ def render(name: str, engine: Engine) -> Path:
     try:
         frame = None
         for i in range(FRAMES):
-            frame = Frame(seq=i, pts=0, capture_ns=time.monotonic_ns(), image=source.render(T0 + i / FPS))
+            frame = Frame(seq=i, capture_ns=time.monotonic_ns(), image=source.render(T0 + i / FPS))
             chain.run(frame, chain.admit())
         assert frame is not None
         errors = chain.stats.stage_errors

@@ -62,7 +62,7 @@ def _run(preset_path: Path, engine: Engine) -> Frame:
     frame = None
     try:
         for i in range(FRAMES):
-            frame = Frame(seq=i, pts=0, capture_ns=time.monotonic_ns(), image=source.render(T0 + i / FPS))
+            frame = Frame(seq=i, capture_ns=time.monotonic_ns(), image=source.render(T0 + i / FPS))
             chain.run(frame, chain.admit())
         if chain.stats.stage_errors:
             raise RuntimeError(f"stage errors: {chain.stats.stage_errors}")

@@ -39,10 +39,11 @@ def onnxruntime_network() -> Iterator[tuple[Network, str]]:
     import onnxruntime
 
     from livefuse.engine import Engine
-    from livefuse.vision.models import LANDMARK_MODEL, load_model
+    from livefuse.engine.loader import open_model
+    from livefuse.vision.models import LANDMARK_MODEL
 
     with tempfile.TemporaryDirectory() as cache:
-        runner = load_model(Engine(provider="cpu", cache_dir=cache), LANDMARK_MODEL)
+        runner = open_model(Engine(provider="cpu", cache_dir=cache), LANDMARK_MODEL)
         name = runner.input_names[0]
         # livefuse's FaceMesh takes the crop's pixels (tools/pixel_input.py)
         network = (lambda crop: crop[None]), (lambda x: runner.run({name: x}))

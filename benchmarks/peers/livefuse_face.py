@@ -43,7 +43,7 @@ def main() -> None:
         def process(image: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
             nonlocal seq
             timer = Timer()
-            frame = Frame(seq=seq, pts=0, capture_ns=time.monotonic_ns(), image=image)
+            frame = Frame(seq=seq, capture_ns=time.monotonic_ns(), image=image)
             seq += 1
             stage.process(frame)
             timer.lap("face")

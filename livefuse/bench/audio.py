@@ -89,6 +89,6 @@ class AudioEncodeSink(Sink):
             self._track.write(chunk, self._origin)
 
     def close(self) -> None:
-        self.write(Frame(seq=-1, pts=0, capture_ns=0, image=np.zeros((1, 1, 3), np.uint8)))
+        self.write(Frame(seq=-1, capture_ns=0, image=np.zeros((1, 1, 3), np.uint8)))
         self._track.close()
         self._container.close()

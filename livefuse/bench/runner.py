@@ -126,7 +126,7 @@ def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
             image = produce()
             if image is None:
                 break
-            chain.run(Frame(seq=seq, pts=0, capture_ns=time.monotonic_ns(), image=image), chain.admit())
+            chain.run(Frame(seq=seq, capture_ns=time.monotonic_ns(), image=image), chain.admit())
         chain.stats = stats = PipelineStats()  # forget the warm-up
         copies_before = engine.copies()
         transfers_before = chain.boundary.counter.raw() if chain.boundary is not None else None

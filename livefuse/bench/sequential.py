@@ -19,14 +19,11 @@ from livefuse.sinks.base import Sink
 def run_sequential(camera: ReleasedCamera, chain: Chain, sink: Sink) -> int:
     """Run until the camera ends; returns the number of frames written."""
     seq = 0
-    start_ns = 0
     while True:
         image = camera.read()
         if image is None:
             return seq
-        now = time.monotonic_ns()
-        start_ns = start_ns or now
-        frame = Frame(seq=seq, pts=(now - start_ns) * Frame.time_base // 1_000_000_000, capture_ns=now, image=image)
+        frame = Frame(seq=seq, capture_ns=time.monotonic_ns(), image=image)
         chain.run(frame, chain.admit())
         sink.write(frame)
         seq += 1

@@ -15,13 +15,20 @@ import onnxruntime as ort
 
 from livefuse.device import graphs as device_graphs
 from livefuse.device.runner import DeviceGraph
-from livefuse.engine.session import ModelSession
+from livefuse.engine.session import ModelSession, Session
 from livefuse.faces.paste import paste_region
 
 
-def runs_on_device(session: Any) -> bool:
+def runs_on_device(session: Session) -> bool:
     """A local session with float32 inputs (what the crop graphs give); a remote or FP16-input one is not."""
     return isinstance(session, ModelSession) and all(dtype == np.float32 for _, dtype in session.inputs.values())
+
+
+def local(session: Session) -> ModelSession:
+    """The session a device path was built for: `runs_on_device` accepted it, so it is a local one."""
+    if not isinstance(session, ModelSession):
+        raise TypeError(f"{session!r} is not a local session; no device path runs it")
+    return session
 
 
 class FaceCrops:

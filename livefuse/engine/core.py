@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import onnx
 
@@ -22,17 +21,16 @@ from livefuse.engine.provider_choice import ProviderChoice
 from livefuse.engine.provider_help import explain
 from livefuse.engine.provider_options import uses_cuda_graph
 from livefuse.engine.reasons import first_line, short
-from livefuse.engine.session import ModelSession
+from livefuse.engine.session import ModelSession, Session
 from livefuse.engine.session_open import Opened, SessionOpener
 from livefuse.engine.shared import SessionPool, batchable
 from livefuse.engine.source import ModelSource
 from livefuse.errors import ModelError
-from livefuse.paths import engine_cache_dir
+from livefuse.paths import engine_cache_dir, names_a_file
 
 if TYPE_CHECKING:
     from livefuse.engine.registry import Registry
     from livefuse.triton.executor import TritonExecutor
-    from livefuse.triton.remote_session import RemoteSession
 
 log = logging.getLogger("livefuse.engine")
 
@@ -104,14 +102,21 @@ class Engine:
         view.session_id = session_id
         return view
 
-    def session(self, model: str | Path | onnx.ModelProto) -> ModelSession | RemoteSession:
+    @overload
+    def session(self, model: onnx.ModelProto | Path) -> ModelSession: ...
+
+    @overload
+    def session(self, model: str) -> Session: ...
+
+    def session(self, model: str | Path | onnx.ModelProto) -> Session:
         """A session for a manifest name (`name` or `name@version`), a file path or a built graph.
 
-        With an executor, a manifest model's calls go there (built graphs and files stay local).
+        With an executor, a manifest model's calls go there (built graphs and files stay local, so a built
+        graph's or a Path's session is always a `ModelSession`, with its device calls).
         """
         if isinstance(model, onnx.ModelProto):
             return ModelSession(self, ModelSource.from_proto(model))
-        if isinstance(model, Path) or (isinstance(model, str) and (model.endswith(".onnx") or os.sep in model)):
+        if isinstance(model, Path) or names_a_file(model, ".onnx"):
             return ModelSession(self, ModelSource.from_path(Path(model)))
         name = model.split("@", 1)[0]
         local = ModelSession(self, self.registry.source(model))

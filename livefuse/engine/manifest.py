@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from livefuse.engine.download import SIDECAR_KINDS
-from livefuse.engine.source import all_fixed
+from livefuse.engine.shapes import all_fixed
 from livefuse.errors import ModelError
 
 FP16_TOLERANCE = 0.01  # of the FP32 output's largest magnitude, unless an entry sets trt_fp16_tolerance

@@ -210,7 +210,7 @@ class Registry:
         if fp16 is None and self.variant_path(entry, "fp16").is_file():
             fp16 = self.variant_path(entry, "fp16")
         return ModelSource(label=entry.ref, path=path, fp16_path=fp16, key=self.expected_sha(entry),
-                           fixed_shapes=entry.fixed_shapes, trt_fp16=entry.trt_fp16)
+                           fixed_shapes=entry.fixed_shapes, trt_fp16=entry.trt_fp16, entry=entry)
 
     # -- pins ------------------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ import onnxruntime as ort
 from livefuse.engine import providers as prov
 from livefuse.engine.iobinding import DoubleBinding
 from livefuse.engine.reasons import first_line
-from livefuse.engine.source import ModelSource, all_fixed
+from livefuse.engine.shapes import all_fixed
+from livefuse.engine.source import ModelSource
 
 if TYPE_CHECKING:
     from livefuse.engine.iobinding import Copies
@@ -45,6 +46,24 @@ class SessionHost(Protocol):
     def shared(self, source: ModelSource) -> Opened: ...
 
     def open_on(self, source: ModelSource, provider: str, cuda_graph: bool) -> Opened | None: ...
+
+
+class Session(Protocol):
+    """A model to run, wherever it runs: the local `ModelSession` and Triton's `RemoteSession` both are one.
+
+    `inputs` and `outputs` map each name to (shape, numpy dtype); `provider` is where the calls run now.
+    """
+
+    source: ModelSource
+    input_names: list[str]
+    output_names: list[str]
+    inputs: dict[str, tuple[list[int | str | None], np.dtype]]
+    outputs: dict[str, tuple[list[int | str | None], np.dtype]]
+
+    @property
+    def provider(self) -> str: ...
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
 log = logging.getLogger("livefuse.engine")

@@ -6,21 +6,18 @@ Kept apart from the sessions so the registry can describe a model without import
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from livefuse.engine.providers import CPU
+from livefuse.engine.shapes import all_fixed
 from livefuse.errors import ModelError
 
 if TYPE_CHECKING:
     import onnx
 
-
-def all_fixed(shapes: Iterable[Sequence[int | str | None]]) -> bool:
-    """Whether every dimension of every shape is a positive number (no named or unknown axis)."""
-    return all(isinstance(d, int) and d > 0 for shape in shapes for d in shape)
+    from livefuse.engine.manifest import ModelEntry
 
 
 @dataclass
@@ -39,6 +36,7 @@ class ModelSource:
     key: str = ""  # content hash, keys the optimised-model cache
     fixed_shapes: bool = False
     trt_fp16: bool = False
+    entry: ModelEntry | None = None  # the manifest's entry, for a manifest model: its size, template, mean, std
 
     @classmethod
     def from_proto(cls, model: onnx.ModelProto, label: str = "") -> ModelSource:

@@ -7,28 +7,32 @@ plus a FaceMesh refinement, which gives real mouth corners for the five points.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from livefuse.engine.loader import open_model
 from livefuse.errors import UserError
 from livefuse.faces.select import area
 from livefuse.frame import Face
 from livefuse.vision.detectors import BlazeFaceDetector
 from livefuse.vision.landmarks import FaceLandmarker
-from livefuse.vision.models import DETECTOR_MODELS, LANDMARK_MODEL, load_model
+from livefuse.vision.models import DETECTOR_MODELS, LANDMARK_MODEL
 from livefuse.vision.tiled_detector import TiledDetector
+
+if TYPE_CHECKING:
+    from livefuse.engine import Engine
 
 
 class StillFaceFinder:
     """The largest face of a still image, with its mesh-derived five points."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Engine) -> None:
         # Tiled: a landscape photo is not squeezed into BlazeFace's square input.
-        self.detector = TiledDetector(BlazeFaceDetector(load_model(engine, DETECTOR_MODELS["blazeface"]),
+        self.detector = TiledDetector(BlazeFaceDetector(open_model(engine, DETECTOR_MODELS["blazeface"]),
                                                         score_threshold=0.5))
-        self.landmarker = FaceLandmarker(load_model(engine, LANDMARK_MODEL))
+        self.landmarker = FaceLandmarker(open_model(engine, LANDMARK_MODEL))
 
     def largest(self, image_bgr: np.ndarray) -> Face | None:
         faces = self.detector.detect(image_bgr)

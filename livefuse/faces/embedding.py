@@ -5,30 +5,36 @@ Used for the swap source (what identity to paint) and to pick the target most li
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from livefuse.faces.align import warp_face
+from livefuse.faces.facts import facts_of
 
-SIZE = 112
-TEMPLATE = "arcface_112_v2"
+if TYPE_CHECKING:
+    from livefuse.engine.session import Session
+
+MODEL = "arcface_w600k_r50"  # whose manifest facts a recogniser given as a file takes
 
 
 class ArcFace:
-    """Runs the recognition model on a face aligned to the 112-px ArcFace template (RGB, (x - 127.5) / 127.5)."""
+    """Runs the recognition model on a face aligned to its template, normalised, as the manifest says
+    (the 112-px ArcFace template, RGB, (x - 127.5) / 127.5)."""
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
+        self.facts = facts_of(session, MODEL)
         self.input_name = session.input_names[0]
         self.output_name = session.output_names[0]
 
     def embed(self, image_bgr: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
         """The raw embedding [512] (float32, not normalised) of the face at `landmarks5`."""
-        crop, _ = warp_face(image_bgr, landmarks5, TEMPLATE, SIZE)
+        facts = self.facts
+        crop, _ = warp_face(image_bgr, landmarks5, facts.template or "", facts.size)
         x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32)
-        x = ((x - 127.5) * (1.0 / 127.5)).transpose(2, 0, 1)[None]
+        x = ((x - facts.mean_rgb) * facts.inv_std).transpose(2, 0, 1)[None]
         out = self.session.run({self.input_name: np.ascontiguousarray(x)})
         return np.array(out[self.output_name], dtype=np.float32).reshape(-1)  # copy: outputs are reused buffers
 

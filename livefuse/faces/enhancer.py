@@ -7,23 +7,28 @@ model, and the template (FFHQ 512 unless told otherwise) is scaled to it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from livefuse.errors import ModelError
 from livefuse.faces.align import warp_face
+from livefuse.faces.facts import facts_of
 
-TEMPLATE = "ffhq_512"
+if TYPE_CHECKING:
+    from livefuse.engine.session import Session
+
+MODEL = "gfpgan_1.4"  # whose manifest facts an enhancer given as a file takes
 
 
 class FaceEnhancer:
     """One restoration session; `enhance` returns the restored crop and its frame-to-crop matrix."""
 
-    def __init__(self, session: Any, template: str = TEMPLATE, fidelity: float = 0.5) -> None:
+    def __init__(self, session: Session, template: str | None = None, fidelity: float = 0.5) -> None:
         self.session = session
-        self.template = template
+        self.facts = facts_of(session, MODEL)  # mean and std, and the template when none is given
+        self.template = template or self.facts.template or ""
         self.fidelity = fidelity
         images = [n for n in session.input_names if n != "weight"]
         if len(images) != 1:
@@ -53,7 +58,8 @@ class FaceEnhancer:
 
     def restore(self, crop: np.ndarray) -> np.ndarray:
         """The restored version of an aligned BGR uint8 crop of the model's size."""
-        x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) * (1.0 / 127.5) - 1.0
+        facts = self.facts
+        x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) * facts.inv_std - facts.offset
         feeds = {self.input_name: np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=self._dtype)}
         if self.weight is not None:
             feeds["weight"] = self.weight_feed()

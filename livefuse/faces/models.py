@@ -1,25 +1,22 @@
 """What the face stages need of their models beyond loading them: inswapper's `emap` matrix.
 
-Loading and the path rule are `vision/models.py`, the one loader every stage uses; its names are
-re-exported here for the face stages that import them from this module.
+Loading is `engine/loader.py`, the one loader every stage reaches through its context.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from livefuse.errors import ModelError
-from livefuse.vision.models import is_path, load_session, load_sessions
-from livefuse.vision.models import model_path as resolve_path
 
-__all__ = ["is_path", "last_initializer", "load_session", "load_sessions", "resolve_path"]
+if TYPE_CHECKING:
+    from livefuse.engine.session import Session
 
-
-def last_initializer(session: Any) -> np.ndarray:
+def last_initializer(session: Session) -> np.ndarray:
     """The last initializer of a session's ONNX graph as float32 (inswapper keeps its `emap` there)."""
     source = session.source
     if source.path is not None:

@@ -8,14 +8,17 @@ landmarks become a convex hull, grown by a margin for the fingers' width and fea
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from livefuse.engine.loader import open_model
 from livefuse.faces.regions import KeepRegion, hull_region
 from livefuse.frame import Face
 from livefuse.vision.hands import HandFinder
-from livefuse.vision.models import load_model
+
+if TYPE_CHECKING:
+    from livefuse.engine import Engine
 
 MODES = ("off", "hands", "parser", "both")  # "parser" and "both": faces/parser.py
 SEARCH = 2.5  # the square searched for hands, as a multiple of the face box's longer side
@@ -27,8 +30,8 @@ SAME_HAND = 0.3  # two finds closer than this (fraction of the hand's size) are 
 class HandOcclusion:
     """The hands in front of faces, as regions to keep."""
 
-    def __init__(self, engine: Any) -> None:
-        self.finder = HandFinder(load_model(engine, "palm_detection"), load_model(engine, "hand_landmark"))
+    def __init__(self, engine: Engine) -> None:
+        self.finder = HandFinder(open_model(engine, "palm_detection"), open_model(engine, "hand_landmark"))
 
     def search_box(self, face: Face, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
         """The frame box searched for hands in front of this face, clipped."""

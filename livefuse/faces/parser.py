@@ -10,16 +10,18 @@ so the mask is fully off at a class edge and fades in inside it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from livefuse.faces.align import warp_face
+from livefuse.faces.facts import facts_of
 
-SIZE = 512
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # ImageNet's, on RGB in 0..1
-STD = np.array([0.229, 0.224, 0.225], np.float32)
+if TYPE_CHECKING:
+    from livefuse.engine.session import Session
+
+MODEL = "bisenet_resnet_34"  # whose manifest facts a parser given as a file takes
 # CelebAMask-HQ's classes as BiSeNet face parsing numbers them (FaceFusion's face_mask_region_set)
 FACE_CLASSES = {"skin": 1, "left-eyebrow": 2, "right-eyebrow": 3, "left-eye": 4, "right-eye": 5, "glasses": 6,
                 "nose": 10, "mouth": 11, "upper-lip": 12, "lower-lip": 13}
@@ -29,15 +31,20 @@ PART_CLASSES = {"eyes": (4, 5), "brows": (2, 3), "mouth": (11, 12, 13), "nose": 
 class FaceParser:
     """BiSeNet face parsing: `input` [1, 3, 512, 512] normalised RGB -> [1, 19, 512, 512] class scores."""
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
+        facts = facts_of(session, MODEL)
+        self.size = facts.size
+        # ImageNet's mean and std on RGB in 0..1, as the manifest gives them on 0..255
+        self._mean = np.array([m / 255.0 for m in facts.mean], np.float32)
+        self._std = np.array([s / 255.0 for s in facts.std], np.float32)
         self.input_name = session.input_names[0]
         self.output_name = session.output_names[0]
 
     def classes(self, image_bgr: np.ndarray, landmarks5: np.ndarray, template: str) -> np.ndarray:
         """The class of every pixel of the face aligned to `template` at 512 px: uint8 [512, 512]."""
-        crop, _ = warp_face(image_bgr, landmarks5, template, SIZE)
-        x = (cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) * (1.0 / 255.0) - MEAN) / STD
+        crop, _ = warp_face(image_bgr, landmarks5, template, self.size)
+        x = (cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) * (1.0 / 255.0) - self._mean) / self._std
         scores = self.session.run({self.input_name: np.ascontiguousarray(x.transpose(2, 0, 1)[None])})
         return np.asarray(scores[self.output_name])[0].argmax(0).astype(np.uint8)
 

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from livefuse.vision.landmarks import LEFT_EYE, LIPS_OUTER, RIGHT_EYE
+
 # MediaPipe FaceMesh contours (face_mesh_connections.py of the 0.10.14 wheel), each in order around the
 # part, with the two points whose distance is the part's width (the feather scales with it).
 Contour = tuple[tuple[int, ...], tuple[int, int], bool]  # points, width from-to, convex hull of the points
-LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
-RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
-LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
 RIGHT_BROW = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)
 LEFT_BROW = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
 NOSE = (168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 97, 326, 327, 294, 278, 344, 440, 275, 45, 220, 115, 48, 64)

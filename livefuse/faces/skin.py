@@ -8,14 +8,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from livefuse.vision.landmarks import LEFT_EYE, LIPS_OUTER, RIGHT_EYE
+
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
              176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
-RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)  # subject's right
-LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
 RIGHT_BROW = (46, 53, 52, 65, 55, 107, 66, 105, 63, 70)
 LEFT_BROW = (276, 283, 282, 295, 285, 336, 296, 334, 293, 300)
-LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
-KEEP_SHARP = (RIGHT_EYE, LEFT_EYE, RIGHT_BROW, LEFT_BROW, LIPS)
+KEEP_SHARP = (RIGHT_EYE, LEFT_EYE, RIGHT_BROW, LEFT_BROW, LIPS_OUTER)
 
 
 def _poly(mesh: np.ndarray, indices: tuple[int, ...], origin: np.ndarray) -> np.ndarray:

@@ -1,30 +1,34 @@
 """inswapper_128: paints a source identity (an ArcFace embedding) onto an aligned target face.
 
-The model takes the target crop aligned to the 128-px ArcFace template, RGB in [0, 1], and the source
-embedding projected through its own `emap` matrix (the graph's last initializer) and L2-normalised,
-as InsightFace's reference code does. It returns the swapped crop, RGB in [0, 1]. Pixel boost swaps
-a larger aligned face in 128-px tiles (`InSwapper.swap`'s `size`).
+The model takes the target crop aligned to its template at its size, normalised by its mean and std (all
+from models/manifest.toml: the 128-px ArcFace template, RGB in [0, 1]), and the source embedding projected
+through its own `emap` matrix (the graph's last initializer) and L2-normalised, as InsightFace's reference
+code does. It returns the swapped crop, RGB in [0, 1]. Pixel boost swaps a larger aligned face in tiles of
+the model's size (`InSwapper.swap`'s `size`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from livefuse.errors import ModelError
 from livefuse.faces.align import warp_face
+from livefuse.faces.facts import facts_of
 
-SIZE = 128
-TEMPLATE = "arcface_128"
-PIXEL_BOOSTS = (128, 256, 512)
+if TYPE_CHECKING:
+    from livefuse.engine.session import Session
+
+MODEL = "inswapper_128"  # whose manifest facts a swapper given as a file takes
+PIXEL_BOOSTS = (128, 256, 512)  # multiples of the model's 128 px
 
 
 class InSwapper:
     """One inswapper session (FP32 or FP16 weights; inputs are cast to what the graph declares)."""
 
-    def __init__(self, session: Any, emap: np.ndarray) -> None:
+    def __init__(self, session: Session, emap: np.ndarray) -> None:
         if emap.shape != (512, 512):
             raise ModelError(f"{session.source.label}: the last initializer has shape {list(emap.shape)}, expected "
                              f"[512, 512] (the emap matrix); is it an inswapper_128 model?")
@@ -34,6 +38,9 @@ class InSwapper:
                              f"'target' and 'source'")
         self.session = session
         self.emap = emap
+        self.facts = facts_of(session, MODEL)
+        self.size = self.facts.size
+        self.template = self.facts.template or ""
         self.output_name = "output" if "output" in session.output_names else session.output_names[0]
         self._dtypes = {name: session.inputs[name][1] for name in ("target", "source")}
 
@@ -44,25 +51,27 @@ class InSwapper:
         return latent / max(float(np.linalg.norm(latent)), 1e-12)
 
     def swap(self, image_bgr: np.ndarray, landmarks5: np.ndarray, latent: np.ndarray,
-             size: int = SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             size: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(swapped crop BGR uint8, original crop, frame-to-crop matrix) for the face at `landmarks5`.
 
-        `size` > 128 is pixel boost (FaceFusion's): the face is aligned at `size` px and swapped as
-        (size / 128)^2 interleaved 128-px tiles (tile i, j takes every k-th pixel from row i, column j),
-        each a whole face half a pixel (or less) from the others, with the same identity; the outputs are
-        interleaved back. The model runs once per tile.
+        `size` (0: the model's, 128) above the model's is pixel boost (FaceFusion's): the face is aligned at
+        `size` px and swapped as (size / 128)^2 interleaved 128-px tiles (tile i, j takes every k-th pixel
+        from row i, column j), each a whole face half a pixel (or less) from the others, with the same
+        identity; the outputs are interleaved back. The model runs once per tile.
         """
-        crop, matrix = warp_face(image_bgr, landmarks5, TEMPLATE, size)
-        tiles = implode(crop, size // SIZE)
-        x = cv2.cvtColor(tiles.reshape(-1, SIZE, 3), cv2.COLOR_BGR2RGB).reshape(tiles.shape).astype(np.float32)
-        x *= 1.0 / 255.0
+        tile = self.size
+        size = size or tile
+        crop, matrix = warp_face(image_bgr, landmarks5, self.template, size)
+        tiles = implode(crop, size // tile)
+        x = cv2.cvtColor(tiles.reshape(-1, tile, 3), cv2.COLOR_BGR2RGB).reshape(tiles.shape).astype(np.float32)
+        x = (x - self.facts.mean_rgb) * self.facts.inv_std
         source = np.ascontiguousarray(latent, dtype=self._dtypes["source"])
         out = np.empty(tiles.shape, np.float32)
-        for i, tile in enumerate(x):
-            feeds = {"target": np.ascontiguousarray(tile.transpose(2, 0, 1)[None], dtype=self._dtypes["target"]),
+        for i, one in enumerate(x):
+            feeds = {"target": np.ascontiguousarray(one.transpose(2, 0, 1)[None], dtype=self._dtypes["target"]),
                      "source": source}
             out[i] = np.asarray(self.session.run(feeds)[self.output_name], np.float32)[0].transpose(1, 2, 0)
-        rgb = np.clip(explode(out, size // SIZE) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        rgb = np.clip(explode(out, size // tile) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), crop, matrix
 
 

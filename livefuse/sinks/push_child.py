@@ -88,7 +88,7 @@ def _frame(payload: bytes, size: tuple[int, int]) -> Frame:
     (capture_ns,) = VIDEO_HEAD.unpack_from(payload)
     width, height = size
     image = np.frombuffer(payload, np.uint8, offset=VIDEO_HEAD.size).reshape(height, width, 3)
-    return Frame(seq=0, pts=0, image=image, capture_ns=capture_ns)  # the encoder reads the capture time only
+    return Frame(seq=0, image=image, capture_ns=capture_ns)  # the encoder reads the capture time only
 
 
 def _chunk(payload: bytes) -> AudioChunk:

@@ -27,11 +27,7 @@ from livefuse.vision.geometry import box_overlaps, iou_matrix
 from livefuse.vision.tracking import grow_box
 
 # How coarse a cover is, counted across the face itself (the region less its margin), so that a wider margin
-# never makes the cover over the face finer. The weakest settings still hide a face from an independent
-# detector (YuNet, on the moving demo face at 320x240 and 640x360, every strength and margin the API allows;
-# tests/test_stage_anonymise.py): with the old counts across the whole region (blur 6 pixels, pixelate 5 blocks
-# at margin 0.25) YuNet scored a covered face 0.72-0.83 in some frames; with these, what it finds where the face
-# is scores 0.5-0.63, as a head with no face does (a visible face: 0.9).
+# never makes it finer; the weakest still hides a face from YuNet (benchmarks/results/2026-12-02-constants.md).
 BLUR_WEAKEST = 3.0  # pixels left across a face at strength 0 (2.2 at the default 0.8, 2 at 1)
 PIXELATE_WEAKEST = 3.0  # blocks across a face at strength 0 (2.2 at the default 0.8, 2 at 1)
 MIN_MARGIN = 0.25

@@ -4,35 +4,38 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from livefuse.triton.executor import TritonExecutor
 
+if TYPE_CHECKING:
+    from livefuse.engine.session import ModelSession
+
 
 class RemoteSession:
     """A model session whose calls go to Triton, with the local session as the fallback.
 
-    It offers what stages use of a `ModelSession` (names, shapes, the source, `run`), so a stage
+    It is a `Session` as the local `ModelSession` is (names, shapes, the source, `run`), so a stage
     cannot tell where its model runs.
     """
 
-    def __init__(self, executor: TritonExecutor, name: str, local: Any, session_id: str) -> None:
+    def __init__(self, executor: TritonExecutor, name: str, local: ModelSession, session_id: str) -> None:
         self.executor = executor
         self.name = name
         self.local = local
         self.session_id = session_id
         self.source = local.source
-        self.input_names: list[str] = local.input_names
-        self.output_names: list[str] = local.output_names
+        self.input_names = local.input_names
+        self.output_names = local.output_names
         self.inputs = local.inputs
         self.outputs = local.outputs
         executor.register(name, local.inputs, local.output_names)
 
     @property
     def provider(self) -> str:
-        return str(self.local.provider)
+        return self.local.provider
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         executor = self.executor

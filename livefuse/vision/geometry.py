@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
+from livefuse.paths import mediapipe_model as mediapipe_model  # re-exported: the adapters take it from here
 from livefuse.paths import shipped_models_dir
 
 MODELS_DIR = shipped_models_dir()
-
-
-def mediapipe_model(name: str) -> Path:
-    """Path of a built-in converted MediaPipe model, e.g. `mediapipe_model("face_landmark")`."""
-    return MODELS_DIR / "mediapipe" / f"{name}.onnx"
 
 
 @dataclass(frozen=True)

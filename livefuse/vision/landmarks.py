@@ -19,9 +19,11 @@ from livefuse.vision.geometry import sigmoid_scalar
 from livefuse.vision.pixels import FramePixels, pixels_of
 from livefuse.vision.runner import Runner
 
-# Eye contours of the 468-point mesh; their means are the eye centres.
-RIGHT_EYE = [33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246]  # subject's right
-LEFT_EYE = [263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466]
+# Contours of the 468-point mesh (MediaPipe's face_mesh_connections, each in order around the part); the
+# eyes' means are the eye centres. The face modules (skin, kept regions) take them from here.
+RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)  # subject's right
+LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
+LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 NOSE_TIP = 1
 MOUTH_RIGHT = 61  # subject's right corner
 MOUTH_LEFT = 291
@@ -32,8 +34,8 @@ LEFT_EYE_CORNER = 263
 def _arcface_weights() -> np.ndarray:
     """[5, 468]: each row averages the mesh points of one ArcFace point (eye contours, nose tip, mouth corners)."""
     w = np.zeros((5, 468), np.float32)
-    w[0, RIGHT_EYE] = 1 / len(RIGHT_EYE)
-    w[1, LEFT_EYE] = 1 / len(LEFT_EYE)
+    w[0, list(RIGHT_EYE)] = 1 / len(RIGHT_EYE)
+    w[1, list(LEFT_EYE)] = 1 / len(LEFT_EYE)
     w[2, NOSE_TIP], w[3, MOUTH_RIGHT], w[4, MOUTH_LEFT] = 1, 1, 1
     return w
 

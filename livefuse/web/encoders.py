@@ -3,7 +3,7 @@
 aiortc opens libvpx with `noise-sensitivity 4`, a temporal denoiser meant for a raw sensor's noise. What
 the daemon sends is already filtered (a blurred or replaced background, smoothed skin), and at 640x360
 the denoiser is 40 % of the encode: 2.4 ms a frame with it, 1.4 ms without, on one core of this machine
-(`benchmarks/README.md`, "Many streams"). Every other setting is aiortc's realtime CBR configuration.
+(`benchmarks/results/2026-12-03-streams.md`). Every other setting is aiortc's realtime CBR configuration.
 
 aiortc exposes no way to choose a sender's encoder. It creates one on the first frame unless one is set,
 so `encode_quietly` sets its private attribute once negotiation has picked VP8;

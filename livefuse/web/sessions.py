@@ -48,13 +48,17 @@ NEAR_BUDGET = 0.8  # a session past this share of its budget (recent p95) leaves
 RECENT_FRAMES = 60  # about two seconds at 30 fps: the latency admission looks at
 MIN_FRAMES = 10  # fewer measured frames than this: a session that just started is not judged yet
 RETRY_AFTER_S = 5
-MAX_CPU_SHARE = 0.9  # of the usable cores: past it, one more stream slows every encoder (benchmarks/streams.py)
+# Of the cores the daemon may run on: a 4th stream admitted at 95 % fell under 30 fps
+# (the runs behind these constants: benchmarks/results/2026-12-02-constants.md).
+MAX_CPU_SHARE = 0.9
 CPU_SAMPLE_S = 2.0  # the window `share` covers: the load that decides whether the daemon is full now
 STEP_S = 0.25  # how often the CPU time is marked: the shortest stretch a session's cost can be read from
 MIN_SAMPLE_SHARE = 0.5  # session-runs within the CPU sample needed before a cost per session is trusted
-SETTLE_S = 1.0  # a session's first second (ICE, DTLS, codecs, key frames) costs more than the rest: not counted
-PAUSED_S = 1.0  # no frame for this long: paused, costing little; its CPU is not taken for a session's cost
-# Short readings are noisy both ways: the dearest of the non-overlapping readings this recent counts.
+# A session's first second (ICE and DTLS, codecs opening, first key frames) costs more than the rest: skipped.
+SETTLE_S = 1.0
+# A session with no frame for this long has paused: the little it costs then is not a session's cost.
+PAUSED_S = 1.0
+# Costs read from short stretches are noisy both ways: the dearest non-overlapping reading this recent counts.
 COST_MEMORY_S = 10.0
 
 

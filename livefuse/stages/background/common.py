@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from livefuse.errors import PresetError
-from livefuse.stage import Stage, StageContext, preset_file
+from livefuse.paths import preset_file
+from livefuse.stage import Stage, StageContext
 from livefuse.stages.background.backdrop import Backdrop
 from livefuse.vision.segmentation import GENERAL_SIZE, LANDSCAPE_SIZE
 

@@ -21,7 +21,6 @@ from livefuse.stage import StageContext, Step
 from livefuse.stages.background.common import BackgroundStage, blur_geometry
 from livefuse.vision.geometry import resize
 from livefuse.vision.matting import refine_matte
-from livefuse.vision.models import load_model
 from livefuse.vision.segmentation import SelfieSegmenter
 
 VISIBLE_WEIGHT = 1 / 512  # a person weight below this changes no 8-bit pixel
@@ -85,7 +84,7 @@ class CpuBackground(BackgroundStage):
         self._mask: np.ndarray | None = None  # the EMA state at model resolution
         self._colour: np.ndarray | None = None  # remove: the solid colour at frame size, made once
         self._configure()
-        self.segmenter = SelfieSegmenter(load_model(self.engine, self.model_name), self.model_size)
+        self.segmenter = SelfieSegmenter(context.model(self.model_name), self.model_size)
 
     def _configure(self) -> None:
         super()._configure()

@@ -18,11 +18,11 @@ from onnx import TensorProto, helper
 
 from livefuse.device.graphs import area_resize, shrink_nodes
 from livefuse.engine.graph_builder import GraphBuilder
+from livefuse.engine.loader import model_file
 from livefuse.frame import Frame
 from livefuse.stage import DevicePath, StageContext
 from livefuse.stages.background.common import BackgroundStage, blur_geometry, parse_colour
 from livefuse.stages.background.edge_graph import refined_matte
-from livefuse.vision.models import model_file
 
 GRAPH_PARAMS = ("mode", "strength", "colour", "feather", "smoothing", "downscale", "edge")  # baked into the graph
 

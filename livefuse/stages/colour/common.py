@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from livefuse.errors import PresetError
-from livefuse.stage import Stage, StageContext, preset_file
+from livefuse.paths import preset_file
+from livefuse.stage import Stage, StageContext
 from livefuse.stages.colour.cube import load_cube
 
 LUMA_BGR = (0.114, 0.587, 0.299)

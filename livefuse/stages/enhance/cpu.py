@@ -6,14 +6,14 @@ Its device path (device.py) reads the same state through `EnhanceView`.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from livefuse.engine.loader import is_model_file
 from livefuse.faces.align import TEMPLATES, estimate_affine, warp_face
 from livefuse.faces.carry import Carrier, Job, aligned_points, every_for, key_of
 from livefuse.faces.enhancer import FaceEnhancer
-from livefuse.faces.models import is_path, load_session
 from livefuse.faces.occlusion import HandOcclusion
 from livefuse.faces.paste import box_mask, footprint, paste_back
 from livefuse.faces.regions import restore
@@ -21,14 +21,17 @@ from livefuse.faces.select import largest
 from livefuse.frame import Face, Frame
 from livefuse.stage import Stage, StageContext
 
+if TYPE_CHECKING:
+    from livefuse.engine import Engine
+
 DEFAULT_TEMPLATE = "ffhq_512"
 
 
-def model_template(engine: Any, model: str, choice: str) -> str:
+def model_template(engine: Engine, model: str, choice: str) -> str:
     """The crop template: the preset's choice, else the manifest entry's, else FFHQ 512."""
     if choice != "auto":
         return choice
-    if not is_path(model):
+    if not is_model_file(model):
         try:
             template = engine.registry.entry(model).template
         except Exception:  # noqa: BLE001 - no manifest entry: the default template
@@ -45,8 +48,7 @@ class EnhanceStage(Stage):
 
     def __init__(self, params: dict[str, Any], context: StageContext) -> None:
         self.params = dict(params)
-        session = load_session(context.engine, params["model"], stage="enhance", field="model",
-                               base=context.preset_dir)
+        session = context.model(params["model"], where="stage 'enhance': model")
         template = model_template(context.engine, params["model"], params["template"])
         self.enhancer = FaceEnhancer(session, template=template, fidelity=params["fidelity"])
         self.mask = box_mask(self.enhancer.size, params["mask_blur"])

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from livefuse.device.crops import FaceCrops
+from livefuse.device.crops import FaceCrops, local
 from livefuse.device.regions import OnRegions, RegionLocal
 from livefuse.faces.align import estimate_affine
 from livefuse.faces.enhancer import FaceEnhancer
@@ -37,7 +37,7 @@ class EnhanceOnDevice(DevicePath):
 
     def __init__(self, stage: EnhanceView, engine: Any, counter: TransferCounter) -> None:
         self.stage = stage
-        self.crops = FaceCrops(engine, stage.enhancer.size, 127.5, 127.5)
+        self.crops = FaceCrops(engine, stage.enhancer.size, *stage.enhancer.facts.scalar())
         self.regions = OnRegions(stage, engine, counter)
 
     def run(self, frame: Frame) -> None:
@@ -52,6 +52,6 @@ class EnhanceOnDevice(DevicePath):
             feeds: dict[str, Any] = {enhancer.input_name: self.crops.cut(image, matrix)}
             if enhancer.weight is not None:
                 feeds["weight"] = enhancer.weight_feed()
-            restored = enhancer.session.run_device(feeds)[enhancer.output_name]
+            restored = local(enhancer.session).run_device(feeds)[enhancer.output_name]
             image = self.crops.put(image, restored, matrix, stage.mask * stage.params["strength"])
         frame.device_image = image

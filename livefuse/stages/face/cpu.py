@@ -14,7 +14,7 @@ from livefuse.stage import Stage, StageContext
 from livefuse.vision.detectors import BlazeFaceDetector, RetinaFaceDetector, YuNetDetector
 from livefuse.vision.geometry import box_overlaps
 from livefuse.vision.landmarks import FaceLandmarker, Roi, arcface_points
-from livefuse.vision.models import DETECTOR_MODELS, LANDMARK_MODEL, SCAN_MODEL, WIDE_MODEL, load_model
+from livefuse.vision.models import DETECTOR_MODELS, LANDMARK_MODEL, SCAN_MODEL, WIDE_MODEL
 from livefuse.vision.pixels import FramePixels, HostPixels
 from livefuse.vision.privacy_scan import LEVELS, PrivacyScan
 from livefuse.vision.tiled_detector import TiledDetector
@@ -45,8 +45,7 @@ class FaceStage(Stage):
         self.context = context
         self.params = dict(params)
         kind = params["detector"]
-        runner = load_model(context.engine, DETECTOR_MODELS[kind], params["model"], context.preset_dir,
-                            where="face stage: model")
+        runner = context.model(params["model"], default=DETECTOR_MODELS[kind], where="face stage: model")
         score, limit = params["min_score"], params["max_faces"]
         # The detectors are given no face limit: the best max_faces detections are kept after suppression.
         self.detector: TiledDetector
@@ -54,11 +53,11 @@ class FaceStage(Stage):
             # Full range for the whole frame: it finds the mid-sized faces that short range's 128 px input
             # shrinks too far. Short range for the crops near tracked faces, where a face fills its cell,
             # and, for "blazeface", for the tiles.
-            full = runner if kind == "blazeface_full" else load_model(context.engine, DETECTOR_MODELS["blazeface_full"])
-            short = runner if kind == "blazeface" else load_model(context.engine, DETECTOR_MODELS["blazeface"])
+            full = runner if kind == "blazeface_full" else context.model(DETECTOR_MODELS["blazeface_full"])
+            short = runner if kind == "blazeface" else context.model(DETECTOR_MODELS["blazeface"])
             full_range = BlazeFaceDetector(full, score_threshold=score, variant="full")
             short_range = BlazeFaceDetector(short, score_threshold=score)
-            wide = BlazeFaceDetector(load_model(context.engine, WIDE_MODEL), score_threshold=score, variant="full_wide")
+            wide = BlazeFaceDetector(context.model(WIDE_MODEL), score_threshold=score, variant="full_wide")
             tiles = short_range if kind == "blazeface" else full_range
             self.detector = TiledDetector(tiles, whole=full_range, close_range=short_range, wide=wide)
         elif kind == "yunet":
@@ -69,7 +68,7 @@ class FaceStage(Stage):
         self.max_faces = limit
         self.landmarker: FaceLandmarker | None = None
         if params["landmarks"]:
-            self.landmarker = FaceLandmarker(load_model(context.engine, LANDMARK_MODEL))
+            self.landmarker = FaceLandmarker(context.model(LANDMARK_MODEL))
         self.tracker = FaceTracker(max_tracks=limit)
         self._configure()
         self._fresh = True  # no detection yet in this scene: the next frame gets a full one
@@ -85,7 +84,7 @@ class FaceStage(Stage):
         `scan_every_frame` says, and every detection is passed on for covering."""
         self._guarding = True
         context = self.context
-        runner = load_model(context.engine, SCAN_MODEL, where="face stage: privacy scan")
+        runner = context.model(SCAN_MODEL, where="face stage: privacy scan")
         self.scan = PrivacyScan(YuNetDetector(runner), level=self.params["privacy_scan"])
 
     def describe(self) -> dict[str, Any]:

@@ -7,21 +7,23 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from livefuse.engine.loader import all_models
 from livefuse.errors import UserError
 from livefuse.faces.align import estimate_affine
 from livefuse.faces.detect import StillFaceFinder, read_image
 from livefuse.faces.embedding import ArcFace, normalise
-from livefuse.faces.models import last_initializer, load_session, load_sessions, resolve_path
+from livefuse.faces.models import last_initializer
 from livefuse.faces.occlusion import HandOcclusion
 from livefuse.faces.parser import FaceParser, region_mask
 from livefuse.faces.paste import box_mask, footprint, match_colour, paste_back
 from livefuse.faces.regions import KeepRegion, keep_region, restore
 from livefuse.faces.select import EmbeddingCache, largest, most_similar
-from livefuse.faces.swapper import SIZE, TEMPLATE, InSwapper
+from livefuse.faces.swapper import InSwapper
 from livefuse.frame import Face, Frame
 from livefuse.stage import StageContext, TakesSourceFace
 
@@ -35,10 +37,10 @@ class SwapStage(TakesSourceFace):
 
     def __init__(self, params: dict[str, Any], context: StageContext) -> None:
         self.params = dict(params)
-        self.base = context.preset_dir
+        self.context = context
         engine = context.engine
-        sessions = load_sessions(engine, {"model": params["model"], "arcface_model": params["arcface_model"]},
-                                 stage="swap", base=self.base)
+        sessions = all_models({field: partial(context.model, params[field], where=f"stage 'swap': {field}")
+                               for field in ("model", "arcface_model")})
         self.swapper = InSwapper(sessions["model"], last_initializer(sessions["model"]))
         self.arcface = ArcFace(sessions["arcface_model"])
         self.finder = StillFaceFinder(engine)
@@ -48,7 +50,6 @@ class SwapStage(TakesSourceFace):
         self._reference: np.ndarray | None = None
         self.mask = self._box_mask()
         self._warned: set[str] = set()
-        self._engine = engine
         self._hands: HandOcclusion | None = None
         self._parser: FaceParser | None = None
         self._occlusion(params["occlusion"])
@@ -84,7 +85,7 @@ class SwapStage(TakesSourceFace):
             self._reference = reference
 
     def _load_image(self, field: str) -> None:
-        image = read_image(resolve_path(self.params[field], self.base), f"swap: {field}")
+        image = read_image(self.context.file(self.params[field]), f"swap: {field}")
         (self.set_source_face if field == "source_image" else self.set_reference_face)(image)
 
     # -- per frame ---------------------------------------------------------------------------------
@@ -144,8 +145,9 @@ class SwapStage(TakesSourceFace):
         if latent is None or self.params["strength"] <= 0 or not frame.faces:
             return []
         faces = [f for f in frame.faces if f.landmarks5 is not None]
+        size = self.swapper.size
         boxes: list[tuple[float, float, float, float]] = [
-            footprint(estimate_affine(f.landmarks5, TEMPLATE, SIZE), SIZE) for f in faces]
+            footprint(estimate_affine(f.landmarks5, self.swapper.template, size), size) for f in faces]
         boxes += [tuple(float(v) for v in region.box) for region in self.keeps(faces, shape)]  # type: ignore[misc]
         boxes += [tuple(float(v) for v in box) for box in self.search_boxes(faces, shape)]  # type: ignore[misc]
         return boxes
@@ -156,7 +158,7 @@ class SwapStage(TakesSourceFace):
         parser = self._parser
         if parser is None:
             return self.mask
-        classes = parser.classes(image, face.landmarks5, TEMPLATE)
+        classes = parser.classes(image, face.landmarks5, self.swapper.template)
         return np.minimum(self.mask, region_mask(classes, self.params["keep_regions"], self.params["pixel_boost"]))
 
     def uses_parser(self) -> bool:
@@ -164,11 +166,10 @@ class SwapStage(TakesSourceFace):
 
     def _occlusion(self, mode: str) -> None:
         """Load what `mode` needs before it applies: a missing parser model fails here, nothing changed."""
-        hands = (self._hands or HandOcclusion(self._engine)) if mode in ("hands", "both") else None
+        hands = (self._hands or HandOcclusion(self.context.engine)) if mode in ("hands", "both") else None
         parser = self._parser
         if mode in ("parser", "both") and parser is None:
-            parser = FaceParser(load_session(self._engine, self.params["parser_model"], stage="swap",
-                                             field="parser_model", base=self.base))
+            parser = FaceParser(self.context.model(self.params["parser_model"], where="stage 'swap': parser_model"))
         self._hands, self._parser = hands, parser if mode in ("parser", "both") else None
 
     def occluders(self, image: np.ndarray, faces: list[Face]) -> list[KeepRegion]:

@@ -18,14 +18,14 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from livefuse.device.crops import FaceCrops
+from livefuse.device.crops import FaceCrops, local
 from livefuse.device.graphs import interleave_tiles
 from livefuse.device.regions import OnRegions, RegionIO, RegionLocal
 from livefuse.device.runner import DeviceGraph
 from livefuse.faces.align import estimate_affine
 from livefuse.faces.paste import match_colour
 from livefuse.faces.regions import KeepRegion, restore
-from livefuse.faces.swapper import SIZE, TEMPLATE, InSwapper
+from livefuse.faces.swapper import InSwapper
 from livefuse.frame import Face, Frame
 from livefuse.stage import DevicePath
 from livefuse.transfers import TransferCounter
@@ -56,7 +56,9 @@ class SwapOnDevice(DevicePath):
 
     def __init__(self, stage: SwapView, engine: Any, counter: TransferCounter) -> None:
         self.stage = stage
-        self.crops = FaceCrops(engine, SIZE, 0.0, 255.0)  # RGB in 0..1
+        self.size, self.template = stage.swapper.size, stage.swapper.template
+        self.normalise = stage.swapper.facts.scalar()  # (mean, std) from the manifest: RGB in 0..1
+        self.crops = FaceCrops(engine, self.size, *self.normalise)
         self.regions = OnRegions(stage, engine, counter)
         self.kept = RegionIO(engine, counter, stage.name)
         self.engine = engine
@@ -78,16 +80,16 @@ class SwapOnDevice(DevicePath):
         targets = stage.targets(frame)
         keeps = self._keeps(frame, targets, (height, width))
         image = frame.device_image
-        session = stage.swapper.session
+        session = local(stage.swapper.session)
         boost = int(stage.params["pixel_boost"])
-        crops = self.crops if boost == SIZE else self._crops(boost)
+        crops = self.crops if boost == self.size else self._crops(boost)
         for face in targets:
-            matrix = estimate_affine(face.landmarks5, TEMPLATE, boost)
-            if boost == SIZE:
+            matrix = estimate_affine(face.landmarks5, self.template, boost)
+            if boost == self.size:
                 target = self.crops.cut(image, matrix)
                 swapped: Any = session.run_device({"target": target, "source": latent})[stage.swapper.output_name]
             else:
-                target, swapped = crops.cut(image, matrix), self._boosted(image, matrix, latent, boost // SIZE)
+                target, swapped = crops.cut(image, matrix), self._boosted(image, matrix, latent, boost // self.size)
             if stage.params["colour_match"]:
                 swapped = self._matched(swapped, target, stage.mask)
                 self.kept.counter.region(stage.name, 3 * swapped.nbytes)  # two crops down, one up
@@ -102,7 +104,7 @@ class SwapOnDevice(DevicePath):
 
     def _crops(self, size: int) -> FaceCrops:
         if size not in self._sized:
-            self._sized[size] = FaceCrops(self.engine, size, 0.0, 255.0)
+            self._sized[size] = FaceCrops(self.engine, size, *self.normalise)
         return self._sized[size]
 
     def _boosted(self, image: Any, matrix: np.ndarray, latent: np.ndarray, k: int) -> Any:
@@ -110,14 +112,14 @@ class SwapOnDevice(DevicePath):
         every k-th pixel from row i, column j is the crop at (M - offset) / k), swapped, then interleaved."""
         stage = self.stage
         if k not in self._interleave:
-            self._interleave[k] = DeviceGraph(self.engine, interleave_tiles(k, SIZE))
+            self._interleave[k] = DeviceGraph(self.engine, interleave_tiles(k, self.size))
         feeds = {}
         for i in range(k):
             for j in range(k):
                 tile = np.asarray(matrix, np.float64).copy()
                 tile[:, 2] -= (j, i)
                 target = self.crops.cut(image, tile / k)
-                feeds[f"tile_{i * k + j}"] = stage.swapper.session.run_device(
+                feeds[f"tile_{i * k + j}"] = local(stage.swapper.session).run_device(
                     {"target": target, "source": latent})[stage.swapper.output_name]
         return self._interleave[k].run(feeds)["crop"]
 
