@@ -97,3 +97,30 @@ def test_mypy_refuses_a_factory_that_builds_a_stage_without_close(tmp_path: Path
                           str(snippet)], cwd=root, capture_output=True, text=True, timeout=240)
     assert run.returncode == 1, run.stdout + run.stderr
     assert 'Cannot instantiate abstract class "Forgetful" with abstract attribute "close"' in run.stdout, run.stdout
+
+
+def layout_rows() -> list[str]:
+    """The first cells of the README's layout table (the paths it describes)."""
+    text = (PACKAGE.parent / "README.md").read_text(encoding="utf-8").split("## Layout", 1)[1]
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    return [row.split(" | ", 1)[0] for row in rows]
+
+
+def test_the_readme_layout_table_matches_the_tree() -> None:
+    """Every path the table names exists (a bare name is looked for beside the row's first path, in livefuse/,
+    then at the top), and every module and package at the top of livefuse/ has a row."""
+    root = PACKAGE.parent
+    named: set[str] = set()
+    for cell in layout_rows():
+        paths = re.findall(r"`([^`]+)`", cell)
+        first = paths[0].rstrip("/")
+        for path in (p.rstrip("/") for p in paths):
+            places = [path] if "/" in path else [f"{first.rsplit('/', 1)[0]}/{path}", f"livefuse/{path}", path]
+            found = [place for place in places if (root / place).exists()]
+            assert found, f"README layout names {path}, which is not in the tree"
+            named.add(found[0])
+    top = {f"livefuse/{p.name}" for p in PACKAGE.iterdir()
+           if (p.suffix == ".py" and p.name not in ("__init__.py", "__main__.py"))
+           or (p.is_dir() and (p / "__init__.py").exists())}
+    missing = sorted(top - named)
+    assert not missing, f"the README's layout table has no row for {missing}"

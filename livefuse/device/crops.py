@@ -8,13 +8,12 @@ matrices go up; the frame stays down.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import onnxruntime as ort
 
 from livefuse.device import graphs as device_graphs
 from livefuse.device.runner import DeviceGraph
+from livefuse.engine.core import Engine
 from livefuse.engine.session import ModelSession, Session
 from livefuse.faces.paste import paste_region
 
@@ -34,7 +33,7 @@ def local(session: Session) -> ModelSession:
 class FaceCrops:
     """One crop size and normalisation: `cut` model inputs, `put` model outputs back."""
 
-    def __init__(self, engine: Any, size: int, mean: float, std: float) -> None:
+    def __init__(self, engine: Engine, size: int, mean: float, std: float) -> None:
         self.size = size
         self._warp = DeviceGraph(engine, device_graphs.face_crop(size, mean, std))
         self._paste = DeviceGraph(engine, device_graphs.face_paste(size, mean, std))

@@ -13,6 +13,7 @@ import numpy as np
 
 from livefuse.device.crops import FaceCrops, local
 from livefuse.device.regions import OnRegions, RegionLocal
+from livefuse.engine.core import Engine
 from livefuse.faces.align import estimate_affine
 from livefuse.faces.enhancer import FaceEnhancer
 from livefuse.frame import Face, Frame
@@ -35,7 +36,7 @@ class EnhanceView(RegionLocal, Protocol):
 class EnhanceOnDevice(DevicePath):
     """The restorer on crops cut from the device frame, pasted back there: nothing leaves the device."""
 
-    def __init__(self, stage: EnhanceView, engine: Any, counter: TransferCounter) -> None:
+    def __init__(self, stage: EnhanceView, engine: Engine, counter: TransferCounter) -> None:
         self.stage = stage
         self.crops = FaceCrops(engine, stage.enhancer.size, *stage.enhancer.facts.scalar())
         self.regions = OnRegions(stage, engine, counter)

@@ -22,6 +22,7 @@ from livefuse.device.crops import FaceCrops, local
 from livefuse.device.graphs import interleave_tiles
 from livefuse.device.regions import OnRegions, RegionIO, RegionLocal
 from livefuse.device.runner import DeviceGraph
+from livefuse.engine.core import Engine
 from livefuse.faces.align import estimate_affine
 from livefuse.faces.paste import match_colour
 from livefuse.faces.regions import KeepRegion, restore
@@ -54,7 +55,7 @@ class SwapView(RegionLocal, Protocol):
 class SwapOnDevice(DevicePath):
     """inswapper on crops cut from the device frame, pasted back there; "similar" uses the region path."""
 
-    def __init__(self, stage: SwapView, engine: Any, counter: TransferCounter) -> None:
+    def __init__(self, stage: SwapView, engine: Engine, counter: TransferCounter) -> None:
         self.stage = stage
         self.size, self.template = stage.swapper.size, stage.swapper.template
         self.normalise = stage.swapper.facts.scalar()  # (mean, std) from the manifest: RGB in 0..1
