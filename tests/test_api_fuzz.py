@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from browser_fixtures import daemons_fixture, web_presets_fixture
+from browser_fixtures import LiveDaemon, daemons_fixture, web_presets_fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from privacy_check import HAS_JUDGES, independent_faces
@@ -132,9 +132,9 @@ def request(draw: st.DrawFn) -> tuple[str, str, bytes, str]:
         name = draw(st.sampled_from(["anonymise", "anonymise-pixel"]) | values)
         return "PUT", "/api/preset", json_text({"name": name}).encode(), "application/json"
     if kind == "offer":
-        body = {"sdp": draw(sdp_text() | values), "type": draw(st.sampled_from(["offer", "answer"]) | values),
-                "mode": draw(st.sampled_from(["preview", "camera"]) | values)}
-        return "POST", "/api/offer", json_text(body).encode(), "application/json"
+        offer = {"sdp": draw(sdp_text() | values), "type": draw(st.sampled_from(["offer", "answer"]) | values),
+                 "mode": draw(st.sampled_from(["preview", "camera"]) | values)}
+        return "POST", "/api/offer", json_text(offer).encode(), "application/json"
     if kind == "face":
         data = draw(st.binary(max_size=2000) | st.just(b"\x89PNG\r\n\x1a\n" + bytes(100)))
         ctype = draw(st.sampled_from(["image/png", "image/jpeg", "text/plain", "multipart/form-data; boundary=x",
@@ -179,21 +179,24 @@ def send(port: int, method: str, path: str, body: bytes, ctype: str) -> int:
         conn.close()
 
 
-def test_random_requests_never_break_the_api_the_stream_or_anonymise(web_presets: Path, daemons: Any) -> None:
+def test_random_requests_never_break_the_api_the_stream_or_anonymise(
+        web_presets: Path, daemons: type[LiveDaemon]) -> None:
     (web_presets / "anonymise-pixel.toml").write_text(
         'name = "anonymise-pixel"\n[[stages]]\ntype = "face"\ndetector = "blazeface_full"\nmin_score = 0.5\n'
         '[[stages]]\ntype = "anonymise"\nstyle = "pixelate"\n')
     daemon = daemons("anonymise", size=SIZE, fps=FPS).start()
     port = int(daemon.url.rsplit(":", 1)[1])
+    pipeline = daemon.pipeline
+    assert pipeline is not None
     outputs: list[np.ndarray] = []
-    daemon.pipeline.frame_listeners.append(
+    pipeline.frame_listeners.append(
         lambda frame: outputs.append(frame.image.copy()) if frame.seq % 2 == 0 and len(outputs) < 2000 else None)
     counts: list[tuple[float, int]] = []
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(0.25):
-            counts.append((time.monotonic(), daemon.pipeline.stats.frames_processed))
+            counts.append((time.monotonic(), pipeline.stats.frames_processed))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -225,7 +228,7 @@ def test_random_requests_never_break_the_api_the_stream_or_anonymise(web_presets
     # the frame counter kept rising throughout: no 2 s window without a processed frame
     stalls = [(t1 - t0) for (t0, n0), (t1, n1) in zip(counts, counts[8:], strict=False) if n1 <= n0]
     assert counts and not stalls, f"the stream stalled while fuzzed: {stalls[:3]}"
-    assert daemon.pipeline.stats.frames_processed > FPS * took * 0.3
+    assert pipeline.stats.frames_processed > FPS * took * 0.3
     found = [independent_faces(image, FACE_SCORE) for image in outputs]
     print(f"fuzz: {sum(answers.values())} requests in {took:.1f} s, answers {dict(sorted(answers.items()))}; "
           f"RetinaFace found a face in {sum(1 for f in found if f)} of {len(found)} output frames")

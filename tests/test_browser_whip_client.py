@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_fixtures import TAG_BOX, daemons_fixture, demo_clip, http_json, launch_chromium, web_presets_fixture
+from browser_fixtures import (
+    TAG_BOX,
+    LiveDaemon,
+    daemons_fixture,
+    demo_clip,
+    http_json,
+    launch_chromium,
+    web_presets_fixture,
+)
 
 __all__ = ["daemons_fixture", "web_presets_fixture"]
 
@@ -61,12 +69,18 @@ window.corner = () => {  // the mean of the tag square's middle in the WHEP vide
 </script>"""
 
 
+class QuietHandler(SimpleHTTPRequestHandler):
+    """Serves files without a log line per request."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 class PageServer:
     """The page and the vendored client on 127.0.0.1:<port>: an origin other than the daemon's."""
 
     def __init__(self, folder: Path) -> None:
-        handler = partial(SimpleHTTPRequestHandler, directory=str(folder))
-        handler.log_message = lambda *args: None  # type: ignore[method-assign]
+        handler = partial(QuietHandler, directory=str(folder))
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -90,7 +104,7 @@ def pages(tmp_path: Path) -> Iterator[tuple[PageServer, PageServer]]:
 
 
 def test_a_third_party_whip_whep_client_publishes_and_plays_from_an_allowed_origin(
-        web_presets: Path, daemons: Any, pages: tuple[PageServer, PageServer], tmp_path: Path) -> None:
+        web_presets: Path, daemons: type[LiveDaemon], pages: tuple[PageServer, PageServer], tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     allowed, other = pages
     token = "browser-token-0123456789"

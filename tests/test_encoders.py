@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from fractions import Fraction
+from pathlib import Path
 
 import aiohttp
+import av
 import numpy as np
 from aiortc.codecs.vpx import Vp8Decoder, vp8_depayload
 from aiortc.jitterbuffer import JitterFrame
 from av.video.codeccontext import VideoCodecContext
-from browser_fixtures import daemons_fixture, web_presets_fixture
+from browser_fixtures import LiveDaemon, daemons_fixture, web_presets_fixture
 
 from livefuse.web.encoders import SENDER_ENCODER, QuietVp8Encoder
 from livefuse.web.whip_client import StillCamera, WhipClient, astronaut_frame
@@ -39,7 +41,9 @@ def test_quiet_vp8_frames_decode_to_the_picture_and_follow_the_bitrate() -> None
         data = b"".join(vp8_depayload(p) for p in payloads)
         decoded += decoder.decode(JitterFrame(data=data, timestamp=timestamp))
     assert len(decoded) == 6 and [o["noise-sensitivity"] for o in encoder.opened] == ["0"]
-    picture = decoded[-1].to_ndarray(format="bgr24").astype(np.float64)
+    last = decoded[-1]
+    assert isinstance(last, av.VideoFrame)  # aiortc's decoder types its frames plain Frames
+    picture = last.to_ndarray(format="bgr24").astype(np.float64)
     psnr = 10 * np.log10(255**2 / np.mean((picture - image) ** 2))
     assert psnr > 28, psnr
     opened = encoder.codec
@@ -47,11 +51,12 @@ def test_quiet_vp8_frames_decode_to_the_picture_and_follow_the_bitrate() -> None
     frame = yuv420p_frame(image)
     frame.pts, frame.time_base = 6 * 3000, Fraction(1, 90000)
     encoder.encode(frame)
+    assert encoder.codec is not None
     assert encoder.codec is not opened and encoder.codec.bit_rate == encoder.target_bitrate
     assert [o["noise-sensitivity"] for o in encoder.opened] == ["0", "0"]
 
 
-def test_the_daemon_sends_vp8_through_it(web_presets, daemons) -> None:
+def test_the_daemon_sends_vp8_through_it(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
 
     async def scenario() -> list[str]:
@@ -59,6 +64,7 @@ def test_the_daemon_sends_vp8_through_it(web_presets, daemons) -> None:
             client = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), 10))
             assert await client.publish(http) == 201, client.error
             assert await client.wait_frames(5)  # the filtered stream came back, so it encoded and decoded
+            assert daemon.server is not None
             encoders = [type(vars(t.sender)[SENDER_ENCODER]).__name__ for p in daemon.server.sessions
                         for t in p.pc.getTransceivers() if t.kind == "video"]
             await client.delete(http)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_rtmp_push_reaches_a_real_listener(tmp_path) -> None:
+def test_rtmp_push_reaches_a_real_listener(tmp_path: Path) -> None:
     url = f"rtmp://127.0.0.1:{free_port()}/live/livefuse"
     received = tmp_path / "received.npy"
     listener = subprocess.Popen([sys.executable, "-c", LISTENER, url, str(received)])
@@ -83,7 +84,7 @@ def test_srt_without_support_names_the_alternative() -> None:
     pytest.skip(f"PyAV {av.__version__} has SRT support")
 
 
-def test_a_push_connects_in_the_background_once_its_server_appears(tmp_path) -> None:
+def test_a_push_connects_in_the_background_once_its_server_appears(tmp_path: Path) -> None:
     """The push opens at once whatever the server does, retries while it refuses, and is received in full
     once it listens; its state says which."""
     url = f"rtmp://127.0.0.1:{free_port()}/live/livefuse"
@@ -113,7 +114,7 @@ def test_a_push_connects_in_the_background_once_its_server_appears(tmp_path) -> 
     assert len(frames) >= 40
 
 
-def test_a_push_whose_server_never_answers_is_restarted_and_closes_promptly(monkeypatch) -> None:
+def test_a_push_whose_server_never_answers_is_restarted_and_closes_promptly(monkeypatch: pytest.MonkeyPatch) -> None:
     """The child stuck in FFmpeg's connect (holding its own GIL) is killed after the connect timeout and
     started again; the daemon's side never waits on it, and closing takes no longer than the kill."""
     from test_push_stall import SilentServer
@@ -126,9 +127,10 @@ def test_a_push_whose_server_never_answers_is_restarted_and_closes_promptly(monk
     server = SilentServer()
     try:
         sink = open_sink(f"rtmp://127.0.0.1:{server.port}/live/key", (64, 48), 10.0)
+        assert isinstance(sink, PushSink)
         image = DemoSource((64, 48), 10.0, paced=False).read()
         deadline = time.monotonic() + 20
-        writes = []
+        writes: list[float] = []
         while len(server.accepted) < 2 and time.monotonic() < deadline:
             started = time.monotonic()
             sink.write(Frame(seq=len(writes), capture_ns=time.monotonic_ns(), image=image))

@@ -12,8 +12,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from browser_fixtures import http_json
@@ -115,7 +116,7 @@ def test_a_silent_push_server_stalls_neither_start_nor_preview_nor_healthz(
     assert daemon.returncode == 0
 
 
-def wait_until(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], object], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -124,7 +125,8 @@ def wait_until(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-de
     return bool(predicate())
 
 
-def outputs(base: str) -> dict[str, dict[str, object]]:
+def outputs(base: str) -> dict[str, dict[str, Any]]:
+    """/api/status's figures per output (JSON)."""
     status, body = http_json("GET", base + "/api/status", timeout=5)
     assert status == 200, body
-    return body["stats"]["outputs"]  # type: ignore[no-any-return]
+    return body["stats"]["outputs"]

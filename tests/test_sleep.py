@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,6 +18,7 @@ import aiohttp
 import numpy as np
 import pytest
 from browser_fixtures import LiveDaemon, daemons_fixture, http
+from conftest import MemorySink
 from pyvirtualcam.camera import BACKENDS
 from test_webrtc import Client
 
@@ -30,7 +31,7 @@ __all__ = ["daemons_fixture"]
 GRACE_S = 1.0
 
 
-def wait_for(predicate: Any, timeout: float) -> float | None:
+def wait_for(predicate: Callable[[], object], timeout: float) -> float | None:
     """Seconds until `predicate()` held, or None after `timeout`."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
@@ -57,19 +58,20 @@ async def watch(daemon: LiveDaemon, seconds_after_first: float) -> tuple[Client,
 
 
 @pytest.mark.slow
-def test_a_viewer_leaving_puts_it_to_sleep_and_a_new_one_wakes_it(daemons: Any) -> None:
+def test_a_viewer_leaving_puts_it_to_sleep_and_a_new_one_wakes_it(daemons: type[LiveDaemon]) -> None:
     daemon = daemons("background-blur", sleep_after=GRACE_S).start()
     source = daemon.source
     assert source is not None and daemon.pipeline is not None
     calls = {"close": 0, "reopen": 0}
     close, reopen = source.close, source.reopen
 
-    def counted(name: str, call: Any) -> Any:
+    def counted(name: str, call: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             calls[name] += 1
             call()
         return run
 
+    # counts the source's calls: the test patches the instance's methods on purpose
     source.close, source.reopen = counted("close", close), counted("reopen", reopen)  # type: ignore[method-assign]
     stats = daemon.pipeline.stats
     # Nobody watches from the start: asleep within the grace period (plus one check).
@@ -96,14 +98,14 @@ def test_a_viewer_leaving_puts_it_to_sleep_and_a_new_one_wakes_it(daemons: Any) 
     assert first_again < 1.5 and second.frames > 0 and calls["reopen"] >= 2
 
 
-def test_an_unwatched_camera_output_keeps_showing_the_paused_picture(memory_sink: Any) -> None:
+def test_an_unwatched_camera_output_keeps_showing_the_paused_picture() -> None:
     """No reader (an output that says so): after the grace period the outputs get the paused picture, and
     an output that repeats its last frame (the virtual camera) shows it until a viewer comes."""
     from livefuse.chain import Chain
     from livefuse.pipeline import Pipeline
     from livefuse.sources.demo import DemoSource
 
-    class Unread(memory_sink):  # type: ignore[misc, valid-type]
+    class Unread(MemorySink):
         def watched(self) -> bool:
             return False
 

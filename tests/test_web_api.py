@@ -12,14 +12,15 @@ import sys
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import psutil
 import pytest
-from browser_fixtures import daemons_fixture, http, http_json, web_presets_fixture
-from conftest import cli_env
+from browser_fixtures import LiveDaemon, TagStage, daemons_fixture, http, http_json, web_presets_fixture
+from conftest import CliRunner, cli_env
 from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = ["daemons_fixture", "web_presets_fixture"]  # the `daemons` and `web_presets` fixtures
@@ -31,7 +32,7 @@ def png_bytes(size: tuple[int, int] = (64, 64)) -> bytes:
     return encoded.tobytes()
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -40,7 +41,15 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool: 
     return predicate()
 
 
-def test_no_auth_on_loopback_serves_page_status_and_health(web_presets, daemons) -> None:
+def tag_stage(daemon: LiveDaemon) -> TagStage:
+    """The daemon's first stage: the test presets' tag stage."""
+    assert daemon.runtime is not None
+    stage = daemon.runtime.pipeline.chain.stages[0][1]
+    assert isinstance(stage, TagStage)
+    return stage
+
+
+def test_no_auth_on_loopback_serves_page_status_and_health(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("tag-a", no_auth=True).start()
     status, page = http_json("GET", daemon.url + "/api/status")
     assert status == 200
@@ -57,7 +66,8 @@ def test_no_auth_on_loopback_serves_page_status_and_health(web_presets, daemons)
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
-def test_the_daemon_requires_its_token_exposed_and_on_loopback(web_presets, daemons, host) -> None:
+def test_the_daemon_requires_its_token_exposed_and_on_loopback(
+        web_presets: Path, daemons: type[LiveDaemon], host: str) -> None:
     """Issue 29: on loopback, any local user could switch to passthrough and watch the raw face."""
     daemon = daemons("tag-a", host=host, no_auth=False).start()
     token = daemon.token
@@ -79,13 +89,13 @@ def test_the_daemon_requires_its_token_exposed_and_on_loopback(web_presets, daem
     assert headers["Content-Security-Policy"] == "frame-ancestors 'none'" and headers["X-Frame-Options"] == "DENY"
 
 
-def test_given_token_is_used(web_presets, daemons) -> None:
+def test_given_token_is_used(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("tag-a", host="0.0.0.0", token="s3cret-token").start()
     assert daemon.token == "s3cret-token"
     assert http("GET", daemon.url + "/metrics", headers={"Authorization": "Bearer s3cret-token"})[0] == 200
 
 
-def test_cross_site_requests_are_refused(web_presets, daemons) -> None:
+def test_cross_site_requests_are_refused(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("tag-a").start()
     evil = {"Origin": "http://evil.example"}
     assert http("PUT", daemon.url + "/api/preset", {"name": "tag-b"}, headers=evil)[0] == 403
@@ -94,7 +104,7 @@ def test_cross_site_requests_are_refused(web_presets, daemons) -> None:
     assert http("PUT", daemon.url + "/api/preset", {"name": "tag-b"}, headers=own)[0] == 200
 
 
-def test_switching_presets_loses_no_frame(web_presets, daemons) -> None:
+def test_switching_presets_loses_no_frame(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("tag-a", fps=20.0).start()
     assert wait_for(lambda: len(daemon.emitted) >= 10)
     status, body = http_json("PUT", daemon.url + "/api/preset", {"name": "tag-b"})
@@ -110,6 +120,7 @@ def test_switching_presets_loses_no_frame(web_presets, daemons) -> None:
     interval_ns = 1e9 / daemon.fps
     assert seq_new == seq_old + 1, "a captured frame was lost in the switch"
     assert t_new - t_old <= 1.25 * interval_ns, f"gap {(t_new - t_old) / 1e6:.1f} ms"
+    assert daemon.pipeline is not None
     assert daemon.pipeline.stats.frames_processed >= len(frames)
     # the old preset's stages are closed, the new one is reported
     assert http_json("GET", daemon.url + "/api/status")[1]["preset"] == "tag-b"
@@ -117,7 +128,7 @@ def test_switching_presets_loses_no_frame(web_presets, daemons) -> None:
     assert http_json("PUT", daemon.url + "/api/preset", {"nom": "tag-a"})[0] == 400
 
 
-def test_live_parameters_are_validated_and_applied(web_presets, daemons) -> None:
+def test_live_parameters_are_validated_and_applied(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("tag-a").start()
     url = daemon.url + "/api/preset/params"
     assert wait_for(lambda: len(daemon.emitted) > 2)
@@ -136,16 +147,17 @@ def test_live_parameters_are_validated_and_applied(web_presets, daemons) -> None
         assert status == 400 and message in body["error"], (payload, body)
     code, _, raw = http("PATCH", url, data=b"{not json", headers={"Content-Type": "application/json"})
     assert code == 400 and b"malformed JSON" in raw
+    assert daemon.runtime is not None
     assert daemon.runtime.preset.stages[0].params["value"] == 99
     assert http_json("GET", daemon.url + "/healthz")[1]["ok"]
 
 
-def test_source_face_upload_is_checked_and_reaches_the_swap_stage(web_presets, daemons) -> None:
+def test_source_face_upload_is_checked_and_reaches_the_swap_stage(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("tag-a").start()
     url = daemon.url + "/api/source-face"
     status, body = http_json("POST", url, data=png_bytes((80, 60)), headers={"Content-Type": "image/png"})
     assert (status, body["width"], body["height"], body["applied_to"]) == (200, 80, 60, ["test_tag"])
-    stage = daemon.runtime.pipeline.chain.stages[0][1]
+    stage = tag_stage(daemon)
     assert stage.source_faces == [(60, 80, 3)]
     # multipart, as a browser form sends it
     boundary = "livefuse-test"
@@ -163,7 +175,7 @@ def test_source_face_upload_is_checked_and_reaches_the_swap_stage(web_presets, d
     assert len(stage.source_faces) == 2
     # the image is kept for presets switched to later
     assert http_json("PUT", daemon.url + "/api/preset", {"name": "tag-b"})[0] == 200
-    assert daemon.runtime.pipeline.chain.stages[0][1].source_faces == [(64, 64, 3)]
+    assert tag_stage(daemon).source_faces == [(64, 64, 3)]
 
 
 def png_bomb(width: int, height: int) -> bytes:
@@ -178,7 +190,8 @@ def png_bomb(width: int, height: int) -> bytes:
             + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
 
 
-def test_an_image_bomb_is_refused_from_its_header_and_the_loop_never_waits(web_presets, daemons) -> None:
+def test_an_image_bomb_is_refused_from_its_header_and_the_loop_never_waits(
+        web_presets: Path, daemons: type[LiveDaemon]) -> None:
     """Issue 29: a 48 KB PNG of 20000 x 20000 pixels took 2.7 GB and silenced the loop for 6 s."""
     daemon = daemons("tag-a", size=(160, 120), fps=10.0).start()
     url = daemon.url + "/api/source-face"
@@ -210,13 +223,13 @@ def test_an_image_bomb_is_refused_from_its_header_and_the_loop_never_waits(web_p
           f"/healthz worst {max(lags) * 1000:.0f} ms")
     assert status == 413 and "20000x20000" in body["error"] and "megapixels" in body["error"], body
     assert took < 1.0 and grown < 100 and max(lags) < 0.5
-    assert daemon.runtime.pipeline.chain.stages[0][1].source_faces == []
+    assert tag_stage(daemon).source_faces == []
     # a large, legitimate photo still goes through (decoded off the loop)
     status, body = http_json("POST", url, data=png_bytes((4000, 3000)), headers={"Content-Type": "image/png"})
     assert (status, body["width"], body["height"]) == (200, 4000, 3000), body
 
 
-def test_malformed_offers_are_refused_and_the_daemon_carries_on(web_presets, daemons) -> None:
+def test_malformed_offers_are_refused_and_the_daemon_carries_on(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("tag-a", max_peers=1).start()
     url = daemon.url + "/api/offer"
     for payload in ({"sdp": "v=0\r\nthis is not sdp\r\n", "type": "offer"},
@@ -228,15 +241,17 @@ def test_malformed_offers_are_refused_and_the_daemon_carries_on(web_presets, dae
         assert status == 400 and body["error"], payload
     assert http("POST", url, data=b"\x00\xff", headers={"Content-Type": "application/json"})[0] == 400
     assert http_json("GET", daemon.url + "/api/status")[1]["peers"] == []
-    count = daemon.pipeline.stats.frames_out
-    assert wait_for(lambda: daemon.pipeline.stats.frames_out > count + 3)
+    pipeline = daemon.pipeline
+    assert pipeline is not None
+    count = pipeline.stats.frames_out
+    assert wait_for(lambda: pipeline.stats.frames_out > count + 3)
 
 
-def test_metrics_parse_and_move(web_presets, daemons) -> None:
+def test_metrics_parse_and_move(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("tag-a").start()
     time.sleep(0.5)
 
-    def scrape() -> dict[str, object]:
+    def scrape() -> dict[str, float]:
         code, headers, raw = http("GET", daemon.url + "/metrics")
         assert code == 200 and headers["Content-Type"].startswith("text/plain")
         return {s.name + repr(sorted(s.labels.items())): s.value
@@ -248,9 +263,10 @@ def test_metrics_parse_and_move(web_presets, daemons) -> None:
     for name in ("livefuse_frames_in_total[]", "livefuse_frames_processed_total[]",
                  "livefuse_frame_latency_seconds_count[]", "livefuse_stage_seconds_count[('stage', 'test_tag')]",
                  "livefuse_output_frames_total[('output', 'preview')]"):
-        assert second[name] > first[name] > 0, name  # type: ignore[operator]
+        assert second[name] > first[name] > 0, name
+    assert daemon.runtime is not None and daemon.pipeline is not None
     assert second[f"livefuse_provider_info[('provider', '{daemon.runtime.engine.provider}')]"] == 1
-    assert second["livefuse_frames_dropped_total[]"] >= 0  # type: ignore[operator]
+    assert second["livefuse_frames_dropped_total[]"] >= 0
     assert "livefuse_copies_per_frame[('direction', 'h2d')]" in second
     assert second["livefuse_webrtc_peers[]"] == 0
     # one histogram observation per emitted frame, not more
@@ -315,8 +331,9 @@ def test_cli_token_from_a_file_url_printed_secrets_redacted_changes_logged(tmp_p
                             cwd=tmp_path, env=cli_env(home), stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     try:
-        assert proc.stderr is not None
-        reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+        stderr = proc.stderr
+        assert stderr is not None
+        reader = threading.Thread(target=lambda: lines.extend(iter(stderr.readline, "")), daemon=True)
         reader.start()
         base = f"http://127.0.0.1:{port}"
         assert wait_for(lambda: any(f"open {base}/?token={token}" in line for line in lines), 60), lines
@@ -346,7 +363,7 @@ def test_cli_token_from_a_file_url_printed_secrets_redacted_changes_logged(tmp_p
     assert proc.returncode == 0
 
 
-def test_cli_security_options_are_checked(cli) -> None:
+def test_cli_security_options_are_checked(cli: CliRunner) -> None:
     for args, words in ((("--no-auth", "--host", "0.0.0.0"), "--no-auth is for a loopback --host only"),
                         (("--token", "short"), "at least 16"),
                         (("--token-file", "/no/such/file"), "--token-file /no/such/file: cannot read it"),

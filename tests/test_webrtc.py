@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -32,11 +33,15 @@ class Client:
         self.peer = ""
         self.paused = False
         self._track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
-        self.pc.on("track", lambda track: self._track.done() or self._track.set_result(track))
+        self.pc.on("track", self._got_track)
         if send is not None:
             self.pc.addTrack(send)
         else:
             self.pc.addTransceiver("video", direction="recvonly")
+
+    def _got_track(self, track: MediaStreamTrack) -> None:
+        if not self._track.done():
+            self._track.set_result(track)
 
     async def connect(self, session: aiohttp.ClientSession) -> int:
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -54,6 +59,7 @@ class Client:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
+                assert isinstance(frame, av.VideoFrame)
                 self.frames += 1
                 if self.frames % 5 == 0:
                     self.last = frame.to_ndarray(format="bgr24")
@@ -101,11 +107,12 @@ async def _ten_viewers(daemon: LiveDaemon, seconds: float) -> tuple[list[Client]
 
 
 @pytest.mark.slow
-def test_ten_viewers_share_one_pipeline(web_presets, daemons) -> None:
+def test_ten_viewers_share_one_pipeline(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     fps, seconds = 15.0, 4.0
     daemon = daemons("tag-a", size=(160, 120), fps=fps, max_peers=10).start()
     viewers, result = asyncio.run(_ten_viewers(daemon, seconds))
     daemon.stop()
+    assert daemon.pipeline is not None and daemon.control is not None and daemon.control.preview is not None
     stats = daemon.pipeline.stats
     counts = result["counts"]
     # every remaining viewer got the stream at (nearly) the source's rate, the one that left did not stop them
@@ -116,8 +123,11 @@ def test_ten_viewers_share_one_pipeline(web_presets, daemons) -> None:
     assert stats.frames_processed == stats.frames_in - stats.dropped
     assert stats.stages["test_tag"].count == stats.frames_processed
     assert daemon.control.preview.video.sent <= stats.outputs["preview"].frames + 5
-    assert sum(counts) > 5 * stats.frames_processed * seconds / (stats.snapshot()["duration_s"] + 1)
+    duration = stats.snapshot()["duration_s"]
+    assert isinstance(duration, float)
+    assert sum(counts) > 5 * stats.frames_processed * seconds / (duration + 1)
     # and what the viewers saw is the processed stream (the tag square is drawn by the stage)
+    assert viewers[5].last is not None
     square = viewers[5].last[4:TAG_BOX - 4, 4:TAG_BOX - 4]
     assert abs(float(square.mean()) - 40) < 12
 
@@ -144,9 +154,10 @@ async def _camera_round_trip(daemon: LiveDaemon, seconds: float) -> Client:
 
 
 @pytest.mark.slow
-def test_camera_peer_gets_its_own_frames_filtered(web_presets, daemons) -> None:
+def test_camera_peer_gets_its_own_frames_filtered(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     size, seconds = (160, 120), 3.0
     daemon = daemons("backdrop", size=size, fps=15.0).start()
+    assert daemon.pipeline is not None
     processed_before = daemon.pipeline.stats.frames_processed
     client = asyncio.run(_camera_round_trip(daemon, seconds))
     assert client.frames >= 0.6 * 30 * seconds, client.frames  # the camera's rate, not the daemon's 15 fps
@@ -160,7 +171,9 @@ def test_camera_peer_gets_its_own_frames_filtered(web_presets, daemons) -> None:
     assert abs(float(grey.mean()) - 128) < 10 and float(background.mean()) > 25
     assert float(person.mean()) < 12
     assert daemon.pipeline.stats.frames_processed > processed_before  # the daemon's own stream carried on
-    assert wait_until(lambda: not daemon.server.peers.peers)
+    server = daemon.server
+    assert server is not None
+    assert wait_until(lambda: not server.peers.peers)
 
 
 def wait_until(predicate: Any, timeout: float = 5.0) -> bool:

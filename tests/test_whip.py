@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,7 @@ import pytest
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 from browser_fixtures import TAG_BOX, LiveDaemon, daemons_fixture, processed_locally, web_presets_fixture
+from conftest import CliRunner
 from privacy_check import HAS_JUDGES, independent_faces
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -79,7 +81,8 @@ async def round_trip(http: aiohttp.ClientSession, daemon: LiveDaemon) -> dict[st
     return result
 
 
-def test_whip_session_round_trip_whep_viewers_and_delete_leaves_nothing(web_presets, daemons) -> None:
+def test_whip_session_round_trip_whep_viewers_and_delete_leaves_nothing(
+        web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("tag-a", size=SIZE, fps=5.0).start()
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any], Any, Any]:
@@ -112,6 +115,7 @@ def test_whip_session_round_trip_whep_viewers_and_delete_leaves_nothing(web_pres
     assert listed["frames_out"] >= 20 and listed["fps"] > 0 and listed["latency_ms"]["p95"] > 0
     assert result["deleted"] == 200 and result["deleted_again"] == 404 and result["viewer_after"] == 404
     assert result["main_viewer_deleted"] == 200
+    assert daemon.server is not None and daemon.runtime is not None
     assert sessions["sessions"] == [] and daemon.server.peers.peers == {}
     assert no_more_than(after, before), f"left over after DELETE: {after} (before the session: {before})"
     assert daemon.runtime.preset.name == "tag-a"
@@ -122,12 +126,13 @@ class Tone(AudioStreamTrack):
 
     async def recv(self) -> av.AudioFrame:
         frame = await super().recv()
+        assert isinstance(frame, av.AudioFrame) and frame.pts is not None  # aiortc types it a plain Frame
         t = (frame.pts + np.arange(frame.samples)) / frame.sample_rate
         frame.planes[0].update((0.5 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).tobytes())
         return frame
 
 
-def test_whep_viewers_of_a_session_hear_its_sound(web_presets, daemons) -> None:
+def test_whep_viewers_of_a_session_hear_its_sound(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     """A WHIP client with a microphone: its sound comes back to it in sync, and a WHEP viewer of its
     session hears it too."""
     daemon = daemons("tag-a", size=(160, 120), fps=10.0).start()
@@ -152,7 +157,7 @@ def test_whep_viewers_of_a_session_hear_its_sound(web_presets, daemons) -> None:
     assert 0.3 < loud_back < 0.7 and 0.3 < loud < 0.7  # the half-scale tone, not silence
 
 
-def test_whip_protocol_errors_trickle_and_options(web_presets, daemons) -> None:
+def test_whip_protocol_errors_trickle_and_options(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
 
     async def scenario() -> dict[str, Any]:
@@ -218,7 +223,7 @@ def test_whip_protocol_errors_trickle_and_options(web_presets, daemons) -> None:
     assert out["frames"] and out["delete"] == 200
 
 
-def test_whip_needs_the_bearer_token_off_loopback(web_presets, daemons) -> None:
+def test_whip_needs_the_bearer_token_off_loopback(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("tag-a", size=(160, 120), fps=5.0, host="0.0.0.0").start()
 
     async def scenario() -> tuple[int, int, int]:
@@ -235,8 +240,10 @@ def test_whip_needs_the_bearer_token_off_loopback(web_presets, daemons) -> None:
     assert asyncio.run(scenario()) == (401, 401, 201)
 
 
-def test_admission_refuses_a_session_past_the_budget(web_presets, daemons, caplog) -> None:
+def test_admission_refuses_a_session_past_the_budget(
+        web_presets: Path, daemons: type[LiveDaemon], caplog: pytest.LogCaptureFixture) -> None:
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
+    assert daemon.server is not None
     daemon.server.sessions.budget_ms = 0.01  # the operator's --session-budget-ms: no stream can keep it
 
     async def scenario() -> dict[str, Any]:
@@ -253,6 +260,7 @@ def test_admission_refuses_a_session_past_the_budget(web_presets, daemons, caplo
             async with http.post(daemon.url + "/whip", data=second.pc.localDescription.sdp, headers=headers) as r:
                 out["refused"] = (r.status, r.headers.get("Retry-After"), (await r.json())["error"])
             out["listed"] = await get_json(http, daemon.url + "/api/sessions")
+            assert daemon.server is not None
             watch, deadline = daemon.server.sessions.watch, asyncio.get_running_loop().time() + 10
             while not watch.over and asyncio.get_running_loop().time() < deadline:  # the daemon notices, too
                 await asyncio.sleep(0.2)
@@ -274,7 +282,7 @@ def test_admission_refuses_a_session_past_the_budget(web_presets, daemons, caplo
     assert any("over its 0.01 ms latency budget" in r.getMessage() for r in caplog.records)  # and it was said
 
 
-def test_a_client_budget_cannot_lock_the_others_out(web_presets, daemons) -> None:
+def test_a_client_budget_cannot_lock_the_others_out(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     """Issue 29: `POST /whip?budget_ms=0.001` made every later `POST /whip` answer 503. A client's budget is
     its own (listed, flagged over budget), but admission never judges by one tighter than the operator's."""
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
@@ -307,7 +315,7 @@ def live_inference_sessions() -> int:
     return sum(1 for o in gc.get_objects() if type(o) is ort.InferenceSession)  # type(): no lazy module wakes up
 
 
-def test_three_sessions_share_one_model_session(web_presets, daemons) -> None:
+def test_three_sessions_share_one_model_session(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     size = (160, 120)
     daemon = daemons("tag-a", size=size, fps=5.0).start()
 
@@ -339,7 +347,7 @@ def test_three_sessions_share_one_model_session(web_presets, daemons) -> None:
 
 
 @pytest.mark.skipif(not HAS_JUDGES, reason="needs ../shared/models (independent detector)")
-def test_two_sessions_each_with_its_own_filter(web_presets, daemons) -> None:
+def test_two_sessions_each_with_its_own_filter(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("passthrough", size=SIZE, fps=5.0).start()
     original = astronaut_frame(SIZE)
 
@@ -408,7 +416,7 @@ def test_two_sessions_each_with_its_own_filter(web_presets, daemons) -> None:
     assert lag["livefuse_loop_lag_seconds_count"] > 0
 
 
-def test_session_options_are_checked_on_the_command_line(cli) -> None:
+def test_session_options_are_checked_on_the_command_line(cli: CliRunner) -> None:
     for flag, value in (("--session-budget-ms", "0"), ("--session-budget-ms", "inf"), ("--batch-delay-ms", "-1"),
                         ("--batch-delay-ms", "soon")):
         done = cli("run", "--source", "demo", "--output", "null", "--frames", "1", flag, value)
@@ -416,10 +424,11 @@ def test_session_options_are_checked_on_the_command_line(cli) -> None:
         assert flag in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
-def test_a_session_is_recorded_on_demand(web_presets, daemons, tmp_path) -> None:
+def test_a_session_is_recorded_on_demand(web_presets: Path, daemons: type[LiveDaemon], tmp_path: Path) -> None:
     import av
 
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
+    assert daemon.server is not None
     daemon.server.session_api.recordings = tmp_path / "recordings"
 
     async def scenario() -> dict[str, Any]:
@@ -615,8 +624,10 @@ def test_the_cpu_baseline_is_what_the_daemon_uses_with_no_session() -> None:
     assert baselines[round(2 * CPU_SAMPLE_S / 0.25) - 1] == 0.0 and baselines[-1] == pytest.approx(0.1)
 
 
-def test_admission_refuses_a_session_when_the_daemon_has_no_cpu_left(web_presets, daemons) -> None:
+def test_admission_refuses_a_session_when_the_daemon_has_no_cpu_left(
+        web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
+    assert daemon.server is not None
     sessions = daemon.server.sessions
     sessions.max_cpu_share = 0.0  # a CPU share no daemon stays under: any measured use means "full"
 
@@ -640,13 +651,15 @@ def test_admission_refuses_a_session_when_the_daemon_has_no_cpu_left(web_presets
     assert left == 0
 
 
-def test_session_outputs_are_opt_in_bounded_plain_and_removable(web_presets, daemons, tmp_path) -> None:
+def test_session_outputs_are_opt_in_bounded_plain_and_removable(
+        web_presets: Path, daemons: type[LiveDaemon], tmp_path: Path) -> None:
     """Issue 29: pushes only where --allow-push allows and with no option that binds; names are plain
     (a NUL is a 400 that leaks no file and no encoder thread); a recording never overwrites a file nor
     follows a symlink; a few outputs per session, each removable with DELETE."""
     import av
 
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
+    assert daemon.server is not None
     api = daemon.server.session_api
     recordings = tmp_path / "recordings"
     recordings.mkdir()
@@ -734,7 +747,8 @@ def many_sections_offer(base: str, sections: int, *, setup: bool = True) -> str:
     return head + media + "\r\n"
 
 
-def test_huge_offers_and_candidate_floods_are_refused_without_stalling(web_presets, daemons) -> None:
+def test_huge_offers_and_candidate_floods_are_refused_without_stalling(
+        web_presets: Path, daemons: type[LiveDaemon]) -> None:
     """Issue 29: 15 offers of 600 m-sections silenced the loop for 11-14 s; 100 trickled candidates sent
     524 STUN packets to ports the caller chose."""
     daemon = daemons("tag-a", size=(160, 120), fps=5.0, max_peers=20).start()
@@ -788,6 +802,7 @@ def test_huge_offers_and_candidate_floods_are_refused_without_stalling(web_prese
             assert await trickler.wait_frames(3)
             await trickler.delete(http)
             await trickler.close()
+            assert daemon.server is not None
             out["peers"] = len(daemon.server.peers.peers)
         return out
 
@@ -802,7 +817,7 @@ def test_huge_offers_and_candidate_floods_are_refused_without_stalling(web_prese
     assert out["peers"] == 0
 
 
-def test_whip_and_whep_speak_cors_links_and_rfc9725_headers(web_presets, daemons) -> None:
+def test_whip_and_whep_speak_cors_links_and_rfc9725_headers(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     """Issue 29: from a page of another origin, third-party WHIP/WHEP clients failed: the preflight got 403
     (401 with a token) and no Access-Control-* headers; Allow-Methods never listed PATCH; the trickle 204
     carried an ETag (RFC 9725 §4.3.1: it must not); configured ICE servers must come in Link headers."""
@@ -871,7 +886,8 @@ def test_whip_and_whep_speak_cors_links_and_rfc9725_headers(web_presets, daemons
     assert out["delete"] == (200, app)
 
 
-def test_a_callers_offer_is_parsed_off_the_event_loop(web_presets, daemons, monkeypatch) -> None:
+def test_a_callers_offer_is_parsed_off_the_event_loop(
+        web_presets: Path, daemons: type[LiveDaemon], monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 29: every decode of caller data runs off the loop. The daemon parses a WHIP offer in a worker
     thread, and aiortc takes that parse instead of parsing it again on the loop; its own answer it may parse
     where it likes."""
