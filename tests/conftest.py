@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -85,3 +87,14 @@ def imread(path: Path) -> np.ndarray:
     image = cv2.imread(str(path))
     assert image is not None, f"cannot read {path}"
     return image
+
+
+def stop_with_sigint(proc: subprocess.Popen[Any], what: str, wait_s: float = 20.0) -> None:
+    """Stop a daemon as Ctrl+C does; the test fails, naming `what`, when it is still running `wait_s` later."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        pytest.fail(f"{what} did not stop on SIGINT")

@@ -6,7 +6,6 @@ child process, `livefuse run --output preview --output rtmp://<silent>` never se
 
 from __future__ import annotations
 
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 from browser_fixtures import http_json
+from conftest import stop_with_sigint
 
 from livefuse.redact import redact
 
@@ -107,12 +107,7 @@ def test_a_silent_push_server_stalls_neither_start_nor_preview_nor_healthz(
         assert last[shown]["state"].startswith(("connecting", "retrying")), last[shown]
         assert not last[shown]["failed"]
     finally:
-        daemon.send_signal(signal.SIGINT)
-        try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            pytest.fail("livefuse run did not stop on SIGINT with a hung push")
+        stop_with_sigint(daemon, "livefuse run with a hung push", 30.0)
     assert daemon.returncode == 0
 
 

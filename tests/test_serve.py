@@ -4,7 +4,6 @@ client and sends its stream back filtered, and answers the API and /metrics; it 
 from __future__ import annotations
 
 import asyncio
-import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from browser_fixtures import http, http_json
-from conftest import cli_env
+from conftest import cli_env, stop_with_sigint
 from prometheus_client.parser import text_string_to_metric_families
 
 from livefuse.web.whip_client import StillCamera, WhipClient, astronaut_frame
@@ -91,10 +90,5 @@ def test_serve_takes_whip_sessions_and_answers_the_api_and_metrics(tmp_path: Pat
         assert result["deleted"] == 200
         assert http_json("GET", base + "/api/sessions")[1]["sessions"] == []
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail("livefuse serve did not stop on SIGINT")
+        stop_with_sigint(proc, "livefuse serve")
     assert proc.returncode == 0, log.read_text()

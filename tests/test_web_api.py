@@ -20,7 +20,7 @@ import numpy as np
 import psutil
 import pytest
 from browser_fixtures import LiveDaemon, TagStage, daemons_fixture, http, http_json, web_presets_fixture
-from conftest import CliRunner, cli_env
+from conftest import CliRunner, cli_env, stop_with_sigint
 from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = ["daemons_fixture", "web_presets_fixture"]  # the `daemons` and `web_presets` fixtures
@@ -305,12 +305,7 @@ def test_cli_prints_a_token_when_exposed(tmp_path: Path) -> None:
         status, body = http_json("GET", base + "/api/status", headers={"Authorization": f"Bearer {token}"})
         assert status == 200 and body["preset"] == "passthrough" and body["max_peers"] == 2
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail("livefuse run did not stop on SIGINT")
+        stop_with_sigint(proc, "livefuse run")
     assert proc.returncode == 0
 
 

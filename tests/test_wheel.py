@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import stop_with_sigint
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_INPUTS = ("livefuse", "presets", "models", "setup.py", "pyproject.toml", "MANIFEST.in", "README.md")
@@ -155,9 +155,4 @@ def test_the_preview_page_and_its_script_are_served(installed: tuple[Path, Path,
             status, body = get(f"http://127.0.0.1:{port}{src}{'&' if '?' in src else '?'}token={TOKEN}")
             assert status == 200 and len(body) > 1000
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_with_sigint(proc, "the installed livefuse run")
