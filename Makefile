@@ -59,10 +59,11 @@ bench: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/run_all.py
 
-# ruff on everything, mypy on the package and its tests (its settings: [tool.mypy] in pyproject.toml). `make test`
+# ruff (lint and format) on everything, mypy on the package and its tests (its settings: [tool.mypy] in pyproject.toml). `make test`
 # runs it first.
 lint: setup-test
 	$(BIN)/ruff check livefuse tests tools benchmarks
+	$(BIN)/ruff format --check livefuse tests tools benchmarks
 	$(BIN)/mypy
 
 # git's commit-msg hook: "area: change" subjects of at most 72 characters (tools/commit_msg.py says why not).

@@ -38,8 +38,10 @@ def main() -> None:
     with cpu_context(size) as (engine, context):
         print(f"background stage, {size[0]}x{size[1]}, CPU provider, median of {runs} frames (ms per frame)")
         for label, params in (("background-blur", blur), ("remove", {"mode": "remove"})):
-            graph, cpu = (time_stage(make_background(defaults | params, context, path=path), frames, runs)
-                          for path in ("graph", "cpu"))
+            graph, cpu = (
+                time_stage(make_background(defaults | params, context, path=path), frames, runs)
+                for path in ("graph", "cpu")
+            )
             print(f"  {label:<16} graph {graph:7.2f}   opencv {cpu:6.2f}   ({graph / cpu:.1f}x)")
         stage = make_background(defaults | blur, context, path="graph")
         strengths = iter([0.3, 0.4, 0.5, 0.7, 0.8, 0.9])

@@ -49,8 +49,10 @@ def main() -> None:
         sliders = iter(np.linspace(-0.5, 0.5, 10**4))
         table = median_ms(lambda: stage.update({"lut_strength": float(next(strengths))}), max(5, runs // 3))
         slider = median_ms(lambda: stage.update({"temperature": float(next(sliders))}), runs)
-        print(f"  cpu live update: a slider {slider:.3f} ms; a new LUT or lut_strength (rebuilds the table) "
-              f"{table:.1f} ms")
+        print(
+            f"  cpu live update: a slider {slider:.3f} ms; a new LUT or lut_strength (rebuilds the table) "
+            f"{table:.1f} ms"
+        )
 
 
 if __name__ == "__main__":

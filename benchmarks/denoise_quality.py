@@ -79,7 +79,7 @@ def keyboard(n: int, rng: np.random.Generator) -> np.ndarray:
         pos += int(RATE / rng.uniform(5, 12))
         if pos + click >= n:
             break
-        out[pos:pos + click] += rng.standard_normal(click) * decay * rng.uniform(0.5, 1.0)
+        out[pos : pos + click] += rng.standard_normal(click) * decay * rng.uniform(0.5, 1.0)
     return out.astype(np.float32)
 
 
@@ -94,7 +94,7 @@ def babble(n: int, folder: Path) -> np.ndarray:
 
 
 def mix(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    gain = np.sqrt(np.mean(clean ** 2) / (np.mean(noise ** 2) * 10 ** (snr_db / 10)))
+    gain = np.sqrt(np.mean(clean**2) / (np.mean(noise**2) * 10 ** (snr_db / 10)))
     return (clean + noise * gain).astype(np.float32)
 
 
@@ -104,7 +104,7 @@ def denoised(sound: np.ndarray) -> tuple[np.ndarray, float]:
     start = time.process_time()
     out = []
     for pos in range(0, sound.size, CHUNK):
-        out += denoiser.push(AudioChunk(sound[None, pos:pos + CHUNK].copy(), RATE, pos))
+        out += denoiser.push(AudioChunk(sound[None, pos : pos + CHUNK].copy(), RATE, pos))
     out += denoiser.flush()
     cpu = time.process_time() - start
     denoiser.close()
@@ -139,11 +139,16 @@ def main() -> None:
             parts += [say(text, "en-us" if i % 2 else "en", folder), pause]
         clean = np.concatenate(parts)
         clean *= 0.3 / np.abs(clean).max()
-        noises = {"fan": fan(clean.size, rng), "keyboard": keyboard(clean.size, rng),
-                  "babble": babble(clean.size, folder)}
+        noises = {
+            "fan": fan(clean.size, rng),
+            "keyboard": keyboard(clean.size, rng),
+            "babble": babble(clean.size, folder),
+        }
     seconds = clean.size / RATE
-    print(f"RNNoise (pyrnnoise's library), {seconds:.1f} s of espeak-ng speech, 48 kHz mono; delay taken off "
-          f"the stamps: {DELAY} samples = {DELAY / RATE * 1000:.0f} ms")
+    print(
+        f"RNNoise (pyrnnoise's library), {seconds:.1f} s of espeak-ng speech, 48 kHz mono; delay taken off "
+        f"the stamps: {DELAY} samples = {DELAY / RATE * 1000:.0f} ms"
+    )
     print(f"{'noise':9} {'SNR':>4} {'PESQ before':>12} {'after':>6} {'STOI before':>12} {'after':>6}")
     cpu_total = 0.0
     for name, noise in noises.items():
@@ -155,8 +160,10 @@ def main() -> None:
             pesq_after, stoi_after = scores(clean, out)
             print(f"{name:9} {snr:4d} {pesq_before:12.2f} {pesq_after:6.2f} {stoi_before:12.3f} {stoi_after:6.3f}")
     runs = len(noises) * len(SNRS)
-    print(f"CPU: {cpu_total / runs / seconds * 1000:.1f} ms per second of sound per channel "
-          f"({cpu_total / runs / seconds * 100:.1f} % of one core)")
+    print(
+        f"CPU: {cpu_total / runs / seconds * 1000:.1f} ms per second of sound per channel "
+        f"({cpu_total / runs / seconds * 100:.1f} % of one core)"
+    )
 
 
 if __name__ == "__main__":

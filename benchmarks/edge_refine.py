@@ -30,8 +30,14 @@ from livefuse.vision.matting import EDGE_MODES
 WARM_UP = 30  # frames of EMA before measuring, as a stream has had
 
 
-def timings(edge: str, frames: list[np.ndarray], masks: list[np.ndarray], params: dict[str, Any],
-            context: StageContext, runs: int) -> tuple[float, float]:
+def timings(
+    edge: str,
+    frames: list[np.ndarray],
+    masks: list[np.ndarray],
+    params: dict[str, Any],
+    context: StageContext,
+    runs: int,
+) -> tuple[float, float]:
     """Median ms of the matte alone (whole frame) and of the whole stage (EMA carried), with `edge`."""
     height, width = frames[0].shape[:2]
     pick, seq = itertools.count(), itertools.count()
@@ -73,8 +79,10 @@ def main() -> None:
             masks.append(frame.person_mask)
         warm.close()
         for edge in EDGE_MODES:
-            mattes = [person_matte(image, mask, (0, 0, width, height), edge) for image, mask in zip(frames, masks,
-                                                                                                   strict=True)]
+            mattes = [
+                person_matte(image, mask, (0, 0, width, height), edge)
+                for image, mask in zip(frames, masks, strict=True)
+            ]
             mae = statistics.mean(edge_error(m, t) for m, t in zip(mattes, truths, strict=True))
             f2 = statistics.mean(boundary_fscore(m, t, 2.0) for m, t in zip(mattes, truths, strict=True))
             f5 = statistics.mean(boundary_fscore(m, t, 5.0) for m, t in zip(mattes, truths, strict=True))

@@ -40,7 +40,7 @@ def _paste(canvas: np.ndarray, portrait: np.ndarray, x: int, y: int) -> None:
     ch, cw = canvas.shape[:2]
     x1, y1, x2, y2 = max(0, x), max(0, y), min(cw, x + w), min(ch, y + h)
     if x2 > x1 and y2 > y1:
-        canvas[y1:y2, x1:x2] = portrait[y1 - y:y2 - y, x1 - x:x2 - x]
+        canvas[y1:y2, x1:x2] = portrait[y1 - y : y2 - y, x1 - x : x2 - x]
 
 
 def scenes(size: tuple[int, int] = SIZE) -> dict[str, Callable[[int], np.ndarray]]:

@@ -44,8 +44,14 @@ def contenders(python_peers: Path, before: Path | None) -> dict[str, list[str]]:
         "network-onnxruntime": [sys.executable, str(PEERS / "facemesh_network.py"), "--runtime", "onnxruntime"],
     }
     if before is not None:
-        commands["livefuse-before"] = ["env", f"PYTHONPATH={before}", sys.executable,
-                                       str(before / "benchmarks/peers/livefuse_face.py"), "--preset", "beauty"]
+        commands["livefuse-before"] = [
+            "env",
+            f"PYTHONPATH={before}",
+            sys.executable,
+            str(before / "benchmarks/peers/livefuse_face.py"),
+            "--preset",
+            "beauty",
+        ]
     return commands
 
 
@@ -77,8 +83,18 @@ def main() -> None:
     if python_peers is None:
         raise SystemExit("face_floor needs benchmarks/.venv-peers (MediaPipe and tflite-runtime)")
     clip = write_clips(RESULTS.parent / "clip", args.frames)["1face"]
-    common = ["--clip", str(clip), "--size", f"{SIZE[0]}x{SIZE[1]}", "--fps", f"{FPS:g}",
-              "--frames", str(args.frames), "--max-faces", "1"]
+    common = [
+        "--clip",
+        str(clip),
+        "--size",
+        f"{SIZE[0]}x{SIZE[1]}",
+        "--fps",
+        f"{FPS:g}",
+        "--frames",
+        str(args.frames),
+        "--max-faces",
+        "1",
+    ]
     rounds: list[dict[str, dict[str, float]]] = []
     out = RESULTS / "face-floor-round.json"
     for k in range(args.rounds):
@@ -93,25 +109,49 @@ def main() -> None:
         for f in figures.values():
             f["of_mediapipe"] = round(f["p50"] / figures["mediapipe"]["p50"], 3)
         rounds.append(figures)
-        log(f"round {k + 1}: " + ", ".join(f"{n} {f['p50']:.2f} ms ({f['of_mediapipe']:.2f}x, "
-                                           f"steal {f['steal_percent']:.0f} %)" for n, f in figures.items()))
+        log(
+            f"round {k + 1}: "
+            + ", ".join(
+                f"{n} {f['p50']:.2f} ms ({f['of_mediapipe']:.2f}x, steal {f['steal_percent']:.0f} %)"
+                for n, f in figures.items()
+            )
+        )
     out.unlink(missing_ok=True)
     names = list(rounds[0])
-    summary = {n: {"p50_ms": [r[n]["p50"] for r in rounds], "p95_ms": [r[n]["p95"] for r in rounds],
-                   "steal_percent": [r[n]["steal_percent"] for r in rounds],
-                   "of_mediapipe_median": round(statistics.median(r[n]["of_mediapipe"] for r in rounds), 3)}
-               for n in names}
-    args.json.write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                                     "clip": clip.name, "before": None if args.before is None else str(args.before),
-                                     "rounds": rounds, "summary": summary}, indent=1) + "\n")
-    print("| contender | p50 ms, by round | p95 ms, by round | p50 / MediaPipe's p50 (median of rounds) "
-          "| host steal %, by round |")
+    summary = {
+        n: {
+            "p50_ms": [r[n]["p50"] for r in rounds],
+            "p95_ms": [r[n]["p95"] for r in rounds],
+            "steal_percent": [r[n]["steal_percent"] for r in rounds],
+            "of_mediapipe_median": round(statistics.median(r[n]["of_mediapipe"] for r in rounds), 3),
+        }
+        for n in names
+    }
+    args.json.write_text(
+        json.dumps(
+            {
+                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "clip": clip.name,
+                "before": None if args.before is None else str(args.before),
+                "rounds": rounds,
+                "summary": summary,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    print(
+        "| contender | p50 ms, by round | p95 ms, by round | p50 / MediaPipe's p50 (median of rounds) "
+        "| host steal %, by round |"
+    )
     print("|---|---|---|---:|---|")
     for n in names:
         s = summary[n]
-        print(f"| {n} | {' / '.join(f'{v:.2f}' for v in s['p50_ms'])} | "
-              f"{' / '.join(f'{v:.2f}' for v in s['p95_ms'])} | {s['of_mediapipe_median']:.2f} | "
-              f"{' / '.join(f'{v:.0f}' for v in s['steal_percent'])} |")
+        print(
+            f"| {n} | {' / '.join(f'{v:.2f}' for v in s['p50_ms'])} | "
+            f"{' / '.join(f'{v:.2f}' for v in s['p95_ms'])} | {s['of_mediapipe_median']:.2f} | "
+            f"{' / '.join(f'{v:.0f}' for v in s['steal_percent'])} |"
+        )
 
 
 if __name__ == "__main__":

@@ -79,10 +79,11 @@ def main() -> None:
     result = {}
     for path, ts in zip(args.models, times, strict=True):
         p50, p95 = statistics.median(ts), float(np.percentile(ts, 95))
-        result[str(path)] = {"p50_ms": round(p50, 3), "p95_ms": round(p95, 3), "runs": len(ts),
-                             "gap_ms": args.gap_ms}
-        print(f"{path}: p50 {p50:.2f} ms, p95 {p95:.2f} ms ({len(ts)} runs, {args.threads} thread, "
-              f"{args.gap_ms:g} ms idle before each)")
+        result[str(path)] = {"p50_ms": round(p50, 3), "p95_ms": round(p95, 3), "runs": len(ts), "gap_ms": args.gap_ms}
+        print(
+            f"{path}: p50 {p50:.2f} ms, p95 {p95:.2f} ms ({len(ts)} runs, {args.threads} thread, "
+            f"{args.gap_ms:g} ms idle before each)"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
 

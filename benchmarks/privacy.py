@@ -50,8 +50,9 @@ class PlainLoop:
         frames = []
         for i, image in enumerate(images):
             frame = Frame(seq=i, capture_ns=int(i / FPS * 1e9), image=image.copy(), faces_searched=True)
-            frame.faces = [Face(box=f.box, score=f.score, landmarks5=f.landmarks5)
-                           for f in self.detector.detect(frame.image)]
+            frame.faces = [
+                Face(box=f.box, score=f.score, landmarks5=f.landmarks5) for f in self.detector.detect(frame.image)
+            ]
             self.cover.process(frame)
             frames.append(frame)
         return frames
@@ -66,8 +67,10 @@ def table(files: list[Path]) -> str:
     for i, row in enumerate(runs[0]["rows"]):
         cells = [f"{r['rows'][i]['still']['most_shown']} / {r['rows'][i]['pan']['frames_shown']}" for r in runs]
         lines.append(f"| {row['photo']} | {row['faces']} | " + " | ".join(cells) + " |")
-    totals = [f"{r['total']['stills_worst_sum']} / {r['total']['pan_frames_shown']} of {r['total']['pan_frames']}"
-              for r in runs]
+    totals = [
+        f"{r['total']['stills_worst_sum']} / {r['total']['pan_frames_shown']} of {r['total']['pan_frames']}"
+        for r in runs
+    ]
     lines.append(f"| all | {sum(r['faces'] for r in runs[0]['rows'])} | " + " | ".join(totals) + " |")
     return "\n".join(lines)
 
@@ -114,24 +117,47 @@ def main() -> None:
                 visible = shown(truth, judge(frame.image))
                 tally.add(truth, visible)
                 sizes += [int(v[2] - v[0]) for v in visible]
-            row[kind] = {"faces_in": tally.faces_in, "frames": tally.frames, "frames_shown": tally.frames_shown,
-                         "most_shown": tally.most_shown, "shown_sizes_px": sorted(set(sizes))[:8],
-                         "ms_per_frame": round(ms, 1)}
+            row[kind] = {
+                "faces_in": tally.faces_in,
+                "frames": tally.frames,
+                "frames_shown": tally.frames_shown,
+                "most_shown": tally.most_shown,
+                "shown_sizes_px": sorted(set(sizes))[:8],
+                "ms_per_frame": round(ms, 1),
+            }
         rows.append(row)
         s, p = row.get("still", {}), row.get("pan", {})
-        print(f"{photo.name:18s} faces {row['faces']:2d} | still: worst frame shows {s.get('most_shown', '-')} "
-              f"| pan: {p.get('frames_shown', '-')}/{p.get('frames', '-')} frames show a face "
-              f"(most {p.get('most_shown', '-')}) {p.get('shown_sizes_px', '')}", flush=True)
-    total = {"stills_worst_sum": sum(r.get("still", {}).get("most_shown", 0) for r in rows),
-             "pan_frames_shown": sum(r.get("pan", {}).get("frames_shown", 0) for r in rows),
-             "pan_frames": sum(r.get("pan", {}).get("frames", 0) for r in rows)}
-    print(f"total: {total['stills_worst_sum']} faces shown in the worst still frames; "
-          f"{total['pan_frames_shown']} of {total['pan_frames']} pan frames show a face")
+        print(
+            f"{photo.name:18s} faces {row['faces']:2d} | still: worst frame shows {s.get('most_shown', '-')} "
+            f"| pan: {p.get('frames_shown', '-')}/{p.get('frames', '-')} frames show a face "
+            f"(most {p.get('most_shown', '-')}) {p.get('shown_sizes_px', '')}",
+            flush=True,
+        )
+    total = {
+        "stills_worst_sum": sum(r.get("still", {}).get("most_shown", 0) for r in rows),
+        "pan_frames_shown": sum(r.get("pan", {}).get("frames_shown", 0) for r in rows),
+        "pan_frames": sum(r.get("pan", {}).get("frames", 0) for r in rows),
+    }
+    print(
+        f"total: {total['stills_worst_sum']} faces shown in the worst still frames; "
+        f"{total['pan_frames_shown']} of {total['pan_frames']} pan frames show a face"
+    )
     if args.json:
         chain = "plain YuNet loop" if args.plain else args.preset
-        args.json.write_text(json.dumps({"chain": chain, "judge": args.judge, "size": args.size, "rows": rows,
-                                         "total": total, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
-                                        indent=1) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "chain": chain,
+                    "judge": args.judge,
+                    "size": args.size,
+                    "rows": rows,
+                    "total": total,
+                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ def preset_file(folder: Path, preset: str, extra: str, scan_known: bool) -> Path
     """The shipped preset with `extra` added to its face stage (dropped where the code knows no privacy_scan)."""
     text = (ROOT / "presets" / f"{preset}.toml").read_text()
     key = extra.split("=")[0].strip()
-    lines = [line for line in text.splitlines()
-             if not line.startswith("privacy_scan" if not scan_known else key or "\0")]
+    lines = [
+        line for line in text.splitlines() if not line.startswith("privacy_scan" if not scan_known else key or "\0")
+    ]
     if extra and (scan_known or "privacy_scan" not in extra):
         at = lines.index('type = "face"') + 1
         lines.insert(at, extra)
@@ -52,13 +53,40 @@ def bench(preset: Path, size: str, frames: int, code: Path | None) -> dict[str, 
         env["PYTHONPATH"] = str(code)
     with tempfile.TemporaryDirectory() as out:
         result = Path(out) / "bench.json"
-        subprocess.run([sys.executable, "-m", "livefuse", "bench", "--preset", str(preset), "--size", size,
-                        "--frames", str(frames), "--mode", "pipelined", "--provider", "cpu", "--json", str(result)],
-                       check=True, env=env, capture_output=True, cwd=code or ROOT)  # -m puts the cwd first
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "livefuse",
+                "bench",
+                "--preset",
+                str(preset),
+                "--size",
+                size,
+                "--frames",
+                str(frames),
+                "--mode",
+                "pipelined",
+                "--provider",
+                "cpu",
+                "--json",
+                str(result),
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+            cwd=code or ROOT,
+        )  # -m puts the cwd first
         mode = json.loads(result.read_text())["modes"]["pipelined"]
-    return {"fps": mode["fps"], "dropped": mode["dropped"], "p50": mode["latency_ms"]["p50"],
-            "p99": mode["latency_ms"]["p99"], "face_p50": mode["stages_ms"].get("face", {}).get("p50"),
-            "stages_ms": mode["stages_ms"], "cpu_percent": mode["cpu_percent"]}
+    return {
+        "fps": mode["fps"],
+        "dropped": mode["dropped"],
+        "p50": mode["latency_ms"]["p50"],
+        "p99": mode["latency_ms"]["p99"],
+        "face_p50": mode["stages_ms"].get("face", {}).get("p50"),
+        "stages_ms": mode["stages_ms"],
+        "cpu_percent": mode["cpu_percent"],
+    }
 
 
 def main() -> None:
@@ -80,12 +108,20 @@ def main() -> None:
                     continue  # the old code has one scan
                 row[name] = bench(preset_file(Path(folder), preset, extra, scan_known), size, args.frames, code)
             rows.append(row)
-            cells = "  ".join(f"{k}: p50 {v['p50']:.1f} p99 {v['p99']:.1f} face {v['face_p50'] or 0:.1f} ms "
-                              f"fps {v['fps']:.1f}" for k, v in row.items() if isinstance(v, dict))
+            cells = "  ".join(
+                f"{k}: p50 {v['p50']:.1f} p99 {v['p99']:.1f} face {v['face_p50'] or 0:.1f} ms fps {v['fps']:.1f}"
+                for k, v in row.items()
+                if isinstance(v, dict)
+            )
             print(f"{label:30s} {cells}", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                                         "frames": args.frames, "rows": rows}, indent=1) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "frames": args.frames, "rows": rows},
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

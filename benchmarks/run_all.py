@@ -109,16 +109,52 @@ def run(cmd: list[str], name: str) -> bool:
 
 
 def livefuse_cmd(preset: str, clip: Path, out: str, frames: int, fps: float, mode: str, preload: int) -> list[str]:
-    return [sys.executable, "-m", "livefuse", "bench", "--preset", preset, "--source", str(clip),
-            "--size", f"{SIZE[0]}x{SIZE[1]}", "--fps", f"{fps:g}", "--frames", str(frames), "--mode", mode,
-            "--preload", str(preload), "--json", str(RESULTS / f"{out}.json"), "--plot", str(RESULTS / f"{out}.png")]
+    return [
+        sys.executable,
+        "-m",
+        "livefuse",
+        "bench",
+        "--preset",
+        preset,
+        "--source",
+        str(clip),
+        "--size",
+        f"{SIZE[0]}x{SIZE[1]}",
+        "--fps",
+        f"{fps:g}",
+        "--frames",
+        str(frames),
+        "--mode",
+        mode,
+        "--preload",
+        str(preload),
+        "--json",
+        str(RESULTS / f"{out}.json"),
+        "--plot",
+        str(RESULTS / f"{out}.png"),
+    ]
 
 
-def peer_cmds(python_peers: Path | None, clip: Path, frames: int, fps: float, preload: int,
-              tag: str) -> dict[str, list[str]]:
+def peer_cmds(
+    python_peers: Path | None, clip: Path, frames: int, fps: float, preload: int, tag: str
+) -> dict[str, list[str]]:
     downscale, sigma = blur_match()
-    common = ["--clip", str(clip), "--size", f"{SIZE[0]}x{SIZE[1]}", "--fps", f"{fps:g}", "--frames", str(frames),
-              "--downscale", str(downscale), "--blur-sigma", f"{sigma:.3f}", "--preload", str(preload)]
+    common = [
+        "--clip",
+        str(clip),
+        "--size",
+        f"{SIZE[0]}x{SIZE[1]}",
+        "--fps",
+        f"{fps:g}",
+        "--frames",
+        str(frames),
+        "--downscale",
+        str(downscale),
+        "--blur-sigma",
+        f"{sigma:.3f}",
+        "--preload",
+        str(preload),
+    ]
     cmds = {}
     if python_peers is not None:
         cmds["mediapipe"] = [str(python_peers), "benchmarks/peers/mediapipe_blur.py", *common]
@@ -148,15 +184,18 @@ def contenders(tag: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    lines = ["| contender | fps | dropped | p50 ms | p95 ms | p99 ms | max ms | CPU % | peak RSS MB "
-             "| stages p50/p95 ms |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| contender | fps | dropped | p50 ms | p95 ms | p99 ms | max ms | CPU % | peak RSS MB | stages p50/p95 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for label, m in rows:
         lat = m["latency_ms"]
         stages = ", ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in m["stages_ms"].items())
-        lines.append(f"| {label} | {m['fps']:.1f} | {m['dropped']} ({m['dropped_percent']:.1f}%) | {lat['p50']:.1f} | "
-                     f"{lat['p95']:.1f} | {lat['p99']:.1f} | {lat['max']:.1f} | {m['cpu_percent']:.0f} | "
-                     f"{m['rss_mb']:.0f} | {stages} |")
+        lines.append(
+            f"| {label} | {m['fps']:.1f} | {m['dropped']} ({m['dropped_percent']:.1f}%) | {lat['p50']:.1f} | "
+            f"{lat['p95']:.1f} | {lat['p99']:.1f} | {lat['max']:.1f} | {m['cpu_percent']:.0f} | "
+            f"{m['rss_mb']:.0f} | {stages} |"
+        )
     return "\n".join(lines)
 
 
@@ -171,14 +210,42 @@ def face_runs(python_peers: Path | None, frames: int) -> bool:
     clips = write_clips(CLIP_DIR, frames)
     ok = True
     for name, faces in FACE_CLIPS.items():
-        common = ["--clip", str(clips[name]), "--size", f"{SIZE[0]}x{SIZE[1]}", "--fps", f"{FPS:g}",
-                  "--frames", str(frames), "--max-faces", str(faces)]
+        common = [
+            "--clip",
+            str(clips[name]),
+            "--size",
+            f"{SIZE[0]}x{SIZE[1]}",
+            "--fps",
+            f"{FPS:g}",
+            "--frames",
+            str(frames),
+            "--max-faces",
+            str(faces),
+        ]
         for preset in FACE_PRESETS:
-            ok &= run([sys.executable, "benchmarks/peers/livefuse_face.py", *common, "--preset", preset,
-                       "--json", str(RESULTS / f"face-{name}-livefuse-{preset}.json")], f"face {name} {preset}")
+            ok &= run(
+                [
+                    sys.executable,
+                    "benchmarks/peers/livefuse_face.py",
+                    *common,
+                    "--preset",
+                    preset,
+                    "--json",
+                    str(RESULTS / f"face-{name}-livefuse-{preset}.json"),
+                ],
+                f"face {name} {preset}",
+            )
         if python_peers is not None:
-            ok &= run([str(python_peers), "benchmarks/peers/mediapipe_facemesh.py", *common,
-                       "--json", str(RESULTS / f"face-{name}-mediapipe.json")], f"face {name} mediapipe")
+            ok &= run(
+                [
+                    str(python_peers),
+                    "benchmarks/peers/mediapipe_facemesh.py",
+                    *common,
+                    "--json",
+                    str(RESULTS / f"face-{name}-mediapipe.json"),
+                ],
+                f"face {name} mediapipe",
+            )
     for preset in FACE_PRESETS:
         ok &= run(livefuse_cmd(preset, make_clip(frames), f"livefuse-{preset}", frames, FPS, "both", 0), preset)
     return ok
@@ -186,8 +253,10 @@ def face_runs(python_peers: Path | None, frames: int) -> bool:
 
 def face_table() -> str:
     """Face stage against FaceMesh per clip, and the face presets end to end."""
-    lines = ["| clip | contender | p50 ms | p95 ms | faces per frame | frames without a face | dropped |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| clip | contender | p50 ms | p95 ms | faces per frame | frames without a face | dropped |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for name in FACE_CLIPS:
         for who in [f"livefuse-{p}" for p in FACE_PRESETS] + ["mediapipe"]:
             result = load(f"face-{name}-{who}")
@@ -195,18 +264,25 @@ def face_table() -> str:
                 continue
             m = next(iter(result["modes"].values()))
             face, faces = m["stages_ms"]["face"], result["faces"]
-            lines.append(f"| {name} | {result['peer']} | {face['p50']:.1f} | {face['p95']:.1f} | "
-                         f"{faces['per_frame']:.2f} | {faces['frames_without']} of {faces['frames']} | "
-                         f"{m['dropped']} |")
-    lines += ["", "| preset | mode | fps | dropped | p50 ms | p95 ms | p99 ms | stages p50/p95 ms |",
-              "|---|---|---:|---:|---:|---:|---:|---|"]
+            lines.append(
+                f"| {name} | {result['peer']} | {face['p50']:.1f} | {face['p95']:.1f} | "
+                f"{faces['per_frame']:.2f} | {faces['frames_without']} of {faces['frames']} | "
+                f"{m['dropped']} |"
+            )
+    lines += [
+        "",
+        "| preset | mode | fps | dropped | p50 ms | p95 ms | p99 ms | stages p50/p95 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
     for preset in FACE_PRESETS:
         result = load(f"livefuse-{preset}")
         for mode, m in (result or {}).get("modes", {}).items():
             lat = m["latency_ms"]
             stages = ", ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in m["stages_ms"].items())
-            lines.append(f"| {preset} | {mode} | {m['fps']:.1f} | {m['dropped']} | {lat['p50']:.1f} | "
-                         f"{lat['p95']:.1f} | {lat['p99']:.1f} | {stages} |")
+            lines.append(
+                f"| {preset} | {mode} | {m['fps']:.1f} | {m['dropped']} | {lat['p50']:.1f} | "
+                f"{lat['p95']:.1f} | {lat['p99']:.1f} | {stages} |"
+            )
     return "\n".join(lines)
 
 
@@ -236,11 +312,14 @@ def main() -> int:
         for name, cmd in peer_cmds(python_peers, clip, args.frames, FPS, 0, "").items():
             ok &= run(cmd, name)
     # Capacity: frames released faster than anyone can take them; the output rate is the throughput.
-    ok &= run(livefuse_cmd(PRESET, clip, f"livefuse-{PRESET}-capacity", args.capacity_frames, CAPACITY_FPS,
-                           "both", PRELOAD), "livefuse capacity")
+    ok &= run(
+        livefuse_cmd(PRESET, clip, f"livefuse-{PRESET}-capacity", args.capacity_frames, CAPACITY_FPS, "both", PRELOAD),
+        "livefuse capacity",
+    )
     if not args.no_peers:
-        for name, cmd in peer_cmds(python_peers, clip, args.capacity_frames, CAPACITY_FPS, PRELOAD,
-                                   "-capacity").items():
+        for name, cmd in peer_cmds(
+            python_peers, clip, args.capacity_frames, CAPACITY_FPS, PRELOAD, "-capacity"
+        ).items():
             ok &= run(cmd, f"{name} capacity")
     ok &= face_runs(python_peers, args.face_frames)
 
@@ -257,11 +336,17 @@ def main() -> int:
     mp_label = next((label for label in by_label if label.startswith("mediapipe") and "docs" not in label), None)
     mp_docs = next((label for label in by_label if label.startswith("mediapipe") and "docs" in label), None)
     summary = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version(), "system": platform.platform(), "gpu": "none"},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+            "gpu": "none",
+        },
         "wall_s": round(time.time() - started, 1),
-        "realtime": {label: {k: m[k] for k in ("fps", "dropped", "latency_ms", "cpu_percent", "rss_mb")}
-                     for label, m in realtime},
+        "realtime": {
+            label: {k: m[k] for k in ("fps", "dropped", "latency_ms", "cpu_percent", "rss_mb")} for label, m in realtime
+        },
         "capacity_fps": {label: m["fps"] for label, m in capacity},
     }
     if ours and mp_label:
@@ -269,8 +354,10 @@ def main() -> int:
     if ours and mp_docs:
         summary["throughput_vs_mediapipe_docs_blur"] = round(ours["fps"] / by_label[mp_docs]["fps"], 2)
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    text = (f"### Real time: released at {FPS:g} fps\n\n{table(realtime)}\n\n"
-            f"### Capacity: released at {CAPACITY_FPS:g} fps from {PRELOAD} preloaded frames\n\n{table(capacity)}\n")
+    text = (
+        f"### Real time: released at {FPS:g} fps\n\n{table(realtime)}\n\n"
+        f"### Capacity: released at {CAPACITY_FPS:g} fps from {PRELOAD} preloaded frames\n\n{table(capacity)}\n"
+    )
     if "throughput_vs_mediapipe" in summary:
         text += f"\nlivefuse pipelined / MediaPipe throughput (capacity): x{summary['throughput_vs_mediapipe']}"
         if "throughput_vs_mediapipe_docs_blur" in summary:

@@ -57,11 +57,18 @@ def scrape(port: int) -> dict[str, Any]:
             name, labels, value = sample.name, sample.labels, sample.value
             if name == "livefuse_frame_latency_seconds_bucket":
                 out["buckets"][labels["le"]] = value
-            elif name in ("livefuse_frames_in_total", "livefuse_frames_out_total", "livefuse_frames_dropped_total",
-                          "livefuse_frames_processed_total"):
+            elif name in (
+                "livefuse_frames_in_total",
+                "livefuse_frames_out_total",
+                "livefuse_frames_dropped_total",
+                "livefuse_frames_processed_total",
+            ):
                 out[name.removeprefix("livefuse_").removesuffix("_total")] = value
-            elif name in ("livefuse_output_dropped_total", "livefuse_output_errors_total",
-                          "livefuse_output_frames_total"):
+            elif name in (
+                "livefuse_output_dropped_total",
+                "livefuse_output_errors_total",
+                "livefuse_output_frames_total",
+            ):
                 out[name.removeprefix("livefuse_").removesuffix("_total")][labels["output"]] = value
     return out
 
@@ -109,10 +116,13 @@ class StderrReader(threading.Thread):
 
 def sample(proc: psutil.Process, port: int, started: float, reader: StderrReader) -> dict[str, Any]:
     with proc.oneshot():
-        row: dict[str, Any] = {"t_s": round(time.monotonic() - started, 1),
-                               "rss_mb": round(proc.memory_info().rss / 2**20, 2),
-                               "fds": proc.num_fds(), "threads": proc.num_threads(),
-                               "cpu_s": round(sum(proc.cpu_times()[:2]), 2)}
+        row: dict[str, Any] = {
+            "t_s": round(time.monotonic() - started, 1),
+            "rss_mb": round(proc.memory_info().rss / 2**20, 2),
+            "fds": proc.num_fds(),
+            "threads": proc.num_threads(),
+            "cpu_s": round(sum(proc.cpu_times()[:2]), 2),
+        }
     try:
         row["metrics"] = scrape(port)
     except OSError as exc:
@@ -122,8 +132,9 @@ def sample(proc: psutil.Process, port: int, started: float, reader: StderrReader
     return row
 
 
-def summarise(samples: list[dict[str, Any]], warmup_s: float, window_s: float, final: dict[str, Any] | None,
-              fps: float) -> dict[str, Any]:
+def summarise(
+    samples: list[dict[str, Any]], warmup_s: float, window_s: float, final: dict[str, Any] | None, fps: float
+) -> dict[str, Any]:
     after = [s for s in samples if s["t_s"] >= warmup_s] or samples
     rss = [s["rss_mb"] for s in after]
     times = [s["t_s"] for s in after]
@@ -139,19 +150,24 @@ def summarise(samples: list[dict[str, Any]], warmup_s: float, window_s: float, f
         if s["t_s"] - edges[-1]["t_s"] >= window_s - 1e-6 or s is with_metrics[-1]:
             edges.append(s)
     for start, end in itertools.pairwise(edges):
-        delta = {le: end["metrics"]["buckets"].get(le, 0) - count
-                 for le, count in start["metrics"]["buckets"].items()}
+        delta = {le: end["metrics"]["buckets"].get(le, 0) - count for le, count in start["metrics"]["buckets"].items()}
         frames = end["metrics"].get("frames_out", 0) - start["metrics"].get("frames_out", 0)
         captured = end["metrics"].get("frames_in", 0) - start["metrics"].get("frames_in", 0)
         dropped = end["metrics"].get("frames_dropped", 0) - start["metrics"].get("frames_dropped", 0)
         span = end["t_s"] - start["t_s"]
-        windows.append({
-            "from_s": start["t_s"], "to_s": end["t_s"], "frames_out": int(frames),
-            "fps": round(frames / span, 2) if span else 0.0, "dropped": int(dropped),
-            "dropped_pct": round(100 * dropped / captured, 3) if captured else 0.0,
-            "p50_ms_hist": histogram_quantile(0.50, delta), "p99_ms_hist": histogram_quantile(0.99, delta),
-            "p99_ms_stats_line": (end.get("stats_latency_ms") or {}).get("p99"),
-        })
+        windows.append(
+            {
+                "from_s": start["t_s"],
+                "to_s": end["t_s"],
+                "frames_out": int(frames),
+                "fps": round(frames / span, 2) if span else 0.0,
+                "dropped": int(dropped),
+                "dropped_pct": round(100 * dropped / captured, 3) if captured else 0.0,
+                "p50_ms_hist": histogram_quantile(0.50, delta),
+                "p99_ms_hist": histogram_quantile(0.99, delta),
+                "p99_ms_stats_line": (end.get("stats_latency_ms") or {}).get("p99"),
+            }
+        )
     last = with_metrics[-1]["metrics"] if with_metrics else {}
     summary: dict[str, Any] = {
         "duration_s": samples[-1]["t_s"] if samples else 0,
@@ -162,13 +178,15 @@ def summarise(samples: list[dict[str, Any]], warmup_s: float, window_s: float, f
         "rss_mb_min_max_after_warmup": [min(rss), max(rss)] if rss else None,
         "rss_slope_mb_per_h_after_warmup": round(slope * 3600, 2),
         "fds_min_max_after_warmup": [min(s["fds"] for s in after), max(s["fds"] for s in after)] if after else None,
-        "threads_min_max_after_warmup": ([min(s["threads"] for s in after), max(s["threads"] for s in after)]
-                                         if after else None),
-        "frames_in": last.get("frames_in"), "frames_out": last.get("frames_out"),
-        "dropped": last.get("frames_dropped"), "output_dropped": last.get("output_dropped"),
+        "threads_min_max_after_warmup": (
+            [min(s["threads"] for s in after), max(s["threads"] for s in after)] if after else None
+        ),
+        "frames_in": last.get("frames_in"),
+        "frames_out": last.get("frames_out"),
+        "dropped": last.get("frames_dropped"),
+        "output_dropped": last.get("output_dropped"),
         "output_errors": last.get("output_errors"),
-        "dropped_pct": (round(100 * last["frames_dropped"] / last["frames_in"], 3)
-                        if last.get("frames_in") else None),
+        "dropped_pct": (round(100 * last["frames_dropped"] / last["frames_in"], 3) if last.get("frames_in") else None),
         "expected_frames": round(fps * (samples[-1]["t_s"] if samples else 0)),
         "windows": windows,
     }
@@ -194,18 +212,36 @@ def plot(samples: list[dict[str, Any]], summary: dict[str, Any], path: Path, tit
     axes[1].set_ylabel("count")
     axes[1].legend(loc="lower right")
     mids = [(w["from_s"] + w["to_s"]) / 120 for w in summary["windows"]]
-    axes[2].step(mids, [w["p99_ms_hist"] or 0 for w in summary["windows"]], where="mid", marker="o",
-                 label="p99 per window (histogram)")
-    axes[2].plot(mids, [w["p99_ms_stats_line"] or 0 for w in summary["windows"]], marker="x", linestyle="--",
-                 label="p99, last 20000 frames (stats line)")
-    axes[2].step(mids, [w["p50_ms_hist"] or 0 for w in summary["windows"]], where="mid", marker=".",
-                 label="p50 per window (histogram)")
+    axes[2].step(
+        mids,
+        [w["p99_ms_hist"] or 0 for w in summary["windows"]],
+        where="mid",
+        marker="o",
+        label="p99 per window (histogram)",
+    )
+    axes[2].plot(
+        mids,
+        [w["p99_ms_stats_line"] or 0 for w in summary["windows"]],
+        marker="x",
+        linestyle="--",
+        label="p99, last 20000 frames (stats line)",
+    )
+    axes[2].step(
+        mids,
+        [w["p50_ms_hist"] or 0 for w in summary["windows"]],
+        where="mid",
+        marker=".",
+        label="p50 per window (histogram)",
+    )
     axes[2].set_ylabel("latency (ms)")
     axes[2].set_ylim(bottom=0)
     axes[2].legend(loc="lower right", fontsize=8)
     with_metrics = [s for s in samples if "metrics" in s]
-    axes[3].plot([s["t_s"] / 60 for s in with_metrics], [s["metrics"].get("frames_dropped", 0) for s in with_metrics],
-                 label="dropped (pipeline input)")
+    axes[3].plot(
+        [s["t_s"] / 60 for s in with_metrics],
+        [s["metrics"].get("frames_dropped", 0) for s in with_metrics],
+        label="dropped (pipeline input)",
+    )
     axes[3].set_ylabel("frames dropped (cumulative)")
     axes[3].set_xlabel("minutes")
     axes[3].legend(loc="upper left")
@@ -225,10 +261,17 @@ def main() -> int:
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--taskset", metavar="CPUS", help="pin the daemon with `taskset -c CPUS`")
-    parser.add_argument("--recording", type=Path, default=Path("/tmp/livefuse-soak.mp4"),
-                        help="the file output (deleted at the end; default: /tmp/livefuse-soak.mp4)")
-    parser.add_argument("--recording-options", default="",
-                        help="the recording's quality options, e.g. preset=veryfast (default: the recording defaults)")
+    parser.add_argument(
+        "--recording",
+        type=Path,
+        default=Path("/tmp/livefuse-soak.mp4"),
+        help="the file output (deleted at the end; default: /tmp/livefuse-soak.mp4)",
+    )
+    parser.add_argument(
+        "--recording-options",
+        default="",
+        help="the recording's quality options, e.g. preset=veryfast (default: the recording defaults)",
+    )
     parser.add_argument("--keep-recording", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for soak.json and soak.png")
     parser.add_argument("--name", default="soak", help="file name stem (default: soak)")
@@ -237,11 +280,35 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     stats_path = args.out / f"{args.name}-final-stats.json"
-    command = [sys.executable, "-m", "livefuse", "run", "--source", "demo", "--size", args.size,
-               "--fps", f"{args.fps:g}", "--preset", args.preset, "--output", "null",
-               "--output", f"file:{args.recording}" + (f"?{args.recording_options}" if args.recording_options else ""),
-               "--output", "preview", "--port", str(port), "--no-auth",
-               "--duration", f"{args.duration:g}", "--stats-json", str(stats_path), "--log-format", "json"]
+    command = [
+        sys.executable,
+        "-m",
+        "livefuse",
+        "run",
+        "--source",
+        "demo",
+        "--size",
+        args.size,
+        "--fps",
+        f"{args.fps:g}",
+        "--preset",
+        args.preset,
+        "--output",
+        "null",
+        "--output",
+        f"file:{args.recording}" + (f"?{args.recording_options}" if args.recording_options else ""),
+        "--output",
+        "preview",
+        "--port",
+        str(port),
+        "--no-auth",
+        "--duration",
+        f"{args.duration:g}",
+        "--stats-json",
+        str(stats_path),
+        "--log-format",
+        "json",
+    ]
     if args.taskset:
         command = ["taskset", "-c", args.taskset, *command]
     print("soak:", " ".join(command), flush=True)
@@ -264,10 +331,12 @@ def main() -> int:
                 break
             last = samples[-1]
             metrics = last.get("metrics", {})
-            print(f"{last['t_s']:7.0f} s  rss {last['rss_mb']:7.1f} MB  fds {last['fds']:3d}  "
-                  f"threads {last['threads']:3d}  in {metrics.get('frames_in', 0):.0f}  "
-                  f"out {metrics.get('frames_out', 0):.0f}  dropped {metrics.get('frames_dropped', 0):.0f}",
-                  flush=True)
+            print(
+                f"{last['t_s']:7.0f} s  rss {last['rss_mb']:7.1f} MB  fds {last['fds']:3d}  "
+                f"threads {last['threads']:3d}  in {metrics.get('frames_in', 0):.0f}  "
+                f"out {metrics.get('frames_out', 0):.0f}  dropped {metrics.get('frames_dropped', 0):.0f}",
+                flush=True,
+            )
     except KeyboardInterrupt:
         daemon.terminate()
     daemon.wait(timeout=60)
@@ -277,22 +346,34 @@ def main() -> int:
         args.recording.unlink(missing_ok=True)
     summary = summarise(samples, args.warmup, args.window, final, args.fps)
     result = {
-        "command": command, "exit_code": daemon.returncode, "interval_s": args.interval,
-        "machine": {"platform": platform.platform(), "cpus": psutil.cpu_count(),
-                    "load_avg_at_end": [round(x, 2) for x in psutil.getloadavg()]},
-        "summary": summary, "samples": samples,
+        "command": command,
+        "exit_code": daemon.returncode,
+        "interval_s": args.interval,
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": psutil.cpu_count(),
+            "load_avg_at_end": [round(x, 2) for x in psutil.getloadavg()],
+        },
+        "summary": summary,
+        "samples": samples,
     }
     (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
     try:
-        plot(samples, summary, args.out / f"{args.name}.png",
-             f"livefuse soak: {args.preset} {args.size}@{args.fps:g}, null + file + preview (idle), "
-             f"{summary['duration_s'] / 60:.1f} min")
+        plot(
+            samples,
+            summary,
+            args.out / f"{args.name}.png",
+            f"livefuse soak: {args.preset} {args.size}@{args.fps:g}, null + file + preview (idle), "
+            f"{summary['duration_s'] / 60:.1f} min",
+        )
     except ImportError:
         print("soak: no plot: install the bench extra (pip install -e '.[bench]')", file=sys.stderr)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("windows", "final_stats")}, indent=1))
     for w in summary["windows"]:
-        print(f"  {w['from_s'] / 60:5.1f}-{w['to_s'] / 60:5.1f} min  fps {w['fps']:5.2f}  dropped {w['dropped']:4d}  "
-              f"p50 {w['p50_ms_hist']} ms  p99 {w['p99_ms_hist']} ms (stats line p99 {w['p99_ms_stats_line']} ms)")
+        print(
+            f"  {w['from_s'] / 60:5.1f}-{w['to_s'] / 60:5.1f} min  fps {w['fps']:5.2f}  dropped {w['dropped']:4d}  "
+            f"p50 {w['p50_ms_hist']} ms  p99 {w['p99_ms_hist']} ms (stats line p99 {w['p99_ms_stats_line']} ms)"
+        )
     return 0 if daemon.returncode == 0 else 1
 
 

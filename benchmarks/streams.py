@@ -52,8 +52,8 @@ def draw_code(image: np.ndarray, number: int) -> np.ndarray:
     for bit in range(BITS):
         on = (number >> bit) & 1
         x = x0 + bit * BLOCK
-        image[y0:y0 + BLOCK, x:x + BLOCK] = 255 if on else 0
-        image[y0 + BLOCK:y0 + 2 * BLOCK, x:x + BLOCK] = 0 if on else 255
+        image[y0 : y0 + BLOCK, x : x + BLOCK] = 255 if on else 0
+        image[y0 + BLOCK : y0 + 2 * BLOCK, x : x + BLOCK] = 0 if on else 255
     return image
 
 
@@ -63,8 +63,8 @@ def read_code(luma: np.ndarray) -> int | None:
     number = 0
     for bit in range(BITS):
         x = x0 + bit * BLOCK + 3
-        top = luma[y0 + 3:y0 + BLOCK - 3, x:x + BLOCK - 6].mean() > 128
-        bottom = luma[y0 + BLOCK + 3:y0 + 2 * BLOCK - 3, x:x + BLOCK - 6].mean() > 128
+        top = luma[y0 + 3 : y0 + BLOCK - 3, x : x + BLOCK - 6].mean() > 128
+        bottom = luma[y0 + BLOCK + 3 : y0 + 2 * BLOCK - 3, x : x + BLOCK - 6].mean() > 128
         if top == bottom:
             return None
         number |= int(top) << bit
@@ -89,8 +89,14 @@ def encode_clip(size: tuple[int, int], fps: int, path: Path) -> None:
     codec.width, codec.height, codec.pix_fmt = size[0], size[1], "yuv420p"
     codec.bit_rate, codec.gop_size = 500_000, fps
     codec.time_base = Fraction(1, fps)
-    codec.options = {"deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0",
-                     "minrate": "500000", "maxrate": "500000", "bufsize": "500000"}
+    codec.options = {
+        "deadline": "realtime",
+        "cpu-used": "-6",
+        "lag-in-frames": "0",
+        "minrate": "500000",
+        "maxrate": "500000",
+        "bufsize": "500000",
+    }
     packets: list[bytes] = []
     for n in range(LOOP_FRAMES):
         frame = av.VideoFrame.from_ndarray(draw_code(base.copy(), n), format="bgr24").reformat(format="yuv420p")
@@ -120,8 +126,9 @@ def replay_camera(packets: list[bytes], fps: int) -> Any:
     return ReplayCamera(lambda _: np.zeros(0), fps)
 
 
-async def client_main(url: str, preset: str, size: tuple[int, int], fps: int, measure_at: float,
-                      seconds: float, packets_file: Path | None) -> dict:
+async def client_main(
+    url: str, preset: str, size: tuple[int, int], fps: int, measure_at: float, seconds: float, packets_file: Path | None
+) -> dict:
     import aiohttp
 
     from livefuse.web.whip_client import PacedCamera, WhipClient, astronaut_frame
@@ -140,7 +147,7 @@ async def client_main(url: str, preset: str, size: tuple[int, int], fps: int, me
         nonlocal unread
         now = loop.time()
         plane = frame.planes[0]
-        luma = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+        luma = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
         code = read_code(luma)
         if code is None:
             unread += 1
@@ -167,12 +174,19 @@ async def client_main(url: str, preset: str, size: tuple[int, int], fps: int, me
             await client.delete(http)
         await client.close()
     ms = np.asarray(window) * 1e3
-    return {"status": 201, "session": session, "fps": frames / seconds, "frames": frames, "unread": unread,
-            "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
-            "p95_ms": float(np.percentile(ms, 95)) if len(ms) else None}
+    return {
+        "status": 201,
+        "session": session,
+        "fps": frames / seconds,
+        "frames": frames,
+        "unread": unread,
+        "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
+        "p95_ms": float(np.percentile(ms, 95)) if len(ms) else None,
+    }
 
 
 # -- the daemon and the ladder ---------------------------------------------------------------------------
+
 
 def pinned(cores: str) -> list[str]:
     return ["taskset", "-c", cores] if cores and shutil.which("taskset") else []
@@ -190,12 +204,29 @@ def get(url: str) -> Any:
     return json.loads(body) if response.headers.get_content_type() == "application/json" else body.decode()
 
 
-def start_daemon(args: argparse.Namespace, port: int, batch_delay: float | None, loop_priority: str,
-                 log: Path) -> Any:
-    command = [*pinned(args.daemon_cores), str(ROOT / ".venv" / "bin" / "livefuse"), "serve", "--preset", args.preset,
-               "--size", args.size, "--fps", str(args.fps), "--port", str(port), "--provider", "cpu",
-               "--max-peers", "64", "--session-budget-ms", str(args.budget_ms), "--loop-priority", loop_priority,
-               "--no-auth"]  # loopback, and the clients it starts send no token
+def start_daemon(args: argparse.Namespace, port: int, batch_delay: float | None, loop_priority: str, log: Path) -> Any:
+    command = [
+        *pinned(args.daemon_cores),
+        str(ROOT / ".venv" / "bin" / "livefuse"),
+        "serve",
+        "--preset",
+        args.preset,
+        "--size",
+        args.size,
+        "--fps",
+        str(args.fps),
+        "--port",
+        str(port),
+        "--provider",
+        "cpu",
+        "--max-peers",
+        "64",
+        "--session-budget-ms",
+        str(args.budget_ms),
+        "--loop-priority",
+        loop_priority,
+        "--no-auth",
+    ]  # loopback, and the clients it starts send no token
     if batch_delay is not None:
         command += ["--batch-delay-ms", str(batch_delay)]
     process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -214,9 +245,23 @@ def run_level(args: argparse.Namespace, url: str, streams: int, daemon_pid: int)
 
     # one after the other, `--stagger` apart: admission judges each new session by the load of those before it
     measure_at = time.time() + streams * args.stagger + args.warmup
-    command = [*pinned(args.client_cores), sys.executable, __file__, "--client", url, "--preset", args.preset,
-               "--size", args.size, "--fps", str(args.fps), "--seconds", str(args.seconds),
-               "--measure-at", str(measure_at)]
+    command = [
+        *pinned(args.client_cores),
+        sys.executable,
+        __file__,
+        "--client",
+        url,
+        "--preset",
+        args.preset,
+        "--size",
+        args.size,
+        "--fps",
+        str(args.fps),
+        "--seconds",
+        str(args.seconds),
+        "--measure-at",
+        str(measure_at),
+    ]
     if args.packets is not None:
         command += ["--packets", str(args.packets)]
     clients = []
@@ -238,12 +283,20 @@ def run_level(args: argparse.Namespace, url: str, streams: int, daemon_pid: int)
             size = line.split('size="', 1)[1].split('"', 1)[0]
             batches[size] = batches.get(size, 0) + float(line.rsplit(" ", 1)[1])
     ok = [r for r in results if r["status"] == 201 and r["p50_ms"] is not None]
-    return {"streams": streams, "admitted": len(ok), "refused": sum(r["status"] == 503 for r in results),
-            "fps": [round(r["fps"], 1) for r in ok], "p50_ms": [round(r["p50_ms"], 1) for r in ok],
-            "p95_ms": [round(r["p95_ms"], 1) for r in ok], "daemon_cpu_pct": round(cpu, 1),
-            "daemon_rss_mb": round(rss_mb, 1), "loop_lag_ms": sessions["loop_lag_ms"],
-            "daemon_latency_ms": [s["recent_latency_ms"] for s in sessions["sessions"]], "batches": batches,
-            "clients": results}
+    return {
+        "streams": streams,
+        "admitted": len(ok),
+        "refused": sum(r["status"] == 503 for r in results),
+        "fps": [round(r["fps"], 1) for r in ok],
+        "p50_ms": [round(r["p50_ms"], 1) for r in ok],
+        "p95_ms": [round(r["p95_ms"], 1) for r in ok],
+        "daemon_cpu_pct": round(cpu, 1),
+        "daemon_rss_mb": round(rss_mb, 1),
+        "loop_lag_ms": sessions["loop_lag_ms"],
+        "daemon_latency_ms": [s["recent_latency_ms"] for s in sessions["sessions"]],
+        "batches": batches,
+        "clients": results,
+    }
 
 
 def main() -> None:
@@ -261,18 +314,28 @@ def main() -> None:
     parser.add_argument("--daemon-cores", default="0")
     parser.add_argument("--client-cores", default="1")
     parser.add_argument("--batching", choices=("off", "on", "both"), default="both")
-    parser.add_argument("--loop-priority", choices=("realtime", "normal", "both"), default="realtime",
-                        help="the daemon's --loop-priority; both: each level with normal, then realtime")
+    parser.add_argument(
+        "--loop-priority",
+        choices=("realtime", "normal", "both"),
+        default="realtime",
+        help="the daemon's --loop-priority; both: each level with normal, then realtime",
+    )
     parser.add_argument("--batch-delay-ms", type=float, default=2.0)
-    parser.add_argument("--live-encode", action="store_true",
-                        help="clients encode each frame (as a camera would) instead of replaying a clip encoded once")
+    parser.add_argument(
+        "--live-encode",
+        action="store_true",
+        help="clients encode each frame (as a camera would) instead of replaying a clip encoded once",
+    )
     parser.add_argument("--packets", type=Path, help=argparse.SUPPRESS)  # a client's pre-encoded clip
     parser.add_argument("--json", type=Path, default=RESULTS / "streams.json")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     if args.client:
-        result = asyncio.run(client_main(args.client, args.preset, (size[0], size[1]), args.fps, args.measure_at,
-                                         args.seconds, args.packets))
+        result = asyncio.run(
+            client_main(
+                args.client, args.preset, (size[0], size[1]), args.fps, args.measure_at, args.seconds, args.packets
+            )
+        )
         print(json.dumps(result))
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -281,10 +344,17 @@ def main() -> None:
         args.packets = work / "clip.vp8.pickle"
         encode_clip((size[0], size[1]), args.fps, args.packets)
     modes = {"off": [None], "on": [args.batch_delay_ms], "both": [None, args.batch_delay_ms]}[args.batching]
-    report: dict[str, Any] = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "preset": args.preset,
-                              "size": args.size, "fps": args.fps, "cpus": os.cpu_count(),
-                              "clients": "live VP8 encoding" if args.live_encode else "replayed VP8 packets",
-                              "daemon_cores": args.daemon_cores, "client_cores": args.client_cores, "runs": []}
+    report: dict[str, Any] = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "preset": args.preset,
+        "size": args.size,
+        "fps": args.fps,
+        "cpus": os.cpu_count(),
+        "clients": "live VP8 encoding" if args.live_encode else "replayed VP8 packets",
+        "daemon_cores": args.daemon_cores,
+        "client_cores": args.client_cores,
+        "runs": [],
+    }
     priorities = ["normal", "realtime"] if args.loop_priority == "both" else [args.loop_priority]
     for delay, priority in ((d, p) for d in modes for p in priorities):
         port = free_port()
@@ -311,8 +381,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     try:
         import matplotlib
     except ImportError:
-        print(f"no plot: matplotlib is missing (`.venv/bin/pip install -e '.[bench]'`); the figures are in "
-              f"{path.with_suffix('.json')}", file=sys.stderr)
+        print(
+            f"no plot: matplotlib is missing (`.venv/bin/pip install -e '.[bench]'`); the figures are in "
+            f"{path.with_suffix('.json')}",
+            file=sys.stderr,
+        )
         return
 
     matplotlib.use("Agg")
@@ -333,8 +406,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     for ax in (fps_ax, p95_ax):
         ax.legend()
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{report['preset']} at {report['size']}, {report['fps']} fps; "
-                 f"daemon on core {report['daemon_cores']}")
+    fig.suptitle(
+        f"{report['preset']} at {report['size']}, {report['fps']} fps; daemon on core {report['daemon_cores']}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
@@ -343,11 +417,13 @@ def table_row(level: dict[str, Any]) -> str:
     def span(values: list[float]) -> str:
         return f"{min(values):.0f}-{max(values):.0f}" if values else "-"
 
-    return (f"| {level['batching']} | {level.get('loop_priority', 'normal')} | {level['streams']} | "
-            f"{level['admitted']} | {span(level['fps'])} | "
-            f"{span(level['p50_ms'])} | {span(level['p95_ms'])} | {level['daemon_cpu_pct']:.0f} | "
-            f"{level['daemon_rss_mb']:.0f} | {level['loop_lag_ms']['p99']:.1f} | "
-            f"{' '.join(f'{k}x{v:.0f}' for k, v in sorted(level['batches'].items())) or '-'} |")
+    return (
+        f"| {level['batching']} | {level.get('loop_priority', 'normal')} | {level['streams']} | "
+        f"{level['admitted']} | {span(level['fps'])} | "
+        f"{span(level['p50_ms'])} | {span(level['p95_ms'])} | {level['daemon_cpu_pct']:.0f} | "
+        f"{level['daemon_rss_mb']:.0f} | {level['loop_lag_ms']['p99']:.1f} | "
+        f"{' '.join(f'{k}x{v:.0f}' for k, v in sorted(level['batches'].items())) or '-'} |"
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,26 @@ LIVEFUSE = str(ROOT / ".venv" / "bin" / "livefuse")
 
 
 def bench(preset: str, size: str, frames: int, executor: str, out: Path) -> dict[str, Any]:
-    subprocess.run([LIVEFUSE, "bench", "--preset", preset, "--size", size, "--frames", str(frames), "--mode",
-                    "pipelined", "--executor", executor, "--json", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            LIVEFUSE,
+            "bench",
+            "--preset",
+            preset,
+            "--size",
+            size,
+            "--frames",
+            str(frames),
+            "--mode",
+            "pipelined",
+            "--executor",
+            executor,
+            "--json",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     result: dict[str, Any] = json.loads(out.read_text())
     return result
 
@@ -43,8 +61,19 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        subprocess.run([LIVEFUSE, "models", "triton-repo", str(work / "repo"), "--backend", "python",
-                        *[a for p in args.presets for a in ("--preset", p)]], check=True, capture_output=True)
+        subprocess.run(
+            [
+                LIVEFUSE,
+                "models",
+                "triton-repo",
+                str(work / "repo"),
+                "--backend",
+                "python",
+                *[a for p in args.presets for a in ("--preset", p)],
+            ],
+            check=True,
+            capture_output=True,
+        )
         server = TritonServer(work / "repo", work)
         server.start()
         rows: list[dict[str, Any]] = []
@@ -54,20 +83,33 @@ def main() -> int:
                     for executor in ("local", server.grpc_url):
                         result = bench(preset, args.size, args.frames, executor, work / "bench.json")
                         mode = result["modes"]["pipelined"]
-                        rows.append({"preset": preset, "round": round_, "executor": executor.split(":")[0],
-                                     "fps": mode["fps"], "dropped": mode["dropped"],
-                                     "latency_ms": mode["latency_ms"], "stages_ms": mode["stages_ms"]})
-                        print(f"{preset:16} {rows[-1]['executor']:7} round {round_}: fps {mode['fps']:.1f} "
-                              f"p50 {mode['latency_ms']['p50']:.1f} ms p99 {mode['latency_ms']['p99']:.1f} ms "
-                              f"dropped {mode['dropped']}", flush=True)
+                        rows.append(
+                            {
+                                "preset": preset,
+                                "round": round_,
+                                "executor": executor.split(":")[0],
+                                "fps": mode["fps"],
+                                "dropped": mode["dropped"],
+                                "latency_ms": mode["latency_ms"],
+                                "stages_ms": mode["stages_ms"],
+                            }
+                        )
+                        print(
+                            f"{preset:16} {rows[-1]['executor']:7} round {round_}: fps {mode['fps']:.1f} "
+                            f"p50 {mode['latency_ms']['p50']:.1f} ms p99 {mode['latency_ms']['p99']:.1f} ms "
+                            f"dropped {mode['dropped']}",
+                            flush=True,
+                        )
         finally:
             server.stop()
     args.out.write_text(json.dumps({"size": args.size, "frames": args.frames, "rows": rows}, indent=2) + "\n")
     print("\n| preset | executor | p50 ms | p99 ms | fps | dropped |\n|---|---|---|---|---|---|")
     for row in rows:
         lat = row["latency_ms"]
-        print(f"| {row['preset']} | {row['executor']} (round {row['round']}) | {lat['p50']:.1f} | {lat['p99']:.1f} | "
-              f"{row['fps']:.1f} | {row['dropped']} |")
+        print(
+            f"| {row['preset']} | {row['executor']} (round {row['round']}) | {lat['p50']:.1f} | {lat['p99']:.1f} | "
+            f"{row['fps']:.1f} | {row['dropped']} |"
+        )
     return 0
 
 

@@ -32,8 +32,16 @@ class Capture:
     read. With `audio`, picture and sound are stamped on one clock.
     """
 
-    def __init__(self, source: Source, deliver: Callable[[Frame], object], finished: Callable[[], None], *,
-                 stats: PipelineStats, audio: AudioInput | None = None, max_frames: int | None = None) -> None:
+    def __init__(
+        self,
+        source: Source,
+        deliver: Callable[[Frame], object],
+        finished: Callable[[], None],
+        *,
+        stats: PipelineStats,
+        audio: AudioInput | None = None,
+        max_frames: int | None = None,
+    ) -> None:
         self.source = source
         self.deliver = deliver
         self.finished = finished
@@ -117,8 +125,7 @@ class Capture:
                 if stamp is None:  # a stream's backlog from before capture started
                     continue
                 now = stamp
-            self.deliver(Frame(seq=seq, capture_ns=now,
-                               image=image, source_epoch=epoch))
+            self.deliver(Frame(seq=seq, capture_ns=now, image=image, source_epoch=epoch))
             if self.audio is not None:
                 self.audio.on_video(now)
             seq += 1

@@ -64,20 +64,32 @@ def cover_whole(frame: Frame) -> None:
 class Chain:
     """Ordered stages plus the turn-taking that keeps each stage's frames in order."""
 
-    def __init__(self, name: str, stages: Sequence[tuple[str, Stage]], stats: PipelineStats | None = None, *,
-                 disable_after: int = DISABLE_AFTER_CONSECUTIVE_ERRORS,
-                 backoff: Sequence[float] = RETRY_BACKOFF_S, clock: Callable[[], float] = time.monotonic,
-                 boundary: DeviceBoundary | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        stages: Sequence[tuple[str, Stage]],
+        stats: PipelineStats | None = None,
+        *,
+        disable_after: int = DISABLE_AFTER_CONSECUTIVE_ERRORS,
+        backoff: Sequence[float] = RETRY_BACKOFF_S,
+        clock: Callable[[], float] = time.monotonic,
+        boundary: DeviceBoundary | None = None,
+    ) -> None:
         self.name = name
         # Frames stay on the device between stages when there is a boundary (see livefuse/device/steps.py).
         self.boundary = boundary
         self.stages = list(stages)
         self.stats = stats or PipelineStats()
         self.clock = clock
-        self.faults = StageFaults([(label, stage.guards_privacy) for label, stage in self.stages], self.stats,
-                                  disable_after=disable_after, backoff=backoff, clock=clock)
+        self.faults = StageFaults(
+            [(label, stage.guards_privacy) for label, stage in self.stages],
+            self.stats,
+            disable_after=disable_after,
+            backoff=backoff,
+            clock=clock,
+        )
         guarded = [i for i, (_, stage) in enumerate(self.stages) if stage.guards_privacy]
-        for _, stage in self.stages[:max(guarded, default=0)]:
+        for _, stage in self.stages[: max(guarded, default=0)]:
             stage.feeds_privacy()  # what a privacy stage relies on may not trade safety for speed
         # The units that take turns: one per stage, or one per step of a stage that has steps.
         # The device boundary's upload and download are steps of their own (owner BOUNDARY), so frame N + 1 is
@@ -189,8 +201,7 @@ class Chain:
             frame.device_image = None
             self.stats.stage_error(label)
             if self.faults.first_time(label):
-                log.warning("device %s failed (%s: %s); the frame stays in host memory", label,
-                            type(exc).__name__, exc)
+                log.warning("device %s failed (%s: %s); the frame stays in host memory", label, type(exc).__name__, exc)
         finally:
             self._next_turn(index)
 

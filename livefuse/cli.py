@@ -15,15 +15,26 @@ from livefuse import __version__
 from livefuse.errors import UserError
 from livefuse.memory import keep_frame_memory
 
-SUBCOMMANDS = ("livefuse.commands.run", "livefuse.commands.serve", "livefuse.commands.bench",
-               "livefuse.commands.presets", "livefuse.commands.models", "livefuse.commands.doctor")
+SUBCOMMANDS = (
+    "livefuse.commands.run",
+    "livefuse.commands.serve",
+    "livefuse.commands.bench",
+    "livefuse.commands.presets",
+    "livefuse.commands.models",
+    "livefuse.commands.doctor",
+)
 
 
 class VersionAction(argparse.Action):
     """`--version`: the versions a bug report needs; onnxruntime is imported only when it is asked for."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
-                 option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
         from livefuse.doctor import versions
 
         got = versions()
@@ -34,15 +45,21 @@ class VersionAction(argparse.Action):
             providers = ", ".join(short_name(p) for p in available())
         except ImportError as exc:
             providers = f"none ({exc})"
-        print(f"livefuse {__version__}\n{ort} {got[ort]} (providers: {providers})\nPyAV {got['av']}\n"
-              f"aiortc {got['aiortc']}\nPython {got['python']}")
+        print(
+            f"livefuse {__version__}\n{ort} {got[ort]} (providers: {providers})\nPyAV {got['av']}\n"
+            f"aiortc {got['aiortc']}\nPython {got['python']}"
+        )
         parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livefuse", description="Real-time video filter daemon.")
-    parser.add_argument("--version", action=VersionAction, nargs=0,
-                        help="livefuse's version, with onnxruntime's, PyAV's, aiortc's and the providers")
+    parser.add_argument(
+        "--version",
+        action=VersionAction,
+        nargs=0,
+        help="livefuse's version, with onnxruntime's, PyAV's, aiortc's and the providers",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in SUBCOMMANDS:
         importlib.import_module(module).add_parser(subparsers)

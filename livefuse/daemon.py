@@ -96,8 +96,9 @@ async def open_engine(options: EngineOptions, fps: float) -> Engine:
 
     loop = asyncio.get_running_loop()
     executor = await loop.run_in_executor(None, open_executor, options.executor, fps)
-    engine = Engine(provider=options.provider, iobinding=options.iobinding, executor=executor,
-                    session_id=options.session_id)
+    engine = Engine(
+        provider=options.provider, iobinding=options.iobinding, executor=executor, session_id=options.session_id
+    )
     try:
         if options.batch_delay_ms is not None:
             engine.pool.enable_batching(max_delay_ms=options.batch_delay_ms)
@@ -123,8 +124,9 @@ def open_sound(plan: RunPlan, source: Source) -> AudioInput | None:
         raise
 
 
-def open_outputs(plan: RunPlan, audio: AudioFormat | None, control: ControlPlane | None,
-                 owned: contextlib.ExitStack) -> list[Sink]:
+def open_outputs(
+    plan: RunPlan, audio: AudioFormat | None, control: ControlPlane | None, owned: contextlib.ExitStack
+) -> list[Sink]:
     """The outputs, each closed by `owned` until the pipeline takes them over; the preview is the server's."""
     sinks: list[Sink] = []
     for spec in plan.outputs:
@@ -150,22 +152,45 @@ async def run(plan: RunPlan, control: ControlPlane | None = None) -> PipelineSta
         stack.callback(engine.close)
         assembly = assemble(plan.preset, engine, plan.size, plan.fps)
         sinks = open_outputs(plan, audio.format if audio is not None else None, control, owned)
-        settings = {"source": redact(plan.source), "size": list(plan.size), "fps": plan.fps,
-                    "outputs": [redact(spec) for spec in plan.outputs], **plan.settings}
-        runtime = Runtime.wire(assembly, source, sinks, max_frames=plan.max_frames, duration=plan.duration,
-                               audio=audio, sleep_after=plan.sleep_after, settings=settings)
+        settings = {
+            "source": redact(plan.source),
+            "size": list(plan.size),
+            "fps": plan.fps,
+            "outputs": [redact(spec) for spec in plan.outputs],
+            **plan.settings,
+        }
+        runtime = Runtime.wire(
+            assembly,
+            source,
+            sinks,
+            max_frames=plan.max_frames,
+            duration=plan.duration,
+            audio=audio,
+            sleep_after=plan.sleep_after,
+            settings=settings,
+        )
         pipeline = runtime.pipeline
         stack.callback(lambda: runtime.pipeline.chain.close())  # the chain running last, after any switch
         if control is not None:
-            await stack.enter_async_context(control.serving(
-                Served(engine, plan.size, plan.fps, lambda: runtime.preset, runtime)))
-        log.info("running preset %s on %s -> %s (%s; sound: %s)", plan.preset.name, source.description,
-                 ", ".join(redact(spec) for spec in plan.outputs), engine.provider,
-                 audio.description if audio is not None else "none")
+            await stack.enter_async_context(
+                control.serving(Served(engine, plan.size, plan.fps, lambda: runtime.preset, runtime))
+            )
+        log.info(
+            "running preset %s on %s -> %s (%s; sound: %s)",
+            plan.preset.name,
+            source.description,
+            ", ".join(redact(spec) for spec in plan.outputs),
+            engine.provider,
+            audio.description if audio is not None else "none",
+        )
         _stop_on_signals(stack, pipeline.stop)
-        status = asyncio.create_task(report_status(
-            pipeline.stats, json_lines=plan.json_status,
-            disabled=lambda: [h["label"] for h in runtime.pipeline.chain.health_report() if h["disabled"]]))
+        status = asyncio.create_task(
+            report_status(
+                pipeline.stats,
+                json_lines=plan.json_status,
+                disabled=lambda: [h["label"] for h in runtime.pipeline.chain.health_report() if h["disabled"]],
+            )
+        )
         stack.push_async_callback(_cancel, status)  # the status line ends before the summary is logged
         owned.pop_all()
         stats = await pipeline.run()
@@ -173,8 +198,9 @@ async def run(plan: RunPlan, control: ControlPlane | None = None) -> PipelineSta
     return stats
 
 
-async def serve(preset: Preset, size: tuple[int, int], fps: float, engine_options: EngineOptions,
-                control: ControlPlane) -> None:
+async def serve(
+    preset: Preset, size: tuple[int, int], fps: float, engine_options: EngineOptions, control: ControlPlane
+) -> None:
     """Serve sessions (WHIP, the page's camera) running `preset` unless they ask for another, until
     SIGINT/SIGTERM. The preset is built first and kept, so one that cannot start is reported before the server
     listens, and a session running it finds its models loaded."""
@@ -210,5 +236,13 @@ def _report(stats: PipelineStats, stats_json: Path | None) -> None:
         stats_json.write_text(json.dumps(snapshot, indent=2) + "\n")
     lat = snapshot["latency_ms"]
     assert isinstance(lat, dict)
-    log.info("done: %d frames in, %d out, %d dropped, %.1f fps, latency p50 %.1f ms p95 %.1f ms (%s)",
-             stats.frames_in, stats.frames_out, stats.dropped, stats.fps, lat["p50"], lat["p95"], stats.provider)
+    log.info(
+        "done: %d frames in, %d out, %d dropped, %.1f fps, latency p50 %.1f ms p95 %.1f ms (%s)",
+        stats.frames_in,
+        stats.frames_out,
+        stats.dropped,
+        stats.fps,
+        lat["p50"],
+        lat["p95"],
+        stats.provider,
+    )

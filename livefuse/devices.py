@@ -111,14 +111,29 @@ def cameras() -> list[Device]:
         return _linux_cameras()
     if sys.platform == "darwin":
         names = listed_devices(ffmpeg_log("avfoundation", "", {"list_devices": "true"}))["video"]
-        return [Device("camera", f"webcam:{i}", name, "avfoundation",
-                       avfoundation_modes(ffmpeg_log("avfoundation", str(i), {"video_size": "1x1"})))
-                for i, name in enumerate(names) if not name.lower().startswith("capture screen")]
+        return [
+            Device(
+                "camera",
+                f"webcam:{i}",
+                name,
+                "avfoundation",
+                avfoundation_modes(ffmpeg_log("avfoundation", str(i), {"video_size": "1x1"})),
+            )
+            for i, name in enumerate(names)
+            if not name.lower().startswith("capture screen")
+        ]
     if sys.platform == "win32":
         names = listed_devices(ffmpeg_log("dshow", "dummy", {"list_devices": "true"}))["video"]
-        return [Device("camera", f"webcam:video={name}", name, "dshow",
-                       dshow_modes(ffmpeg_log("dshow", f"video={name}", {"list_options": "true"})))
-                for name in names]
+        return [
+            Device(
+                "camera",
+                f"webcam:video={name}",
+                name,
+                "dshow",
+                dshow_modes(ffmpeg_log("dshow", f"video={name}", {"list_options": "true"})),
+            )
+            for name in names
+        ]
     return []
 
 

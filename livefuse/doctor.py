@@ -55,14 +55,19 @@ def listed_providers() -> list[str]:
 def check_onnxruntime() -> Check:
     gpu, cpu = distribution("onnxruntime-gpu"), distribution("onnxruntime")
     if gpu and cpu:
-        return Check("onnxruntime", WARN, f"both onnxruntime {cpu} and onnxruntime-gpu {gpu} are installed: "
-                     "one shadows the other", "pip uninstall -y onnxruntime onnxruntime-gpu && pip install "
-                     "--force-reinstall livefuse (or livefuse[cuda])")
+        return Check(
+            "onnxruntime",
+            WARN,
+            f"both onnxruntime {cpu} and onnxruntime-gpu {gpu} are installed: one shadows the other",
+            "pip uninstall -y onnxruntime onnxruntime-gpu && pip install "
+            "--force-reinstall livefuse (or livefuse[cuda])",
+        )
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        return Check("onnxruntime", FAIL, f"onnxruntime does not import ({exc})", "pip install --force-reinstall "
-                     "livefuse")
+        return Check(
+            "onnxruntime", FAIL, f"onnxruntime does not import ({exc})", "pip install --force-reinstall livefuse"
+        )
     from livefuse.engine.provider_help import build_cuda_major
 
     major = build_cuda_major()
@@ -95,10 +100,17 @@ def check_providers(cache_dir: Any = None) -> list[Check]:
             message, _, fix = (why or f"{label(provider)}: does not load").partition("; ")
             checks.append(Check("provider", status, message, fix, {"provider": provider}))
     gpu_build_here = (sys.platform.startswith("linux") and platform.machine() == "x86_64") or (
-        sys.platform == "win32" and platform.machine() == "AMD64")
+        sys.platform == "win32" and platform.machine() == "AMD64"
+    )
     if gpu_build_here and "CUDAExecutionProvider" not in listed:
-        checks.append(Check("provider", WARN, "CUDA: this onnxruntime build has none (a CPU-only onnxruntime)",
-                            "pip uninstall -y onnxruntime && pip install --force-reinstall 'livefuse[cuda]'"))
+        checks.append(
+            Check(
+                "provider",
+                WARN,
+                "CUDA: this onnxruntime build has none (a CPU-only onnxruntime)",
+                "pip uninstall -y onnxruntime && pip install --force-reinstall 'livefuse[cuda]'",
+            )
+        )
     return checks
 
 
@@ -107,8 +119,7 @@ def check_gpus() -> Check:
 
     gpus = nvidia_gpus()
     if not gpus:
-        return Check("gpu", INFO, "no NVIDIA GPU found (nvidia-smi lists none, or is not installed)",
-                     data={"gpus": []})
+        return Check("gpu", INFO, "no NVIDIA GPU found (nvidia-smi lists none, or is not installed)", data={"gpus": []})
     text = "; ".join(f"{g.index}: {g.name}, {g.memory_mib / 1024:.0f} GiB, driver {g.driver}" for g in gpus)
     return Check("gpu", OK, text, data={"gpus": [g.__dict__ for g in gpus]})
 
@@ -120,11 +131,17 @@ def check_cameras(default_source: str) -> Check:
     data = {"cameras": [c.__dict__ for c in found], "default_source": default_source}
     if not found:
         if default_source == "webcam":
-            return Check("camera", FAIL, "the default source is the webcam (a /dev/video node exists), but no "
-                         "camera lists a video format", "connect a camera, or run with --source demo", data)
+            return Check(
+                "camera",
+                FAIL,
+                "the default source is the webcam (a /dev/video node exists), but no camera lists a video format",
+                "connect a camera, or run with --source demo",
+                data,
+            )
         return Check("camera", INFO, "none found: `livefuse run` uses the demo source", data=data)
-    shown = "; ".join(f"{c.spec} {c.name} ({len(c.modes)} modes, e.g. {', '.join(c.modes[:3]) or '?'})"
-                      for c in found[:4])
+    shown = "; ".join(
+        f"{c.spec} {c.name} ({len(c.modes)} modes, e.g. {', '.join(c.modes[:3]) or '?'})" for c in found[:4]
+    )
     return Check("camera", OK, shown, data=data)
 
 
@@ -136,8 +153,9 @@ def check_virtualcam() -> Check:
         sink = VirtualCamSink((64, 64), 30.0)
     except OutputError as exc:
         why = str(exc.__cause__ or exc).split(". ")[0][:160]
-        return Check("virtualcam", WARN, f"none usable ({why}); `livefuse run` shows the preview only",
-                     virtualcam_fix())
+        return Check(
+            "virtualcam", WARN, f"none usable ({why}); `livefuse run` shows the preview only", virtualcam_fix()
+        )
     device = sink.device
     sink.close()
     return Check("virtualcam", OK, f"{device} is usable", data={"device": device})
@@ -149,8 +167,9 @@ def check_audio() -> Check:
     found = audio_devices()
     data = {"audio": [d.__dict__ for d in found]}
     if not found:
-        return Check("audio", INFO, "no capture device found: sound comes only from a source that has its own",
-                     data=data)
+        return Check(
+            "audio", INFO, "no capture device found: sound comes only from a source that has its own", data=data
+        )
     return Check("audio", OK, "; ".join(f"{d.spec} ({d.name})" for d in found[:4]), data=data)
 
 
@@ -159,8 +178,12 @@ def check_port(host: str, port: int) -> Check:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            return Check("port", FAIL, f"{host}:{port} is not free ({exc.strerror or exc})",
-                         "stop what uses it, or run with --port N (and `livefuse doctor --port N`)")
+            return Check(
+                "port",
+                FAIL,
+                f"{host}:{port} is not free ({exc.strerror or exc})",
+                "stop what uses it, or run with --port N (and `livefuse doctor --port N`)",
+            )
     return Check("port", OK, f"{host}:{port} is free")
 
 
@@ -180,10 +203,22 @@ def check_default_run(preset_name: str | None) -> list[Check]:
         finally:
             engine.close()
     except UserError as exc:
-        return [Check("preset", FAIL, f"{name} does not build: {exc}", "see `livefuse presets show NAME` "
-                      "and `livefuse models verify`")]
-    return [Check("preset", OK, f"{name} builds on {engine.provider.removesuffix('ExecutionProvider')}, "
-                  f"its models loaded", data={"preset": name, "provider": engine.provider})]
+        return [
+            Check(
+                "preset",
+                FAIL,
+                f"{name} does not build: {exc}",
+                "see `livefuse presets show NAME` and `livefuse models verify`",
+            )
+        ]
+    return [
+        Check(
+            "preset",
+            OK,
+            f"{name} builds on {engine.provider.removesuffix('ExecutionProvider')}, its models loaded",
+            data={"preset": name, "provider": engine.provider},
+        )
+    ]
 
 
 def check_models() -> Check:
@@ -202,15 +237,29 @@ def check_models() -> Check:
     summary = ", ".join(f"{n} {status.replace('-', ' ')}" for status, n in ordered)
     data = {"models": {p.entry.ref: p.status for p in problems}, "pulled_to": str(registry.models_dir)}
     if errors:
-        return Check("models", WARN, f"{summary}; {errors[0].message}", "`livefuse models verify` lists them; "
-                     "`livefuse models pull NAME` fetches one again", data)
-    return Check("models", OK, f"{summary} (pulled ones in {registry.models_dir})",
-                 "" if "not-pulled" not in counts else "`livefuse models pull NAME` fetches one", data)
+        return Check(
+            "models",
+            WARN,
+            f"{summary}; {errors[0].message}",
+            "`livefuse models verify` lists them; `livefuse models pull NAME` fetches one again",
+            data,
+        )
+    return Check(
+        "models",
+        OK,
+        f"{summary} (pulled ones in {registry.models_dir})",
+        "" if "not-pulled" not in counts else "`livefuse models pull NAME` fetches one",
+        data,
+    )
 
 
 def check_folders() -> Check:
-    return Check("folders", INFO, "\n".join(f"{role}: {path}" for role, path in paths.folders().items()),
-                 data={role: str(path) for role, path in paths.folders().items()})
+    return Check(
+        "folders",
+        INFO,
+        "\n".join(f"{role}: {path}" for role, path in paths.folders().items()),
+        data={role: str(path) for role, path in paths.folders().items()},
+    )
 
 
 def run_checks(host: str = "127.0.0.1", port: int = 8080, preset: str | None = None) -> list[Check]:
@@ -222,9 +271,17 @@ def run_checks(host: str = "127.0.0.1", port: int = 8080, preset: str | None = N
     engine_log.setLevel(logging.ERROR)
     try:
         steps: list[Callable[[], Check | list[Check]]] = [
-            check_onnxruntime, check_providers, check_gpus, lambda: check_cameras(default_source()),
-            check_virtualcam, check_audio, lambda: check_port(host, port), lambda: check_default_run(preset),
-            check_models, check_folders]
+            check_onnxruntime,
+            check_providers,
+            check_gpus,
+            lambda: check_cameras(default_source()),
+            check_virtualcam,
+            check_audio,
+            lambda: check_port(host, port),
+            lambda: check_default_run(preset),
+            check_models,
+            check_folders,
+        ]
         checks: list[Check] = []
         for step in steps:
             result = step()

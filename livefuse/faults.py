@@ -45,17 +45,28 @@ class StageHealth:
 
     def describe(self, now: float) -> dict[str, Any]:
         retry = max(0.0, self.retry_at - now) if self.disabled and math.isfinite(self.retry_at) else None
-        return {"label": self.label, "disabled": self.disabled, "last_error": self.last_error,
-                "consecutive_errors": self.consecutive_errors, "guards_privacy": self.guards_privacy,
-                "retry_in_s": None if retry is None else round(retry, 2)}
+        return {
+            "label": self.label,
+            "disabled": self.disabled,
+            "last_error": self.last_error,
+            "consecutive_errors": self.consecutive_errors,
+            "guards_privacy": self.guards_privacy,
+            "retry_in_s": None if retry is None else round(retry, 2),
+        }
 
 
 class StageFaults:
     """The fault state of a chain's stages, by stage index; safe to use from every worker thread."""
 
-    def __init__(self, stages: Sequence[tuple[str, bool]], stats: PipelineStats, *,
-                 disable_after: int = DISABLE_AFTER_CONSECUTIVE_ERRORS, backoff: Sequence[float] = RETRY_BACKOFF_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        stages: Sequence[tuple[str, bool]],
+        stats: PipelineStats,
+        *,
+        disable_after: int = DISABLE_AFTER_CONSECUTIVE_ERRORS,
+        backoff: Sequence[float] = RETRY_BACKOFF_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.health = [StageHealth(label, guards) for label, guards in stages]
         self.stats = stats
         self.disable_after = disable_after
@@ -99,8 +110,14 @@ class StageFaults:
         health = self.health[owner]
         action = "covering the frame" if health.guards_privacy else "passing this frame through"
         if self.first_time(label):
-            log.warning("stage %s failed (%s: %s); %s. Further errors are counted, not logged", label,
-                        type(exc).__name__, exc, action, exc_info=log.isEnabledFor(logging.DEBUG))
+            log.warning(
+                "stage %s failed (%s: %s); %s. Further errors are counted, not logged",
+                label,
+                type(exc).__name__,
+                exc,
+                action,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
         with self._lock:
             health.last_error = first_line(exc)
             health.consecutive_errors += 1
@@ -108,15 +125,23 @@ class StageFaults:
                 health.probing = False
                 health.retries += 1
                 health.retry_at = self.clock() + self._delay(health.retries)
-                log.debug("stage %s still fails (%s); next retry in %.0f s", label, health.last_error,
-                          self._delay(health.retries))
+                log.debug(
+                    "stage %s still fails (%s); next retry in %.0f s",
+                    label,
+                    health.last_error,
+                    self._delay(health.retries),
+                )
             elif health.consecutive_errors >= self.disable_after:
                 health.disabled = True
                 health.retry_at = self.clock() + self._delay(health.retries)
-                log.error("stage %s failed %d frames in a row (%s); it is switched off (%s) and retried in %.0f s",
-                          label, health.consecutive_errors, health.last_error,
-                          "its frames are covered" if health.guards_privacy else "its frames pass through",
-                          self._delay(health.retries))
+                log.error(
+                    "stage %s failed %d frames in a row (%s); it is switched off (%s) and retried in %.0f s",
+                    label,
+                    health.consecutive_errors,
+                    health.last_error,
+                    "its frames are covered" if health.guards_privacy else "its frames pass through",
+                    self._delay(health.retries),
+                )
 
     def _delay(self, retries: int) -> float:
         return self.backoff[min(retries, len(self.backoff) - 1)] if self.backoff else 0.0

@@ -32,7 +32,10 @@ def raise_loop_priority() -> str:
     try:
         os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(RT_PRIORITY))
     except OSError as exc:
-        log.info("the event loop runs at normal priority (real-time not permitted: %s); under load its lag "
-                 "may grow: allow it with `ulimit -r 1` (RLIMIT_RTPRIO) or CAP_SYS_NICE", exc.strerror or exc)
+        log.info(
+            "the event loop runs at normal priority (real-time not permitted: %s); under load its lag "
+            "may grow: allow it with `ulimit -r 1` (RLIMIT_RTPRIO) or CAP_SYS_NICE",
+            exc.strerror or exc,
+        )
         return f"{NORMAL} (real-time not permitted)"
     return REALTIME

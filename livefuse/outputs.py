@@ -31,8 +31,13 @@ class Output:
     """Drives one sink: `put` offers frames (from any thread), `start` writes them on the output's own thread
     until the slot closes; then the sink is closed there and `wait_closed` returns."""
 
-    def __init__(self, sink: Sink, index: int, fps: float, on_written: Callable[[Frame, int], None] | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        index: int,
+        fps: float,
+        on_written: Callable[[Frame, int], None] | None = None,
+    ) -> None:
         self.sink = sink
         self.index = index
         self.fps = fps

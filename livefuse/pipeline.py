@@ -51,11 +51,22 @@ STALL_CHECK_S = 0.1
 class Pipeline:
     """Runs one source through a swappable chain into several outputs until stopped."""
 
-    def __init__(self, source: Source, chain: Chain, sinks: list[Sink], *, fps: float,
-                 max_frames: int | None = None, duration: float | None = None, max_in_flight: int = 2,
-                 stats: PipelineStats | None = None, engine: Engine | None = None,
-                 audio: AudioInput | None = None, stall_after: float = STALL_AFTER_S,
-                 sleep_after: float | None = None) -> None:
+    def __init__(
+        self,
+        source: Source,
+        chain: Chain,
+        sinks: list[Sink],
+        *,
+        fps: float,
+        max_frames: int | None = None,
+        duration: float | None = None,
+        max_in_flight: int = 2,
+        stats: PipelineStats | None = None,
+        engine: Engine | None = None,
+        audio: AudioInput | None = None,
+        stall_after: float = STALL_AFTER_S,
+        sleep_after: float | None = None,
+    ) -> None:
         self.source = source
         self.chain = chain
         self.fps = fps
@@ -142,12 +153,14 @@ class Pipeline:
             self._start_output(Output(sink, index, self.fps, on_written=self._primary_written if index == 0 else None))
         if self.audio is not None:
             self.audio.start(self._deliver_audio)
-        capture = Capture(self.source, self._on_captured, self.stop, stats=self.stats, audio=self.audio,
-                          max_frames=self.max_frames)
+        capture = Capture(
+            self.source, self._on_captured, self.stop, stats=self.stats, audio=self.audio, max_frames=self.max_frames
+        )
         capture.start()
         if self.sleep_after is not None:
-            self.sleep_watch = SleepWatch(lambda: [out.sink for out in self._outputs], capture, self.sleep_after,
-                                          self.stats, self._show_paused)
+            self.sleep_watch = SleepWatch(
+                lambda: [out.sink for out in self._outputs], capture, self.sleep_after, self.stats, self._show_paused
+            )
             self.sleep_watch.start()
         dispatcher = start_thread(self._dispatch, "livefuse-dispatch")
         watchdog = asyncio.create_task(self._watch_stalls())
@@ -207,8 +220,10 @@ class Pipeline:
             if not feed.put(chunk):
                 self.stats.count(audio_overflows=1)
                 if self.stats.audio_overflows == 1:
-                    log.error("an output stopped taking sound for %d s; its audio is incomplete",
-                              feed.max_backlog_ns // 1_000_000_000)
+                    log.error(
+                        "an output stopped taking sound for %d s; its audio is incomplete",
+                        feed.max_backlog_ns // 1_000_000_000,
+                    )
 
     def _on_captured(self, frame: Frame) -> None:
         """On the capture thread: offer the frame to the dispatcher (a frame captured while stopping is never
@@ -306,8 +321,12 @@ class Pipeline:
             self.stats.stalled = f"{label} for {seconds:.1f} s"
             if stalled_at != label:
                 stalled_at = label
-                log.error("stage %s has not returned for %.1f s: frames go on %s until it does", label, seconds,
-                          "covered whole" if chain.guards_privacy else "unfiltered")
+                log.error(
+                    "stage %s has not returned for %.1f s: frames go on %s until it does",
+                    label,
+                    seconds,
+                    "covered whole" if chain.guards_privacy else "unfiltered",
+                )
             frame = self._input.take_nowait()
             if frame is not None:
                 await self._loop.run_in_executor(self._past_stall, self._send_past_stall, frame, chain.guards_privacy)
@@ -340,8 +359,7 @@ class Pipeline:
                 return
             image = paused_picture(last.image)
             image.flags.writeable = False
-            self._emit(Frame(seq=last.seq, capture_ns=time.monotonic_ns(), image=image,
-                             source_epoch=last.source_epoch))
+            self._emit(Frame(seq=last.seq, capture_ns=time.monotonic_ns(), image=image, source_epoch=last.source_epoch))
 
     def _emit(self, frame: Frame) -> None:
         """Send a processed frame to every output and listener (holding `_emitting`)."""

@@ -49,7 +49,6 @@ class Preset:
     audio_filter: str | None = None  # "none" or "denoise"; None: the preset leaves the sound's filter as it is
 
 
-
 def preset_dirs() -> list[Path]:
     """Where preset names are looked up: $LIVEFUSE_PRESETS, the user's folder, then the shipped ones."""
     return [*extra_preset_dirs(), user_presets_dir(), PRESETS_DIR]
@@ -78,8 +77,10 @@ def resolve_preset(name_or_path: str) -> Path:
         return path
     presets = available_presets()
     if name_or_path not in presets:
-        raise PresetError(f"unknown preset {name_or_path!r}. Available: {', '.join(presets) or 'none'} "
-                          "(or give a path to a .toml file; `livefuse presets list` shows them)")
+        raise PresetError(
+            f"unknown preset {name_or_path!r}. Available: {', '.join(presets) or 'none'} "
+            "(or give a path to a .toml file; `livefuse presets list` shows them)"
+        )
     return presets[name_or_path]
 
 
@@ -107,8 +108,13 @@ def _plain_item(value: Any, max_length: int, depth: int = 0) -> bool:
 def _numbers_within(value: list[Any], param: Param) -> bool:
     """`param.length` numbers (no booleans), each within the parameter's min and max."""
     return len(value) == param.length and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v)
-        and (param.min is None or v >= param.min) and (param.max is None or v <= param.max) for v in value)
+        isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and _finite(v)
+        and (param.min is None or v >= param.min)
+        and (param.max is None or v <= param.max)
+        for v in value
+    )
 
 
 def shown(value: Any) -> str:
@@ -135,11 +141,15 @@ def _check_value(param: Param, value: Any, where: str) -> Any:
             raise PresetError(f"{where}: {param.name} = {shown(value)} is out of range; expected {expected}")
         value = param.type(value)
     elif param.type is list:
-        if not isinstance(value, list) or len(value) > MAX_LIST_LENGTH or \
-                not all(_plain_item(v, param.max_length) for v in value):
+        if (
+            not isinstance(value, list)
+            or len(value) > MAX_LIST_LENGTH
+            or not all(_plain_item(v, param.max_length) for v in value)
+        ):
             raise refused
-        if param.items is not None and (any(v not in param.items for v in value)
-                                        or len(set(map(str, value))) < len(value)):
+        if param.items is not None and (
+            any(v not in param.items for v in value) or len(set(map(str, value))) < len(value)
+        ):
             raise refused
         if param.length is not None and not _numbers_within(value, param):
             raise refused
@@ -163,8 +173,10 @@ def check_api_file(param: Param, value: str, root: Path, where: str) -> str:
     """
     if not value:
         return value  # "" means no file
-    refused = PresetError(f"{where}: {param.name} = {shown(value)} is not allowed over the API; name a file "
-                          f"inside the preset's folder, relative to it (no absolute path, '~' or '..')")
+    refused = PresetError(
+        f"{where}: {param.name} = {shown(value)} is not allowed over the API; name a file "
+        f"inside the preset's folder, relative to it (no absolute path, '~' or '..')"
+    )
     text = PurePosixPath(value.replace("\\", "/"))
     if text.is_absolute() or value.startswith("~") or ".." in text.parts or PureWindowsPath(value).drive:
         raise refused
@@ -174,8 +186,15 @@ def check_api_file(param: Param, value: str, root: Path, where: str) -> str:
     return value
 
 
-def validate_params(spec: StageSpec, given: dict[str, Any], where: str, *, partial: bool = False,
-                    live_only: bool = False, files_under: Path | None = None) -> dict[str, Any]:
+def validate_params(
+    spec: StageSpec,
+    given: dict[str, Any],
+    where: str,
+    *,
+    partial: bool = False,
+    live_only: bool = False,
+    files_under: Path | None = None,
+) -> dict[str, Any]:
     """Check a stage's parameters; returns them with defaults filled in (unless `partial`).
 
     `files_under` is set for untrusted input (the control API): file parameters must then name a file
@@ -205,22 +224,26 @@ def parse_preset(text: str, path: Path) -> Preset:
         raise PresetError(f"{path}: malformed TOML: {exc}") from exc
     for key in data:
         if key not in ("name", "description", "stages", "audio_filter"):
-            raise PresetError(f"{path}: unknown top-level key {shown(key)}; allowed: name, description, stages, "
-                              "audio_filter")
+            raise PresetError(
+                f"{path}: unknown top-level key {shown(key)}; allowed: name, description, stages, audio_filter"
+            )
     stages = data.get("stages", [])
     if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
         raise PresetError(f"{path}: 'stages' must be an array of tables ([[stages]] entries)")
     types = stage_types()
     for key in ("name", "description"):
         if key in data and (not isinstance(data[key], str) or len(data[key]) > MAX_STRING_LENGTH):
-            raise PresetError(f"{path}: {key} = {shown(data[key])} is not allowed; expected a string of at most "
-                              f"{MAX_STRING_LENGTH} characters")
+            raise PresetError(
+                f"{path}: {key} = {shown(data[key])} is not allowed; expected a string of at most "
+                f"{MAX_STRING_LENGTH} characters"
+            )
     audio_filter = data.get("audio_filter")
     if audio_filter is not None and audio_filter not in AUDIO_FILTERS:
-        raise PresetError(f"{path}: audio_filter = {shown(audio_filter)} is not allowed; expected one of "
-                          f"{', '.join(repr(f) for f in AUDIO_FILTERS)} (denoise: RNNoise on the sound)")
-    preset = Preset(str(data.get("name", path.stem)), str(data.get("description", "")), path,
-                    audio_filter=audio_filter)
+        raise PresetError(
+            f"{path}: audio_filter = {shown(audio_filter)} is not allowed; expected one of "
+            f"{', '.join(repr(f) for f in AUDIO_FILTERS)} (denoise: RNNoise on the sound)"
+        )
+    preset = Preset(str(data.get("name", path.stem)), str(data.get("description", "")), path, audio_filter=audio_filter)
     counts: dict[str, int] = {}
     for index, entry in enumerate(stages, start=1):
         where = f"{path}: stages[{index}]"

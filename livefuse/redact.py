@@ -12,8 +12,10 @@ import logging
 import re
 
 _URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)([^\s/?#'\"@]*@)?([^\s/?#'\"]*)([^\s?#'\"]*)(\?[^\s#'\"]*)?")
-_SECRET_KEYS = re.compile(r"(?i)^(key|stream_?key|passphrase|streamid|token|password|pass|pwd|secret|auth|"
-                          r"sig|signature|access_token|api_key)$")
+_SECRET_KEYS = re.compile(
+    r"(?i)^(key|stream_?key|passphrase|streamid|token|password|pass|pwd|secret|auth|"
+    r"sig|signature|access_token|api_key)$"
+)
 _KEY_IN_PATH = ("rtmp://", "rtmps://")  # FLV pushes: the last path segment is the stream key
 
 
@@ -26,7 +28,7 @@ def _redact_match(match: re.Match[str]) -> str:
     scheme, userinfo, host, path, query = match.group(1, 2, 3, 4, 5)
     tail = ""
     if query is None and (stripped := path.rstrip(":.,;)")) != path:  # "... rtmp://h/app/KEY: refused"
-        path, tail = stripped, path[len(stripped):]
+        path, tail = stripped, path[len(stripped) :]
     if userinfo:
         userinfo = "***@"
     if scheme.lower() in _KEY_IN_PATH:

@@ -42,12 +42,22 @@ class Runtime:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one change at a time: preset, params, face
 
     @classmethod
-    def wire(cls, assembly: Assembly, source: Source, sinks: list[Sink], *, settings: dict[str, Any],
-             max_frames: int | None = None, duration: float | None = None,
-             audio: AudioInput | None = None, sleep_after: float | None = None) -> Runtime:
+    def wire(
+        cls,
+        assembly: Assembly,
+        source: Source,
+        sinks: list[Sink],
+        *,
+        settings: dict[str, Any],
+        max_frames: int | None = None,
+        duration: float | None = None,
+        audio: AudioInput | None = None,
+        sleep_after: float | None = None,
+    ) -> Runtime:
         """The assembled chain run between `source` and `sinks` (see livefuse/wiring.py), with its controls."""
-        pipeline = assembly.pipeline(source, sinks, max_frames=max_frames, duration=duration, audio=audio,
-                                     sleep_after=sleep_after)
+        pipeline = assembly.pipeline(
+            source, sinks, max_frames=max_frames, duration=duration, audio=audio, sleep_after=sleep_after
+        )
         if isinstance(audio, FilteredAudio):
             pipeline.stats.audio_filter = audio.audio_filter
         return cls(pipeline, assembly.preset, assembly.context, assembly.engine, settings)
@@ -72,8 +82,9 @@ class Runtime:
             await loop.run_in_executor(None, audio.check_filter, preset.audio_filter)
         # Its files are relative to its own folder, not the first preset's; its stages share state afresh.
         size, fps = self.context.size, self.context.fps
-        assembly = await loop.run_in_executor(None, lambda: assemble(preset, self.engine, size, fps,
-                                                                     stats=self.pipeline.stats))
+        assembly = await loop.run_in_executor(
+            None, lambda: assemble(preset, self.engine, size, fps, stats=self.pipeline.stats)
+        )
         await self.pipeline.swap_chain(assembly.chain)
         if switch_sound:
             assert isinstance(audio, FilteredAudio) and preset.audio_filter is not None
@@ -86,8 +97,9 @@ class Runtime:
         where there is no sound to filter or the filter cannot run here."""
         audio = self.pipeline.audio
         if not isinstance(audio, FilteredAudio):
-            raise UserError("audio_filter: this stream has no sound to filter; start the daemon with sound "
-                            "(--audio) to use one")
+            raise UserError(
+                "audio_filter: this stream has no sound to filter; start the daemon with sound (--audio) to use one"
+            )
         async with self.lock:
             # off the loop: the first check loads RNNoise
             await asyncio.get_running_loop().run_in_executor(None, audio.check_filter, name)
@@ -115,15 +127,23 @@ class Runtime:
         if config is None:
             labels = ", ".join(c.label for c in self.preset.stages) or "none"
             raise KeyError(f"no stage {shown(label)} in preset {self.preset.name!r}; stages: {labels}")
-        checked = validate_params(config.spec, params, f"stage {label}", partial=True, live_only=True,
-                                  files_under=Path(self.preset.path).parent)
+        checked = validate_params(
+            config.spec,
+            params,
+            f"stage {label}",
+            partial=True,
+            live_only=True,
+            files_under=Path(self.preset.path).parent,
+        )
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.pipeline.chain.update, label, checked)
         except (UserError, KeyError):
             raise
         except Exception as exc:  # a stage refused values that passed the checks
-            raise PresetError(f"stage {label}: cannot apply {sorted(checked)} ({first_line(exc)}); "
-                              "the stage keeps its previous values") from exc
+            raise PresetError(
+                f"stage {label}: cannot apply {sorted(checked)} ({first_line(exc)}); "
+                "the stage keeps its previous values"
+            ) from exc
         config.params.update(checked)
         return dict(config.params)
 
@@ -145,8 +165,16 @@ class Runtime:
     def status(self) -> dict[str, Any]:
         health = {h["label"]: h for h in self.pipeline.chain.health_report()}
         described = {label: stage.describe() for label, stage in self.pipeline.chain.stages}
-        stages = [{"type": c.type, "label": c.label, "params": c.params, **health.get(c.label, {}),
-                   **described.get(c.label, {})} for c in self.preset.stages]
+        stages = [
+            {
+                "type": c.type,
+                "label": c.label,
+                "params": c.params,
+                **health.get(c.label, {}),
+                **described.get(c.label, {}),
+            }
+            for c in self.preset.stages
+        ]
         executor = self.engine.executor
         return {
             "session_id": self.engine.session_id,

@@ -36,16 +36,30 @@ def paused_picture(image: np.ndarray) -> np.ndarray:
     scale = max(0.5, width / 640)
     text = "paused - nobody is watching"
     (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, round(2 * scale)))
-    cv2.putText(out, text, ((width - tw) // 2, (height + th) // 2), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                (235, 235, 235), max(1, round(2 * scale)), cv2.LINE_AA)
+    cv2.putText(
+        out,
+        text,
+        ((width - tw) // 2, (height + th) // 2),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (235, 235, 235),
+        max(1, round(2 * scale)),
+        cv2.LINE_AA,
+    )
     return out
 
 
 class SleepWatch:
     """Puts `capture` to sleep after `after_s` seconds with no output watched, and wakes it on a watcher."""
 
-    def __init__(self, sinks: Callable[[], list[Sink]], capture: Capture, after_s: float, stats: PipelineStats,
-                 show_paused: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        sinks: Callable[[], list[Sink]],
+        capture: Capture,
+        after_s: float,
+        stats: PipelineStats,
+        show_paused: Callable[[], None],
+    ) -> None:
         self.sinks = sinks
         self.capture = capture
         self.after_s = after_s

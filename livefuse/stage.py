@@ -65,9 +65,12 @@ class Param:
         if self.type is str:
             what = "a file path" if self.kind == "file" else "a string"
             return f"{what} of at most {self.max_length} characters"
-        kind = {int: "an integer", float: "a finite number", bool: "true or false",
-                list: f"a list of at most {MAX_LIST_LENGTH} numbers, strings or booleans"}.get(
-                    self.type, self.type.__name__)
+        kind = {
+            int: "an integer",
+            float: "a finite number",
+            bool: "true or false",
+            list: f"a list of at most {MAX_LIST_LENGTH} numbers, strings or booleans",
+        }.get(self.type, self.type.__name__)
         if self.min is not None and self.max is not None:
             return f"{kind} from {self.min:g} to {self.max:g}"
         if self.min is not None:
@@ -193,7 +196,7 @@ IMPLEMENTATIONS = ("auto", "graph", "cpu")
 
 
 def choose_implementation(path: str, provider: str) -> str:
-    """"graph" (an ONNX graph: frames stay on a GPU) or "cpu" (OpenCV, faster on the CPU provider).
+    """ "graph" (an ONNX graph: frames stay on a GPU) or "cpu" (OpenCV, faster on the CPU provider).
 
     "auto" picks by the engine's provider; "graph" and "cpu" force one (tests and benchmarks).
     """
@@ -217,8 +220,9 @@ CpuT = TypeVar("CpuT", bound=Stage)
 GraphT = TypeVar("GraphT", bound=GraphOnProvider)
 
 
-def build_implementation(path: str, context: StageContext, cpu: Callable[[], CpuT],
-                         graph: Callable[[], GraphT]) -> CpuT | GraphT:
+def build_implementation(
+    path: str, context: StageContext, cpu: Callable[[], CpuT], graph: Callable[[], GraphT]
+) -> CpuT | GraphT:
     """A stage with two implementations, built for this engine: "auto" (the graph unless the engine runs on the
     CPU provider, or the graph's own session fell back to it: OpenCV is faster there), or "graph" / "cpu"
     forced (tests and benchmarks)."""

@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
-VIRTUALCAM_HINT = ("the virtual camera carries no sound: set the microphone's sync offset to {delay:.0f} ms in "
-                   "OBS (Advanced Audio Properties, Sync Offset) to match this video delay")
+VIRTUALCAM_HINT = (
+    "the virtual camera carries no sound: set the microphone's sync offset to {delay:.0f} ms in "
+    "OBS (Advanced Audio Properties, Sync Offset) to match this video delay"
+)
 
 
 def percentiles_ms(values_ns: np.ndarray | list[int] | deque[int]) -> dict[str, float]:
@@ -20,8 +22,12 @@ def percentiles_ms(values_ns: np.ndarray | list[int] | deque[int]) -> dict[str, 
         return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
     arr = np.asarray(values_ns, dtype=np.float64) / 1e6
     p50, p95, p99 = np.percentile(arr, [50, 95, 99])
-    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3),
-            "max": round(float(arr.max()), 3)}
+    return {
+        "p50": round(float(p50), 3),
+        "p95": round(float(p95), 3),
+        "p99": round(float(p99), 3),
+        "max": round(float(arr.max()), 3),
+    }
 
 
 class Recorder:
@@ -160,14 +166,27 @@ class PipelineStats:
             "copies_per_frame": {k: round(v / processed, 3) for k, v in self.copies.items()},
             "device_frames": self.transfers,
             "outputs": {
-                name: {"frames": o.frames, "dropped": o.dropped, "errors": o.errors, "failed": o.failed or None,
-                       "latency_ms": o.latency.summary(), **({"state": o.state} if o.state else {})}
+                name: {
+                    "frames": o.frames,
+                    "dropped": o.dropped,
+                    "errors": o.errors,
+                    "failed": o.failed or None,
+                    "latency_ms": o.latency.summary(),
+                    **({"state": o.state} if o.state else {}),
+                }
                 for name, o in self.outputs.items()
             },
-            **({"virtualcam_video_delay_ms": delay, "virtualcam_hint": VIRTUALCAM_HINT.format(delay=delay)}
-               if (delay := self.virtualcam_delay_ms()) is not None else {}),
-            "audio": {"input": self.audio, "filter": self.audio_filter, "chunks": self.audio_chunks,
-                      "seconds": round(self.audio_seconds, 3),
-                      "overflows": self.audio_overflows},
+            **(
+                {"virtualcam_video_delay_ms": delay, "virtualcam_hint": VIRTUALCAM_HINT.format(delay=delay)}
+                if (delay := self.virtualcam_delay_ms()) is not None
+                else {}
+            ),
+            "audio": {
+                "input": self.audio,
+                "filter": self.audio_filter,
+                "chunks": self.audio_chunks,
+                "seconds": round(self.audio_seconds, 3),
+                "overflows": self.audio_overflows,
+            },
             "duration_s": round((time.monotonic_ns() - self.started_ns) / 1e9, 3),
         }

@@ -53,9 +53,14 @@ class TransferCounter:
     def raw(self) -> dict[str, Any]:
         """The cumulative counts (pass one to `report` as `since` to leave out what came before it)."""
         with self._lock:
-            return {"frames": self.frames, "uploads": self.uploads, "downloads": self.downloads,
-                    "forced": dict(self.forced), "region_copies": dict(self.region_copies),
-                    "region_bytes": dict(self.region_bytes)}
+            return {
+                "frames": self.frames,
+                "uploads": self.uploads,
+                "downloads": self.downloads,
+                "forced": dict(self.forced),
+                "region_copies": dict(self.region_copies),
+                "region_bytes": dict(self.region_bytes),
+            }
 
     def report(self, since: dict[str, Any] | None = None) -> dict[str, Any]:
         """Totals and per-frame figures, JSON-ready (`livefuse bench`, /api/status, the tests)."""
@@ -67,7 +72,10 @@ class TransferCounter:
         region_bytes = _minus(now["region_bytes"], before.get("region_bytes", {}))
         n = max(frames, 1)
         return {
-            "frames": frames, "uploads": ups, "downloads": downs, "forced_copies": forced,
+            "frames": frames,
+            "uploads": ups,
+            "downloads": downs,
+            "forced_copies": forced,
             "per_frame": {
                 "uploads": round(ups / n, 3),
                 "downloads": round(downs / n, 3),

@@ -46,27 +46,52 @@ class Assembly:
     context: StageContext
     chain: Chain
 
-    def pipeline(self, source: Source, sinks: list[Sink], *, max_frames: int | None = None,
-                 duration: float | None = None, audio: AudioInput | None = None,
-                 stats: PipelineStats | None = None, sleep_after: float | None = None) -> Pipeline:
+    def pipeline(
+        self,
+        source: Source,
+        sinks: list[Sink],
+        *,
+        max_frames: int | None = None,
+        duration: float | None = None,
+        audio: AudioInput | None = None,
+        stats: PipelineStats | None = None,
+        sleep_after: float | None = None,
+    ) -> Pipeline:
         """The chain between `source` and `sinks` (the first is the primary output latency is measured at)."""
-        pipeline = Pipeline(source, self.chain, sinks, fps=self.context.fps, max_frames=max_frames,
-                            duration=duration, stats=stats, engine=self.engine, audio=audio,
-                            sleep_after=sleep_after)
+        pipeline = Pipeline(
+            source,
+            self.chain,
+            sinks,
+            fps=self.context.fps,
+            max_frames=max_frames,
+            duration=duration,
+            stats=stats,
+            engine=self.engine,
+            audio=audio,
+            sleep_after=sleep_after,
+        )
         pipeline.stats.provider = self.engine.provider
         return pipeline
 
 
-def assemble(preset: Preset, engine: Engine, size: tuple[int, int], fps: float, *,
-             stats: PipelineStats | None = None, implementation: str = "auto") -> Assembly:
+def assemble(
+    preset: Preset,
+    engine: Engine,
+    size: tuple[int, int],
+    fps: float,
+    *,
+    stats: PipelineStats | None = None,
+    implementation: str = "auto",
+) -> Assembly:
     """Build `preset`'s stages on `engine` for `size` frames at `fps` (loads models: call it off the loop).
 
     `stats`: the statistics the chain records into (a preset switch keeps the pipeline's).
     `implementation`: "auto" (frames stay on the device on a GPU provider, in host memory on the CPU one),
     or "graph" / "cpu" forced (`livefuse bench --implementation`, tests).
     """
-    context = StageContext(engine=engine, size=size, fps=fps, preset_dir=preset.path.parent,
-                           implementation=implementation)
+    context = StageContext(
+        engine=engine, size=size, fps=fps, preset_dir=preset.path.parent, implementation=implementation
+    )
     return Assembly(preset, engine, context, build_chain(preset, context, stats))
 
 

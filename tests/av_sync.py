@@ -27,13 +27,13 @@ def draw_number(image: np.ndarray, number: int) -> None:
     """A white start block, CODE_BITS bit blocks (white = 1), a black end block, along the top edge."""
     bits = [1] + [(number >> i) & 1 for i in range(CODE_BITS)] + [0]
     for i, bit in enumerate(bits):
-        image[:BLOCK, i * BLOCK:(i + 1) * BLOCK] = 235 if bit else 16
+        image[:BLOCK, i * BLOCK : (i + 1) * BLOCK] = 235 if bit else 16
 
 
 def read_number(image: np.ndarray) -> int | None:
     """The frame number drawn by `draw_number`, or None when the code is unreadable."""
-    centres = image[BLOCK // 2 - 2:BLOCK // 2 + 2].mean(axis=(0, 2))
-    levels = [centres[i * BLOCK + BLOCK // 2 - 2:i * BLOCK + BLOCK // 2 + 2].mean() for i in range(CODE_BITS + 2)]
+    centres = image[BLOCK // 2 - 2 : BLOCK // 2 + 2].mean(axis=(0, 2))
+    levels = [centres[i * BLOCK + BLOCK // 2 - 2 : i * BLOCK + BLOCK // 2 + 2].mean() for i in range(CODE_BITS + 2)]
     if levels[0] < 170 or levels[-1] > 80:
         return None
     if any(80 < level < 170 for level in levels):
@@ -42,7 +42,7 @@ def read_number(image: np.ndarray) -> int | None:
 
 
 def is_flash(image: np.ndarray) -> bool:
-    return float(image[BLOCK * 2:].mean()) > 200
+    return float(image[BLOCK * 2 :].mean()) > 200
 
 
 def background(size: tuple[int, int]) -> np.ndarray:
@@ -52,8 +52,16 @@ def background(size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(astronaut()[:, :, ::-1], (size[0] + 40, size[1]), interpolation=cv2.INTER_AREA)
 
 
-def make_clip(path: Path, *, seconds: float = 4.0, fps: int = 30, size: tuple[int, int] = (320, 180),
-              rate: int = 44100, channels: int = 2, spoken: bool = False) -> None:
+def make_clip(
+    path: Path,
+    *,
+    seconds: float = 4.0,
+    fps: int = 30,
+    size: tuple[int, int] = (320, 180),
+    rate: int = 44100,
+    channels: int = 2,
+    spoken: bool = False,
+) -> None:
     """The sync clip: frame n at n/fps shows n; frames at whole seconds flash white; clicks at whole seconds
     (`spoken`: a spoken "ta" whose first loud sample is at the whole second, which noise removal keeps)."""
     base = background(size)
@@ -66,7 +74,7 @@ def make_clip(path: Path, *, seconds: float = 4.0, fps: int = 30, size: tuple[in
         frames = int(seconds * fps)
         for n in range(frames):
             shift = n % 40
-            image = np.ascontiguousarray(base[:, shift:shift + size[0]])
+            image = np.ascontiguousarray(base[:, shift : shift + size[0]])
             if n % fps == 0:
                 image[:] = 255
             draw_number(image, n)
@@ -78,8 +86,9 @@ def make_clip(path: Path, *, seconds: float = 4.0, fps: int = 30, size: tuple[in
         signal = click_track(frames / fps, rate, channels, speech_marker(rate) if spoken else None)
         step = 1024
         for start in range(0, signal.shape[1], step):
-            part = av.AudioFrame.from_ndarray(np.ascontiguousarray(signal[:, start:start + step]), format="fltp",
-                                              layout=audio.layout.name)
+            part = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(signal[:, start : start + step]), format="fltp", layout=audio.layout.name
+            )
             part.sample_rate = rate
             part.pts = start
             part.time_base = Fraction(1, rate)
@@ -112,13 +121,13 @@ def click_track(seconds: float, rate: int, channels: int, marker: np.ndarray | N
         start = second * rate
         if marker is None:
             if start + length <= total:
-                signal[0, start:start + length] = 0.8
+                signal[0, start : start + length] = 0.8
             continue
         begin = start - int(np.argmax(np.abs(marker) > LOUD))
-        part = marker[max(0, -begin):]  # at 0 s the syllable's lead-in is cut: its onset stays on the second
+        part = marker[max(0, -begin) :]  # at 0 s the syllable's lead-in is cut: its onset stays on the second
         begin = max(0, begin)
         if begin + part.size <= total:
-            signal[0, begin:begin + part.size] = part
+            signal[0, begin : begin + part.size] = part
     return np.repeat(signal, channels, axis=0)
 
 
@@ -140,7 +149,7 @@ class Decoded:
         """Output times of the clicks: the first loud sample after a quiet half second."""
         loud = np.flatnonzero(np.abs(self.audio) > LOUD)
         onsets: list[float] = []
-        last = -10**9
+        last = -(10**9)
         for index in loud.tolist():
             if index - last > self.rate // 2:
                 onsets.append(self.audio_start + index / self.rate)
@@ -172,8 +181,11 @@ def decode(path: Path | str, fmt: str | None = None) -> Decoded:
                         assert frame.time is not None
                         audio_start = float(frame.time)
                         rate = frame.sample_rate
-                    chunks.append(frame.to_ndarray().reshape(frame.layout.nb_channels, -1)[0]
-                                  if frame.format.is_planar else frame.to_ndarray()[0, ::frame.layout.nb_channels])
+                    chunks.append(
+                        frame.to_ndarray().reshape(frame.layout.nb_channels, -1)[0]
+                        if frame.format.is_planar
+                        else frame.to_ndarray()[0, :: frame.layout.nb_channels]
+                    )
                 elif isinstance(frame, av.VideoFrame) and frame.time is not None:
                     images.append(frame.to_ndarray(format="bgr24"))
                     times.append(float(frame.time))

@@ -38,9 +38,15 @@ from livefuse.web.server import WebOptions, WebServer
 from livefuse.wiring import assemble
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 TAG_BOX = 48  # the tag stage paints this many pixels square in the top-left corner
 
@@ -120,15 +126,32 @@ class BackdropStage(Stage):
 
 def register_test_stages() -> None:
     if "test_tag" not in STAGES:
-        register(StageSpec("test_tag", "marks frames (tests)", (
-            Param("value", int, 0, min=0, max=255), Param("fixed", int, 0, live=False)), TagStage))
+        register(
+            StageSpec(
+                "test_tag",
+                "marks frames (tests)",
+                (Param("value", int, 0, min=0, max=255), Param("fixed", int, 0, live=False)),
+                TagStage,
+            )
+        )
     if "test_lists" not in STAGES:  # list parameters as swap's keep_regions and mask_padding are
-        register(StageSpec("test_lists", "list parameters (tests)", (
-            Param("keep", list, [], items=("eyes", "brows", "mouth", "nose")),
-            Param("padding", list, [0, 0, 0, 0], min=0.0, max=50.0, length=4)), ListsStage))
+        register(
+            StageSpec(
+                "test_lists",
+                "list parameters (tests)",
+                (
+                    Param("keep", list, [], items=("eyes", "brows", "mouth", "nose")),
+                    Param("padding", list, [0, 0, 0, 0], min=0.0, max=50.0, length=4),
+                ),
+                ListsStage,
+            )
+        )
     if "test_backdrop" not in STAGES:
-        register(StageSpec("test_backdrop", "flat background (tests)", (Param("grey", int, 128, min=0, max=255),),
-                           BackdropStage))
+        register(
+            StageSpec(
+                "test_backdrop", "flat background (tests)", (Param("grey", int, 128, min=0, max=255),), BackdropStage
+            )
+        )
 
 
 def write_test_presets(folder: Path) -> Path:
@@ -155,10 +178,21 @@ def web_presets_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
 class LiveDaemon:
     """`livefuse run --source demo --output preview` in-process, on a thread with its own loop."""
 
-    def __init__(self, preset: str, *, size: tuple[int, int] = (320, 240), fps: float = 15.0,
-                 host: str = "127.0.0.1", token: str | None = None, max_peers: int = 16, motion: float = 1.0,
-                 sleep_after: float | None = None, no_auth: bool | None = None, audio: AudioInput | None = None,
-                 **web: Any) -> None:
+    def __init__(
+        self,
+        preset: str,
+        *,
+        size: tuple[int, int] = (320, 240),
+        fps: float = 15.0,
+        host: str = "127.0.0.1",
+        token: str | None = None,
+        max_peers: int = 16,
+        motion: float = 1.0,
+        sleep_after: float | None = None,
+        no_auth: bool | None = None,
+        audio: AudioInput | None = None,
+        **web: Any,
+    ) -> None:
         """`no_auth`: as `livefuse run --no-auth` (default: on loopback without a token, so that a test's plain
         requests need none; the token tests pass `no_auth=False` or a token)."""
         self.preset_name = preset
@@ -210,9 +244,14 @@ class LiveDaemon:
         self.token = control.token
         source = self.source = DemoSource(self.size, self.fps, motion=self.motion)
         sound = self.audio.format if self.audio is not None else None
-        runtime = self.runtime = Runtime.wire(assembly, source, [control.preview_sink(sound)],
-                                              sleep_after=self.sleep_after, audio=self.audio,
-                                              settings={"source": "demo", "size": list(self.size), "fps": self.fps})
+        runtime = self.runtime = Runtime.wire(
+            assembly,
+            source,
+            [control.preview_sink(sound)],
+            sleep_after=self.sleep_after,
+            audio=self.audio,
+            settings={"source": "demo", "size": list(self.size), "fps": self.fps},
+        )
         self.pipeline = runtime.pipeline
         self.pipeline.frame_listeners.append(lambda f: self.emitted.append((f.seq, f.capture_ns, f.meta.get("tag"))))
         try:
@@ -277,8 +316,15 @@ def processed_locally(preset_name: str, image: np.ndarray, fps: float = 15.0, fr
 # -- HTTP ------------------------------------------------------------------------------------------
 
 
-def http(method: str, url: str, body: Any = None, *, headers: dict[str, str] | None = None,
-         data: bytes | None = None, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+def http(
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    data: bytes | None = None,
+    timeout: float = 30.0,
+) -> tuple[int, dict[str, str], bytes]:
     """(status, headers, body) for a request; `body` is sent as JSON, `data` as is."""
     headers = dict(headers or {})
     if body is not None:
@@ -311,8 +357,9 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int) -> Path:
     return path
 
 
-def demo_clip(path: Path, size: tuple[int, int] = (320, 240), fps: int = 15, seconds: float = 2.0,
-              motion: float = 0.0) -> Path:
+def demo_clip(
+    path: Path, size: tuple[int, int] = (320, 240), fps: int = 15, seconds: float = 2.0, motion: float = 0.0
+) -> Path:
     """DemoSource's real face as a clip; with motion 0 every frame is the same, so output can be checked."""
     source = DemoSource(size, fps, paced=False, motion=motion)
     return write_y4m(path, [source.read() for _ in range(int(seconds * fps))], fps)
@@ -322,8 +369,9 @@ def launch_chromium(playwright: Any, clip: Path) -> Any:
     """Debian's chromium with a fake camera playing `clip`; skips where it is not installed."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found: run `make browser` (apt-get install chromium)")
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                      args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={clip}"])
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={clip}"]
+    )
 
 
 def decode_data_url(url: str) -> np.ndarray:

@@ -43,8 +43,14 @@ def cli(tmp_path: Path, livefuse_env: dict[str, str]) -> CliRunner:
     """Runs `python -m livefuse ARGS...` in tmp_path; returns the completed process (text output)."""
 
     def run(*args: str, timeout: float = 60.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "livefuse", *args], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=timeout, env={**livefuse_env, **(env or {})})
+        return subprocess.run(
+            [sys.executable, "-m", "livefuse", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**livefuse_env, **(env or {})},
+        )
 
     return run
 
@@ -52,8 +58,9 @@ def cli(tmp_path: Path, livefuse_env: dict[str, str]) -> CliRunner:
 class MemorySink(Sink):
     """An output that keeps a copy of every frame it is given: an in-memory recording."""
 
-    def __init__(self, name: str = "memory", *, delay: float = 0.0, repeat_when_idle: bool = False,
-                 keep_images: bool = True) -> None:
+    def __init__(
+        self, name: str = "memory", *, delay: float = 0.0, repeat_when_idle: bool = False, keep_images: bool = True
+    ) -> None:
         self.name = name
         self.repeat_when_idle = repeat_when_idle
         self.delay = delay

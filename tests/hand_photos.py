@@ -15,8 +15,9 @@ FACES = DATA / "mediapipe_two_faces.jpg"
 WRIST = (130.8, 186.2)  # in mediapipe_thumbs_up_hand.png (tests/data/README.md)
 
 
-def hand_in_front(image: np.ndarray, face: Face, scale: float = 0.75) -> tuple[np.ndarray, np.ndarray,
-                                                                                 tuple[float, float]]:
+def hand_in_front(
+    image: np.ndarray, face: Face, scale: float = 0.75
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     """The real hand photo (a fist, thumb up, its forearm to the lower right) pasted with the fist over the
     lower right of the face; where its pixels are, and its wrist (landmark 0 on the original photo)."""
     hand = cv2.imread(str(DATA / "mediapipe_thumbs_up_hand.png"))
@@ -27,8 +28,8 @@ def hand_in_front(image: np.ndarray, face: Face, scale: float = 0.75) -> tuple[n
     h, w = alpha.shape
     top, left = min((y1 + y2) // 2, image.shape[0] - h), min((x1 + x2) // 2, image.shape[1] - w)
     out = image.copy()
-    roi = out[top:top + h, left:left + w]
+    roi = out[top : top + h, left : left + w]
     roi[alpha] = hand[alpha]
     where = np.zeros(image.shape[:2], bool)
-    where[top:top + h, left:left + w] = alpha
+    where[top : top + h, left : left + w] = alpha
     return out, where, (left + WRIST[0] * scale, top + WRIST[1] * scale)

@@ -52,8 +52,13 @@ def arcface(seed: int = 0) -> onnx.ModelProto:
         helper.make_node("Reshape", ["p", "shape"], ["flat"]),
         helper.make_node("MatMul", ["flat", "proj"], ["683"]),
     ]
-    graph = helper.make_graph(nodes, "arcface_standin", [_tensor("input.1", TensorProto.FLOAT, [1, 3, 112, 112])],
-                              [_tensor("683", TensorProto.FLOAT, [1, 512])], [w1, w2, proj, shape])
+    graph = helper.make_graph(
+        nodes,
+        "arcface_standin",
+        [_tensor("input.1", TensorProto.FLOAT, [1, 3, 112, 112])],
+        [_tensor("683", TensorProto.FLOAT, [1, 512])],
+        [w1, w2, proj, shape],
+    )
     return _model(graph)
 
 
@@ -99,9 +104,12 @@ def inswapper(kind: str = "identity", fp16: bool = False, seed: int = 1) -> onnx
     else:
         raise ValueError(kind)
     graph = helper.make_graph(
-        nodes, f"inswapper_{kind}",
+        nodes,
+        f"inswapper_{kind}",
         [_tensor("target", TensorProto.FLOAT, [1, 3, 128, 128]), _tensor("source", TensorProto.FLOAT, [1, 512])],
-        [_tensor("output", TensorProto.FLOAT, [1, 3, 128, 128])], [*inits, emap])  # emap last, as in the real file
+        [_tensor("output", TensorProto.FLOAT, [1, 3, 128, 128])],
+        [*inits, emap],
+    )  # emap last, as in the real file
     return _model(graph)
 
 
@@ -128,9 +136,11 @@ def enhancer(name: str = "gfpgan_1.4", kind: str = "identity", convs: int = 4) -
     if name == "codeformer":
         inputs.append(_tensor("weight", TensorProto.DOUBLE, [1]))
         inits.append(numpy_helper.from_array(np.zeros(1, np.float32), "zero"))
-        nodes += [helper.make_node("Cast", ["weight"], ["wf"], to=TensorProto.FLOAT),
-                  helper.make_node("Mul", ["wf", "zero"], ["w0"]),
-                  helper.make_node("Add", ["input", "w0"], ["with_w"])]
+        nodes += [
+            helper.make_node("Cast", ["weight"], ["wf"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["wf", "zero"], ["w0"]),
+            helper.make_node("Add", ["input", "w0"], ["with_w"]),
+        ]
         image = "with_w"
     if kind == "identity":
         nodes.append(helper.make_node("Identity", [image], ["output"]))
@@ -144,20 +154,25 @@ def enhancer(name: str = "gfpgan_1.4", kind: str = "identity", convs: int = 4) -
         nodes.append(helper.make_node("Conv", [image, "sharp_w"], ["output"], group=3, pads=[1, 1, 1, 1]))
     elif kind == "slow":  # output = input, after `convs` wide 3x3 convolutions whose result is multiplied by 0
         rng = np.random.default_rng(3)
-        inits += [numpy_helper.from_array(rng.normal(0, 0.1, (32, 3, 3, 3)).astype(np.float32), "slow_in"),
-                  numpy_helper.from_array(rng.normal(0, 0.05, (32, 32, 3, 3)).astype(np.float32), "slow_w"),
-                  numpy_helper.from_array(rng.normal(0, 0.1, (3, 32, 3, 3)).astype(np.float32), "slow_out"),
-                  numpy_helper.from_array(np.zeros(1, np.float32), "nil")]
+        inits += [
+            numpy_helper.from_array(rng.normal(0, 0.1, (32, 3, 3, 3)).astype(np.float32), "slow_in"),
+            numpy_helper.from_array(rng.normal(0, 0.05, (32, 32, 3, 3)).astype(np.float32), "slow_w"),
+            numpy_helper.from_array(rng.normal(0, 0.1, (3, 32, 3, 3)).astype(np.float32), "slow_out"),
+            numpy_helper.from_array(np.zeros(1, np.float32), "nil"),
+        ]
         nodes.append(helper.make_node("Conv", [image, "slow_in"], ["h0"], pads=[1, 1, 1, 1]))
         for i in range(convs):
             nodes.append(helper.make_node("Conv", [f"h{i}", "slow_w"], [f"h{i + 1}"], pads=[1, 1, 1, 1]))
-        nodes += [helper.make_node("Conv", [f"h{convs}", "slow_out"], ["hz"], pads=[1, 1, 1, 1]),
-                  helper.make_node("Mul", ["hz", "nil"], ["h0z"]),
-                  helper.make_node("Add", [image, "h0z"], ["output"])]
+        nodes += [
+            helper.make_node("Conv", [f"h{convs}", "slow_out"], ["hz"], pads=[1, 1, 1, 1]),
+            helper.make_node("Mul", ["hz", "nil"], ["h0z"]),
+            helper.make_node("Add", [image, "h0z"], ["output"]),
+        ]
     else:
         raise ValueError(kind)
-    graph = helper.make_graph(nodes, f"{name}_{kind}", inputs,
-                              [_tensor("output", TensorProto.FLOAT, [1, 3, size, size])], inits)
+    graph = helper.make_graph(
+        nodes, f"{name}_{kind}", inputs, [_tensor("output", TensorProto.FLOAT, [1, 3, size, size])], inits
+    )
     return _model(graph)
 
 
@@ -170,11 +185,13 @@ def face_standins(folder: Path) -> dict[str, Path]:
 
     source = folder / "source.png"
     cv2.imwrite(str(source), astronaut_bgr())
-    return {"inswapper_128": save(inswapper("tint"), folder / "inswapper_128.onnx"),
-            "w600k_r50": save(arcface(), folder / "w600k_r50.onnx"),
-            "gfpgan_1.4": save(enhancer("gfpgan_1.4", "flat"), folder / "gfpgan_1.4.onnx"),
-            "bisenet_resnet_34": save(face_parser(), folder / "bisenet_resnet_34.onnx"),
-            "source": source}
+    return {
+        "inswapper_128": save(inswapper("tint"), folder / "inswapper_128.onnx"),
+        "w600k_r50": save(arcface(), folder / "w600k_r50.onnx"),
+        "gfpgan_1.4": save(enhancer("gfpgan_1.4", "flat"), folder / "gfpgan_1.4.onnx"),
+        "bisenet_resnet_34": save(face_parser(), folder / "bisenet_resnet_34.onnx"),
+        "source": source,
+    }
 
 
 # Where the stand-in parser puts its classes, on a 64-cell grid over the aligned crop (ArcFace template): the
@@ -182,10 +199,14 @@ def face_standins(folder: Path) -> dict[str, Path]:
 # (39.4, 46.1) in cells.
 PARSER_LAYOUT = {  # class: (x1, y1, x2, y2) in cells, painted in this order over skin
     17: (0, 0, 64, 16),  # hair
-    2: (16, 15, 30, 20), 3: (34, 15, 48, 20),  # brows
-    4: (17, 22, 29, 30), 5: (35, 22, 47, 30),  # eyes
+    2: (16, 15, 30, 20),
+    3: (34, 15, 48, 20),  # brows
+    4: (17, 22, 29, 30),
+    5: (35, 22, 47, 30),  # eyes
     10: (27, 31, 37, 40),  # nose
-    12: (23, 42, 41, 45), 11: (23, 45, 41, 47), 13: (23, 47, 41, 51),  # upper lip, mouth, lower lip
+    12: (23, 42, 41, 45),
+    11: (23, 45, 41, 47),
+    13: (23, 47, 41, 51),  # upper lip, mouth, lower lip
 }
 
 
@@ -208,8 +229,16 @@ def face_parser() -> onnx.ModelProto:
         helper.make_node("Resize", ["onehot", "", "scales"], ["big"], mode="nearest"),
         helper.make_node("Add", ["big", "z"], ["output"]),
     ]
-    inits = [numpy_helper.from_array(onehot, "onehot"), numpy_helper.from_array(np.zeros((), np.float32), "zero"),
-             numpy_helper.from_array(np.array([1, 1, 8, 8], np.float32), "scales")]
-    graph = helper.make_graph(nodes, "bisenet_standin", [_tensor("input", TensorProto.FLOAT, [1, 3, 512, 512])],
-                              [_tensor("output", TensorProto.FLOAT, [1, 19, 512, 512])], inits)
+    inits = [
+        numpy_helper.from_array(onehot, "onehot"),
+        numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+        numpy_helper.from_array(np.array([1, 1, 8, 8], np.float32), "scales"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "bisenet_standin",
+        [_tensor("input", TensorProto.FLOAT, [1, 3, 512, 512])],
+        [_tensor("output", TensorProto.FLOAT, [1, 19, 512, 512])],
+        inits,
+    )
     return _model(graph)

@@ -67,8 +67,11 @@ async def main(base: str, count: int, leaves: list[str]) -> dict[str, object]:
         receiving = {v: asyncio.create_task(v.receive()) for v in connected}
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(v.first.wait() for v in connected)), 30)
-        result: dict[str, object] = {"statuses": statuses, "frames": [v.frames for v in viewers],
-                                     "connect_s": round(time.monotonic() - start, 2)}
+        result: dict[str, object] = {
+            "statuses": statuses,
+            "frames": [v.frames for v in viewers],
+            "connect_s": round(time.monotonic() - start, 2),
+        }
         ways = [leaves[i % len(leaves)] for i in range(count)]
         result["leaves"] = ways
         deleted = []

@@ -73,7 +73,7 @@ class RetinaJudge:
         if self.tiles and max(w, h) > side:
             for y in _starts(h, side):
                 for x in _starts(w, side):
-                    for face in self.detector.detect(image[y:y + side, x:x + side]):
+                    for face in self.detector.detect(image[y : y + side, x : x + side]):
                         face.box += np.array([x, y, x, y], np.float32)
                         found.append(face)
         if not found:
@@ -81,7 +81,7 @@ class RetinaJudge:
         rows = np.array([[*f.box, f.score] for f in sorted(found, key=lambda f: -f.score)], np.float32)
         keep: list[int] = []
         for i in range(len(rows)):
-            if not keep or iou_matrix(rows[i:i + 1, :4], rows[keep, :4]).max() < 0.4:
+            if not keep or iou_matrix(rows[i : i + 1, :4], rows[keep, :4]).max() < 0.4:
                 keep.append(i)
         return rows[keep]
 
@@ -125,8 +125,9 @@ class Photo:
         m = np.array([[size[0] / w, 0, 0], [0, size[1] / h, 0]], np.float32)
         return cv2.resize(self.image, size, interpolation=cv2.INTER_AREA), faces_in(self.faces, m, size)
 
-    def pan(self, size: tuple[int, int], seconds: float = 6.0, fps: float = 30.0
-            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def pan(
+        self, size: tuple[int, int], seconds: float = 6.0, fps: float = 30.0
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """A camera panning and zooming over the photo, with the faces in each frame: a window of the frame's
         shape crosses it left to right while swinging up and down past the top and bottom edges, zooming from
         the whole photo to 2.4x and back."""
@@ -156,8 +157,10 @@ def faces_in(faces: np.ndarray, m: np.ndarray, size: tuple[int, int]) -> np.ndar
 def photos() -> list[Photo]:
     """The real photos in ../shared/privacy, with their faces."""
     truth = json.loads(TRUTH.read_text())["photos"]
-    return [Photo(p.stem, read(p), np.array([f[:4] for f in truth[p.stem]["faces"]], np.float32))
-            for p in sorted(PHOTOS.glob("*.jpg"))]
+    return [
+        Photo(p.stem, read(p), np.array([f[:4] for f in truth[p.stem]["faces"]], np.float32))
+        for p in sorted(PHOTOS.glob("*.jpg"))
+    ]
 
 
 def read(path: Path) -> np.ndarray:

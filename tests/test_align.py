@@ -23,15 +23,15 @@ def astronaut_face() -> tuple[np.ndarray, np.ndarray]:
 
 def test_template_points_match_insightface_pixels() -> None:
     # InsightFace's 112-px ArcFace points; the 128 template is the same shifted 8 px right.
-    ref = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
-                    [70.7299, 92.2041]])
+    ref = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]])
     assert np.abs(template_points("arcface_112_v2", 112) - ref).max() < 1e-3
     assert np.abs(template_points("arcface_128", 128) - (ref + np.array([8.0, 0.0]))).max() < 1e-3
     assert set(TEMPLATES) >= {"arcface_112_v2", "arcface_128", "ffhq_512"}
 
 
-@pytest.mark.parametrize(("template", "size"), [("arcface_112_v2", 112), ("arcface_128", 128), ("ffhq_512", 512),
-                                                ("ffhq_512", 256)])
+@pytest.mark.parametrize(
+    ("template", "size"), [("arcface_112_v2", 112), ("arcface_128", 128), ("ffhq_512", 512), ("ffhq_512", 256)]
+)
 @pytest.mark.parametrize("angle", [-30.0, 0.0, 17.0])
 def test_exact_landmarks_land_on_the_template(template: str, size: int, angle: float) -> None:
     """Landmarks that are a similarity transform of the template come back onto it (to float precision)."""
@@ -53,13 +53,14 @@ def test_exact_landmarks_in_pixels_after_warping_the_image() -> None:
     pts = dst @ (2.3 * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])).T + [200.0, 90.0]
     image = np.zeros((600, 700, 3), np.uint8)
     for p in pts:
-        cv2.circle(image, (round(p[0] * 16), round(p[1] * 16)), 5 * 16, (255, 255, 255), -1,
-                   lineType=cv2.LINE_AA, shift=4)
+        cv2.circle(
+            image, (round(p[0] * 16), round(p[1] * 16)), 5 * 16, (255, 255, 255), -1, lineType=cv2.LINE_AA, shift=4
+        )
     crop, _ = warp_face(image, pts, "arcface_128", size)
     for target in dst:
         x0, y0 = (round(v) for v in target)
-        win = crop[y0 - 5:y0 + 6, x0 - 5:x0 + 6, 0].astype(np.float64)
-        ys, xs = np.mgrid[y0 - 5:y0 + 6, x0 - 5:x0 + 6]
+        win = crop[y0 - 5 : y0 + 6, x0 - 5 : x0 + 6, 0].astype(np.float64)
+        ys, xs = np.mgrid[y0 - 5 : y0 + 6, x0 - 5 : x0 + 6]
         centre = np.array([(xs * win).sum(), (ys * win).sum()]) / win.sum()
         assert np.abs(centre - target).max() < 1.0, (centre, target)
 
@@ -69,14 +70,15 @@ def _dot_centres(crop: np.ndarray, points: np.ndarray, half: int = 6) -> np.ndar
     out = []
     for target in points:
         x0, y0 = (round(v) for v in target)
-        win = crop[y0 - half:y0 + half + 1, x0 - half:x0 + half + 1, 1].astype(np.float64)
-        ys, xs = np.mgrid[y0 - half:y0 + half + 1, x0 - half:x0 + half + 1]
+        win = crop[y0 - half : y0 + half + 1, x0 - half : x0 + half + 1, 1].astype(np.float64)
+        ys, xs = np.mgrid[y0 - half : y0 + half + 1, x0 - half : x0 + half + 1]
         out.append([(xs * win).sum() / win.sum(), (ys * win).sum() / win.sum()])
     return np.array(out)
 
 
 def test_detected_astronaut_landmarks_are_warped_where_the_matrix_says(
-        astronaut_face: tuple[np.ndarray, np.ndarray]) -> None:
+    astronaut_face: tuple[np.ndarray, np.ndarray],
+) -> None:
     """Real detector points: dots drawn at them are found in each aligned crop within 1 px of where the
     matrix maps them, and the fit is the least-squares one (no similarity does better).
 
@@ -87,8 +89,7 @@ def test_detected_astronaut_landmarks_are_warped_where_the_matrix_says(
     image, pts = astronaut_face
     marked = (image // 4).astype(np.uint8)  # darkened so the dots stand out
     for p in pts:
-        cv2.circle(marked, (round(p[0] * 16), round(p[1] * 16)), 3 * 16, (0, 255, 0), -1,
-                   lineType=cv2.LINE_AA, shift=4)
+        cv2.circle(marked, (round(p[0] * 16), round(p[1] * 16)), 3 * 16, (0, 255, 0), -1, lineType=cv2.LINE_AA, shift=4)
     rng = np.random.default_rng(3)
     for template, size in (("arcface_112_v2", 112), ("arcface_128", 128), ("ffhq_512", 512), ("ffhq_512", 256)):
         crop, matrix = warp_face(marked, pts, template, size)

@@ -37,19 +37,41 @@ EXAMPLES = 300
 FACE_SCORE = 0.9
 PAUSE_S = 0.02  # between requests: the fuzz spans several seconds of stream
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not HAS_JUDGES, reason="needs the independent detector in ../shared/models")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not HAS_JUDGES, reason="needs the independent detector in ../shared/models"),
+]
 
 # -- strategies -------------------------------------------------------------------------------------
 
-scalars = (st.none() | st.booleans() | st.integers() | st.integers(min_value=10**20, max_value=10**400)
-           | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=40)
-           | st.text(alphabet="a./~\\", min_size=1000, max_size=3000))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                           max_size=4), max_leaves=8)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=10**20, max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=40)
+    | st.text(alphabet="a./~\\", min_size=1000, max_size=3000)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=8,
+)
 SPECS = {"anonymise": {p.name: p for p in anonymise.SPEC.params}, "face": {p.name: p for p in FACE_SPEC.params}}
-paths = st.sampled_from(["", "../../../../etc/shadow", "/etc/passwd", "pictures/anonymise.jpg", "~/.ssh/id_rsa",
-                         "pictures/../../README.md", "nope.png", "pictures/\x00.jpg", "anonymise.toml"])
+paths = st.sampled_from(
+    [
+        "",
+        "../../../../etc/shadow",
+        "/etc/passwd",
+        "pictures/anonymise.jpg",
+        "~/.ssh/id_rsa",
+        "pictures/../../README.md",
+        "nope.png",
+        "pictures/\x00.jpg",
+        "anonymise.toml",
+    ]
+)
 
 
 def json_text(value: Any) -> str:
@@ -70,8 +92,9 @@ def allowed(param: Param) -> st.SearchStrategy[Any]:
     if param.type is bool:
         return st.booleans()
     if param.type is int:
-        return st.integers(int(param.min if param.min is not None else -1000),
-                           int(param.max if param.max is not None else 1000))
+        return st.integers(
+            int(param.min if param.min is not None else -1000), int(param.max if param.max is not None else 1000)
+        )
     if param.type is float:
         return st.floats(param.min if param.min is not None else -1e6, param.max if param.max is not None else 1e6)
     return st.sampled_from(["#000000", "#ff8800", "", "x"])
@@ -110,20 +133,58 @@ def valid_params_body(draw: st.DrawFn) -> str:
 
 @st.composite
 def sdp_text(draw: st.DrawFn) -> str:
-    lines = draw(st.lists(st.sampled_from(["v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0",
-                                           "m=video 9 UDP/TLS/RTP/SAVPF 96", "c=IN IP4 0.0.0.0", "a=mid:0",
-                                           "a=rtpmap:96 VP8/90000", "a=sendrecv", "a=recvonly", "a=setup:actpass",
-                                           "a=ice-ufrag:x", "a=ice-pwd:yyyyyyyyyyyyyyyyyyyyyy",
-                                           "a=fingerprint:sha-256 00:11", "m=audio 0 RTP/AVP 0"])
-                          | st.text(max_size=30), max_size=14))
+    lines = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    "v=0",
+                    "o=- 1 1 IN IP4 127.0.0.1",
+                    "s=-",
+                    "t=0 0",
+                    "a=group:BUNDLE 0",
+                    "m=video 9 UDP/TLS/RTP/SAVPF 96",
+                    "c=IN IP4 0.0.0.0",
+                    "a=mid:0",
+                    "a=rtpmap:96 VP8/90000",
+                    "a=sendrecv",
+                    "a=recvonly",
+                    "a=setup:actpass",
+                    "a=ice-ufrag:x",
+                    "a=ice-pwd:yyyyyyyyyyyyyyyyyyyyyy",
+                    "a=fingerprint:sha-256 00:11",
+                    "m=audio 0 RTP/AVP 0",
+                ]
+            )
+            | st.text(max_size=30),
+            max_size=14,
+        )
+    )
     return "\r\n".join(lines) + draw(st.sampled_from(["", "\r\n", "\n"]))
 
 
 @st.composite
 def request(draw: st.DrawFn) -> tuple[str, str, bytes, str]:
     """(method, path, body, content type)."""
-    kind = draw(st.sampled_from(["params", "params", "params", "valid", "valid", "preset", "offer", "offer", "face",
-                                 "peer", "get", "raw", "whip", "session"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "params",
+                "params",
+                "params",
+                "valid",
+                "valid",
+                "preset",
+                "offer",
+                "offer",
+                "face",
+                "peer",
+                "get",
+                "raw",
+                "whip",
+                "session",
+            ]
+        )
+    )
     if kind == "valid":
         return "PATCH", "/api/preset/params", draw(valid_params_body()).encode(), "application/json"
     if kind == "params":
@@ -132,30 +193,53 @@ def request(draw: st.DrawFn) -> tuple[str, str, bytes, str]:
         name = draw(st.sampled_from(["anonymise", "anonymise-pixel"]) | values)
         return "PUT", "/api/preset", json_text({"name": name}).encode(), "application/json"
     if kind == "offer":
-        offer = {"sdp": draw(sdp_text() | values), "type": draw(st.sampled_from(["offer", "answer"]) | values),
-                 "mode": draw(st.sampled_from(["preview", "camera"]) | values)}
+        offer = {
+            "sdp": draw(sdp_text() | values),
+            "type": draw(st.sampled_from(["offer", "answer"]) | values),
+            "mode": draw(st.sampled_from(["preview", "camera"]) | values),
+        }
         return "POST", "/api/offer", json_text(offer).encode(), "application/json"
     if kind == "face":
         data = draw(st.binary(max_size=2000) | st.just(b"\x89PNG\r\n\x1a\n" + bytes(100)))
-        ctype = draw(st.sampled_from(["image/png", "image/jpeg", "text/plain", "multipart/form-data; boundary=x",
-                                      "application/json", ""]))
+        ctype = draw(
+            st.sampled_from(
+                ["image/png", "image/jpeg", "text/plain", "multipart/form-data; boundary=x", "application/json", ""]
+            )
+        )
         return "POST", "/api/source-face", data, ctype
     if kind == "whip":  # WHIP/WHEP offers and trickle fragments, of any type
-        method, path = draw(st.sampled_from([("POST", "/whip"), ("POST", "/whep/main"), ("POST", "/whep/x1"),
-                                             ("PATCH", "/whip/x1"), ("DELETE", "/whip/x1"), ("OPTIONS", "/whip")]))
+        method, path = draw(
+            st.sampled_from(
+                [
+                    ("POST", "/whip"),
+                    ("POST", "/whep/main"),
+                    ("POST", "/whep/x1"),
+                    ("PATCH", "/whip/x1"),
+                    ("DELETE", "/whip/x1"),
+                    ("OPTIONS", "/whip"),
+                ]
+            )
+        )
         query = draw(st.sampled_from(["", "?preset=anonymise", "?budget_ms=-1", "?preset=%00", "?budget_ms=1e999"]))
         ctype = draw(st.sampled_from(["application/sdp", "application/trickle-ice-sdpfrag", "application/json", ""]))
         return method, path + query, draw(sdp_text()).encode(), ctype
     if kind == "session":  # one session's API, for sessions that are not there
         sid = draw(st.text(alphabet="abcdef0123456789%._-", max_size=12))
-        method, tail = draw(st.sampled_from([("GET", ""), ("GET", "/preset"), ("PUT", "/preset"),
-                                             ("PATCH", "/params"), ("POST", "/outputs")]))
+        method, tail = draw(
+            st.sampled_from(
+                [("GET", ""), ("GET", "/preset"), ("PUT", "/preset"), ("PATCH", "/params"), ("POST", "/outputs")]
+            )
+        )
         return method, f"/api/sessions/{sid}{tail}", draw(params_body()).encode(), "application/json"
     if kind == "peer":
         return "DELETE", "/api/peers/" + draw(st.text(alphabet="abcdef0123456789%._-", max_size=20)), b"", ""
     if kind == "get":
-        return draw(st.sampled_from(["GET"])), draw(st.sampled_from(["/api/status", "/api/preset", "/healthz",
-                                                                     "/metrics"])), b"", ""
+        return (
+            draw(st.sampled_from(["GET"])),
+            draw(st.sampled_from(["/api/status", "/api/preset", "/healthz", "/metrics"])),
+            b"",
+            "",
+        )
     method = draw(st.sampled_from(["PUT", "PATCH", "POST"]))
     path = draw(st.sampled_from(["/api/preset", "/api/preset/params", "/api/offer", "/api/source-face"]))
     body = draw(st.binary(max_size=300) | st.sampled_from([b"NaN", b"[" * 5000, b'{"a": 1e999}', b"9" * 5000]))
@@ -180,17 +264,20 @@ def send(port: int, method: str, path: str, body: bytes, ctype: str) -> int:
 
 
 def test_random_requests_never_break_the_api_the_stream_or_anonymise(
-        web_presets: Path, daemons: type[LiveDaemon]) -> None:
+    web_presets: Path, daemons: type[LiveDaemon]
+) -> None:
     (web_presets / "anonymise-pixel.toml").write_text(
         'name = "anonymise-pixel"\n[[stages]]\ntype = "face"\ndetector = "blazeface_full"\nmin_score = 0.5\n'
-        '[[stages]]\ntype = "anonymise"\nstyle = "pixelate"\n')
+        '[[stages]]\ntype = "anonymise"\nstyle = "pixelate"\n'
+    )
     daemon = daemons("anonymise", size=SIZE, fps=FPS).start()
     port = int(daemon.url.rsplit(":", 1)[1])
     pipeline = daemon.pipeline
     assert pipeline is not None
     outputs: list[np.ndarray] = []
     pipeline.frame_listeners.append(
-        lambda frame: outputs.append(frame.image.copy()) if frame.seq % 2 == 0 and len(outputs) < 2000 else None)
+        lambda frame: outputs.append(frame.image.copy()) if frame.seq % 2 == 0 and len(outputs) < 2000 else None
+    )
     counts: list[tuple[float, int]] = []
     stop = threading.Event()
 
@@ -203,8 +290,9 @@ def test_random_requests_never_break_the_api_the_stream_or_anonymise(
     answers: dict[int, int] = {}
     server_errors: list[tuple[str, str, bytes, int]] = []
 
-    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+    )
     @given(request())
     def one(req: tuple[str, str, bytes, str]) -> None:
         status = send(port, *req)
@@ -230,8 +318,10 @@ def test_random_requests_never_break_the_api_the_stream_or_anonymise(
     assert counts and not stalls, f"the stream stalled while fuzzed: {stalls[:3]}"
     assert pipeline.stats.frames_processed > FPS * took * 0.3
     found = [independent_faces(image, FACE_SCORE) for image in outputs]
-    print(f"fuzz: {sum(answers.values())} requests in {took:.1f} s, answers {dict(sorted(answers.items()))}; "
-          f"RetinaFace found a face in {sum(1 for f in found if f)} of {len(found)} output frames")
+    print(
+        f"fuzz: {sum(answers.values())} requests in {took:.1f} s, answers {dict(sorted(answers.items()))}; "
+        f"RetinaFace found a face in {sum(1 for f in found if f)} of {len(found)} output frames"
+    )
     assert len(found) > 50
     leaked = [i for i, f in enumerate(found) if f]
     assert not leaked, f"RetinaFace found a face in output frames {leaked}"

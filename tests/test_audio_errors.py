@@ -28,8 +28,21 @@ def test_audio_off_and_auto_without_sound_run(cli: Any, tmp_path: Any) -> None:
     """The demo has no sound: auto records video alone, as off does."""
     for spec in ("auto", "off"):
         out = tmp_path / f"{spec}.mp4"
-        proc = cli("run", "--source", "demo", "--preset", "passthrough", "--frames", "5", "--size", "64x48",
-                   "--audio", spec, "--output", f"file:{out}")
+        proc = cli(
+            "run",
+            "--source",
+            "demo",
+            "--preset",
+            "passthrough",
+            "--frames",
+            "5",
+            "--size",
+            "64x48",
+            "--audio",
+            spec,
+            "--output",
+            f"file:{out}",
+        )
         assert proc.returncode == 0, proc.stderr
         assert "sound: none" in proc.stderr
         import av

@@ -114,4 +114,3 @@ def test_a_live_stream_starts_in_sync_when_its_first_frames_come_late() -> None:
     sound_offset = sound_offsets.pop()
     worst_ms = max(abs(capture - media - sound_offset) for media, capture in stamped) / 1e6
     assert worst_ms <= 5, worst_ms  # a picture shows with its sound (the old start put the first 66 ms late)
-

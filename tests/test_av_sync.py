@@ -54,9 +54,11 @@ def check_flashes(name: str, decoded: Decoded, source: Decoded, *, least: int = 
     from its code blocks) within a frame of the sound of its source instant; no sound lost."""
     offsets = flash_click_offsets(decoded)
     per_frame = [o for _, o in frame_offsets(decoded, FPS)]
-    print(f"{name}: flash-click offsets ms {[round(o * 1000, 1) for o in offsets]}, worst per-frame "
-          f"{max(abs(o) for o in per_frame) * 1000:.1f} ms over {len(per_frame)} frames, audio "
-          f"{decoded.audio_duration:.4f} s (source {source.audio_duration:.4f} s)")
+    print(
+        f"{name}: flash-click offsets ms {[round(o * 1000, 1) for o in offsets]}, worst per-frame "
+        f"{max(abs(o) for o in per_frame) * 1000:.1f} ms over {len(per_frame)} frames, audio "
+        f"{decoded.audio_duration:.4f} s (source {source.audio_duration:.4f} s)"
+    )
     # a busy 2-core machine may drop a flash frame at an output (VP8 most): the others are still checked
     assert len(offsets) >= least, f"{name}: only {len(offsets)} flashes found"
     assert max(abs(o) for o in offsets) <= BOUND_S, f"{name}: flash-click offsets {offsets}"
@@ -70,12 +72,20 @@ def check_flashes(name: str, decoded: Decoded, source: Decoded, *, least: int = 
 
 
 @pytest.mark.slow
-def test_flash_meets_its_click_in_every_recording(clip: Path, source_media: Decoded, tmp_path: Path,
-                                                  cli: Any) -> None:
+def test_flash_meets_its_click_in_every_recording(clip: Path, source_media: Decoded, tmp_path: Path, cli: Any) -> None:
     """background-blur (real segmentation model) into .mp4 (AAC), .webm (Opus) and .mkv (AAC) at once."""
     outs = {ext: tmp_path / f"out.{ext}" for ext in ("mp4", "webm", "mkv")}
-    proc = cli("run", "--source", str(clip), "--size", f"{SIZE[0]}x{SIZE[1]}", "--preset", "background-blur",
-               *[arg for path in outs.values() for arg in ("--output", f"file:{path}")], timeout=180)
+    proc = cli(
+        "run",
+        "--source",
+        str(clip),
+        "--size",
+        f"{SIZE[0]}x{SIZE[1]}",
+        "--preset",
+        "background-blur",
+        *[arg for path in outs.values() for arg in ("--output", f"file:{path}")],
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "sound: sound of file" in proc.stderr
     for ext, path in outs.items():
@@ -101,8 +111,7 @@ class SlowStage(Stage):
         pass
 
 
-def run_pipeline(source: AVSource, chain: Chain, sinks_to: list[str], audio_filter: str = "none",
-                 **kwargs: Any) -> Any:
+def run_pipeline(source: AVSource, chain: Chain, sinks_to: list[str], audio_filter: str = "none", **kwargs: Any) -> Any:
     found = open_audio("auto", source, source.description)
     assert found is not None, "the source's sound was not found"
     audio = FilteredAudio(found, audio_filter) if audio_filter != "none" else found
@@ -114,17 +123,19 @@ def run_pipeline(source: AVSource, chain: Chain, sinks_to: list[str], audio_filt
 
 
 @pytest.mark.slow
-def test_every_frame_in_sync_when_a_slow_stage_drops_frames(clip: Path, source_media: Decoded,
-                                                           tmp_path: Path) -> None:
+def test_every_frame_in_sync_when_a_slow_stage_drops_frames(clip: Path, source_media: Decoded, tmp_path: Path) -> None:
     out = tmp_path / "slow.mp4"
-    stats = run_pipeline(open_file(clip, SIZE, FPS, loop=False), Chain("slow", [("slow", SlowStage())]),
-                         [f"file:{out}"])
+    stats = run_pipeline(
+        open_file(clip, SIZE, FPS, loop=False), Chain("slow", [("slow", SlowStage())]), [f"file:{out}"]
+    )
     assert stats.dropped >= 40, stats.dropped
     decoded = decode(out)
     offsets = frame_offsets(decoded, FPS)
     worst = max(abs(o) for _, o in offsets)
-    print(f"slow stage: {len(offsets)} frames out of 120 ({stats.dropped} dropped), worst per-frame offset "
-          f"{worst * 1000:.1f} ms, audio {decoded.audio_duration:.4f} s (source {source_media.audio_duration:.4f} s)")
+    print(
+        f"slow stage: {len(offsets)} frames out of 120 ({stats.dropped} dropped), worst per-frame offset "
+        f"{worst * 1000:.1f} ms, audio {decoded.audio_duration:.4f} s (source {source_media.audio_duration:.4f} s)"
+    )
     numbers = [n for n, _ in offsets]
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers) and numbers[-1] - numbers[0] > 90
     assert worst <= BOUND_S
@@ -140,8 +151,12 @@ def test_denoised_sound_stays_in_sync(tmp_path: Path) -> None:
     source_media = decode(clip)
     assert len(source_media.clicks()) == 4
     outs = {ext: tmp_path / f"denoised.{ext}" for ext in ("mp4", "webm")}
-    run_pipeline(open_file(clip, SIZE, FPS, loop=False), Chain("none", []), [f"file:{p}" for p in outs.values()],
-                 audio_filter="denoise")
+    run_pipeline(
+        open_file(clip, SIZE, FPS, loop=False),
+        Chain("none", []),
+        [f"file:{p}" for p in outs.values()],
+        audio_filter="denoise",
+    )
     for ext, path in outs.items():
         decoded = decode(path)
         assert decoded.rate == 48000
@@ -149,8 +164,8 @@ def test_denoised_sound_stays_in_sync(tmp_path: Path) -> None:
         # tighter than a frame: without its 20 ms on the audio clock the sound would come 20 ms late
         assert max(abs(o) for o in flash_click_offsets(decoded)) <= 0.005, ext
     # the noise under the markers is gone: RNNoise really ran
-    quiet = decode(outs["mp4"]).audio[int(0.3 * 48000):int(0.8 * 48000)]
-    assert float(np.sqrt(np.mean(quiet ** 2))) < 0.3 * 0.003, float(np.sqrt(np.mean(quiet ** 2)))
+    quiet = decode(outs["mp4"]).audio[int(0.3 * 48000) : int(0.8 * 48000)]
+    assert float(np.sqrt(np.mean(quiet**2))) < 0.3 * 0.003, float(np.sqrt(np.mean(quiet**2)))
 
 
 def free_port() -> int:
@@ -176,8 +191,9 @@ RTMP_LISTENER = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_rtmp_push_in_sync_at_the_bitrate_and_keyframe_interval_asked(clip: Path, source_media: Decoded,
-                                                                      tmp_path: Path) -> None:
+def test_rtmp_push_in_sync_at_the_bitrate_and_keyframe_interval_asked(
+    clip: Path, source_media: Decoded, tmp_path: Path
+) -> None:
     """FFmpeg's own RTMP listener receives the push and keeps it as FLV, read back with PyAV."""
     url = f"rtmp://127.0.0.1:{free_port()}/live/livefuse"
     received = tmp_path / "received.flv"
@@ -276,8 +292,9 @@ def test_udp_mpegts_push_in_sync(clip: Path, source_media: Decoded, tmp_path: Pa
     """H.264 + AAC in MPEG-TS over UDP, received by a PyAV process that keeps what arrives."""
     port = free_port()
     received = tmp_path / "received.ts"
-    receiver = subprocess.Popen([sys.executable, "-c", UDP_RECEIVER, f"udp://127.0.0.1:{port}?timeout=3000000",
-                                 str(received)])
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", UDP_RECEIVER, f"udp://127.0.0.1:{port}?timeout=3000000", str(received)]
+    )
     try:
         time.sleep(1.5)  # the receiver binds its port (UDP has no handshake to wait for)
         source = open_file(clip, SIZE, FPS, loop=False)

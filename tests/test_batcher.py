@@ -61,8 +61,10 @@ def test_batched_equals_unbatched_and_results_go_back_to_their_own_streams(segme
                 assert result[key].shape == value.shape
                 worst = max(worst, float(np.abs(result[key] - value).max()))
     figures = batcher.figures()
-    print(f"batched vs alone: max difference {worst:.2e}; batches by size {figures['batches']}; "
-          f"queue delay {figures['queue_delay_ms']}")
+    print(
+        f"batched vs alone: max difference {worst:.2e}; batches by size {figures['batches']}; "
+        f"queue delay {figures['queue_delay_ms']}"
+    )
     assert worst <= 1e-4
     sizes = batcher.sizes()
     assert sum(size * count for size, count in sizes.items()) == STREAMS * FRAMES
@@ -127,9 +129,12 @@ def test_streams_of_one_engine_batch_through_the_shared_session(tmp_path: Path) 
         thread.start()
     for thread in threads:
         thread.join(60)
-    worst = max(float(np.abs(result[key] - value).max())
-                for index in range(STREAMS) for feed, result in zip(inputs[index], got[index], strict=True)
-                for key, value in alone.run({name: feed}).items())
+    worst = max(
+        float(np.abs(result[key] - value).max())
+        for index in range(STREAMS)
+        for feed, result in zip(inputs[index], got[index], strict=True)
+        for key, value in alone.run({name: feed}).items()
+    )
     [batcher] = engine.pool.batchers()
     print(f"engine batching: max difference {worst:.2e}; {batcher.figures()}")
     assert worst <= 1e-4

@@ -81,8 +81,8 @@ def test_strength_zero_and_no_faces_leave_the_frame_alone(portrait: tuple[np.nda
 
 def _dot_centre(image: np.ndarray, near: np.ndarray, half: int = 8) -> np.ndarray:
     x0, y0 = (round(v) for v in near)
-    win = 255.0 - image[y0 - half:y0 + half + 1, x0 - half:x0 + half + 1, 0].astype(np.float64)
-    ys, xs = np.mgrid[y0 - half:y0 + half + 1, x0 - half:x0 + half + 1]
+    win = 255.0 - image[y0 - half : y0 + half + 1, x0 - half : x0 + half + 1, 0].astype(np.float64)
+    ys, xs = np.mgrid[y0 - half : y0 + half + 1, x0 - half : x0 + half + 1]
     return np.array([(xs * win).sum(), (ys * win).sum()]) / win.sum()
 
 
@@ -121,8 +121,7 @@ def test_face_slim_pulls_the_jaw_towards_the_centre_line(portrait: tuple[np.ndar
     (centre, radius, move), _ = slim_warp(face, 1.0)  # the subject's right (image left) cheek
     assert float(np.linalg.norm(move)) > 5
     marked = image.copy()
-    cv2.circle(marked, (int(centre[0] * 16), int(centre[1] * 16)), 9 * 16, (255, 255, 255), -1, cv2.LINE_AA,
-               shift=4)
+    cv2.circle(marked, (int(centre[0] * 16), int(centre[1] * 16)), 9 * 16, (255, 255, 255), -1, cv2.LINE_AA, shift=4)
     cv2.circle(marked, (int(centre[0] * 16), int(centre[1] * 16)), 3 * 16, (0, 0, 0), -1, cv2.LINE_AA, shift=4)
     frame = Frame(0, 0, marked.copy(), faces=[face])
     beauty(slim=1.0).process(frame)
@@ -151,5 +150,5 @@ def test_beauty_preset_runs_on_built_in_models(tmp_path: Path) -> None:
     x1, y1, x2, y2 = frame.faces[0].box.astype(int)
     w, h = x2 - x1, y2 - y1
     assert diff[y1:y2, x1:x2].mean() > 0.5
-    diff[max(0, y1 - h // 2):y2 + h // 2, max(0, x1 - w // 2):x2 + w // 2] = 0
+    diff[max(0, y1 - h // 2) : y2 + h // 2, max(0, x1 - w // 2) : x2 + w // 2] = 0
     assert diff.max() == 0

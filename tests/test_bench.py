@@ -27,8 +27,27 @@ def test_camera_skips_frames_a_slow_reader_misses() -> None:
 
 def test_bench_both_modes_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    code = main(["bench", "--preset", "passthrough", "--source", "demo", "--size", "320x180", "--fps", "30",
-                 "--frames", "8", "--mode", "both", "--provider", "cpu", "--json", str(out)])
+    code = main(
+        [
+            "bench",
+            "--preset",
+            "passthrough",
+            "--source",
+            "demo",
+            "--size",
+            "320x180",
+            "--fps",
+            "30",
+            "--frames",
+            "8",
+            "--mode",
+            "both",
+            "--provider",
+            "cpu",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads(out.read_text())
     assert result["preset"] == "passthrough"

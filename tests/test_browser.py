@@ -61,7 +61,7 @@ def camera_preset() -> str:
 
 def square_mean(page: Any) -> float:
     image = decode_data_url(page.evaluate("window.livefuse.grab()"))
-    return float(image[6:TAG_BOX - 6, 6:TAG_BOX - 6].mean())
+    return float(image[6 : TAG_BOX - 6, 6 : TAG_BOX - 6].mean())
 
 
 def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
@@ -87,8 +87,12 @@ def test_filter_my_camera(web_presets: Path, daemons: Any, browser: Any) -> None
         sessions = http_json("GET", daemon.url + "/api/sessions")[1]["sessions"]
         # the page's preset picker now drives its own session only, not the daemon's stream
         page.select_option("#preset", "passthrough")
-        switched = wait_until(lambda: http_json("GET", f"{daemon.url}/api/sessions/{sessions[0]['id']}/preset")[1]
-                              .get("name") == "passthrough")
+        switched = wait_until(
+            lambda: (
+                http_json("GET", f"{daemon.url}/api/sessions/{sessions[0]['id']}/preset")[1].get("name")
+                == "passthrough"
+            )
+        )
         error = page.evaluate("window.livefuse.error")
     finally:
         page.close()
@@ -126,7 +130,7 @@ def face_region(size: tuple[int, int]) -> np.ndarray:
     radius = int(0.05 * size[1])
     mask = np.zeros((size[1], size[0]), bool)
     cx, cy = int(centre[0]), int(centre[1])
-    mask[cy - radius:cy + radius, cx - radius:cx + radius] = True
+    mask[cy - radius : cy + radius, cx - radius : cx + radius] = True
     return mask
 
 
@@ -143,8 +147,9 @@ def test_preview_page_streams_and_follows_a_preset_switch(web_presets: Path, dae
         page.screenshot(path=str(ARTIFACTS / "preview-tag-a.png"))
         before = page.evaluate("window.livefuse.frames")
         since = page.evaluate("performance.now()")
-        status, _ = http_json("PUT", daemon.url + "/api/preset", {"name": "tag-b"},
-                              headers={"Authorization": f"Bearer {daemon.token}"})
+        status, _ = http_json(
+            "PUT", daemon.url + "/api/preset", {"name": "tag-b"}, headers={"Authorization": f"Bearer {daemon.token}"}
+        )
         assert status == 200
         assert wait_until(lambda: abs(square_mean(page) - 220) < 12), "the switch never showed in the page"
         time.sleep(1.0)

@@ -41,9 +41,14 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     wav = write_wav(folder / "mic.wav")
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={clip}",
-                  f"--use-file-for-fake-audio-capture={wav}"])
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                *CHROMIUM_ARGS,
+                f"--use-file-for-fake-video-capture={clip}",
+                f"--use-file-for-fake-audio-capture={wav}",
+            ],
+        )
         yield chromium
         chromium.close()
 

@@ -104,7 +104,8 @@ def pages(tmp_path: Path) -> Iterator[tuple[PageServer, PageServer]]:
 
 
 def test_a_third_party_whip_whep_client_publishes_and_plays_from_an_allowed_origin(
-        web_presets: Path, daemons: type[LiveDaemon], pages: tuple[PageServer, PageServer], tmp_path: Path) -> None:
+    web_presets: Path, daemons: type[LiveDaemon], pages: tuple[PageServer, PageServer], tmp_path: Path
+) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     allowed, other = pages
     token = "browser-token-0123456789"
@@ -130,8 +131,10 @@ def test_a_third_party_whip_whep_client_publishes_and_plays_from_an_allowed_orig
             assert corner is not None and abs(corner - 220) < 12, corner
             page.evaluate("window.whip.stop()")  # unpublish: the client's DELETE ends the session
             deadline = time.monotonic() + 15
-            while http_json("GET", daemon.url + "/api/sessions", headers=auth)[1]["sessions"] and \
-                    time.monotonic() < deadline:
+            while (
+                http_json("GET", daemon.url + "/api/sessions", headers=auth)[1]["sessions"]
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.2)
             assert http_json("GET", daemon.url + "/api/sessions", headers=auth)[1]["sessions"] == []
             # the WHEP viewer is told: its connection is closed from the daemon's side, not left to time out

@@ -132,9 +132,13 @@ def test_two_frames_in_flight_keep_capture_order_through_stages_and_outputs(memo
     assert len(out.seqs) + stats.outputs["out"].dropped == stats.frames_processed == len(stateful.seen)
     # Double buffering really happened: some frame was in the first stage while the one before it was
     # still in the second.
-    overlaps = [s for s in stateful.seen[:-1]
-                if s in stateful.spans and (n := pre.seen[pre.seen.index(s) + 1]) in pre.spans
-                and pre.spans[n][0] < stateful.spans[s][1]]
+    overlaps = [
+        s
+        for s in stateful.seen[:-1]
+        if s in stateful.spans
+        and (n := pre.seen[pre.seen.index(s) + 1]) in pre.spans
+        and pre.spans[n][0] < stateful.spans[s][1]
+    ]
     assert overlaps, "no two frames were ever in flight together"
     assert stats.frames_in - stats.frames_processed == stats.dropped
 
@@ -167,8 +171,9 @@ def test_a_stage_failing_every_frame_is_switched_off(caplog: pytest.LogCaptureFi
     assert levels == [logging.WARNING, logging.ERROR]
 
 
-def test_a_failing_stage_in_a_pipeline_still_delivers_every_frame(memory_sink: Any,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_stage_in_a_pipeline_still_delivers_every_frame(
+    memory_sink: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     after = Recorder("after")
     chain = Chain("t", [("flaky", FailsOn(bad=set(range(0, 1000, 7)))), ("after", after)])
     out = memory_sink("out", keep_images=False)

@@ -64,24 +64,27 @@ def presets(tmp_path: Path) -> Path:
 RUN = ("run", "--output", "null", "--preset", "passthrough", "--frames", "3", "--size", "64x48")
 
 
-@pytest.mark.parametrize(("args", "phrases"), [
-    (("--source", "missing.mp4"), ("source file not found", "missing.mp4")),
-    (("--source", "image:missing.png"), ("image source not found",)),
-    (("--preset", "no-such-preset"), ("unknown preset 'no-such-preset'", "passthrough")),
-    (("--preset", "p/malformed.toml"), ("malformed.toml", "malformed TOML")),
-    (("--preset", "p/unknown-stage.toml"), ("unknown stage type 'teleport'", "stages[1]")),
-    (("--preset", "p/missing.toml"), ("preset file not found",)),
-    (("--size", "0x0"), ("argument --size", "invalid size '0x0'")),
-    (("--size", "640"), ("invalid size '640'", "WIDTHxHEIGHT")),
-    (("--fps", "-1"), ("argument --fps", "invalid frame rate '-1'")),
-    (("--fps", "fast"), ("invalid frame rate 'fast'",)),
-    (("--frames", "0"), ("argument --frames",)),
-    (("--output", "bogus"), ("unknown output 'bogus'", "file:PATH")),
-    (("--output", "nowhere/rec.mp4"), ("folder nowhere does not exist",)),
-    (("--output", "rec.avi"), ("unknown output 'rec.avi'",)),
-    (("--provider", "quantum"), ("argument --provider",)),
-    (("--stats-json", "nowhere/s.json"), ("--stats-json", "does not exist")),
-])
+@pytest.mark.parametrize(
+    ("args", "phrases"),
+    [
+        (("--source", "missing.mp4"), ("source file not found", "missing.mp4")),
+        (("--source", "image:missing.png"), ("image source not found",)),
+        (("--preset", "no-such-preset"), ("unknown preset 'no-such-preset'", "passthrough")),
+        (("--preset", "p/malformed.toml"), ("malformed.toml", "malformed TOML")),
+        (("--preset", "p/unknown-stage.toml"), ("unknown stage type 'teleport'", "stages[1]")),
+        (("--preset", "p/missing.toml"), ("preset file not found",)),
+        (("--size", "0x0"), ("argument --size", "invalid size '0x0'")),
+        (("--size", "640"), ("invalid size '640'", "WIDTHxHEIGHT")),
+        (("--fps", "-1"), ("argument --fps", "invalid frame rate '-1'")),
+        (("--fps", "fast"), ("invalid frame rate 'fast'",)),
+        (("--frames", "0"), ("argument --frames",)),
+        (("--output", "bogus"), ("unknown output 'bogus'", "file:PATH")),
+        (("--output", "nowhere/rec.mp4"), ("folder nowhere does not exist",)),
+        (("--output", "rec.avi"), ("unknown output 'rec.avi'",)),
+        (("--provider", "quantum"), ("argument --provider",)),
+        (("--stats-json", "nowhere/s.json"), ("--stats-json", "does not exist")),
+    ],
+)
 def test_run_rejects_bad_input(cli: Any, presets: Path, args: tuple[str, ...], phrases: tuple[str, ...]) -> None:
     proc = cli(*RUN, "--source", "demo", *args)
     assert_one_clear_error(proc, *phrases)
@@ -112,8 +115,14 @@ def test_a_stream_that_never_answers_times_out(cli: Any, silent_server: int) -> 
 
 
 def run_with_test_stage(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", WITH_TEST_STAGE, *args], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", WITH_TEST_STAGE, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def test_out_of_range_parameter(tmp_path: Path, presets: Path, livefuse_env: dict[str, str]) -> None:
@@ -126,11 +135,14 @@ def test_out_of_range_parameter(tmp_path: Path, presets: Path, livefuse_env: dic
     assert_one_clear_error(validate, "gain = 9.5", "out of range")
 
 
-@pytest.mark.parametrize(("name", "phrases"), [
-    ("malformed.toml", ("malformed TOML",)),
-    ("unknown-stage.toml", ("unknown stage type 'teleport'",)),
-    ("missing.toml", ("preset file not found",)),
-])
+@pytest.mark.parametrize(
+    ("name", "phrases"),
+    [
+        ("malformed.toml", ("malformed TOML",)),
+        ("unknown-stage.toml", ("unknown stage type 'teleport'",)),
+        ("missing.toml", ("preset file not found",)),
+    ],
+)
 def test_presets_validate_reports_the_fault(cli: Any, presets: Path, name: str, phrases: tuple[str, ...]) -> None:
     assert_one_clear_error(cli("presets", "validate", f"p/{name}"), f"p/{name}", *phrases)
 

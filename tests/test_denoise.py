@@ -28,7 +28,7 @@ def speech(seconds: float = 3.0) -> np.ndarray:
     marker = speech_marker(RATE)
     out = np.zeros(int(seconds * RATE), np.float32)
     for start in range(RATE // 4, out.size - marker.size, RATE // 2):
-        out[start:start + marker.size] = marker
+        out[start : start + marker.size] = marker
     return out
 
 
@@ -42,7 +42,7 @@ def run(samples: np.ndarray, sizes: list[int], start_ns: int = NS) -> list[Audio
     pos, i = 0, 0
     while pos < samples.shape[1]:
         n = sizes[i % len(sizes)]
-        out += denoiser.push(AudioChunk(samples[:, pos:pos + n].copy(), RATE, start_ns + pos * NS // RATE))
+        out += denoiser.push(AudioChunk(samples[:, pos : pos + n].copy(), RATE, start_ns + pos * NS // RATE))
         pos, i = pos + n, i + 1
     out += denoiser.flush()
     denoiser.close()
@@ -142,7 +142,7 @@ def test_the_filter_switches_live_without_losing_or_shifting_sound() -> None:
             audio.set_filter("denoise")
         if i == 30:
             audio.set_filter("none")
-        chunk = AudioChunk(sound[None, pos:pos + step].copy(), RATE, NS + pos * NS // RATE)
+        chunk = AudioChunk(sound[None, pos : pos + step].copy(), RATE, NS + pos * NS // RATE)
         device.deliver(chunk)  # type: ignore[misc]
         if i < 10:
             assert got[-1] is chunk  # "none" passes the very chunk on

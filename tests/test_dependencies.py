@@ -21,8 +21,20 @@ PLATFORMS = {  # (sys_platform, platform_machine) -> the onnxruntime build livef
     ("win32", "ARM64"): "onnxruntime",
     ("freebsd14", "amd64"): "onnxruntime",
 }
-TEST_ONLY = {"pytest", "pytest-timeout", "playwright", "mypy", "ruff", "hypothesis", "torch", "psutil",
-             "ai-edge-litert", "tritonclient", "onnxslim", "matplotlib"}
+TEST_ONLY = {
+    "pytest",
+    "pytest-timeout",
+    "playwright",
+    "mypy",
+    "ruff",
+    "hypothesis",
+    "torch",
+    "psutil",
+    "ai-edge-litert",
+    "tritonclient",
+    "onnxslim",
+    "matplotlib",
+}
 
 
 def wanted(requirements: list[str], sys_platform: str, machine: str, extra: str = "") -> dict[str, Requirement]:
@@ -32,8 +44,9 @@ def wanted(requirements: list[str], sys_platform: str, machine: str, extra: str 
     return {r.name: r for r in found if r.marker is None or r.marker.evaluate(env)}
 
 
-@pytest.mark.parametrize(("platform", "build"), PLATFORMS.items(),
-                         ids=lambda p: "-".join(p) if isinstance(p, tuple) else p)
+@pytest.mark.parametrize(
+    ("platform", "build"), PLATFORMS.items(), ids=lambda p: "-".join(p) if isinstance(p, tuple) else p
+)
 def test_each_platform_gets_exactly_one_onnxruntime_build(platform: tuple[str, str], build: str) -> None:
     got = wanted(PROJECT["dependencies"], *platform)
     assert {"onnxruntime", "onnxruntime-gpu"} & set(got) == {build}

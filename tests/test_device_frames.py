@@ -73,13 +73,15 @@ def run_chain(chain: Chain, images: list[np.ndarray]) -> list[Frame]:
 
 
 def build(preset: Preset, engine: Engine, implementation: str) -> Chain:
-    return build_chain(preset, StageContext(engine=engine, size=SIZE, fps=FPS, preset_dir=PRESETS_DIR,
-                                            implementation=implementation))
+    return build_chain(
+        preset, StageContext(engine=engine, size=SIZE, fps=FPS, preset_dir=PRESETS_DIR, implementation=implementation)
+    )
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_every_shipped_preset_uploads_once_and_downloads_once(name: str, engine: Engine,
-                                                              standins: dict[str, Path]) -> None:
+def test_every_shipped_preset_uploads_once_and_downloads_once(
+    name: str, engine: Engine, standins: dict[str, Path]
+) -> None:
     preset = shipped(name, standins)
     images = frames()
     host = build(preset, engine, "auto")  # the CPU provider's default: host memory
@@ -121,7 +123,7 @@ def compare(name: str, want: Frame, got: Frame) -> None:
 
     values = np.abs(want.image.astype(np.int16) - got.image.astype(np.int16))
     if name == "debug":
-        values[:int(values.shape[0] * 0.45)] = 0  # the stats panel (1 + stages lines)
+        values[: int(values.shape[0] * 0.45)] = 0  # the stats panel (1 + stages lines)
     mean = 0.36 if name == "colour-cinematic" else 0.3  # test_stage_colour: the CPU table's mean error < 0.35
     assert values.mean() < mean, (name, values.mean())
     diff = values.max(axis=2)
@@ -139,11 +141,12 @@ def compare(name: str, want: Frame, got: Frame) -> None:
             x1, y1, x2, y2 = paste_region(want.image.shape, size, estimate_affine(face.landmarks5, template, size))
             if size == 128:
                 assert diff[y1:y2, x1:x2].mean() < 1.5, (name, diff[y1:y2, x1:x2].mean())
-            outside[max(0, y1 - 2):y2 + 2, max(0, x1 - 2):x2 + 2] = False
+            outside[max(0, y1 - 2) : y2 + 2, max(0, x1 - 2) : x2 + 2] = False
     assert diff[outside].max() <= 4, (name, diff[outside].max())
 
 
 # -- the face-local stages: given the same faces, the device path is the CPU path, pixel for pixel ------------
+
 
 class GivenFaces(Stage):
     """Puts precomputed faces on each frame (by seq), on the host or the device path alike."""
@@ -155,8 +158,16 @@ class GivenFaces(Stage):
         self.device = _GivenOnDevice(self)
 
     def process(self, frame: Frame) -> None:
-        frame.faces = [Face(box=f.box.copy(), score=f.score, landmarks5=f.landmarks5.copy(), track_id=f.track_id,
-                            mesh=None if f.mesh is None else f.mesh.copy()) for f in self.faces[frame.seq]]
+        frame.faces = [
+            Face(
+                box=f.box.copy(),
+                score=f.score,
+                landmarks5=f.landmarks5.copy(),
+                track_id=f.track_id,
+                mesh=None if f.mesh is None else f.mesh.copy(),
+            )
+            for f in self.faces[frame.seq]
+        ]
         frame.faces_searched = True
 
     def update(self, params: dict[str, Any]) -> None:
@@ -187,17 +198,25 @@ def found_faces(engine: Engine, images: list[np.ndarray]) -> dict[int, list[Face
 # swap picks its faces by similarity or parses the faces here: those work on the faces' regions (the others on
 # crops, below).
 FACE_LOCAL: list[tuple[str, dict[str, Any]]] = [
-              ("anonymise", {"style": "blur"}), ("anonymise", {"style": "pixelate"}), ("anonymise", {"style": "fill"}),
-              ("beauty", {}), ("debug", {"stats": False}),
-              ("swap", {"keep_regions": ["mouth"], "keep_grow": 0.5, "occlusion": "hands", "faces": "similar",
-                        "min_similarity": -1.0}),
-              ("swap", {"occlusion": "parser", "keep_regions": ["mouth"]})]
+    ("anonymise", {"style": "blur"}),
+    ("anonymise", {"style": "pixelate"}),
+    ("anonymise", {"style": "fill"}),
+    ("beauty", {}),
+    ("debug", {"stats": False}),
+    (
+        "swap",
+        {"keep_regions": ["mouth"], "keep_grow": 0.5, "occlusion": "hands", "faces": "similar", "min_similarity": -1.0},
+    ),
+    ("swap", {"occlusion": "parser", "keep_regions": ["mouth"]}),
+]
 
 
-@pytest.mark.parametrize(("kind", "params"), FACE_LOCAL, ids=[f"{k}-{'-'.join(map(str, p.values()))}"
-                                                             for k, p in FACE_LOCAL])
-def test_face_local_stages_equal_the_cpu_path_exactly(kind: str, params: dict[str, Any], engine: Engine,
-                                                      standins: dict[str, Path]) -> None:
+@pytest.mark.parametrize(
+    ("kind", "params"), FACE_LOCAL, ids=[f"{k}-{'-'.join(map(str, p.values()))}" for k, p in FACE_LOCAL]
+)
+def test_face_local_stages_equal_the_cpu_path_exactly(
+    kind: str, params: dict[str, Any], engine: Engine, standins: dict[str, Path]
+) -> None:
     images = frames()
     faces = found_faces(engine, images)
     given = dict(params)
@@ -214,8 +233,14 @@ def test_face_local_stages_equal_the_cpu_path_exactly(kind: str, params: dict[st
     assert changed == FRAMES  # the stage did change every frame
 
 
-def run_both(kind: str, params: dict[str, Any], engine: Engine, standins: dict[str, Path], images: list[np.ndarray],
-             faces: dict[int, list[Face]]) -> tuple[list[list[Frame]], TransferCounter]:
+def run_both(
+    kind: str,
+    params: dict[str, Any],
+    engine: Engine,
+    standins: dict[str, Path],
+    images: list[np.ndarray],
+    faces: dict[int, list[Face]],
+) -> tuple[list[list[Frame]], TransferCounter]:
     """One stage after GivenFaces: its frames on the host path, then on the device path, and the counts."""
     from livefuse.presets import validate_params
     from livefuse.stages.registry import stage_types
@@ -223,8 +248,12 @@ def run_both(kind: str, params: dict[str, Any], engine: Engine, standins: dict[s
     spec = stage_types()[kind]
     given = dict(params)
     if kind == "swap":
-        given.update(model=str(standins["inswapper_128"]), arcface_model=str(standins["w600k_r50"]),
-                     parser_model=str(standins["bisenet_resnet_34"]), source_image=str(standins["source"]))
+        given.update(
+            model=str(standins["inswapper_128"]),
+            arcface_model=str(standins["w600k_r50"]),
+            parser_model=str(standins["bisenet_resnet_34"]),
+            source_image=str(standins["source"]),
+        )
     if kind == "enhance":
         given["model"] = str(standins["gfpgan_1.4"])
     outputs = []
@@ -241,18 +270,33 @@ def run_both(kind: str, params: dict[str, Any], engine: Engine, standins: dict[s
     return outputs, counter
 
 
-@pytest.mark.parametrize(("kind", "params", "tolerance"), [
-    ("swap", {"keep_regions": []}, 1.5),
-    ("swap", {"keep_regions": ["mouth", "eyes"], "keep_grow": 0.5, "mask_padding": [10, 0, 0, 0],
-              "occlusion": "hands", "colour_match": False}, 1.5),
-    ("swap", {"occlusion": "both", "keep_regions": ["eyes"]}, 1.5),
-    # pixel boost: the device's tiles reassemble its own 256/512 crop to 0.0001 and that crop is OpenCV's within
-    # 0.24 (as at 128); pasting the bigger crop back down onto the demo's 60-px faces widens the bicubic
-    # difference (measured means 1.29-1.46 at 256, 1.50 at 512)
-    ("swap", {"pixel_boost": 256}, 2.0), ("swap", {"pixel_boost": 512, "colour_match": False}, 2.0),
-    ("enhance", {"every": 1}, 0.5)])
+@pytest.mark.parametrize(
+    ("kind", "params", "tolerance"),
+    [
+        ("swap", {"keep_regions": []}, 1.5),
+        (
+            "swap",
+            {
+                "keep_regions": ["mouth", "eyes"],
+                "keep_grow": 0.5,
+                "mask_padding": [10, 0, 0, 0],
+                "occlusion": "hands",
+                "colour_match": False,
+            },
+            1.5,
+        ),
+        ("swap", {"occlusion": "both", "keep_regions": ["eyes"]}, 1.5),
+        # pixel boost: the device's tiles reassemble its own 256/512 crop to 0.0001 and that crop is OpenCV's within
+        # 0.24 (as at 128); pasting the bigger crop back down onto the demo's 60-px faces widens the bicubic
+        # difference (measured means 1.29-1.46 at 256, 1.50 at 512)
+        ("swap", {"pixel_boost": 256}, 2.0),
+        ("swap", {"pixel_boost": 512, "colour_match": False}, 2.0),
+        ("enhance", {"every": 1}, 0.5),
+    ],
+)
 def test_swap_and_enhance_run_crop_model_and_paste_back_on_the_device(
-        kind: str, params: dict[str, Any], tolerance: float, engine: Engine, standins: dict[str, Path]) -> None:
+    kind: str, params: dict[str, Any], tolerance: float, engine: Engine, standins: dict[str, Path]
+) -> None:
     """face_crop -> model -> face_paste on the device frame: bicubic in float where the CPU path rounds,
     so equal within the stage tests' tolerances (test_swap: mean < 1.5 over the pasted box; test_enhance:
     mean < 0.5 where the mask is full), and exactly equal outside the faces."""
@@ -272,11 +316,12 @@ def test_swap_and_enhance_run_crop_model_and_paste_back_on_the_device(
         for face in faces[w.seq]:
             x1, y1, x2, y2 = paste_region(w.image.shape, size, estimate_affine(face.landmarks5, template, size))
             assert diff[y1:y2, x1:x2].mean() < tolerance, diff[y1:y2, x1:x2].mean()
-            outside[max(0, y1 - 2):y2 + 2, max(0, x1 - 2):x2 + 2] = False
+            outside[max(0, y1 - 2) : y2 + 2, max(0, x1 - 2) : x2 + 2] = False
         assert diff[outside].max() == 0
 
 
 # -- the boundary, the counts, and what reports them ----------------------------------------------------------
+
 
 def test_the_cpu_boundary_wraps_the_capture_and_hands_back_a_copy() -> None:
     counter = TransferCounter()
@@ -287,8 +332,14 @@ def test_the_cpu_boundary_wraps_the_capture_and_hands_back_a_copy() -> None:
     back = boundary.download(value)
     np.testing.assert_array_equal(back, image)
     assert back.ctypes.data != image.ctypes.data  # the engines reuse their buffers: the outputs get their own
-    assert counter.report()["per_frame"] == {"uploads": 1.0, "downloads": 1.0, "full_frame_copies": 2.0,
-                                            "forced_copies": {}, "region_copies": {}, "region_kb": {}}
+    assert counter.report()["per_frame"] == {
+        "uploads": 1.0,
+        "downloads": 1.0,
+        "full_frame_copies": 2.0,
+        "forced_copies": {},
+        "region_copies": {},
+        "region_kb": {},
+    }
 
 
 class HostOnly(Stage):
@@ -362,8 +413,12 @@ def test_device_graphs_read_as_opencv_does(engine: Engine) -> None:
     m = np.array([[0.8, 0.3, 300], [-0.3, 0.8, 100]], np.float32)
     assert np.abs(device.warped(m, (192, 192)).astype(int) - host.warped(m, (192, 192))).max() <= 1
     forward = cv2.invertAffineTransform(m)
-    assert np.abs(device.warped(forward, (96, 96), inverse=False).astype(int)
-                  - host.warped(forward, (96, 96), inverse=False)).max() <= 1
+    assert (
+        np.abs(
+            device.warped(forward, (96, 96), inverse=False).astype(int) - host.warped(forward, (96, 96), inverse=False)
+        ).max()
+        <= 1
+    )
 
 
 def test_status_and_bench_name_the_stage_that_forced_copies(engine: Engine) -> None:
@@ -381,8 +436,23 @@ def test_status_and_bench_name_the_stage_that_forced_copies(engine: Engine) -> N
     counter = TransferCounter()
     chain = Chain("t", [("mine", HostOnly())], boundary=DeviceBoundary("cpu", counter))
     run_chain(chain, frames()[:2])
-    mode = {"fps": 30.0, "dropped": 0, "latency_ms": {"p50": 1, "p95": 1, "p99": 1, "max": 1}, "cpu_percent": 1,
-            "rss_mb": 1, "stages_ms": {}, "device_frames": {"device": "cpu", **counter.report()}}
-    text = table({"preset": "p", "size": [64, 36], "fps_target": 30, "frames": 2, "provider": "cpu",
-                  "modes": {"pipelined": mode}})
+    mode = {
+        "fps": 30.0,
+        "dropped": 0,
+        "latency_ms": {"p50": 1, "p95": 1, "p99": 1, "max": 1},
+        "cpu_percent": 1,
+        "rss_mb": 1,
+        "stages_ms": {},
+        "device_frames": {"device": "cpu", **counter.report()},
+    }
+    text = table(
+        {
+            "preset": "p",
+            "size": [64, 36],
+            "fps_target": 30,
+            "frames": 2,
+            "provider": "cpu",
+            "modes": {"pipelined": mode},
+        }
+    )
     assert "1 upload + 1 download per frame" in text and "mine 2" in text, text

@@ -74,8 +74,11 @@ def test_face_crop_matches_cv2_warpaffine(engine: Engine, astronaut: np.ndarray)
     """The CPU path's crop (`cv2.warpAffine`, bicubic, replicated borders), within its rounding to uint8."""
     s = 128
     frame_size = (astronaut.shape[1], astronaut.shape[0])
-    mats = [face_matrix(0.9, 12.0, (250, 120), s), face_matrix(0.45, -30.0, (300, 300), s),
-            face_matrix(1.5, 0.0, (30, 20), s)]  # the last runs off the frame: replicated borders
+    mats = [
+        face_matrix(0.9, 12.0, (250, 120), s),
+        face_matrix(0.45, -30.0, (300, 300), s),
+        face_matrix(1.5, 0.0, (30, 20), s),
+    ]  # the last runs off the frame: replicated borders
     plain = engine.session(graphs.face_crop(s, 0.0, 1.0))
     normalised = engine.session(graphs.face_crop(s, 127.5, 127.5))
     for i, m in enumerate(mats):
@@ -97,9 +100,13 @@ def _pasted(engine: Engine, frame: np.ndarray, crop_bgr: np.ndarray, mask: np.nd
     shifted = np.asarray(m, np.float64).copy()
     shifted[:, 2] += shifted[:, :2] @ np.array([x1, y1], np.float64)
     rgb01 = (crop_bgr[..., ::-1].astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-    feeds = {"frame": frame, "crop": np.ascontiguousarray(rgb01), "box": np.array([x1, y1, x2, y2], np.int64),
-             "theta": graphs.paste_theta(shifted[None], (x2 - x1, y2 - y1), s),
-             "mask": np.ascontiguousarray(mask[None, None], np.float32)}
+    feeds = {
+        "frame": frame,
+        "crop": np.ascontiguousarray(rgb01),
+        "box": np.array([x1, y1, x2, y2], np.int64),
+        "theta": graphs.paste_theta(shifted[None], (x2 - x1, y2 - y1), s),
+        "mask": np.ascontiguousarray(mask[None, None], np.float32),
+    }
     return np.asarray(engine.session(graphs.face_paste(s, 0.0, 255.0)).run(feeds)["image"])
 
 

@@ -32,8 +32,10 @@ def test_doctor_json_covers_every_area_and_passes_here(cli: CliRunner) -> None:
     assert {c["area"] for c in report["checks"]} == AREAS
     by_area = {c["area"]: c for c in report["checks"]}
     assert by_area["preset"]["status"] == "ok" and by_area["preset"]["data"]["preset"] == "background-blur"
-    assert any(c["area"] == "provider" and c["status"] == "ok" and c["data"]["provider"] == "CPUExecutionProvider"
-               for c in report["checks"])
+    assert any(
+        c["area"] == "provider" and c["status"] == "ok" and c["data"]["provider"] == "CPUExecutionProvider"
+        for c in report["checks"]
+    )
     assert by_area["models"]["data"]["models"]["selfie_segmentation@0.10.14"] == "ok"
     assert report["versions"]["av"] and report["versions"]["aiortc"]
     assert not any(c["status"] == "fail" for c in report["checks"])
@@ -65,12 +67,19 @@ def test_a_busy_port_fails_the_default_run(cli: CliRunner) -> None:
 def test_a_broken_default_preset_fails_with_its_reason(cli: CliRunner, tmp_path: Path) -> None:
     mine = tmp_path / "config" / "presets"
     mine.mkdir(parents=True)
-    (mine / "background-blur.toml").write_text('name = "background-blur"\ndescription = "x"\n'
-                                                '[[stages]]\ntype = "background"\nstrength = 7\n')
+    (mine / "background-blur.toml").write_text(
+        'name = "background-blur"\ndescription = "x"\n[[stages]]\ntype = "background"\nstrength = 7\n'
+    )
     env = {**os.environ, "HOME": str(tmp_path / "home"), "LIVEFUSE_CONFIG_DIR": str(tmp_path / "config")}
     env.pop("LIVEFUSE_PRESETS", None)
-    done = subprocess.run([sys.executable, "-m", "livefuse", "doctor", "--json", "--port", str(free_port())],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "livefuse", "doctor", "--json", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     report = json.loads(done.stdout)
     preset = next(c for c in report["checks"] if c["area"] == "preset")
@@ -90,41 +99,71 @@ def test_a_webcam_default_without_a_working_camera_fails(monkeypatch: pytest.Mon
 
 # What FFmpeg logs for a camera (no camera here: these are its log lines, as the three device inputs print them).
 
+
 def test_v4l2_formats_become_modes() -> None:
-    lines = ["Compressed:       mjpeg :          Motion-JPEG : 640x480 1280x720 1920x1080",
-             "Raw       :     yuyv422 :           YUYV 4:2:2 : 640x480 1280x720",
-             "Cannot open video device /dev/video9: No such file or directory"]
-    assert devices.v4l2_modes(lines) == ["mjpeg 640x480", "mjpeg 1280x720", "mjpeg 1920x1080",
-                                         "yuyv422 640x480", "yuyv422 1280x720"]
+    lines = [
+        "Compressed:       mjpeg :          Motion-JPEG : 640x480 1280x720 1920x1080",
+        "Raw       :     yuyv422 :           YUYV 4:2:2 : 640x480 1280x720",
+        "Cannot open video device /dev/video9: No such file or directory",
+    ]
+    assert devices.v4l2_modes(lines) == [
+        "mjpeg 640x480",
+        "mjpeg 1280x720",
+        "mjpeg 1920x1080",
+        "yuyv422 640x480",
+        "yuyv422 1280x720",
+    ]
 
 
 def test_directshow_devices_and_options_are_read() -> None:
-    listing = ['"Integrated Camera" (video)', '  Alternative name "@device_pnp_\\\\?\\usb#vid"',
-               '"Microphone (Realtek(R) Audio)" (audio)']
-    assert devices.listed_devices(listing) == {"video": ["Integrated Camera"],
-                                               "audio": ["Microphone (Realtek(R) Audio)"]}
-    options = ["  vcodec=mjpeg  min s=1280x720 fps=30 max s=1280x720 fps=30",
-               "  vcodec=mjpeg  min s=1280x720 fps=30 max s=1280x720 fps=30",
-               "  pixel_format=yuyv422  min s=640x480 fps=30 max s=640x480 fps=30"]
+    listing = [
+        '"Integrated Camera" (video)',
+        '  Alternative name "@device_pnp_\\\\?\\usb#vid"',
+        '"Microphone (Realtek(R) Audio)" (audio)',
+    ]
+    assert devices.listed_devices(listing) == {
+        "video": ["Integrated Camera"],
+        "audio": ["Microphone (Realtek(R) Audio)"],
+    }
+    options = [
+        "  vcodec=mjpeg  min s=1280x720 fps=30 max s=1280x720 fps=30",
+        "  vcodec=mjpeg  min s=1280x720 fps=30 max s=1280x720 fps=30",
+        "  pixel_format=yuyv422  min s=640x480 fps=30 max s=640x480 fps=30",
+    ]
     assert devices.dshow_modes(options) == ["mjpeg 1280x720@30", "yuyv422 640x480@30"]
 
 
 def test_avfoundation_devices_and_modes_are_read() -> None:
-    listing = ["AVFoundation video devices:", "[0] FaceTime HD Camera", "[1] Capture screen 0",
-               "AVFoundation audio devices:", "[0] MacBook Pro Microphone"]
-    assert devices.listed_devices(listing) == {"video": ["FaceTime HD Camera", "Capture screen 0"],
-                                               "audio": ["MacBook Pro Microphone"]}
-    modes = ["Selected video size (1x1) is not supported by the device.", "Supported modes:",
-             "  640x480@[1.000000 30.000000]fps", "  1280x720@[1.000000 30.000000]fps"]
+    listing = [
+        "AVFoundation video devices:",
+        "[0] FaceTime HD Camera",
+        "[1] Capture screen 0",
+        "AVFoundation audio devices:",
+        "[0] MacBook Pro Microphone",
+    ]
+    assert devices.listed_devices(listing) == {
+        "video": ["FaceTime HD Camera", "Capture screen 0"],
+        "audio": ["MacBook Pro Microphone"],
+    }
+    modes = [
+        "Selected video size (1x1) is not supported by the device.",
+        "Supported modes:",
+        "  640x480@[1.000000 30.000000]fps",
+        "  1280x720@[1.000000 30.000000]fps",
+    ]
     assert devices.avfoundation_modes(modes) == ["640x480@30", "1280x720@30"]
 
 
 def test_alsa_capture_devices_are_read() -> None:
-    pcm = ("00-00: ALC897 Analog : ALC897 Analog : playback 1 : capture 1\n"
-           "00-01: ALC897 Digital : ALC897 Digital : playback 1\n"
-           "01-00: USB Audio : USB Audio : capture 1\n")
-    assert [(d.spec, d.name) for d in devices.alsa_captures(pcm)] == [("alsa:hw:0,0", "ALC897 Analog"),
-                                                                      ("alsa:hw:1,0", "USB Audio")]
+    pcm = (
+        "00-00: ALC897 Analog : ALC897 Analog : playback 1 : capture 1\n"
+        "00-01: ALC897 Digital : ALC897 Digital : playback 1\n"
+        "01-00: USB Audio : USB Audio : capture 1\n"
+    )
+    assert [(d.spec, d.name) for d in devices.alsa_captures(pcm)] == [
+        ("alsa:hw:0,0", "ALC897 Analog"),
+        ("alsa:hw:1,0", "USB Audio"),
+    ]
 
 
 def test_version_names_the_engine_media_and_webrtc_libraries(cli: CliRunner) -> None:

@@ -47,7 +47,7 @@ def test_the_edge_moves_onto_the_pictures_edge(mode: str, offset: int, colours: 
     image[:, :300] = person
     image[:, 300:] = room
     truth = np.zeros((360, 640), np.float32)
-    truth[:, :300 + offset] = 1.0
+    truth[:, : 300 + offset] = 1.0
     coarse = cv2.resize(truth, (64, 36), interpolation=cv2.INTER_AREA)
     coarse = cv2.GaussianBlur(coarse, (0, 0), 0.7)
     plain = cv2.resize(coarse, (640, 360), interpolation=cv2.INTER_LINEAR)[180]
@@ -92,7 +92,7 @@ def test_edge_off_composites_exactly_as_the_plain_upsampled_mask(engine: Engine)
     assert frame.person_mask is not None
     full = cv2.resize(frame.person_mask, SIZE, interpolation=cv2.INTER_LINEAR)
     green = np.empty_like(image)
-    green[:] = (0x40, 0xb1, 0x00)
+    green[:] = (0x40, 0xB1, 0x00)
     expected = cv2.blendLinear(image, green, full, 1.0 - full)
     stage.composite(frame)  # type: ignore[attr-defined]
     assert np.array_equal(frame.image, expected)

@@ -65,8 +65,12 @@ def test_the_daemon_sends_vp8_through_it(web_presets: Path, daemons: type[LiveDa
             assert await client.publish(http) == 201, client.error
             assert await client.wait_frames(5)  # the filtered stream came back, so it encoded and decoded
             assert daemon.server is not None
-            encoders = [type(vars(t.sender)[SENDER_ENCODER]).__name__ for p in daemon.server.sessions
-                        for t in p.pc.getTransceivers() if t.kind == "video"]
+            encoders = [
+                type(vars(t.sender)[SENDER_ENCODER]).__name__
+                for p in daemon.server.sessions
+                for t in p.pc.getTransceivers()
+                if t.kind == "video"
+            ]
             await client.delete(http)
             await client.close()
         return encoders

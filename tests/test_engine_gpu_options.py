@@ -65,8 +65,10 @@ def test_cuda_graphs_only_for_fixed_shapes_and_only_on_cuda(tmp_path: Path) -> N
 def test_tensorrt_hands_what_it_cannot_take_to_cuda(tmp_path: Path) -> None:
     chain = provider_list(TENSORRT, tmp_path, ALL, fp16=True)
     assert [p if isinstance(p, str) else p[0] for p in chain] == [TENSORRT, CUDA, CPU]
-    assert [p if isinstance(p, str) else p[0] for p in provider_list(TENSORRT, tmp_path, [TENSORRT, CPU])] == \
-        [TENSORRT, CPU]
+    assert [p if isinstance(p, str) else p[0] for p in provider_list(TENSORRT, tmp_path, [TENSORRT, CPU])] == [
+        TENSORRT,
+        CPU,
+    ]
     assert provider_list(CPU, tmp_path, ALL) == [CPU]
 
 
@@ -88,9 +90,12 @@ def test_the_choice_remembers_what_failed_and_says_what_is_next() -> None:
     assert choice.after(CUDA) == [CPU] and choice.after(CPU) == [CPU]
     choice.fail(CPU, "never given up")
     assert CPU in choice.candidates()
-    choice.note_printed(CUDA, "*************** EP Error ***************\nEP Error /src/pybind_state.cc:505 void "
-                              "Register(Options&, const Map&) libcudart.so.12: cannot open shared object file when "
-                              "using ['CUDAExecutionProvider']\n")
+    choice.note_printed(
+        CUDA,
+        "*************** EP Error ***************\nEP Error /src/pybind_state.cc:505 void "
+        "Register(Options&, const Map&) libcudart.so.12: cannot open shared object file when "
+        "using ['CUDAExecutionProvider']\n",
+    )
     assert choice.fell_back_reason(CUDA) == "libcudart.so.12: cannot open shared object file"
     assert ProviderChoice("tensorrt", ALL).order == ALL and ProviderChoice("cuda", ALL).order == [CUDA, CPU]
     with pytest.raises(UserError, match="'coreml' is not available"):
@@ -98,8 +103,9 @@ def test_the_choice_remembers_what_failed_and_says_what_is_next() -> None:
 
 
 @pytest.mark.skipif(CUDA not in ort.get_available_providers(), reason="this onnxruntime build does not list CUDA")
-def test_a_listed_gpu_that_fails_falls_back_for_a_fixed_shape_graph(tmp_path: Path,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_a_listed_gpu_that_fails_falls_back_for_a_fixed_shape_graph(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     probe = ort.InferenceSession(fixed_graph().build().SerializeToString(), providers=[CUDA, CPU])
     if probe.get_providers()[0] == CUDA:
         pytest.skip("CUDA really works here: nothing to fall back from")
@@ -134,23 +140,26 @@ def test_graph_capture_buffers_are_fixed_and_results_exact(tmp_path: Path) -> No
     assert binding is not None and binding.graph_outputs is not None
     frames = [np.full((2, 3), i, np.float32) for i in range(6)]
     outs = [session.run({"x": f}) for f in frames[:2]]
-    pointers = [({k: v.data_ptr() for k, v in s.inputs.items()},
-                 {k: v.data_ptr() for k, v in (s.outputs or {}).items()}) for s in binding.sets]
+    pointers = [
+        ({k: v.data_ptr() for k, v in s.inputs.items()}, {k: v.data_ptr() for k, v in (s.outputs or {}).items()})
+        for s in binding.sets
+    ]
     for i, frame in enumerate(frames[2:], start=2):
         out = session.run({"x": frame})
         assert np.array_equal(out["y"], frame * 2)
         assert np.array_equal(outs[-1]["y"], frames[i - 1] * 2)  # the previous frame's output is untouched
         outs.append(out)
     # The graph reads and writes the same addresses every run: nothing rebound, the caller's array copied in.
-    assert pointers == [({k: v.data_ptr() for k, v in s.inputs.items()},
-                         {k: v.data_ptr() for k, v in (s.outputs or {}).items()}) for s in binding.sets]
+    assert pointers == [
+        ({k: v.data_ptr() for k, v in s.inputs.items()}, {k: v.data_ptr() for k, v in (s.outputs or {}).items()})
+        for s in binding.sets
+    ]
     assert all(s.bound_in["x"] == s.inputs["x"].data_ptr() for s in binding.sets)
     chained = session.run_device({"x": session.run_device({"x": frames[1]})["y"]})  # a device value: copied on it
     assert np.array_equal(session.download(chained["y"]), frames[1] * 4)
 
 
-def test_a_failed_capture_reopens_the_session_without_a_graph(tmp_path: Path,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failed_capture_reopens_the_session_without_a_graph(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     engine = GraphEngine(provider="cpu", cache_dir=tmp_path)
     session = engine.session(fixed_graph().build())
     binding = session._binding
@@ -191,6 +200,7 @@ def test_keep_warm_thread_starts_on_request_and_stops(tmp_path: Path) -> None:
     run = warm_graph_runner(engine.opener, CPU)  # the real tiny graph, here on the CPU provider
     run()
     done = threading.Event()
+
     def run_and_tell() -> None:
         run()
         done.set()

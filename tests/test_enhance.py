@@ -58,8 +58,9 @@ def scene(engine: Engine) -> tuple[np.ndarray, Face]:
 def make_stage(engine: Engine, model: Path | str, **params: Any) -> EnhanceStage:
     """In line on every frame unless told (auto would pick by this machine's speed)."""
     params.setdefault("every", 1)
-    return EnhanceStage(validate_params(SPEC, {"model": str(model), **params}, "test"),
-                        StageContext(engine=engine, size=SIZE, fps=30.0))
+    return EnhanceStage(
+        validate_params(SPEC, {"model": str(model), **params}, "test"), StageContext(engine=engine, size=SIZE, fps=30.0)
+    )
 
 
 def _full_weight(stage: EnhanceStage, image: np.ndarray, face: Face) -> np.ndarray:
@@ -69,8 +70,9 @@ def _full_weight(stage: EnhanceStage, image: np.ndarray, face: Face) -> np.ndarr
 
 
 @pytest.mark.parametrize("name", list(mb.ENHANCERS))
-def test_identity_enhancer_returns_the_input(engine: Engine, models: dict[str, Path], scene: tuple[np.ndarray, Face],
-                                             name: str) -> None:
+def test_identity_enhancer_returns_the_input(
+    engine: Engine, models: dict[str, Path], scene: tuple[np.ndarray, Face], name: str
+) -> None:
     """Align to FFHQ 512 (scaled to 256 for GPEN 256), restore with an identity model, paste back at strength 1:
     where the mask is full the mean error is 0.08 grey levels (0.15 for GPEN 256) and the 99th percentile 1;
     the test allows a mean of 0.5 and p99 of 2. Where the mask is 0 the frame is byte-identical."""
@@ -87,8 +89,9 @@ def test_identity_enhancer_returns_the_input(engine: Engine, models: dict[str, P
     assert np.array_equal(frame.image[weight == 0], image[weight == 0])
 
 
-def test_strength_zero_leaves_the_frame_unchanged(engine: Engine, models: dict[str, Path],
-                                                  scene: tuple[np.ndarray, Face]) -> None:
+def test_strength_zero_leaves_the_frame_unchanged(
+    engine: Engine, models: dict[str, Path], scene: tuple[np.ndarray, Face]
+) -> None:
     image, face = scene
     stage = make_stage(engine, models["flat"], strength=0.0)
     frame = Frame(0, 0, image.copy(), faces=[face])
@@ -96,8 +99,9 @@ def test_strength_zero_leaves_the_frame_unchanged(engine: Engine, models: dict[s
     assert np.array_equal(frame.image, image)
 
 
-def test_strength_blends_the_restored_face(engine: Engine, models: dict[str, Path],
-                                           scene: tuple[np.ndarray, Face]) -> None:
+def test_strength_blends_the_restored_face(
+    engine: Engine, models: dict[str, Path], scene: tuple[np.ndarray, Face]
+) -> None:
     """A model that returns mid-grey, at strength 0.5: the face lands halfway between itself and grey."""
     image, face = scene
     stage = make_stage(engine, models["flat"], strength=1.0)
@@ -124,8 +128,9 @@ def test_template_follows_the_manifest(engine: Engine) -> None:
     assert model_template(engine, "gfpgan_1.4", "arcface_128") == "arcface_128"
 
 
-@pytest.mark.parametrize(("name", "non_commercial"), [("gfpgan_1.4", False), ("codeformer", True),
-                                                      ("gpen_bfr_512", True)])
+@pytest.mark.parametrize(
+    ("name", "non_commercial"), [("gfpgan_1.4", False), ("codeformer", True), ("gpen_bfr_512", True)]
+)
 def test_missing_model_names_it_and_the_pull_command(tmp_path: Path, name: str, non_commercial: bool) -> None:
     empty = Engine(provider="cpu", cache_dir=tmp_path / "cache", registry=Registry(models_dir=tmp_path / "none"))
     with pytest.raises(ModelError) as info:
@@ -240,8 +245,10 @@ def test_hands_in_front_of_a_face_are_not_restored(engine: Engine, models: dict[
     assert face is not None
     image, hand, _ = hand_in_front(photo, face)
     given = {"model": str(models["flat"]), "occlusion": "hands", "every": 1}
-    stage = EnhanceStage(validate_params(SPEC, given, "test"),
-                         StageContext(engine=engine, size=(photo.shape[1], photo.shape[0]), fps=30.0))
+    stage = EnhanceStage(
+        validate_params(SPEC, given, "test"),
+        StageContext(engine=engine, size=(photo.shape[1], photo.shape[0]), fps=30.0),
+    )
     on = Frame(0, 0, image.copy(), faces=[face])
     stage.process(on)
     stage.update({"occlusion": "off"})

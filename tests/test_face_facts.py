@@ -36,10 +36,12 @@ def test_normalisation_is_what_the_constants_gave() -> None:
     gfpgan = manifest_facts("gfpgan_1.4")
     assert np.array_equal(rgb * gfpgan.inv_std - gfpgan.offset, rgb * (1.0 / 127.5) - 1.0)
     bisenet = manifest_facts("bisenet_resnet_34")
-    assert np.array_equal(np.array([m / 255.0 for m in bisenet.mean], np.float32),
-                          np.array([0.485, 0.456, 0.406], np.float32))
-    assert np.array_equal(np.array([s / 255.0 for s in bisenet.std], np.float32),
-                          np.array([0.229, 0.224, 0.225], np.float32))
+    assert np.array_equal(
+        np.array([m / 255.0 for m in bisenet.mean], np.float32), np.array([0.485, 0.456, 0.406], np.float32)
+    )
+    assert np.array_equal(
+        np.array([s / 255.0 for s in bisenet.std], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+    )
     assert swapper.scalar() == (0.0, 255.0)
     with pytest.raises(ModelError, match="differ by channel"):
         bisenet.scalar()

@@ -38,7 +38,8 @@ def tamper_keeping_size_and_mtime(path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_model_changed_on_disk_is_refused_with_both_hashes_and_the_chain_goes_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, daemons: type) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, daemons: type
+) -> None:
     models = tmp_path / "models"
     entry = Registry(models_dir=models).entry("retinaface_mobilenet0.25")  # pulled (yunet is bundled)
     model = models / entry.name / entry.version / Path(entry.file).name
@@ -48,7 +49,8 @@ def test_a_model_changed_on_disk_is_refused_with_both_hashes_and_the_chain_goes_
     presets.mkdir()
     for name, score in (("faces-a", 0.5), ("faces-b", 0.6)):
         (presets / f"{name}.toml").write_text(
-            f'name = "{name}"\n[[stages]]\ntype = "face"\ndetector = "retinaface"\nmin_score = {score}\n')
+            f'name = "{name}"\n[[stages]]\ntype = "face"\ndetector = "retinaface"\nmin_score = {score}\n'
+        )
     monkeypatch.setenv("LIVEFUSE_MODELS_DIR", str(models))
     monkeypatch.setenv("LIVEFUSE_PRESETS", str(presets))
 

@@ -64,8 +64,9 @@ def free_port(kind: socket.SocketKind) -> int:
 
 def start_sender(url: str, seconds: float, level: int) -> tuple[subprocess.Popen[str], float]:
     """The sender process and the monotonic time it was ready to send at."""
-    proc = subprocess.Popen([sys.executable, "-c", SENDER, url, str(seconds), str(level)], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SENDER, url, str(seconds), str(level)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     return proc, float(proc.stdout.readline())
 
@@ -87,8 +88,7 @@ def levels(path: Path) -> list[float]:
         return [float(np.mean(f.to_ndarray(format="gray"))) for f in container.decode(video=0)]
 
 
-async def _stream_with_a_gap(send: str, receive: str, viewer: MemorySink,
-                             recording: Path) -> tuple[Pipeline, float]:
+async def _stream_with_a_gap(send: str, receive: str, viewer: MemorySink, recording: Path) -> tuple[Pipeline, float]:
     """Sender one for 3 s, nothing for GAP_S, sender two for 4 s; returns when sender two started."""
     first, _ = await asyncio.to_thread(start_sender, send, 3.0, 60)
     source = await asyncio.to_thread(open_when_listening, receive)
@@ -107,7 +107,8 @@ async def _stream_with_a_gap(send: str, receive: str, viewer: MemorySink,
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["udp", "tcp"])
 def test_a_network_stream_that_stops_for_4_s_reconnects_and_the_recording_goes_on(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture, protocol: str) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, protocol: str
+) -> None:
     caplog.set_level(logging.INFO, "livefuse")
     if protocol == "udp":  # the sender stops sending: a stall, noticed by the read timeout
         port = free_port(socket.SOCK_DGRAM)
@@ -126,15 +127,20 @@ def test_a_network_stream_that_stops_for_4_s_reconnects_and_the_recording_goes_o
     gaps = np.diff(viewer.write_times)
     assert gaps.max() < 0.5, gaps.max()
     # frames from the second sender reached the viewer soon after it started
-    first_new = next(t for t, seq, prev in zip(viewer.write_times[1:], viewer.seqs[1:], viewer.seqs, strict=True)
-                     if seq != prev and t > resumed)
+    first_new = next(
+        t
+        for t, seq, prev in zip(viewer.write_times[1:], viewer.seqs[1:], viewer.seqs, strict=True)
+        if seq != prev and t > resumed
+    )
     reconnect_s = first_new - resumed
     # and the recording holds frames from both senders, played to its end
     recorded = levels(recording)
     before = sum(1 for v in recorded if v < 130)
     after = sum(1 for v in recorded if v >= 130)
-    print(f"\n{protocol}: reconnect {reconnect_s:.2f} s after the sender came back; recorded {before} frames "
-          f"before the gap and {after} after (the second sender sent {int(4 * FPS)})")
+    print(
+        f"\n{protocol}: reconnect {reconnect_s:.2f} s after the sender came back; recorded {before} frames "
+        f"before the gap and {after} after (the second sender sent {int(4 * FPS)})"
+    )
     assert reconnect_s < 3.0
     assert before >= 30 and after >= 2 * FPS
     assert pipeline.stats.outputs[f"file:{recording}"].errors == 0
@@ -173,18 +179,22 @@ def _cut_short(path: Path) -> None:  # index first, media cut in half: the heade
 def _damaged_inside(path: Path) -> None:
     data = bytearray(write_clip(path, movflags="faststart"))
     third = len(data) // 3
-    data[third:2 * third] = np.random.default_rng(3).integers(0, 255, third, dtype=np.uint8).tobytes()
+    data[third : 2 * third] = np.random.default_rng(3).integers(0, 255, third, dtype=np.uint8).tobytes()
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize(("damage", "phrases"), [
-    (_garbage, ("cannot open source file bad.mp4", "not a video file")),
-    (_killed_recording, ("cannot open source file bad.mp4", "damaged or truncated")),
-    (_cut_short, ("file bad.mp4 is truncated", "of the 2.0 s its header declares")),
-    (_damaged_inside, ("cannot decode file bad.mp4 after", "damaged")),
-])
-def test_a_damaged_media_file_as_source_is_one_clear_error(cli: Any, tmp_path: Path, damage: Any,
-                                                           phrases: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("damage", "phrases"),
+    [
+        (_garbage, ("cannot open source file bad.mp4", "not a video file")),
+        (_killed_recording, ("cannot open source file bad.mp4", "damaged or truncated")),
+        (_cut_short, ("file bad.mp4 is truncated", "of the 2.0 s its header declares")),
+        (_damaged_inside, ("cannot decode file bad.mp4 after", "damaged")),
+    ],
+)
+def test_a_damaged_media_file_as_source_is_one_clear_error(
+    cli: Any, tmp_path: Path, damage: Any, phrases: tuple[str, ...]
+) -> None:
     damage(tmp_path / "bad.mp4")
     proc = cli("run", "--source", "bad.mp4", "--output", "null", "--preset", "passthrough", "--size", "96x64")
     assert_one_clear_error(proc, *phrases)
@@ -192,7 +202,18 @@ def test_a_damaged_media_file_as_source_is_one_clear_error(cli: Any, tmp_path: P
 
 def test_a_whole_clip_plays_to_its_end_without_an_error(cli: Any, tmp_path: Path) -> None:
     write_clip(tmp_path / "good.mp4", movflags="faststart")
-    proc = cli("run", "--source", "good.mp4", "--output", "null", "--preset", "passthrough", "--size", "96x64",
-               "--stats-json", "s.json")
+    proc = cli(
+        "run",
+        "--source",
+        "good.mp4",
+        "--output",
+        "null",
+        "--preset",
+        "passthrough",
+        "--size",
+        "96x64",
+        "--stats-json",
+        "s.json",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "s.json").read_text())["frames_in"] == 60

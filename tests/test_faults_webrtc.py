@@ -39,13 +39,17 @@ def sample(proc: psutil.Process) -> dict[str, float]:
     for _ in range(3):
         looks.append((proc.memory_info().rss / 2**20, proc.num_fds(), proc.num_threads()))
         time.sleep(0.3)
-    return {"rss_mb": round(min(x[0] for x in looks), 1), "fds": min(x[1] for x in looks),
-            "threads": min(x[2] for x in looks)}
+    return {
+        "rss_mb": round(min(x[0] for x in looks), 1),
+        "fds": min(x[1] for x in looks),
+        "threads": min(x[2] for x in looks),
+    }
 
 
 def batch(url: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, str(CLIENT), url, str(BATCH), "delete,bye,drop"], capture_output=True,
-                          text=True, timeout=90)
+    done = subprocess.run(
+        [sys.executable, str(CLIENT), url, str(BATCH), "delete,bye,drop"], capture_output=True, text=True, timeout=90
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["statuses"] == [200] * BATCH, result
@@ -64,13 +68,39 @@ def wait_for_no_peers(url: str, deadline_s: float) -> float:
 
 @pytest.mark.slow
 def test_200_peers_joining_and_leaving_some_abruptly_leave_nothing_behind(
-        tmp_path: Path, livefuse_env: dict[str, str]) -> None:
+    tmp_path: Path, livefuse_env: dict[str, str]
+) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "livefuse", "run", "--no-auth", "--source", "demo", "--size", "160x120", "--fps", "10",
-         "--preset", "passthrough", "--output", "preview", "--port", str(port), "--max-peers", str(2 * BATCH),
-         "--peer-timeout", str(PEER_TIMEOUT_S)], cwd=tmp_path, env=livefuse_env, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "livefuse",
+            "run",
+            "--no-auth",
+            "--source",
+            "demo",
+            "--size",
+            "160x120",
+            "--fps",
+            "10",
+            "--preset",
+            "passthrough",
+            "--output",
+            "preview",
+            "--port",
+            str(port),
+            "--max-peers",
+            str(2 * BATCH),
+            "--peer-timeout",
+            str(PEER_TIMEOUT_S),
+        ],
+        cwd=tmp_path,
+        env=livefuse_env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -102,9 +132,11 @@ def test_200_peers_joining_and_leaving_some_abruptly_leave_nothing_behind(
         after = sample(proc)
         status = http_json("GET", url + "/api/status")[1]
         metrics = http_json("GET", url + "/api/status")[1]
-        print(f"\n{PEERS} peers in {PEERS // BATCH} batches of {BATCH} in {churn_s:.0f} s, {dropped} dropped "
-              f"without a goodbye (all of a batch gone {min(noticed)}-{max(noticed)} s after it ended); daemon "
-              f"cold {cold}, after warm-up {base}, after the churn {after}; RSS after each batch {trend} MB")
+        print(
+            f"\n{PEERS} peers in {PEERS // BATCH} batches of {BATCH} in {churn_s:.0f} s, {dropped} dropped "
+            f"without a goodbye (all of a batch gone {min(noticed)}-{max(noticed)} s after it ended); daemon "
+            f"cold {cold}, after warm-up {base}, after the churn {after}; RSS after each batch {trend} MB"
+        )
         assert not status["peers"] and not metrics["peers"]
         assert after["fds"] <= base["fds"], (base, after)
         # the only threads peers add are the encoders' in asyncio's default pool, which keeps its threads (at

@@ -20,8 +20,27 @@ PACKAGE = "livefuse"
 # modules or packages (with everything under them) named without "livefuse."; "" is the package itself.
 FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # What every floor may use: the frame, the errors, paths and small utilities that import nothing above.
-    ("core", ("", "errors", "frame", "paths", "transfers", "stats", "faults", "slot", "threads", "redact", "logs",
-              "yuv", "memory", "devices", "loop_priority", "status")),
+    (
+        "core",
+        (
+            "",
+            "errors",
+            "frame",
+            "paths",
+            "transfers",
+            "stats",
+            "faults",
+            "slot",
+            "threads",
+            "redact",
+            "logs",
+            "yuv",
+            "memory",
+            "devices",
+            "loop_priority",
+            "status",
+        ),
+    ),
     # Sessions, providers, the model registry; the Triton client is one kind of session.
     ("engine", ("engine", "triton")),
     # The stage contract: above the engine, because a stage's context carries the engine it is built on.
@@ -179,7 +198,11 @@ def test_the_checker_finds_a_cycle_and_counts_every_import(tmp_path: Path) -> No
     )
     modules = module_names()
     assert imports_of("livefuse.m", tmp_path / "m.py", modules) == [
-        "livefuse.errors", "livefuse.engine.core", "livefuse.frame", "livefuse.pipeline"]
+        "livefuse.errors",
+        "livefuse.engine.core",
+        "livefuse.frame",
+        "livefuse.pipeline",
+    ]
 
 
 def test_the_floors_name_each_module_once_and_the_checker_finds_an_upward_import() -> None:
@@ -187,16 +210,18 @@ def test_the_floors_name_each_module_once_and_the_checker_finds_an_upward_import
     assert unplaced == [], "modules on no floor (add them to FLOORS): " + ", ".join(unplaced)
     entries = [entry for _, names in FLOORS for entry in names]
     assert len(entries) == len(set(entries))
-    assert upward_imports({"livefuse.frame": ["livefuse.engine.core"], "livefuse.engine.core": ["livefuse.frame"]}) \
-        == ["livefuse.frame (core) -> livefuse.engine.core (engine)"]
+    assert upward_imports({"livefuse.frame": ["livefuse.engine.core"], "livefuse.engine.core": ["livefuse.frame"]}) == [
+        "livefuse.frame (core) -> livefuse.engine.core (engine)"
+    ]
 
 
 def test_the_package_import_graph_has_no_cycle_even_through_deferred_or_type_checking_imports() -> None:
     graph = import_graph()
     assert "livefuse.engine.registry" in graph["livefuse.engine.core"]  # core's lazy import is counted
     found = [(" -> ".join(_path_around(sorted(group)[0], group, graph)), sorted(group)) for group in circles(graph)]
-    assert not found, "import cycles:\n" + "\n".join(f"{cycle}  (the circle: {', '.join(group)})"
-                                                     for cycle, group in found)
+    assert not found, "import cycles:\n" + "\n".join(
+        f"{cycle}  (the circle: {', '.join(group)})" for cycle, group in found
+    )
 
 
 def test_the_floors_import_only_downward() -> None:

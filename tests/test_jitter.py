@@ -32,8 +32,14 @@ def feed(buffer: JitterBuffer, packets: list[RtpPacket]) -> list[tuple[int, byte
     return out
 
 
-FRAMES = [packet(100, 3000, False), packet(101, 3000, False), packet(102, 3000, True),
-          packet(103, 6000, False), packet(104, 6000, True), packet(105, 9000, True)]
+FRAMES = [
+    packet(100, 3000, False),
+    packet(101, 3000, False),
+    packet(102, 3000, True),
+    packet(103, 6000, False),
+    packet(104, 6000, True),
+    packet(105, 9000, True),
+]
 
 
 def test_a_frame_leaves_with_its_marked_last_packet() -> None:
@@ -64,10 +70,17 @@ def test_the_daemon_and_the_client_receive_video_through_it(web_presets: Path, d
             assert await client.wait_frames(5)
             assert daemon.server is not None
             peers = list(daemon.server.sessions)
-            daemon_side = [type(vars(t.receiver)[RECEIVER_BUFFER]).__name__ for p in peers
-                           for t in p.pc.getTransceivers() if t.kind == "video"]
-            client_side = [type(vars(t.receiver)[RECEIVER_BUFFER]).__name__ for t in client.pc.getTransceivers()
-                           if t.kind == "video"]
+            daemon_side = [
+                type(vars(t.receiver)[RECEIVER_BUFFER]).__name__
+                for p in peers
+                for t in p.pc.getTransceivers()
+                if t.kind == "video"
+            ]
+            client_side = [
+                type(vars(t.receiver)[RECEIVER_BUFFER]).__name__
+                for t in client.pc.getTransceivers()
+                if t.kind == "video"
+            ]
             await client.delete(http)
             await client.close()
         return daemon_side, client_side

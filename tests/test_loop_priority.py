@@ -39,9 +39,29 @@ def policies(pid: int) -> dict[int, int]:
 
 def status_of_running_daemon(env: dict[str, str], *extra: str) -> tuple[dict[str, Any], dict[int, int], int]:
     port = free_port()
-    daemon = subprocess.Popen([str(ROOT / ".venv" / "bin" / "livefuse"), "run", "--source", "demo", "--preset",
-                               "background-blur", "--output", "preview", "--size", "320x240", "--duration", "20",
-                               "--port", str(port), "--no-auth", *extra], env=env, stderr=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "livefuse"),
+            "run",
+            "--source",
+            "demo",
+            "--preset",
+            "background-blur",
+            "--output",
+            "preview",
+            "--size",
+            "320x240",
+            "--duration",
+            "20",
+            "--port",
+            str(port),
+            "--no-auth",
+            *extra,
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -74,8 +94,9 @@ def test_the_loop_can_be_left_at_normal_priority(livefuse_env: dict[str, str]) -
     assert set(threads.values()) == {os.SCHED_OTHER}
 
 
-def test_without_the_right_the_loop_stays_normal_and_says_why(monkeypatch: pytest.MonkeyPatch,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_without_the_right_the_loop_stays_normal_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def refused(*_: Any) -> None:
         raise PermissionError(1, "Operation not permitted")
 

@@ -92,9 +92,7 @@ def test_face_landmark_matches_on_aligned_crop() -> None:
     bgr = np.ascontiguousarray(data.astronaut()[:, :, ::-1])
     face = BlazeFaceDetector(OrtRunner(MP / "face_detection_short.onnx")).detect(bgr)[0]
     lm = FaceLandmarker(OrtRunner(MP / "face_landmark.onnx"))
-    crop = cv2.warpAffine(
-        bgr, lm.crop_transform(face), (192, 192), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    )
+    crop = cv2.warpAffine(bgr, lm.crop_transform(face), (192, 192), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
     x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32)[None] / 255.0
     ref, got = _run_both("face_landmark", x)
     for r, g in zip(ref, got, strict=True):

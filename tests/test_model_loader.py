@@ -73,17 +73,21 @@ def test_a_file_relative_to_the_preset_loads(engine: Engine, tmp_path: Path) -> 
     preset_dir.mkdir()
     onnx.save(tiny_model(), str(preset_dir / "tiny.onnx"))
     stage = context(engine, preset_dir)
-    for session in (stage.model("tiny.onnx", default="face_landmark", where="face stage: model"),
-                    stage.model("tiny.onnx", where="stage 'swap': model")):
+    for session in (
+        stage.model("tiny.onnx", default="face_landmark", where="face stage: model"),
+        stage.model("tiny.onnx", where="stage 'swap': model"),
+    ):
         assert session.run({"x": np.array([2.0], np.float32)})["y"][0] == -2.0
 
 
 def test_a_missing_file_names_it_and_what_to_do(engine: Engine, tmp_path: Path) -> None:
     with pytest.raises(ModelError) as with_default:
         context(engine, tmp_path).model("gone.onnx", default="face_landmark", where="face stage: model")
-    assert str(with_default.value) == (f"face stage: model = 'gone.onnx': no such file ({tmp_path / 'gone.onnx'}); "
-                                       f"give the path of an .onnx file, or leave it empty to use the "
-                                       f"'face_landmark' model")
+    assert str(with_default.value) == (
+        f"face stage: model = 'gone.onnx': no such file ({tmp_path / 'gone.onnx'}); "
+        f"give the path of an .onnx file, or leave it empty to use the "
+        f"'face_landmark' model"
+    )
     with pytest.raises(ModelError, match=r"stage 'swap': model = 'gone\.onnx': no such file .*`livefuse models list`"):
         context(engine, tmp_path).model("gone.onnx", where="stage 'swap': model")
 
@@ -95,8 +99,12 @@ def test_a_missing_manifest_model_says_how_to_pull_it_and_its_licence(engine: En
     assert message.startswith("stage 'swap': model = 'nc_model' needs model 'nc_model': ")
     assert "livefuse models pull nc_model" in message and "non-commercial" in message
     with pytest.raises(ModelError, match=r"2 models are missing:\n  stage 'swap': model .*\n  stage 'swap': other"):
-        models.all_models({field: partial(models.open_model, engine, "nc_model", where=f"stage 'swap': {field}")
-                           for field in ("model", "other")})
+        models.all_models(
+            {
+                field: partial(models.open_model, engine, "nc_model", where=f"stage 'swap': {field}")
+                for field in ("model", "other")
+            }
+        )
 
 
 def test_a_bundled_model_is_found_by_name_when_the_manifest_does_not_list_it(engine: Engine) -> None:

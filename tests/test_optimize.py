@@ -66,10 +66,7 @@ def variants(tmp_path_factory: pytest.TempPathFactory) -> tuple[Registry, Path, 
         img = getattr(data, name)()
         cv2.imwrite(str(cal / f"{name}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     args = ["models", "--manifest", str(repo / "manifest.toml"), "--models-dir", str(tmp / "cache")]
-    assert (
-        cli.main([*args, "optimize", "retina", "--simplify", "--fp16", "--int8", "--calibration", str(cal)])
-        == 0
-    )
+    assert cli.main([*args, "optimize", "retina", "--simplify", "--fp16", "--int8", "--calibration", str(cal)]) == 0
     reg = Registry(manifest=repo / "manifest.toml", models_dir=tmp / "cache")
     entry = reg.entry("retina")
     return reg, tmp, {v: reg.variant_path(entry, v) for v in ("slim", "fp16", "int8")}
@@ -85,9 +82,7 @@ def outputs(variants: tuple[Registry, Path, dict[str, Path]]) -> dict[str, dict[
     assert preprocess is not None
     x = image_tensor(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (1, 3, 640, 640), preprocess)
     result = {
-        "fp32": {
-            k: v.copy() for k, v in engine.session(reg.path(reg.entry("retina"))).run({"input0": x}).items()
-        }
+        "fp32": {k: v.copy() for k, v in engine.session(reg.path(reg.entry("retina"))).run({"input0": x}).items()}
     }
     for name, path in paths.items():
         sess = engine.session(path)
@@ -131,9 +126,7 @@ def test_variants_carry_metadata_shown_by_info(
     assert "quantize_static" in metadata(paths["int8"])["livefuse.tool"]
     assert "float16" in metadata(paths["fp16"])["livefuse.tool"]
     assert (
-        cli.main(
-            ["models", "--manifest", str(reg.manifest), "--models-dir", str(reg.models_dir), "info", "retina"]
-        )
+        cli.main(["models", "--manifest", str(reg.manifest), "--models-dir", str(reg.models_dir), "info", "retina"])
         == 0
     )
     out = capsys.readouterr().out

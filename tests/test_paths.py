@@ -13,8 +13,17 @@ from livefuse.presets import available_presets, preset_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 LINUX_ONLY = pytest.mark.skipif(sys.platform != "linux", reason="the XDG folders are Linux's")
-VARIABLES = ("LIVEFUSE_CONFIG_DIR", "LIVEFUSE_DATA_DIR", "LIVEFUSE_CACHE_DIR", "LIVEFUSE_MODELS_DIR",
-             "LIVEFUSE_RECORDINGS_DIR", "LIVEFUSE_PRESETS", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME")
+VARIABLES = (
+    "LIVEFUSE_CONFIG_DIR",
+    "LIVEFUSE_DATA_DIR",
+    "LIVEFUSE_CACHE_DIR",
+    "LIVEFUSE_MODELS_DIR",
+    "LIVEFUSE_RECORDINGS_DIR",
+    "LIVEFUSE_PRESETS",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_CACHE_HOME",
+)
 
 
 @pytest.fixture
@@ -62,8 +71,9 @@ def test_each_folder_has_its_override(home: Path, monkeypatch: pytest.MonkeyPatc
     assert paths.recordings_dir() == home / "rec"
 
 
-def test_user_presets_shadow_shipped_ones_and_extra_folders_shadow_both(home: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_user_presets_shadow_shipped_ones_and_extra_folders_shadow_both(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mine = paths.user_presets_dir()
     mine.mkdir(parents=True)
     (mine / "passthrough.toml").write_text('name = "passthrough"\ndescription = "mine"\n')

@@ -190,8 +190,9 @@ class FlakySource(Source):
         pass
 
 
-def test_lost_source_reconnects_and_viewers_keep_getting_frames(memory_sink: Any,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_lost_source_reconnects_and_viewers_keep_getting_frames(
+    memory_sink: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     source = FlakySource(lose_after=20, outage=1.0)
     viewer = memory_sink("viewer", repeat_when_idle=True, keep_images=False)
     recorder = memory_sink("recorder", keep_images=False)
@@ -240,13 +241,14 @@ class ReopenWatcher(Stage):
 def test_stages_hear_of_a_reopened_source_once_before_its_first_new_frame(memory_sink: Any) -> None:
     source = FlakySource(lose_after=10, outage=0.3)
     watcher = ReopenWatcher()
-    pipeline = Pipeline(source, Chain("watch", [("watcher", watcher)]), [memory_sink("out", keep_images=False)],
-                        fps=30.0, max_frames=25)
+    pipeline = Pipeline(
+        source, Chain("watch", [("watcher", watcher)]), [memory_sink("out", keep_images=False)], fps=30.0, max_frames=25
+    )
     run(pipeline)
 
     assert watcher.events.count("reopened") == 1
     cut = watcher.events.index("reopened")
-    before, after = watcher.events[:cut], watcher.events[cut + 1:]
+    before, after = watcher.events[:cut], watcher.events[cut + 1 :]
     assert before and after, watcher.events
     numbers = [e for e in before if isinstance(e, int)], [e for e in after if isinstance(e, int)]
     assert numbers == (before, after)
@@ -322,6 +324,7 @@ def test_frames_never_pass_through_the_asyncio_loop(memory_sink: Any) -> None:
                 nonlocal scheduled
                 scheduled += 1
                 return schedule(*args, **kwargs)
+
             return wrapper
 
         loop.call_soon = counted(call_soon)  # type: ignore[method-assign]
@@ -341,8 +344,24 @@ def test_frames_never_pass_through_the_asyncio_loop(memory_sink: Any) -> None:
 @pytest.mark.slow
 def test_cli_run_writes_the_stats_json(cli: Any, tmp_path: Path) -> None:
     """The acceptance run: 300 demo frames at 1280x720@30 through passthrough into a null output."""
-    proc = cli("run", "--source", "demo", "--output", "null", "--frames", "300", "--size", "1280x720", "--fps",
-               "30", "--stats-json", "s.json", "--preset", "passthrough", timeout=120)
+    proc = cli(
+        "run",
+        "--source",
+        "demo",
+        "--output",
+        "null",
+        "--frames",
+        "300",
+        "--size",
+        "1280x720",
+        "--fps",
+        "30",
+        "--stats-json",
+        "s.json",
+        "--preset",
+        "passthrough",
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     stats = json.loads((tmp_path / "s.json").read_text())

@@ -82,8 +82,9 @@ def params(spec: Any, **given: Any) -> dict[str, Any]:
 
 
 def run_with_hang(chain: Chain, hanging: Hanging, sink: Any) -> Pipeline:
-    pipeline = Pipeline(DemoSource(SIZE, FPS), chain, [sink], fps=FPS, duration=HANG_FROM + HANG_FOR + 2.0,
-                        stall_after=STALL_AFTER)
+    pipeline = Pipeline(
+        DemoSource(SIZE, FPS), chain, [sink], fps=FPS, duration=HANG_FROM + HANG_FOR + 2.0, stall_after=STALL_AFTER
+    )
     seen: dict[str, Any] = {}
 
     async def main() -> None:
@@ -92,6 +93,7 @@ def run_with_hang(chain: Chain, hanging: Hanging, sink: Any) -> Pipeline:
 
         def during() -> None:
             seen["stalled"] = pipeline.stats.stalled
+
         loop.call_later(HANG_FROM + HANG_FOR - 0.2, during)
         loop.call_later(HANG_FROM + HANG_FOR, hanging.release)
         await pipeline.run()

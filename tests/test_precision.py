@@ -42,13 +42,15 @@ def test_a_model_that_overflows_in_fp16_fails_the_check() -> None:
 
 def test_the_fp16_flag_is_checked_where_it_enters(tmp_path: Path) -> None:
     text = (Path(__file__).resolve().parents[1] / "models" / "manifest.toml").read_text()
-    entry = text[text.index('[[model]]\nname = "selfie_segmentation"\n'):].split("\n[[model]]")[0]
+    entry = text[text.index('[[model]]\nname = "selfie_segmentation"\n') :].split("\n[[model]]")[0]
     assert "trt_fp16 = true" in entry
     manifest = tmp_path / "manifest.toml"
     manifest.write_text(entry)
     assert load_manifest(manifest)[0].trt_fp16
-    for bad, message in (('trt_fp16 = "yes"', "trt_fp16 must be true or false"),
-                         ("trt_fp16 = true\ntrt_fp16_tolerance = 2", "trt_fp16_tolerance must be a number")):
+    for bad, message in (
+        ('trt_fp16 = "yes"', "trt_fp16 must be true or false"),
+        ("trt_fp16 = true\ntrt_fp16_tolerance = 2", "trt_fp16_tolerance must be a number"),
+    ):
         manifest.write_text(entry.replace("trt_fp16 = true", bad, 1))
         with pytest.raises(ModelError, match=message):
             load_manifest(manifest)

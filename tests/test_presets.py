@@ -44,14 +44,19 @@ class Tint(Stage):
         Tint.closed.append(self.params["channel"])
 
 
-SPEC = StageSpec("test-tint", "tint (tests only)", (
-    Param("amount", int, 10, min=0, max=255),
-    Param("strength", float, 0.5, min=0.0, max=1.0),
-    Param("channel", str, "blue", choices=("blue", "green", "red", "explode")),
-    Param("enabled", bool, True),
-    Param("points", list, [], live=False),
-    Param("picture", str, "", kind="file", max_length=200),
-), Tint)
+SPEC = StageSpec(
+    "test-tint",
+    "tint (tests only)",
+    (
+        Param("amount", int, 10, min=0, max=255),
+        Param("strength", float, 0.5, min=0.0, max=1.0),
+        Param("channel", str, "blue", choices=("blue", "green", "red", "explode")),
+        Param("enabled", bool, True),
+        Param("points", list, [], live=False),
+        Param("picture", str, "", kind="file", max_length=200),
+    ),
+    Tint,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -72,41 +77,57 @@ def parse(text: str) -> Any:
 
 
 def test_a_valid_preset_gets_defaults_and_unique_labels() -> None:
-    preset = parse('name = "n"\ndescription = "d"\n[[stages]]\ntype = "test-tint"\namount = 3\n'
-                   '[[stages]]\ntype = "test-tint"\nstrength = 1\n')
+    preset = parse(
+        'name = "n"\ndescription = "d"\n[[stages]]\ntype = "test-tint"\namount = 3\n'
+        '[[stages]]\ntype = "test-tint"\nstrength = 1\n'
+    )
     assert (preset.name, preset.description) == ("n", "d")
     assert [c.label for c in preset.stages] == ["test-tint", "test-tint#2"]
-    assert preset.stages[0].params == {"amount": 3, "strength": 0.5, "channel": "blue", "enabled": True,
-                                       "points": [], "picture": ""}
+    assert preset.stages[0].params == {
+        "amount": 3,
+        "strength": 0.5,
+        "channel": "blue",
+        "enabled": True,
+        "points": [],
+        "picture": "",
+    }
     strength = preset.stages[1].params["strength"]
     assert strength == 1.0 and isinstance(strength, float)  # an integer in TOML where a number is expected
 
 
-@pytest.mark.parametrize(("text", "phrases"), [
-    ('name = "x"\n[[stages]\n', ("my.toml", "malformed TOML")),
-    ('colour = "red"\n', ("unknown top-level key 'colour'",)),
-    ('stages = "background"\n', ("array of tables",)),
-    ('[[stages]]\namount = 3\n', ("stages[1]", "missing key 'type'", "test-tint")),
-    ('[[stages]]\ntype = "teleport"\n', ("stages[1]", "unknown stage type 'teleport'", "test-tint")),
-    ('[[stages]]\ntype = "test-tint"\namount = 300\n', ("amount = 300", "out of range", "from 0 to 255")),
-    ('[[stages]]\ntype = "test-tint"\nstrength = -0.1\n', ("strength = -0.1", "out of range")),
-    ('[[stages]]\ntype = "test-tint"\namount = 2.5\n', ("amount = 2.5", "an integer")),
-    ('[[stages]]\ntype = "test-tint"\namount = true\n', ("amount = True", "not allowed")),
-    ('[[stages]]\ntype = "test-tint"\nchannel = "pink"\n', ("channel = 'pink'", "one of 'blue'")),
-    ('[[stages]]\ntype = "test-tint"\nenabled = "yes"\n', ("enabled = 'yes'", "true or false")),
-    ('[[stages]]\ntype = "test-tint"\npoints = 3\n', ("points = 3", "a list")),
-    ('[[stages]]\ntype = "test-tint"\ncolor = 3\n', ("unknown key 'color'", "allowed: amount, strength")),
-    ('[[stages]]\ntype = "test-tint"\n[[stages]]\ntype = "test-tint"\namount = -1\n', ("stages[2]",)),
-    # non-finite and out-of-reach numbers, over-long strings, odd list items: every one names stage and key
-    ('[[stages]]\ntype = "test-tint"\nstrength = nan\n', ("stages[1] (test-tint)", "strength = nan",
-                                                          "a finite number from 0 to 1")),
-    ('[[stages]]\ntype = "test-tint"\nstrength = -inf\n', ("strength = -inf", "not allowed")),
-    ('[[stages]]\ntype = "test-tint"\namount = inf\n', ("amount = inf", "an integer")),
-    ('[[stages]]\ntype = "test-tint"\npicture = "' + "x" * 201 + '"\n', ("picture = 'xxx", "at most 200 characters")),
-    ('[[stages]]\ntype = "test-tint"\npoints = [{ x = 1 }]\n', ("points = [{'x': 1}]", "a list of at most")),
-    ('[[stages]]\ntype = "test-tint"\npoints = [nan]\n', ("points = [nan]",)),
-    ('name = 3\n', ("name = 3", "a string")),
-])
+@pytest.mark.parametrize(
+    ("text", "phrases"),
+    [
+        ('name = "x"\n[[stages]\n', ("my.toml", "malformed TOML")),
+        ('colour = "red"\n', ("unknown top-level key 'colour'",)),
+        ('stages = "background"\n', ("array of tables",)),
+        ("[[stages]]\namount = 3\n", ("stages[1]", "missing key 'type'", "test-tint")),
+        ('[[stages]]\ntype = "teleport"\n', ("stages[1]", "unknown stage type 'teleport'", "test-tint")),
+        ('[[stages]]\ntype = "test-tint"\namount = 300\n', ("amount = 300", "out of range", "from 0 to 255")),
+        ('[[stages]]\ntype = "test-tint"\nstrength = -0.1\n', ("strength = -0.1", "out of range")),
+        ('[[stages]]\ntype = "test-tint"\namount = 2.5\n', ("amount = 2.5", "an integer")),
+        ('[[stages]]\ntype = "test-tint"\namount = true\n', ("amount = True", "not allowed")),
+        ('[[stages]]\ntype = "test-tint"\nchannel = "pink"\n', ("channel = 'pink'", "one of 'blue'")),
+        ('[[stages]]\ntype = "test-tint"\nenabled = "yes"\n', ("enabled = 'yes'", "true or false")),
+        ('[[stages]]\ntype = "test-tint"\npoints = 3\n', ("points = 3", "a list")),
+        ('[[stages]]\ntype = "test-tint"\ncolor = 3\n', ("unknown key 'color'", "allowed: amount, strength")),
+        ('[[stages]]\ntype = "test-tint"\n[[stages]]\ntype = "test-tint"\namount = -1\n', ("stages[2]",)),
+        # non-finite and out-of-reach numbers, over-long strings, odd list items: every one names stage and key
+        (
+            '[[stages]]\ntype = "test-tint"\nstrength = nan\n',
+            ("stages[1] (test-tint)", "strength = nan", "a finite number from 0 to 1"),
+        ),
+        ('[[stages]]\ntype = "test-tint"\nstrength = -inf\n', ("strength = -inf", "not allowed")),
+        ('[[stages]]\ntype = "test-tint"\namount = inf\n', ("amount = inf", "an integer")),
+        (
+            '[[stages]]\ntype = "test-tint"\npicture = "' + "x" * 201 + '"\n',
+            ("picture = 'xxx", "at most 200 characters"),
+        ),
+        ('[[stages]]\ntype = "test-tint"\npoints = [{ x = 1 }]\n', ("points = [{'x': 1}]", "a list of at most")),
+        ('[[stages]]\ntype = "test-tint"\npoints = [nan]\n', ("points = [nan]",)),
+        ("name = 3\n", ("name = 3", "a string")),
+    ],
+)
 def test_mistakes_name_the_file_key_and_what_is_allowed(text: str, phrases: tuple[str, ...]) -> None:
     with pytest.raises(PresetError) as caught:
         parse(text)
@@ -145,9 +166,20 @@ def test_over_the_api_a_file_must_lie_inside_the_preset_folder(tmp_path: Path) -
     assert api("pictures/missing.jpg") == {"picture": "pictures/missing.jpg"}  # inside: the stage says "no such file"
     assert api("") == {"picture": ""}
     messages = set()
-    for value in ("../secret.txt", "../missing.txt", "../../../../etc/shadow", "../../../../etc/no-such",
-                  str(tmp_path / "secret.txt"), str(tmp_path / "missing"), "~/secret.txt", "out/secret.txt",
-                  "out/missing.txt", "pictures/../../secret.txt", "..\\secret.txt", "C:\\Windows\\win.ini"):
+    for value in (
+        "../secret.txt",
+        "../missing.txt",
+        "../../../../etc/shadow",
+        "../../../../etc/no-such",
+        str(tmp_path / "secret.txt"),
+        str(tmp_path / "missing"),
+        "~/secret.txt",
+        "out/secret.txt",
+        "out/missing.txt",
+        "pictures/../../secret.txt",
+        "..\\secret.txt",
+        "C:\\Windows\\win.ini",
+    ):
         with pytest.raises(PresetError) as caught:
             api(value)
         messages.add(str(caught.value).replace(repr(value), "VALUE"))
@@ -186,8 +218,10 @@ def test_every_shipped_preset_is_valid() -> None:
 
 def test_build_chain_runs_the_stages_and_closes_them_if_one_fails() -> None:
     context = StageContext(engine=None, size=(64, 48), fps=30.0)  # type: ignore[arg-type]  # test stages need none
-    preset = parse('name = "two"\n[[stages]]\ntype = "test-tint"\namount = 1\n'
-                   '[[stages]]\ntype = "test-tint"\namount = 2\nchannel = "red"\n')
+    preset = parse(
+        'name = "two"\n[[stages]]\ntype = "test-tint"\namount = 1\n'
+        '[[stages]]\ntype = "test-tint"\namount = 2\nchannel = "red"\n'
+    )
     chain = build_chain(preset, context)
     assert chain.name == "two" and [label for label, _ in chain.stages] == ["test-tint", "test-tint#2"]
     assert chain.stages[1][1].params["channel"] == "red"  # type: ignore[attr-defined]

@@ -85,9 +85,10 @@ def variants(image: np.ndarray, truth: np.ndarray) -> dict[str, tuple[np.ndarray
     h, w = image.shape[:2]
     flipped = truth.copy()
     flipped[:, [0, 2]] = w - truth[:, [2, 0]]
-    out = {"flip": (cv2.flip(image, 1), flipped),
-           "pad160": (cv2.copyMakeBorder(image, 160, 160, 160, 160, cv2.BORDER_CONSTANT, value=(40, 40, 40)),
-                      truth + 160)}
+    out = {
+        "flip": (cv2.flip(image, 1), flipped),
+        "pad160": (cv2.copyMakeBorder(image, 160, 160, 160, 160, cv2.BORDER_CONSTANT, value=(40, 40, 40)), truth + 160),
+    }
     for width in (640, 1920):
         k = width / w
         interpolation = cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC
@@ -123,8 +124,7 @@ def held_stage(engine: Engine, **given: Any) -> anonymise.AnonymiseStage:
 
 
 def frame_with(seq: int, boxes: list[list[float]]) -> Frame:
-    frame = Frame(seq=seq, capture_ns=0, image=np.zeros((SIZE[1], SIZE[0], 3), np.uint8),
-                  faces_searched=True)
+    frame = Frame(seq=seq, capture_ns=0, image=np.zeros((SIZE[1], SIZE[0], 3), np.uint8), faces_searched=True)
     frame.privacy_boxes = [np.array(b, np.float32) for b in boxes]
     return frame
 

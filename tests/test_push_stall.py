@@ -63,14 +63,38 @@ def free_port() -> int:
 
 
 def test_a_silent_push_server_stalls_neither_start_nor_preview_nor_healthz(
-        tmp_path: Path, livefuse_env: dict[str, str], silent_server: SilentServer) -> None:
+    tmp_path: Path, livefuse_env: dict[str, str], silent_server: SilentServer
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     push = f"rtmp://127.0.0.1:{silent_server.port}/live/x"
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "livefuse", "run", "--source", "demo", "--size", "160x120", "--fps", str(FPS),
-         "--preset", "passthrough", "--output", "preview", "--output", push, "--port", str(port), "--no-auth"],
-        cwd=tmp_path, env=livefuse_env, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "livefuse",
+            "run",
+            "--source",
+            "demo",
+            "--size",
+            "160x120",
+            "--fps",
+            str(FPS),
+            "--preset",
+            "passthrough",
+            "--output",
+            "preview",
+            "--output",
+            push,
+            "--port",
+            str(port),
+            "--no-auth",
+        ],
+        cwd=tmp_path,
+        env=livefuse_env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 40
         while True:  # the old daemon hung here, in avformat_write_header, for as long as the server was silent
@@ -98,9 +122,11 @@ def test_a_silent_push_server_stalls_neither_start_nor_preview_nor_healthz(
         latencies.sort()
         p95 = latencies[int(len(latencies) * 0.95)]
         p50, most = latencies[len(latencies) // 2], latencies[-1]
-        print(f"\npreview {fps:.1f} fps of {FPS} while the push hung; /healthz p50 {p50 * 1000:.1f} ms, "
-              f"p95 {p95 * 1000:.1f} ms, max {most * 1000:.1f} ms; "
-              f"push state: {last[redact(push)].get('state')}")
+        print(
+            f"\npreview {fps:.1f} fps of {FPS} while the push hung; /healthz p50 {p50 * 1000:.1f} ms, "
+            f"p95 {p95 * 1000:.1f} ms, max {most * 1000:.1f} ms; "
+            f"push state: {last[redact(push)].get('state')}"
+        )
         assert fps >= 0.9 * FPS
         assert p95 < 0.1 and latencies[-1] < 0.5
         shown = redact(push)  # the output's name: /api/status never shows a stream key

@@ -86,16 +86,38 @@ def test_recording_decodes_to_the_frames_sent(tmp_path: Path, name: str, memory_
 
 
 @pytest.mark.parametrize(("stop", "suffix"), [(signal.SIGINT, ".mp4"), (signal.SIGTERM, ".mkv")])
-def test_a_signal_finishes_the_recording(tmp_path: Path, livefuse_env: dict[str, str], stop: signal.Signals,
-                                         suffix: str) -> None:
+def test_a_signal_finishes_the_recording(
+    tmp_path: Path, livefuse_env: dict[str, str], stop: signal.Signals, suffix: str
+) -> None:
     """Ctrl-C (or a service manager's SIGTERM) during a recording: a prompt exit 0 and a file that decodes
     to its last frame."""
     path = tmp_path / f"rec{suffix}"
     stats_path = tmp_path / "s.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "livefuse", "run", "--source", "demo", "--output", f"file:{path}", "--preset",
-         "passthrough", "--size", "640x360", "--fps", "30", "--stats-json", str(stats_path)],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=livefuse_env)
+        [
+            sys.executable,
+            "-m",
+            "livefuse",
+            "run",
+            "--source",
+            "demo",
+            "--output",
+            f"file:{path}",
+            "--preset",
+            "passthrough",
+            "--size",
+            "640x360",
+            "--fps",
+            "30",
+            "--stats-json",
+            str(stats_path),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=livefuse_env,
+    )
     lines: list[str] = []
     running = threading.Event()
 
@@ -138,9 +160,28 @@ def test_a_killed_recorder_leaves_a_playable_mp4(tmp_path: Path, livefuse_env: d
     """SIGKILL gives no chance to finalise: the fragmented MP4 still plays up to its last whole fragment."""
     path = tmp_path / "killed.mp4"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "livefuse", "run", "--source", "demo", "--output", f"file:{path}", "--preset",
-         "passthrough", "--size", "320x240", "--fps", "30"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=livefuse_env)
+        [
+            sys.executable,
+            "-m",
+            "livefuse",
+            "run",
+            "--source",
+            "demo",
+            "--output",
+            f"file:{path}",
+            "--preset",
+            "passthrough",
+            "--size",
+            "320x240",
+            "--fps",
+            "30",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=livefuse_env,
+    )
     try:
         assert proc.stderr is not None
         for line in proc.stderr:

@@ -29,7 +29,7 @@ def clip() -> list[np.ndarray]:
     for n in range(FRAMES):
         canvas = np.full((SIZE[1], SIZE[0], 3), 90, np.uint8)
         x = 300 + 3 * n
-        canvas[100:612, x:x + 512] = face
+        canvas[100:612, x : x + 512] = face
         frames.append(canvas)
     return frames
 
@@ -44,7 +44,7 @@ def face_box(image: np.ndarray) -> tuple[int, int, int, int]:
 
 def detail(image: np.ndarray, box: tuple[int, int, int, int]) -> float:
     x, y, w, h = box
-    grey = cv2.cvtColor(image[y:y + h, x:x + w], cv2.COLOR_BGR2GRAY)
+    grey = cv2.cvtColor(image[y : y + h, x : x + w], cv2.COLOR_BGR2GRAY)
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
@@ -71,8 +71,10 @@ def test_recording_keeps_the_face_detail(tmp_path: Path, query: str, bound: floa
         box = (x + 3 * n, y, w, h)  # the face moves 3 px a frame
         ratios.append(detail(out, box) / detail(source, box))
     ratio = float(np.median(ratios))
-    print(f"file:rec.mp4{query or ' (default)'}: face detail kept {ratio:.3f} (median over {FRAMES} frames, "
-          f"worst {min(ratios):.3f})")
+    print(
+        f"file:rec.mp4{query or ' (default)'}: face detail kept {ratio:.3f} (median over {FRAMES} frames, "
+        f"worst {min(ratios):.3f})"
+    )
     if bound is None:
         assert abs(ratio - 1) > 0.05, "a coarse recording should have lost or smeared detail"
         return

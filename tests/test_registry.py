@@ -165,15 +165,12 @@ def test_repo_manifest_parses() -> None:
         assert all(u.startswith("https://") for u in e.urls), e.ref
         assert e.sha256 or e.sidecar or "NOT verified" in e.origin, e.ref  # unverified hashes are said to be so
     by_name = {e.name: e for e in entries}
-    for name in ("inswapper_128", "inswapper_128_fp16", "w600k_r50", "gpen_bfr_256", "gpen_bfr_512",
-                 "gfpgan_1024"):
+    for name in ("inswapper_128", "inswapper_128_fp16", "w600k_r50", "gpen_bfr_256", "gpen_bfr_512", "gfpgan_1024"):
         assert by_name[name].sha256 and len(by_name[name].urls) >= 2, name  # verified, with a fallback mirror
     assert by_name["arcface_w600k_r50"].sidecar == "crc32"
 
 
-def test_pull_resumes_after_interruption_and_checks_hash(
-    setup: tuple[Registry, Path], server: Server
-) -> None:
+def test_pull_resumes_after_interruption_and_checks_hash(setup: tuple[Registry, Path], server: Server) -> None:
     reg, tmp = setup
     server.drop_first_after = 700_000  # the first connection dies after 700 kB of 1.7 MB
     out = io.StringIO()
@@ -183,18 +180,13 @@ def test_pull_resumes_after_interruption_and_checks_hash(
     assert not path.with_name("retina.onnx.part").exists()
     assert [r for _, r in server.requests] == [None, "bytes=700000-"]  # resumed, not restarted
     text = out.getvalue()
-    assert (
-        "licence MIT (NON-COMMERCIAL use only)" in text
-        and "warning: retina is licensed for non-commercial" in text
-    )
+    assert "licence MIT (NON-COMMERCIAL use only)" in text and "warning: retina is licensed for non-commercial" in text
     assert "interrupted" in text and "sha256 ok" in text
     sess = Engine("cpu", cache_dir=tmp / "engine", registry=reg).session("retina@1.0.0")
     assert sess.provider == "CPUExecutionProvider" and sess.input_names == ["input0"]
 
 
-def test_pull_resumes_a_part_file_left_by_an_earlier_run(
-    setup: tuple[Registry, Path], server: Server
-) -> None:
+def test_pull_resumes_a_part_file_left_by_an_earlier_run(setup: tuple[Registry, Path], server: Server) -> None:
     reg, tmp = setup
     part = tmp / "cache" / "retina" / "1.1.0" / "retina.onnx.part"
     part.parent.mkdir(parents=True)
@@ -284,9 +276,7 @@ def test_use_pins_and_rolls_back(setup: tuple[Registry, Path], capsys: pytest.Ca
     assert cli.main([*args, "use", "retina"]) == 2  # a version is required
 
 
-def test_list_info_and_unknown_names(
-    setup: tuple[Registry, Path], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_list_info_and_unknown_names(setup: tuple[Registry, Path], capsys: pytest.CaptureFixture[str]) -> None:
     reg, _ = setup
     args = ["models", "--manifest", str(reg.manifest), "--models-dir", str(reg.models_dir)]
     assert cli.main([*args, "list"]) == 0
@@ -304,9 +294,7 @@ def test_list_info_and_unknown_names(
 def test_unverified_entries_need_consent(tmp_path: Path, server: Server) -> None:
     repo = tmp_path / "models"
     repo.mkdir()
-    (repo / "manifest.toml").write_text(
-        entry("u", "1.0.0", "u.onnx", YUNET, url=f"{server.url}/yunet.onnx", digest="")
-    )
+    (repo / "manifest.toml").write_text(entry("u", "1.0.0", "u.onnx", YUNET, url=f"{server.url}/yunet.onnx", digest=""))
     reg = Registry(manifest=repo / "manifest.toml", models_dir=tmp_path / "cache", repo_models=repo)
     with pytest.raises(ModelError, match="--allow-unverified"):
         reg.pull("u", out=io.StringIO())
@@ -329,9 +317,11 @@ def test_import_from_file_and_bad_manifest(tmp_path: Path) -> None:
     assert {p.status for p in reg.verify()} == {"not-pulled"}  # optional, not an error
     reg.pull("r", out=io.StringIO(), from_file=RETINA)
     x = np.zeros((1, 3, 640, 640), np.float32)
-    assert Engine("cpu", cache_dir=tmp_path / "e", registry=reg).session("r").run({"input0": x})[
-        "572"
-    ].shape == (1, 16800, 2)
+    assert Engine("cpu", cache_dir=tmp_path / "e", registry=reg).session("r").run({"input0": x})["572"].shape == (
+        1,
+        16800,
+        2,
+    )
     with pytest.raises(ModelError, match=r"sha256 .* expected"):
         reg2 = Registry(manifest=repo / "manifest.toml", models_dir=tmp_path / "cache2", repo_models=repo)
         reg2.pull("r", out=io.StringIO(), from_file=YUNET)
@@ -359,8 +349,9 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{port}/gone/retina.onnx"
 
 
-def mirrored(name: str, src: Path, urls: list[str], digest: str | None = None, sidecar: bool = False,
-             nc: bool = False) -> str:
+def mirrored(
+    name: str, src: Path, urls: list[str], digest: str | None = None, sidecar: bool = False, nc: bool = False
+) -> str:
     text = entry(name, "1.0.0", f"{name}.onnx", src, url=urls[0], nc=nc, digest=digest)
     extra = f"mirrors = {json.dumps(urls[1:])}\n" + ('sidecar = "crc32"\n' if sidecar else "")
     return text.replace('origin = "test copy"\n', f'origin = "test copy"\n{extra}')
@@ -375,8 +366,9 @@ def registry(tmp: Path, text: str) -> Registry:
 
 def test_a_mirror_that_is_down_or_serves_other_bytes_falls_through(tmp_path: Path, server: Server) -> None:
     server.files["/wrong/retina.onnx"] = YUNET.read_bytes()
-    reg = registry(tmp_path, mirrored("m", RETINA, [dead_url(), f"{server.url}/wrong/retina.onnx",
-                                                    f"{server.url}/retina.onnx"]))
+    reg = registry(
+        tmp_path, mirrored("m", RETINA, [dead_url(), f"{server.url}/wrong/retina.onnx", f"{server.url}/retina.onnx"])
+    )
     out = io.StringIO()
     path = reg.pull("m", out=out, retries=1)
     assert sha(path) == sha(RETINA)
@@ -389,8 +381,9 @@ def test_a_mirror_that_is_down_or_serves_other_bytes_falls_through(tmp_path: Pat
 
 
 def test_every_mirror_wrong_names_both_hashes_and_keeps_nothing(tmp_path: Path, server: Server) -> None:
-    reg = registry(tmp_path, mirrored("w", RETINA, [f"{server.url}/retina.onnx", f"{server.url}/retina.onnx"],
-                                      digest="1" * 64))
+    reg = registry(
+        tmp_path, mirrored("w", RETINA, [f"{server.url}/retina.onnx", f"{server.url}/retina.onnx"], digest="1" * 64)
+    )
     with pytest.raises(ModelError) as err:
         reg.pull("w", out=io.StringIO())
     msg = str(err.value)
@@ -443,9 +436,12 @@ def test_publisher_hash_sidecar_is_checked_then_the_sha256_recorded(
 def test_two_names_for_one_file_download_once(tmp_path: Path, server: Server) -> None:
     data = RETINA.read_bytes()
     server.files["/ff/retina.hash"] = crc32(data).encode()
-    reg = registry(tmp_path, mirrored("insight", RETINA, [f"{server.url}/retina.onnx"])
-                   + mirrored("fusion", RETINA, [f"{server.url}/ff/retina.onnx"], digest="", sidecar=True)
-                   + mirrored("copy", RETINA, [f"{server.url}/retina.onnx"]))
+    reg = registry(
+        tmp_path,
+        mirrored("insight", RETINA, [f"{server.url}/retina.onnx"])
+        + mirrored("fusion", RETINA, [f"{server.url}/ff/retina.onnx"], digest="", sidecar=True)
+        + mirrored("copy", RETINA, [f"{server.url}/retina.onnx"]),
+    )
     reg.pull("insight", out=io.StringIO())
     out = io.StringIO()
     reg.pull("fusion", out=out)  # same bytes, told by the publisher's CRC32: only the .hash is fetched
@@ -470,9 +466,16 @@ def test_non_commercial_pull_needs_consent_or_yes(
 
 
 def test_models_list_does_not_load_onnxruntime() -> None:
-    code = ("import sys; from livefuse.cli import main; rc = main(['models', 'list']); "
-            "print('ORT', 'onnxruntime' in sys.modules, rc)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys; from livefuse.cli import main; rc = main(['models', 'list']); "
+        "print('ORT', 'onnxruntime' in sys.modules, rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert "ORT False 0" in done.stdout, done.stdout + done.stderr
     assert "inswapper_128 " in done.stdout and "verified" in done.stdout

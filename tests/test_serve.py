@@ -56,9 +56,16 @@ async def one_session(base: str) -> dict[str, Any]:
                 listed = await response.json()
             async with session.get(base + "/metrics") as response:
                 metrics = await response.text()
-            return {"published": published, "error": client.error, "got": got, "frames": client.frames,
-                    "listed": listed, "metrics": metrics, "main": await main_viewer.publish(session, "/whep/main"),
-                    "deleted": await client.delete(session)}
+            return {
+                "published": published,
+                "error": client.error,
+                "got": got,
+                "frames": client.frames,
+                "listed": listed,
+                "metrics": metrics,
+                "main": await main_viewer.publish(session, "/whep/main"),
+                "deleted": await client.delete(session),
+            }
         finally:
             await asyncio.gather(client.close(), main_viewer.close())
 
@@ -68,10 +75,34 @@ def test_serve_takes_whip_sessions_and_answers_the_api_and_metrics(tmp_path: Pat
     home.mkdir()
     base = f"http://127.0.0.1:{port}"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "livefuse", "serve", "--preset", "passthrough", "--provider",
-                                 "cpu", "--host", "127.0.0.1", "--port", str(port), "--no-auth", "--size",
-                                 f"{SIZE[0]}x{SIZE[1]}", "--fps", str(FPS), "--loop-priority", "normal"],
-                                cwd=tmp_path, env=cli_env(home), stdout=out, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "livefuse",
+                "serve",
+                "--preset",
+                "passthrough",
+                "--provider",
+                "cpu",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-auth",
+                "--size",
+                f"{SIZE[0]}x{SIZE[1]}",
+                "--fps",
+                str(FPS),
+                "--loop-priority",
+                "normal",
+            ],
+            cwd=tmp_path,
+            env=cli_env(home),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
         wait_until_up(proc, base, log)
         status, body = http_json("GET", base + "/api/status")
@@ -82,8 +113,11 @@ def test_serve_takes_whip_sessions_and_answers_the_api_and_metrics(tmp_path: Pat
         assert result["got"], f"only {result['frames']} frames came back"
         [listed] = result["listed"]["sessions"]
         assert listed["preset"] == "passthrough" and listed["frames_out"] > 0
-        samples = {s.name + str(sorted(s.labels.values())): s.value
-                   for family in text_string_to_metric_families(result["metrics"]) for s in family.samples}
+        samples = {
+            s.name + str(sorted(s.labels.values())): s.value
+            for family in text_string_to_metric_families(result["metrics"])
+            for s in family.samples
+        }
         assert samples["livefuse_sessions[]"] == 1
         assert samples[f"livefuse_session_frames_out_total{sorted([listed['id'], 'passthrough'])}"] > 0
         assert result["main"] == 404  # WHEP of the daemon's own stream: there is none

@@ -69,6 +69,7 @@ def test_a_viewer_leaving_puts_it_to_sleep_and_a_new_one_wakes_it(daemons: type[
         def run() -> None:
             calls[name] += 1
             call()
+
         return run
 
     # counts the source's calls: the test patches the instance's methods on purpose
@@ -134,8 +135,15 @@ def test_readers_of_a_device_are_other_processes_holding_it_open(tmp_path: Path)
     assert readers(str(device)) == 0
     with device.open("rb"):  # this process itself (the writer) is not a reader
         assert readers(str(device)) == 0
-    reader = subprocess.Popen([sys.executable, "-c", f"import sys, time; f = open({str(device)!r}); "
-                               "print('open', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys, time; f = open({str(device)!r}); print('open', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert reader.stdout is not None and reader.stdout.readline().strip() == "open"
         assert readers(str(device)) == 1
@@ -181,8 +189,15 @@ def test_the_virtual_camera_is_watched_while_an_application_reads_it(file_backen
     sink = VirtualCamSink((64, 36), 30.0, backend="livefuse-file")
     try:
         assert sink.device == str(file_backend) and not sink.watched()
-        reader = subprocess.Popen([sys.executable, "-c", f"import time; f = open({str(file_backend)!r}); "
-                                   "print('open', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+        reader = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"import time; f = open({str(file_backend)!r}); print('open', flush=True); time.sleep(30)",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert reader.stdout is not None and reader.stdout.readline().strip() == "open"
             assert sink.watched()
@@ -197,10 +212,34 @@ def test_the_virtual_camera_is_watched_while_an_application_reads_it(file_backen
 def run_daemon(tmp_path: Path, env: dict[str, str], *extra: str) -> dict[str, Any]:
     """`livefuse run` with only the preview (nobody watching) until SIGINT after 3 s: its --stats-json."""
     stats = tmp_path / f"stats{len(extra)}.json"
-    proc = subprocess.Popen([sys.executable, "-m", "livefuse", "run", "--source", "demo", "--size", "160x90",
-                             "--preset", "passthrough", "--output", "preview", "--port", "0", "--sleep-after", "0.5",
-                             "--stats-json", str(stats), *extra], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "livefuse",
+            "run",
+            "--source",
+            "demo",
+            "--size",
+            "160x90",
+            "--preset",
+            "passthrough",
+            "--output",
+            "preview",
+            "--port",
+            "0",
+            "--sleep-after",
+            "0.5",
+            "--stats-json",
+            str(stats),
+            *extra,
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(4.0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
@@ -208,8 +247,7 @@ def run_daemon(tmp_path: Path, env: dict[str, str], *extra: str) -> dict[str, An
     return dict(json.loads(stats.read_text()))
 
 
-def test_the_daemon_sleeps_unless_always_on_or_bounded(tmp_path: Path, livefuse_env: dict[str, str],
-                                                       cli: Any) -> None:
+def test_the_daemon_sleeps_unless_always_on_or_bounded(tmp_path: Path, livefuse_env: dict[str, str], cli: Any) -> None:
     assert run_daemon(tmp_path, livefuse_env)["sleep"] == {"state": "sleeping", "sleeps": 1}
     assert run_daemon(tmp_path, livefuse_env, "--always-on")["sleep"]["state"] == "always on"
     assert run_daemon(tmp_path, livefuse_env, "--duration", "3.5")["sleep"]["state"] == "always on"

@@ -81,8 +81,10 @@ def test_thread_slot_loses_no_count_with_producers_and_a_consumer_racing() -> No
 
     consumer = threading.Thread(target=consume)
     consumer.start()
-    producers = [threading.Thread(target=lambda base=base: [slot.put(base + i) for i in range(5000)])
-                 for base in (0, 10_000, 20_000)]
+    producers = [
+        threading.Thread(target=lambda base=base: [slot.put(base + i) for i in range(5000)])
+        for base in (0, 10_000, 20_000)
+    ]
     for producer in producers:
         producer.start()
     for producer in producers:

@@ -121,17 +121,25 @@ def test_image_source_repeats_the_resized_still_at_the_rate(tmp_path: Path) -> N
     assert frames[0] is not frames[1]  # a stage may change one frame without touching the next
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("{tmp}/missing.mp4", "source file not found"),
-    ("file:{tmp}/missing.mkv?loop=1", "source file not found"),
-    ("image:{tmp}/missing.png", "image source not found"),
-    ("image:{tmp}/notes.txt", "cannot decode image"),
-    ("{tmp}/notes.txt", "cannot open source"),
-    ("ftp://example.invalid/x.mp4", "unknown source"),
-    pytest.param("webcam:7", "no camera at /dev/video7",
-                 marks=pytest.mark.skipif(not sys.platform.startswith("linux") or Path("/dev/video7").exists(),
-                                          reason="needs Linux without /dev/video7")),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("{tmp}/missing.mp4", "source file not found"),
+        ("file:{tmp}/missing.mkv?loop=1", "source file not found"),
+        ("image:{tmp}/missing.png", "image source not found"),
+        ("image:{tmp}/notes.txt", "cannot decode image"),
+        ("{tmp}/notes.txt", "cannot open source"),
+        ("ftp://example.invalid/x.mp4", "unknown source"),
+        pytest.param(
+            "webcam:7",
+            "no camera at /dev/video7",
+            marks=pytest.mark.skipif(
+                not sys.platform.startswith("linux") or Path("/dev/video7").exists(),
+                reason="needs Linux without /dev/video7",
+            ),
+        ),
+    ],
+)
 def test_bad_sources_raise_a_clear_source_error(tmp_path: Path, spec: str, message: str) -> None:
     (tmp_path / "notes.txt").write_text("not a video\n")
     with pytest.raises(SourceError, match=message):

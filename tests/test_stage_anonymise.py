@@ -71,7 +71,7 @@ def group_photo(t: float, count: int = 3) -> np.ndarray:
     for k in range(count):
         x = int(60 + k * (SIZE[0] - 300) / max(1, count - 1) + 30 * np.sin(2 * t + k))
         y = int(200 + 60 * np.cos(1.5 * t + 2 * k))
-        canvas[y:y + 190, x:x + 180] = portrait
+        canvas[y : y + 190, x : x + 180] = portrait
     return canvas
 
 
@@ -147,8 +147,9 @@ COVERED_SCORE = 0.7
 
 @pytest.mark.parametrize("size", [(320, 240), (640, 360)])
 @pytest.mark.parametrize("style", ["blur", "pixelate"])
-def test_the_weakest_covers_the_api_allows_still_hide_a_small_face(engine: Engine, size: tuple[int, int],
-                                                                    style: str) -> None:
+def test_the_weakest_covers_the_api_allows_still_hide_a_small_face(
+    engine: Engine, size: tuple[int, int], style: str
+) -> None:
     """Every strength, at the narrowest and the widest margin, on a small moving face (the covers count their
     pixels across the face, not across the margin-grown region). Only what YuNet finds where the face is counts:
     at these sizes it also scores the suit's chest patch 0.71 now and then, covered face or not."""
@@ -166,12 +167,18 @@ def test_the_weakest_covers_the_api_allows_still_hide_a_small_face(engine: Engin
     scores = {}
     for margin in (anonymise.MIN_MARGIN, 1.0):
         for strength in (0.0, 0.25, 0.5, 0.8, 1.0):
-            cover = anonymise.AnonymiseStage(params(anonymise.SPEC, style=style, strength=strength, margin=margin),
-                                             context)
+            cover = anonymise.AnonymiseStage(
+                params(anonymise.SPEC, style=style, strength=strength, margin=margin), context
+            )
             worst = 0.0
             for original, where in shown:
-                frame = Frame(seq=original.seq, capture_ns=original.capture_ns, image=original.image.copy(),
-                              faces=list(original.faces), faces_searched=original.faces_searched)
+                frame = Frame(
+                    seq=original.seq,
+                    capture_ns=original.capture_ns,
+                    image=original.image.copy(),
+                    faces=list(original.faces),
+                    faces_searched=original.faces_searched,
+                )
                 cover.process(frame)
                 at_face = [f[-1] for f in judged(frame.image) if overlap(f[:4], where) > 0.3]
                 worst = max([worst, *at_face])
@@ -200,8 +207,11 @@ def test_a_face_outrunning_heavy_smoothing_is_still_covered(engine: Engine) -> N
     source = DemoSource(SIZE, 30, paced=False)
     images = [source.render(2.0 + i / 3) for i in range(16)]  # very fast: 5 s of the clip in 16 frames
     frames = run_chain(Chain("anonymise", [("face", finder), ("anonymise", cover)]), images)
-    lag = [float(np.abs(f.faces[0].box - f.faces[0].found_box).max() / (f.faces[0].box[2] - f.faces[0].box[0]))
-           for f in frames if f.faces and f.faces[0].found_box is not None]
+    lag = [
+        float(np.abs(f.faces[0].box - f.faces[0].found_box).max() / (f.faces[0].box[2] - f.faces[0].box[0]))
+        for f in frames
+        if f.faces and f.faces[0].found_box is not None
+    ]
     assert max(lag) > 0.5, lag  # the smoothed box really falls behind, by half a face
     found = [independent_faces(f.image) for f in frames]
     assert found == [0] * len(frames), found

@@ -32,8 +32,9 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
     return Engine(provider="cpu", cache_dir=tmp_path_factory.mktemp("engine"))
 
 
-def make_stage(engine: Engine, preset_dir: Path | None = None, size: tuple[int, int] = SIZE, path: str = "auto",
-               **params: Any) -> BackgroundStage:
+def make_stage(
+    engine: Engine, preset_dir: Path | None = None, size: tuple[int, int] = SIZE, path: str = "auto", **params: Any
+) -> BackgroundStage:
     full = {p.name: p.default for p in SPEC.params} | params
     return make_background(full, StageContext(engine=engine, size=size, fps=30.0, preset_dir=preset_dir), path=path)
 
@@ -203,8 +204,10 @@ def test_auto_picks_opencv_on_the_cpu_provider(engine: Engine) -> None:
         make_stage(engine, path="gpu")
 
 
-@pytest.mark.parametrize("params", [{"mode": "blur"}, {"mode": "blur", "strength": 1.0, "feather": 2.0},
-                                    {"mode": "remove", "smoothing": 0.0}])
+@pytest.mark.parametrize(
+    "params",
+    [{"mode": "blur"}, {"mode": "blur", "strength": 1.0, "feather": 2.0}, {"mode": "remove", "smoothing": 0.0}],
+)
 def test_graph_path_matches_the_opencv_path(engine: Engine, params: dict[str, Any]) -> None:
     clip = demo_clip()
     graph = run(make_stage(engine, path="graph", **params), clip)

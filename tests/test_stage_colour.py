@@ -46,8 +46,9 @@ def demo_frame() -> np.ndarray:
     return DemoSource((1280, 720), 30.0, paced=False).render(1.3)
 
 
-def make_stage(engine: Engine, size: tuple[int, int], preset_dir: Path | None = None, path: str = "auto",
-               **params: Any) -> ColourStage:
+def make_stage(
+    engine: Engine, size: tuple[int, int], preset_dir: Path | None = None, path: str = "auto", **params: Any
+) -> ColourStage:
     full = {p.name: p.default for p in SPEC.params} | params
     return make_colour(full, StageContext(engine=engine, size=size, fps=30.0, preset_dir=preset_dir), path=path)
 
@@ -58,8 +59,9 @@ def run(stage: ColourStage, image: np.ndarray) -> np.ndarray:
     return frame.image
 
 
-def grade(engine: Engine, image: np.ndarray, preset_dir: Path | None = None, path: str = "auto",
-          **params: Any) -> np.ndarray:
+def grade(
+    engine: Engine, image: np.ndarray, preset_dir: Path | None = None, path: str = "auto", **params: Any
+) -> np.ndarray:
     return run(make_stage(engine, image.shape[1::-1], preset_dir, path, **params), image)
 
 
@@ -73,14 +75,24 @@ def trilinear(lut: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     for dr in (0, 1):
         for dg in (0, 1):
             for db in (0, 1):
-                w = ((frac[..., 0] if dr else 1 - frac[..., 0]) * (frac[..., 1] if dg else 1 - frac[..., 1])
-                     * (frac[..., 2] if db else 1 - frac[..., 2]))
+                w = (
+                    (frac[..., 0] if dr else 1 - frac[..., 0])
+                    * (frac[..., 1] if dg else 1 - frac[..., 1])
+                    * (frac[..., 2] if db else 1 - frac[..., 2])
+                )
                 out += w[..., None] * lut[base[..., 2] + db, base[..., 1] + dg, base[..., 0] + dr]
     return out
 
 
-def reference(image: np.ndarray, lut: np.ndarray | None = None, brightness: float = 0.0, contrast: float = 1.0,
-              saturation: float = 1.0, temperature: float = 0.0, lut_strength: float = 1.0) -> np.ndarray:
+def reference(
+    image: np.ndarray,
+    lut: np.ndarray | None = None,
+    brightness: float = 0.0,
+    contrast: float = 1.0,
+    saturation: float = 1.0,
+    temperature: float = 0.0,
+    lut_strength: float = 1.0,
+) -> np.ndarray:
     """Each documented step in turn, in float64, on RGB in 0..1."""
     x = image[..., ::-1].astype(np.float64) / 255.0
     x = x * np.array([1 + 0.15 * temperature, 1.0, 1 - 0.15 * temperature])
@@ -111,13 +123,21 @@ class GpuEngine:
         return session
 
 
-@pytest.mark.parametrize(("session_provider", "want"), [("CUDAExecutionProvider", "graph"),
-                                                         ("CPUExecutionProvider", "cpu")])
-def test_a_gpu_provider_gets_the_graph_unless_it_fell_back(engine: Engine, photo: np.ndarray,
-                                                           session_provider: str, want: str) -> None:
-    stage = make_colour({p.name: p.default for p in SPEC.params} | {"lut": "assets/cinematic.cube"},
-                        StageContext(engine=GpuEngine(engine, session_provider),  # type: ignore[arg-type]
-                                     size=(512, 512), fps=30.0, preset_dir=PRESETS_DIR))
+@pytest.mark.parametrize(
+    ("session_provider", "want"), [("CUDAExecutionProvider", "graph"), ("CPUExecutionProvider", "cpu")]
+)
+def test_a_gpu_provider_gets_the_graph_unless_it_fell_back(
+    engine: Engine, photo: np.ndarray, session_provider: str, want: str
+) -> None:
+    stage = make_colour(
+        {p.name: p.default for p in SPEC.params} | {"lut": "assets/cinematic.cube"},
+        StageContext(
+            engine=GpuEngine(engine, session_provider),  # type: ignore[arg-type]
+            size=(512, 512),
+            fps=30.0,
+            preset_dir=PRESETS_DIR,
+        ),
+    )
     assert stage.path == want
     assert np.abs(run(stage, photo).astype(int) - reference(photo, load_cube(CINEMATIC))).max() <= 1
 
@@ -128,10 +148,16 @@ def test_defaults_change_nothing(engine: Engine, photo: np.ndarray, path: str) -
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("settings", [
-    {"brightness": 0.2}, {"contrast": 1.4}, {"saturation": 0.3}, {"temperature": -0.7},
-    {"brightness": -0.1, "contrast": 1.2, "saturation": 1.6, "temperature": 0.5},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"brightness": 0.2},
+        {"contrast": 1.4},
+        {"saturation": 0.3},
+        {"temperature": -0.7},
+        {"brightness": -0.1, "contrast": 1.2, "saturation": 1.6, "temperature": 0.5},
+    ],
+)
 def test_sliders_match_the_reference(engine: Engine, photo: np.ndarray, settings: dict[str, float], path: str) -> None:
     out = grade(engine, photo, path=path, **settings)  # type: ignore[arg-type]
     want = reference(photo, **settings)  # type: ignore[arg-type]
@@ -141,8 +167,9 @@ def test_sliders_match_the_reference(engine: Engine, photo: np.ndarray, settings
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("image", ["photo", "demo_frame"])
-def test_shipped_lut_matches_the_reference(engine: Engine, path: str, image: str,
-                                           request: pytest.FixtureRequest) -> None:
+def test_shipped_lut_matches_the_reference(
+    engine: Engine, path: str, image: str, request: pytest.FixtureRequest
+) -> None:
     """colour-cinematic on the astronaut (512x512) and a 1280x720 demo frame, measured against the reference:
 
     graph: max 1 level, mean < 0.0001 (float32 vs float64 at rounding ties);
@@ -208,8 +235,9 @@ def test_live_update_swaps_lut_and_sliders(engine: Engine, photo: np.ndarray, pa
     assert np.abs(run(stage, photo).astype(int) - reference(photo, load_cube(CINEMATIC), saturation=0.0)).max() <= 1
 
 
-def test_cpu_path_rebuilds_the_table_only_for_a_new_lut_or_strength(engine: Engine, photo: np.ndarray,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cpu_path_rebuilds_the_table_only_for_a_new_lut_or_strength(
+    engine: Engine, photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Slider drags must not pay for a table; each step still matches the reference."""
     builds: list[float] = []
 
@@ -230,8 +258,15 @@ def test_cpu_path_rebuilds_the_table_only_for_a_new_lut_or_strength(engine: Engi
     for change, want_builds in steps:
         stage.update(change)
         p = stage.params
-        want = reference(photo, cube if p["lut"] else None, p["brightness"], p["contrast"], p["saturation"],
-                         p["temperature"], p["lut_strength"])
+        want = reference(
+            photo,
+            cube if p["lut"] else None,
+            p["brightness"],
+            p["contrast"],
+            p["saturation"],
+            p["temperature"],
+            p["lut_strength"],
+        )
         assert np.abs(run(stage, photo).astype(int) - want).max() <= 1, change
         assert builds == want_builds, change
 
@@ -250,13 +285,16 @@ def test_cube_round_trip_and_identity(tmp_path: Path) -> None:
     assert np.allclose(trilinear(ident.astype(np.float64), np.array([[0.2, 0.5, 0.9]])), [[0.2, 0.5, 0.9]])
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("LUT_1D_SIZE 4\n0 0 0\n", "1D LUTs are not supported"),
-    ("LUT_3D_SIZE 2\n0 0 0\n1 1 1\n", "needs 8 data lines, found 2"),
-    ("LUT_3D_SIZE 2\n" + "0 0 x\n" * 8, "line 2: expected three numbers"),
-    ("0 0 0\n", "no LUT_3D_SIZE"),
-    ("LUT_3D_SIZE 2\nDOMAIN_MAX 2 2 2\n" + "0 0 0\n" * 8, "DOMAIN_MAX"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("LUT_1D_SIZE 4\n0 0 0\n", "1D LUTs are not supported"),
+        ("LUT_3D_SIZE 2\n0 0 0\n1 1 1\n", "needs 8 data lines, found 2"),
+        ("LUT_3D_SIZE 2\n" + "0 0 x\n" * 8, "line 2: expected three numbers"),
+        ("0 0 0\n", "no LUT_3D_SIZE"),
+        ("LUT_3D_SIZE 2\nDOMAIN_MAX 2 2 2\n" + "0 0 0\n" * 8, "DOMAIN_MAX"),
+    ],
+)
 def test_bad_cube_files_say_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(PresetError, match=message):
         parse_cube(text, "look.cube")

@@ -63,7 +63,7 @@ def group_photo(t: float, width: int = 1280, height: int = 720, count: int = 3) 
     for k in range(count):
         x = int(80 + k * (width - 300) / max(1, count - 1) + 25 * np.sin(t + k))
         y = int(height / 2 - 80 + 20 * np.cos(t * 1.3 + k))
-        canvas[y:y + 160, x:x + 150] = face
+        canvas[y : y + 160, x : x + 150] = face
     return canvas
 
 

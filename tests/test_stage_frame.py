@@ -43,8 +43,13 @@ class Clip:
     def render(self, cx: float, cy: float, zoom: float, noisy: bool = True) -> np.ndarray:
         a = np.array([[zoom, 0.0], [0.0, zoom]])
         offset = np.array([cx, cy]) - a @ np.array([256.0, 300.0])
-        warped = cv2.warpAffine(self.rgba, np.hstack([a, offset[:, None]]).astype(np.float32), (W, H),
-                                flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0, 0))
+        warped = cv2.warpAffine(
+            self.rgba,
+            np.hstack([a, offset[:, None]]).astype(np.float32),
+            (W, H),
+            flags=cv2.INTER_LINEAR,
+            borderValue=(0, 0, 0, 0),
+        )
         alpha = warped[..., 3:].astype(np.float32) / 255.0
         image = warped[..., :3] * alpha + self.room * (1.0 - alpha)
         if noisy:
@@ -62,8 +67,13 @@ def face_stage(engine: Engine) -> FaceStage:
     return FaceStage(full, StageContext(engine=engine, size=(W, H), fps=FPS))
 
 
-def run(clip: Clip, faces: FaceStage, framing: FrameStage, path: Callable[[float], tuple[float, float, float]],
-        seconds: float) -> list[tuple[Frame, np.ndarray]]:
+def run(
+    clip: Clip,
+    faces: FaceStage,
+    framing: FrameStage,
+    path: Callable[[float], tuple[float, float, float]],
+    seconds: float,
+) -> list[tuple[Frame, np.ndarray]]:
     """(output frame, the crop shown) for every frame of `seconds` of the clip along `path`."""
     out = []
     for i in range(int(seconds * FPS)):
@@ -121,31 +131,42 @@ def test_a_still_face_with_camera_noise_does_not_jitter(engine: Engine) -> None:
     faces = face_stage(engine)
     frames = run(clip, faces, stage(), lambda t: (W * 0.45, H * 0.6, 0.8), 5.0)
     box = true_box(engine, clip, (W * 0.45, H * 0.6, 0.8))
-    corners = np.array([shown(box, crop) for _, crop in frames[int(1.5 * FPS):]])
+    corners = np.array([shown(box, crop) for _, crop in frames[int(1.5 * FPS) :]])
     jitter = float(np.abs(corners - corners.mean(0)).max())  # output pixels: the face's worst corner and frame
     assert jitter < 0.5, jitter
     # Without the dead zone the same detections would move the picture: the test sees motion when there is.
     loose = stage(dead_zone=0.0, response=0.1)
     moved = run(Clip(noise=4.0), face_stage(engine), loose, lambda t: (W * 0.45, H * 0.6, 0.8), 3.0)
-    loose_corners = np.array([shown(box, crop) for _, crop in moved[int(1.5 * FPS):]])
+    loose_corners = np.array([shown(box, crop) for _, crop in moved[int(1.5 * FPS) :]])
     assert float(np.abs(loose_corners - loose_corners.mean(0)).max()) > jitter
 
 
 def synthetic(box: tuple[float, float, float, float]) -> Face:
     x1, y1, x2, y2 = box
-    points = np.array([[x1 + 0.3 * (x2 - x1), y1 + 0.4 * (y2 - y1)], [x1 + 0.7 * (x2 - x1), y1 + 0.4 * (y2 - y1)],
-                       [(x1 + x2) / 2, y1 + 0.6 * (y2 - y1)], [x1 + 0.35 * (x2 - x1), y1 + 0.8 * (y2 - y1)],
-                       [x1 + 0.65 * (x2 - x1), y1 + 0.8 * (y2 - y1)]], np.float32)
+    points = np.array(
+        [
+            [x1 + 0.3 * (x2 - x1), y1 + 0.4 * (y2 - y1)],
+            [x1 + 0.7 * (x2 - x1), y1 + 0.4 * (y2 - y1)],
+            [(x1 + x2) / 2, y1 + 0.6 * (y2 - y1)],
+            [x1 + 0.35 * (x2 - x1), y1 + 0.8 * (y2 - y1)],
+            [x1 + 0.65 * (x2 - x1), y1 + 0.8 * (y2 - y1)],
+        ],
+        np.float32,
+    )
     return Face(box=np.array(box, np.float32), score=0.9, landmarks5=points)
 
 
-def feed(framing: FrameStage, boxes: list[tuple[float, float, float, float]], n: int, start: int = 0,
-         image: np.ndarray | None = None) -> list[Frame]:
+def feed(
+    framing: FrameStage,
+    boxes: list[tuple[float, float, float, float]],
+    n: int,
+    start: int = 0,
+    image: np.ndarray | None = None,
+) -> list[Frame]:
     out = []
     for i in range(start, start + n):
         base = np.full((H, W, 3), 128, np.uint8) if image is None else image.copy()
-        frame = Frame(i, int(1e9 + i * 1e9 / FPS), base, faces=[synthetic(b) for b in boxes],
-                      faces_searched=True)
+        frame = Frame(i, int(1e9 + i * 1e9 / FPS), base, faces=[synthetic(b) for b in boxes], faces_searched=True)
         framing.process(frame)
         out.append(frame)
     return out
@@ -225,8 +246,11 @@ def test_faces_lost_hold_then_zoom_out() -> None:
 
 
 def test_framing_combines_with_background_blur(engine: Engine) -> None:
-    text = Path(load_preset("framing").path).read_text() + "\n" + \
-        Path(load_preset("background-blur").path).read_text().split("\n", 2)[2]
+    text = (
+        Path(load_preset("framing").path).read_text()
+        + "\n"
+        + Path(load_preset("background-blur").path).read_text().split("\n", 2)[2]
+    )
     preset = parse_preset(text, Path("framing-blur.toml"))
     assert [c.type for c in preset.stages] == ["face", "frame", "background"]
     chain = build_chain(preset, StageContext(engine=engine, size=(W, H), fps=FPS))

@@ -16,8 +16,21 @@ from livefuse.stages.registry import register
 
 PACKAGE = Path(__file__).resolve().parent.parent / "livefuse"
 # Where frames and stages flow: capabilities are read off the base classes there, never probed.
-FLOW = ["chain.py", "pipeline.py", "wiring.py", "runtime.py", "commands/run.py", "commands/bench.py", "web/api.py",
-        "web/metrics.py", "web/signalling.py", "bench", "stages", "sources", "sinks"]
+FLOW = [
+    "chain.py",
+    "pipeline.py",
+    "wiring.py",
+    "runtime.py",
+    "commands/run.py",
+    "commands/bench.py",
+    "web/api.py",
+    "web/metrics.py",
+    "web/signalling.py",
+    "bench",
+    "stages",
+    "sources",
+    "sinks",
+]
 PROBE = re.compile(r"\b(getattr|hasattr)\(")
 
 
@@ -30,15 +43,24 @@ def flow_files() -> list[Path]:
 
 
 def test_the_flow_declares_capabilities_and_never_probes_for_them() -> None:
-    probes = [f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}" for path in flow_files()
-              for n, line in enumerate(path.read_text().splitlines(), 1) if PROBE.search(line)]
+    probes = [
+        f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
+        for path in flow_files()
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if PROBE.search(line)
+    ]
     assert len(flow_files()) > 20
     assert probes == []
 
 
 def test_no_shipped_stage_passes_data_in_frame_meta() -> None:
-    uses = [f"{path.relative_to(PACKAGE)}:{n}" for path in sorted(PACKAGE.rglob("*.py")) if path.name != "frame.py"
-            for n, line in enumerate(path.read_text().splitlines(), 1) if re.search(r"\.meta\b", line)]
+    uses = [
+        f"{path.relative_to(PACKAGE)}:{n}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "frame.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\.meta\b", line)
+    ]
     assert uses == []
 
 
@@ -93,8 +115,13 @@ def test_mypy_refuses_a_factory_that_builds_a_stage_without_close(tmp_path: Path
     snippet = tmp_path / "forgetful.py"
     snippet.write_text(FORGETFUL_FACTORY)
     root = PACKAGE.parent
-    run = subprocess.run([mypy, "--follow-imports=silent", "--config-file", str(root / "pyproject.toml"),
-                          str(snippet)], cwd=root, capture_output=True, text=True, timeout=240)
+    run = subprocess.run(
+        [mypy, "--follow-imports=silent", "--config-file", str(root / "pyproject.toml"), str(snippet)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert run.returncode == 1, run.stdout + run.stderr
     assert 'Cannot instantiate abstract class "Forgetful" with abstract attribute "close"' in run.stdout, run.stdout
 
@@ -119,8 +146,11 @@ def test_the_readme_layout_table_matches_the_tree() -> None:
             found = [place for place in places if (root / place).exists()]
             assert found, f"README layout names {path}, which is not in the tree"
             named.add(found[0])
-    top = {f"livefuse/{p.name}" for p in PACKAGE.iterdir()
-           if (p.suffix == ".py" and p.name not in ("__init__.py", "__main__.py"))
-           or (p.is_dir() and (p / "__init__.py").exists())}
+    top = {
+        f"livefuse/{p.name}"
+        for p in PACKAGE.iterdir()
+        if (p.suffix == ".py" and p.name not in ("__init__.py", "__main__.py"))
+        or (p.is_dir() and (p / "__init__.py").exists())
+    }
     missing = sorted(top - named)
     assert not missing, f"the README's layout table has no row for {missing}"

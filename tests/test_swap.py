@@ -94,8 +94,9 @@ def test_paste_back_of_an_identity_swap_returns_the_input(engine: Engine, finder
         assert np.array_equal(out[weight == 0], image[weight == 0])
 
 
-def test_identity_swapper_stage_changes_little_and_only_inside(engine: Engine, models: dict[str, Path],
-                                                               finder: StillFaceFinder) -> None:
+def test_identity_swapper_stage_changes_little_and_only_inside(
+    engine: Engine, models: dict[str, Path], finder: StillFaceFinder
+) -> None:
     stage = make_stage(engine, models, "identity")
     stage.set_source_face(astronaut_bgr())
     image = DemoSource(SIZE, FPS, paced=False).render(0.0)
@@ -129,7 +130,7 @@ landmarks = true
 [[stages]]
 type = "swap"
 model = "{models[swapper]}"
-arcface_model = "{models['arcface']}"
+arcface_model = "{models["arcface"]}"
 source_image = "{source.name}"
 '''
     path = tmp_path / "swap-test.toml"
@@ -157,8 +158,9 @@ class RenderSource(Source):
         pass
 
 
-def test_swap_stage_end_to_end_through_preset_and_pipeline(tmp_path: Path, engine: Engine, models: dict[str, Path],
-                                                           finder: StillFaceFinder, memory_sink: Any) -> None:
+def test_swap_stage_end_to_end_through_preset_and_pipeline(
+    tmp_path: Path, engine: Engine, models: dict[str, Path], finder: StillFaceFinder, memory_sink: Any
+) -> None:
     """face -> swap built from a preset, run by the Pipeline on DemoSource frames: the face changes, the rest
     of the frame is byte-identical."""
     source = tmp_path / "source.png"
@@ -179,14 +181,15 @@ def test_swap_stage_end_to_end_through_preset_and_pipeline(tmp_path: Path, engin
         diff = np.abs(out.astype(np.int16) - original.astype(np.int16))
         core = face.box.astype(int)
         cx, cy = (core[0] + core[2]) // 2, (core[1] + core[3]) // 2
-        assert diff[cy - 10:cy + 10, cx - 10:cx + 10].mean() > 8  # the face itself was repainted
+        assert diff[cy - 10 : cy + 10, cx - 10 : cx + 10].mean() > 8  # the face itself was repainted
         margin = 12  # the tracked (smoothed) face may sit a few px from a fresh detection
-        diff[max(0, y1 - margin):y2 + margin, max(0, x1 - margin):x2 + margin] = 0
+        diff[max(0, y1 - margin) : y2 + margin, max(0, x1 - margin) : x2 + margin] = 0
         assert diff.max() == 0
 
 
-def test_set_source_face_at_run_time_changes_the_result(engine: Engine, models: dict[str, Path],
-                                                        finder: StillFaceFinder) -> None:
+def test_set_source_face_at_run_time_changes_the_result(
+    engine: Engine, models: dict[str, Path], finder: StillFaceFinder
+) -> None:
     stage = make_stage(engine, models, "tint")
     image = DemoSource(SIZE, FPS, paced=False).render(0.5)
     face = finder.largest(image)
@@ -214,11 +217,17 @@ def _two_faces(finder: StillFaceFinder) -> tuple[np.ndarray, list[Face], np.ndar
     frame[60:360, 480:780] = cv2.resize(other, (300, 300))
     faces: list[Face] = []
     for x0, y0, side in ((0, 0, 420), (480, 60, 300)):  # detect on each photo: BlazeFace wants big faces
-        face = finder.largest(np.ascontiguousarray(frame[y0:y0 + side, x0:x0 + side]))
+        face = finder.largest(np.ascontiguousarray(frame[y0 : y0 + side, x0 : x0 + side]))
         assert face is not None
         shift = np.array([x0, y0], np.float32)
-        faces.append(Face(box=face.box + np.tile(shift, 2), score=face.score, landmarks5=face.landmarks5 + shift,
-                          track_id=len(faces) + 1))
+        faces.append(
+            Face(
+                box=face.box + np.tile(shift, 2),
+                score=face.score,
+                landmarks5=face.landmarks5 + shift,
+                track_id=len(faces) + 1,
+            )
+        )
     return frame, faces, other
 
 
@@ -227,10 +236,17 @@ def _changed(before: np.ndarray, after: np.ndarray, face: Face) -> bool:
     return bool(np.abs(after[y1:y2, x1:x2].astype(np.int16) - before[y1:y2, x1:x2].astype(np.int16)).mean() > 2)
 
 
-@pytest.mark.parametrize(("mode", "expected"), [("all", (True, True)), ("largest", (True, False)),
-                                                 ("similar", (False, True))])
-def test_face_selection(tmp_path: Path, engine: Engine, models: dict[str, Path], finder: StillFaceFinder,
-                        mode: str, expected: tuple[bool, bool]) -> None:
+@pytest.mark.parametrize(
+    ("mode", "expected"), [("all", (True, True)), ("largest", (True, False)), ("similar", (False, True))]
+)
+def test_face_selection(
+    tmp_path: Path,
+    engine: Engine,
+    models: dict[str, Path],
+    finder: StillFaceFinder,
+    mode: str,
+    expected: tuple[bool, bool],
+) -> None:
     image, faces, other = _two_faces(finder)
     reference = tmp_path / "reference.png"
     cv2.imwrite(str(reference), other)
@@ -241,8 +257,9 @@ def test_face_selection(tmp_path: Path, engine: Engine, models: dict[str, Path],
     assert (_changed(image, frame.image, faces[0]), _changed(image, frame.image, faces[1])) == expected
 
 
-def test_similar_picks_by_cosine_and_respects_the_threshold(engine: Engine, models: dict[str, Path],
-                                                            finder: StillFaceFinder) -> None:
+def test_similar_picks_by_cosine_and_respects_the_threshold(
+    engine: Engine, models: dict[str, Path], finder: StillFaceFinder
+) -> None:
     image, faces, _ = _two_faces(finder)
     stage = make_stage(engine, models, "tint", faces="similar", colour_match=False)
     stage.set_source_face(astronaut_bgr())
@@ -312,8 +329,9 @@ def _processed(stage: SwapStage, image: np.ndarray, face: Face) -> np.ndarray:
     return frame.image
 
 
-def test_mask_settings_off_are_byte_identical_to_the_plain_swap(engine: Engine, models: dict[str, Path],
-                                                                 finder: StillFaceFinder) -> None:
+def test_mask_settings_off_are_byte_identical_to_the_plain_swap(
+    engine: Engine, models: dict[str, Path], finder: StillFaceFinder
+) -> None:
     """Defaults, and every mask setting switched on then off again live: the output is the plain swap's."""
     image = DemoSource(SIZE, FPS, paced=False).render(0.0)
     face = finder.largest(image)
@@ -328,8 +346,9 @@ def test_mask_settings_off_are_byte_identical_to_the_plain_swap(engine: Engine, 
     assert np.array_equal(_processed(stage, image, face), today)
 
 
-def test_mask_padding_keeps_the_padded_band_original(engine: Engine, models: dict[str, Path],
-                                                     finder: StillFaceFinder) -> None:
+def test_mask_padding_keeps_the_padded_band_original(
+    engine: Engine, models: dict[str, Path], finder: StillFaceFinder
+) -> None:
     """mask_padding = [40, 0, 0, 0]: the top of the crop (the forehead) is the input's, exactly, where the
     plain swap had painted it (within 1 level: the feather's tail); below the padding the swap is unchanged."""
     image = DemoSource(SIZE, FPS, paced=False).render(0.0)
@@ -358,8 +377,9 @@ def _part_mask(mesh: np.ndarray, part: str, shape: tuple[int, ...], grow: float 
     return mask.astype(bool)
 
 
-def test_keep_regions_keep_exactly_the_parts_asked(engine: Engine, models: dict[str, Path],
-                                                   finder: StillFaceFinder) -> None:
+def test_keep_regions_keep_exactly_the_parts_asked(
+    engine: Engine, models: dict[str, Path], finder: StillFaceFinder
+) -> None:
     """Each of eyes, brows, mouth and nose alone: that part (grown by keep_grow) is the input's within 2
     levels, the other parts stay swapped, and outside the kept region's box the output is the plain swap's."""
     image = DemoSource(SIZE, FPS, paced=False).render(0.0)
@@ -389,8 +409,9 @@ def test_keep_regions_keep_exactly_the_parts_asked(engine: Engine, models: dict[
                 assert to_input[elsewhere].mean() > 8, (part, other)  # still swapped
 
 
-def test_keep_regions_mouth_is_the_former_mouth_mask(engine: Engine, models: dict[str, Path],
-                                                      finder: StillFaceFinder) -> None:
+def test_keep_regions_mouth_is_the_former_mouth_mask(
+    engine: Engine, models: dict[str, Path], finder: StillFaceFinder
+) -> None:
     """keep_regions = ["mouth"] at keep_grow 0.5: the lips grown by half are the input's (face-swap-talk)."""
     image = DemoSource(SIZE, FPS, paced=False).render(0.0)
     face = finder.largest(image)
@@ -403,20 +424,29 @@ def test_keep_regions_mouth_is_the_former_mouth_mask(engine: Engine, models: dic
     assert grown.sum() > 1.8 * lips.sum() > 270 and to_input[grown].max() <= 2
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("keep_regions", ["ears"]), ("keep_regions", ["eyes", "eyes"]), ("keep_regions", "mouth"),
-    ("mask_padding", [10, 0, 0]), ("mask_padding", [60, 0, 0, 0]), ("mask_padding", [True, 0, 0, 0]),
-    ("mask_padding", ["10", 0, 0, 0]), ("occlusion", "gloves")])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("keep_regions", ["ears"]),
+        ("keep_regions", ["eyes", "eyes"]),
+        ("keep_regions", "mouth"),
+        ("mask_padding", [10, 0, 0]),
+        ("mask_padding", [60, 0, 0, 0]),
+        ("mask_padding", [True, 0, 0, 0]),
+        ("mask_padding", ["10", 0, 0, 0]),
+        ("occlusion", "gloves"),
+    ],
+)
 def test_bad_mask_settings_name_the_field_and_what_is_allowed(field: str, value: Any) -> None:
     with pytest.raises(PresetError, match=rf"{field} = .* expected (a list of|one of)"):
         validate_params(SPEC, {field: value}, "stages[1]")
 
 
-def test_keep_regions_are_live_and_need_the_mesh(engine: Engine, models: dict[str, Path],
-                                                 finder: StillFaceFinder, caplog: pytest.LogCaptureFixture) -> None:
+def test_keep_regions_are_live_and_need_the_mesh(
+    engine: Engine, models: dict[str, Path], finder: StillFaceFinder, caplog: pytest.LogCaptureFixture
+) -> None:
     params = {p.name: p for p in SPEC.params}
-    assert all(params[name].live for name in ("keep_regions", "keep_grow", "keep_feather", "mask_padding",
-                                              "occlusion"))
+    assert all(params[name].live for name in ("keep_regions", "keep_grow", "keep_feather", "mask_padding", "occlusion"))
     image = DemoSource(SIZE, FPS, paced=False).render(0.0)
     face = finder.largest(image)
     assert face is not None
@@ -432,8 +462,9 @@ def test_keep_regions_are_live_and_need_the_mesh(engine: Engine, models: dict[st
 DATA = Path(__file__).resolve().parent / "data"
 
 
-def test_hand_in_front_of_a_face_keeps_its_pixels(engine: Engine, models: dict[str, Path],
-                                                  finder: StillFaceFinder) -> None:
+def test_hand_in_front_of_a_face_keeps_its_pixels(
+    engine: Engine, models: dict[str, Path], finder: StillFaceFinder
+) -> None:
     """occlusion = "hands" on a real hand in front of a real face. The hand models' landmarks lie on the hand
     (their hull is >= 85% hand pixels); the hand's pixels where the feathered hull is full are the input's
     within 2 levels; the fist and thumb (the hand beyond 0.3 of its size from the wrist; the forearm is not
@@ -464,7 +495,7 @@ def test_hand_in_front_of_a_face_keeps_its_pixels(engine: Engine, models: dict[s
     assert (hand & swapped).sum() > 2000  # the plain swap paints over the hand: the complaint
     kept = hand & (weight >= 1.0)
     assert np.abs(out.astype(np.int16) - image.astype(np.int16))[kept].max() <= 2
-    yy, xx = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
     size = float(np.ptp(points, axis=0).max())
     fist = hand & (np.hypot(xx - wrist[0], yy - wrist[1]) > 0.3 * size) & (xx <= wrist[0])
     assert fist.sum() > 5000
@@ -487,7 +518,8 @@ def _where_classes(classes: tuple[int, ...], matrix: np.ndarray, shape: tuple[in
 
 
 def test_parser_paints_only_the_face_classes_and_keeps_exactly_the_parts_asked(
-        engine: Engine, models: dict[str, Path], finder: StillFaceFinder) -> None:
+    engine: Engine, models: dict[str, Path], finder: StillFaceFinder
+) -> None:
     """occlusion = "parser" with a stand-in parser of BiSeNet's signature (a fixed face layout on the aligned
     crop): the hair it reports keeps the input's pixels exactly where the plain swap painted them; each part
     in keep_regions is the input's within 2 levels (3 crop pixels in from its edges: the mask's blur rounds
@@ -503,7 +535,8 @@ def test_parser_paints_only_the_face_classes_and_keeps_exactly_the_parts_asked(
     plain = _processed(stage, photo, face)
     to_input = np.abs(out.astype(np.int16) - photo.astype(np.int16)).max(2)
     hair = _where_classes((17,), matrix, photo.shape, 3) & (
-        cv2.warpAffine(box_mask(128, 0.3), invert_affine(matrix), (photo.shape[1], photo.shape[0])) > 0.999)
+        cv2.warpAffine(box_mask(128, 0.3), invert_affine(matrix), (photo.shape[1], photo.shape[0])) > 0.999
+    )
     assert hair.sum() > 500
     assert to_input[hair].max() == 0
     assert np.abs(plain.astype(np.int16) - photo.astype(np.int16)).max(2)[hair].mean() > 8
@@ -520,8 +553,9 @@ def test_parser_paints_only_the_face_classes_and_keeps_exactly_the_parts_asked(
                 assert kept[centre].mean() > 8, (part, other)  # still swapped
 
 
-def test_parser_model_missing_is_one_clear_error_and_changes_nothing(engine: Engine, models: dict[str, Path],
-                                                                      tmp_path: Path) -> None:
+def test_parser_model_missing_is_one_clear_error_and_changes_nothing(
+    engine: Engine, models: dict[str, Path], tmp_path: Path
+) -> None:
     missing = str(tmp_path / "nowhere.onnx")
     with pytest.raises(ModelError, match="parser_model"):
         make_stage(engine, models, "tint", occlusion="parser", parser_model=missing)
@@ -532,8 +566,9 @@ def test_parser_model_missing_is_one_clear_error_and_changes_nothing(engine: Eng
 
 
 @pytest.mark.parametrize("boost", [256, 512])
-def test_pixel_boost_swaps_interleaved_tiles_and_puts_them_back(engine: Engine, models: dict[str, Path],
-                                                                finder: StillFaceFinder, boost: int) -> None:
+def test_pixel_boost_swaps_interleaved_tiles_and_puts_them_back(
+    engine: Engine, models: dict[str, Path], finder: StillFaceFinder, boost: int
+) -> None:
     """Pixel boost: the identity stand-in gives back the boosted crop exactly (every tile's pixels return to
     their places); the tint stand-in, whose output is half its tile plus a ramp across the tile, reassembles
     into that function of the whole boosted crop (its ramp at the boosted size) within 2 levels: no seam,
@@ -561,8 +596,9 @@ def test_pixel_boost_swaps_interleaved_tiles_and_puts_them_back(engine: Engine, 
     assert np.abs(got - want).max() <= 2.0, np.abs(got - want).max()
 
 
-def test_pixel_boost_in_the_stage_is_live_and_touches_only_the_face(engine: Engine, models: dict[str, Path],
-                                                                    finder: StillFaceFinder) -> None:
+def test_pixel_boost_in_the_stage_is_live_and_touches_only_the_face(
+    engine: Engine, models: dict[str, Path], finder: StillFaceFinder
+) -> None:
     photo = imread(DATA / "mediapipe_two_faces.jpg")
     face = finder.largest(photo)
     assert face is not None

@@ -162,7 +162,7 @@ def scene(*positions: tuple[int, int]) -> np.ndarray:
     for x, y in positions:
         x1, y1, x2, y2 = max(0, x), max(0, y), min(SIZE[0], x + pw), min(SIZE[1], y + ph)
         if x2 > x1 and y2 > y1:
-            canvas[y1:y2, x1:x2] = PORTRAIT[y1 - y:y2 - y, x1 - x:x2 - x]
+            canvas[y1:y2, x1:x2] = PORTRAIT[y1 - y : y2 - y, x1 - x : x2 - x]
     return canvas
 
 
@@ -202,8 +202,9 @@ def anonymise_chain(engine: Engine) -> Chain:
 
 
 @pytest.mark.skipif(not YUNET.is_file(), reason="needs /work/shared/models (the independent detector)")
-@pytest.mark.parametrize("clip", [enters_from_the_edge, rises_from_the_bottom, comes_down_from_the_top,
-                                  leaves_and_comes_back, two_cross])
+@pytest.mark.parametrize(
+    "clip", [enters_from_the_edge, rises_from_the_bottom, comes_down_from_the_top, leaves_and_comes_back, two_cross]
+)
 def test_anonymise_hides_faces_that_appear_between_detections(engine: Engine, clip: Clip) -> None:
     images = clip()
     shown = [yunet_faces(im) for im in images]
@@ -227,8 +228,15 @@ def test_before_anonymise_the_scan_stays_on_whatever_the_preset_says(engine: Eng
     preset.stages[0].params.update(scan_every_frame=False, detect_every=30)
     context = StageContext(engine=engine, size=SIZE, fps=30.0, preset_dir=preset.path.parent)
     guarded = build_chain(preset, context)
-    alone = Chain("face only", [("face", make_stage(engine, detector="blazeface_full", min_score=0.5,
-                                                     scan_every_frame=False, detect_every=30))])
+    alone = Chain(
+        "face only",
+        [
+            (
+                "face",
+                make_stage(engine, detector="blazeface_full", min_score=0.5, scan_every_frame=False, detect_every=30),
+            )
+        ],
+    )
     # a face already tracked (so no detection runs for want of one) while a second slides in from the left
     images = [scene((950, 200))] * 5 + [scene((950, 200), (-260 + 30 * i, 200)) for i in range(1, 20)]
     seen_alone, found = [], []

@@ -43,22 +43,38 @@ DETECTOR = "face_detection_full"  # what anonymise loads
 WHOLE = "face_detection_full_wide"  # what anonymise runs on every wide frame (the whole-frame pass)
 SIZE = (640, 360)
 
-needs_server = pytest.mark.skipif(not Path("/usr/bin/python3.11").exists(),
-                                  reason="no /usr/bin/python3.11 for PyTriton's server (see `make triton-env`)")
+needs_server = pytest.mark.skipif(
+    not Path("/usr/bin/python3.11").exists(),
+    reason="no /usr/bin/python3.11 for PyTriton's server (see `make triton-env`)",
+)
 
 
 def metric(text: str, name: str, model: str, version: str | None = None) -> float:
     total = 0.0
     for line in text.splitlines():
-        if line.startswith(name + "{") and f'model="{model}"' in line and (version is None or f'version="{version}"'
-                                                                             in line):
+        if (
+            line.startswith(name + "{")
+            and f'model="{model}"' in line
+            and (version is None or f'version="{version}"' in line)
+        ):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
 
 def write_repo(cli: Any, folder: Path, *extra: str, backend: str = "python") -> Path:
-    result = cli("models", "triton-repo", str(folder), "--preset", "background-blur", "--preset", "anonymise",
-                 "--backend", backend, *extra, timeout=180)
+    result = cli(
+        "models",
+        "triton-repo",
+        str(folder),
+        "--preset",
+        "background-blur",
+        "--preset",
+        "anonymise",
+        "--backend",
+        backend,
+        *extra,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr
     return folder
 
@@ -66,9 +82,27 @@ def write_repo(cli: Any, folder: Path, *extra: str, backend: str = "python") -> 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("triton") / "repo"
-    result = subprocess.run([sys.executable, "-m", "livefuse.cli", "models", "triton-repo", str(folder), "--preset",
-                             "background-blur", "--preset", "anonymise", "--backend", "python",
-                             "--queue-delay-us", "8000"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "livefuse.cli",
+            "models",
+            "triton-repo",
+            str(folder),
+            "--preset",
+            "background-blur",
+            "--preset",
+            "anonymise",
+            "--backend",
+            "python",
+            "--queue-delay-us",
+            "8000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     return folder
 
@@ -83,6 +117,7 @@ def server(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tri
 
 
 # -- the repository ------------------------------------------------------------------------------------
+
 
 def test_the_models_batch_exactly_as_they_run_alone() -> None:
     for name in (SEGMENTER, "selfie_segmentation", DETECTOR, "face_detection_short", "face_landmark"):
@@ -104,8 +139,7 @@ def test_every_config_parses_and_says_how_to_serve(repo: Path, cli: Any, tmp_pat
         assert release_state(config, str(path)).current == 1
         assert (path.parent / "1" / "model.onnx").is_file() and (path.parent / "1" / "model.py").is_file()
     # The onnxruntime backend's config, with the TensorRT FP16 stanza, parses too.
-    ort_repo = write_repo(cli, tmp_path / "ort", "--tensorrt-fp16", "--gpu", "--instances", "2",
-                          backend="onnxruntime")
+    ort_repo = write_repo(cli, tmp_path / "ort", "--tensorrt-fp16", "--gpu", "--instances", "2", backend="onnxruntime")
     config = parse_config(ort_repo / SEGMENTER / "config.pbtxt")
     assert config.backend == "onnxruntime" and config.instance_group[0].count == 2
     accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator[0]
@@ -139,6 +173,7 @@ def test_bad_executor_values_get_one_clear_error(cli: Any) -> None:
 
 # -- the executor against a real server ----------------------------------------------------------------
 
+
 @needs_server
 def test_remote_results_equal_local_ones(server: TritonServer, tmp_path: Path) -> None:
     executor = TritonExecutor(parse_executor(server.grpc_url))  # type: ignore[arg-type]
@@ -164,8 +199,9 @@ def test_remote_results_equal_local_ones(server: TritonServer, tmp_path: Path) -
 
 
 @needs_server
-def test_two_daemons_share_one_server_and_are_batched(server: TritonServer, livefuse_env: dict[str, str],
-                                                      tmp_path: Path) -> None:
+def test_two_daemons_share_one_server_and_are_batched(
+    server: TritonServer, livefuse_env: dict[str, str], tmp_path: Path
+) -> None:
     """Two daemons' segmentation requests are merged by Triton's dynamic batcher (8 ms queue delay).
 
     At 30 fps two paced daemons send a request every 33 ms at a phase that stays fixed for the run; when
@@ -176,19 +212,46 @@ def test_two_daemons_share_one_server_and_are_batched(server: TritonServer, live
     import json
 
     before = server.metrics()
-    daemons = [subprocess.Popen([str(ROOT / ".venv" / "bin" / "livefuse"), "run", "--source", "demo", "--preset",
-                                 "background-blur", "--output", "null", "--size", "640x360", "--fps", "60",
-                                 "--frames", "120", "--executor", server.grpc_url + "?timeout_ms=200",
-                                 "--session-id", f"cam-{i}", "--stats-json", str(tmp_path / f"{i}.json")],
-                                env=livefuse_env, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    daemons = [
+        subprocess.Popen(
+            [
+                str(ROOT / ".venv" / "bin" / "livefuse"),
+                "run",
+                "--source",
+                "demo",
+                "--preset",
+                "background-blur",
+                "--output",
+                "null",
+                "--size",
+                "640x360",
+                "--fps",
+                "60",
+                "--frames",
+                "120",
+                "--executor",
+                server.grpc_url + "?timeout_ms=200",
+                "--session-id",
+                f"cam-{i}",
+                "--stats-json",
+                str(tmp_path / f"{i}.json"),
+            ],
+            env=livefuse_env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     for daemon in daemons:
         _, err = daemon.communicate(timeout=120)
         assert daemon.returncode == 0, err
     after = server.metrics()
     requests = metric(after, "nv_inference_request_success", SEGMENTER) - metric(
-        before, "nv_inference_request_success", SEGMENTER)
+        before, "nv_inference_request_success", SEGMENTER
+    )
     executions = metric(after, "nv_inference_exec_count", SEGMENTER) - metric(
-        before, "nv_inference_exec_count", SEGMENTER)
+        before, "nv_inference_exec_count", SEGMENTER
+    )
     each = [json.loads((tmp_path / f"{i}.json").read_text())["frames_processed"] for i in range(2)]
     filtered = sum(each)
     print(f"two daemons: {each} frames filtered, {requests:.0f} requests in {executions:.0f} executions")
@@ -208,10 +271,30 @@ def test_status_and_metrics_show_the_version_a_session_uses(server: TritonServer
     from pytriton_server import free_port
 
     port = free_port()
-    daemon = subprocess.Popen([str(ROOT / ".venv" / "bin" / "livefuse"), "run", "--source", "demo", "--preset",
-                               "anonymise", "--output", "preview", "--size", "640x360", "--duration", "30",
-                               "--port", str(port), "--no-auth", "--executor", server.grpc_url], env=livefuse_env,
-                              stderr=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "livefuse"),
+            "run",
+            "--source",
+            "demo",
+            "--preset",
+            "anonymise",
+            "--output",
+            "preview",
+            "--size",
+            "640x360",
+            "--duration",
+            "30",
+            "--port",
+            str(port),
+            "--no-auth",
+            "--executor",
+            server.grpc_url,
+        ],
+        env=livefuse_env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         status: dict[str, Any] = {}
         deadline = time.monotonic() + 30
@@ -240,8 +323,9 @@ class LoggedDaemon:
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.lines: list[tuple[float, str]] = []
-        self.process = subprocess.Popen([str(ROOT / ".venv" / "bin" / "livefuse"), "run", *args], env=env,
-                                        stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "livefuse"), "run", *args], env=env, stderr=subprocess.PIPE, text=True
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -272,8 +356,9 @@ class LoggedDaemon:
 
 @needs_server
 @pytest.mark.skipif(not HAS_JUDGES, reason="needs ../shared/models (the independent detector)")
-def test_killed_server_falls_back_locally_with_no_face_shown_then_returns(repo: Path, livefuse_env: dict[str, str],
-                                                                          tmp_path: Path) -> None:
+def test_killed_server_falls_back_locally_with_no_face_shown_then_returns(
+    repo: Path, livefuse_env: dict[str, str], tmp_path: Path
+) -> None:
     # A still face: the switch is what is tested, not how anonymise follows motion on a loaded machine.
     photo = tmp_path / "face.png"
     cv2.imwrite(str(photo), cv2.copyMakeBorder(astronaut_bgr(), 0, 0, 200, 200, cv2.BORDER_REPLICATE))
@@ -281,8 +366,23 @@ def test_killed_server_falls_back_locally_with_no_face_shown_then_returns(repo: 
     server = TritonServer(repo, tmp_path / "server")
     server.start()
     out = tmp_path / "out.mkv"
-    daemon = LoggedDaemon(["--source", f"image:{photo}", "--preset", "anonymise", "--output", f"file:{out}",
-                           "--size", "640x360", "--duration", "14", "--executor", server.grpc_url], livefuse_env)
+    daemon = LoggedDaemon(
+        [
+            "--source",
+            f"image:{photo}",
+            "--preset",
+            "anonymise",
+            "--output",
+            f"file:{out}",
+            "--size",
+            "640x360",
+            "--duration",
+            "14",
+            "--executor",
+            server.grpc_url,
+        ],
+        livefuse_env,
+    )
     try:
         started = daemon.when("running preset")  # capture (and the recording's clock) starts here
         time.sleep(1)
@@ -315,15 +415,19 @@ def test_killed_server_falls_back_locally_with_no_face_shown_then_returns(repo: 
     times = np.array([t for t, _ in frames])
     assert len(frames) >= 15 * 12  # the demo runs at 30 fps; a loaded 2-core machine drops some
     # The switches, to local and back to Triton, with half a second either side.
-    windows = [(killed - started - 0.5, fell_back - started + 1.5), (restarted - started - 0.5,
-                                                                      came_back - started + 1.5)]
+    windows = [
+        (killed - started - 0.5, fell_back - started + 1.5),
+        (restarted - started - 0.5, came_back - started + 1.5),
+    ]
     near = np.array([any(a <= t <= b for a, b in windows) for t in times])
     gaps = np.diff(times)
     switch_gap, other_gap = gaps[near[1:]].max(), gaps[~near[1:]].max()
     switching = [image for (_, image), inside in zip(frames, near, strict=True) if inside]
-    print(f"fell back {fell_back - killed:.2f} s after the kill, back on triton {came_back - ready:.2f} s after it "
-          f"was ready; {len(frames)} frames recorded; largest gap {switch_gap * 1000:.0f} ms around the switches, "
-          f"{other_gap * 1000:.0f} ms elsewhere; {len(switching)} frames around the switches checked with YuNet")
+    print(
+        f"fell back {fell_back - killed:.2f} s after the kill, back on triton {came_back - ready:.2f} s after it "
+        f"was ready; {len(frames)} frames recorded; largest gap {switch_gap * 1000:.0f} ms around the switches, "
+        f"{other_gap * 1000:.0f} ms elsewhere; {len(switching)} frames around the switches checked with YuNet"
+    )
     # No stall past the 200 ms budget at the switches (more only where the machine stalls the rest as much).
     assert switch_gap < max(0.2, 2 * other_gap)
     assert len(switching) >= 30
@@ -332,7 +436,8 @@ def test_killed_server_falls_back_locally_with_no_face_shown_then_returns(repo: 
 
 @needs_server
 def test_grey_release_to_half_the_sessions_and_rollback_without_a_dropped_call(
-        server: TritonServer, repo: Path, cli: Any, tmp_path: Path) -> None:
+    server: TritonServer, repo: Path, cli: Any, tmp_path: Path
+) -> None:
     sessions = sorted((f"cam-{i}" for i in range(40)), key=share_bucket)
     sessions = [*sessions[:2], *sessions[-2:]]  # two under the 50 % line, two over it
     expected_v2 = {s for s in sessions if share_bucket(s) < 50}
@@ -366,20 +471,21 @@ def test_grey_release_to_half_the_sessions_and_rollback_without_a_dropped_call(
     try:
         for thread in threads:
             thread.start()
-        result = cli("models", "release", SEGMENTER, "0.10.15", "--to", str(repo), "--share", "50%",
-                     "--from", str(candidate))
+        result = cli(
+            "models", "release", SEGMENTER, "0.10.15", "--to", str(repo), "--share", "50%", "--from", str(candidate)
+        )
         assert result.returncode == 0 and "50% of sessions" in result.stdout, result.stderr
         wait_for(lambda: all(v and v[-1] == (2 if s in expected_v2 else 1) for s, v in versions_seen.items()))
         marks = {s: len(v) for s, v in versions_seen.items()}
         wait_for(lambda: all(len(v) >= marks[s] + 10 for s, v in versions_seen.items()))
         for s in sessions:  # and they stay there
-            assert set(versions_seen[s][marks[s]:]) == {2 if s in expected_v2 else 1}, versions_seen[s][-30:]
+            assert set(versions_seen[s][marks[s] :]) == {2 if s in expected_v2 else 1}, versions_seen[s][-30:]
         result = cli("models", "rollback", SEGMENTER, "--in", str(repo))
         assert result.returncode == 0 and "back on version 1" in result.stdout, result.stderr
         wait_for(lambda: all(v[-1] == 1 for v in versions_seen.values()))
         marks = {s: len(v) for s, v in versions_seen.items()}
         wait_for(lambda: all(len(v) >= marks[s] + 10 for s, v in versions_seen.items()))
-        assert all(set(v[marks[s]:]) == {1} for s, v in versions_seen.items())
+        assert all(set(v[marks[s] :]) == {1} for s, v in versions_seen.items())
     finally:
         stop.set()
         for thread in threads:

@@ -28,8 +28,7 @@ class RecordingBackend:
 
     instances: ClassVar[list[RecordingBackend]] = []
 
-    def __init__(self, *, width: int, height: int, fps: float, fourcc: int, device: str | None,
-                 **kw: Any) -> None:
+    def __init__(self, *, width: int, height: int, fps: float, fourcc: int, device: str | None, **kw: Any) -> None:
         self.width, self.height, self.fps, self.fourcc = width, height, fps, fourcc
         self._device = device or "/dev/video-test"
         self.frames: list[np.ndarray] = []

@@ -32,9 +32,7 @@ from livefuse.vision.pixels import HostPixels
 from livefuse.vision.segmentation import LANDSCAPE_SIZE
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = next(
-    (p for p in (ROOT.parent / "shared" / "models", Path("/work/shared/models")) if p.is_dir()), None
-)
+SHARED = next((p for p in (ROOT.parent / "shared" / "models", Path("/work/shared/models")) if p.is_dir()), None)
 
 TRUTH = np.array([[203.0, 101.5], [246.0, 103.0], [223.0, 127.0], [203.0, 141.0], [242.5, 141.5]], np.float32)
 FACE_BOX = (185, 65, 270, 170)  # x1, y1, x2, y2 around forehead to chin, cheek to cheek
@@ -67,9 +65,7 @@ TOLERANCE = {"blazeface": [7, 7, 7, 10, 10], "yunet": [5] * 5, "retinaface": [5]
 def _check_points(points: np.ndarray, kind: str, truth: np.ndarray = TRUTH) -> None:
     err = np.linalg.norm(points - truth, axis=1)
     for part, e, tol in zip(PART, err, TOLERANCE[kind], strict=True):
-        assert e <= tol, (
-            f"{kind}: {part} is {e:.1f} px off (tolerance {tol}); points {points.round(1).tolist()}"
-        )
+        assert e <= tol, f"{kind}: {part} is {e:.1f} px off (tolerance {tol}); points {points.round(1).tolist()}"
 
 
 def _check_face(faces: list[Face], kind: str, truth: np.ndarray = TRUTH, box: tuple = FACE_BOX) -> Face:
@@ -192,9 +188,7 @@ def test_segmentation_covers_the_person(letterbox: bool, astronaut: np.ndarray) 
 @pytest.mark.parametrize("letterbox", [False, True])
 def test_landscape_segmentation_on_a_widescreen_frame(letterbox: bool, astronaut: np.ndarray) -> None:
     frame, _ = _widescreen(astronaut, 1.2, 200, 0)
-    seg = SelfieSegmenter(
-        OrtRunner(mediapipe_model("selfie_segmentation_landscape")), LANDSCAPE_SIZE, letterbox
-    )
+    seg = SelfieSegmenter(OrtRunner(mediapipe_model("selfie_segmentation_landscape")), LANDSCAPE_SIZE, letterbox)
     m = seg.mask(frame)
     assert m.shape == (144, 256)  # 16:9 frame on the 16:9 model: letterboxing pads nothing
     person = upsample(m, 640, 360) > 0.5
@@ -277,7 +271,9 @@ def test_the_wide_full_range_model_is_the_square_one_on_a_wide_input(astronaut: 
     passes = TiledDetector(square, whole=square, wide=wide)
     frame = np.full((720, 1280, 3), 90, np.uint8)
     for x, y, side in ((60, 150, 300), (500, 100, 420), (980, 380, 280)):  # three faces, side by side
-        frame[y:y + side, x:x + side] = cv2.resize(astronaut[:260, 60:320], (side, side), interpolation=cv2.INTER_AREA)
+        frame[y : y + side, x : x + side] = cv2.resize(
+            astronaut[:260, 60:320], (side, side), interpolation=cv2.INTER_AREA
+        )
     assert passes._whole_detector(1280, 720) is wide and passes._whole_detector(720, 1280) is square
     both = [passes._whole(HostPixels(frame), d) for d in (square, wide)]
     assert len(both[0]) == len(both[1]) == 3, both

@@ -67,13 +67,20 @@ def test_no_auth_on_loopback_serves_page_status_and_health(web_presets: Path, da
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
 def test_the_daemon_requires_its_token_exposed_and_on_loopback(
-        web_presets: Path, daemons: type[LiveDaemon], host: str) -> None:
+    web_presets: Path, daemons: type[LiveDaemon], host: str
+) -> None:
     """Issue 29: on loopback, any local user could switch to passthrough and watch the raw face."""
     daemon = daemons("tag-a", host=host, no_auth=False).start()
     token = daemon.token
     assert token and len(token) >= 24
-    for method, path in (("GET", "/api/status"), ("GET", "/"), ("GET", "/metrics"), ("PUT", "/api/preset"),
-                         ("POST", "/api/offer"), ("GET", "/static/app.js")):
+    for method, path in (
+        ("GET", "/api/status"),
+        ("GET", "/"),
+        ("GET", "/metrics"),
+        ("PUT", "/api/preset"),
+        ("POST", "/api/offer"),
+        ("GET", "/static/app.js"),
+    ):
         assert http(method, daemon.url + path, {})[0] == 401, path
         assert http(method, daemon.url + path, {}, headers={"Authorization": "Bearer wrong"})[0] == 401, path
     assert http("GET", daemon.url + "/api/status", headers={"Authorization": f"Bearer {token}"})[0] == 200
@@ -135,13 +142,15 @@ def test_live_parameters_are_validated_and_applied(web_presets: Path, daemons: t
     status, body = http_json("PATCH", url, {"stage": "test_tag", "params": {"value": 99}})
     assert (status, body) == (200, {"stage": "test_tag", "params": {"value": 99, "fixed": 0}})
     assert wait_for(lambda: daemon.emitted[-1][2] == 99)
-    cases = [({"stage": "test_tag", "params": {"value": 300}}, "out of range"),
-             ({"stage": "test_tag", "params": {"value": "high"}}, "not allowed"),
-             ({"stage": "test_tag", "params": {"fixed": 1}}, "cannot change while streaming"),
-             ({"stage": "test_tag", "params": {"colour": 1}}, "unknown key"),
-             ({"stage": "nope", "params": {"value": 1}}, "no stage 'nope'"),
-             ({"stage": "test_tag"}, "expected"),
-             ([1, 2], "JSON object")]
+    cases = [
+        ({"stage": "test_tag", "params": {"value": 300}}, "out of range"),
+        ({"stage": "test_tag", "params": {"value": "high"}}, "not allowed"),
+        ({"stage": "test_tag", "params": {"fixed": 1}}, "cannot change while streaming"),
+        ({"stage": "test_tag", "params": {"colour": 1}}, "unknown key"),
+        ({"stage": "nope", "params": {"value": 1}}, "no stage 'nope'"),
+        ({"stage": "test_tag"}, "expected"),
+        ([1, 2], "JSON object"),
+    ]
     for payload, message in cases:
         status, body = http_json("PATCH", url, payload)
         assert status == 400 and message in body["error"], (payload, body)
@@ -161,8 +170,14 @@ def test_source_face_upload_is_checked_and_reaches_the_swap_stage(web_presets: P
     assert stage.source_faces == [(60, 80, 3)]
     # multipart, as a browser form sends it
     boundary = "livefuse-test"
-    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"f.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode() + png_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    form = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="f.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     multipart = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     assert http_json("POST", url, data=form, headers=multipart)[0] == 200
     big = b"\x89PNG" + bytes(6 * 1024 * 1024)
@@ -180,18 +195,24 @@ def test_source_face_upload_is_checked_and_reaches_the_swap_stage(web_presets: P
 
 def png_bomb(width: int, height: int) -> bytes:
     """A 1-bit PNG of zeros: a few tens of kB that declare width x height pixels (BGR: 3 bytes each)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     row = bytes(1 + (width + 7) // 8)
     packer = zlib.compressobj(9)
     pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", pixels)
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_an_image_bomb_is_refused_from_its_header_and_the_loop_never_waits(
-        web_presets: Path, daemons: type[LiveDaemon]) -> None:
+    web_presets: Path, daemons: type[LiveDaemon]
+) -> None:
     """Issue 29: a 48 KB PNG of 20000 x 20000 pixels took 2.7 GB and silenced the loop for 6 s."""
     daemon = daemons("tag-a", size=(160, 120), fps=10.0).start()
     url = daemon.url + "/api/source-face"
@@ -219,8 +240,10 @@ def test_an_image_bomb_is_refused_from_its_header_and_the_loop_never_waits(
         stop.set()
         prober.join()
     grown = (process.memory_info().rss - rss) / 2**20
-    print(f"\nbomb of {len(bomb)} bytes: {status} in {took * 1000:.0f} ms, RSS +{grown:.0f} MB, "
-          f"/healthz worst {max(lags) * 1000:.0f} ms")
+    print(
+        f"\nbomb of {len(bomb)} bytes: {status} in {took * 1000:.0f} ms, RSS +{grown:.0f} MB, "
+        f"/healthz worst {max(lags) * 1000:.0f} ms"
+    )
     assert status == 413 and "20000x20000" in body["error"] and "megapixels" in body["error"], body
     assert took < 1.0 and grown < 100 and max(lags) < 0.5
     assert tag_stage(daemon).source_faces == []
@@ -232,11 +255,13 @@ def test_an_image_bomb_is_refused_from_its_header_and_the_loop_never_waits(
 def test_malformed_offers_are_refused_and_the_daemon_carries_on(web_presets: Path, daemons: type[LiveDaemon]) -> None:
     daemon = daemons("tag-a", max_peers=1).start()
     url = daemon.url + "/api/offer"
-    for payload in ({"sdp": "v=0\r\nthis is not sdp\r\n", "type": "offer"},
-                    {"sdp": "", "type": "offer"},
-                    {"sdp": "v=0", "type": "answer"},
-                    {"sdp": "v=0", "type": "offer", "mode": "karaoke"},
-                    {"type": "offer"}):
+    for payload in (
+        {"sdp": "v=0\r\nthis is not sdp\r\n", "type": "offer"},
+        {"sdp": "", "type": "offer"},
+        {"sdp": "v=0", "type": "answer"},
+        {"sdp": "v=0", "type": "offer", "mode": "karaoke"},
+        {"type": "offer"},
+    ):
         status, body = http_json("POST", url, payload)
         assert status == 400 and body["error"], payload
     assert http("POST", url, data=b"\x00\xff", headers={"Content-Type": "application/json"})[0] == 400
@@ -254,15 +279,22 @@ def test_metrics_parse_and_move(web_presets: Path, daemons: type[LiveDaemon]) ->
     def scrape() -> dict[str, float]:
         code, headers, raw = http("GET", daemon.url + "/metrics")
         assert code == 200 and headers["Content-Type"].startswith("text/plain")
-        return {s.name + repr(sorted(s.labels.items())): s.value
-                for family in text_string_to_metric_families(raw.decode()) for s in family.samples}
+        return {
+            s.name + repr(sorted(s.labels.items())): s.value
+            for family in text_string_to_metric_families(raw.decode())
+            for s in family.samples
+        }
 
     first = scrape()
     time.sleep(0.6)
     second = scrape()
-    for name in ("livefuse_frames_in_total[]", "livefuse_frames_processed_total[]",
-                 "livefuse_frame_latency_seconds_count[]", "livefuse_stage_seconds_count[('stage', 'test_tag')]",
-                 "livefuse_output_frames_total[('output', 'preview')]"):
+    for name in (
+        "livefuse_frames_in_total[]",
+        "livefuse_frames_processed_total[]",
+        "livefuse_frame_latency_seconds_count[]",
+        "livefuse_stage_seconds_count[('stage', 'test_tag')]",
+        "livefuse_output_frames_total[('output', 'preview')]",
+    ):
         assert second[name] > first[name] > 0, name
     assert daemon.runtime is not None and daemon.pipeline is not None
     assert second[f"livefuse_provider_info[('provider', '{daemon.runtime.engine.provider}')]"] == 1
@@ -283,10 +315,36 @@ def test_cli_prints_a_token_when_exposed(tmp_path: Path) -> None:
     port = free_port()
     home = tmp_path / "home"
     home.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "livefuse", "run", "--source", "demo", "--preset", "passthrough",
-                             "--output", "preview", "--host", "0.0.0.0", "--port", str(port), "--size", "160x120",
-                             "--fps", "10", "--max-peers", "2", "--duration", "60"],
-                            cwd=tmp_path, env=cli_env(home), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "livefuse",
+            "run",
+            "--source",
+            "demo",
+            "--preset",
+            "passthrough",
+            "--output",
+            "preview",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+            "--size",
+            "160x120",
+            "--fps",
+            "10",
+            "--max-peers",
+            "2",
+            "--duration",
+            "60",
+        ],
+        cwd=tmp_path,
+        env=cli_env(home),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stderr is not None
         token = None
@@ -320,10 +378,36 @@ def test_cli_token_from_a_file_url_printed_secrets_redacted_changes_logged(tmp_p
     token_file = tmp_path / "token"
     token_file.write_text(token + "\n")
     push = f"rtmp://user:hunter2@127.0.0.1:{push_port}/live/SECRETKEY"  # nothing listens: it keeps retrying
-    proc = subprocess.Popen([sys.executable, "-m", "livefuse", "run", "--source", "demo", "--preset", "passthrough",
-                             "--output", "preview", "--output", push, "--port", str(port), "--size", "160x120",
-                             "--fps", "10", "--token-file", str(token_file), "--duration", "60"],
-                            cwd=tmp_path, env=cli_env(home), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "livefuse",
+            "run",
+            "--source",
+            "demo",
+            "--preset",
+            "passthrough",
+            "--output",
+            "preview",
+            "--output",
+            push,
+            "--port",
+            str(port),
+            "--size",
+            "160x120",
+            "--fps",
+            "10",
+            "--token-file",
+            str(token_file),
+            "--duration",
+            "60",
+        ],
+        cwd=tmp_path,
+        env=cli_env(home),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     try:
         stderr = proc.stderr
@@ -340,8 +424,12 @@ def test_cli_token_from_a_file_url_printed_secrets_redacted_changes_logged(tmp_p
         assert wait_for(lambda: "retrying" in json_of(http("GET", base + "/api/status", headers=cookie)[2]), 30)
         status_text = http("GET", base + "/api/status", headers=cookie)[2].decode()
         metrics_text = http("GET", base + "/metrics", headers=cookie)[2].decode()
-        assert http("PUT", base + "/api/preset", {"name": "passthrough"},
-                    headers={**cookie, "User-Agent": "issue29-test"})[0] == 200
+        assert (
+            http(
+                "PUT", base + "/api/preset", {"name": "passthrough"}, headers={**cookie, "User-Agent": "issue29-test"}
+            )[0]
+            == 200
+        )
         assert http("PUT", base + "/api/preset", {"name": "passthrough"})[0] == 401
         time.sleep(0.5)
     finally:
@@ -359,14 +447,16 @@ def test_cli_token_from_a_file_url_printed_secrets_redacted_changes_logged(tmp_p
 
 
 def test_cli_security_options_are_checked(cli: CliRunner) -> None:
-    for args, words in ((("--no-auth", "--host", "0.0.0.0"), "--no-auth is for a loopback --host only"),
-                        (("--token", "short"), "at least 16"),
-                        (("--token-file", "/no/such/file"), "--token-file /no/such/file: cannot read it"),
-                        (("--no-auth", "--token", "0123456789abcdef0"), "not allowed with argument"),
-                        (("--cors-origin", "https://app.example.com/"), "no path, no trailing slash"),
-                        (("--cors-origin", "*"), "--cors-origin '*'"),
-                        (("--ice-server", "http://stun.example.com"), "expected stun:HOST"),
-                        (("--ice-server", "stun:u:p@stun.example.com"), "expected stun:HOST")):
+    for args, words in (
+        (("--no-auth", "--host", "0.0.0.0"), "--no-auth is for a loopback --host only"),
+        (("--token", "short"), "at least 16"),
+        (("--token-file", "/no/such/file"), "--token-file /no/such/file: cannot read it"),
+        (("--no-auth", "--token", "0123456789abcdef0"), "not allowed with argument"),
+        (("--cors-origin", "https://app.example.com/"), "no path, no trailing slash"),
+        (("--cors-origin", "*"), "--cors-origin '*'"),
+        (("--ice-server", "http://stun.example.com"), "expected stun:HOST"),
+        (("--ice-server", "stun:u:p@stun.example.com"), "expected stun:HOST"),
+    ):
         done = cli("run", "--source", "demo", "--output", "null", "--frames", "1", *args)
         assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
     done = cli("run", "--source", "demo", "--output", "null", "--frames", "1", "--token", "0123456789abcdef0")

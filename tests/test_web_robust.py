@@ -47,8 +47,9 @@ def test_the_nan_calls_are_refused_and_the_stages_keep_working(web_presets: Path
     assert status == 400 and "stage anonymise: strength = inf" in body["error"] and "from 0 to 1" in body["error"]
     status, body = patch_raw(daemon, '{"stage": "anonymise", "params": {"hold_frames": ' + "9" * 5000 + "}}")
     assert status == 400, body
-    status, body = http_json("PATCH", daemon.url + "/api/preset/params",
-                             {"stage": "anonymise", "params": {"colour": "#" + "a" * 5000}})
+    status, body = http_json(
+        "PATCH", daemon.url + "/api/preset/params", {"stage": "anonymise", "params": {"colour": "#" + "a" * 5000}}
+    )
     assert status == 400 and "at most 1024 characters" in body["error"] and len(body["error"]) < 300
     assert daemon.runtime.preset.stages[1].params["strength"] == 0.8
 
@@ -56,8 +57,10 @@ def test_the_nan_calls_are_refused_and_the_stages_keep_working(web_presets: Path
     status, body = patch_raw(daemon, '{"stage": "background", "params": {"strength": NaN}}')
     assert status == 400 and "NaN" in body["error"], body
     # a valid value still applies, and no frame ever failed in a stage
-    assert http_json("PATCH", daemon.url + "/api/preset/params",
-                     {"stage": "background", "params": {"strength": 0.9}})[0] == 200
+    assert (
+        http_json("PATCH", daemon.url + "/api/preset/params", {"stage": "background", "params": {"strength": 0.9}})[0]
+        == 200
+    )
     count = daemon.pipeline.stats.frames_processed
     assert wait_for(lambda: daemon.pipeline.stats.frames_processed > count + 3)
     assert daemon.pipeline.stats.stage_errors == {}
@@ -75,8 +78,15 @@ def test_a_file_parameter_cannot_reach_or_probe_outside_the_preset_folder(web_pr
             text = text.replace(repr(value), "VALUE")
         return status, text
 
-    outside = ["../../../../etc/shadow", "../../../../etc/no-such-file", "/etc/passwd", "/no/such/file",
-               "~/.bashrc", "../README.md", "../no-such.md"]
+    outside = [
+        "../../../../etc/shadow",
+        "../../../../etc/no-such-file",
+        "/etc/passwd",
+        "/no/such/file",
+        "~/.bashrc",
+        "../README.md",
+        "../no-such.md",
+    ]
     answers = {answer({"image": path}) for path in outside}  # mode blur: the image is not even opened
     answers |= {answer({"mode": "replace", "image": path}) for path in outside}
     assert len(answers) == 1, answers  # the same answer whatever the mode, whether the file exists or not
@@ -84,10 +94,12 @@ def test_a_file_parameter_cannot_reach_or_probe_outside_the_preset_folder(web_pr
     assert status == 400 and "inside the preset's folder" in text
     assert daemon.runtime.preset.stages[0].params["mode"] == "blur"
     # a picture shipped in the preset's own folder is fine
-    picture = next(p for p in (Path(daemon.runtime.preset.path).parent / "pictures").iterdir()
-                   if p.suffix in (".jpg", ".png"))
-    status, body = http_json("PATCH", url, {"stage": "background",
-                                            "params": {"mode": "replace", "image": f"pictures/{picture.name}"}})
+    picture = next(
+        p for p in (Path(daemon.runtime.preset.path).parent / "pictures").iterdir() if p.suffix in (".jpg", ".png")
+    )
+    status, body = http_json(
+        "PATCH", url, {"stage": "background", "params": {"mode": "replace", "image": f"pictures/{picture.name}"}}
+    )
     assert status == 200, body
     status, body = http_json("PATCH", url, {"stage": "background", "params": {"image": "pictures/none.jpg"}})
     assert status == 400 and "no such file" in body["error"]
@@ -118,8 +130,9 @@ class FaultyStage(Stage):
 
 def faulty_preset(folder: Path) -> None:
     if "test_faulty" not in STAGES:
-        register(StageSpec("test_faulty", "fails on demand (tests)", (Param("level", int, 1, min=0, max=9),),
-                           FaultyStage))
+        register(
+            StageSpec("test_faulty", "fails on demand (tests)", (Param("level", int, 1, min=0, max=9),), FaultyStage)
+        )
     (folder / "faulty.toml").write_text('name = "faulty"\n[[stages]]\ntype = "test_faulty"\n')
 
 
@@ -153,8 +166,10 @@ def test_a_failing_stage_is_switched_off_shown_and_switched_back_on(web_presets:
     assert disabled_gauge(daemon) == 1.0
     # a parameter change switches it on at once
     FAULT.clear()
-    assert http_json("PATCH", daemon.url + "/api/preset/params", {"stage": "test_faulty", "params": {"level": 2}})[0] \
+    assert (
+        http_json("PATCH", daemon.url + "/api/preset/params", {"stage": "test_faulty", "params": {"level": 2}})[0]
         == 200
+    )
     assert not stage_status(daemon)["disabled"] and disabled_gauge(daemon) == 0.0
     assert wait_for(lambda: daemon.emitted[-1][2] == 2)
     # and with a short backoff it comes back by itself once the fault clears
@@ -229,29 +244,73 @@ def raw_request(daemon: Any, head: bytes, body: bytes = b"") -> tuple[int, bytes
 TOKEN = "s3cret-token"
 MALFORMED = [  # (what, request head, body, words the 4xx must say): never a 500
     ("host", b"GET /api/status HTTP/1.1\nHost: [::1\n", b"", "malformed Host"),
-    ("origin", b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nOrigin: http://[::1\nContent-Type: application/json\n",
-     b"{}", "malformed Origin"),
-    ("authorization", "GET /api/status HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer t\u00f6k\u00e9n\n".encode(),
-     b"", "token is required"),
-    ("authorization", b"GET /api/status HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer \xff\xfe\n", b"",
-     "token is required"),
-    ("cookie", "GET /api/status HTTP/1.1\nHost: 127.0.0.1\nCookie: livefuse_token=\u00e9\u00e9; a=\"\xff\n".encode(),
-     b"", "token is required"),
-    ("cookie", b"GET /api/status HTTP/1.1\nHost: 127.0.0.1\nCookie: livefuse_token=\xff\xfe\n", b"",
-     "token is required"),
-    ("charset", b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json; charset=bogus\n", b"{}",
-     "bogus"),
-    ("charset", b"POST /whip HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/sdp; charset=bogus\n", b"v=0",
-     "charset 'bogus' is unknown"),
-    ("surrogate", b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n",
-     b'{"name": "\\ud800"}', "lone surrogate"),
-    ("surrogate", b"PATCH /api/preset/params HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n",
-     b'{"stage": "anonymise", "params": {"colour": "\\ud800"}}', "lone surrogate"),
-    ("surrogate", b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n",
-     '{"name": "\udcff"}'.encode("utf-8", "surrogatepass"), "malformed JSON"),
+    (
+        "origin",
+        b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nOrigin: http://[::1\nContent-Type: application/json\n",
+        b"{}",
+        "malformed Origin",
+    ),
+    (
+        "authorization",
+        "GET /api/status HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer t\u00f6k\u00e9n\n".encode(),
+        b"",
+        "token is required",
+    ),
+    (
+        "authorization",
+        b"GET /api/status HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer \xff\xfe\n",
+        b"",
+        "token is required",
+    ),
+    (
+        "cookie",
+        'GET /api/status HTTP/1.1\nHost: 127.0.0.1\nCookie: livefuse_token=\u00e9\u00e9; a="\xff\n'.encode(),
+        b"",
+        "token is required",
+    ),
+    (
+        "cookie",
+        b"GET /api/status HTTP/1.1\nHost: 127.0.0.1\nCookie: livefuse_token=\xff\xfe\n",
+        b"",
+        "token is required",
+    ),
+    (
+        "charset",
+        b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json; charset=bogus\n",
+        b"{}",
+        "bogus",
+    ),
+    (
+        "charset",
+        b"POST /whip HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/sdp; charset=bogus\n",
+        b"v=0",
+        "charset 'bogus' is unknown",
+    ),
+    (
+        "surrogate",
+        b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n",
+        b'{"name": "\\ud800"}',
+        "lone surrogate",
+    ),
+    (
+        "surrogate",
+        b"PATCH /api/preset/params HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n",
+        b'{"stage": "anonymise", "params": {"colour": "\\ud800"}}',
+        "lone surrogate",
+    ),
+    (
+        "surrogate",
+        b"PUT /api/preset HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n",
+        '{"name": "\udcff"}'.encode("utf-8", "surrogatepass"),
+        "malformed JSON",
+    ),
     ("expect", b"DELETE /whip/x HTTP/1.1\nHost: 127.0.0.1\nExpect: \xc2\n", b"", "unknown Expect"),
-    ("surrogate", b"POST /whip?preset=%ED%A0%80 HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/sdp\n", b"v=0",
-     "unknown preset"),
+    (
+        "surrogate",
+        b"POST /whip?preset=%ED%A0%80 HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/sdp\n",
+        b"v=0",
+        "unknown preset",
+    ),
 ]
 
 
@@ -283,10 +342,29 @@ def test_idle_connections_cannot_starve_the_daemon(tmp_path: Path, livefuse_env:
     log = tmp_path / "daemon.log"
     with log.open("wb") as stderr:
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "livefuse", "run", "--source", "demo", "--size", "160x120", "--fps", "10",
-             "--preset", "passthrough", "--output", "preview", "--port", str(port)],
-            cwd=tmp_path, env=livefuse_env, stderr=stderr,
-            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)))
+            [
+                sys.executable,
+                "-m",
+                "livefuse",
+                "run",
+                "--source",
+                "demo",
+                "--size",
+                "160x120",
+                "--fps",
+                "10",
+                "--preset",
+                "passthrough",
+                "--output",
+                "preview",
+                "--port",
+                str(port),
+            ],
+            cwd=tmp_path,
+            env=livefuse_env,
+            stderr=stderr,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)),
+        )
     idle: list[socket.socket] = []
     try:
         assert wait_for(lambda: healthz(base) == 200, 40), "the daemon did not start"
@@ -299,8 +377,10 @@ def test_idle_connections_cannot_starve_the_daemon(tmp_path: Path, livefuse_env:
         recovered_at = time.monotonic()
         assert wait_for(lambda: healthz(base) == 200, IDLE_TIMEOUT_S + 10), "/healthz never came back"
         recovered = time.monotonic() - recovered_at
-        print(f"\nwith 250 idle connections: /healthz {busy} in {took * 1000:.0f} ms, 200 again after "
-              f"{recovered:.1f} s; log {log.stat().st_size} bytes")
+        print(
+            f"\nwith 250 idle connections: /healthz {busy} in {took * 1000:.0f} ms, 200 again after "
+            f"{recovered:.1f} s; log {log.stat().st_size} bytes"
+        )
         assert busy in (200, 503) and took < 1.0
         assert recovered <= IDLE_TIMEOUT_S + 5
         assert log.stat().st_size < 100_000
@@ -319,8 +399,9 @@ def healthz(base: str) -> int:
         return 0
 
 
-def test_a_body_that_never_comes_is_answered_408(web_presets: Path, daemons: Any,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_body_that_never_comes_is_answered_408(
+    web_presets: Path, daemons: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A request that promises a body and sends a tenth of it holds no handler past the body deadline."""
     import socket
 
@@ -330,8 +411,10 @@ def test_a_body_that_never_comes_is_answered_408(web_presets: Path, daemons: Any
     daemon = daemons("anonymise", size=(160, 120), fps=10.0).start()
     host, port = daemon.url.split("//")[1].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(b"PUT /api/preset HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 100\r\n\r\n{\"name\":")
+        sock.sendall(
+            b"PUT /api/preset HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"name":'
+        )
         started = time.monotonic()
         answer = sock.recv(65536)
         took = time.monotonic() - started
@@ -339,17 +422,52 @@ def test_a_body_that_never_comes_is_answered_408(web_presets: Path, daemons: Any
     assert took < 5, took
 
 
-HEADER_NAMES = ["Host", "Origin", "Authorization", "Cookie", "Content-Type", "If-Match", "User-Agent",
-                "Access-Control-Request-Method", "Access-Control-Request-Headers", "Accept", "Range",
-                "Transfer-Encoding", "Expect", "X-Forwarded-For", "Connection"]
-ENDPOINTS = [("GET", "/"), ("GET", "/static/app.js"), ("GET", "/healthz"), ("GET", "/metrics"),
-             ("GET", "/api/status"), ("GET", "/api/preset"), ("PUT", "/api/preset"), ("PATCH", "/api/preset/params"),
-             ("POST", "/api/offer"), ("POST", "/api/source-face"), ("DELETE", "/api/peers/x"),
-             ("GET", "/api/sessions"), ("GET", "/api/sessions/x"), ("PUT", "/api/sessions/x/preset"),
-             ("PATCH", "/api/sessions/x/params"), ("POST", "/api/sessions/x/outputs"),
-             ("DELETE", "/api/sessions/x/outputs/1"), ("OPTIONS", "/whip"), ("POST", "/whip"),
-             ("OPTIONS", "/whip/x"), ("PATCH", "/whip/x"), ("DELETE", "/whip/x"), ("OPTIONS", "/whep/main"),
-             ("POST", "/whep/main"), ("PATCH", "/whep/main/x"), ("DELETE", "/whep/main/x"), ("GET", "/nowhere")]
+HEADER_NAMES = [
+    "Host",
+    "Origin",
+    "Authorization",
+    "Cookie",
+    "Content-Type",
+    "If-Match",
+    "User-Agent",
+    "Access-Control-Request-Method",
+    "Access-Control-Request-Headers",
+    "Accept",
+    "Range",
+    "Transfer-Encoding",
+    "Expect",
+    "X-Forwarded-For",
+    "Connection",
+]
+ENDPOINTS = [
+    ("GET", "/"),
+    ("GET", "/static/app.js"),
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("GET", "/api/status"),
+    ("GET", "/api/preset"),
+    ("PUT", "/api/preset"),
+    ("PATCH", "/api/preset/params"),
+    ("POST", "/api/offer"),
+    ("POST", "/api/source-face"),
+    ("DELETE", "/api/peers/x"),
+    ("GET", "/api/sessions"),
+    ("GET", "/api/sessions/x"),
+    ("PUT", "/api/sessions/x/preset"),
+    ("PATCH", "/api/sessions/x/params"),
+    ("POST", "/api/sessions/x/outputs"),
+    ("DELETE", "/api/sessions/x/outputs/1"),
+    ("OPTIONS", "/whip"),
+    ("POST", "/whip"),
+    ("OPTIONS", "/whip/x"),
+    ("PATCH", "/whip/x"),
+    ("DELETE", "/whip/x"),
+    ("OPTIONS", "/whep/main"),
+    ("POST", "/whep/main"),
+    ("PATCH", "/whep/main/x"),
+    ("DELETE", "/whep/main/x"),
+    ("GET", "/nowhere"),
+]
 FUZZ_ORIGIN = "http://app.example.test:3000"
 
 
@@ -363,8 +481,7 @@ def sample_process(pid: int | None = None) -> dict[str, float]:
     return {"fds": process.num_fds(), "threads": process.num_threads(), "rss_mb": process.memory_info().rss / 2**20}
 
 
-def test_fuzzed_headers_on_every_endpoint_never_5xx_and_leave_nothing_behind(web_presets: Path,
-                                                                           daemons: Any) -> None:
+def test_fuzzed_headers_on_every_endpoint_never_5xx_and_leave_nothing_behind(web_presets: Path, daemons: Any) -> None:
     """Issue 29: any header (bytes no client sends included) on any endpoint is a 2xx-4xx, and the daemon's
     descriptors, threads and memory come back to where they were. Hypothesis runs derandomized: CI sees the
     same requests each run."""
@@ -372,16 +489,44 @@ def test_fuzzed_headers_on_every_endpoint_never_5xx_and_leave_nothing_behind(web
     from hypothesis import strategies as st
 
     daemon = daemons("anonymise", size=(160, 120), fps=10.0, token=TOKEN, cors_origins=(FUZZ_ORIGIN,)).start()
-    value_bytes = (st.binary(max_size=60).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
-                   | st.sampled_from([b"[::1", b"http://[::1", b"Bearer " + TOKEN.encode(), b"Bearer \xff\xfe",
-                                      b"livefuse_token=" + TOKEN.encode(), b"application/json; charset=bogus",
-                                      b"application/sdp", b"application/trickle-ice-sdpfrag", b"*", b'"x"',
-                                      FUZZ_ORIGIN.encode(), b"http://evil.test", b"127.0.0.1", b"chunked",
-                                      b"100-continue", "t\u00f6k\u00e9n".encode(), b"\x00", b"a" * 9000]))
-    headers = st.lists(st.tuples(st.sampled_from(HEADER_NAMES) | st.text("abcXYZ-", min_size=1, max_size=12)
-                                 .map(str), value_bytes), max_size=6)
-    bodies = st.sampled_from([b"", b"{}", b'{"name": "passthrough"}', b"v=0\r\n", b"\xff\xfe", b"[" * 3000,
-                              b'{"output": "file:a\\u0000b.mp4"}', b'{"stage": "anonymise", "params": {}}'])
+    value_bytes = st.binary(max_size=60).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")) | st.sampled_from(
+        [
+            b"[::1",
+            b"http://[::1",
+            b"Bearer " + TOKEN.encode(),
+            b"Bearer \xff\xfe",
+            b"livefuse_token=" + TOKEN.encode(),
+            b"application/json; charset=bogus",
+            b"application/sdp",
+            b"application/trickle-ice-sdpfrag",
+            b"*",
+            b'"x"',
+            FUZZ_ORIGIN.encode(),
+            b"http://evil.test",
+            b"127.0.0.1",
+            b"chunked",
+            b"100-continue",
+            "t\u00f6k\u00e9n".encode(),
+            b"\x00",
+            b"a" * 9000,
+        ]
+    )
+    headers = st.lists(
+        st.tuples(st.sampled_from(HEADER_NAMES) | st.text("abcXYZ-", min_size=1, max_size=12).map(str), value_bytes),
+        max_size=6,
+    )
+    bodies = st.sampled_from(
+        [
+            b"",
+            b"{}",
+            b'{"name": "passthrough"}',
+            b"v=0\r\n",
+            b"\xff\xfe",
+            b"[" * 3000,
+            b'{"output": "file:a\\u0000b.mp4"}',
+            b'{"stage": "anonymise", "params": {}}',
+        ]
+    )
     answers: dict[int, int] = {}
     failures: list[tuple[Any, ...]] = []
 
@@ -407,8 +552,9 @@ def test_fuzzed_headers_on_every_endpoint_never_5xx_and_leave_nothing_behind(web
     warm_up()
     sent: list[tuple[tuple[str, str], list[tuple[str, bytes]], bytes]] = []
 
-    @settings(max_examples=1500, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=1500, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+    )
     @given(st.sampled_from(ENDPOINTS), headers, bodies)
     def one(endpoint: tuple[str, str], extra: list[tuple[str, bytes]], body: bytes) -> None:
         sent.append((endpoint, extra, body))
@@ -427,8 +573,10 @@ def test_fuzzed_headers_on_every_endpoint_never_5xx_and_leave_nothing_behind(web
         send(*endpoint, extra, body)
     time.sleep(2.0)  # connections closed, memory given back
     after = sample_process()
-    print(f"\nheader fuzz: {sum(answers.values())} requests in {took:.1f} s, answers {dict(sorted(answers.items()))};"
-          f" before {base}, after {after}")
+    print(
+        f"\nheader fuzz: {sum(answers.values())} requests in {took:.1f} s, answers {dict(sorted(answers.items()))};"
+        f" before {base}, after {after}"
+    )
     assert not failures, failures[:5]
     assert after["fds"] <= base["fds"] + 2, (base, after)
     assert after["threads"] <= base["threads"] + 2, (base, after)

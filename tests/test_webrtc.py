@@ -128,7 +128,7 @@ def test_ten_viewers_share_one_pipeline(web_presets: Path, daemons: type[LiveDae
     assert sum(counts) > 5 * stats.frames_processed * seconds / (duration + 1)
     # and what the viewers saw is the processed stream (the tag square is drawn by the stage)
     assert viewers[5].last is not None
-    square = viewers[5].last[4:TAG_BOX - 4, 4:TAG_BOX - 4]
+    square = viewers[5].last[4 : TAG_BOX - 4, 4 : TAG_BOX - 4]
     assert abs(float(square.mean()) - 40) < 12
 
 

@@ -72,8 +72,9 @@ def test_preview_sends_the_sources_sound(tmp_path: Path) -> None:
         audio = open_audio("auto", source, source.description)
         assert audio is not None
         control = WebControl(WebOptions(host="127.0.0.1", port=0), no_auth=True)
-        pipeline = Pipeline(source, Chain("none", []), [control.preview_sink(audio.format)], fps=30.0, audio=audio,
-                            duration=6.0)
+        pipeline = Pipeline(
+            source, Chain("none", []), [control.preview_sink(audio.format)], fps=30.0, audio=audio, duration=6.0
+        )
         engine = Engine(provider="cpu")
         preset = load_preset("passthrough")
         context = StageContext(engine=engine, size=SIZE, fps=30.0, preset_dir=preset.path.parent)
@@ -89,8 +90,10 @@ def test_preview_sends_the_sources_sound(tmp_path: Path) -> None:
     video, audio_frames, sound = asyncio.run(asyncio.wait_for(main(), 60))
     loud = np.flatnonzero(np.abs(sound) > 0.3)
     clicks = 1 + int(np.count_nonzero(np.diff(loud) > 48000 // 2)) if loud.size else 0
-    print(f"preview: {video} video frames, {audio_frames} audio frames ({sound.size / 48000:.2f} s), "
-          f"{clicks} clicks heard")
+    print(
+        f"preview: {video} video frames, {audio_frames} audio frames ({sound.size / 48000:.2f} s), "
+        f"{clicks} clicks heard"
+    )
     assert video > 30
     assert audio_frames > 100  # 20 ms Opus frames: about 50 a second
     assert clicks >= 3  # the clip's once-a-second click came through, every second

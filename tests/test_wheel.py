@@ -38,8 +38,24 @@ def build_wheel(out: Path, tmp: Path) -> Path:
         else:
             src.mkdir(exist_ok=True)
             shutil.copy2(path, src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                    "-q", "-w", str(out), str(src)], check=True, timeout=240, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(out),
+            str(src),
+        ],
+        check=True,
+        timeout=240,
+        capture_output=True,
+    )
     (wheel,) = out.glob("livefuse-*.whl")
     return wheel
 
@@ -52,10 +68,18 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
-                    "-q", str(wheel)], check=True, timeout=120, capture_output=True)
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     # The dependencies: this venv's packages, after the wheel's (a plain path line runs no editable hook).
     (Path(site) / "zz_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
     home = tmp / "home"
@@ -67,30 +91,43 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
 
 def run(bin_dir: Path, env: dict[str, str], cwd: Path, *args: str, timeout: float = 120) -> str:
     """`livefuse ARGS` from the venv, which must succeed; its stdout."""
-    done = subprocess.run([str(bin_dir / "livefuse"), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        [str(bin_dir / "livefuse"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, f"livefuse {' '.join(args)}: {done.stdout}{done.stderr}"
     return done.stdout
 
 
 def test_the_wheel_holds_presets_models_and_the_page(installed: tuple[Path, Path, dict[str, str]]) -> None:
     names = set(zipfile.ZipFile(installed[0]).namelist())
-    assert {"livefuse/_data/presets/anonymise.toml", "livefuse/_data/presets/assets/room.jpg",
-            "livefuse/_data/models/manifest.toml", "livefuse/_data/models/mediapipe/face_landmark.onnx",
-            "livefuse/web/static/index.html", "livefuse/web/static/app.js"} <= names
+    assert {
+        "livefuse/_data/presets/anonymise.toml",
+        "livefuse/_data/presets/assets/room.jpg",
+        "livefuse/_data/models/manifest.toml",
+        "livefuse/_data/models/mediapipe/face_landmark.onnx",
+        "livefuse/web/static/index.html",
+        "livefuse/web/static/app.js",
+    } <= names
     assert not any(n.endswith(".tflite") or "/pictures/" in n for n in names)  # run-time data only
 
 
 def test_the_installed_livefuse_is_the_wheels(installed: tuple[Path, Path, dict[str, str]], tmp_path: Path) -> None:
     _, bin_dir, env = installed
-    done = subprocess.run([str(bin_dir / "python"), "-c", "import livefuse; print(livefuse.__file__)"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import livefuse; print(livefuse.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert Path(done.stdout.strip()).is_relative_to(bin_dir.parent), done.stdout
     assert not Path(done.stdout.strip()).is_relative_to(ROOT)
 
 
-def test_presets_and_models_list_outside_the_checkout(installed: tuple[Path, Path, dict[str, str]],
-                                                       tmp_path: Path) -> None:
+def test_presets_and_models_list_outside_the_checkout(
+    installed: tuple[Path, Path, dict[str, str]], tmp_path: Path
+) -> None:
     _, bin_dir, env = installed
     presets = run(bin_dir, env, tmp_path, "presets", "list")
     assert {"anonymise", "background-blur", "passthrough", "face-swap"} <= set(re.findall(r"^(\S+)", presets, re.M))
@@ -102,8 +139,25 @@ def test_presets_and_models_list_outside_the_checkout(installed: tuple[Path, Pat
 def test_a_demo_run_with_a_model_preset(installed: tuple[Path, Path, dict[str, str]], tmp_path: Path) -> None:
     _, bin_dir, env = installed
     stats = tmp_path / "stats.json"
-    run(bin_dir, env, tmp_path, "run", "--source", "demo", "--preset", "anonymise", "--output", "null",
-        "--frames", "30", "--size", "320x240", "--stats-json", str(stats), timeout=180)
+    run(
+        bin_dir,
+        env,
+        tmp_path,
+        "run",
+        "--source",
+        "demo",
+        "--preset",
+        "anonymise",
+        "--output",
+        "null",
+        "--frames",
+        "30",
+        "--size",
+        "320x240",
+        "--stats-json",
+        str(stats),
+        timeout=180,
+    )
     assert json.loads(stats.read_text())["frames_processed"] == 30
 
 
@@ -131,14 +185,34 @@ def get(url: str) -> tuple[int, str]:
         return response.status, response.read(200_000).decode()
 
 
-def test_the_preview_page_and_its_script_are_served(installed: tuple[Path, Path, dict[str, str]],
-                                                    tmp_path: Path) -> None:
+def test_the_preview_page_and_its_script_are_served(
+    installed: tuple[Path, Path, dict[str, str]], tmp_path: Path
+) -> None:
     _, bin_dir, env = installed
     port = free_port()
-    proc = subprocess.Popen([str(bin_dir / "livefuse"), "run", "--source", "demo", "--preset", "passthrough",
-                             "--output", "preview", "--port", str(port), "--size", "160x120", "--fps", "10",
-                             "--duration", "90"], cwd=tmp_path, env={**env, "LIVEFUSE_TOKEN": TOKEN},
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(bin_dir / "livefuse"),
+            "run",
+            "--source",
+            "demo",
+            "--preset",
+            "passthrough",
+            "--output",
+            "preview",
+            "--port",
+            str(port),
+            "--size",
+            "160x120",
+            "--fps",
+            "10",
+            "--duration",
+            "90",
+        ],
+        cwd=tmp_path,
+        env={**env, "LIVEFUSE_TOKEN": TOKEN},
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         page = None

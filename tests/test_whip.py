@@ -41,7 +41,7 @@ SIZE, FPS = (320, 240), 15
 
 def square(image: np.ndarray) -> float:
     """The mean of the tag stage's square (its value: which preset made the frame)."""
-    return float(image[6:TAG_BOX - 6, 6:TAG_BOX - 6].mean())
+    return float(image[6 : TAG_BOX - 6, 6 : TAG_BOX - 6].mean())
 
 
 async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
@@ -71,9 +71,18 @@ async def round_trip(http: aiohttp.ClientSession, daemon: LiveDaemon) -> dict[st
     got = await asyncio.gather(client.wait_frames(20), viewer.wait_frames(10), main_viewer.wait_frames(10))
     await asyncio.sleep(0.5)
     listed = await get_json(http, daemon.url + "/api/sessions")
-    result = {"got": got, "client": client.last, "viewer": viewer.last, "main": main_viewer.last,
-              "location": client.location, "viewer_location": viewer.location, "accept_patch": client.accept_patch,
-              "listed": listed, "deleted": await client.delete(http), "deleted_again": await client.delete(http)}
+    result = {
+        "got": got,
+        "client": client.last,
+        "viewer": viewer.last,
+        "main": main_viewer.last,
+        "location": client.location,
+        "viewer_location": viewer.location,
+        "accept_patch": client.accept_patch,
+        "listed": listed,
+        "deleted": await client.delete(http),
+        "deleted_again": await client.delete(http),
+    }
     await asyncio.sleep(0.3)
     result["viewer_after"] = await viewer.delete(http)  # ended with its session
     result["main_viewer_deleted"] = await main_viewer.delete(http)
@@ -82,7 +91,8 @@ async def round_trip(http: aiohttp.ClientSession, daemon: LiveDaemon) -> dict[st
 
 
 def test_whip_session_round_trip_whep_viewers_and_delete_leaves_nothing(
-        web_presets: Path, daemons: type[LiveDaemon]) -> None:
+    web_presets: Path, daemons: type[LiveDaemon]
+) -> None:
     daemon = daemons("tag-a", size=SIZE, fps=5.0).start()
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any], Any, Any]:
@@ -151,8 +161,10 @@ def test_whep_viewers_of_a_session_hear_its_sound(web_presets: Path, daemons: ty
         return heard
 
     sent_back, loud_back, heard, loud, frames = asyncio.run(scenario())
-    print(f"sound: {sent_back} frames back to the sender (peak {loud_back:.2f}), {heard} to the WHEP viewer "
-          f"(peak {loud:.2f}) beside {frames} video frames")
+    print(
+        f"sound: {sent_back} frames back to the sender (peak {loud_back:.2f}), {heard} to the WHEP viewer "
+        f"(peak {loud:.2f}) beside {frames} video frames"
+    )
     assert sent_back > 50 and heard > 50  # Opus in 20 ms frames: 50 a second
     assert 0.3 < loud_back < 0.7 and 0.3 < loud < 0.7  # the half-scale tone, not silence
 
@@ -170,8 +182,9 @@ def test_whip_protocol_errors_trickle_and_options(web_presets: Path, daemons: ty
                 out["json_body"] = response.status
             async with http.post(url + "/whip", data="", headers={"Content-Type": "application/sdp"}) as response:
                 out["empty"] = response.status
-            async with http.post(url + "/whip", data="v=0\r\nnonsense", headers={"Content-Type": "application/sdp"}) \
-                    as response:
+            async with http.post(
+                url + "/whip", data="v=0\r\nnonsense", headers={"Content-Type": "application/sdp"}
+            ) as response:
                 out["malformed"] = (response.status, (await response.json())["error"])
             still = astronaut_frame((160, 120))
             for query in ("?preset=no-such", "?budget_ms=0", "?budget_ms=nan"):
@@ -229,8 +242,9 @@ def test_whip_needs_the_bearer_token_off_loopback(web_presets: Path, daemons: ty
     async def scenario() -> tuple[int, int, int]:
         async with aiohttp.ClientSession() as http:
             still = astronaut_frame((160, 120))
-            anonymous, wrong, right = (WhipClient(daemon.url, StillCamera(still, FPS), token=t)
-                                       for t in (None, "wrong", daemon.token))
+            anonymous, wrong, right = (
+                WhipClient(daemon.url, StillCamera(still, FPS), token=t) for t in (None, "wrong", daemon.token)
+            )
             statuses = (await anonymous.publish(http), await wrong.publish(http), await right.publish(http))
             assert await right.wait_frames(3)
             assert await right.delete(http) == 200
@@ -241,7 +255,8 @@ def test_whip_needs_the_bearer_token_off_loopback(web_presets: Path, daemons: ty
 
 
 def test_admission_refuses_a_session_past_the_budget(
-        web_presets: Path, daemons: type[LiveDaemon], caplog: pytest.LogCaptureFixture) -> None:
+    web_presets: Path, daemons: type[LiveDaemon], caplog: pytest.LogCaptureFixture
+) -> None:
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
     assert daemon.server is not None
     daemon.server.sessions.budget_ms = 0.01  # the operator's --session-budget-ms: no stream can keep it
@@ -339,8 +354,10 @@ def test_three_sessions_share_one_model_session(web_presets: Path, daemons: type
 
     out = asyncio.run(scenario())
     rss = out["rss_mb"]
-    print(f"onnxruntime sessions with 0..3 sessions: {out['sessions']}; RSS MB: {[round(r, 1) for r in rss]}; "
-          f"added per session: {[round(b - a, 1) for a, b in pairwise(rss)]}")
+    print(
+        f"onnxruntime sessions with 0..3 sessions: {out['sessions']}; RSS MB: {[round(r, 1) for r in rss]}; "
+        f"added per session: {[round(b - a, 1) for a, b in pairwise(rss)]}"
+    )
     before, one, two, three = out["sessions"]
     assert one > before, "background-blur loaded no model: the count would prove nothing"
     assert one == two == three, f"models loaded again for later sessions: {out['sessions']}"
@@ -417,8 +434,12 @@ def test_two_sessions_each_with_its_own_filter(web_presets: Path, daemons: type[
 
 
 def test_session_options_are_checked_on_the_command_line(cli: CliRunner) -> None:
-    for flag, value in (("--session-budget-ms", "0"), ("--session-budget-ms", "inf"), ("--batch-delay-ms", "-1"),
-                        ("--batch-delay-ms", "soon")):
+    for flag, value in (
+        ("--session-budget-ms", "0"),
+        ("--session-budget-ms", "inf"),
+        ("--batch-delay-ms", "-1"),
+        ("--batch-delay-ms", "soon"),
+    ):
         done = cli("run", "--source", "demo", "--output", "null", "--frames", "1", flag, value)
         assert done.returncode == 2, (flag, value, done.stderr)
         assert flag in done.stderr and "Traceback" not in done.stderr, done.stderr
@@ -438,10 +459,15 @@ def test_a_session_is_recorded_on_demand(web_presets: Path, daemons: type[LiveDa
             assert await client.publish(http, "/whip?preset=tag-b") == 201
             assert await client.wait_frames(5)
             outputs = f"{daemon.url}/api/sessions/{client.id}/outputs"
-            for name, body in (("ok", {"output": "file:talk.mp4?crf=20"}), ("again", {"output": "file:talk.mp4"}),
-                               ("path", {"output": "file:../talk.mp4"}), ("abs", {"output": "file:/tmp/x.mp4"}),
-                               ("preview", {"output": "preview"}), ("junk", {"output": "nonsense"}),
-                               ("empty", {})):
+            for name, body in (
+                ("ok", {"output": "file:talk.mp4?crf=20"}),
+                ("again", {"output": "file:talk.mp4"}),
+                ("path", {"output": "file:../talk.mp4"}),
+                ("abs", {"output": "file:/tmp/x.mp4"}),
+                ("preview", {"output": "preview"}),
+                ("junk", {"output": "nonsense"}),
+                ("empty", {}),
+            ):
                 async with http.post(outputs, json=body) as response:
                     out[name] = (response.status, await response.json())
             frames = client.frames
@@ -477,8 +503,10 @@ def test_admission_judges_the_cpu_one_more_session_would_take() -> None:
     now = time.monotonic()
 
     def sessions_of(*ages: float) -> Sessions:
-        peers = {f"s{k}": Peer(id=f"s{k}", mode="camera", pc=None, runtime=stub_runtime(), started=now - age)  # type: ignore[arg-type]
-                 for k, age in enumerate(ages)}
+        peers = {
+            f"s{k}": Peer(id=f"s{k}", mode="camera", pc=None, runtime=stub_runtime(), started=now - age)  # type: ignore[arg-type]
+            for k, age in enumerate(ages)
+        }
         return Sessions(SimpleNamespace(peers=peers))  # type: ignore[arg-type]
 
     two = sessions_of(10.0, 10.0)
@@ -532,8 +560,9 @@ def stub_runtime() -> Any:
     """What admission reads of a session's runtime: its frame count and latency samples."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(pipeline=SimpleNamespace(stats=SimpleNamespace(frames_in=0,
-                                                                          latency=SimpleNamespace(samples=[]))))
+    return SimpleNamespace(
+        pipeline=SimpleNamespace(stats=SimpleNamespace(frames_in=0, latency=SimpleNamespace(samples=[])))
+    )
 
 
 def marks_at(sessions: Any, start: float, share: float, seconds: float, sending: bool = True) -> float:
@@ -625,7 +654,8 @@ def test_the_cpu_baseline_is_what_the_daemon_uses_with_no_session() -> None:
 
 
 def test_admission_refuses_a_session_when_the_daemon_has_no_cpu_left(
-        web_presets: Path, daemons: type[LiveDaemon]) -> None:
+    web_presets: Path, daemons: type[LiveDaemon]
+) -> None:
     daemon = daemons("tag-a", size=(160, 120), fps=5.0).start()
     assert daemon.server is not None
     sessions = daemon.server.sessions
@@ -652,7 +682,8 @@ def test_admission_refuses_a_session_when_the_daemon_has_no_cpu_left(
 
 
 def test_session_outputs_are_opt_in_bounded_plain_and_removable(
-        web_presets: Path, daemons: type[LiveDaemon], tmp_path: Path) -> None:
+    web_presets: Path, daemons: type[LiveDaemon], tmp_path: Path
+) -> None:
     """Issue 29: pushes only where --allow-push allows and with no option that binds; names are plain
     (a NUL is a 400 that leaks no file and no encoder thread); a recording never overwrites a file nor
     follows a symlink; a few outputs per session, each removable with DELETE."""
@@ -708,8 +739,9 @@ def test_session_outputs_are_opt_in_bounded_plain_and_removable(
                 for number in (1, 3, 4, 5):  # all of them gone, six asked at once: the cap still holds
                     async with http.delete(f"{outputs}/{number}") as response:
                         assert response.status == 204
-                out["at_once"] = sorted(s for s, _ in await asyncio.gather(
-                    *(post({"output": f"file:together{k}.mp4"}) for k in range(6))))
+                out["at_once"] = sorted(
+                    s for s, _ in await asyncio.gather(*(post({"output": f"file:together{k}.mp4"}) for k in range(6)))
+                )
                 assert await client.delete(http) == 200
                 await client.close()
             return out
@@ -742,13 +774,17 @@ def many_sections_offer(base: str, sections: int, *, setup: bool = True) -> str:
     shared = [ln for ln in base.split("\r\n") if ln.startswith(("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:"))]
     shared += ["a=setup:actpass"] if setup else []
     head += "".join(f"\r\n{ln}" for ln in dict.fromkeys(shared))  # session-level: every section gets them
-    media = "".join(f"\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:{k}\r\na=sendonly\r\n"
-                    "a=rtcp-mux\r\na=rtpmap:0 PCMU/8000" for k in range(sections))
+    media = "".join(
+        f"\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:{k}\r\na=sendonly\r\n"
+        "a=rtcp-mux\r\na=rtpmap:0 PCMU/8000"
+        for k in range(sections)
+    )
     return head + media + "\r\n"
 
 
 def test_huge_offers_and_candidate_floods_are_refused_without_stalling(
-        web_presets: Path, daemons: type[LiveDaemon]) -> None:
+    web_presets: Path, daemons: type[LiveDaemon]
+) -> None:
     """Issue 29: 15 offers of 600 m-sections silenced the loop for 11-14 s; 100 trickled candidates sent
     524 STUN packets to ports the caller chose."""
     daemon = daemons("tag-a", size=(160, 120), fps=5.0, max_peers=20).start()
@@ -772,8 +808,9 @@ def test_huge_offers_and_candidate_floods_are_refused_without_stalling(
                     await asyncio.sleep(0.02)
 
             async def post() -> tuple[int, str]:
-                async with http.post(daemon.url + "/whip", data=offer,
-                                     headers={"Content-Type": "application/sdp"}) as response:
+                async with http.post(
+                    daemon.url + "/whip", data=offer, headers={"Content-Type": "application/sdp"}
+                ) as response:
                     return response.status, await response.text()
 
             prober = asyncio.create_task(probe())
@@ -781,9 +818,11 @@ def test_huge_offers_and_candidate_floods_are_refused_without_stalling(
             out["offers"] = await asyncio.gather(*(post() for _ in range(15)))
             out["took"] = time.monotonic() - started
             done.set()
-            async with http.post(daemon.url + "/whip", data=many_sections_offer(client.pc.localDescription.sdp, 2,
-                                                                                setup=False),
-                                 headers={"Content-Type": "application/sdp"}) as response:
+            async with http.post(
+                daemon.url + "/whip",
+                data=many_sections_offer(client.pc.localDescription.sdp, 2, setup=False),
+                headers={"Content-Type": "application/sdp"},
+            ) as response:
                 out["no_setup"] = (response.status, await response.text())
             await prober
             out["lag"] = max(lags)
@@ -793,8 +832,9 @@ def test_huge_offers_and_candidate_floods_are_refused_without_stalling(
             assert await trickler.publish(http, "/whip", trickle=True) == 201
             resource = daemon.url + trickler.location
             patch = {"Content-Type": "application/trickle-ice-sdpfrag", "If-Match": trickler.etag}
-            flood = "a=mid:0\r\n" + "".join(f"a=candidate:{k} 1 udp 2130706431 127.0.0.1 {20000 + k} typ host\r\n"
-                                            for k in range(100))
+            flood = "a=mid:0\r\n" + "".join(
+                f"a=candidate:{k} 1 udp 2130706431 127.0.0.1 {20000 + k} typ host\r\n" for k in range(100)
+            )
             async with http.patch(resource, data=flood, headers=patch) as response:
                 out["flood"] = (response.status, await response.text())
             async with http.patch(resource, data=trickler.trickled, headers=patch) as response:
@@ -807,8 +847,10 @@ def test_huge_offers_and_candidate_floods_are_refused_without_stalling(
         return out
 
     out = asyncio.run(scenario())
-    print(f"\n15 offers of 500 m-sections: {sorted({s for s, _ in out['offers']})} in {out['took']:.2f} s, "
-          f"/healthz worst {out['lag'] * 1000:.0f} ms")
+    print(
+        f"\n15 offers of 500 m-sections: {sorted({s for s, _ in out['offers']})} in {out['took']:.2f} s, "
+        f"/healthz worst {out['lag'] * 1000:.0f} ms"
+    )
     assert all(status == 400 and "media sections" in text for status, text in out["offers"]), out["offers"][0]
     assert out["lag"] < 0.5 and out["took"] < 2.0
     assert out["no_setup"][0] == 400 and "malformed offer" in out["no_setup"][1]  # was a 500
@@ -824,15 +866,26 @@ def test_whip_and_whep_speak_cors_links_and_rfc9725_headers(web_presets: Path, d
     from livefuse.web.ice_servers import parse_ice_server
 
     app = "http://app.example.test:3000"
-    daemon = daemons("tag-a", size=(160, 120), fps=5.0, token="cors-token-0123456789", cors_origins=(app,),
-                     ice_servers=(parse_ice_server("stun:stun.example.test:3478"),
-                                  parse_ice_server("turn:alice:pw@turn.example.test:3478?transport=udp"))).start()
+    daemon = daemons(
+        "tag-a",
+        size=(160, 120),
+        fps=5.0,
+        token="cors-token-0123456789",
+        cors_origins=(app,),
+        ice_servers=(
+            parse_ice_server("stun:stun.example.test:3478"),
+            parse_ice_server("turn:alice:pw@turn.example.test:3478?transport=udp"),
+        ),
+    ).start()
 
     async def scenario() -> dict[str, Any]:
         out: dict[str, Any] = {}
         async with aiohttp.ClientSession() as http:
-            preflight = {"Origin": app, "Access-Control-Request-Method": "POST",
-                         "Access-Control-Request-Headers": "authorization, content-type"}
+            preflight = {
+                "Origin": app,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            }
             async with http.options(daemon.url + "/whip", headers=preflight) as response:  # no token: none is sent
                 out["preflight"] = (response.status, dict(response.headers))
             async with http.options(daemon.url + "/whip", headers={**preflight, "Origin": "http://evil.test"}) as r:
@@ -843,8 +896,11 @@ def test_whip_and_whep_speak_cors_links_and_rfc9725_headers(web_presets: Path, d
             client = WhipClient(daemon.url, StillCamera(astronaut_frame((160, 120)), FPS), token=daemon.token)
             client.headers["Origin"] = app
             await client.pc.setLocalDescription(await client.pc.createOffer())
-            async with http.post(daemon.url + "/whip", data=client.pc.localDescription.sdp,
-                                 headers={**client.headers, "Content-Type": "application/sdp"}) as response:
+            async with http.post(
+                daemon.url + "/whip",
+                data=client.pc.localDescription.sdp,
+                headers={**client.headers, "Content-Type": "application/sdp"},
+            ) as response:
                 out["post"] = (response.status, dict(response.headers), response.headers.getall("Link", []))
                 location = response.headers["Location"]
                 await client.pc.setRemoteDescription(RTCSessionDescription(await response.text(), "answer"))
@@ -852,12 +908,21 @@ def test_whip_and_whep_speak_cors_links_and_rfc9725_headers(web_presets: Path, d
             async with http.options(resource, headers={**preflight, "Access-Control-Request-Method": "PATCH"}) as r:
                 out["preflight_resource"] = (r.status, r.headers.get("Access-Control-Allow-Methods"))
             candidate = "a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
-            async with http.patch(resource, data=candidate, headers={
-                    **auth, "Origin": app, "Content-Type": "application/trickle-ice-sdpfrag"}) as response:
-                out["trickle"] = (response.status, response.headers.get("ETag"),
-                                  response.headers.get("Access-Control-Allow-Origin"))
-            async with http.post(daemon.url + "/whip", data="v=0", headers={
-                    **auth, "Origin": "http://evil.test", "Content-Type": "application/sdp"}) as response:
+            async with http.patch(
+                resource,
+                data=candidate,
+                headers={**auth, "Origin": app, "Content-Type": "application/trickle-ice-sdpfrag"},
+            ) as response:
+                out["trickle"] = (
+                    response.status,
+                    response.headers.get("ETag"),
+                    response.headers.get("Access-Control-Allow-Origin"),
+                )
+            async with http.post(
+                daemon.url + "/whip",
+                data="v=0",
+                headers={**auth, "Origin": "http://evil.test", "Content-Type": "application/sdp"},
+            ) as response:
                 out["post_evil"] = response.status
             async with http.delete(resource, headers={**auth, "Origin": app}) as response:
                 out["delete"] = (response.status, response.headers.get("Access-Control-Allow-Origin"))
@@ -871,23 +936,30 @@ def test_whip_and_whep_speak_cors_links_and_rfc9725_headers(web_presets: Path, d
     assert "authorization" in headers["Access-Control-Allow-Headers"].lower()
     assert out["preflight_evil"][0] == 403 and out["preflight_evil"][1] is None
     assert out["options"][0] == 204 and out["options"][2] == "OPTIONS, POST"
-    assert out["options"][1] == ['<stun:stun.example.test:3478>; rel="ice-server"',
-                                 '<turn:turn.example.test:3478?transport=udp>; rel="ice-server"; username="alice"; '
-                                 'credential="pw"; credential-type="password"']
+    assert out["options"][1] == [
+        '<stun:stun.example.test:3478>; rel="ice-server"',
+        '<turn:turn.example.test:3478?transport=udp>; rel="ice-server"; username="alice"; '
+        'credential="pw"; credential-type="password"',
+    ]
     status, headers, links = out["post"]
     assert status == 201 and headers["Access-Control-Allow-Origin"] == app
-    assert {"Location", "ETag", "Link", "Accept-Patch"} <= {h.strip() for h in
-                                                           headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"Location", "ETag", "Link", "Accept-Patch"} <= {
+        h.strip() for h in headers["Access-Control-Expose-Headers"].split(",")
+    }
     assert links == out["options"][1]
-    assert out["preflight_resource"][0] == 204 and "PATCH" in out["preflight_resource"][1] \
+    assert (
+        out["preflight_resource"][0] == 204
+        and "PATCH" in out["preflight_resource"][1]
         and "DELETE" in out["preflight_resource"][1]
+    )
     assert out["trickle"] == (204, None, app)
     assert out["post_evil"] == 403
     assert out["delete"] == (200, app)
 
 
 def test_a_callers_offer_is_parsed_off_the_event_loop(
-        web_presets: Path, daemons: type[LiveDaemon], monkeypatch: pytest.MonkeyPatch) -> None:
+    web_presets: Path, daemons: type[LiveDaemon], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 29: every decode of caller data runs off the loop. The daemon parses a WHIP offer in a worker
     thread, and aiortc takes that parse instead of parsing it again on the loop; its own answer it may parse
     where it likes."""

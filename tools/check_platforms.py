@@ -82,9 +82,27 @@ def resolve(target: Target, python_version: str, uv: list[str], tmp: Path) -> Re
     env = dict(os.environ)
     if target.macos:
         env["MACOSX_DEPLOYMENT_TARGET"] = target.macos
-    done = subprocess.run([*uv, "pip", "compile", str(req), "--python-platform", target.uv_platform,
-                           "--python-version", python_version, "--only-binary", ":all:", "--no-header",
-                           "--no-annotate", "--quiet"], capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [
+            *uv,
+            "pip",
+            "compile",
+            str(req),
+            "--python-platform",
+            target.uv_platform,
+            "--python-version",
+            python_version,
+            "--only-binary",
+            ":all:",
+            "--no-header",
+            "--no-annotate",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     if done.returncode != 0:
         reason = next((line.strip() for line in done.stderr.splitlines() if line.strip()), "uv failed")
         return Result(target.name, False, f"does not resolve: {reason}", 0, [])

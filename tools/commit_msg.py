@@ -44,8 +44,7 @@ def problems(text: str) -> list[str]:
     subject = lines[0]
     found = []
     if len(subject) > MAX_SUBJECT:
-        found.append(f"the subject is {len(subject)} characters; keep it to {MAX_SUBJECT} and put the rest "
-                     "in the body")
+        found.append(f"the subject is {len(subject)} characters; keep it to {MAX_SUBJECT} and put the rest in the body")
     if not subject.startswith(GIT_FORMS) and not SUBJECT_FORM.match(subject):
         found.append('the subject is not in the "area: change" form, e.g. "web: close idle sessions"')
     if len(lines) > 1 and lines[1]:
@@ -62,8 +61,10 @@ def log_report(rev_range: str = "HEAD") -> str:
     lengths = [len(s) for s in subjects]
     too_long = sum(n > MAX_SUBJECT for n in lengths)
     off_form = sum(not s.startswith(GIT_FORMS) and not SUBJECT_FORM.match(s) for s in subjects)
-    return (f"{len(subjects)} commits: subject median {statistics.median(lengths):g} characters, longest "
-            f"{max(lengths)}; {too_long} over {MAX_SUBJECT}; {off_form} not in the \"area: change\" form")
+    return (
+        f"{len(subjects)} commits: subject median {statistics.median(lengths):g} characters, longest "
+        f'{max(lengths)}; {too_long} over {MAX_SUBJECT}; {off_form} not in the "area: change" form'
+    )
 
 
 def main(argv: list[str]) -> int:

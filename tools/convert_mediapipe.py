@@ -116,8 +116,12 @@ SPECS = [
         "mediapipe/modules/hand_landmark/hand_landmark_lite.tflite",
         "048edd3645c9bf7397d19a9f6e3a42957d6e414c9bea6598030a2e9b624156e6",
         {"input_1": "input"},
-        {"Identity": "landmarks", "Identity_1": "hand_flag", "Identity_2": "handedness",
-         "Identity_3": "world_landmarks"},
+        {
+            "Identity": "landmarks",
+            "Identity_1": "hand_flag",
+            "Identity_2": "handedness",
+            "Identity_3": "world_landmarks",
+        },
     ),
 ]
 
@@ -359,8 +363,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wheel", type=Path, help="use this mediapipe wheel instead of downloading it")
     ap.add_argument("--manifest", action="store_true", help="print the manifest.toml entries")
-    ap.add_argument("--only", action="append", choices=[spec.name for spec in SPECS],
-                    help="convert only this model (repeatable; default: all)")
+    ap.add_argument(
+        "--only",
+        action="append",
+        choices=[spec.name for spec in SPECS],
+        help="convert only this model (repeatable; default: all)",
+    )
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

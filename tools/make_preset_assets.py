@@ -55,8 +55,9 @@ def room(width: int = 1920, height: int = 1080) -> np.ndarray:
     img[floor] = np.array([70, 95, 125], np.float32) * (1.1 - 0.3 * (v[floor, None] - 0.82) / 0.18)
     out = img.clip(0, 255).astype(np.uint8)
     # Window with light.
-    cv2.rectangle(out, (int(0.06 * width), int(0.12 * height)), (int(0.30 * width), int(0.62 * height)),
-                  (245, 240, 232), -1)
+    cv2.rectangle(
+        out, (int(0.06 * width), int(0.12 * height)), (int(0.30 * width), int(0.62 * height)), (245, 240, 232), -1
+    )
     for x in (0.18,):
         cv2.line(out, (int(x * width), int(0.12 * height)), (int(x * width), int(0.62 * height)), (200, 196, 190), 8)
     cv2.line(out, (int(0.06 * width), int(0.37 * height)), (int(0.30 * width), int(0.37 * height)), (200, 196, 190), 8)
@@ -76,8 +77,16 @@ def room(width: int = 1920, height: int = 1080) -> np.ndarray:
     for angle in range(-70, 80, 14):
         a = np.radians(angle - 90)
         tip = (int(px + 230 * np.cos(a)), int(py - 110 + 230 * np.sin(a)))
-        cv2.ellipse(out, ((px + tip[0]) // 2, (py - 110 + tip[1]) // 2), (125, 22), angle, 0, 360,
-                    (60, 140 + angle % 40, 50), -1)
+        cv2.ellipse(
+            out,
+            ((px + tip[0]) // 2, (py - 110 + tip[1]) // 2),
+            (125, 22),
+            angle,
+            0,
+            360,
+            (60, 140 + angle % 40, 50),
+            -1,
+        )
     # Soft focus, like a real background at a video call's depth of field.
     return cv2.GaussianBlur(out, (0, 0), 3)
 

@@ -49,16 +49,20 @@ def _panel(image: np.ndarray, box: tuple[int, int, int, int], label: str) -> np.
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="livefuse-occlusion-"))
     engine = Engine(provider="cpu", cache_dir=work / "cache")
-    params = {"model": str(mb.save(mb.inswapper("tint"), work / "standin_swapper.onnx")),
-              "arcface_model": str(mb.save(mb.arcface(), work / "standin_arcface.onnx"))}
+    params = {
+        "model": str(mb.save(mb.inswapper("tint"), work / "standin_swapper.onnx")),
+        "arcface_model": str(mb.save(mb.arcface(), work / "standin_arcface.onnx")),
+    }
     photo = cv2.imread(str(FACES))
     face = StillFaceFinder(engine).largest(photo)
     assert face is not None
     image, _, _ = hand_in_front(photo, face)
     outputs = {}
     for mode in ("off", "hands"):
-        stage = SwapStage(validate_params(SPEC, {**params, "occlusion": mode}, "picture"),
-                          StageContext(engine=engine, size=(photo.shape[1], photo.shape[0]), fps=30.0))
+        stage = SwapStage(
+            validate_params(SPEC, {**params, "occlusion": mode}, "picture"),
+            StageContext(engine=engine, size=(photo.shape[1], photo.shape[0]), fps=30.0),
+        )
         stage.set_source_face(astronaut_bgr())
         frame = Frame(0, 0, image.copy(), faces=[face])
         stage.process(frame)
@@ -68,18 +72,33 @@ def main() -> int:
     for region in occlusion.regions(image, [face]):
         x1, y1, x2, y2 = region.box
         roi = shown[y1:y2, x1:x2].astype(np.float32)
-        shown[y1:y2, x1:x2] = (roi * (1 - 0.5 * region.weight) + np.array([0, 0, 255.0]) * 0.5 * region.weight
-                               ).astype(np.uint8)
+        shown[y1:y2, x1:x2] = (roi * (1 - 0.5 * region.weight) + np.array([0, 0, 255.0]) * 0.5 * region.weight).astype(
+            np.uint8
+        )
     for points in occlusion.hands(image, [face]):
         for x, y in points:
             cv2.circle(shown, (int(x), int(y)), 3, (0, 255, 255), -1, cv2.LINE_AA)
     x1, y1, x2, y2 = face.box.astype(int)
     box = (max(0, x1 - 20), max(0, y1 - 20), min(image.shape[1], x2 + 120), min(image.shape[0], y2 + 110))
-    row = np.hstack([_panel(image, box, "input"), _panel(outputs["off"], box, "occlusion = off"),
-                     _panel(outputs["hands"], box, "occlusion = hands"), _panel(shown, box, "hand model")])
+    row = np.hstack(
+        [
+            _panel(image, box, "input"),
+            _panel(outputs["off"], box, "occlusion = off"),
+            _panel(outputs["hands"], box, "occlusion = hands"),
+            _panel(shown, box, "hand model"),
+        ]
+    )
     banner = np.full((30, row.shape[1], 3), (0, 0, 160), np.uint8)
-    cv2.putText(banner, "STAND-IN swap model (tests/models_builder.py 'tint'), NOT inswapper_128", (8, 21),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        banner,
+        "STAND-IN swap model (tests/models_builder.py 'tint'), NOT inswapper_128",
+        (8, 21),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.6,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(OUT), np.vstack([banner, row]), [cv2.IMWRITE_JPEG_QUALITY, 85])
     print(f"wrote {OUT.relative_to(ROOT)}")

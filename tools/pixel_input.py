@@ -36,8 +36,12 @@ def pixels_as_input(model: onnx.ModelProto, scale: float = 1 / 255) -> None:
         raise SystemExit(f"{graph.name}: input {name!r} is not float; already rewritten?")
     transpose, conv = graph.node[0], graph.node[1]
     perm = next((list(a.ints) for a in transpose.attribute if a.name == "perm"), None)
-    if transpose.op_type != "Transpose" or perm != [0, 3, 1, 2] or conv.op_type != "Conv" \
-            or conv.input[0] != transpose.output[0]:
+    if (
+        transpose.op_type != "Transpose"
+        or perm != [0, 3, 1, 2]
+        or conv.op_type != "Conv"
+        or conv.input[0] != transpose.output[0]
+    ):
         raise SystemExit(f"{graph.name}: expected the input to go NHWC -> NCHW into a Conv")
     users = [n for n in graph.node if name in n.input]
     if users != [transpose]:
@@ -49,8 +53,7 @@ def pixels_as_input(model: onnx.ModelProto, scale: float = 1 / 255) -> None:
     weights.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(w[:, ::-1] * np.float32(scale)), weights.name))
     value.type.tensor_type.elem_type = TensorProto.UINT8
     transpose.input[0] = CAST_OUTPUT
-    graph.node.insert(0, helper.make_node("Cast", [name], [CAST_OUTPUT], name="pixels_to_float",
-                                          to=TensorProto.FLOAT))
+    graph.node.insert(0, helper.make_node("Cast", [name], [CAST_OUTPUT], name="pixels_to_float", to=TensorProto.FLOAT))
 
 
 def main() -> None:

@@ -45,16 +45,20 @@ def prelu_as_depthwise(model: onnx.ModelProto) -> int:
             continue
         a = slope.reshape(-1)
         x, y, p = node.input[0], node.output[0], f"{node.name or 'prelu'}_{count}"
-        graph.initializer.extend([
-            numpy_helper.from_array(a.reshape(channels, 1, 1, 1), f"{p}_slope"),
-            numpy_helper.from_array((1 - a).reshape(channels, 1, 1, 1), f"{p}_rest"),
-        ])
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(a.reshape(channels, 1, 1, 1), f"{p}_slope"),
+                numpy_helper.from_array((1 - a).reshape(channels, 1, 1, 1), f"{p}_rest"),
+            ]
+        )
         nodes += [
             helper.make_node("Relu", [x], [f"{p}_relu"], name=f"{p}_relu"),
-            helper.make_node("Conv", [x, f"{p}_slope"], [f"{p}_ax"], name=f"{p}_ax", group=channels,
-                             kernel_shape=[1, 1]),
-            helper.make_node("Conv", [f"{p}_relu", f"{p}_rest"], [f"{p}_br"], name=f"{p}_br",
-                             group=channels, kernel_shape=[1, 1]),
+            helper.make_node(
+                "Conv", [x, f"{p}_slope"], [f"{p}_ax"], name=f"{p}_ax", group=channels, kernel_shape=[1, 1]
+            ),
+            helper.make_node(
+                "Conv", [f"{p}_relu", f"{p}_rest"], [f"{p}_br"], name=f"{p}_br", group=channels, kernel_shape=[1, 1]
+            ),
             helper.make_node("Add", [f"{p}_ax", f"{p}_br"], [y], name=f"{p}_sum"),
         ]
         used_slopes.add(slope_name)

@@ -51,17 +51,22 @@ def render(name: str, engine: Engine) -> Path:
     finally:
         chain.close()
     path = OUT / f"{name}.jpg"
-    cv2.imwrite(str(path), cv2.resize(frame.image, (SIZE[0] // 2, SIZE[1] // 2), interpolation=cv2.INTER_AREA),
-                [cv2.IMWRITE_JPEG_QUALITY, 85])
+    cv2.imwrite(
+        str(path),
+        cv2.resize(frame.image, (SIZE[0] // 2, SIZE[1] // 2), interpolation=cv2.INTER_AREA),
+        [cv2.IMWRITE_JPEG_QUALITY, 85],
+    )
     return path
 
 
 def main(names: list[str]) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     source = DemoSource(SIZE, FPS, paced=False)
-    cv2.imwrite(str(OUT / "input.jpg"), cv2.resize(source.render(T0 + (FRAMES - 1) / FPS),
-                                                   (SIZE[0] // 2, SIZE[1] // 2), interpolation=cv2.INTER_AREA),
-                [cv2.IMWRITE_JPEG_QUALITY, 85])
+    cv2.imwrite(
+        str(OUT / "input.jpg"),
+        cv2.resize(source.render(T0 + (FRAMES - 1) / FPS), (SIZE[0] // 2, SIZE[1] // 2), interpolation=cv2.INTER_AREA),
+        [cv2.IMWRITE_JPEG_QUALITY, 85],
+    )
     engine = Engine(provider="cpu", cache_dir=Path(tempfile.mkdtemp(prefix="livefuse-pictures-")))
     for name in names or sorted(p.stem for p in PRESETS_DIR.glob("*.toml")):
         try:

@@ -76,12 +76,22 @@ def main() -> None:
                 colour = (0, 255, 0) if origin == "dlib" else (0, 0, 255)
                 cv2.rectangle(photo, (int(box[0]), int(box[1])), (int(box[2]), int(box[3])), colour, 2)
             tiles.append(cv2.resize(photo, (480, 360)))
-    OUT.write_text(json.dumps({"source": "dlib's annotations (davisking/dlib examples/faces/*.xml), and faces "
-                                         "RetinaFace and YuNet agree on (tools/privacy_truth.py)",
-                               "photos": photos}, indent=1) + "\n")
+    OUT.write_text(
+        json.dumps(
+            {
+                "source": "dlib's annotations (davisking/dlib examples/faces/*.xml), and faces "
+                "RetinaFace and YuNet agree on (tools/privacy_truth.py)",
+                "photos": photos,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     if args.picture:
-        rows = [np.hstack(tiles[i:i + 4] + [np.zeros_like(tiles[0])] * (4 - len(tiles[i:i + 4])))
-                for i in range(0, len(tiles), 4)]
+        rows = [
+            np.hstack(tiles[i : i + 4] + [np.zeros_like(tiles[0])] * (4 - len(tiles[i : i + 4])))
+            for i in range(0, len(tiles), 4)
+        ]
         cv2.imwrite(str(args.picture), np.vstack(rows))
     print(f"{OUT}: {sum(len(p['faces']) for p in photos.values())} faces in {len(photos)} photos")  # type: ignore[arg-type]
 

@@ -49,8 +49,11 @@ class TritonServer:
         self._packages = packages
         self._dist = workdir / "tritonserver"
         if not self._dist.is_dir():
-            shutil.copytree(packages / "pytriton" / "tritonserver", self._dist,
-                            ignore=shutil.ignore_patterns("python_backend_stubs"))
+            shutil.copytree(
+                packages / "pytriton" / "tritonserver",
+                self._dist,
+                ignore=shutil.ignore_patterns("python_backend_stubs"),
+            )
             stubs = packages / "pytriton" / "tritonserver" / "python_backend_stubs"
             stub = stubs / "3.11" / "triton_python_backend_stub"
             shutil.copy(stub, self._dist / "backends" / "python" / "triton_python_backend_stub")
@@ -61,17 +64,30 @@ class TritonServer:
 
     def start(self, timeout_s: float = 60.0) -> None:
         env = dict(os.environ)
-        env.update(LD_LIBRARY_PATH=str(self._packages / "nvidia_pytriton.libs"), PYTHONPATH=str(self._packages),
-                   PYTHONDONTWRITEBYTECODE="1", PATH=f"{TRITON_VENV / 'bin'}:{env.get('PATH', '')}")
-        command = [str(self._dist / "bin" / "tritonserver"), f"--model-repository={self.repository}",
-                   f"--backend-directory={self._dist / 'backends'}", f"--cache-directory={self._dist / 'caches'}",
-                   "--grpc-address=127.0.0.1", "--http-address=127.0.0.1", "--metrics-address=127.0.0.1",
-                   f"--grpc-port={self.grpc_port}", f"--http-port={self.http_port}",
-                   f"--metrics-port={self.metrics_port}", "--model-control-mode=poll",
-                   f"--repository-poll-secs={self.poll_s}", "--log-verbose=0", "--exit-timeout-secs=2"]
+        env.update(
+            LD_LIBRARY_PATH=str(self._packages / "nvidia_pytriton.libs"),
+            PYTHONPATH=str(self._packages),
+            PYTHONDONTWRITEBYTECODE="1",
+            PATH=f"{TRITON_VENV / 'bin'}:{env.get('PATH', '')}",
+        )
+        command = [
+            str(self._dist / "bin" / "tritonserver"),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={self._dist / 'backends'}",
+            f"--cache-directory={self._dist / 'caches'}",
+            "--grpc-address=127.0.0.1",
+            "--http-address=127.0.0.1",
+            "--metrics-address=127.0.0.1",
+            f"--grpc-port={self.grpc_port}",
+            f"--http-port={self.http_port}",
+            f"--metrics-port={self.metrics_port}",
+            "--model-control-mode=poll",
+            f"--repository-poll-secs={self.poll_s}",
+            "--log-verbose=0",
+            "--exit-timeout-secs=2",
+        ]
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -95,17 +95,28 @@ def main() -> int:
     box = (max(0, x1), max(0, y1 + h * 45 // 100), min(SIZE[0], x2), min(SIZE[1], y1 + h * 105 // 100))
     source = DemoSource(SIZE, FPS, paced=False).render(T0 + (FRAMES - 1) / FPS)
     changed = np.clip(np.abs(talk.image.astype(np.int16) - source.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
-    row = np.hstack([_panel(source, box, "input"),
-                     _panel(plain.image, box, "keep_regions = []"),
-                     _panel(talk.image, box, "face-swap-talk (0.4)"),
-                     _panel(changed, box, "|talk - input| x4")])
+    row = np.hstack(
+        [
+            _panel(source, box, "input"),
+            _panel(plain.image, box, "keep_regions = []"),
+            _panel(talk.image, box, "face-swap-talk (0.4)"),
+            _panel(changed, box, "|talk - input| x4"),
+        ]
+    )
     banner = np.full((30, row.shape[1], 3), (0, 0, 160), np.uint8)
-    cv2.putText(banner, "STAND-IN swap model (tests/models_builder.py 'tint'), NOT inswapper_128", (8, 21),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        banner,
+        "STAND-IN swap model (tests/models_builder.py 'tint'), NOT inswapper_128",
+        (8, 21),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.6,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(OUT), np.vstack([banner, row]), [cv2.IMWRITE_JPEG_QUALITY, 88])
-    print(f"wrote {OUT.relative_to(ROOT)} (mouth box {tuple(int(v) for v in box)} of the 1280x720 frame, "
-          f"zoom {ZOOM}x)")
+    print(f"wrote {OUT.relative_to(ROOT)} (mouth box {tuple(int(v) for v in box)} of the 1280x720 frame, zoom {ZOOM}x)")
     return 0
 
 

@@ -66,13 +66,24 @@ def gpu_memory_mb() -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {}
     try:
-        apps = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, timeout=10).stdout
-        mine = [int(float(line.split(",")[1])) for line in apps.splitlines()
-                if line.strip() and int(line.split(",")[0]) == os.getpid()]
+        apps = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+        mine = [
+            int(float(line.split(",")[1]))
+            for line in apps.splitlines()
+            if line.strip() and int(line.split(",")[0]) == os.getpid()
+        ]
         out["process_mb"] = sum(mine)
-        total = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.used,memory.total,driver_version",
-                                "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10).stdout
+        total = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.used,memory.total,driver_version", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
         name, used, size, driver = (v.strip() for v in total.splitlines()[0].split(","))
         out.update({"gpu": name, "used_mb": int(float(used)), "total_mb": int(float(size)), "driver": driver})
     except (OSError, ValueError, IndexError, subprocess.SubprocessError) as exc:
@@ -86,41 +97,72 @@ def environment(provider: str) -> dict[str, Any]:
     from livefuse.device import pinned
 
     runtime = pinned.runtime_path()
-    return {"onnxruntime": ort.__version__, "available_providers": ort.get_available_providers(),
-            "python": platform.python_version(), "machine": platform.node(), "requested_provider": provider,
-            "cuda_runtime": str(runtime) if runtime else None, **gpu_memory_mb()}
+    return {
+        "onnxruntime": ort.__version__,
+        "available_providers": ort.get_available_providers(),
+        "python": platform.python_version(),
+        "machine": platform.node(),
+        "requested_provider": provider,
+        "cuda_runtime": str(runtime) if runtime else None,
+        **gpu_memory_mb(),
+    }
 
 
-def run_one(preset: str, provider: str, size: tuple[int, int], frames: int, fps: float,
-            implementation: str) -> dict[str, Any]:
-    config = BenchConfig(preset=preset, size=size, fps=fps, frames=frames, provider=provider, preload=60,
-                         implementation=implementation, warmup=10)
+def run_one(
+    preset: str, provider: str, size: tuple[int, int], frames: int, fps: float, implementation: str
+) -> dict[str, Any]:
+    config = BenchConfig(
+        preset=preset,
+        size=size,
+        fps=fps,
+        frames=frames,
+        provider=provider,
+        preload=60,
+        implementation=implementation,
+        warmup=10,
+    )
     started = time.monotonic()
     result = run_bench(config, ("pipelined",), isolate=False)
     mode = result["modes"]["pipelined"]
     mode.pop("timeline", None)
-    return {"provider": mode["provider"], "fps": mode["fps"], "dropped": mode["dropped"],
-            "latency_ms": mode["latency_ms"], "stages_ms": mode["stages_ms"],
-            "device_frames": mode["device_frames"], "copies_per_frame": mode["copies_per_frame"],
-            "stage_errors": mode["stage_errors"], "gpu_memory": gpu_memory_mb(),
-            "wall_s": round(time.monotonic() - started, 1)}
+    return {
+        "provider": mode["provider"],
+        "fps": mode["fps"],
+        "dropped": mode["dropped"],
+        "latency_ms": mode["latency_ms"],
+        "stages_ms": mode["stages_ms"],
+        "device_frames": mode["device_frames"],
+        "copies_per_frame": mode["copies_per_frame"],
+        "stage_errors": mode["stage_errors"],
+        "gpu_memory": gpu_memory_mb(),
+        "wall_s": round(time.monotonic() - started, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Every shipped preset on CUDA and TensorRT with frames kept on the device; one JSON per "
-                    "provider in benchmarks/results/. --provider cpu is a dry run for a machine without a GPU: "
-                    f"by default {DRY_SIZE[0]}x{DRY_SIZE[1]}, {DRY_FRAMES} frames a preset (GPU runs: "
-                    f"{GPU_SIZE[0]}x{GPU_SIZE[1]}, {GPU_FRAMES} frames), into gpu-dryrun-cpu.json.")
-    parser.add_argument("--provider", action="append", choices=("cuda", "tensorrt", "cpu"),
-                        help="repeatable (default: cuda and tensorrt)")
+        "provider in benchmarks/results/. --provider cpu is a dry run for a machine without a GPU: "
+        f"by default {DRY_SIZE[0]}x{DRY_SIZE[1]}, {DRY_FRAMES} frames a preset (GPU runs: "
+        f"{GPU_SIZE[0]}x{GPU_SIZE[1]}, {GPU_FRAMES} frames), into gpu-dryrun-cpu.json."
+    )
+    parser.add_argument(
+        "--provider",
+        action="append",
+        choices=("cuda", "tensorrt", "cpu"),
+        help="repeatable (default: cuda and tensorrt)",
+    )
     parser.add_argument("--size", help="WxH (default 1920x1080; dry run 640x360)")
     parser.add_argument("--frames", type=int, help="frames per preset (default 300; dry run 30)")
     parser.add_argument("--fps", type=float, default=30.0, help="release rate (default 30)")
     parser.add_argument("--preset", action="append", help="repeatable (default: every shipped preset)")
-    parser.add_argument("--budget-s", type=float, default=270.0,
-                        help="stop starting runs after this many seconds, so the check ends within 5 minutes; "
-                             "runs left out are listed as skipped (default 270)")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=270.0,
+        help="stop starting runs after this many seconds, so the check ends within 5 minutes; "
+        "runs left out are listed as skipped (default 270)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
     args = parser.parse_args(argv)
     providers = args.provider or ["cuda", "tensorrt"]
@@ -136,21 +178,31 @@ def main(argv: list[str] | None = None) -> int:
             frames = args.frames or (DRY_FRAMES if dry else GPU_FRAMES)
             report: dict[str, Any] = {
                 "what": "livefuse GPU check: every shipped preset, frames kept on the device (issue 9)",
-                "dry_run": dry, "size": list(size), "frames": frames, "fps_target": args.fps,
-                "standins": list(STANDIN_PRESETS), "environment": environment(provider), "presets": {}}
+                "dry_run": dry,
+                "size": list(size),
+                "frames": frames,
+                "fps_target": args.fps,
+                "standins": list(STANDIN_PRESETS),
+                "environment": environment(provider),
+                "presets": {},
+            }
             for name in presets:
                 if time.monotonic() - started > args.budget_s:
                     report["presets"][name] = {"skipped": f"time budget of {args.budget_s:g} s spent"}
                     continue
                 try:
-                    entry = run_one(preset_for(name, folder, models), provider, size, frames, args.fps,
-                                    "graph" if dry else "auto")
+                    entry = run_one(
+                        preset_for(name, folder, models), provider, size, frames, args.fps, "graph" if dry else "auto"
+                    )
                 except Exception as exc:  # noqa: BLE001 - one preset failing must not hide the others' figures
                     entry = {"error": f"{type(exc).__name__}: {exc}"}
                     failed = True
                 else:
-                    want = "CPUExecutionProvider" if dry else {"cuda": "CUDAExecutionProvider",
-                                                               "tensorrt": "TensorrtExecutionProvider"}[provider]
+                    want = (
+                        "CPUExecutionProvider"
+                        if dry
+                        else {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}[provider]
+                    )
                     got = entry["provider"]
                     if got not in (want, "none (no stage)"):
                         entry["error"] = f"ran on {got}, not {want}: the provider fell back (see the log above)"
@@ -175,9 +227,11 @@ def summary(name: str, provider: str, entry: dict[str, Any]) -> str:
     lat = entry["latency_ms"]
     per = (entry["device_frames"] or {}).get("per_frame", {})
     gpu = entry["gpu_memory"].get("process_mb", "-")
-    line = (f"{provider:9} {name:20} p50 {lat['p50']:6.1f} ms  p99 {lat['p99']:6.1f} ms  fps {entry['fps']:5.1f}  "
-            f"copies/frame up {per.get('uploads')} down {per.get('downloads')} forced {per.get('forced_copies')}  "
-            f"gpu {gpu} MB  on {entry['provider']}")
+    line = (
+        f"{provider:9} {name:20} p50 {lat['p50']:6.1f} ms  p99 {lat['p99']:6.1f} ms  fps {entry['fps']:5.1f}  "
+        f"copies/frame up {per.get('uploads')} down {per.get('downloads')} forced {per.get('forced_copies')}  "
+        f"gpu {gpu} MB  on {entry['provider']}"
+    )
     return line + (f"  ERROR {entry['error']}" if "error" in entry else "")
 
 

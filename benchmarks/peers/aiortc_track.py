@@ -95,10 +95,18 @@ async def consume(camera: ReleasedCamera, transform: object, measured: Measured)
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     transform = ort_segment_blur(args)
-    camera, measured = measure(args, transform,
-                               lambda camera, measured: asyncio.run(consume(camera, transform, measured)))
-    finish(args, "aiortc-track-recv", "track", "CPUExecutionProvider", measured, camera,
-           "VideoFrame in/out, transform on the event loop, unbounded source queue")
+    camera, measured = measure(
+        args, transform, lambda camera, measured: asyncio.run(consume(camera, transform, measured))
+    )
+    finish(
+        args,
+        "aiortc-track-recv",
+        "track",
+        "CPUExecutionProvider",
+        measured,
+        camera,
+        "VideoFrame in/out, transform on the event loop, unbounded source queue",
+    )
 
 
 if __name__ == "__main__":

@@ -37,9 +37,12 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--downscale", type=int, default=4, help="blur at 1/N size, like livefuse's stage")
     parser.add_argument("--blur-sigma", type=float, default=10.1, help="Gaussian sigma at the 1/N size")
-    parser.add_argument("--blur", choices=("matched", "docs"), default="matched",
-                        help="matched: livefuse's blur strength; docs: the (55, 55) full-size kernel of "
-                             "MediaPipe's example")
+    parser.add_argument(
+        "--blur",
+        choices=("matched", "docs"),
+        default="matched",
+        help="matched: livefuse's blur strength; docs: the (55, 55) full-size kernel of MediaPipe's example",
+    )
     parser.add_argument("--model", type=Path, default=ROOT / "models/mediapipe/selfie_segmentation_landscape.onnx")
     parser.add_argument("--preload", type=int, default=0, help="cycle the first N frames (capacity runs)")
     parser.add_argument("--json", type=Path, required=True)
@@ -64,9 +67,12 @@ def face_args(description: str, extra: Callable[[argparse.ArgumentParser], None]
 
 def faces_summary(counts: list[int]) -> dict[str, Any]:
     """Faces found per measured frame: the mean, and how many frames had none."""
-    return {"per_frame": round(float(np.mean(counts)), 3) if counts else 0.0,
-            "frames": len(counts), "frames_without": int(sum(c == 0 for c in counts)),
-            "counts": counts}
+    return {
+        "per_frame": round(float(np.mean(counts)), 3) if counts else 0.0,
+        "frames": len(counts),
+        "frames_without": int(sum(c == 0 for c in counts)),
+        "counts": counts,
+    }
 
 
 def clip_producer(path: Path, size: tuple[int, int]) -> Callable[[], np.ndarray | None]:
@@ -112,8 +118,12 @@ class Timer:
         self._t = now
 
 
-def run_loop(args: argparse.Namespace, camera: ReleasedCamera,
-             process: Callable[[np.ndarray], tuple[np.ndarray, StageTimes]], measured: Measured) -> None:
+def run_loop(
+    args: argparse.Namespace,
+    camera: ReleasedCamera,
+    process: Callable[[np.ndarray], tuple[np.ndarray, StageTimes]],
+    measured: Measured,
+) -> None:
     """The naive loop: read the newest released frame, process it, "write" it (null output), repeat."""
     while True:
         image = camera.read()
@@ -126,8 +136,7 @@ def run_loop(args: argparse.Namespace, camera: ReleasedCamera,
         record(measured, got.index, got.release_ns, taken, time.monotonic_ns(), steps)
 
 
-def record(measured: Measured, index: int, release_ns: int, taken_ns: int, output_ns: int,
-           steps: StageTimes) -> None:
+def record(measured: Measured, index: int, release_ns: int, taken_ns: int, output_ns: int, steps: StageTimes) -> None:
     """One frame that reached the output, with the time each of its steps took."""
     for name, ns in steps.items():
         measured.stages_ns.setdefault(name, []).append(ns)
@@ -170,8 +179,11 @@ def make_camera(args: argparse.Namespace, warmup: Callable[[np.ndarray], Any]) -
     return ReleasedCamera(produce, args.fps, args.frames, size=args.size, description=f"clip {args.clip}")
 
 
-def measure(args: argparse.Namespace, process: Callable[[np.ndarray], tuple[np.ndarray, StageTimes]],
-            drive: Callable[[ReleasedCamera, Measured], None] | None = None) -> tuple[ReleasedCamera, Measured]:
+def measure(
+    args: argparse.Namespace,
+    process: Callable[[np.ndarray], tuple[np.ndarray, StageTimes]],
+    drive: Callable[[ReleasedCamera, Measured], None] | None = None,
+) -> tuple[ReleasedCamera, Measured]:
     """Warm `process` up, release the clip and let `drive` (default: `run_loop`) take it to its end,
     with CPU and memory usage measured; returns the closed camera and the figures for `finish`."""
     camera = make_camera(args, process)
@@ -187,9 +199,18 @@ def measure(args: argparse.Namespace, process: Callable[[np.ndarray], tuple[np.n
     return camera, measured
 
 
-def finish(args: argparse.Namespace, peer: str, mode: str, provider: str, measured: Measured,
-           camera: ReleasedCamera, notes: str, *, preset: str = "background-blur",
-           extra: dict[str, Any] | None = None) -> None:
+def finish(
+    args: argparse.Namespace,
+    peer: str,
+    mode: str,
+    provider: str,
+    measured: Measured,
+    camera: ReleasedCamera,
+    notes: str,
+    *,
+    preset: str = "background-blur",
+    extra: dict[str, Any] | None = None,
+) -> None:
     measured.provider = provider
     measured.camera_slips = camera.slips
     result = {
@@ -208,5 +229,15 @@ def finish(args: argparse.Namespace, peer: str, mode: str, provider: str, measur
     }
     write_json(result, args.json)
     m = result["modes"][mode]
-    print(json.dumps({"peer": peer, "fps": m["fps"], "dropped": m["dropped"], "latency_ms": m["latency_ms"],
-                      "cpu_percent": m["cpu_percent"], "rss_mb": m["rss_mb"]}))
+    print(
+        json.dumps(
+            {
+                "peer": peer,
+                "fps": m["fps"],
+                "dropped": m["dropped"],
+                "latency_ms": m["latency_ms"],
+                "cpu_percent": m["cpu_percent"],
+                "rss_mb": m["rss_mb"],
+            }
+        )
+    )

@@ -75,7 +75,7 @@ def face_crop(image: np.ndarray) -> np.ndarray:
     h, w = image.shape[:2]
     side = min(h, w)
     x0, y0 = (w - side) // 2, (h - side) // 2
-    return cv2.resize(image[y0:y0 + side, x0:x0 + side], (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image[y0 : y0 + side, x0 : x0 + side], (SIZE, SIZE), interpolation=cv2.INTER_AREA)
 
 
 def rgb_floats(crop: np.ndarray) -> np.ndarray:
@@ -87,6 +87,7 @@ def main() -> None:
     args = face_args(__doc__.splitlines()[0], options)
     opened = onnxruntime_network() if args.runtime == "onnxruntime" else tflite_network()
     with opened as ((prepare, network), provider):
+
         def process(image: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
             x = prepare(face_crop(image))
             timer = Timer()
@@ -95,9 +96,16 @@ def main() -> None:
             return image, timer.steps
 
         camera, measured = measure(args, process)
-    finish(args, f"FaceMesh network alone ({args.runtime})", "sequential", provider, measured, camera,
-           "one run of FaceMesh's network per frame on a prepared crop: the floor of a tracking face stage",
-           preset="face")
+    finish(
+        args,
+        f"FaceMesh network alone ({args.runtime})",
+        "sequential",
+        provider,
+        measured,
+        camera,
+        "one run of FaceMesh's network per frame on a prepared crop: the floor of a tracking face stage",
+        preset="face",
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 def main() -> None:
     args = face_args(__doc__.splitlines()[0], options)
-    stage_params = next(s for s in tomllib.loads((PRESETS_DIR / f"{args.preset}.toml").read_text())["stages"]
-                        if s["type"] == "face")
+    stage_params = next(
+        s for s in tomllib.loads((PRESETS_DIR / f"{args.preset}.toml").read_text())["stages"] if s["type"] == "face"
+    )
     params = {p.name: p.default for p in SPEC.params} | {k: v for k, v in stage_params.items() if k != "type"}
     params["max_faces"] = args.max_faces
     with tempfile.TemporaryDirectory() as cache:
@@ -53,9 +54,17 @@ def main() -> None:
         camera, measured = measure(args, process)
     import onnxruntime
 
-    finish(args, f"livefuse face ({args.preset})", "sequential", f"onnxruntime-{onnxruntime.__version__} CPU",
-           measured, camera, f"livefuse face stage with presets/{args.preset}.toml's settings",
-           preset="face", extra={"faces": faces_summary(counts[args.warmup:])})
+    finish(
+        args,
+        f"livefuse face ({args.preset})",
+        "sequential",
+        f"onnxruntime-{onnxruntime.__version__} CPU",
+        measured,
+        camera,
+        f"livefuse face stage with presets/{args.preset}.toml's settings",
+        preset="face",
+        extra={"faces": faces_summary(counts[args.warmup :])},
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,15 @@ def main() -> None:
 
     camera, measured = measure(args, process)
     segmentation.close()
-    finish(args, f"mediapipe-{mp.__version__}", "sequential", "mediapipe (TFLite, XNNPACK CPU)", measured, camera,
-           "mp.solutions.selfie_segmentation, model_selection=1, np.where(mask > 0.1), docs loop")
+    finish(
+        args,
+        f"mediapipe-{mp.__version__}",
+        "sequential",
+        "mediapipe (TFLite, XNNPACK CPU)",
+        measured,
+        camera,
+        "mp.solutions.selfie_segmentation, model_selection=1, np.where(mask > 0.1), docs loop",
+    )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,13 @@ from common import Timer, face_args, faces_summary, finish, measure
 
 def main() -> None:
     args = face_args(__doc__.splitlines()[0])
-    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=args.max_faces,
-                                           refine_landmarks=False, min_detection_confidence=0.5,
-                                           min_tracking_confidence=0.5)
+    mesh = mp.solutions.face_mesh.FaceMesh(
+        static_image_mode=False,
+        max_num_faces=args.max_faces,
+        refine_landmarks=False,
+        min_detection_confidence=0.5,
+        min_tracking_confidence=0.5,
+    )
     import cv2
 
     counts: list[int] = []
@@ -34,9 +38,17 @@ def main() -> None:
 
     camera, measured = measure(args, process)
     mesh.close()
-    finish(args, f"mediapipe-{mp.__version__} FaceMesh", "sequential", "mediapipe (TFLite, XNNPACK CPU)", measured,
-           camera, f"mp.solutions.face_mesh.FaceMesh(max_num_faces={args.max_faces}), video mode",
-           preset="face", extra={"faces": faces_summary(counts[args.warmup:])})
+    finish(
+        args,
+        f"mediapipe-{mp.__version__} FaceMesh",
+        "sequential",
+        "mediapipe (TFLite, XNNPACK CPU)",
+        measured,
+        camera,
+        f"mp.solutions.face_mesh.FaceMesh(max_num_faces={args.max_faces}), video mode",
+        preset="face",
+        extra={"faces": faces_summary(counts[args.warmup :])},
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,15 @@ from common import finish, measure, ort_segment_blur, parse_args
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     camera, measured = measure(args, ort_segment_blur(args))
-    finish(args, f"opencv-onnxruntime-{ort.__version__}", "sequential", "CPUExecutionProvider", measured, camera,
-           f"{args.model.name}, numpy blend, one thread")
+    finish(
+        args,
+        f"opencv-onnxruntime-{ort.__version__}",
+        "sequential",
+        "CPUExecutionProvider",
+        measured,
+        camera,
+        f"{args.model.name}, numpy blend, one thread",
+    )
 
 
 if __name__ == "__main__":

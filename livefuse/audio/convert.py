@@ -28,7 +28,8 @@ class ToPlanarFloat:
 def to_frame(samples: np.ndarray, rate: int) -> av.AudioFrame:
     """Planar float32 samples as a PyAV frame (no timestamp: outputs set their own)."""
     layout = "mono" if samples.shape[0] == 1 else "stereo"
-    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:2], dtype=np.float32), format="fltp",
-                                       layout=layout)
+    frame = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(samples[:2], dtype=np.float32), format="fltp", layout=layout
+    )
     frame.sample_rate = rate
     return frame

@@ -35,24 +35,33 @@ def _library() -> ctypes.CDLL:
     package, whose own module pulls in a file-conversion stack livefuse does not need)."""
     spec = importlib.util.find_spec("pyrnnoise")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("--audio-filter denoise needs RNNoise: install the `pyrnnoise` package "
-                        "(pip install pyrnnoise), or run with --audio-filter none")
+        raise UserError(
+            "--audio-filter denoise needs RNNoise: install the `pyrnnoise` package "
+            "(pip install pyrnnoise), or run with --audio-filter none"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / LIBRARY_NAMES.get(sys.platform, "librnnoise.so")
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as exc:
-        raise UserError(f"--audio-filter denoise: RNNoise's library {path} does not load ({exc}); reinstall "
-                        "pyrnnoise, or run with --audio-filter none") from exc
+        raise UserError(
+            f"--audio-filter denoise: RNNoise's library {path} does not load ({exc}); reinstall "
+            "pyrnnoise, or run with --audio-filter none"
+        ) from exc
     lib.rnnoise_create.argtypes = [ctypes.c_void_p]
     lib.rnnoise_create.restype = ctypes.c_void_p
     lib.rnnoise_destroy.argtypes = [ctypes.c_void_p]
-    lib.rnnoise_process_frame.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float),
-                                          ctypes.POINTER(ctypes.c_float)]
+    lib.rnnoise_process_frame.argtypes = [
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_float),
+        ctypes.POINTER(ctypes.c_float),
+    ]
     lib.rnnoise_process_frame.restype = ctypes.c_float
     lib.rnnoise_get_frame_size.restype = ctypes.c_int
     if lib.rnnoise_get_frame_size() != FRAME:
-        raise UserError(f"--audio-filter denoise: this RNNoise build uses {lib.rnnoise_get_frame_size()}-sample "
-                        f"frames, not {FRAME}; install pyrnnoise >= 0.4")
+        raise UserError(
+            f"--audio-filter denoise: this RNNoise build uses {lib.rnnoise_get_frame_size()}-sample "
+            f"frames, not {FRAME}; install pyrnnoise >= 0.4"
+        )
     return lib
 
 
@@ -79,8 +88,9 @@ class Denoiser:
 
     def push(self, chunk: AudioChunk) -> list[AudioChunk]:
         if chunk.rate != RATE or chunk.channels != self.channels:
-            raise ValueError(f"denoise takes {self.channels}-channel {RATE} Hz chunks, not "
-                             f"{chunk.channels}-channel {chunk.rate} Hz")
+            raise ValueError(
+                f"denoise takes {self.channels}-channel {RATE} Hz chunks, not {chunk.channels}-channel {chunk.rate} Hz"
+            )
         self._anchors.append((self._taken, chunk.capture_ns))
         self._taken += chunk.samples.shape[1]
         self._pending = np.concatenate([self._pending, chunk.samples], axis=1)
@@ -97,8 +107,7 @@ class Denoiser:
         if self._taken == 0:
             return []
         silence = np.zeros((self.channels, (FRAME - tail) % FRAME + DELAY), np.float32)
-        self._ready = np.concatenate([self._ready, self._run(np.concatenate([self._pending, silence], axis=1))],
-                                     axis=1)
+        self._ready = np.concatenate([self._ready, self._run(np.concatenate([self._pending, silence], axis=1))], axis=1)
         self._pending = self._pending[:, :0]
         return self._emit(self._taken)
 
@@ -106,11 +115,11 @@ class Denoiser:
         out = np.empty_like(samples)
         for c, state in enumerate(self._states):
             for start in range(0, samples.shape[1], FRAME):
-                np.multiply(samples[c, start:start + FRAME], SCALE, out=self._frame)
+                np.multiply(samples[c, start : start + FRAME], SCALE, out=self._frame)
                 voice = self.lib.rnnoise_process_frame(state, self._pointer, self._pointer)
                 if c == 0:
                     self.speech = float(voice)
-                np.multiply(self._frame, 1.0 / SCALE, out=out[c, start:start + FRAME])
+                np.multiply(self._frame, 1.0 / SCALE, out=out[c, start : start + FRAME])
         return out
 
     def _emit(self, upto: int) -> list[AudioChunk]:

@@ -30,8 +30,16 @@ ENCODER_DELAY = {"aac": 1024, "libopus": 312}
 class AudioTrack:
     """Adds an audio stream to a container; `write` and `close` run on the output's own thread."""
 
-    def __init__(self, container: Any, codec: str, source: AudioFormat, *, rate: int, bitrate: int,
-                 delay_in_timeline: bool = False) -> None:
+    def __init__(
+        self,
+        container: Any,
+        codec: str,
+        source: AudioFormat,
+        *,
+        rate: int,
+        bitrate: int,
+        delay_in_timeline: bool = False,
+    ) -> None:
         """`delay_in_timeline`: the container cannot say "skip the encoder's first samples" (fragmented
         MP4, FLV), so they are played: the track starts at 0 with them and the video is shifted by
         `delay_s` to match, instead of negative timestamps that such muxers mishandle."""
@@ -78,8 +86,9 @@ class AudioTrack:
                 self._silence(gap_s, chunk.rate, samples.shape[0])
             elif gap_s < -RESYNC_S:
                 self.overlaps += 1  # written after the previous chunk anyway: sound is never dropped
-                log.debug("sound stamped %.1f ms before the previous chunk ended: kept, written after it",
-                          -gap_s * 1000)
+                log.debug(
+                    "sound stamped %.1f ms before the previous chunk ended: kept, written after it", -gap_s * 1000
+                )
         self._feed(samples, chunk.rate)
 
     def _silence(self, seconds: float, rate: int, channels: int) -> None:
@@ -90,8 +99,12 @@ class AudioTrack:
     def _feed(self, samples: np.ndarray, rate: int) -> None:
         assert self._fed_s is not None
         if self._resampler is None:
-            self._resampler = av.AudioResampler(format=self._stream.format.name, layout=self.layout, rate=self.rate,
-                                                frame_size=self._stream.codec_context.frame_size or None)
+            self._resampler = av.AudioResampler(
+                format=self._stream.format.name,
+                layout=self.layout,
+                rate=self.rate,
+                frame_size=self._stream.codec_context.frame_size or None,
+            )
         self._fed_s += samples.shape[1] / rate
         self._encode(self._resampler.resample(to_frame(samples, rate)))
 

@@ -33,8 +33,11 @@ class FilteredAudio:
         self.inner = inner
         resample = audio_filter == "denoise" and inner.format.rate != RATE
         self.format = AudioFormat(RATE, inner.format.channels) if resample else inner.format
-        self._resampler = av.AudioResampler(format="fltp", layout="mono" if inner.format.channels == 1 else
-                                            "stereo", rate=RATE) if resample else None
+        self._resampler = (
+            av.AudioResampler(format="fltp", layout="mono" if inner.format.channels == 1 else "stereo", rate=RATE)
+            if resample
+            else None
+        )
         self._wanted = audio_filter
         self.description = inner.description
         self._active = "none"  # what the audio thread runs now; it follows `_wanted` at the next chunk
@@ -59,9 +62,11 @@ class FilteredAudio:
             raise UserError(f"audio_filter = {audio_filter!r}: one of {', '.join(AUDIO_FILTERS)}")
         if audio_filter == "denoise":
             if self.format.rate != RATE:
-                raise UserError(f"audio_filter = 'denoise': this stream's sound is {self.format.rate} Hz and its "
-                                f"outputs were opened for that; RNNoise needs {RATE} Hz, so start livefuse with "
-                                "--audio-filter denoise to have it resampled")
+                raise UserError(
+                    f"audio_filter = 'denoise': this stream's sound is {self.format.rate} Hz and its "
+                    f"outputs were opened for that; RNNoise needs {RATE} Hz, so start livefuse with "
+                    "--audio-filter denoise to have it resampled"
+                )
             Denoiser.check()
 
     def start(self, deliver: Deliver) -> None:
@@ -77,8 +82,10 @@ class FilteredAudio:
     def _resampled(self, chunk: AudioChunk) -> AudioChunk:
         if self._resampler is None:
             return chunk
-        parts = [np.asarray(f.to_ndarray(), np.float32) for f in self._resampler.resample(to_frame(chunk.samples,
-                                                                                                   chunk.rate))]
+        parts = [
+            np.asarray(f.to_ndarray(), np.float32)
+            for f in self._resampler.resample(to_frame(chunk.samples, chunk.rate))
+        ]
         samples = np.concatenate(parts, axis=1) if parts else np.zeros((chunk.channels, 0), np.float32)
         return AudioChunk(samples, RATE, chunk.capture_ns)
 

@@ -25,8 +25,10 @@ log = logging.getLogger("livefuse.audio")
 
 Deliver = Callable[[AudioChunk], None]
 DEVICE_FORMATS = ("pulse", "alsa", "avfoundation", "dshow")
-AUDIO_HELP = ("auto (the source's own sound, else none), off, or a device: pulse:NAME, alsa:NAME (e.g. alsa:default), "
-              "avfoundation::N, dshow:audio=NAME")
+AUDIO_HELP = (
+    "auto (the source's own sound, else none), off, or a device: pulse:NAME, alsa:NAME (e.g. alsa:default), "
+    "avfoundation::N, dshow:audio=NAME"
+)
 
 
 class AudioInput(Protocol):
@@ -140,8 +142,11 @@ class SourceAudio:
                 self._held += self._source.take_audio()  # some of it may be the next frames' sound
                 return None
             self._capturing = True  # the sound from this picture's instant on goes with it
-            self._held = [(at, frame) for at, frame in self._held + self._source.take_audio()
-                          if at + frame.samples * 1_000_000_000 // frame.sample_rate > media]
+            self._held = [
+                (at, frame)
+                for at, frame in self._held + self._source.take_audio()
+                if at + frame.samples * 1_000_000_000 // frame.sample_rate > media
+            ]
         return min(now_ns, self._clock.capture_ns(media))
 
     def on_video(self, capture_ns: int) -> None:
@@ -151,8 +156,7 @@ class SourceAudio:
     def _send_before_loop(self) -> None:
         """Deliver the end of the previous pass on the old clock; hold the new pass's start for the new one."""
         pending = self._source.take_audio()
-        split = next((i for i in range(1, len(pending)) if pending[i][0] < pending[i - 1][0] - BACK_NS),
-                     len(pending))
+        split = next((i for i in range(1, len(pending)) if pending[i][0] < pending[i - 1][0] - BACK_NS), len(pending))
         self._send(pending[:split])
         self._held = pending[split:]
 
@@ -169,7 +173,7 @@ class SourceAudio:
             end_ns = self._source.loop_end_ns
             if end_ns is not None:  # a looped pass ends with its picture: sound past it (an encoder's
                 # padding) would overlap the next pass and push all later sound back a little every loop
-                samples = samples[:, :max(0, (end_ns - media_ns) * frame.sample_rate // 1_000_000_000)]
+                samples = samples[:, : max(0, (end_ns - media_ns) * frame.sample_rate // 1_000_000_000)]
             if samples.shape[1]:
                 self._deliver(AudioChunk(samples, frame.sample_rate, self._clock.capture_ns(media_ns)))
 
@@ -196,14 +200,17 @@ class DeviceAudio:
         fmt, device = device_input(spec)
         self.description = f"audio device {fmt}:{device}"
         if fmt not in av.formats_available:
-            raise SourceError(f"--audio {spec}: this PyAV build cannot capture with {fmt} (it has "
-                              f"{', '.join(f for f in DEVICE_FORMATS if f in av.formats_available) or 'none'}); "
-                              "use --audio off or another device")
+            raise SourceError(
+                f"--audio {spec}: this PyAV build cannot capture with {fmt} (it has "
+                f"{', '.join(f for f in DEVICE_FORMATS if f in av.formats_available) or 'none'}); "
+                "use --audio off or another device"
+            )
         try:
             self._container: Any = av.open(device, format=fmt, timeout=(5.0, 5.0))
         except (av.FFmpegError, OSError) as exc:
-            raise SourceError(f"--audio {spec}: cannot open {self.description}: {exc}. Name an existing "
-                              "device, or use --audio off") from exc
+            raise SourceError(
+                f"--audio {spec}: cannot open {self.description}: {exc}. Name an existing device, or use --audio off"
+            ) from exc
         if not self._container.streams.audio:
             self._container.close()
             raise SourceError(f"--audio {spec}: {self.description} has no audio stream")

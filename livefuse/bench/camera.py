@@ -41,8 +41,15 @@ class ReleasedCamera(Source):
     `slips` counts it: those frames were never released, so they are not charged to the reader.
     """
 
-    def __init__(self, produce: Callable[[], np.ndarray | None], fps: float, frames: int, *,
-                 size: tuple[int, int], description: str = "camera") -> None:
+    def __init__(
+        self,
+        produce: Callable[[], np.ndarray | None],
+        fps: float,
+        frames: int,
+        *,
+        size: tuple[int, int],
+        description: str = "camera",
+    ) -> None:
         self.fps = fps
         self.size = size
         self.description = description

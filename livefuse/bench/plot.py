@@ -31,10 +31,14 @@ def plot_latency(series: list[tuple[str, dict[str, Any]]], path: Path, title: st
         ok = ~np.isnan(lat)
         values = np.sort(lat[ok])
         if values.size:
-            cdf.plot(values, np.arange(1, values.size + 1) / values.size,
-                     label=f"{label} (p50 {mode['latency_ms']['p50']:.0f}, p99 {mode['latency_ms']['p99']:.0f} ms)")
-        line = timeline.plot(t[ok], lat[ok], lw=0.8, label=f"{label}: {mode['fps']:.1f} fps, "
-                             f"{mode['dropped']} dropped")[0]
+            cdf.plot(
+                values,
+                np.arange(1, values.size + 1) / values.size,
+                label=f"{label} (p50 {mode['latency_ms']['p50']:.0f}, p99 {mode['latency_ms']['p99']:.0f} ms)",
+            )
+        line = timeline.plot(
+            t[ok], lat[ok], lw=0.8, label=f"{label}: {mode['fps']:.1f} fps, {mode['dropped']} dropped"
+        )[0]
         if (~ok).any():
             timeline.plot(t[~ok], np.full((~ok).sum(), DROPPED_AT_MS), "|", color=line.get_color(), ms=8)
     cdf.set_xscale("log")  # a contender with a growing backlog (seconds) must not flatten the others

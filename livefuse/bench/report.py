@@ -131,7 +131,8 @@ def ratios(modes: dict[str, dict[str, Any]]) -> dict[str, float]:
     return {
         "throughput": round(pipe["fps"] / seq["fps"], 3) if seq["fps"] else 0.0,
         "latency_p99": round(pipe["latency_ms"]["p99"] / seq["latency_ms"]["p99"], 3)
-        if seq["latency_ms"]["p99"] else 0.0,
+        if seq["latency_ms"]["p99"]
+        else 0.0,
     }
 
 
@@ -142,22 +143,31 @@ def write_json(result: dict[str, Any], path: Path) -> None:
 
 def table(result: dict[str, Any]) -> str:
     """A short human summary of a result's modes."""
-    head = f"{result['preset']} {result['size'][0]}x{result['size'][1]} @ {result['fps_target']:g} fps, " \
-           f"{result['frames']} frames, provider {result['provider']}"
-    rows = [head, f"{'mode':<14}{'fps':>7}{'dropped':>9}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}{'cpu%':>7}"
-            f"{'rss MB':>8}  stages p50/p95 ms"]
+    head = (
+        f"{result['preset']} {result['size'][0]}x{result['size'][1]} @ {result['fps_target']:g} fps, "
+        f"{result['frames']} frames, provider {result['provider']}"
+    )
+    rows = [
+        head,
+        f"{'mode':<14}{'fps':>7}{'dropped':>9}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}{'cpu%':>7}"
+        f"{'rss MB':>8}  stages p50/p95 ms",
+    ]
     for name, m in result["modes"].items():
         lat = m["latency_ms"]
         stages = ", ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in m["stages_ms"].items())
-        rows.append(f"{name:<14}{m['fps']:>7.1f}{m['dropped']:>9d}{lat['p50']:>8.1f}{lat['p95']:>8.1f}"
-                    f"{lat['p99']:>8.1f}{lat['max']:>8.1f}{m['cpu_percent']:>7.0f}{m['rss_mb']:>8.0f}  {stages}")
+        rows.append(
+            f"{name:<14}{m['fps']:>7.1f}{m['dropped']:>9d}{lat['p50']:>8.1f}{lat['p95']:>8.1f}"
+            f"{lat['p99']:>8.1f}{lat['max']:>8.1f}{m['cpu_percent']:>7.0f}{m['rss_mb']:>8.0f}  {stages}"
+        )
     for name, m in result["modes"].items():
         device = m.get("device_frames")
         if device:
             per = device["per_frame"]
             forced = ", ".join(f"{k} {v:g}" for k, v in per["forced_copies"].items()) or "none"
-            rows.append(f"{name}: frames on {device['device']}: {per['uploads']:g} upload + {per['downloads']:g} "
-                        f"download per frame, full-frame copies forced by stages: {forced}")
+            rows.append(
+                f"{name}: frames on {device['device']}: {per['uploads']:g} upload + {per['downloads']:g} "
+                f"download per frame, full-frame copies forced by stages: {forced}"
+            )
     if "ratios" in result:
         r = result["ratios"]
         rows.append(f"pipelined/sequential: throughput x{r['throughput']:.2f}, p99 latency x{r['latency_p99']:.2f}")

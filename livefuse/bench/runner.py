@@ -116,8 +116,9 @@ def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
     preset = load_preset(config.preset)
     from livefuse.triton.executor import open_executor
 
-    engine = Engine(provider=config.provider, iobinding=config.iobinding,
-                    executor=open_executor(config.executor, config.fps))
+    engine = Engine(
+        provider=config.provider, iobinding=config.iobinding, executor=open_executor(config.executor, config.fps)
+    )
     assembly = assemble(preset, engine, config.size, config.fps, implementation=config.implementation)
     chain = assembly.chain
     produce, close_source, description = open_producer(config)
@@ -141,8 +142,9 @@ def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
             from livefuse.bench.audio import AudioEncodeSink, SyntheticMicrophone
 
             microphone = SyntheticMicrophone()
-            pipeline = assembly.pipeline(camera, [sink, AudioEncodeSink(microphone.format)], stats=stats,
-                                         audio=microphone)
+            pipeline = assembly.pipeline(
+                camera, [sink, AudioEncodeSink(microphone.format)], stats=stats, audio=microphone
+            )
             asyncio.run(pipeline.run())
         else:
             from livefuse.bench.sequential import run_sequential
@@ -162,8 +164,11 @@ def run_mode(config: BenchConfig, mode: str) -> dict[str, Any]:
     measured.copies = {k: v - copies_before.get(k, 0) for k, v in engine.copies().items()}
     measured.camera_slips = camera.slips
     if chain.boundary is not None:
-        measured.device_frames = {"device": chain.boundary.device, "pinned": chain.boundary.pinned,
-                                  **chain.boundary.counter.report(since=transfers_before)}
+        measured.device_frames = {
+            "device": chain.boundary.device,
+            "pinned": chain.boundary.pinned,
+            **chain.boundary.counter.report(since=transfers_before),
+        }
     measured.stage_errors = dict(stats.stage_errors)
     return mode_result(measured)
 

@@ -16,8 +16,9 @@ def size_arg(text: str) -> tuple[int, int]:
     if not (16 <= width <= 7680 and 16 <= height <= 4320):
         raise argparse.ArgumentTypeError(f"invalid size {text!r}: width and height must be 16 to 7680x4320")
     if width % 2 or height % 2:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}: width and height must be even (video encoders "
-                                         "need it)")
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}: width and height must be even (video encoders need it)"
+        )
     return width, height
 
 
@@ -79,16 +80,30 @@ def on_off(text: str) -> bool:
 
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--provider", default="auto", choices=PROVIDERS,
-                        help="ONNX Runtime execution provider (default: auto, the fastest that works)")
-    parser.add_argument("--iobinding", type=on_off, default=True, metavar="on|off",
-                        help="bind inputs and outputs to preallocated device buffers (default: on)")
-    parser.add_argument("--executor", default="local", metavar="local|triton://HOST:PORT",
-                        help="where models run: in this process (default), or on a Triton Inference Server "
-                             "over gRPC, with local fallback (?timeout_ms=N, default two frame intervals)")
+    parser.add_argument(
+        "--provider",
+        default="auto",
+        choices=PROVIDERS,
+        help="ONNX Runtime execution provider (default: auto, the fastest that works)",
+    )
+    parser.add_argument(
+        "--iobinding",
+        type=on_off,
+        default=True,
+        metavar="on|off",
+        help="bind inputs and outputs to preallocated device buffers (default: on)",
+    )
+    parser.add_argument(
+        "--executor",
+        default="local",
+        metavar="local|triton://HOST:PORT",
+        help="where models run: in this process (default), or on a Triton Inference Server "
+        "over gRPC, with local fallback (?timeout_ms=N, default two frame intervals)",
+    )
 
 
 def add_video_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=size_arg, default=(1280, 720), metavar="WxH",
-                        help="frame size (default: 1280x720)")
+    parser.add_argument(
+        "--size", type=size_arg, default=(1280, 720), metavar="WxH", help="frame size (default: 1280x720)"
+    )
     parser.add_argument("--fps", type=fps_arg, default=30.0, metavar="N", help="frame rate (default: 30)")

@@ -16,8 +16,11 @@ MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "info": "    "}
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("doctor", help="check providers, GPUs, cameras, virtual camera, audio, port "
-                                   "and models; exits 1 when the default `livefuse run` would not work")
+    parser = subparsers.add_parser(
+        "doctor",
+        help="check providers, GPUs, cameras, virtual camera, audio, port "
+        "and models; exits 1 when the default `livefuse run` would not work",
+    )
     parser.add_argument("--json", action="store_true", help="the same as JSON, for scripts")
     parser.add_argument("--host", default="127.0.0.1", help="the address `livefuse run` will serve on")
     parser.add_argument("--port", type=positive_int, default=8080, help="the port `livefuse run` will serve on")
@@ -31,12 +34,14 @@ def doctor_command(args: argparse.Namespace) -> int:
     checks = run_checks(args.host, args.port, args.preset)
     failed = [c for c in checks if c.status == FAIL]
     if args.json:
-        print(json.dumps({"ok": not failed, "versions": versions(), "checks": [asdict(c) for c in checks]},
-                         indent=2, default=str))
+        print(
+            json.dumps(
+                {"ok": not failed, "versions": versions(), "checks": [asdict(c) for c in checks]}, indent=2, default=str
+            )
+        )
         return 1 if failed else 0
     got = versions()
-    print("livefuse " + ", ".join(f"{k} {v}" for k, v in got.items() if v and k != "livefuse") +
-          f" ({sys.platform})")
+    print("livefuse " + ", ".join(f"{k} {v}" for k, v in got.items() if v and k != "livefuse") + f" ({sys.platform})")
     for c in checks:
         first, *rest = c.message.splitlines() or [""]
         print(f"{MARKS.get(c.status, c.status):4s} {c.area:11s} {first}")

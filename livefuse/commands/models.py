@@ -59,9 +59,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"{e.ref}{'  (pinned)' if pinned == e.version else ''}")
         print(f"  file:     {path} ({_state(reg, e)})")
         recorded, how = reg.recorded(e)
-        print(f"  sha256:   {e.sha256 or (f'{recorded} (recorded; {how})' if recorded else '')}"
-              f"{'' if e.sha256 or recorded else 'not in the manifest'}"
-              f"{'; checked by the publisher .hash file on pull' if e.sidecar and not recorded else ''}")
+        print(
+            f"  sha256:   {e.sha256 or (f'{recorded} (recorded; {how})' if recorded else '')}"
+            f"{'' if e.sha256 or recorded else 'not in the manifest'}"
+            f"{'; checked by the publisher .hash file on pull' if e.sidecar and not recorded else ''}"
+        )
         if e.mirrors:
             print(f"  mirrors:  {', '.join(e.mirrors)}")
         print(f"  size:     {e.size or '?'} bytes")
@@ -128,9 +130,7 @@ def _licence_accepted(entry: ModelEntry, yes: bool) -> bool:
 def cmd_pull(args: argparse.Namespace) -> int:
     reg = _registry(args)
     entry = reg.entry(args.spec)
-    if not (reg.path(entry).is_file() and reg.problem(entry).status == "ok") and not _licence_accepted(
-        entry, args.yes
-    ):
+    if not (reg.path(entry).is_file() and reg.problem(entry).status == "ok") and not _licence_accepted(entry, args.yes):
         print("not downloaded", file=sys.stderr)
         return 1
     reg.pull(
@@ -199,11 +199,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `models` and its subcommands on the main CLI."""
-    models = subparsers.add_parser("models", help="list, verify, pull, pin, optimise and export models; "
-                                   "write and release a Triton model repository")
-    models.add_argument(
-        "--manifest", type=Path, default=None, help="manifest file (default models/manifest.toml)"
+    models = subparsers.add_parser(
+        "models",
+        help="list, verify, pull, pin, optimise and export models; write and release a Triton model repository",
     )
+    models.add_argument("--manifest", type=Path, default=None, help="manifest file (default models/manifest.toml)")
     models.add_argument(
         "--models-dir",
         type=Path,
@@ -222,16 +222,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("pull", help="download a model (mirrors, resumable) and check its SHA-256")
     p.add_argument("spec", metavar="NAME[@VERSION]")
-    p.add_argument("--yes", "-y", action="store_true",
-                   help="accept a non-commercial licence without asking (for scripts)")
+    p.add_argument(
+        "--yes", "-y", action="store_true", help="accept a non-commercial licence without asking (for scripts)"
+    )
     p.add_argument(
         "--allow-unverified",
         action="store_true",
         help="accept a model no publisher vouches for (no sha256, no checksum file); the hash is recorded",
     )
-    p.add_argument(
-        "--from", dest="from_file", metavar="FILE", help="import a local file instead of downloading"
-    )
+    p.add_argument("--from", dest="from_file", metavar="FILE", help="import a local file instead of downloading")
     p.set_defaults(func=cmd_pull)
     p = sub.add_parser("use", help="pin a version (roll back by pinning the older one)")
     p.add_argument("spec", metavar="NAME@VERSION")

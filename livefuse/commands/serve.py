@@ -14,10 +14,12 @@ from livefuse.presets import load_preset
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "serve", help="filter others' streams (WHIP/WHEP sessions) until stopped",
+        "serve",
+        help="filter others' streams (WHIP/WHEP sessions) until stopped",
         description="Serve sessions: each WHIP client (or browser camera) gets its stream back filtered by the "
-                    "preset (or the one it asks for with ?preset=NAME), with the control API and /metrics. "
-                    "No camera or source of its own.")
+        "preset (or the one it asks for with ?preset=NAME), with the control API and /metrics. "
+        "No camera or source of its own.",
+    )
     add_daemon_args(parser, port_help=f"API and WHIP port (default: {DEFAULT_PORT})")
     parser.set_defaults(func=serve_command)
 

@@ -43,9 +43,14 @@ def cmd_triton_repo(args: argparse.Namespace, registry: Registry) -> int:
     from livefuse.triton.config import ServingOptions
     from livefuse.triton.repository import write_model
 
-    options = ServingOptions(backend=args.backend, max_batch_size=args.max_batch,
-                             max_queue_delay_us=args.queue_delay_us, instances=args.instances, gpu=args.gpu,
-                             tensorrt_fp16=args.tensorrt_fp16)
+    options = ServingOptions(
+        backend=args.backend,
+        max_batch_size=args.max_batch,
+        max_queue_delay_us=args.queue_delay_us,
+        instances=args.instances,
+        gpu=args.gpu,
+        tensorrt_fp16=args.tensorrt_fp16,
+    )
     presets = args.preset or list(available_presets())
     names, skipped = preset_models(presets, explicit=bool(args.preset))
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -54,15 +59,25 @@ def cmd_triton_repo(args: argparse.Namespace, registry: Registry) -> int:
         path = registry.check(entry)  # SHA-256 against the manifest: a ModelError naming both hashes
         # FP16 only for models whose FP16 accuracy check passes (the manifest's trt_fp16, engine/precision.py).
         fp16 = options.tensorrt_fp16 and entry.trt_fp16
-        written = write_model(args.dir, name, path, registry.expected_sha(entry), entry.ref,
-                              dataclasses.replace(options, tensorrt_fp16=fp16))
+        written = write_model(
+            args.dir,
+            name,
+            path,
+            registry.expected_sha(entry),
+            entry.ref,
+            dataclasses.replace(options, tensorrt_fp16=fp16),
+        )
         note = " (no TensorRT FP16: the model does not declare trt_fp16)" if options.tensorrt_fp16 and not fp16 else ""
-        print(f"{name}: version {written.version} ({entry.ref}), "
-              f"{'batched' if written.batched else 'unbatched'}: {written.note}{note}")
+        print(
+            f"{name}: version {written.version} ({entry.ref}), "
+            f"{'batched' if written.batched else 'unbatched'}: {written.note}{note}"
+        )
     for note in skipped:
         print(f"skipped preset {note}")
-    print(f"wrote {len(names)} models to {args.dir}; serve it with tritonserver --model-repository={args.dir.resolve()}"
-          " --model-control-mode=poll (see models/README.md)")
+    print(
+        f"wrote {len(names)} models to {args.dir}; serve it with tritonserver --model-repository={args.dir.resolve()}"
+        " --model-control-mode=poll (see models/README.md)"
+    )
     return 0
 
 
@@ -97,8 +112,10 @@ def cmd_release(args: argparse.Namespace, registry: Registry) -> int:
         source, expected, label = registry.check(entry), registry.expected_sha(entry), entry.ref
     state = release(args.to, args.name, source, expected, label, share)
     if state.candidate is not None:
-        print(f"{args.name}: version {state.candidate} ({label}) released to {state.share:g}% of sessions; "
-              f"the rest stay on version {state.current}")
+        print(
+            f"{args.name}: version {state.candidate} ({label}) released to {state.share:g}% of sessions; "
+            f"the rest stay on version {state.current}"
+        )
     else:
         print(f"{args.name}: version {state.current} ({label}) released to every session")
     print("Triton loads it at its next repository poll; running daemons follow within seconds")
@@ -125,16 +142,24 @@ def add_parsers(sub: argparse._SubParsersAction, registry: Callable[[argparse.Na
     p = sub.add_parser("triton-repo", help="write a Triton model repository for the presets' models")
     p.add_argument("dir", type=Path, metavar="DIR")
     p.add_argument("--preset", action="append", metavar="NAME", help="only these presets' models (repeatable)")
-    p.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "python"),
-                   help="Triton backend: onnxruntime (default), or python (onnxruntime inside Triton's Python "
-                        "backend, for builds without the onnxruntime backend such as PyTriton's)")
+    p.add_argument(
+        "--backend",
+        default="onnxruntime",
+        choices=("onnxruntime", "python"),
+        help="Triton backend: onnxruntime (default), or python (onnxruntime inside Triton's Python "
+        "backend, for builds without the onnxruntime backend such as PyTriton's)",
+    )
     p.add_argument("--max-batch", type=int, default=8, help="max_batch_size where the model batches (default 8)")
-    p.add_argument("--queue-delay-us", type=int, default=2000,
-                   help="dynamic batcher's max_queue_delay_microseconds (default 2000)")
+    p.add_argument(
+        "--queue-delay-us", type=int, default=2000, help="dynamic batcher's max_queue_delay_microseconds (default 2000)"
+    )
     p.add_argument("--instances", type=int, default=1, help="instance_group count (default 1)")
     p.add_argument("--gpu", action="store_true", help="instances on GPUs (KIND_GPU) instead of CPUs")
-    p.add_argument("--tensorrt-fp16", action="store_true",
-                   help="add the TensorRT FP16 accelerator stanza to models that declare trt_fp16")
+    p.add_argument(
+        "--tensorrt-fp16",
+        action="store_true",
+        help="add the TensorRT FP16 accelerator stanza to models that declare trt_fp16",
+    )
     p.set_defaults(func=bind(cmd_triton_repo))
     p = sub.add_parser("triton-verify", help="check a Triton repository's configs and file hashes")
     p.add_argument("dir", type=Path, metavar="DIR")
@@ -143,10 +168,16 @@ def add_parsers(sub: argparse._SubParsersAction, registry: Callable[[argparse.Na
     p.add_argument("name", metavar="NAME")
     p.add_argument("version", metavar="VERSION", help="the manifest version (or a label, with --from)")
     p.add_argument("--to", type=Path, required=True, metavar="DIR", help="the repository")
-    p.add_argument("--share", default="100%", metavar="PERCENT",
-                   help="sessions that get it, by hash of their id (default 100%%)")
-    p.add_argument("--from", dest="from_file", type=Path, metavar="FILE",
-                   help="release this .onnx file (e.g. an optimised or retrained model)")
+    p.add_argument(
+        "--share", default="100%", metavar="PERCENT", help="sessions that get it, by hash of their id (default 100%%)"
+    )
+    p.add_argument(
+        "--from",
+        dest="from_file",
+        type=Path,
+        metavar="FILE",
+        help="release this .onnx file (e.g. an optimised or retrained model)",
+    )
     p.set_defaults(func=bind(cmd_release))
     p = sub.add_parser("rollback", help="return every session to the previous version")
     p.add_argument("name", metavar="NAME")

@@ -15,7 +15,7 @@ DEVICES = ("cpu", "cuda")  # OrtValue devices the boundary can allocate on
 
 
 def frames_device(engine: Engine, implementation: str) -> str | None:
-    """"cuda" or "cpu" when frames should stay on the engine's device between stages, else None."""
+    """ "cuda" or "cpu" when frames should stay on the engine's device between stages, else None."""
     if engine is None or not engine.iobinding:
         return None  # no engine (stages without models, in tests), or plain session.run: nothing stays anywhere
     provider = engine.provider

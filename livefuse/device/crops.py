@@ -48,8 +48,9 @@ class FaceCrops:
         theta = device_graphs.crop_theta(matrix[None], self._frame_size(frame), self.size)
         return self._warp.run({"frame": frame, "theta": theta})["crop"]
 
-    def put(self, frame: ort.OrtValue, crop: ort.OrtValue | np.ndarray, matrix: np.ndarray,
-            mask: np.ndarray) -> ort.OrtValue:
+    def put(
+        self, frame: ort.OrtValue, crop: ort.OrtValue | np.ndarray, matrix: np.ndarray, mask: np.ndarray
+    ) -> ort.OrtValue:
         """A new device frame with `crop` (model output range, [1, 3, S, S]) blended in by `mask` [S, S].
 
         Only the region the crop covers is sampled (as `faces.paste.paste_back` does on the host).

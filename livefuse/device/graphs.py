@@ -42,6 +42,7 @@ def _to_uint8(b: GraphBuilder, x: str, out: str, half_up: bool = False) -> str:
 
 def warp_theta(matrix: np.ndarray, frame_size: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
     """`warp_frame`'s theta [1, 2, 3] from a cv2 inverse map (output pixel -> frame pixel, 2x3)."""
+
     def normalise(width: int, height: int) -> np.ndarray:
         return np.array([[2.0 / width, 0, 1.0 / width - 1], [0, 2.0 / height, 1.0 / height - 1], [0, 0, 1]])
 
@@ -55,14 +56,18 @@ def warp_frame(out_size: tuple[int, int]) -> onnx.ModelProto:
     """`frame` + `theta` [1, 2, 3] (see `warp_theta`) -> `crop` uint8 [h, w, 3], zero outside the frame."""
     w, h = out_size
     b = GraphBuilder("device_warp")
-    x = b.op("Unsqueeze", b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1]),
-             b.const([0], np.int64))  # [1, 3, H, W]
+    x = b.op(
+        "Unsqueeze", b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1]), b.const([0], np.int64)
+    )  # [1, 3, H, W]
     grid = b.op("AffineGrid", "theta", b.const([1, 3, h, w], np.int64), align_corners=0)
     y = b.op("GridSample", x, grid, mode="linear", padding_mode="zeros", align_corners=0)  # [1, 3, h, w]
     y = b.op("Transpose", b.op("Squeeze", y, b.const([0], np.int64)), perm=[1, 2, 0])
     _to_uint8(b, y, "crop")
-    return b.model([_frame(), helper.make_tensor_value_info("theta", FLOAT, [1, 2, 3])],
-                   [helper.make_tensor_value_info("crop", UINT8, [h, w, 3])], warp_frame.__doc__ or "")
+    return b.model(
+        [_frame(), helper.make_tensor_value_info("theta", FLOAT, [1, 2, 3])],
+        [helper.make_tensor_value_info("crop", UINT8, [h, w, 3])],
+        warp_frame.__doc__ or "",
+    )
 
 
 def area_weights(src: int, dst: int) -> np.ndarray:
@@ -92,8 +97,16 @@ def shrink_nodes(b: GraphBuilder, x: str, frame_size: tuple[int, int], out_size:
     w, h = frame_size
     width, height = out_size
     if width >= w or height >= h:
-        x = b.op("Resize", x, "", "", b.const([height, width], np.int64), axes=[2, 3], mode="linear",
-                 coordinate_transformation_mode="half_pixel")
+        x = b.op(
+            "Resize",
+            x,
+            "",
+            "",
+            b.const([height, width], np.int64),
+            axes=[2, 3],
+            mode="linear",
+            coordinate_transformation_mode="half_pixel",
+        )
         return b.op("Round", x)
     for sw, sh in shrink_steps(frame_size, out_size):
         if (sw * 2, sh * 2) == (w, h):
@@ -108,16 +121,17 @@ def shrink_nodes(b: GraphBuilder, x: str, frame_size: tuple[int, int], out_size:
 def shrink_frame(frame_size: tuple[int, int], out_size: tuple[int, int]) -> onnx.ModelProto:
     """`frame` -> `small` uint8 [h, w, 3]: `vision.geometry.resize(frame, w, h)` on the device (`shrink_nodes`)."""
     b = GraphBuilder("device_shrink")
-    x = b.op("Unsqueeze", b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1]),
-             b.const([0], np.int64))  # [1, 3, H, W]
+    x = b.op(
+        "Unsqueeze", b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1]), b.const([0], np.int64)
+    )  # [1, 3, H, W]
     x = b.op("Squeeze", shrink_nodes(b, x, frame_size, out_size), b.const([0], np.int64))
     width, height = out_size
     y = b.op("Transpose", x, perm=[1, 2, 0])
     b.op("Cast", b.op("Clip", y, b.const(0.0), b.const(255.0)), to=UINT8, out="small")
     # The frame's dims stay symbolic (the weights are for `frame_size`), so no CUDA graph is captured for it.
-    return b.model([_frame()],
-                   [helper.make_tensor_value_info("small", UINT8, [height, width, 3])],
-                   shrink_frame.__doc__ or "")
+    return b.model(
+        [_frame()], [helper.make_tensor_value_info("small", UINT8, [height, width, 3])], shrink_frame.__doc__ or ""
+    )
 
 
 def _box_parts(b: GraphBuilder, box: str) -> tuple[str, str]:
@@ -136,8 +150,9 @@ def slice_regions(count: int) -> onnx.ModelProto:
         starts, ends = _box_parts(b, box)
         b.op("Slice", "frame", starts, ends, b.const([0, 1], np.int64), out=f"region_{i}")
         outputs.append(helper.make_tensor_value_info(f"region_{i}", UINT8, [f"h{i}", f"w{i}", 3]))
-    return b.model([_frame(), helper.make_tensor_value_info("boxes", INT64, [count, 4])], outputs,
-                   slice_regions.__doc__ or "")
+    return b.model(
+        [_frame(), helper.make_tensor_value_info("boxes", INT64, [count, 4])], outputs, slice_regions.__doc__ or ""
+    )
 
 
 def paste_regions(count: int) -> onnx.ModelProto:
@@ -169,8 +184,9 @@ def paste_regions(count: int) -> onnx.ModelProto:
         right = b.op("Slice", rows, x2, big, axis1)
         middle = b.op("Concat", left, patch, right, axis=1)
         image = b.op("Concat", above, middle, below, axis=0, out="image" if i == count - 1 else None)
-    return b.model(inputs, [helper.make_tensor_value_info("image", UINT8, ["height", "width", 3])],
-                   paste_regions.__doc__ or "")
+    return b.model(
+        inputs, [helper.make_tensor_value_info("image", UINT8, ["height", "width", 3])], paste_regions.__doc__ or ""
+    )
 
 
 def face_crop(size: int, mean: float, std: float) -> onnx.ModelProto:
@@ -180,15 +196,19 @@ def face_crop(size: int, mean: float, std: float) -> onnx.ModelProto:
     (GridSample's cubic is OpenCV's a = -0.75 kernel), so the model sees what it sees on the CPU path.
     """
     b = GraphBuilder("device_face_crop")
-    x = b.op("Unsqueeze", b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1]),
-             b.const([0], np.int64))  # [1, 3, H, W]
+    x = b.op(
+        "Unsqueeze", b.op("Transpose", b.op("Cast", "frame", to=FLOAT), perm=[2, 0, 1]), b.const([0], np.int64)
+    )  # [1, 3, H, W]
     grid = b.op("AffineGrid", "theta", b.const([1, 3, size, size], np.int64), align_corners=0)
     y = b.op("GridSample", x, grid, mode="cubic", padding_mode="border", align_corners=0)
     y = b.op("Clip", y, b.const(0.0), b.const(255.0))  # as OpenCV saturates the uint8 crop
     y = b.op("Gather", y, b.const([2, 1, 0], np.int64), axis=1)  # BGR -> RGB
     b.op("Mul", b.op("Sub", y, b.const(mean)), b.const(1.0 / std), out="crop")
-    return b.model([_frame(), helper.make_tensor_value_info("theta", FLOAT, [1, 2, 3])],
-                   [helper.make_tensor_value_info("crop", FLOAT, [1, 3, size, size])], face_crop.__doc__ or "")
+    return b.model(
+        [_frame(), helper.make_tensor_value_info("theta", FLOAT, [1, 2, 3])],
+        [helper.make_tensor_value_info("crop", FLOAT, [1, 3, size, size])],
+        face_crop.__doc__ or "",
+    )
 
 
 def face_paste(size: int, mean: float, std: float) -> onnx.ModelProto:
@@ -212,8 +232,7 @@ def face_paste(size: int, mean: float, std: float) -> onnx.ModelProto:
     face = b.op("GridSample", crop, grid, mode="cubic", padding_mode="border", align_corners=0)  # [1, 3, h, w]
     alpha = b.op("GridSample", "mask", grid, mode="linear", padding_mode="zeros", align_corners=0)  # [1, 1, h, w]
     alpha = b.op("Clip", alpha, b.const(0.0), b.const(1.0))
-    base = b.op("Unsqueeze", b.op("Transpose", b.op("Cast", region, to=FLOAT), perm=[2, 0, 1]),
-                b.const([0], np.int64))
+    base = b.op("Unsqueeze", b.op("Transpose", b.op("Cast", region, to=FLOAT), perm=[2, 0, 1]), b.const([0], np.int64))
     face = b.op("Clip", face, b.const(0.0), b.const(255.0))  # the CPU path's crop is uint8
     x = b.op("Add", base, b.op("Mul", alpha, b.op("Sub", face, base)))
     x = b.op("Transpose", b.op("Squeeze", x, b.const([0], np.int64)), perm=[1, 2, 0])
@@ -225,14 +244,25 @@ def face_paste(size: int, mean: float, std: float) -> onnx.ModelProto:
     y2, x2 = b.op("Gather", "box", b.const([3], np.int64)), b.op("Gather", "box", b.const([2], np.int64))
     rows = b.op("Slice", "frame", y1, y2, axis0)
     middle = b.op("Concat", b.op("Slice", rows, zero, x1, axis1), patch, b.op("Slice", rows, x2, big, axis1), axis=1)
-    b.op("Concat", b.op("Slice", "frame", zero, y1, axis0), middle, b.op("Slice", "frame", y2, big, axis0), axis=0,
-         out="image")
-    return b.model([_frame(), helper.make_tensor_value_info("crop", FLOAT, [1, 3, size, size]),
-                    helper.make_tensor_value_info("box", INT64, [4]),
-                    helper.make_tensor_value_info("theta", FLOAT, [1, 2, 3]),
-                    helper.make_tensor_value_info("mask", FLOAT, [1, 1, size, size])],
-                   [helper.make_tensor_value_info("image", UINT8, ["height", "width", 3])],
-                   face_paste.__doc__ or "")
+    b.op(
+        "Concat",
+        b.op("Slice", "frame", zero, y1, axis0),
+        middle,
+        b.op("Slice", "frame", y2, big, axis0),
+        axis=0,
+        out="image",
+    )
+    return b.model(
+        [
+            _frame(),
+            helper.make_tensor_value_info("crop", FLOAT, [1, 3, size, size]),
+            helper.make_tensor_value_info("box", INT64, [4]),
+            helper.make_tensor_value_info("theta", FLOAT, [1, 2, 3]),
+            helper.make_tensor_value_info("mask", FLOAT, [1, 1, size, size]),
+        ],
+        [helper.make_tensor_value_info("image", UINT8, ["height", "width", 3])],
+        face_paste.__doc__ or "",
+    )
 
 
 def interleave_tiles(k: int, size: int) -> onnx.ModelProto:
@@ -244,11 +274,15 @@ def interleave_tiles(k: int, size: int) -> onnx.ModelProto:
     spread = b.op("Transpose", grid, perm=[2, 3, 0, 4, 1])  # c, a, i, b, j
     b.op("Reshape", spread, b.const([1, 3, k * size, k * size], np.int64), out="crop")
     inputs = [helper.make_tensor_value_info(f"tile_{t}", FLOAT, [1, 3, size, size]) for t in range(k * k)]
-    return b.model(inputs, [helper.make_tensor_value_info("crop", FLOAT, [1, 3, k * size, k * size])],
-                   interleave_tiles.__doc__ or "")
+    return b.model(
+        inputs,
+        [helper.make_tensor_value_info("crop", FLOAT, [1, 3, k * size, k * size])],
+        interleave_tiles.__doc__ or "",
+    )
 
 
 # -- face crops: the matrices the crop and paste graphs take ------------------------------------------
+
 
 def _to_normalised(width: int, height: int) -> np.ndarray:
     """3x3 matrix: pixel coordinates -> GridSample coordinates (align_corners=0)."""
@@ -265,9 +299,7 @@ def _affine3(m: np.ndarray) -> np.ndarray:
 def crop_theta(matrices: np.ndarray, frame_size: tuple[int, int], crop_size: int) -> np.ndarray:
     """`face_crop` input from cv2-style affine matrices [N,2,3] mapping frame pixels to crop pixels."""
     m = _affine3(np.asarray(matrices, np.float64).reshape(-1, 2, 3))
-    theta = (
-        _to_normalised(*frame_size) @ np.linalg.inv(m) @ np.linalg.inv(_to_normalised(crop_size, crop_size))
-    )
+    theta = _to_normalised(*frame_size) @ np.linalg.inv(m) @ np.linalg.inv(_to_normalised(crop_size, crop_size))
     return np.ascontiguousarray(theta[:, :2], np.float32)
 
 

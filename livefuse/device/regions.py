@@ -67,7 +67,8 @@ class RegionIO:
         if not boxes:
             return canvas
         outs = self._graph(self._slice, len(boxes), paste=False).run(
-            {"frame": frame, "boxes": np.asarray(boxes, np.int64)})
+            {"frame": frame, "boxes": np.asarray(boxes, np.int64)}
+        )
         for i, (x1, y1, x2, y2) in enumerate(boxes):
             region = outs[f"region_{i}"].numpy()
             canvas[y1:y2, x1:x2] = region

@@ -59,8 +59,9 @@ class DeviceGraph:
         """Where its outputs live: "cpu" or "cuda" (the provider the session really got)."""
         return str(self._model.device)
 
-    def run(self, feeds: Mapping[str, np.ndarray | ort.OrtValue],
-            outputs: Sequence[str] | None = None) -> dict[str, ort.OrtValue]:
+    def run(
+        self, feeds: Mapping[str, np.ndarray | ort.OrtValue], outputs: Sequence[str] | None = None
+    ) -> dict[str, ort.OrtValue]:
         """Outputs by name as OrtValues on the session's device; numpy inputs are copied up by onnxruntime."""
         session = self._model.session
         io = session.io_binding()

@@ -23,6 +23,7 @@ StepFn = Callable[[Frame], None]
 
 def upload_step(boundary: DeviceBoundary) -> StepFn:
     """The chain's first step: the captured frame to the device (into the boundary's A/B buffers)."""
+
     def upload(frame: Frame) -> None:
         frame.device_image = boundary.upload(frame.image)
 
@@ -31,6 +32,7 @@ def upload_step(boundary: DeviceBoundary) -> StepFn:
 
 def download_step(boundary: DeviceBoundary) -> StepFn:
     """The chain's last step: the finished frame back to host memory, for the outputs."""
+
     def download(frame: Frame) -> None:
         if frame.device_image is not None:
             frame.image = boundary.download(frame.device_image)

@@ -86,8 +86,9 @@ def _reshape_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     names = [n.output[0] for n in probe.graph.node if n.op_type == "Reshape" and n.output[0] not in known]
     probe.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names)
     session: Any = _cpu_session(probe)
-    feeds = {v.name: np.zeros([d if isinstance(d, int) else 1 for d in v.shape], _dtype(v))
-             for v in session.get_inputs()}
+    feeds = {
+        v.name: np.zeros([d if isinstance(d, int) else 1 for d in v.shape], _dtype(v)) for v in session.get_inputs()
+    }
     outputs = [o.name for o in session.get_outputs()]
     return {name: list(value.shape) for name, value in zip(outputs, session.run(None, feeds), strict=True)}
 

@@ -47,8 +47,14 @@ class _Request:
 class Batcher:
     """Gathers `run` calls from many threads into batches of up to `max_batch` items for `run_batch`."""
 
-    def __init__(self, run_batch: RunBatch, *, max_batch: int = DEFAULT_MAX_BATCH,
-                 max_delay_ms: float = DEFAULT_MAX_DELAY_MS, name: str = "") -> None:
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_delay_ms: float = DEFAULT_MAX_DELAY_MS,
+        name: str = "",
+    ) -> None:
         if max_batch < 1 or not max_delay_ms >= 0:
             raise ValueError("max_batch must be at least 1 and max_delay_ms at least 0")
         self.name = name

@@ -105,13 +105,16 @@ def fetch(
         except MirrorFailed as exc:
             failures.append(f"{url}: {exc}")
             if len(urls) > 1:
-                print(f"{want.label}: {url} failed ({exc}); trying the next mirror"
-                      if url != urls[-1] else f"{want.label}: {url} failed ({exc})", file=out)
+                print(
+                    f"{want.label}: {url} failed ({exc}); trying the next mirror"
+                    if url != urls[-1]
+                    else f"{want.label}: {url} failed ({exc})",
+                    file=out,
+                )
     kept = part.stat().st_size if part.exists() else 0
     resume = f"; {kept} bytes are kept in {part}: run the same pull again to resume" if kept else ""
     raise ModelError(
-        f"{want.label}: no mirror delivered a verified file ({len(urls)} tried):\n  " + "\n  ".join(failures)
-        + resume
+        f"{want.label}: no mirror delivered a verified file ({len(urls)} tried):\n  " + "\n  ".join(failures) + resume
     )
 
 

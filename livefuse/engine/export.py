@@ -37,9 +37,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
     except ValueError as exc:
-        raise UserError(
-            f"--input-shape {text!r}: give integers separated by commas, like 1,3,224,224"
-        ) from exc
+        raise UserError(f"--input-shape {text!r}: give integers separated by commas, like 1,3,224,224") from exc
     if not shape or any(d <= 0 for d in shape):
         raise UserError(f"--input-shape {text!r}: every dimension must be a positive integer")
     return shape
@@ -111,9 +109,7 @@ def export(
                 f"unexpected {list(unexpected)[:5]}"
             )
     model.eval()
-    names_in = input_names or [
-        f"input{i}" if len(input_shapes) > 1 else "input" for i in range(len(input_shapes))
-    ]
+    names_in = input_names or [f"input{i}" if len(input_shapes) > 1 else "input" for i in range(len(input_shapes))]
     if len(names_in) != len(input_shapes):
         raise UserError(f"{len(names_in)} input names for {len(input_shapes)} --input-shape values")
     gen = torch.Generator().manual_seed(seed)

@@ -26,8 +26,12 @@ def nvidia_gpus(timeout: float = 5.0) -> list[Gpu]:
     if smi is None:
         return []
     try:
-        done = subprocess.run([smi, "--query-gpu=index,name,memory.total,driver_version",
-                               "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            [smi, "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     gpus = []

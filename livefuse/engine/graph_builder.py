@@ -103,19 +103,13 @@ class GraphBuilder:
         """The checked model (with `full_check`, shape inference must agree with the declared shapes too)."""
         if not self.outputs:
             raise ValueError(f"graph {self.name!r} declares no output; call output() for each")
-        graph = helper.make_graph(
-            self.nodes, self.name, self.inputs, self.outputs, self.inits, doc_string=doc
-        )
-        model = helper.make_model(
-            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="livefuse"
-        )
+        graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.inits, doc_string=doc)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="livefuse")
         model.ir_version = IR_VERSION
         onnx.checker.check_model(model, full_check=full_check)
         return model
 
-    def model(
-        self, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto], doc: str
-    ) -> onnx.ModelProto:
+    def model(self, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto], doc: str) -> onnx.ModelProto:
         """`build` with the inputs and outputs given as value infos (`tensor_info`) instead of declared."""
         self.inputs.extend(inputs)
         self.outputs.extend(outputs)

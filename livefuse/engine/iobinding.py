@@ -97,9 +97,7 @@ class DoubleBinding:
         for _ in range(2):
             buf = _Set(io=self.session.io_binding())
             for name, shape in shapes.items():
-                value = ort.OrtValue.ortvalue_from_shape_and_type(
-                    list(shape), self.dtypes[name], self.device, 0
-                )
+                value = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), self.dtypes[name], self.device, 0)
                 buf.inputs[name] = value
                 buf.io.bind_ortvalue_input(name, value)
                 buf.bound_in[name] = value.data_ptr()

@@ -29,8 +29,17 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 # Licences of the face models as published (the manifest's `non_commercial` flag wins when present).
-NON_COMMERCIAL = frozenset({"inswapper_128", "inswapper_128_fp16", "arcface_w600k_r50", "w600k_r50", "codeformer",
-                            "gpen_bfr_256", "gpen_bfr_512"})
+NON_COMMERCIAL = frozenset(
+    {
+        "inswapper_128",
+        "inswapper_128_fp16",
+        "arcface_w600k_r50",
+        "w600k_r50",
+        "codeformer",
+        "gpen_bfr_256",
+        "gpen_bfr_512",
+    }
+)
 
 
 def is_model_file(spec: str) -> bool:
@@ -53,12 +62,15 @@ def _non_commercial(engine: Engine, name: str) -> bool:
 
 
 def _not_found(name: str) -> ModelError:
-    return ModelError(f"model {name!r} is neither in models/manifest.toml nor bundled in models/mediapipe; "
-                      f"`livefuse models list` shows the models, `livefuse models pull NAME` fetches one")
+    return ModelError(
+        f"model {name!r} is neither in models/manifest.toml nor bundled in models/mediapipe; "
+        f"`livefuse models list` shows the models, `livefuse models pull NAME` fetches one"
+    )
 
 
-def open_model(engine: Engine, spec: str, *, where: str = "model", preset_dir: Path | str | None = None,
-               default: str = "") -> Session:
+def open_model(
+    engine: Engine, spec: str, *, where: str = "model", preset_dir: Path | str | None = None, default: str = ""
+) -> Session:
     """The one loader: a session for `spec` (a file or a name; `default` when empty), or a ModelError.
 
     `where` names the parameter for messages ("face stage: model", "stage 'swap': arcface_model").
@@ -68,10 +80,12 @@ def open_model(engine: Engine, spec: str, *, where: str = "model", preset_dir: P
     if is_model_file(given):
         path = preset_file(given, preset_dir)
         if not path.is_file():
-            alternative = (f"or leave it empty to use the {default!r} model" if default else
-                           "or a model name from `livefuse models list`")
-            raise ModelError(f"{label}: no such file ({path}); give the path of an .onnx file, "
-                             f"{alternative}")
+            alternative = (
+                f"or leave it empty to use the {default!r} model"
+                if default
+                else "or a model name from `livefuse models list`"
+            )
+            raise ModelError(f"{label}: no such file ({path}); give the path of an .onnx file, {alternative}")
         return engine.session(path)
     name = given.split("@", 1)[0]
     if not _in_manifest(engine, name):
@@ -84,10 +98,14 @@ def open_model(engine: Engine, spec: str, *, where: str = "model", preset_dir: P
     except ModelError as exc:
         why = str(exc).rstrip(".")
         pull = "" if "models pull" in why else f"; get it with `livefuse models pull {name}`"
-        licence = (" Note: its licence is non-commercial (research and personal use only)."
-                   if _non_commercial(engine, name) else "")
-        raise ModelError(f"{label} needs model {name!r}: {why}{pull} (or give the path of an .onnx "
-                         f"file).{licence}") from exc
+        licence = (
+            " Note: its licence is non-commercial (research and personal use only)."
+            if _non_commercial(engine, name)
+            else ""
+        )
+        raise ModelError(
+            f"{label} needs model {name!r}: {why}{pull} (or give the path of an .onnx file).{licence}"
+        ) from exc
 
 
 def all_models(loads: Mapping[str, Callable[[], T]]) -> dict[str, T]:
@@ -100,8 +118,9 @@ def all_models(loads: Mapping[str, Callable[[], T]]) -> dict[str, T]:
         except ModelError as exc:
             problems.append(str(exc))
     if problems:
-        raise ModelError(problems[0] if len(problems) == 1 else
-                         f"{len(problems)} models are missing:\n  " + "\n  ".join(problems))
+        raise ModelError(
+            problems[0] if len(problems) == 1 else f"{len(problems)} models are missing:\n  " + "\n  ".join(problems)
+        )
     return loaded
 
 

@@ -120,9 +120,7 @@ def load_manifest(path: Path) -> list[ModelEntry]:
         if mirrors and not url:
             raise ModelError(f"{where}: mirrors need a url first (a bundled model has neither)")
         for u in (url, *mirrors):
-            if u and not (
-                u.startswith("https://") or re.match(r"http://(127\.0\.0\.1|localhost|\[::1\])[:/]", u)
-            ):
+            if u and not (u.startswith("https://") or re.match(r"http://(127\.0\.0\.1|localhost|\[::1\])[:/]", u)):
                 raise ModelError(
                     f"{where}: url {u!r} must be a pinned https:// URL (plain http only on loopback "
                     f"mirrors), or empty when bundled"
@@ -136,10 +134,21 @@ def load_manifest(path: Path) -> list[ModelEntry]:
         if not isinstance(trt_fp16, bool):
             raise ModelError(f"{where}: trt_fp16 must be true or false")
         if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 < tolerance < 1:
-            raise ModelError(f"{where}: trt_fp16_tolerance must be a number between 0 and 1 (a share of the "
-                             f"output's largest magnitude)")
-        known = {*required, "non_commercial", "template", "optional", "preprocess", "mirrors", "sidecar",
-                 "trt_fp16", "trt_fp16_tolerance"}
+            raise ModelError(
+                f"{where}: trt_fp16_tolerance must be a number between 0 and 1 (a share of the "
+                f"output's largest magnitude)"
+            )
+        known = {
+            *required,
+            "non_commercial",
+            "template",
+            "optional",
+            "preprocess",
+            "mirrors",
+            "sidecar",
+            "trt_fp16",
+            "trt_fp16_tolerance",
+        }
         entries.append(
             ModelEntry(
                 name=str(raw["name"]),

@@ -23,9 +23,7 @@ from livefuse.errors import ModelError, UserError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def stamp(
-    model: onnx.ModelProto, source: str, variant: str, tool: str, extra: dict[str, str] | None = None
-) -> None:
+def stamp(model: onnx.ModelProto, source: str, variant: str, tool: str, extra: dict[str, str] | None = None) -> None:
     """Record where a derived model came from in its metadata_props (replacing older livefuse keys)."""
     values = {
         "livefuse.source": source,
@@ -106,8 +104,7 @@ def image_tensor(image: np.ndarray, shape: tuple[int, ...], pre: Preprocess, dty
 class _ImageReader:
     """onnxruntime CalibrationDataReader over a folder of images (duck-typed: get_next/rewind)."""
 
-    def __init__(self, files: list[Path], input_name: str, shape: tuple[int, ...], pre: Preprocess,
-                 dtype: str) -> None:
+    def __init__(self, files: list[Path], input_name: str, shape: tuple[int, ...], pre: Preprocess, dtype: str) -> None:
         self.files, self.input_name, self.shape, self.pre, self.dtype = files, input_name, shape, pre, dtype
         self._it: Iterator[Path] = iter(files)
 
@@ -129,14 +126,12 @@ def to_int8(model_path: Path, dest: Path, calibration: Path, entry: ModelEntry) 
 
     if len(entry.inputs) != 1:
         raise UserError(
-            f"{entry.ref} has {len(entry.inputs)} inputs; INT8 calibration from images needs a "
-            f"single image input"
+            f"{entry.ref} has {len(entry.inputs)} inputs; INT8 calibration from images needs a single image input"
         )
     spec = entry.inputs[0]
     if not all(isinstance(d, int) for d in spec.shape):
         raise ModelError(
-            f"{entry.ref}: input {spec.name} shape {list(spec.shape)} must be fixed in the manifest "
-            f"for calibration"
+            f"{entry.ref}: input {spec.name} shape {list(spec.shape)} must be fixed in the manifest for calibration"
         )
     reader = _ImageReader(
         calibration_images(calibration),

@@ -43,12 +43,15 @@ class Fp16Check:
 
     def describe(self) -> str:
         verdict = "passes" if self.passed else "FAILS"
-        return (f"{self.label}: FP16 {verdict} (worst output {self.output!r}: {self.error:.2%} of its range, "
-                f"tolerance {self.tolerance:.2%})")
+        return (
+            f"{self.label}: FP16 {verdict} (worst output {self.output!r}: {self.error:.2%} of its range, "
+            f"tolerance {self.tolerance:.2%})"
+        )
 
 
-def fixed_feeds(inputs: Mapping[str, tuple[Shape, np.dtype]], preprocess: Preprocess | None = None,
-                seed: int = 0) -> dict[str, np.ndarray]:
+def fixed_feeds(
+    inputs: Mapping[str, tuple[Shape, np.dtype]], preprocess: Preprocess | None = None, seed: int = 0
+) -> dict[str, np.ndarray]:
     """A fixed input for every model input: seeded pixels 0..255, normalised as the manifest says.
 
     Named or unknown axes get size 1. Without a preprocess table, float inputs are uniform in 0..1; a
@@ -77,8 +80,9 @@ def fixed_feeds(inputs: Mapping[str, tuple[Shape, np.dtype]], preprocess: Prepro
     return feeds
 
 
-def compare(label: str, fp32: Mapping[str, np.ndarray], fp16: Mapping[str, np.ndarray],
-            tolerance: float = FP16_TOLERANCE) -> Fp16Check:
+def compare(
+    label: str, fp32: Mapping[str, np.ndarray], fp16: Mapping[str, np.ndarray], tolerance: float = FP16_TOLERANCE
+) -> Fp16Check:
     """The worst relative difference over the outputs (a non-finite FP16 value fails outright)."""
     worst, worst_name = -1.0, ""
     for name, reference in fp32.items():
@@ -100,8 +104,11 @@ def emulate_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     pair of Casts as redundant. Subgraphs (If, Loop) are left as they are.
     """
     typed = shape_inference.infer_shapes(model)
-    floats = {v.name for v in (*typed.graph.value_info, *typed.graph.output, *typed.graph.input)
-              if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    floats = {
+        v.name
+        for v in (*typed.graph.value_info, *typed.graph.output, *typed.graph.input)
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT
+    }
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -117,18 +124,26 @@ def emulate_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
                 continue
             exact = f"{name}/fp32"
             node.output[slot] = exact
-            nodes += [helper.make_node("Cast", [exact], [f"{name}/fp16"], name=f"fp16_{number}_{slot}_a",
-                                       to=TensorProto.FLOAT16),
-                      helper.make_node("Identity", [f"{name}/fp16"], [f"{name}/kept"], name=f"fp16_{number}_{slot}_b"),
-                      helper.make_node("Cast", [f"{name}/kept"], [name], name=f"fp16_{number}_{slot}_c",
-                                       to=TensorProto.FLOAT)]
+            nodes += [
+                helper.make_node(
+                    "Cast", [exact], [f"{name}/fp16"], name=f"fp16_{number}_{slot}_a", to=TensorProto.FLOAT16
+                ),
+                helper.make_node("Identity", [f"{name}/fp16"], [f"{name}/kept"], name=f"fp16_{number}_{slot}_b"),
+                helper.make_node(
+                    "Cast", [f"{name}/kept"], [name], name=f"fp16_{number}_{slot}_c", to=TensorProto.FLOAT
+                ),
+            ]
     del graph.node[:]
     graph.node.extend(nodes)
     return out
 
 
-def check_fp16(model: Path | onnx.ModelProto, tolerance: float = FP16_TOLERANCE,
-               preprocess: Preprocess | None = None, label: str = "") -> Fp16Check:
+def check_fp16(
+    model: Path | onnx.ModelProto,
+    tolerance: float = FP16_TOLERANCE,
+    preprocess: Preprocess | None = None,
+    label: str = "",
+) -> Fp16Check:
     """Run the check on the CPU (see the module note): FP32 against its FP16 emulation, one fixed input."""
     import onnxruntime as ort
 
@@ -137,8 +152,9 @@ def check_fp16(model: Path | onnx.ModelProto, tolerance: float = FP16_TOLERANCE,
     exact = ort.SessionOptions()
     exact.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every rounding
     exact.log_severity_level = 3
-    sessions = [ort.InferenceSession(m.SerializeToString(), exact, providers=["CPUExecutionProvider"])
-                for m in (proto, half)]
+    sessions = [
+        ort.InferenceSession(m.SerializeToString(), exact, providers=["CPUExecutionProvider"]) for m in (proto, half)
+    ]
     from livefuse.engine.session import ORT_DTYPES
 
     inputs = {i.name: (list(i.shape), ORT_DTYPES.get(i.type, np.dtype(np.float32))) for i in sessions[0].get_inputs()}

@@ -14,10 +14,16 @@ from livefuse.engine.gpus import MIN_DRIVER, driver_too_old, driver_version
 
 CUDNN_MAJOR = 9  # every onnxruntime-gpu on PyPI since 1.19
 TENSORRT_MAJOR = 10  # what onnxruntime-gpu 1.31's TensorRT provider links (libnvinfer.so.10): livefuse[tensorrt]
-LABELS = {"CUDAExecutionProvider": "CUDA", "TensorrtExecutionProvider": "TensorRT",
-          "ROCMExecutionProvider": "ROCm", "MIGraphXExecutionProvider": "MIGraphX",
-          "DmlExecutionProvider": "DirectML", "CoreMLExecutionProvider": "CoreML",
-          "OpenVINOExecutionProvider": "OpenVINO", "CPUExecutionProvider": "CPU"}
+LABELS = {
+    "CUDAExecutionProvider": "CUDA",
+    "TensorrtExecutionProvider": "TensorRT",
+    "ROCMExecutionProvider": "ROCm",
+    "MIGraphXExecutionProvider": "MIGraphX",
+    "DmlExecutionProvider": "DirectML",
+    "CoreMLExecutionProvider": "CoreML",
+    "OpenVINOExecutionProvider": "OpenVINO",
+    "CPUExecutionProvider": "CPU",
+}
 _LIBRARY = re.compile(r"\b(lib[\w+-]+\.so(?:\.\d+)*|[\w-]+\.dll)\b")
 _NOT_LOADED = ("cannot open shared object", "not found", "No such file", "LoadLibrary", "error 126")
 
@@ -64,12 +70,17 @@ def explain(provider: str, reason: str, driver: str | None = None) -> str:
         lib = missing_library(prov.load_failure(provider))  # onnxruntime's notice names no library: find it
     if lib is not None and (lib.startswith("libcuda.so") or lib.startswith("nvcuda")):
         driver_need = f" ({MIN_DRIVER[major]} or newer for {cuda})" if major in MIN_DRIVER else ""
-        return (f"{name}: no NVIDIA driver ({lib} not found); install the NVIDIA driver{driver_need}, "
-                "or run with --provider cpu")
+        return (
+            f"{name}: no NVIDIA driver ({lib} not found); install the NVIDIA driver{driver_need}, "
+            "or run with --provider cpu"
+        )
     stack = f"{cuda} + cuDNN {CUDNN_MAJOR}"
     trt = provider == "TensorrtExecutionProvider"
-    fix = (f"install livefuse[tensorrt] or TensorRT {TENSORRT_MAJOR} + {stack}" if trt
-           else f"install livefuse[cuda] or {stack}")
+    fix = (
+        f"install livefuse[tensorrt] or TensorRT {TENSORRT_MAJOR} + {stack}"
+        if trt
+        else f"install livefuse[cuda] or {stack}"
+    )
     if not driver and major in MIN_DRIVER:  # no driver either: say so, or installing the libraries looks enough
         fix += f" (and the NVIDIA driver, {MIN_DRIVER[major]} or newer: none is installed)"
     if lib is not None and "onnxruntime_providers" in lib:  # Windows' error 126: one of its dependencies is missing

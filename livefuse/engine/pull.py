@@ -65,9 +65,7 @@ def pull_model(
     entry = registry.entry(spec)
     dest = registry.path(entry)
     if entry.bundled and not entry.optional:
-        raise UserError(
-            f"{entry.ref} is bundled in models/ (no url to pull from); `livefuse models verify` checks it"
-        )
+        raise UserError(f"{entry.ref} is bundled in models/ (no url to pull from); `livefuse models verify` checks it")
     if dest.is_file() and registry.problem(entry).status == "ok":
         print(f"{entry.ref} is already present: {dest}", file=out)
         return dest
@@ -93,14 +91,14 @@ def pull_model(
         actual, how = _check_import(entry, part, timeout)
     else:
         if not entry.url:
-            raise UserError(
-                f"{entry.ref} has no url; add it with `livefuse models pull {entry.ref} --from FILE`"
-            )
+            raise UserError(f"{entry.ref} has no url; add it with `livefuse models pull {entry.ref} --from FILE`")
         crc = _publisher_crc(entry, timeout) if entry.sidecar else ""
         same = _same_file(registry, entry, crc)
         if same is not None:
-            print(f"{entry.ref}: the same file is already here as {same.ref} ({registry.path(same)}); "
-                  f"no second download", file=out)
+            print(
+                f"{entry.ref}: the same file is already here as {same.ref} ({registry.path(same)}); no second download",
+                file=out,
+            )
             _link_or_copy(registry.path(same), part)
             actual, how = _check_import(entry, part, timeout, crc)
         else:
@@ -110,8 +108,7 @@ def pull_model(
         pass
     elif how:
         registry.record_path(entry).write_text(f"{actual} {how}\n")
-        print(f"{entry.ref}: checked against the publisher's checksum ({how}); recorded sha256 {actual}",
-              file=out)
+        print(f"{entry.ref}: checked against the publisher's checksum ({how}); recorded sha256 {actual}", file=out)
     else:
         print(
             f"warning: {entry.ref} is unverified; recorded sha256 {actual} (size {part.stat().st_size}); "
@@ -124,6 +121,7 @@ def pull_model(
     os.replace(part, dest)
     print(f"{entry.ref}: sha256 ok, stored at {dest}", file=out)
     return dest
+
 
 def _check_import(entry: ModelEntry, part: Path, timeout: float, crc: str = "") -> tuple[str, str]:
     """(sha256, how vouched: "sha256", "crc32 ...", or "" when unverified) of a copied file; bad: deleted."""
@@ -141,8 +139,10 @@ def _check_import(entry: ModelEntry, part: Path, timeout: float, crc: str = "") 
         crc = crc or _publisher_crc(entry, timeout)
         if not crc:
             part.unlink()
-            raise ModelError(f"{entry.ref}: none of its publisher's checksum files could be read "
-                             f"({', '.join(sidecar_url(u) for u in entry.urls)}); try again later")
+            raise ModelError(
+                f"{entry.ref}: none of its publisher's checksum files could be read "
+                f"({', '.join(sidecar_url(u) for u in entry.urls)}); try again later"
+            )
         have = crc32_file(part)
         if have != crc:
             part.unlink()
@@ -152,6 +152,7 @@ def _check_import(entry: ModelEntry, part: Path, timeout: float, crc: str = "") 
             )
         return actual, f"crc32 {have}"
     return actual, ""
+
 
 def _same_file(registry: Registry, entry: ModelEntry, crc: str) -> ModelEntry | None:
     """Another entry whose intact pulled file has exactly the bytes `entry` wants (one download, two names).

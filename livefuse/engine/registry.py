@@ -66,9 +66,7 @@ class Registry:
 
     def versions(self, name: str) -> list[ModelEntry]:
         """All versions of `name`, newest first."""
-        return sorted(
-            (e for e in self.entries if e.name == name), key=lambda e: semver(e.version), reverse=True
-        )
+        return sorted((e for e in self.entries if e.name == name), key=lambda e: semver(e.version), reverse=True)
 
     def entry(self, name: str, version: str | None = None) -> ModelEntry:
         """The entry for `name@version`; else the pinned version, the newest present, or the newest."""
@@ -76,9 +74,7 @@ class Registry:
             name, version = name.split("@", 1)
         found = self.versions(name)
         if not found:
-            raise ModelError(
-                f"no model named {name!r} in {self.manifest}; `livefuse models list` shows the names"
-            )
+            raise ModelError(f"no model named {name!r} in {self.manifest}; `livefuse models list` shows the names")
         if version is None:
             version = self.pins().get(name)
             if version is None:
@@ -125,8 +121,11 @@ class Registry:
             words = side.read_text().split(maxsplit=1)
         except OSError:
             return "", ""
-        return (words[0].lower(), words[1].strip() if len(words) > 1 else "trusted (--allow-unverified)") \
-            if words else ("", "")
+        return (
+            (words[0].lower(), words[1].strip() if len(words) > 1 else "trusted (--allow-unverified)")
+            if words
+            else ("", "")
+        )
 
     def expected_sha(self, entry: ModelEntry) -> str:
         """The manifest hash, or the hash recorded when the file was pulled (publisher-checked or on trust)."""
@@ -173,8 +172,7 @@ class Registry:
                 entry,
                 "unverified",
                 path,
-                f"{entry.ref}: the manifest has no sha256 for {path} "
-                f"(actual {actual}); check the file and pin it",
+                f"{entry.ref}: the manifest has no sha256 for {path} (actual {actual}); check the file and pin it",
             )
         if actual != want:
             return Problem(
@@ -209,8 +207,15 @@ class Registry:
                 fp16 = self.path(cand)
         if fp16 is None and self.variant_path(entry, "fp16").is_file():
             fp16 = self.variant_path(entry, "fp16")
-        return ModelSource(label=entry.ref, path=path, fp16_path=fp16, key=self.expected_sha(entry),
-                           fixed_shapes=entry.fixed_shapes, trt_fp16=entry.trt_fp16, entry=entry)
+        return ModelSource(
+            label=entry.ref,
+            path=path,
+            fp16_path=fp16,
+            key=self.expected_sha(entry),
+            fixed_shapes=entry.fixed_shapes,
+            trt_fp16=entry.trt_fp16,
+            entry=entry,
+        )
 
     # -- pins ------------------------------------------------------------------------------------
 
@@ -226,8 +231,7 @@ class Registry:
         """Pin `name@version` (it must be present and intact); rolling back is pinning the older one."""
         if "@" not in spec:
             raise UserError(
-                f"`models use` needs NAME@VERSION, got {spec!r}; `livefuse models info "
-                f"{spec}` lists the versions"
+                f"`models use` needs NAME@VERSION, got {spec!r}; `livefuse models info {spec}` lists the versions"
             )
         entry = self.entry(spec)
         self.check(entry)
@@ -253,8 +257,7 @@ class Registry:
                         entry,
                         "unloadable",
                         p.path,
-                        f"{entry.ref}: {p.path} does not load in "
-                        f"onnxruntime ({why}); re-download or re-export it",
+                        f"{entry.ref}: {p.path} does not load in onnxruntime ({why}); re-download or re-export it",
                     )
             found.append(p)
         return found

@@ -112,11 +112,15 @@ class ModelSession:
         self.device = prov.device_type(self.provider)
         self._binding: DoubleBinding | None = None
         if self.engine.iobinding or self.cuda_graph:
-            fixed = {n: ([int(d) for d in shape if isinstance(d, int)], dtype)
-                     for n, (shape, dtype) in self.outputs.items()}
+            fixed = {
+                n: ([int(d) for d in shape if isinstance(d, int)], dtype) for n, (shape, dtype) in self.outputs.items()
+            }
             graph = self.cuda_graph and all_fixed(shape for shape, _ in self.outputs.values())
             self._binding = DoubleBinding(
-                s, self.device, {n: d for n, (_, d) in self.inputs.items()}, self.engine._copies,
+                s,
+                self.device,
+                {n: d for n, (_, d) in self.inputs.items()},
+                self.engine._copies,
                 graph_outputs=fixed if graph else None,
             )
 
@@ -137,9 +141,7 @@ class ModelSession:
         for name, value in feeds.items():
             shape = value.shape() if isinstance(value, ort.OrtValue) else value.shape
             want = self.inputs[name][0]
-            if len(shape) != len(want) or any(
-                isinstance(w, int) and w != d for w, d in zip(want, shape, strict=True)
-            ):
+            if len(shape) != len(want) or any(isinstance(w, int) and w != d for w, d in zip(want, shape, strict=True)):
                 raise ValueError(f"{self.source.label} input {name!r} has shape {want}, got {list(shape)}")
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -216,8 +218,12 @@ class ModelSession:
 
     def _without_cuda_graph(self, exc: Exception) -> bool:
         """The CUDA graph failed to capture or replay: the same provider without it (whether that opened)."""
-        log.warning("CUDA graph failed for %s (%s); running it without one on %s", self.source.label,
-                    first_line(exc, 200), prov.short_name(self.provider))
+        log.warning(
+            "CUDA graph failed for %s (%s); running it without one on %s",
+            self.source.label,
+            first_line(exc, 200),
+            prov.short_name(self.provider),
+        )
         self.source.fixed_shapes = False  # later sessions of this source do not try again
         opened = self.engine.open_on(self.source, self.provider, cuda_graph=False)
         if opened is None:

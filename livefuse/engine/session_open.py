@@ -80,8 +80,13 @@ class SessionOpener:
         A model that does not load on the CPU is a ModelError; other providers raise what onnxruntime raised.
         """
         path, data, key = source.variant_for(provider)
-        providers = provider_list(provider, self.cache_dir, self.choice.listed, cuda_graph=cuda_graph,
-                                  fp16=source.trt_fp16 and provider == TENSORRT)
+        providers = provider_list(
+            provider,
+            self.cache_dir,
+            self.choice.listed,
+            cuda_graph=cuda_graph,
+            fp16=source.trt_fp16 and provider == TENSORRT,
+        )
         cached: Path | None = None
         if provider not in prov.COMPILING and key:
             cached = self.cache_dir / "optimized" / cache_name(key, provider)

@@ -90,8 +90,9 @@ class SessionPool:
                     return dict(zip(names, session.run(None, feeds), strict=True))
 
                 max_batch, max_delay_ms = self.batching
-                batcher = self._batchers[session] = Batcher(run, max_batch=max_batch, max_delay_ms=max_delay_ms,
-                                                            name=label)
+                batcher = self._batchers[session] = Batcher(
+                    run, max_batch=max_batch, max_delay_ms=max_delay_ms, name=label
+                )
             return batcher
 
     def batchers(self) -> list[Batcher]:

@@ -46,15 +46,18 @@ class ModelSource:
             [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim]
             for v in (*model.graph.input, *model.graph.output)
         ]
-        return cls(label=f"built graph {name!r}", data=data, key=hashlib.sha256(data).hexdigest(),
-                   fixed_shapes=all_fixed(shapes))
+        return cls(
+            label=f"built graph {name!r}",
+            data=data,
+            key=hashlib.sha256(data).hexdigest(),
+            fixed_shapes=all_fixed(shapes),
+        )
 
     @classmethod
     def from_path(cls, path: Path, key: str = "", label: str = "") -> ModelSource:
         if not path.is_file():
             raise ModelError(
-                f"model file {path} does not exist: check the path, or use a model name from "
-                f"`livefuse models list`"
+                f"model file {path} does not exist: check the path, or use a model name from `livefuse models list`"
             )
         if not key:
             st = path.stat()

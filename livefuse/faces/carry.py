@@ -111,8 +111,12 @@ class Carrier:
             for key, crop in job.crops.items():
                 restored = self.restore(crop)
                 box = job.boxes[key]
-                layers[key] = Layer(restored.astype(np.float32) - crop.astype(np.float32), job.points[key],
-                                    _centre(box), float(max(box[2] - box[0], box[3] - box[1])))
+                layers[key] = Layer(
+                    restored.astype(np.float32) - crop.astype(np.float32),
+                    job.points[key],
+                    _centre(box),
+                    float(max(box[2] - box[0], box[3] - box[1])),
+                )
             took = time.perf_counter() - start
             with self._wake:
                 self._layers.update(layers)

@@ -30,8 +30,9 @@ class StillFaceFinder:
 
     def __init__(self, engine: Engine) -> None:
         # Tiled: a landscape photo is not squeezed into BlazeFace's square input.
-        self.detector = TiledDetector(BlazeFaceDetector(open_model(engine, DETECTOR_MODELS["blazeface"]),
-                                                        score_threshold=0.5))
+        self.detector = TiledDetector(
+            BlazeFaceDetector(open_model(engine, DETECTOR_MODELS["blazeface"]), score_threshold=0.5)
+        )
         self.landmarker = FaceLandmarker(open_model(engine, LANDMARK_MODEL))
 
     def largest(self, image_bgr: np.ndarray) -> Face | None:

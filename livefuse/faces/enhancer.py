@@ -32,14 +32,18 @@ class FaceEnhancer:
         self.fidelity = fidelity
         images = [n for n in session.input_names if n != "weight"]
         if len(images) != 1:
-            raise ModelError(f"{session.source.label} has inputs {session.input_names}; a face enhancer takes one "
-                             f"image input (and CodeFormer's 'weight')")
+            raise ModelError(
+                f"{session.source.label} has inputs {session.input_names}; a face enhancer takes one "
+                f"image input (and CodeFormer's 'weight')"
+            )
         self.input_name = images[0]
         shape, self._dtype = session.inputs[self.input_name]
         size = shape[-1]
         if len(shape) != 4 or not isinstance(size, int) or shape[-2] != size:
-            raise ModelError(f"{session.source.label}: input {self.input_name!r} has shape {shape}; expected "
-                             f"[1, 3, N, N] (e.g. 512 for GFPGAN, 256 for GPEN-BFR 256)")
+            raise ModelError(
+                f"{session.source.label}: input {self.input_name!r} has shape {shape}; expected "
+                f"[1, 3, N, N] (e.g. 512 for GFPGAN, 256 for GPEN-BFR 256)"
+            )
         self.size = int(size)
         self.output_name = session.output_names[0]
         self.weight: tuple[list[Any], np.dtype] | None = session.inputs.get("weight")

@@ -56,8 +56,10 @@ def entry_facts(entry: ModelEntry) -> FaceModelFacts:
     shape = entry.inputs[0].shape if entry.inputs else ()
     size = shape[-1] if shape else None
     if entry.preprocess is None or not isinstance(size, int) or shape[-2] != size:
-        raise ModelError(f"{entry.ref}: the manifest gives no square input size or no [model.preprocess] "
-                         f"mean and std; add them (see models/README.md)")
+        raise ModelError(
+            f"{entry.ref}: the manifest gives no square input size or no [model.preprocess] "
+            f"mean and std; add them (see models/README.md)"
+        )
     mean, std = (tuple(float(v) for v in values) for values in (entry.preprocess.mean, entry.preprocess.std))
     if len(mean) != 3 or len(std) != 3:
         raise ModelError(f"{entry.ref}: [model.preprocess] needs three means and three stds (RGB)")

@@ -16,6 +16,7 @@ from livefuse.errors import ModelError
 if TYPE_CHECKING:
     from livefuse.engine.session import Session
 
+
 def last_initializer(session: Session) -> np.ndarray:
     """The last initializer of a session's ONNX graph as float32 (inswapper keeps its `emap` there)."""
     source = session.source
@@ -26,6 +27,8 @@ def last_initializer(session: Session) -> np.ndarray:
     else:  # pragma: no cover - every ModelSource has one or the other
         raise ModelError(f"{source.label}: cannot read its graph")
     if not model.graph.initializer:
-        raise ModelError(f"{source.label} has no initializers; it is not an inswapper model (expected a 512x512 "
-                         f"emap matrix as the last initializer)")
+        raise ModelError(
+            f"{source.label} has no initializers; it is not an inswapper model (expected a 512x512 "
+            f"emap matrix as the last initializer)"
+        )
     return numpy_helper.to_array(model.graph.initializer[-1]).astype(np.float32)

@@ -23,8 +23,18 @@ if TYPE_CHECKING:
 
 MODEL = "bisenet_resnet_34"  # whose manifest facts a parser given as a file takes
 # CelebAMask-HQ's classes as BiSeNet face parsing numbers them (FaceFusion's face_mask_region_set)
-FACE_CLASSES = {"skin": 1, "left-eyebrow": 2, "right-eyebrow": 3, "left-eye": 4, "right-eye": 5, "glasses": 6,
-                "nose": 10, "mouth": 11, "upper-lip": 12, "lower-lip": 13}
+FACE_CLASSES = {
+    "skin": 1,
+    "left-eyebrow": 2,
+    "right-eyebrow": 3,
+    "left-eye": 4,
+    "right-eye": 5,
+    "glasses": 6,
+    "nose": 10,
+    "mouth": 11,
+    "upper-lip": 12,
+    "lower-lip": 13,
+}
 PART_CLASSES = {"eyes": (4, 5), "brows": (2, 3), "mouth": (11, 12, 13), "nose": (10,)}
 
 

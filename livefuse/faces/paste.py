@@ -23,9 +23,9 @@ def box_mask(size: int, blur: float = 0.3, padding: tuple[float, float, float, f
     mask: np.ndarray = np.ones((size, size), np.float32)
     top, right, bottom, left = (max(edge, int(size * p / 100)) for p in padding)
     mask[:top] = 0
-    mask[size - bottom:] = 0
+    mask[size - bottom :] = 0
     mask[:, :left] = 0
-    mask[:, size - right:] = 0
+    mask[:, size - right :] = 0
     if amount > 0:
         mask = cv2.GaussianBlur(mask, (0, 0), amount * 0.25)
     return mask
@@ -67,8 +67,9 @@ def footprint(matrix: np.ndarray, crop_size: int, margin: float = 3.0) -> tuple[
     return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
 
 
-def paste_back(frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, matrix: np.ndarray,
-               strength: float = 1.0) -> tuple[int, int, int, int]:
+def paste_back(
+    frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, matrix: np.ndarray, strength: float = 1.0
+) -> tuple[int, int, int, int]:
     """Blend `crop` (aligned by the frame-to-crop `matrix`) into `frame` in place; returns the box touched.
 
     `mask` is the crop-space weight (0..1); `strength` scales it (1 = replace, 0 = no change).
@@ -80,8 +81,14 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, matrix: np
     inverse = invert_affine(matrix)
     inverse[:, 2] -= (x1, y1)
     region = (x2 - x1, y2 - y1)
-    weight = cv2.warpAffine(mask.astype(np.float32, copy=False), inverse, region, flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    weight = cv2.warpAffine(
+        mask.astype(np.float32, copy=False),
+        inverse,
+        region,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0.0,
+    )
     weight = np.clip(weight * float(strength), 0.0, 1.0)[..., None]
     face = cv2.warpAffine(crop, inverse, region, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     roi = frame[y1:y2, x1:x2]

@@ -70,8 +70,9 @@ def _feathered(poly: np.ndarray, band: float, box: tuple[int, int, int, int], ma
     return weight
 
 
-def keep_region(mesh: np.ndarray, parts: tuple[str, ...] | list[str], grow: float, feather: float,
-                shape: tuple[int, ...]) -> KeepRegion | None:
+def keep_region(
+    mesh: np.ndarray, parts: tuple[str, ...] | list[str], grow: float, feather: float, shape: tuple[int, ...]
+) -> KeepRegion | None:
     """The named parts of one face, grown and feathered outwards, as one region; None when there are no
     parts or they lie outside the frame."""
     pieces = []

@@ -21,8 +21,9 @@ def largest(faces: list[Face]) -> list[Face]:
     return [max(faces, key=area)] if faces else []
 
 
-def most_similar(faces: list[Face], reference: np.ndarray, embed: Callable[[Face], np.ndarray],
-                 min_similarity: float = 0.0) -> list[Face]:
+def most_similar(
+    faces: list[Face], reference: np.ndarray, embed: Callable[[Face], np.ndarray], min_similarity: float = 0.0
+) -> list[Face]:
     """The face whose embedding is closest (cosine) to `reference`, if at least `min_similarity`."""
     if not faces:
         return []

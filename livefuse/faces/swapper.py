@@ -30,12 +30,16 @@ class InSwapper:
 
     def __init__(self, session: Session, emap: np.ndarray) -> None:
         if emap.shape != (512, 512):
-            raise ModelError(f"{session.source.label}: the last initializer has shape {list(emap.shape)}, expected "
-                             f"[512, 512] (the emap matrix); is it an inswapper_128 model?")
+            raise ModelError(
+                f"{session.source.label}: the last initializer has shape {list(emap.shape)}, expected "
+                f"[512, 512] (the emap matrix); is it an inswapper_128 model?"
+            )
         missing = {"target", "source"} - set(session.input_names)
         if missing:
-            raise ModelError(f"{session.source.label} has inputs {session.input_names}; an inswapper model takes "
-                             f"'target' and 'source'")
+            raise ModelError(
+                f"{session.source.label} has inputs {session.input_names}; an inswapper model takes "
+                f"'target' and 'source'"
+            )
         self.session = session
         self.emap = emap
         self.facts = facts_of(session, MODEL)
@@ -50,8 +54,9 @@ class InSwapper:
         latent = (v / max(float(np.linalg.norm(v)), 1e-12)) @ self.emap
         return latent / max(float(np.linalg.norm(latent)), 1e-12)
 
-    def swap(self, image_bgr: np.ndarray, landmarks5: np.ndarray, latent: np.ndarray,
-             size: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def swap(
+        self, image_bgr: np.ndarray, landmarks5: np.ndarray, latent: np.ndarray, size: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(swapped crop BGR uint8, original crop, frame-to-crop matrix) for the face at `landmarks5`.
 
         `size` (0: the model's, 128) above the model's is pixel boost (FaceFusion's): the face is aligned at
@@ -68,8 +73,10 @@ class InSwapper:
         source = np.ascontiguousarray(latent, dtype=self._dtypes["source"])
         out = np.empty(tiles.shape, np.float32)
         for i, one in enumerate(x):
-            feeds = {"target": np.ascontiguousarray(one.transpose(2, 0, 1)[None], dtype=self._dtypes["target"]),
-                     "source": source}
+            feeds = {
+                "target": np.ascontiguousarray(one.transpose(2, 0, 1)[None], dtype=self._dtypes["target"]),
+                "source": source,
+            }
             out[i] = np.asarray(self.session.run(feeds)[self.output_name], np.float32)[0].transpose(1, 2, 0)
         rgb = np.clip(explode(out, size // tile) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), crop, matrix

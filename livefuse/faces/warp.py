@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def radial_scale(xs: np.ndarray, ys: np.ndarray, centre: np.ndarray, radius: float,
-                 amount: float) -> tuple[np.ndarray, np.ndarray]:
+def radial_scale(
+    xs: np.ndarray, ys: np.ndarray, centre: np.ndarray, radius: float, amount: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Magnify around `centre`: by 1 / (1 - amount) at the centre, smoothly back to 1 at `radius`.
 
     Output p samples c + (p - c) * (1 - amount * (1 - d²/R²)); for amount < 1 this is monotonic
@@ -22,8 +23,9 @@ def radial_scale(xs: np.ndarray, ys: np.ndarray, centre: np.ndarray, radius: flo
     return ox * k, oy * k
 
 
-def local_translate(xs: np.ndarray, ys: np.ndarray, centre: np.ndarray, radius: float,
-                    move: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def local_translate(
+    xs: np.ndarray, ys: np.ndarray, centre: np.ndarray, radius: float, move: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Push the content at `centre` by `move`, fading to nothing at `radius` (Gustafsson's local translation)."""
     ox, oy = xs - float(centre[0]), ys - float(centre[1])
     r2 = radius * radius

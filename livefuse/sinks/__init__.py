@@ -8,8 +8,10 @@ from livefuse.sinks.base import NullSink, OutputFailed, Sink
 
 __all__ = ["OUTPUT_HELP", "NullSink", "OutputFailed", "Sink", "open_sink", "parse_output"]
 
-OUTPUT_HELP = ("virtualcam[:DEVICE], preview, file:PATH (.mp4 .mkv .webm), rtmp://URL, udp://URL, srt://URL, null; "
-               "encoded outputs take ?crf=N, ?bitrate=4500k, ?keyint=S, ?preset=NAME, ?audio_bitrate=160k")
+OUTPUT_HELP = (
+    "virtualcam[:DEVICE], preview, file:PATH (.mp4 .mkv .webm), rtmp://URL, udp://URL, srt://URL, null; "
+    "encoded outputs take ?crf=N, ?bitrate=4500k, ?keyint=S, ?preset=NAME, ?audio_bitrate=160k"
+)
 
 
 def parse_output(spec: str) -> tuple[str, str]:

@@ -58,10 +58,21 @@ class EncoderSink(Sink):
 
     repeat_when_idle = False
 
-    def __init__(self, target: str, size: tuple[int, int], fps: float, *, fmt: str, codec: str,
-                 options: dict[str, str] | None = None, name: str | None = None, live: bool = False,
-                 quality: EncodeOptions | None = None, audio: AudioFormat | None = None,
-                 path: Path | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        size: tuple[int, int],
+        fps: float,
+        *,
+        fmt: str,
+        codec: str,
+        options: dict[str, str] | None = None,
+        name: str | None = None,
+        live: bool = False,
+        quality: EncodeOptions | None = None,
+        audio: AudioFormat | None = None,
+        path: Path | None = None,
+    ) -> None:
         self.name = name or target
         self.target = target
         self.repeat_when_idle = live
@@ -82,8 +93,9 @@ class EncoderSink(Sink):
         try:
             self._container: Any = av.open(target, mode="w", format=fmt, options=options)
         except (av.FFmpegError, OSError) as exc:
-            raise OutputError(f"cannot open output {target}: {exc}. Check the path or URL is writable "
-                              "or reachable") from exc
+            raise OutputError(
+                f"cannot open output {target}: {exc}. Check the path or URL is writable or reachable"
+            ) from exc
         try:
             self._setup(size, fps, codec, fmt, quality, audio, live)
         except BaseException:  # nothing half-open is left behind: the file, the encoder's threads
@@ -92,8 +104,16 @@ class EncoderSink(Sink):
             raise
         self.frames = 0
 
-    def _setup(self, size: tuple[int, int], fps: float, codec: str, fmt: str, quality: EncodeOptions,
-               audio: AudioFormat | None, live: bool) -> None:
+    def _setup(
+        self,
+        size: tuple[int, int],
+        fps: float,
+        codec: str,
+        fmt: str,
+        quality: EncodeOptions,
+        audio: AudioFormat | None,
+        live: bool,
+    ) -> None:
         """Add the streams and write the header (a push connects here)."""
         target = self.target
         try:
@@ -108,14 +128,23 @@ class EncoderSink(Sink):
         stream.options = {**video_codec_options(codec, fps, quality, push=live)}
         self._stream = stream
         if audio is not None:
-            self._audio = AudioTrack(self._container, AUDIO_CODECS[fmt], audio, rate=AUDIO_RATE,
-                                     bitrate=quality.audio_bitrate, delay_in_timeline=fmt in NO_ENCODER_DELAY_FIELD)
+            self._audio = AudioTrack(
+                self._container,
+                AUDIO_CODECS[fmt],
+                audio,
+                rate=AUDIO_RATE,
+                bitrate=quality.audio_bitrate,
+                delay_in_timeline=fmt in NO_ENCODER_DELAY_FIELD,
+            )
             self._video_shift_ms = round(self._audio.delay_s * 1000)
         try:  # write the header (and connect a push) now, so a bad target fails at start, not at frame one
             self._container.start_encoding()
         except (av.FFmpegError, OSError) as exc:
-            hint = (" This FFmpeg build has no SRT support: push with rtmp:// or udp:// instead."
-                    if target.startswith("srt://") and isinstance(exc, av.ProtocolNotFoundError) else "")
+            hint = (
+                " This FFmpeg build has no SRT support: push with rtmp:// or udp:// instead."
+                if target.startswith("srt://") and isinstance(exc, av.ProtocolNotFoundError)
+                else ""
+            )
             raise OutputError(f"cannot open output {target}: {exc}.{hint}") from exc
         if self._path is not None:
             self._whole_size = os.stat(self._path).st_size
@@ -227,8 +256,9 @@ def stream_options(url: str) -> tuple[str, EncodeOptions]:
     return target, parse_options(raw, video_codec="libx264")
 
 
-def open_file_sink(spec: str, size: tuple[int, int], fps: float, audio: AudioFormat | None = None, *,
-                   new_file: bool = False) -> EncoderSink:
+def open_file_sink(
+    spec: str, size: tuple[int, int], fps: float, audio: AudioFormat | None = None, *, new_file: bool = False
+) -> EncoderSink:
     """file:PATH[?crf=N&...] -> a recording; the suffix picks the container, AAC or Opus sound beside it.
 
     `new_file`: the file must not exist yet, and is never reached through a symlink (recordings an API
@@ -242,13 +272,24 @@ def open_file_sink(spec: str, size: tuple[int, int], fps: float, audio: AudioFor
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
         except FileExistsError:
-            raise OutputError(f"cannot record to {path.name}: a file of that name exists already; choose "
-                              "another name") from None
+            raise OutputError(
+                f"cannot record to {path.name}: a file of that name exists already; choose another name"
+            ) from None
         except OSError as exc:
             raise OutputError(f"cannot record to {path.name}: {exc.strerror}") from None
     try:
-        return EncoderSink(str(path), size, fps, fmt=fmt, codec=codec, options=options, name=f"file:{path}",
-                           quality=quality, audio=audio, path=path)
+        return EncoderSink(
+            str(path),
+            size,
+            fps,
+            fmt=fmt,
+            codec=codec,
+            options=options,
+            name=f"file:{path}",
+            quality=quality,
+            audio=audio,
+            path=path,
+        )
     except BaseException:
         if new_file:
             path.unlink(missing_ok=True)
@@ -259,5 +300,4 @@ def open_stream_sink(url: str, size: tuple[int, int], fps: float, audio: AudioFo
     """rtmp:// (FLV) or srt:// / udp:// (MPEG-TS) push with H.264 and AAC at push settings."""
     target, quality = stream_options(url)
     fmt = next(f for prefix, f in STREAM_FORMATS.items() if url.startswith(prefix))
-    return EncoderSink(target, size, fps, fmt=fmt, codec="libx264", name=url, live=True, quality=quality,
-                       audio=audio)
+    return EncoderSink(target, size, fps, fmt=fmt, codec="libx264", name=url, live=True, quality=quality, audio=audio)

@@ -17,8 +17,11 @@ from livefuse.errors import OutputError
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 WEBM_CODECS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
 OPTION_NAMES = ("crf", "bitrate", "keyint", "preset", "audio_bitrate", "codec")
-OPTIONS_HELP = ("crf=N (H.264 0-51, VP8/VP9 4-63), bitrate=4500k, keyint=SECONDS, preset=NAME (H.264: "
-                + ", ".join(X264_PRESETS) + "), audio_bitrate=160k, codec=vp8|vp9 (.webm)")
+OPTIONS_HELP = (
+    "crf=N (H.264 0-51, VP8/VP9 4-63), bitrate=4500k, keyint=SECONDS, preset=NAME (H.264: "
+    + ", ".join(X264_PRESETS)
+    + "), audio_bitrate=160k, codec=vp8|vp9 (.webm)"
+)
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
 
 RECORDING_CRF = 18
@@ -46,8 +49,7 @@ def _rate(name: str, text: str, low: int, high: int) -> int:
         raise OutputError(f"output option {name}={text!r} is not a bit rate: write e.g. {name}=4500k or 4.5M")
     value = float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[match.group(2).lower()]
     if not low <= value <= high:
-        raise OutputError(f"output option {name}={text} is out of range: give {low // 1000}k to "
-                          f"{high // 1000}k")
+        raise OutputError(f"output option {name}={text} is out of range: give {low // 1000}k to {high // 1000}k")
     return int(value)
 
 
@@ -76,16 +78,20 @@ def parse_options(raw: dict[str, str], *, video_codec: str) -> EncodeOptions:
     if "codec" in raw:
         wanted = raw["codec"].lower()
         if h264 or wanted not in WEBM_CODECS:
-            raise OutputError(f"output option codec={raw['codec']!r} is not supported here: .webm takes vp8 or vp9, "
-                              ".mp4 and .mkv record H.264")
+            raise OutputError(
+                f"output option codec={raw['codec']!r} is not supported here: .webm takes vp8 or vp9, "
+                ".mp4 and .mkv record H.264"
+            )
         kwargs["codec"] = wanted
     if "crf" in raw:
         low, high = (0, 51) if h264 else (4, 63)
         try:
             crf = int(raw["crf"])
         except ValueError:
-            raise OutputError(f"output option crf={raw['crf']!r} is not a whole number: give {low} to {high} "
-                              "(lower is better quality)") from None
+            raise OutputError(
+                f"output option crf={raw['crf']!r} is not a whole number: give {low} to {high} "
+                "(lower is better quality)"
+            ) from None
         if not low <= crf <= high:
             raise OutputError(f"output option crf={crf} is out of range: give {low} to {high} (lower is better)")
         kwargs["crf"] = crf
@@ -99,16 +105,20 @@ def parse_options(raw: dict[str, str], *, video_codec: str) -> EncodeOptions:
         except ValueError:
             keyint = float("nan")
         if not 0.1 <= keyint <= 20.0:  # NaN fails this too
-            raise OutputError(f"output option keyint={raw['keyint']!r} is out of range: give the seconds "
-                              "between keyframes, 0.1 to 20 (platforms ask for 2)")
+            raise OutputError(
+                f"output option keyint={raw['keyint']!r} is out of range: give the seconds "
+                "between keyframes, 0.1 to 20 (platforms ask for 2)"
+            )
         kwargs["keyint_s"] = keyint
     if "preset" in raw:
         if not h264:
-            raise OutputError(f"output option preset={raw['preset']!r} applies to H.264 outputs (.mp4, .mkv, "
-                              "pushes) only")
+            raise OutputError(
+                f"output option preset={raw['preset']!r} applies to H.264 outputs (.mp4, .mkv, pushes) only"
+            )
         if raw["preset"] not in X264_PRESETS:
-            raise OutputError(f"output option preset={raw['preset']!r} is not an x264 preset: give one of "
-                              + ", ".join(X264_PRESETS))
+            raise OutputError(
+                f"output option preset={raw['preset']!r} is not an x264 preset: give one of " + ", ".join(X264_PRESETS)
+            )
         kwargs["preset"] = raw["preset"]
     return EncodeOptions(**kwargs)  # type: ignore[arg-type]
 
@@ -123,8 +133,14 @@ def video_codec_options(codec: str, fps: float, options: EncodeOptions, *, push:
     bitrate = options.bitrate or (PUSH_BITRATE if push and options.crf is None else None)
     if codec == "libx264":
         preset = options.preset or ("veryfast" if push else RECORDING_PRESET)
-        settings = {"preset": preset, "tune": "zerolatency", "g": backstop, "bf": "0", "forced-idr": "1",
-                    "sc_threshold": "0"}
+        settings = {
+            "preset": preset,
+            "tune": "zerolatency",
+            "g": backstop,
+            "bf": "0",
+            "forced-idr": "1",
+            "sc_threshold": "0",
+        }
         if bitrate is not None and options.crf is None:
             rate = str(bitrate)
             settings.update({"b": rate, "maxrate": rate, "bufsize": rate, "x264-params": "nal-hrd=cbr"})

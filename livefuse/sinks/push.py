@@ -46,8 +46,9 @@ Message = list[bytes | memoryview]
 class PushSink(Sink):
     """Feeds a push's child process; `write` never waits more than WRITE_WAIT_S, whatever the server does."""
 
-    def __init__(self, url: str, size: tuple[int, int], fps: float, audio: AudioFormat | None = None,
-                 *, name: str | None = None) -> None:
+    def __init__(
+        self, url: str, size: tuple[int, int], fps: float, audio: AudioFormat | None = None, *, name: str | None = None
+    ) -> None:
         self.name = name or redact(url)  # the stats' key, shown in /api/status and /metrics: no stream key
         self.repeat_when_idle = True
         self.audio_feed = AudioFeed(audio) if audio is not None else None
@@ -56,9 +57,15 @@ class PushSink(Sink):
         self.error = ""
         self.restarts = 0
         self.written = 0
-        self._config = json.dumps({"url": url, "width": size[0], "height": size[1], "fps": fps,
-                                   "audio": None if audio is None else {"rate": audio.rate,
-                                                                        "channels": audio.channels}}).encode()
+        self._config = json.dumps(
+            {
+                "url": url,
+                "width": size[0],
+                "height": size[1],
+                "fps": fps,
+                "audio": None if audio is None else {"rate": audio.rate, "channels": audio.channels},
+            }
+        ).encode()
         self._cond = threading.Condition()
         self._video: collections.deque[Message] = collections.deque()
         self._audio: collections.deque[Message] = collections.deque()
@@ -92,12 +99,16 @@ class PushSink(Sink):
         with self._cond:
             for chunk in audio:
                 samples = np.ascontiguousarray(chunk.samples, np.float32)
-                self._audio.append(pack(AUDIO, AUDIO_HEAD.pack(chunk.capture_ns, chunk.rate, chunk.channels),
-                                        samples.data.cast("B")))
+                self._audio.append(
+                    pack(AUDIO, AUDIO_HEAD.pack(chunk.capture_ns, chunk.rate, chunk.channels), samples.data.cast("B"))
+                )
             while len(self._audio) > MAX_AUDIO:
                 self._audio.popleft()
-            while len(self._video) >= MAX_VIDEO and self.state == "connected" and \
-                    (left := deadline - time.monotonic()) > 0:  # an encoder behind pushes back, briefly
+            while (
+                len(self._video) >= MAX_VIDEO
+                and self.state == "connected"
+                and (left := deadline - time.monotonic()) > 0
+            ):  # an encoder behind pushes back, briefly
                 self._cond.wait(left)
             if len(self._video) >= MAX_VIDEO:
                 self._video.popleft()  # not connected or stuck: the newest frame matters, not the oldest
@@ -136,15 +147,22 @@ class PushSink(Sink):
     def _spawn(self) -> subprocess.Popen[bytes]:
         self._set_state("connecting")
         # a session of its own: Ctrl-C in the terminal reaches the daemon, which ends the child
-        proc = subprocess.Popen([sys.executable, "-m", "livefuse.sinks.push_child"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, bufsize=0, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "livefuse.sinks.push_child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            start_new_session=True,
+        )
         assert proc.stdin is not None and proc.stdout is not None
         self._proc = proc
         self._progress_at = time.monotonic()
-        threading.Thread(target=self._send, args=(proc.stdin, pack(CONFIG, self._config)),
-                         name="livefuse-push-send", daemon=True).start()
-        threading.Thread(target=self._read_status, args=(proc.stdout,), name="livefuse-push-status",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._send, args=(proc.stdin, pack(CONFIG, self._config)), name="livefuse-push-send", daemon=True
+        ).start()
+        threading.Thread(
+            target=self._read_status, args=(proc.stdout,), name="livefuse-push-status", daemon=True
+        ).start()
         return proc
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
@@ -156,8 +174,11 @@ class PushSink(Sink):
             why = ""
             if self._closing_since is not None and now - self._closing_since > CLOSE_WAIT_S:
                 why = "it did not finish the stream in time"
-            elif self._closing_since is None and self.state == "connecting" and \
-                    now - self._state_since > CONNECT_TIMEOUT_S:
+            elif (
+                self._closing_since is None
+                and self.state == "connecting"
+                and now - self._state_since > CONNECT_TIMEOUT_S
+            ):
                 why = f"no answer from the server in {CONNECT_TIMEOUT_S:g} s"
             elif self._closing_since is None and self.state == "connected" and now - self._progress_at > STALL_S:
                 why = f"the server took nothing for {STALL_S:g} s"
@@ -225,4 +246,4 @@ def _write_all(pipe: IO[bytes], message: Message) -> None:
     for part in message:
         view = memoryview(part).cast("B")
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]

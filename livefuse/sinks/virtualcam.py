@@ -15,8 +15,10 @@ from livefuse.sinks.readers import readers
 def virtualcam_fix() -> str:
     """What the user must install or load for a virtual camera on this OS."""
     if sys.platform.startswith("linux"):
-        return ("load v4l2loopback: sudo modprobe v4l2loopback exclusive_caps=1 card_label=livefuse "
-                "(Debian/Ubuntu package v4l2loopback-dkms)")
+        return (
+            "load v4l2loopback: sudo modprobe v4l2loopback exclusive_caps=1 card_label=livefuse "
+            "(Debian/Ubuntu package v4l2loopback-dkms)"
+        )
     if sys.platform == "darwin":
         return "install OBS Studio 26.1+ and start its Virtual Camera once"
     return "install OBS Studio 26.1+ (its virtual camera) or Unity Capture"
@@ -27,11 +29,13 @@ class VirtualCamSink(Sink):
 
     repeat_when_idle = True
 
-    def __init__(self, size: tuple[int, int], fps: float, device: str | None = None,
-                 backend: str | None = None) -> None:
+    def __init__(
+        self, size: tuple[int, int], fps: float, device: str | None = None, backend: str | None = None
+    ) -> None:
         try:
-            self._camera = pyvirtualcam.Camera(width=size[0], height=size[1], fps=fps,
-                                               fmt=pyvirtualcam.PixelFormat.BGR, device=device, backend=backend)
+            self._camera = pyvirtualcam.Camera(
+                width=size[0], height=size[1], fps=fps, fmt=pyvirtualcam.PixelFormat.BGR, device=device, backend=backend
+            )
         except (RuntimeError, ValueError) as exc:
             raise OutputError(f"no virtual camera is usable ({exc}). To fix: {virtualcam_fix()}") from exc
         self.name = f"virtualcam:{self._camera.device}"

@@ -12,8 +12,10 @@ from livefuse.sources.base import Pacer, Source, SourceLost
 
 __all__ = ["SOURCE_HELP", "Pacer", "Source", "SourceLost", "default_source", "open_source"]
 
-SOURCE_HELP = ("webcam, webcam:N, /dev/videoN, PATH or file:PATH[?loop=1], image:PATH, "
-               "rtsp:// rtmp:// srt:// http(s):// URLs, or demo")
+SOURCE_HELP = (
+    "webcam, webcam:N, /dev/videoN, PATH or file:PATH[?loop=1], image:PATH, "
+    "rtsp:// rtmp:// srt:// http(s):// URLs, or demo"
+)
 
 
 def default_source() -> str:
@@ -44,11 +46,11 @@ def open_source(spec: str, size: tuple[int, int], fps: float) -> Source:
     if spec.startswith("image:"):
         from livefuse.sources.image import ImageSource
 
-        return ImageSource(Path(spec[len("image:"):]), size, fps)
+        return ImageSource(Path(spec[len("image:") :]), size, fps)
     if spec.startswith(STREAM_SCHEMES):
         options = {"rtsp_transport": "tcp"} if spec.startswith("rtsp") else {}
         return AVSource(spec, size, fps, options=options, live=True, description=f"stream {spec}")
-    path_spec, query = _split_query(spec[len("file:"):] if spec.startswith("file:") else spec)
+    path_spec, query = _split_query(spec[len("file:") :] if spec.startswith("file:") else spec)
     if "://" in path_spec:
         raise SourceError(f"unknown source {spec!r}: expected {SOURCE_HELP}")
     return open_file(Path(path_spec), size, fps, loop=query.get("loop", "0") in ("1", "true", "yes"))

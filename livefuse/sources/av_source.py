@@ -35,15 +35,19 @@ def camera_inputs(device: str, size: tuple[int, int], fps: float) -> list[tuple[
     if sys.platform.startswith("linux"):
         url = device if device.startswith("/dev/") else f"/dev/video{device}"
         return [(url, "v4l2", {**options, "input_format": fmt}) for fmt in ("mjpeg", "yuyv422")] + [
-            (url, "v4l2", options)]
+            (url, "v4l2", options)
+        ]
     if sys.platform == "darwin":
         return [(device, "avfoundation", {**options, "pixel_format": fmt}) for fmt in ("uyvy422", "yuyv422")] + [
-            (device, "avfoundation", options)]
+            (device, "avfoundation", options)
+        ]
     if sys.platform == "win32":
         name = device if not device.isdigit() else f"video={device}"
-        return [(name, "dshow", {**options, "vcodec": "mjpeg"}), (name, "dshow", {**options,
-                                                                                  "pixel_format": "yuyv422"}),
-                (name, "dshow", options)]
+        return [
+            (name, "dshow", {**options, "vcodec": "mjpeg"}),
+            (name, "dshow", {**options, "pixel_format": "yuyv422"}),
+            (name, "dshow", options),
+        ]
     raise SourceError(f"cameras are not supported on {sys.platform}: use --source demo or a file")
 
 
@@ -54,9 +58,19 @@ class AVSource(Source):
     cameras and streams are read as fast as they deliver.
     """
 
-    def __init__(self, url: str, size: tuple[int, int], fps: float, *, fmt: str | None = None,
-                 options: dict[str, str] | None = None, live: bool = True, loop: bool = False,
-                 description: str | None = None, stall_timeout: float = STALL_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        size: tuple[int, int],
+        fps: float,
+        *,
+        fmt: str | None = None,
+        options: dict[str, str] | None = None,
+        live: bool = True,
+        loop: bool = False,
+        description: str | None = None,
+        stall_timeout: float = STALL_TIMEOUT_S,
+    ) -> None:
         self.url = url
         self.size = size
         self.fps = fps
@@ -83,14 +97,22 @@ class AVSource(Source):
 
     def _open(self) -> None:
         try:
-            self._container = av.open(self.url, format=self._fmt, options=self._options,
-                                      timeout=(OPEN_TIMEOUT_S, self.stall_timeout if self.live else OPEN_TIMEOUT_S))
+            self._container = av.open(
+                self.url,
+                format=self._fmt,
+                options=self._options,
+                timeout=(OPEN_TIMEOUT_S, self.stall_timeout if self.live else OPEN_TIMEOUT_S),
+            )
         except (av.FFmpegError, OSError) as exc:
             if not self.live:
-                raise SourceError(f"cannot open source {self.description}: {exc.strerror or exc}. It is not a video "
-                                  "file FFmpeg can read, or it is damaged or truncated") from exc
-            raise SourceError(f"cannot open source {self.description}: {exc}. Check that it exists and is "
-                              "reachable, or use --source demo to try livefuse without one") from exc
+                raise SourceError(
+                    f"cannot open source {self.description}: {exc.strerror or exc}. It is not a video "
+                    "file FFmpeg can read, or it is damaged or truncated"
+                ) from exc
+            raise SourceError(
+                f"cannot open source {self.description}: {exc}. Check that it exists and is "
+                "reachable, or use --source demo to try livefuse without one"
+            ) from exc
         if not self._container.streams.video:
             self._container.close()
             raise SourceError(f"source {self.description} has no video stream")
@@ -152,8 +174,10 @@ class AVSource(Source):
             raise SourceLost(f"{self.description} sent nothing for {self.stall_timeout:g} s") from exc
         except (av.FFmpegError, OSError) as exc:
             if not self.live:
-                raise SourceError(f"cannot decode {self.description} after {self._read} frames: "
-                                  f"{exc.strerror or exc}. The file is damaged") from exc
+                raise SourceError(
+                    f"cannot decode {self.description} after {self._read} frames: "
+                    f"{exc.strerror or exc}. The file is damaged"
+                ) from exc
             raise SourceLost(str(exc)) from exc
         if frame.time is not None:
             self._first_s = frame.time if self._first_s is None else self._first_s
@@ -172,8 +196,10 @@ class AVSource(Source):
             return
         played = self._last_s - (self._first_s or 0.0) + 1.0 / self.fps if self._read else 0.0
         if played < 0.9 * self._declared_s - 1.0 / self.fps:
-            raise SourceError(f"{self.description} is truncated: it ended after {played:.1f} s of the "
-                              f"{self._declared_s:.1f} s its header declares ({self._read} frames)")
+            raise SourceError(
+                f"{self.description} is truncated: it ended after {played:.1f} s of the "
+                f"{self._declared_s:.1f} s its header declares ({self._read} frames)"
+            )
 
     def reopen(self) -> None:
         """Open the source again after it was lost."""
@@ -197,8 +223,9 @@ def declared_duration(container: Any) -> float | None:
     return None
 
 
-def demux_with_audio(container: Any, video: Any, audio: Any,
-                     sound: list[tuple[int, av.AudioFrame]]) -> Iterator[av.VideoFrame]:
+def demux_with_audio(
+    container: Any, video: Any, audio: Any, sound: list[tuple[int, av.AudioFrame]]
+) -> Iterator[av.VideoFrame]:
     """Video frames of one container read once for both streams; its audio frames go to `sound`."""
     for packet in container.demux(video, audio):
         for frame in packet.decode():
@@ -220,8 +247,7 @@ def open_camera(device: str, size: tuple[int, int], fps: float) -> AVSource:
     candidates = camera_inputs(device, size, fps)
     url = candidates[0][0]
     if candidates[0][1] == "v4l2" and not Path(url).exists():
-        raise SourceError(f"no camera at {url}. Plug one in, pick another with --source webcam:N, "
-                          "or use --source demo")
+        raise SourceError(f"no camera at {url}. Plug one in, pick another with --source webcam:N, or use --source demo")
     first_error: SourceError | None = None
     for url, fmt, options in candidates:
         try:

@@ -53,8 +53,9 @@ def _person_mask(photo: np.ndarray) -> np.ndarray:
 class DemoSource(Source):
     """Synthesises frames at any size and rate, paced in real time."""
 
-    def __init__(self, size: tuple[int, int] = (1280, 720), fps: float = 30.0, *,
-                 paced: bool = True, motion: float = 1.0) -> None:
+    def __init__(
+        self, size: tuple[int, int] = (1280, 720), fps: float = 30.0, *, paced: bool = True, motion: float = 1.0
+    ) -> None:
         self.size = size
         self.fps = fps
         self.description = f"demo {size[0]}x{size[1]}@{fps:g}"
@@ -85,8 +86,14 @@ class DemoSource(Source):
     def render(self, t: float) -> np.ndarray:
         """The frame at time t seconds."""
         width, height = self.size
-        warped = cv2.warpAffine(self._rgba, self.transform(t), (width, height), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+        warped = cv2.warpAffine(
+            self._rgba,
+            self.transform(t),
+            (width, height),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(0, 0, 0, 0),
+        )
         # OpenCV calls and a numpy ufunc only (they release the GIL): the demo must not steal time from the
         # pipeline it feeds.
         alpha = np.multiply(cv2.extractChannel(warped, 3), 1.0 / 255.0, dtype=np.float32)
@@ -97,8 +104,14 @@ class DemoSource(Source):
     def alpha(self, t: float) -> np.ndarray:
         """The person's true weight (float32 0..1) in the frame at time t: what `render` composes with."""
         width, height = self.size
-        warped = cv2.warpAffine(np.ascontiguousarray(self._rgba[..., 3]), self.transform(t), (width, height),
-                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        warped = cv2.warpAffine(
+            np.ascontiguousarray(self._rgba[..., 3]),
+            self.transform(t),
+            (width, height),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
         return np.multiply(warped, 1.0 / 255.0, dtype=np.float32)
 
     def read(self) -> np.ndarray:

@@ -119,8 +119,9 @@ class AnonymiseStage(Stage):
         self._covers = covers
         for c in covers:
             if c.age and ran:
-                frame.faces.append(Face(box=c.box.copy(), score=0.0, landmarks5=np.zeros((5, 2), np.float32),
-                                        held=True))
+                frame.faces.append(
+                    Face(box=c.box.copy(), score=0.0, landmarks5=np.zeros((5, 2), np.float32), held=True)
+                )
         return [grow_box(_union(c.box, c.box + c.velocity), 1.0 + 2 * p["margin"]) for c in covers]
 
     def _expired(self, cover: _Cover, size: tuple[int, int]) -> bool:
@@ -183,20 +184,36 @@ class AnonymiseStage(Stage):
             roi[:] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-SPEC = register(StageSpec(
-    type="anonymise",
-    summary="Blur, pixelate or fill every face; holds lost faces and covers the whole frame when detection "
-            "stops (fails closed). Put a `face` stage before it",
-    params=(
-        Param("style", str, "blur", "blur, pixelate or fill", choices=("blur", "pixelate", "fill")),
-        Param("strength", float, 0.8, "how strong the blur or how coarse the pixels, 0 to 1", min=0.0, max=1.0),
-        Param("margin", float, 0.25, "extra border around each face box, as a fraction of its size (each side); "
-              "under 0.25 a detector's tight box leaves the chin or forehead showing", min=MIN_MARGIN, max=1.0),
-        Param("colour", str, "#202020", "fill: the colour as \"#rrggbb\""),
-        Param("hold_frames", int, 15, "keep covering where a face was for this many frames after it is lost",
-              min=0, max=300),
-        Param("hold_growth", float, 0.08, "how much a held box grows each frame (it may be moving)",
-              min=0.0, max=1.0),
-    ),
-    factory=AnonymiseStage,
-))
+SPEC = register(
+    StageSpec(
+        type="anonymise",
+        summary="Blur, pixelate or fill every face; holds lost faces and covers the whole frame when detection "
+        "stops (fails closed). Put a `face` stage before it",
+        params=(
+            Param("style", str, "blur", "blur, pixelate or fill", choices=("blur", "pixelate", "fill")),
+            Param("strength", float, 0.8, "how strong the blur or how coarse the pixels, 0 to 1", min=0.0, max=1.0),
+            Param(
+                "margin",
+                float,
+                0.25,
+                "extra border around each face box, as a fraction of its size (each side); "
+                "under 0.25 a detector's tight box leaves the chin or forehead showing",
+                min=MIN_MARGIN,
+                max=1.0,
+            ),
+            Param("colour", str, "#202020", 'fill: the colour as "#rrggbb"'),
+            Param(
+                "hold_frames",
+                int,
+                15,
+                "keep covering where a face was for this many frames after it is lost",
+                min=0,
+                max=300,
+            ),
+            Param(
+                "hold_growth", float, 0.08, "how much a held box grows each frame (it may be moving)", min=0.0, max=1.0
+            ),
+        ),
+        factory=AnonymiseStage,
+    )
+)

@@ -62,8 +62,9 @@ def slim_warp(face: Face, strength: float) -> list[tuple[np.ndarray, float, np.n
     return out
 
 
-def face_region(face: Face, circles: list[tuple[np.ndarray, float]], frame_shape: tuple[int, ...],
-                margin: float = 0.1) -> tuple[int, int, int, int]:
+def face_region(
+    face: Face, circles: list[tuple[np.ndarray, float]], frame_shape: tuple[int, ...], margin: float = 0.1
+) -> tuple[int, int, int, int]:
     """Frame box x1, y1, x2, y2 holding the face (mesh or box, plus a margin) and every warp circle."""
     pts = face.mesh[:, :2] if face.mesh is not None else face.box.reshape(2, 2)
     lo, hi = pts.min(0).astype(np.float64), pts.max(0).astype(np.float64)
@@ -119,8 +120,9 @@ class BeautyStage(Stage):
         smooth = self.params["smooth"]
         if face.mesh is None and (smooth > 0 or self.params["face_slim"] > 0) and not self._warned:
             self._warned = True
-            log.warning("beauty: faces have no mesh, so only eye_enlarge works; set landmarks = true in the "
-                        "preset's face stage")
+            log.warning(
+                "beauty: faces have no mesh, so only eye_enlarge works; set landmarks = true in the preset's face stage"
+            )
         has_mesh = face.mesh is not None
         plan = self._plan(face, image.shape)
         if plan is None:
@@ -158,14 +160,16 @@ class BeautyStage(Stage):
         pass
 
 
-SPEC = register(StageSpec(
-    type="beauty",
-    summary="Skin smoothing inside the face mesh's skin region, eye enlarging and face slimming (built-in "
-            "models only; needs a `face` stage with landmarks = true before it)",
-    params=(
-        Param("smooth", float, 0.5, "skin smoothing (eyes, brows and lips stay sharp)", min=0.0, max=1.0),
-        Param("eye_enlarge", float, 0.2, "eye magnification", min=0.0, max=1.0),
-        Param("face_slim", float, 0.2, "pull the jaw and cheeks in", min=0.0, max=1.0),
-    ),
-    factory=BeautyStage,
-))
+SPEC = register(
+    StageSpec(
+        type="beauty",
+        summary="Skin smoothing inside the face mesh's skin region, eye enlarging and face slimming (built-in "
+        "models only; needs a `face` stage with landmarks = true before it)",
+        params=(
+            Param("smooth", float, 0.5, "skin smoothing (eyes, brows and lips stay sharp)", min=0.0, max=1.0),
+            Param("eye_enlarge", float, 0.2, "eye magnification", min=0.0, max=1.0),
+            Param("face_slim", float, 0.2, "pull the jaw and cheeks in", min=0.0, max=1.0),
+        ),
+        factory=BeautyStage,
+    )
+)

@@ -107,17 +107,27 @@ class DebugStage(Stage):
             panel = img[:height, : int(420 * scale)]
             panel[:] = (panel * 0.4).astype(np.uint8)
             for i, line in enumerate(lines):
-                cv2.putText(img, line, (int(8 * scale), int((22 + 22 * i) * scale)), _FONT, 0.55 * scale,
-                            (255, 255, 255), max(1, thick // 2), cv2.LINE_AA)
+                cv2.putText(
+                    img,
+                    line,
+                    (int(8 * scale), int((22 + 22 * i) * scale)),
+                    _FONT,
+                    0.55 * scale,
+                    (255, 255, 255),
+                    max(1, thick // 2),
+                    cv2.LINE_AA,
+                )
 
 
-SPEC = register(StageSpec(
-    type="debug",
-    summary="Overlay face boxes, landmarks, track ids, fps and latency (put it last)",
-    params=(
-        Param("landmarks", bool, True, "draw the five face points"),
-        Param("mesh", bool, True, "draw the FaceMesh points when a face stage computed them"),
-        Param("stats", bool, True, "draw fps, latency and per-stage times"),
-    ),
-    factory=DebugStage,
-))
+SPEC = register(
+    StageSpec(
+        type="debug",
+        summary="Overlay face boxes, landmarks, track ids, fps and latency (put it last)",
+        params=(
+            Param("landmarks", bool, True, "draw the five face points"),
+            Param("mesh", bool, True, "draw the FaceMesh points when a face stage computed them"),
+            Param("stats", bool, True, "draw fps, latency and per-stage times"),
+        ),
+        factory=DebugStage,
+    )
+)

@@ -74,8 +74,7 @@ def crop_matrix(crop: Crop, size: tuple[int, int]) -> np.ndarray:
     """The 2x3 affine from source pixels to output pixels for this crop."""
     width, height = size
     scale = height / crop[2]
-    return np.array([[scale, 0.0, width / 2 - scale * crop[0]],
-                     [0.0, scale, height / 2 - scale * crop[1]]])
+    return np.array([[scale, 0.0, width / 2 - scale * crop[0]], [0.0, scale, height / 2 - scale * crop[1]]])
 
 
 def moved_face(face: Face, matrix: np.ndarray) -> Face:
@@ -91,8 +90,13 @@ def moved_face(face: Face, matrix: np.ndarray) -> Face:
         mesh = face.mesh * scale  # z is in x's pixel units: it scales too
         mesh[:, :2] += shift
         mesh = mesh.astype(np.float32)
-    return dataclasses.replace(face, box=boxed(face.box), landmarks5=(face.landmarks5 * scale + shift).astype(
-        np.float32), mesh=mesh, found_box=None if face.found_box is None else boxed(face.found_box))
+    return dataclasses.replace(
+        face,
+        box=boxed(face.box),
+        landmarks5=(face.landmarks5 * scale + shift).astype(np.float32),
+        mesh=mesh,
+        found_box=None if face.found_box is None else boxed(face.found_box),
+    )
 
 
 class FrameStage(Stage):
@@ -143,8 +147,9 @@ class FrameStage(Stage):
         if matrix is None:
             return
         border = cv2.BORDER_CONSTANT if self.params["beyond_edges"] else cv2.BORDER_REPLICATE
-        frame.image = cv2.warpAffine(frame.image, matrix, frame.size, flags=cv2.INTER_LINEAR,
-                                     borderMode=border, borderValue=(0, 0, 0))
+        frame.image = cv2.warpAffine(
+            frame.image, matrix, frame.size, flags=cv2.INTER_LINEAR, borderMode=border, borderValue=(0, 0, 0)
+        )
 
     def advance(self, frame: Frame, size: tuple[int, int]) -> np.ndarray | None:
         """Move the crop on by this frame's faces and time, and hand the faces on in the framed picture's
@@ -153,15 +158,19 @@ class FrameStage(Stage):
         dt = self._dt(frame)
         if not frame.faces_searched and not self._warned:
             self._warned = True
-            log.warning("frame: no face stage before it, so there are no faces to frame; put a `face` stage "
-                        "first in the preset")
+            log.warning(
+                "frame: no face stage before it, so there are no faces to frame; put a `face` stage first in the preset"
+            )
         box = faces_box(frame.faces, self.params["faces"])
         whole = np.array([width / 2, height / 2, float(height)])
         if box is not None:
             self._last_face_ns = frame.capture_ns
             wanted = wanted_crop(box, size, self.params)
-        elif self._goal is not None and self._last_face_ns is not None and \
-                (frame.capture_ns - self._last_face_ns) / 1e9 < self.params["hold"]:
+        elif (
+            self._goal is not None
+            and self._last_face_ns is not None
+            and (frame.capture_ns - self._last_face_ns) / 1e9 < self.params["hold"]
+        ):
             wanted = self._goal  # a face missed for a moment: stay where we are
         else:
             wanted = whole
@@ -218,24 +227,54 @@ class FrameOnDevice(DevicePath):
         frame.device_image = self._graphs[width, height].run({"frame": frame.device_image, "theta": theta})["crop"]
 
 
-SPEC = register(StageSpec(
-    type="frame",
-    summary="Auto-framing: crop and zoom to keep the faces at a chosen size and headroom, moving smoothly "
-            "(needs a `face` stage before it; the output size is unchanged)",
-    params=(
-        Param("faces", str, "all", "frame every face, or only the largest", choices=("all", "largest")),
-        Param("size", float, 0.3, "the faces' height as a fraction of the picture's height", min=0.05, max=1.0),
-        Param("headroom", float, 0.18, "space above the top face, as a fraction of the picture's height",
-              min=0.0, max=0.8),
-        Param("max_zoom", float, 2.5, "zoom in at most this far (1 = never zoom)", min=1.0, max=8.0),
-        Param("response", float, 0.8, "seconds the crop takes to catch up with a move (critically damped)",
-              min=0.05, max=10.0),
-        Param("dead_zone", float, 0.05, "moves smaller than this fraction of the picture do not pan or zoom",
-              min=0.0, max=0.3),
-        Param("hold", float, 2.0, "seconds to keep the framing after the faces are lost, before zooming out",
-              min=0.0, max=60.0),
-        Param("beyond_edges", bool, False, "let the crop go past the source's edges (black borders) to keep "
-              "the framing"),
-    ),
-    factory=FrameStage,
-))
+SPEC = register(
+    StageSpec(
+        type="frame",
+        summary="Auto-framing: crop and zoom to keep the faces at a chosen size and headroom, moving smoothly "
+        "(needs a `face` stage before it; the output size is unchanged)",
+        params=(
+            Param("faces", str, "all", "frame every face, or only the largest", choices=("all", "largest")),
+            Param("size", float, 0.3, "the faces' height as a fraction of the picture's height", min=0.05, max=1.0),
+            Param(
+                "headroom",
+                float,
+                0.18,
+                "space above the top face, as a fraction of the picture's height",
+                min=0.0,
+                max=0.8,
+            ),
+            Param("max_zoom", float, 2.5, "zoom in at most this far (1 = never zoom)", min=1.0, max=8.0),
+            Param(
+                "response",
+                float,
+                0.8,
+                "seconds the crop takes to catch up with a move (critically damped)",
+                min=0.05,
+                max=10.0,
+            ),
+            Param(
+                "dead_zone",
+                float,
+                0.05,
+                "moves smaller than this fraction of the picture do not pan or zoom",
+                min=0.0,
+                max=0.3,
+            ),
+            Param(
+                "hold",
+                float,
+                2.0,
+                "seconds to keep the framing after the faces are lost, before zooming out",
+                min=0.0,
+                max=60.0,
+            ),
+            Param(
+                "beyond_edges",
+                bool,
+                False,
+                "let the crop go past the source's edges (black borders) to keep the framing",
+            ),
+        ),
+        factory=FrameStage,
+    )
+)

@@ -36,8 +36,9 @@ def model_config_pb2() -> Any:
     try:
         from tritonclient.grpc import model_config_pb2 as pb
     except (ImportError, RuntimeError) as exc:  # tritonclient raises RuntimeError without its grpc extra
-        raise UserError("Triton support needs tritonclient: pip install 'livefuse[triton]' "
-                        "(or pip install 'tritonclient[grpc]')") from exc
+        raise UserError(
+            "Triton support needs tritonclient: pip install 'livefuse[triton]' (or pip install 'tritonclient[grpc]')"
+        ) from exc
     return pb
 
 
@@ -64,12 +65,10 @@ def _dims(value: onnx.ValueInfoProto, batched: bool) -> list[int]:
     return dims[1:] if batched else dims
 
 
-def build_config(name: str, model: onnx.ModelProto, state: ReleaseState, options: ServingOptions,
-                 batched: bool) -> Any:
+def build_config(name: str, model: onnx.ModelProto, state: ReleaseState, options: ServingOptions, batched: bool) -> Any:
     """The ModelConfig for `model` served as `name`; `batched` when its first axis is a free batch axis."""
     pb = model_config_pb2()
-    config = pb.ModelConfig(name=name, backend=options.backend,
-                            max_batch_size=options.max_batch_size if batched else 0)
+    config = pb.ModelConfig(name=name, backend=options.backend, max_batch_size=options.max_batch_size if batched else 0)
     initializers = {init.name for init in model.graph.initializer}
     for value in model.graph.input:
         if value.name in initializers:
@@ -77,15 +76,16 @@ def build_config(name: str, model: onnx.ModelProto, state: ReleaseState, options
         elem = value.type.tensor_type.elem_type
         if elem not in TRITON_TYPES:
             raise UserError(f"{name}: input {value.name!r} has an element type Triton cannot take ({elem})")
-        config.input.add(name=value.name, data_type=pb.DataType.Value(TRITON_TYPES[elem]),
-                         dims=_dims(value, batched))
+        config.input.add(name=value.name, data_type=pb.DataType.Value(TRITON_TYPES[elem]), dims=_dims(value, batched))
     for value in model.graph.output:
         elem = value.type.tensor_type.elem_type
-        config.output.add(name=value.name, data_type=pb.DataType.Value(TRITON_TYPES.get(elem, "TYPE_FP32")),
-                          dims=_dims(value, batched))
+        config.output.add(
+            name=value.name,
+            data_type=pb.DataType.Value(TRITON_TYPES.get(elem, "TYPE_FP32")),
+            dims=_dims(value, batched),
+        )
     if batched:
-        config.dynamic_batching.preferred_batch_size.extend(
-            b for b in PREFERRED_BATCHES if b <= options.max_batch_size)
+        config.dynamic_batching.preferred_batch_size.extend(b for b in PREFERRED_BATCHES if b <= options.max_batch_size)
         config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
     kind = pb.ModelInstanceGroup.Kind.Value("KIND_GPU" if options.gpu else "KIND_CPU")
     config.instance_group.add(count=options.instances, kind=kind)

@@ -27,15 +27,26 @@ from livefuse.triton.release import PARAMETER, ReleaseState
 
 log = logging.getLogger("livefuse.triton")
 
-__all__ = ["ExecutorSpec", "ModelCalls", "RemoteCallFailed", "RemoteCallTimeout", "TritonExecutor", "open_executor",
-           "parse_executor"]  # the spec and its parser live in triton/address.py
+__all__ = [
+    "ExecutorSpec",
+    "ModelCalls",
+    "RemoteCallFailed",
+    "RemoteCallTimeout",
+    "TritonExecutor",
+    "open_executor",
+    "parse_executor",
+]  # the spec and its parser live in triton/address.py
 
 POLL_S = 1.0
 WARMUP_TIMEOUT_S = 10.0
 # gRPC's default reconnect backoff grows to two minutes: a restarted server would wait that long for us.
-CHANNEL_ARGS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
-                ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", 1000)]
+CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 SLOW_CALLS_FOR_OUTAGE = 3  # consecutive timeouts that count as an outage (a refused connection is one at once)
 FLAP_WINDOW_S = 60.0  # more than FLAP_LOGS changes in this window: stop logging each one
 FLAP_LOGS = 4
@@ -122,13 +133,21 @@ class TritonExecutor:
                     previous = self._states.get(name)
                     self._states[name] = state
                 if previous is not None and previous.to_json() != state.to_json():
-                    log.info("triton model %s: now version %d for most sessions%s", name, state.current,
-                             f", {state.candidate} for {state.share:g}%" if state.candidate else "")
+                    log.info(
+                        "triton model %s: now version %d for most sessions%s",
+                        name,
+                        state.current,
+                        f", {state.candidate} for {state.share:g}%" if state.candidate else "",
+                    )
 
     def _set_down(self, why: str) -> None:
         if self.up or not self.last_error:
-            self._log_change(logging.WARNING, "triton at %s is not answering (%s); running models locally until "
-                             "it does", self.spec.address, why[:160])
+            self._log_change(
+                logging.WARNING,
+                "triton at %s is not answering (%s); running models locally until it does",
+                self.spec.address,
+                why[:160],
+            )
         self.up = False
         self.last_error = why
 
@@ -140,8 +159,9 @@ class TritonExecutor:
         if len(self._changes) <= FLAP_LOGS:
             log.log(level, message, *args)
         elif len(self._changes) == FLAP_LOGS + 1:
-            log.warning("triton at %s keeps failing and recovering; further changes are in /api/status",
-                        self.spec.address)
+            log.warning(
+                "triton at %s keeps failing and recovering; further changes are in /api/status", self.spec.address
+            )
         else:
             log.debug(message, *args)
 
@@ -165,8 +185,10 @@ class TritonExecutor:
         self._refresh_states()
         with self._lock:
             state = self._states.get(name)
-        feeds = {n: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in shape], dtype)
-                 for n, (shape, dtype) in inputs.items()}
+        feeds = {
+            n: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in shape], dtype)
+            for n, (shape, dtype) in inputs.items()
+        }
         for version in state.served() if state is not None else []:
             try:
                 self.infer(name, version, feeds, output_names, timeout_s=WARMUP_TIMEOUT_S)
@@ -179,8 +201,14 @@ class TritonExecutor:
             state = self._states.get(name)
         return None if state is None else state.version_for(session_id)
 
-    def infer(self, name: str, version: int, feeds: Mapping[str, np.ndarray], output_names: list[str],
-              timeout_s: float | None = None) -> dict[str, np.ndarray]:
+    def infer(
+        self,
+        name: str,
+        version: int,
+        feeds: Mapping[str, np.ndarray],
+        output_names: list[str],
+        timeout_s: float | None = None,
+    ) -> dict[str, np.ndarray]:
         """One call to Triton, waited for at most the timeout (the wait releases the GIL)."""
         timeout = self.spec.timeout_s if timeout_s is None else timeout_s
         inputs = []
@@ -196,8 +224,9 @@ class TritonExecutor:
             answer[0], answer[1] = result, error
             done.set()
 
-        self._client.async_infer(name, inputs, on_done, model_version=str(version), outputs=outputs,
-                                 client_timeout=timeout)
+        self._client.async_infer(
+            name, inputs, on_done, model_version=str(version), outputs=outputs, client_timeout=timeout
+        )
         if not done.wait(timeout + 0.05):
             raise RemoteCallTimeout(f"no answer within {timeout * 1000:.0f} ms")
         if answer[1] is not None:
@@ -217,19 +246,30 @@ class TritonExecutor:
             self._slow_calls += 1
             if self._slow_calls < SLOW_CALLS_FOR_OUTAGE:
                 return
-            exc = RemoteCallTimeout(f"{self._slow_calls} calls in a row took longer than "
-                                    f"{self.spec.timeout_s * 1000:.0f} ms")
+            exc = RemoteCallTimeout(
+                f"{self._slow_calls} calls in a row took longer than {self.spec.timeout_s * 1000:.0f} ms"
+            )
         self._set_down(f"{name}: {exc}")
 
     # -- figures -----------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return {"executor": self.spec.url, "up": self.up, "timeout_ms": round(self.spec.timeout_s * 1000, 1),
-                "last_error": self.last_error,
-                "models": {name: {"remote_calls": c.remote, "local_fallbacks": c.local_fallbacks,
-                                  "errors": c.errors, "latency_ms": c.latency.summary(),
-                                  "versions": dict(c.versions)}
-                           for name, c in self.calls.items()}}
+        return {
+            "executor": self.spec.url,
+            "up": self.up,
+            "timeout_ms": round(self.spec.timeout_s * 1000, 1),
+            "last_error": self.last_error,
+            "models": {
+                name: {
+                    "remote_calls": c.remote,
+                    "local_fallbacks": c.local_fallbacks,
+                    "errors": c.errors,
+                    "latency_ms": c.latency.summary(),
+                    "versions": dict(c.versions),
+                }
+                for name, c in self.calls.items()
+            },
+        }
 
     def metric_rows(self) -> Iterator[tuple[str, dict[str, str], float]]:
         """(metric, labels, value) rows for /metrics."""
@@ -253,9 +293,16 @@ class TritonExecutor:
             log.debug("closing the triton client failed", exc_info=True)
 
 
-_TRITON_TYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16", np.dtype(np.float64): "FP64",
-                 np.dtype(np.uint8): "UINT8", np.dtype(np.int8): "INT8", np.dtype(np.int32): "INT32",
-                 np.dtype(np.int64): "INT64", np.dtype(np.bool_): "BOOL"}
+_TRITON_TYPES = {
+    np.dtype(np.float32): "FP32",
+    np.dtype(np.float16): "FP16",
+    np.dtype(np.float64): "FP64",
+    np.dtype(np.uint8): "UINT8",
+    np.dtype(np.int8): "INT8",
+    np.dtype(np.int32): "INT32",
+    np.dtype(np.int64): "INT64",
+    np.dtype(np.bool_): "BOOL",
+}
 
 
 def _triton_type(dtype: np.dtype) -> str:

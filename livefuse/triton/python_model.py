@@ -36,7 +36,8 @@ class TritonPythonModel:
         if actual != expected:
             raise pb_utils.TritonModelException(
                 f"{path} has sha256 {actual}, expected {expected}; it is not loaded (restore the file or "
-                f"release it again with `livefuse models release`)")
+                f"release it again with `livefuse models release`)"
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(config["parameters"].get("intra_op_threads", {}).get("string_value", "1"))
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -44,15 +45,18 @@ class TritonPythonModel:
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        feeds = {name: [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests]
-                 for name in self.inputs}
+        feeds = {
+            name: [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests] for name in self.inputs
+        }
         sizes = [len(array) for array in feeds[self.inputs[0]]]
         results = self.session.run(None, {name: np.concatenate(arrays) for name, arrays in feeds.items()})
         responses: list[Any] = []
         start = 0
         for size in sizes:
-            tensors = [pb_utils.Tensor(name, result[start:start + size])
-                       for name, result in zip(self.outputs, results, strict=True)]
+            tensors = [
+                pb_utils.Tensor(name, result[start : start + size])
+                for name, result in zip(self.outputs, results, strict=True)
+            ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size
         return responses

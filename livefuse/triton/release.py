@@ -80,17 +80,28 @@ class ReleaseState:
         return self.current
 
     def to_json(self) -> str:
-        return json.dumps({"current": self.current, "candidate": self.candidate, "share": self.share,
-                           "history": self.history, "retired": self.retired,
-                           "labels": {str(k): v for k, v in self.labels.items()},
-                           "sha256": {str(k): v for k, v in self.sha256.items()}}, sort_keys=True)
+        return json.dumps(
+            {
+                "current": self.current,
+                "candidate": self.candidate,
+                "share": self.share,
+                "history": self.history,
+                "retired": self.retired,
+                "labels": {str(k): v for k, v in self.labels.items()},
+                "sha256": {str(k): v for k, v in self.sha256.items()},
+            },
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> ReleaseState:
         data = json.loads(text)
-        return cls(current=int(data["current"]),
-                   candidate=None if data.get("candidate") is None else int(data["candidate"]),
-                   share=float(data.get("share", 0.0)), history=[int(v) for v in data.get("history", [])],
-                   retired=None if data.get("retired") is None else int(data["retired"]),
-                   labels={int(k): str(v) for k, v in data.get("labels", {}).items()},
-                   sha256={int(k): str(v) for k, v in data.get("sha256", {}).items()})
+        return cls(
+            current=int(data["current"]),
+            candidate=None if data.get("candidate") is None else int(data["candidate"]),
+            share=float(data.get("share", 0.0)),
+            history=[int(v) for v in data.get("history", [])],
+            retired=None if data.get("retired") is None else int(data["retired"]),
+            labels={int(k): str(v) for k, v in data.get("labels", {}).items()},
+            sha256={int(k): str(v) for k, v in data.get("sha256", {}).items()},
+        )

@@ -92,13 +92,11 @@ def _write_version(folder: Path, model: onnx.ModelProto, backend: str) -> str:
 def _verified_model(path: Path, expected: str, label: str) -> onnx.ModelProto:
     actual = _sha256(path)
     if expected and actual != expected:
-        raise ModelError(f"{label}: {path} has sha256 {actual}, expected {expected}; it is not added to the "
-                         f"repository")
+        raise ModelError(f"{label}: {path} has sha256 {actual}, expected {expected}; it is not added to the repository")
     return onnx.load(str(path))
 
 
-def write_model(root: Path, name: str, source: Path, expected_sha: str, label: str,
-                options: ServingOptions) -> Written:
+def write_model(root: Path, name: str, source: Path, expected_sha: str, label: str, options: ServingOptions) -> Written:
     """Add `name` to the repository as version 1, or leave it as it is when the repository has it already."""
     folder = root / name
     config_path = folder / "config.pbtxt"
@@ -130,8 +128,10 @@ def _load(root: Path, name: str) -> tuple[Path, object, ReleaseState]:
     config_path = root / name / "config.pbtxt"
     if not config_path.is_file():
         have = sorted(p.name for p in root.iterdir() if (p / "config.pbtxt").is_file()) if root.is_dir() else []
-        raise UserError(f"no model {name!r} in the repository {root}; it has: {', '.join(have) or 'none'} "
-                        f"(write it with `livefuse models triton-repo {root}`)")
+        raise UserError(
+            f"no model {name!r} in the repository {root}; it has: {', '.join(have) or 'none'} "
+            f"(write it with `livefuse models triton-repo {root}`)"
+        )
     config = parse_config(config_path)
     return config_path, config, release_state(config, str(config_path))
 
@@ -142,8 +142,9 @@ def release(root: Path, name: str, source: Path, expected_sha: str, label: str, 
     options = _options_of(config)
     served, batched, _ = _servable(_verified_model(source, expected_sha, label))
     if batched != bool(config.max_batch_size):  # type: ignore[attr-defined]
-        raise UserError(f"{label} cannot replace {name} version {state.current}: one has a batch axis and the "
-                        f"other does not")
+        raise UserError(
+            f"{label} cannot replace {name} version {state.current}: one has a batch axis and the other does not"
+        )
     version = max(state.labels) + 1
     sha = _write_version(root / name / str(version), served, options.backend)
     state.release(version, label, sha, share)

@@ -26,9 +26,7 @@ class FaceDetector(Protocol):
     def detect(self, image_bgr: np.ndarray) -> list[Face]: ...
 
 
-def _faces(
-    boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou: float, max_faces: int
-) -> list[Face]:
+def _faces(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou: float, max_faces: int) -> list[Face]:
     keep = nms(boxes, scores, iou, max_faces)
     return [
         Face(box=boxes[i].astype(np.float32), score=float(scores[i]), landmarks5=points[i].astype(np.float32))
@@ -114,15 +112,11 @@ class BlazeFaceDetector:
         extent = np.array([self.width, self.height], np.float32)
         centre = anchors * extent + raw[:, 0:2]
         half = raw[:, 2:4] / 2
-        boxes = lb.to_frame(np.concatenate([centre - half, centre + half], axis=1).reshape(-1, 2, 2)).reshape(
-            -1, 4
-        )
+        boxes = lb.to_frame(np.concatenate([centre - half, centre + half], axis=1).reshape(-1, 2, 2)).reshape(-1, 4)
         kps = lb.to_frame(anchors[:, None, :] * extent + raw[:, 4:16].reshape(-1, 6, 2))
         boxes, scores, kps = weighted_nms(boxes, scores, kps, self.iou, self.max_faces)
         points = self._arcface(kps)
-        return [
-            Face(box=b, score=float(s), landmarks5=p) for b, s, p in zip(boxes, scores, points, strict=True)
-        ]
+        return [Face(box=b, score=float(s), landmarks5=p) for b, s, p in zip(boxes, scores, points, strict=True)]
 
     @staticmethod
     def _arcface(kps: np.ndarray) -> np.ndarray:
@@ -188,9 +182,7 @@ class YuNetDetector:
         if not boxes:
             return []
         b = lb.to_frame(np.concatenate(boxes).reshape(-1, 2, 2)).reshape(-1, 4)
-        return _faces(
-            b, np.concatenate(scores), lb.to_frame(np.concatenate(points)), self.iou, self.max_faces
-        )
+        return _faces(b, np.concatenate(scores), lb.to_frame(np.concatenate(points)), self.iou, self.max_faces)
 
 
 def retinaface_priors(size: int = 640) -> np.ndarray:
@@ -202,8 +194,7 @@ def retinaface_priors(size: int = 640) -> np.ndarray:
         cx = ((xs.ravel() + 0.5) * step / size)[:, None]
         cy = ((ys.ravel() + 0.5) * step / size)[:, None]
         for_cell = [
-            np.concatenate([cx, cy, np.full_like(cx, m / size), np.full_like(cx, m / size)], 1)
-            for m in min_sizes
+            np.concatenate([cx, cy, np.full_like(cx, m / size), np.full_like(cx, m / size)], 1) for m in min_sizes
         ]
         priors.append(np.stack(for_cell, axis=1).reshape(-1, 4))  # cell-major, then min size
     return np.concatenate(priors).astype(np.float32)
@@ -215,9 +206,7 @@ class RetinaFaceDetector:
     size = 640
     variances = (0.1, 0.2)
 
-    def __init__(
-        self, runner: Runner, score_threshold: float = 0.6, iou: float = 0.4, max_faces: int = 0
-    ) -> None:
+    def __init__(self, runner: Runner, score_threshold: float = 0.6, iou: float = 0.4, max_faces: int = 0) -> None:
         self.runner = runner
         self.score_threshold = score_threshold
         self.iou = iou

@@ -30,9 +30,7 @@ class Letterbox:
         return out
 
 
-def letterbox(
-    image: np.ndarray, width: int, height: int, centre: bool = True
-) -> tuple[np.ndarray, Letterbox]:
+def letterbox(image: np.ndarray, width: int, height: int, centre: bool = True) -> tuple[np.ndarray, Letterbox]:
     """Resize keeping the aspect ratio and pad with zeros to width x height.
 
     Centred padding is what MediaPipe's ImageToTensorCalculator does; RetinaFace and YuNet

@@ -37,8 +37,9 @@ class Hand:
 class HandFinder:
     """Palm detection, then the landmarker on each palm's crop (up to `max_hands`, best palms first)."""
 
-    def __init__(self, palm: Runner, landmark: Runner, min_palm: float = 0.5, min_presence: float = 0.5,
-                 max_hands: int = 4) -> None:
+    def __init__(
+        self, palm: Runner, landmark: Runner, min_palm: float = 0.5, min_presence: float = 0.5, max_hands: int = 4
+    ) -> None:
         self.palm = palm
         self.landmark = landmark
         self.min_palm = min_palm
@@ -66,8 +67,13 @@ class HandFinder:
         """The hands in a BGR image, landmarks in its pixels."""
         hands = []
         for m in self.palms(image_bgr):
-            crop = cv2.warpAffine(image_bgr, m, (HAND_SIZE, HAND_SIZE), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                  borderMode=cv2.BORDER_CONSTANT)
+            crop = cv2.warpAffine(
+                image_bgr,
+                m,
+                (HAND_SIZE, HAND_SIZE),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_CONSTANT,
+            )
             out = self.landmark.run({"input": rgb_tensor(crop, 1 / 255.0)})
             score = float(out["hand_flag"].reshape(-1)[0])
             if score < self.min_presence:

@@ -68,8 +68,7 @@ class FaceLandmarker:
 
     size = 192
 
-    def __init__(self, runner: Runner, scale: float = 1.5, min_presence: float = 0.5,
-                 mesh_scale: float = 1.5) -> None:
+    def __init__(self, runner: Runner, scale: float = 1.5, min_presence: float = 0.5, mesh_scale: float = 1.5) -> None:
         self.runner = runner
         self.scale = scale
         self.mesh_scale = mesh_scale

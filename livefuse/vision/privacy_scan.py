@@ -71,8 +71,9 @@ class PrivacyScan:
         sw, sh = max(32, round(w * k)), max(32, round(h * k))
         width, height = _up32(sw + 2 * round(sw * EDGE_SIDE)), _up32(sh + 2 * round(sw * EDGE_TOP))
         left, top = (width - sw) // 2, (height - sh) // 2
-        small = cv2.copyMakeBorder(pixels.resized(sw, sh), top, height - sh - top, left, width - sw - left,
-                                   cv2.BORDER_REFLECT_101)
+        small = cv2.copyMakeBorder(
+            pixels.resized(sw, sh), top, height - sh - top, left, width - sw - left, cv2.BORDER_REFLECT_101
+        )
         self.detector.input_size = max(width, height)  # already that size: YuNet only reads it
         offset = np.array([left, top, left, top], np.float32)
         strong: list[Face] = []
@@ -85,7 +86,7 @@ class PrivacyScan:
             (strong if face.score >= self.score else weak).append(found)
         weak = [f for f in weak if not box_overlaps(f.box, [s.box for s in strong])]
         for start in range(0, len(weak), MOSAIC_MAX):
-            strong += self.confirm(pixels, weak[start:start + MOSAIC_MAX])
+            strong += self.confirm(pixels, weak[start : start + MOSAIC_MAX])
         return strong
 
     def confirm(self, pixels: FramePixels, candidates: list[Face]) -> list[Face]:

@@ -33,9 +33,15 @@ class TiledDetector:
     A detector with a wide input (YuNet, RetinaFace) gets neither: it runs once on the frame.
     """
 
-    def __init__(self, detector: FaceDetector, iou: float = 0.3, tile: bool = True,
-                 whole: BlazeFaceDetector | None = None, close_range: BlazeFaceDetector | None = None,
-                 wide: BlazeFaceDetector | None = None) -> None:
+    def __init__(
+        self,
+        detector: FaceDetector,
+        iou: float = 0.3,
+        tile: bool = True,
+        whole: BlazeFaceDetector | None = None,
+        close_range: BlazeFaceDetector | None = None,
+        wide: BlazeFaceDetector | None = None,
+    ) -> None:
         self.detector = detector
         # The whole-frame pass (BlazeFace full range: it sees smaller faces); without one, tiles only.
         self.whole = whole
@@ -95,8 +101,9 @@ class TiledDetector:
             found = self._whole(image_bgr, self._whole_detector(w, h))
             # Tracked faces the whole pass saw too small to frame well, or missed, are looked for near their box.
             least = WHOLE_MIN_FACE * max(w, h)
-            missed = [b for b in self.near if float(max(b[2:] - b[:2])) < least
-                      or not box_overlaps(b, [f.box for f in found])]
+            missed = [
+                b for b in self.near if float(max(b[2:] - b[:2])) < least or not box_overlaps(b, [f.box for f in found])
+            ]
             if missed:
                 found = self._near(image_bgr, missed) + found
         first = len(found)
@@ -130,8 +137,7 @@ class TiledDetector:
         scale = min(width / (w + 2 * pad), height / h)
         sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
         left, top = (width - sw) // 2, (height - sh) // 2
-        mirrored = cv2.copyMakeBorder(image_bgr.resized(sw, sh), 0, 0, left, width - sw - left,
-                                      cv2.BORDER_REFLECT_101)
+        mirrored = cv2.copyMakeBorder(image_bgr.resized(sw, sh), 0, 0, left, width - sw - left, cv2.BORDER_REFLECT_101)
         small = cv2.copyMakeBorder(mirrored, top, height - sh - top, 0, 0, cv2.BORDER_CONSTANT, value=0)
         offset = np.array([left, top], np.float32)
         found = []
@@ -183,15 +189,24 @@ class TiledDetector:
         found = []
         for x, y, side in tiles:
             margin = side * 0.01
-            for face in self.detector.detect(image_bgr[y:y + side, x:x + side]):
+            for face in self.detector.detect(image_bgr[y : y + side, x : x + side]):
                 b = face.box
-                cut = ((x > 0 and b[0] < margin) or (x + side < w and b[2] > side - margin)
-                       or (y > 0 and b[1] < margin) or (y + side < h and b[3] > side - margin))
+                cut = (
+                    (x > 0 and b[0] < margin)
+                    or (x + side < w and b[2] > side - margin)
+                    or (y > 0 and b[1] < margin)
+                    or (y + side < h and b[3] > side - margin)
+                )
                 if cut:
                     continue
                 shift = np.array([x, y], np.float32)
-                found.append(Face(box=(b + np.tile(shift, 2)) / scale, score=face.score,
-                                  landmarks5=(face.landmarks5 + shift) / scale))
+                found.append(
+                    Face(
+                        box=(b + np.tile(shift, 2)) / scale,
+                        score=face.score,
+                        landmarks5=(face.landmarks5 + shift) / scale,
+                    )
+                )
         return found
 
     def _merge(self, found: list[Face], first: int) -> list[Face]:

@@ -38,8 +38,17 @@ class Track:
 class FaceTracker:
     """Matches detections to tracks frame by frame and returns smoothed, id-stamped faces."""
 
-    def __init__(self, *, min_cutoff: float = 1.0, beta: float = 5.0, smooth: bool = True, iou: float = 0.25,
-                 hold_frames: int = 2, hold_growth: float = 0.1, max_tracks: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        min_cutoff: float = 1.0,
+        beta: float = 5.0,
+        smooth: bool = True,
+        iou: float = 0.25,
+        hold_frames: int = 2,
+        hold_growth: float = 0.1,
+        max_tracks: int = 0,
+    ) -> None:
         self.min_cutoff = min_cutoff
         self.beta = beta
         self.smooth = smooth
@@ -90,14 +99,25 @@ class FaceTracker:
         face = track.face
         delta = (shift[:2] + shift[2:]) / 2
         mesh = None if face.mesh is None else face.mesh + np.array([delta[0], delta[1], 0], np.float32)
-        return Face(box=(face.box + shift).astype(np.float32), score=face.score,
-                    landmarks5=(face.landmarks5 + delta).astype(np.float32), track_id=track.id, mesh=mesh)
+        return Face(
+            box=(face.box + shift).astype(np.float32),
+            score=face.score,
+            landmarks5=(face.landmarks5 + delta).astype(np.float32),
+            track_id=track.id,
+            mesh=mesh,
+        )
 
     def _held(self, track: Track) -> Face:
         f = track.face
         factor = 1.0 + self.hold_growth * track.misses
-        return Face(box=grow_box(f.box, factor), score=f.score, landmarks5=f.landmarks5.copy(), track_id=track.id,
-                    mesh=None if f.mesh is None else f.mesh.copy(), held=True)
+        return Face(
+            box=grow_box(f.box, factor),
+            score=f.score,
+            landmarks5=f.landmarks5.copy(),
+            track_id=track.id,
+            mesh=None if f.mesh is None else f.mesh.copy(),
+            held=True,
+        )
 
     def _match(self, detections: list[Face], t: float) -> tuple[dict[int, Face], list[Face]]:
         """Faces carrying a live track's id go to it; the rest by greedy best IoU (optimal in practice for a
@@ -148,7 +168,8 @@ class FaceTracker:
             box, points, mesh = det.box.copy(), det.landmarks5.copy(), None if det.mesh is None else det.mesh.copy()
             if not fresh and not track.misses and self._last_t is not None and t > self._last_t:
                 track.velocity = ((det.box - track.face.box) / (t - self._last_t)).astype(np.float32)
-        track.face = Face(box=box, score=det.score, landmarks5=points, track_id=track.id, mesh=mesh,
-                          found_box=det.box.copy())
+        track.face = Face(
+            box=box, score=det.score, landmarks5=points, track_id=track.id, mesh=mesh, found_box=det.box.copy()
+        )
         track.raw = det
         track.misses = 0

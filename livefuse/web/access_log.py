@@ -30,8 +30,15 @@ def access_log_middleware() -> Middleware:
             status = exc.status
             raise
         finally:
-            log.info("access %s %s %s %s -> %d (%s)", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                     request.remote or "?", request.method, _what(request), status, _agent(request))
+            log.info(
+                "access %s %s %s %s -> %d (%s)",
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                request.remote or "?",
+                request.method,
+                _what(request),
+                status,
+                _agent(request),
+            )
 
     return record
 

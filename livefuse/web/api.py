@@ -39,16 +39,31 @@ IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/bmp"})
 
 def param_spec(param: Param) -> dict[str, Any]:
     """A parameter as the page needs it to draw a control."""
-    return {"name": param.name, "type": param.type.__name__, "default": param.default, "help": param.help,
-            "min": param.min, "max": param.max, "choices": list(param.choices) if param.choices else None,
-            "live": param.live, "kind": param.kind, "max_length": param.max_length,
-            "items": list(param.items) if param.items is not None else None, "length": param.length}
+    return {
+        "name": param.name,
+        "type": param.type.__name__,
+        "default": param.default,
+        "help": param.help,
+        "min": param.min,
+        "max": param.max,
+        "choices": list(param.choices) if param.choices else None,
+        "live": param.live,
+        "kind": param.kind,
+        "max_length": param.max_length,
+        "items": list(param.items) if param.items is not None else None,
+        "length": param.length,
+    }
 
 
 def describe_preset(preset: Preset) -> dict[str, Any]:
-    return {"name": preset.name, "description": preset.description,
-            "stages": [{"type": c.type, "label": c.label, "params": c.params,
-                        "specs": [param_spec(p) for p in c.spec.params]} for c in preset.stages]}
+    return {
+        "name": preset.name,
+        "description": preset.description,
+        "stages": [
+            {"type": c.type, "label": c.label, "params": c.params, "specs": [param_spec(p) for p in c.spec.params]}
+            for c in preset.stages
+        ],
+    }
 
 
 def _no_constant(name: str) -> Any:
@@ -79,8 +94,9 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise json_error("expected a JSON object")
     if has_lone_surrogate(body):
-        raise json_error("malformed JSON: a string holds a lone surrogate (\\ud800-\\udfff alone), which is not "
-                         "Unicode text")
+        raise json_error(
+            "malformed JSON: a string holds a lone surrogate (\\ud800-\\udfff alone), which is not Unicode text"
+        )
     return body
 
 
@@ -95,8 +111,7 @@ def has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-def json_error(message: str, error: type[web.HTTPException] = web.HTTPBadRequest,
-               **kwargs: Any) -> web.HTTPException:
+def json_error(message: str, error: type[web.HTTPException] = web.HTTPBadRequest, **kwargs: Any) -> web.HTTPException:
     """An HTTP error to raise, with the same JSON body as `bad_request`'s."""
     return error(text=json.dumps({"error": message}), content_type="application/json", **kwargs)
 
@@ -111,8 +126,7 @@ def preset_name(body: dict[str, Any]) -> str:
     if not isinstance(name, str) or not name:
         raise json_error('expected {"name": "<preset name>"}')
     if name not in available_presets():
-        raise json_error(f"unknown preset {shown(name)}; available: {', '.join(available_presets())}",
-                         web.HTTPNotFound)
+        raise json_error(f"unknown preset {shown(name)}; available: {', '.join(available_presets())}", web.HTTPNotFound)
     return name
 
 
@@ -171,8 +185,10 @@ class Api:
 
     def _main(self) -> Runtime:
         if self.main is None:
-            raise json_error("this server runs sessions only (livefuse serve): a session's preset is at "
-                             "/api/sessions/<id>/preset", web.HTTPNotFound)
+            raise json_error(
+                "this server runs sessions only (livefuse serve): a session's preset is at /api/sessions/<id>/preset",
+                web.HTTPNotFound,
+            )
         return self.main
 
     async def status(self, request: web.Request) -> web.Response:
@@ -181,9 +197,14 @@ class Api:
             body["preset_info"] = describe_preset(self.main.preset)
         else:
             served = self.runner.served
-            body = {"session_id": served.engine.session_id, "provider": served.engine.provider,
-                    "preset": served.preset().name, "size": list(served.size), "fps": served.fps,
-                    "sessions": len(list(self.sessions))}
+            body = {
+                "session_id": served.engine.session_id,
+                "provider": served.engine.provider,
+                "preset": served.preset().name,
+                "size": list(served.size),
+                "fps": served.fps,
+                "sessions": len(list(self.sessions)),
+            }
         body["presets"] = list(available_presets())
         body["audio_filters"] = list(AUDIO_FILTERS)
         body["peers"] = [peer.describe() for peer in self.peers.peers.values()]
@@ -224,18 +245,21 @@ class Api:
             return bad_request(TOO_LARGE, 413)
         data, content_type = await self._read_upload(request)
         if content_type not in IMAGE_TYPES:
-            return bad_request(f"unsupported type {content_type!r}; send one of {', '.join(sorted(IMAGE_TYPES))}",
-                               415)
+            return bad_request(f"unsupported type {content_type!r}; send one of {', '.join(sorted(IMAGE_TYPES))}", 415)
         header = image_size(data)
         if header is None:
             return bad_request("the upload does not decode as an image: its header is not a PNG, JPEG, WebP or BMP one")
         _, width, height = header
         if width * height > MAX_PIXELS:
-            return bad_request(f"image of {width}x{height} pixels is too large: at most "
-                               f"{MAX_PIXELS // 2**20} megapixels (e.g. 4096x4096)", 413)
+            return bad_request(
+                f"image of {width}x{height} pixels is too large: at most "
+                f"{MAX_PIXELS // 2**20} megapixels (e.g. 4096x4096)",
+                413,
+            )
         async with self._decoding:  # one at a time, off the loop: a 16 MP decode takes a while and 48 MB
             image = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+                None, lambda: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            )
         if image is None:
             return bad_request("the upload does not decode as an image")
         self.runner.source_face = image  # for sessions still to come
@@ -268,8 +292,9 @@ class Api:
             while chunk := await part.read_chunk(64 * 1024):
                 data += chunk
                 if len(data) > MAX_UPLOAD_BYTES:
-                    raise json_error(TOO_LARGE, web.HTTPRequestEntityTooLarge, max_size=MAX_UPLOAD_BYTES,
-                                     actual_size=len(data))
+                    raise json_error(
+                        TOO_LARGE, web.HTTPRequestEntityTooLarge, max_size=MAX_UPLOAD_BYTES, actual_size=len(data)
+                    )
             return bytes(data), part.headers.get("Content-Type", "")
         raise json_error("no 'image' field in the form")
 

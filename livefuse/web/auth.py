@@ -45,7 +45,7 @@ def resolve_token(token: str | None, *, no_auth: bool = False) -> str | None:
 def _presented(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        return header[len("Bearer "):].strip()
+        return header[len("Bearer ") :].strip()
     return request.query.get("token") or request.cookies.get(COOKIE)
 
 
@@ -71,9 +71,14 @@ def token_middleware(token: str) -> Middleware:
             return await handler(request)
         given = _presented(request)
         if given is None or not _same(given, token):
-            return web.json_response({"error": "a valid token is required (Authorization: Bearer TOKEN, "
-                                      "or open the page with ?token=TOKEN)"}, status=401,
-                                     headers={"WWW-Authenticate": "Bearer"})
+            return web.json_response(
+                {
+                    "error": "a valid token is required (Authorization: Bearer TOKEN, "
+                    "or open the page with ?token=TOKEN)"
+                },
+                status=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         response = await handler(request)
         if request.query.get("token") and not response.prepared:
             response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
@@ -101,8 +106,12 @@ def trusted_origin_middleware(bind_host: str, cors_origins: frozenset[str] = fro
         origin = request.headers.get("Origin")
         if origin and _hostname(origin) is None:
             return web.json_response({"error": f"malformed Origin header {origin[:80]!r}"}, status=400)
-        if origin and request.method not in ("GET", "HEAD") and urlsplit(origin).netloc != request.host \
-                and not cors_allowed(request, cors_origins):  # WHIP/WHEP from an origin --cors-origin allows
+        if (
+            origin
+            and request.method not in ("GET", "HEAD")
+            and urlsplit(origin).netloc != request.host
+            and not cors_allowed(request, cors_origins)
+        ):  # WHIP/WHEP from an origin --cors-origin allows
             return web.json_response({"error": f"requests from {origin} are not allowed"}, status=403)
         return await handler(request)
 

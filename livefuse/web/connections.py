@@ -22,8 +22,10 @@ IDLE_TIMEOUT_S = 10.0  # aiohttp's keep-alive timeout, which also runs from a co
 BODY_TIMEOUT_S = 30.0  # a 5 MB upload at 1.4 Mbit/s
 MAX_CONNECTIONS = 512
 _BUSY = json.dumps({"error": "too many connections: try again in a second"}).encode()
-BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-                 b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY))
+BUSY_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY)
+)
 
 
 def connection_cap() -> int:
@@ -57,8 +59,13 @@ class CappedSite(web.TCPSite):
             return _Busy() if len(server.connections) >= cap else server()
 
         self._server = await asyncio.get_running_loop().create_server(
-            protocol, self._host, self._port, backlog=self._backlog, reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port)
+            protocol,
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )
         with contextlib.suppress(AttributeError):  # aiohttp >= 3.13 reports the port it bound
             self._bound_port = self._server.sockets[0].getsockname()[1]
 
@@ -73,8 +80,11 @@ def body_deadline_middleware() -> Middleware:
             try:
                 await asyncio.wait_for(request.read(), BODY_TIMEOUT_S)
             except TimeoutError:
-                return web.json_response({"error": f"the request body took more than {BODY_TIMEOUT_S:g} s"},
-                                         status=408, headers={"Connection": "close"})
+                return web.json_response(
+                    {"error": f"the request body took more than {BODY_TIMEOUT_S:g} s"},
+                    status=408,
+                    headers={"Connection": "close"},
+                )
         return await handler(request)
 
     return read_body
@@ -92,5 +102,6 @@ async def expect_continue(request: web.Request) -> None:
         request.writer.output_size = 0  # the real answer still follows
         return
     shown = expect[:60].encode("utf-8", "surrogateescape")  # the bytes as sent, shown as a bytes literal
-    raise web.HTTPExpectationFailed(text=json.dumps({"error": f"unknown Expect: {shown!r}; only 100-continue"}),
-                                    content_type="application/json")
+    raise web.HTTPExpectationFailed(
+        text=json.dumps({"error": f"unknown Expect: {shown!r}; only 100-continue"}), content_type="application/json"
+    )

@@ -62,5 +62,8 @@ class WebControl:
             log.info("%s at %s (no token: --no-auth)", what, server.url)
             return
         # printed, not logged (the log redacts tokens): seen whatever the log format or level, as Jupyter does
-        print(f"livefuse: {what} token: {server.token}  (open {server.url}?token={server.token})", file=sys.stderr,
-              flush=True)
+        print(
+            f"livefuse: {what} token: {server.token}  (open {server.url}?token={server.token})",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -42,9 +42,16 @@ def cors_middleware(origins: frozenset[str]) -> Middleware:
             return await handler(request)
         headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            return web.Response(status=204, headers={
-                **headers, "Access-Control-Allow-Methods": methods, "Access-Control-Allow-Headers": REQUEST_HEADERS,
-                "Access-Control-Max-Age": str(MAX_AGE_S), "Allow": methods})
+            return web.Response(
+                status=204,
+                headers={
+                    **headers,
+                    "Access-Control-Allow-Methods": methods,
+                    "Access-Control-Allow-Headers": REQUEST_HEADERS,
+                    "Access-Control-Max-Age": str(MAX_AGE_S),
+                    "Allow": methods,
+                },
+            )
         headers["Access-Control-Expose-Headers"] = EXPOSED
         try:
             response = await handler(request)

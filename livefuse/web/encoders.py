@@ -34,8 +34,12 @@ class QuietVp8Encoder(Vp8Encoder):
         assert isinstance(frame, av.VideoFrame)
         codec = self.codec
         rate = codec.bit_rate if codec is not None else None
-        if (codec is None or not rate or (frame.width, frame.height) != (codec.width, codec.height)
-                or abs(self.target_bitrate - rate) / rate > BITRATE_SLACK):
+        if (
+            codec is None
+            or not rate
+            or (frame.width, frame.height) != (codec.width, codec.height)
+            or abs(self.target_bitrate - rate) / rate > BITRATE_SLACK
+        ):
             self.codec = self._open(frame.width, frame.height)
         return super().encode(frame, force_keyframe)
 
@@ -47,9 +51,16 @@ class QuietVp8Encoder(Vp8Encoder):
         codec.gop_size = 3000  # keyframes when a receiver asks for one (PLI), not by count
         codec.qmin, codec.qmax = 2, 56
         codec.options = {
-            "deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0",
-            "minrate": str(bitrate), "maxrate": str(bitrate), "bufsize": str(bitrate),  # CBR, a 1 s buffer
-            "undershoot-pct": "100", "overshoot-pct": "15", "static-thresh": "1", "partitions": "0",
+            "deadline": "realtime",
+            "cpu-used": "-6",
+            "lag-in-frames": "0",
+            "minrate": str(bitrate),
+            "maxrate": str(bitrate),
+            "bufsize": str(bitrate),  # CBR, a 1 s buffer
+            "undershoot-pct": "100",
+            "overshoot-pct": "15",
+            "static-thresh": "1",
+            "partitions": "0",
             "noise-sensitivity": "0",  # the one change: no temporal denoiser
         }
         codec.thread_count = number_of_threads(width * height, usable_cores())

@@ -33,7 +33,8 @@ class IceServer:
 def parse_ice_server(text: str) -> IceServer:
     match = _SERVER.match(text)
     if match is None or (match[2] and not match[1].startswith("turn")) or '"' in text:
-        raise UserError(f"--ice-server {text!r}: expected stun:HOST[:PORT] or turn:[USER:PASS@]HOST[:PORT]"
-                        "[?transport=udp|tcp]")
+        raise UserError(
+            f"--ice-server {text!r}: expected stun:HOST[:PORT] or turn:[USER:PASS@]HOST[:PORT][?transport=udp|tcp]"
+        )
     scheme, user, password, rest = match.groups()
     return IceServer(f"{scheme}:{rest}", user, password)

@@ -42,9 +42,9 @@ def _jpeg(data: bytes) -> tuple[str, int, int] | None:
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
             at += 2
             continue
-        (length,) = struct.unpack(">H", data[at + 2:at + 4])
+        (length,) = struct.unpack(">H", data[at + 2 : at + 4])
         if marker in _SOF:
-            height, width = struct.unpack(">HH", data[at + 5:at + 9])
+            height, width = struct.unpack(">HH", data[at + 5 : at + 9])
             return "jpeg", width, height
         if marker == 0xDA or length < 2:  # scan data before any frame header: broken
             return None

@@ -24,8 +24,12 @@ class LoopLagProbe(Periodic):
     def __init__(self, registry: CollectorRegistry, interval: float = PROBE_INTERVAL_S) -> None:
         super().__init__()
         self.interval = interval
-        self.histogram = Histogram("livefuse_loop_lag_seconds", "How much later than due the event loop woke a "
-                                   "sleeping task (a probe every 50 ms).", registry=registry, buckets=LAG_BUCKETS)
+        self.histogram = Histogram(
+            "livefuse_loop_lag_seconds",
+            "How much later than due the event loop woke a sleeping task (a probe every 50 ms).",
+            registry=registry,
+            buckets=LAG_BUCKETS,
+        )
         self.recent: deque[int] = deque(maxlen=1200)  # the last minute of samples, in ns
 
     def tick(self, late_ns: int) -> None:

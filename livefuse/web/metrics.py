@@ -30,8 +30,13 @@ FRAME_BUCKETS = (0.005, 0.01, 0.02, 0.033, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.
 class _StatsCollector(Collector):
     """Reads the pipeline's counters at scrape time."""
 
-    def __init__(self, stats: Callable[[], PipelineStats], engine: Callable[[], Engine | None],
-                 peers: Callable[[], int], health: Callable[[], list[dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        stats: Callable[[], PipelineStats],
+        engine: Callable[[], Engine | None],
+        peers: Callable[[], int],
+        health: Callable[[], list[dict[str, Any]]],
+    ) -> None:
         self._stats = stats
         self._engine = engine
         self._peers = peers
@@ -40,32 +45,50 @@ class _StatsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         stats = self._stats()
         yield CounterMetricFamily("livefuse_frames_in", "Frames captured from the source.", value=stats.frames_in)
-        yield CounterMetricFamily("livefuse_frames_processed", "Frames run through the filter chain.",
-                                  value=stats.frames_processed)
-        yield CounterMetricFamily("livefuse_frames_out", "Frames written by the primary output.",
-                                  value=stats.frames_out)
-        yield CounterMetricFamily("livefuse_frames_dropped", "Captured frames skipped because the chain was busy.",
-                                  value=stats.dropped)
-        errors = CounterMetricFamily("livefuse_stage_errors", "Frames a stage failed on (passed through, or "
-                                     "covered for a privacy stage).",
-                                     labels=["stage"])
+        yield CounterMetricFamily(
+            "livefuse_frames_processed", "Frames run through the filter chain.", value=stats.frames_processed
+        )
+        yield CounterMetricFamily(
+            "livefuse_frames_out", "Frames written by the primary output.", value=stats.frames_out
+        )
+        yield CounterMetricFamily(
+            "livefuse_frames_dropped", "Captured frames skipped because the chain was busy.", value=stats.dropped
+        )
+        errors = CounterMetricFamily(
+            "livefuse_stage_errors",
+            "Frames a stage failed on (passed through, or covered for a privacy stage).",
+            labels=["stage"],
+        )
         for stage, count in stats.stage_errors.items():
             errors.add_metric([stage], count)
         yield errors
-        disabled = GaugeMetricFamily("livefuse_stage_disabled", "1 while a stage is switched off after failures "
-                                     "(retried with backoff), else 0.", labels=["stage"])
+        disabled = GaugeMetricFamily(
+            "livefuse_stage_disabled",
+            "1 while a stage is switched off after failures (retried with backoff), else 0.",
+            labels=["stage"],
+        )
         for health in self._health():
             disabled.add_metric([health["label"]], 1.0 if health["disabled"] else 0.0)
         yield disabled
-        yield CounterMetricFamily("livefuse_frames_covered", "Frames a privacy stage covered whole because it, "
-                                  "or a stage before it, failed or was switched off.", value=stats.frames_covered)
-        yield CounterMetricFamily("livefuse_frames_past_stall", "Frames sent on past a stage that hung (covered "
-                                  "whole when the chain guards privacy).", value=stats.frames_past_stall)
-        yield GaugeMetricFamily("livefuse_stage_stalled", "1 while a stage call has hung past the stall limit.",
-                                value=1.0 if stats.stalled else 0.0)
+        yield CounterMetricFamily(
+            "livefuse_frames_covered",
+            "Frames a privacy stage covered whole because it, or a stage before it, failed or was switched off.",
+            value=stats.frames_covered,
+        )
+        yield CounterMetricFamily(
+            "livefuse_frames_past_stall",
+            "Frames sent on past a stage that hung (covered whole when the chain guards privacy).",
+            value=stats.frames_past_stall,
+        )
+        yield GaugeMetricFamily(
+            "livefuse_stage_stalled",
+            "1 while a stage call has hung past the stall limit.",
+            value=1.0 if stats.stalled else 0.0,
+        )
         outputs = CounterMetricFamily("livefuse_output_frames", "Frames each output wrote.", labels=["output"])
-        out_dropped = CounterMetricFamily("livefuse_output_dropped", "Frames an output skipped (too slow).",
-                                          labels=["output"])
+        out_dropped = CounterMetricFamily(
+            "livefuse_output_dropped", "Frames an output skipped (too slow).", labels=["output"]
+        )
         out_errors = CounterMetricFamily("livefuse_output_errors", "Write errors per output.", labels=["output"])
         for name, out in stats.outputs.items():
             outputs.add_metric([name], out.frames)
@@ -73,17 +96,24 @@ class _StatsCollector(Collector):
             out_errors.add_metric([name], out.errors)
         yield from (outputs, out_dropped, out_errors)
         yield GaugeMetricFamily("livefuse_fps", "Output frame rate so far.", value=stats.fps)
-        yield GaugeMetricFamily("livefuse_sleeping", "1 while asleep because no output is watched (no inference, "
-                                "camera released), else 0.", value=1.0 if stats.sleep == "sleeping" else 0.0)
+        yield GaugeMetricFamily(
+            "livefuse_sleeping",
+            "1 while asleep because no output is watched (no inference, camera released), else 0.",
+            value=1.0 if stats.sleep == "sleeping" else 0.0,
+        )
         yield CounterMetricFamily("livefuse_sleeps", "Times it went to sleep unwatched.", value=stats.sleeps)
-        yield InfoMetricFamily("livefuse_audio_filter", "The filter on the sound (none when there is no sound).",
-                               value={"filter": stats.audio_filter})
+        yield InfoMetricFamily(
+            "livefuse_audio_filter",
+            "The filter on the sound (none when there is no sound).",
+            value={"filter": stats.audio_filter},
+        )
         engine = self._engine()
         provider = engine.provider if engine is not None else stats.provider
         yield InfoMetricFamily("livefuse_provider", "The active execution provider.", value={"provider": provider})
         totals = dict(engine.copies()) if engine is not None else dict(stats.copies)
-        per_frame = GaugeMetricFamily("livefuse_copies_per_frame", "Host/device copies per processed frame.",
-                                      labels=["direction"])
+        per_frame = GaugeMetricFamily(
+            "livefuse_copies_per_frame", "Host/device copies per processed frame.", labels=["direction"]
+        )
         for direction, total in totals.items():
             per_frame.add_metric([direction], total / max(stats.frames_processed, 1))
         yield per_frame
@@ -118,15 +148,28 @@ REMOTE_HELP = {
 class Metrics:
     """A server's registry: pipeline counters plus per-frame latency histograms."""
 
-    def __init__(self, stats: Callable[[], PipelineStats], engine: Callable[[], Engine | None],
-                 peers: Callable[[], int] = lambda: 0,
-                 health: Callable[[], list[dict[str, Any]]] = lambda: []) -> None:
+    def __init__(
+        self,
+        stats: Callable[[], PipelineStats],
+        engine: Callable[[], Engine | None],
+        peers: Callable[[], int] = lambda: 0,
+        health: Callable[[], list[dict[str, Any]]] = lambda: [],
+    ) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_StatsCollector(stats, engine, peers, health))
-        self._stage = Histogram("livefuse_stage_seconds", "Time each stage took per frame.", ["stage"],
-                                registry=self.registry, buckets=STAGE_BUCKETS)
-        self._frame = Histogram("livefuse_frame_latency_seconds", "Capture to processed (emitted), per frame.",
-                                registry=self.registry, buckets=FRAME_BUCKETS)
+        self._stage = Histogram(
+            "livefuse_stage_seconds",
+            "Time each stage took per frame.",
+            ["stage"],
+            registry=self.registry,
+            buckets=STAGE_BUCKETS,
+        )
+        self._frame = Histogram(
+            "livefuse_frame_latency_seconds",
+            "Capture to processed (emitted), per frame.",
+            registry=self.registry,
+            buckets=FRAME_BUCKETS,
+        )
         self._stage_children: dict[str, Any] = {}
 
     def on_frame(self, frame: Frame) -> None:

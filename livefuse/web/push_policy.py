@@ -19,12 +19,16 @@ def push_refusal(url: str, allowed: tuple[str, ...]) -> str | None:
         return "a push URL may not contain spaces or control characters"
     base, _, query = url.partition("?")
     if not allowed:
-        return ("pushes over the API are off: the operator allows destinations with --allow-push PATTERN "
-                "(e.g. --allow-push 'rtmp://live.example.com/app/*')")
+        return (
+            "pushes over the API are off: the operator allows destinations with --allow-push PATTERN "
+            "(e.g. --allow-push 'rtmp://live.example.com/app/*')"
+        )
     if not any(fnmatch.fnmatchcase(base, pattern) for pattern in allowed):
         return "this destination is not allowed: the operator's --allow-push patterns list the allowed ones"
     for key, _ in parse_qsl(query, keep_blank_values=True):
         if key not in OPTION_NAMES and key not in SAFE_PROTOCOL_KEYS:
-            return (f"push option {key!r} is not allowed over the API: give quality options ("
-                    f"{', '.join(OPTION_NAMES)}) or {', '.join(sorted(SAFE_PROTOCOL_KEYS))}")
+            return (
+                f"push option {key!r} is not allowed over the API: give quality options ("
+                f"{', '.join(OPTION_NAMES)}) or {', '.join(sorted(SAFE_PROTOCOL_KEYS))}"
+            )
     return None

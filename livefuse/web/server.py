@@ -88,22 +88,35 @@ class WebServer:
             idle = PipelineStats()
             idle.provider = engine.provider
             return Metrics(lambda: idle, lambda: engine, lambda: len(self.peers.peers))
-        metrics = Metrics(lambda: main.pipeline.stats, lambda: engine, lambda: len(self.peers.peers),
-                          lambda: main.pipeline.chain.health_report())
+        metrics = Metrics(
+            lambda: main.pipeline.stats,
+            lambda: engine,
+            lambda: len(self.peers.peers),
+            lambda: main.pipeline.chain.health_report(),
+        )
         main.pipeline.frame_listeners.append(metrics.on_frame)
         return metrics
 
     def _make_app(self) -> web.Application:
-        middlewares: list[Middleware] = [access_log_middleware(), cors_middleware(self.cors_origins),
-                                         trusted_origin_middleware(self.host, self.cors_origins)]
+        middlewares: list[Middleware] = [
+            access_log_middleware(),
+            cors_middleware(self.cors_origins),
+            trusted_origin_middleware(self.host, self.cors_origins),
+        ]
         if self.token:
             middlewares.append(token_middleware(self.token))
         middlewares.append(body_deadline_middleware())  # after the token: no stranger's body is waited for
         app = web.Application(middlewares=middlewares, client_max_size=MAX_UPLOAD_BYTES + 64 * 1024)
-        routes = [*self.api.routes(), *self.session_api.routes(), *self.whip.routes(), web.get("/", self.index),
-                  web.get("/metrics", self.prometheus)]
-        app.add_routes([web.RouteDef(r.method, r.path, r.handler, {**r.kwargs, "expect_handler": expect_continue})
-                        for r in routes])
+        routes = [
+            *self.api.routes(),
+            *self.session_api.routes(),
+            *self.whip.routes(),
+            web.get("/", self.index),
+            web.get("/metrics", self.prometheus),
+        ]
+        app.add_routes(
+            [web.RouteDef(r.method, r.path, r.handler, {**r.kwargs, "expect_handler": expect_continue}) for r in routes]
+        )
         app.add_routes([web.static("/static", STATIC, expect_handler=expect_continue)])
         app.on_shutdown.append(self._on_shutdown)
         app.on_response_prepare.append(_security_headers)
@@ -134,8 +147,10 @@ class WebServer:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
-            raise OutputError(f"web server: cannot listen on {self.host}:{self.port} ({exc.strerror}); "
-                              "pick another with --port or --host") from exc
+            raise OutputError(
+                f"web server: cannot listen on {self.host}:{self.port} ({exc.strerror}); "
+                "pick another with --port or --host"
+            ) from exc
         if self.port == 0 and self._runner.addresses:  # an ephemeral port (tests): report the real one
             self.port = int(self._runner.addresses[0][1])
         self.loop_lag.start()

@@ -71,11 +71,13 @@ class SessionApi:
         return peer.runtime
 
     async def list_sessions(self, request: web.Request) -> web.Response:
-        body: dict[str, Any] = {"sessions": [self.sessions.describe(p) for p in self.sessions],
-                                "default_budget_ms": self.sessions.budget_ms,
-                                "capacity": self.sessions.refusal() or "room for another session",
-                                "cpu_share": round(self.sessions.cpu.share, 3),
-                                "loop_lag_ms": self.loop_lag.summary()}
+        body: dict[str, Any] = {
+            "sessions": [self.sessions.describe(p) for p in self.sessions],
+            "default_budget_ms": self.sessions.budget_ms,
+            "capacity": self.sessions.refusal() or "room for another session",
+            "cpu_share": round(self.sessions.cpu.share, 3),
+            "loop_lag_ms": self.loop_lag.summary(),
+        }
         return web.json_response(body)
 
     async def get_session(self, request: web.Request) -> web.Response:
@@ -116,26 +118,41 @@ class SessionApi:
             if (why := push_refusal(target, self.allow_push)) is not None:
                 raise json_error(why, web.HTTPForbidden)
         else:
-            raise json_error(f"a session can be recorded (file:NAME.mp4) or pushed (rtmp://, udp://, srt://), "
-                             f"not sent to {kind}")
+            raise json_error(
+                f"a session can be recorded (file:NAME.mp4) or pushed (rtmp://, udp://, srt://), not sent to {kind}"
+            )
         async with self._adding:
             sink, number = await self._add(runtime, session, kind, spec, target)
-        return web.json_response({"output": redact(spec), "name": sink.name, "index": number,
-                                  "location": f"/api/sessions/{session}/outputs/{number}"}, status=201)
+        return web.json_response(
+            {
+                "output": redact(spec),
+                "name": sink.name,
+                "index": number,
+                "location": f"/api/sessions/{session}/outputs/{number}",
+            },
+            status=201,
+        )
 
     async def _add(self, runtime: Runtime, session: str, kind: str, spec: str, target: str) -> tuple[Sink, int]:
         """Open the output and start it on the session's pipeline; (its sink, its number)."""
         added = self._outputs_of(session)
         if len(added) >= MAX_SESSION_OUTPUTS:
-            raise json_error(f"the session has {MAX_SESSION_OUTPUTS} outputs already, the most it may have; "
-                             "DELETE /api/sessions/<id>/outputs/<n> stops one", web.HTTPConflict)
+            raise json_error(
+                f"the session has {MAX_SESSION_OUTPUTS} outputs already, the most it may have; "
+                "DELETE /api/sessions/<id>/outputs/<n> stops one",
+                web.HTTPConflict,
+            )
         if (spec.partition("?")[0] if kind == "file" else redact(spec)) in runtime.pipeline.stats.outputs:  # by name
             raise json_error(f"the session already has the output {redact(spec)!r}", web.HTTPConflict)
         size, fps = runtime.context.size, runtime.context.fps
         try:  # a recording creates its file and starts its encoder: off the loop
-            sink: Sink = (PushSink(target, size, fps) if kind == "stream" else await asyncio.get_running_loop()
-                          .run_in_executor(None, lambda: open_file_sink(spec.removeprefix("file:"), size, fps,
-                                                                        new_file=True)))
+            sink: Sink = (
+                PushSink(target, size, fps)
+                if kind == "stream"
+                else await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: open_file_sink(spec.removeprefix("file:"), size, fps, new_file=True)
+                )
+            )
         except UserError as exc:
             raise json_error(str(exc)) from exc
         try:
@@ -152,8 +169,9 @@ class SessionApi:
         runtime = self._runtime(request)
         sink = self._outputs_of(request.match_info["id"]).pop(_number(request.match_info["n"]), None)
         if sink is None:
-            raise json_error("no such output; POST /api/sessions/<id>/outputs answers with its number",
-                             web.HTTPNotFound)
+            raise json_error(
+                "no such output; POST /api/sessions/<id>/outputs answers with its number", web.HTTPNotFound
+            )
         await runtime.pipeline.remove_output(sink)
         return web.Response(status=204)
 
@@ -167,8 +185,10 @@ class SessionApi:
         """The recording's path in the recordings folder (a file name, with its query of options)."""
         name, sep, query = target.partition("?")
         if not PLAIN_NAME.match(name):
-            raise json_error(f"a recording is named by a plain file name (letters, digits, '.', '_', '-'; e.g. "
-                             f"file:talk.mp4), written in the recordings folder; {name[:80]!r} is not one")
+            raise json_error(
+                f"a recording is named by a plain file name (letters, digits, '.', '_', '-'; e.g. "
+                f"file:talk.mp4), written in the recordings folder; {name[:80]!r} is not one"
+            )
         pure = PurePosixPath(name)
         self.recordings.mkdir(parents=True, exist_ok=True)
         return f"{self.recordings / pure.name}{sep}{query}"

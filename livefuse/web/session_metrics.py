@@ -21,20 +21,31 @@ class SessionCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         sessions = list(self._sessions)
-        yield GaugeMetricFamily("livefuse_sessions", "Sessions (WHIP ingests and camera peers) running.",
-                                value=len(sessions))
-        frames_in = CounterMetricFamily("livefuse_session_frames_in", "Frames a session received.",
-                                        labels=["session", "preset"])
-        frames_out = CounterMetricFamily("livefuse_session_frames_out", "Filtered frames a session sent back.",
-                                         labels=["session", "preset"])
-        dropped = CounterMetricFamily("livefuse_session_frames_dropped", "Frames a session skipped (busy).",
-                                      labels=["session", "preset"])
-        fps = GaugeMetricFamily("livefuse_session_fps", "A session's output frame rate so far.",
-                                labels=["session", "preset"])
-        latency = GaugeMetricFamily("livefuse_session_latency_seconds", "Capture to output in the daemon, over a "
-                                    "session's recent frames.", labels=["session", "preset", "quantile"])
-        budget = GaugeMetricFamily("livefuse_session_budget_seconds", "A session's glass-to-glass latency budget.",
-                                   labels=["session", "preset"])
+        yield GaugeMetricFamily(
+            "livefuse_sessions", "Sessions (WHIP ingests and camera peers) running.", value=len(sessions)
+        )
+        frames_in = CounterMetricFamily(
+            "livefuse_session_frames_in", "Frames a session received.", labels=["session", "preset"]
+        )
+        frames_out = CounterMetricFamily(
+            "livefuse_session_frames_out", "Filtered frames a session sent back.", labels=["session", "preset"]
+        )
+        dropped = CounterMetricFamily(
+            "livefuse_session_frames_dropped", "Frames a session skipped (busy).", labels=["session", "preset"]
+        )
+        fps = GaugeMetricFamily(
+            "livefuse_session_fps", "A session's output frame rate so far.", labels=["session", "preset"]
+        )
+        latency = GaugeMetricFamily(
+            "livefuse_session_latency_seconds",
+            "Capture to output in the daemon, over a session's recent frames.",
+            labels=["session", "preset", "quantile"],
+        )
+        budget = GaugeMetricFamily(
+            "livefuse_session_budget_seconds",
+            "A session's glass-to-glass latency budget.",
+            labels=["session", "preset"],
+        )
         for peer in sessions:
             assert peer.runtime is not None
             stats = peer.runtime.pipeline.stats
@@ -52,10 +63,14 @@ class SessionCollector(Collector):
         yield from self._batches()
 
     def _batches(self) -> Iterator[Metric]:
-        batches = CounterMetricFamily("livefuse_batches", "Cross-stream batches run, by model and items in them.",
-                                      labels=["model", "size"])
-        delay = GaugeMetricFamily("livefuse_batch_queue_delay_seconds", "How long requests waited for their batch.",
-                                  labels=["model", "quantile"])
+        batches = CounterMetricFamily(
+            "livefuse_batches", "Cross-stream batches run, by model and items in them.", labels=["model", "size"]
+        )
+        delay = GaugeMetricFamily(
+            "livefuse_batch_queue_delay_seconds",
+            "How long requests waited for their batch.",
+            labels=["model", "quantile"],
+        )
         for batcher in self._pool.batchers():
             for size, count in batcher.sizes().items():
                 batches.add_metric([batcher.name, str(size)], count)

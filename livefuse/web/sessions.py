@@ -117,8 +117,9 @@ class CpuLoad(Periodic):
 
     interval = STEP_S
 
-    def __init__(self, sessions_running: Callable[[], int] = lambda: 0,
-                 on_sample: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, sessions_running: Callable[[], int] = lambda: 0, on_sample: Callable[[], None] = lambda: None
+    ) -> None:
         super().__init__()
         self._on_sample = on_sample
         self.cores = usable_cores()
@@ -184,13 +185,21 @@ class BudgetWatch(Periodic):
                 continue
             if recent["p95"] > budget and session_id not in self.over:
                 self.over.add(session_id)
-                log.warning("session %s runs at %.0f ms p95, over its %g ms latency budget; its frames are dropped "
-                            "rather than queued, and new sessions are refused while it is near it", session_id,
-                            recent["p95"], budget)
+                log.warning(
+                    "session %s runs at %.0f ms p95, over its %g ms latency budget; its frames are dropped "
+                    "rather than queued, and new sessions are refused while it is near it",
+                    session_id,
+                    recent["p95"],
+                    budget,
+                )
             elif recent["p95"] <= budget and session_id in self.over:
                 self.over.discard(session_id)
-                log.info("session %s is back within its %g ms latency budget (%.0f ms p95)", session_id, budget,
-                         recent["p95"])
+                log.info(
+                    "session %s is back within its %g ms latency budget (%.0f ms p95)",
+                    session_id,
+                    budget,
+                    recent["p95"],
+                )
 
 
 def check_budget(text: str | None) -> float | None:
@@ -202,8 +211,9 @@ def check_budget(text: str | None) -> float | None:
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or not 0 < value <= MAX_BUDGET_MS:
-        raise ValueError(f"budget_ms must be a number of milliseconds above 0 and at most {MAX_BUDGET_MS:g}, "
-                         f"not {text[:40]!r}")
+        raise ValueError(
+            f"budget_ms must be a number of milliseconds above 0 and at most {MAX_BUDGET_MS:g}, not {text[:40]!r}"
+        )
     return value
 
 
@@ -226,8 +236,9 @@ class Sessions:
         self._frames: dict[str, tuple[int, float]] = {}  # session id: (frames received, the mark they grew at)
 
     def __iter__(self) -> Iterator[Peer]:
-        return iter([p for p in self.peers.peers.values()
-                     if p.mode == "camera" and p.runtime is not None and not p.closing])
+        return iter(
+            [p for p in self.peers.peers.values() if p.mode == "camera" and p.runtime is not None and not p.closing]
+        )
 
     def runtimes(self) -> list[Runtime]:
         return [p.runtime for p in self.peers.peers.values() if p.runtime is not None]
@@ -323,18 +334,24 @@ class Sessions:
         """Why one more session would not fit now (measured), or None when it would."""
         running = list(self)
         if running and self.cpu.share > self.max_cpu_share:
-            return (f"at capacity: the daemon uses {100 * self.cpu.share:.0f} % of its CPU with {len(running)} "
-                    f"sessions; try again in {RETRY_AFTER_S} s")
+            return (
+                f"at capacity: the daemon uses {100 * self.cpu.share:.0f} % of its CPU with {len(running)} "
+                f"sessions; try again in {RETRY_AFTER_S} s"
+            )
         predicted = self.share_with_one_more(running) if running else None
         if predicted is not None and predicted > self.max_cpu_share:
-            return (f"at capacity: one more session would take the daemon to about {100 * predicted:.0f} % of its "
-                    f"CPU ({100 * self.cpu.share:.0f} % now with {len(running)}); try again in {RETRY_AFTER_S} s")
+            return (
+                f"at capacity: one more session would take the daemon to about {100 * predicted:.0f} % of its "
+                f"CPU ({100 * self.cpu.share:.0f} % now with {len(running)}); try again in {RETRY_AFTER_S} s"
+            )
         for peer in running:
             recent = self.recent_latency(peer)
             budget = self.admission_budget(peer)
             if recent is not None and recent["p95"] > NEAR_BUDGET * budget:
-                return (f"at capacity: session {peer.id} runs at {recent['p95']:.0f} ms p95 of its {budget:g} ms "
-                        f"latency budget; try again in {RETRY_AFTER_S} s")
+                return (
+                    f"at capacity: session {peer.id} runs at {recent['p95']:.0f} ms p95 of its {budget:g} ms "
+                    f"latency budget; try again in {RETRY_AFTER_S} s"
+                )
         return None
 
     def viewers(self, peer: Peer) -> int:
@@ -346,9 +363,19 @@ class Sessions:
         stats = peer.runtime.pipeline.stats
         recent = self.recent_latency(peer)
         budget = self.budget(peer)
-        return {"id": peer.id, "preset": peer.runtime.preset.name, "state": peer.pc.connectionState,
-                "resource": f"/whip/{peer.id}", "viewers": self.viewers(peer), "fps": round(stats.fps, 2),
-                "frames_in": stats.frames_in, "frames_out": stats.frames_out, "dropped": stats.dropped,
-                "latency_ms": stats.latency.summary(), "recent_latency_ms": recent, "budget_ms": budget,
-                "over_budget": recent is not None and recent["p95"] > budget,
-                "disabled_stages": [h["label"] for h in peer.runtime.pipeline.chain.health_report() if h["disabled"]]}
+        return {
+            "id": peer.id,
+            "preset": peer.runtime.preset.name,
+            "state": peer.pc.connectionState,
+            "resource": f"/whip/{peer.id}",
+            "viewers": self.viewers(peer),
+            "fps": round(stats.fps, 2),
+            "frames_in": stats.frames_in,
+            "frames_out": stats.frames_out,
+            "dropped": stats.dropped,
+            "latency_ms": stats.latency.summary(),
+            "recent_latency_ms": recent,
+            "budget_ms": budget,
+            "over_budget": recent is not None and recent["p95"] > budget,
+            "disabled_stages": [h["label"] for h in peer.runtime.pipeline.chain.health_report() if h["disabled"]],
+        }

@@ -54,6 +54,8 @@ class NoSuchSession(KeyError):
 
 
 MAIN = "main"  # what a viewer watches when it names no session: the daemon's own stream
+
+
 def _collect_and_release() -> None:
     """Free what peers that left hold in reference cycles (aiortc's objects are full of them) now rather than at
     some later full collection, then give the freed memory back to the system."""
@@ -85,9 +87,14 @@ class Peer:
             info["watching"] = self.watching
         if self.runtime is not None:
             stats = self.runtime.pipeline.stats
-            info.update(preset=self.runtime.preset.name, fps=round(stats.fps, 2), dropped=stats.dropped,
-                        frames_in=stats.frames_in, frames_out=stats.frames_out,
-                        latency_ms=stats.latency.summary())
+            info.update(
+                preset=self.runtime.preset.name,
+                fps=round(stats.fps, 2),
+                dropped=stats.dropped,
+                frames_in=stats.frames_in,
+                frames_out=stats.frames_out,
+                latency_ms=stats.latency.summary(),
+            )
         return info
 
 
@@ -103,8 +110,9 @@ class SessionPipelines(Protocol):
 class Peers:
     """Answers offers and owns every peer connection, up to `max_peers` at once."""
 
-    def __init__(self, preview: Preview | None, pipelines: SessionPipelines, max_peers: int,
-                 peer_timeout: float = PEER_TIMEOUT_S) -> None:
+    def __init__(
+        self, preview: Preview | None, pipelines: SessionPipelines, max_peers: int, peer_timeout: float = PEER_TIMEOUT_S
+    ) -> None:
         self.preview = preview  # the daemon's own stream (None: `livefuse serve`, sessions only)
         self.pipelines = pipelines
         self.max_peers = max_peers
@@ -119,8 +127,16 @@ class Peers:
         peer = self.peers.get(session_id)
         return peer if peer is not None and peer.mode == "camera" and not peer.closing else None
 
-    async def answer(self, sdp: str, kind: str, mode: str, *, watch: str = MAIN, preset: Preset | None = None,
-                     budget_ms: float | None = None) -> tuple[Peer, RTCSessionDescription]:
+    async def answer(
+        self,
+        sdp: str,
+        kind: str,
+        mode: str,
+        *,
+        watch: str = MAIN,
+        preset: Preset | None = None,
+        budget_ms: float | None = None,
+    ) -> tuple[Peer, RTCSessionDescription]:
         """Accept an offer; returns the peer and the answer. Raises BadOffer, PeerLimit, NoSuchSession.
 
         A preview peer watches `watch` (a session's id, or MAIN); a camera peer runs `preset` (default: a copy
@@ -138,8 +154,7 @@ class Peers:
         if len(self.peers) >= self.max_peers:
             raise PeerLimit(f"{len(self.peers)} peers are connected, the limit (--max-peers) is {self.max_peers}")
         pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self.ice_servers)))
-        peer = Peer(secrets.token_hex(8), mode, pc, watching=watch,
-                    budget_ms=budget_ms, candidates=offer.candidates)
+        peer = Peer(secrets.token_hex(8), mode, pc, watching=watch, budget_ms=budget_ms, candidates=offer.candidates)
         self.peers[peer.id] = peer
         self._watch(peer)
         try:
@@ -155,8 +170,9 @@ class Peers:
         except Exception as exc:
             await self.close(peer.id)
             # AttributeError: aiortc reading a part the offer lacks (a=setup, a=fingerprint)
-            if isinstance(exc, BadOffer) or not isinstance(exc, (ValueError, KeyError, IndexError, TypeError,
-                                                                 AttributeError)):
+            if isinstance(exc, BadOffer) or not isinstance(
+                exc, (ValueError, KeyError, IndexError, TypeError, AttributeError)
+            ):
                 raise
             raise BadOffer(f"malformed offer: {exc}") from exc
         peer.watchdog = asyncio.create_task(self._watch_liveness(peer))
@@ -201,8 +217,7 @@ class Peers:
             if signs != last:
                 heard_at, last = time.monotonic(), signs
             elif time.monotonic() - heard_at > self.peer_timeout:
-                log.info("webrtc peer %s sent nothing for %.0f s: it has gone; closing it", peer.id,
-                         self.peer_timeout)
+                log.info("webrtc peer %s sent nothing for %.0f s: it has gone; closing it", peer.id, self.peer_timeout)
                 await self.close(peer.id)
                 return
 

@@ -145,8 +145,13 @@ class TrackSink(Sink):
 
     repeat_when_idle = True
 
-    def __init__(self, track: LatestFrameTrack, name: str = "webrtc", audio: HeldBackAudioTrack | None = None,
-                 audio_format: AudioFormat | None = None) -> None:
+    def __init__(
+        self,
+        track: LatestFrameTrack,
+        name: str = "webrtc",
+        audio: HeldBackAudioTrack | None = None,
+        audio_format: AudioFormat | None = None,
+    ) -> None:
         self.name = name
         self.track = track
         self.audio = audio

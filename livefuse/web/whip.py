@@ -139,18 +139,19 @@ class Whip:
 
     # -- shared ----------------------------------------------------------------------------------
 
-    async def _answer(self, offer: str, mode: str, *, watch: str = MAIN, preset: Preset | None = None,
-                      budget_ms: float | None = None) -> Peer:
+    async def _answer(
+        self, offer: str, mode: str, *, watch: str = MAIN, preset: Preset | None = None, budget_ms: float | None = None
+    ) -> Peer:
         try:
             peer, _ = await self.peers.answer(offer, "offer", mode, watch=watch, preset=preset, budget_ms=budget_ms)
         except BadOffer as exc:
             raise json_error(error_text(exc)) from exc
         except NoSuchSession as exc:
-            raise json_error(f"no session {shown(str(exc.args[0]))} to watch; GET /api/sessions lists them",
-                             web.HTTPNotFound) from exc
+            raise json_error(
+                f"no session {shown(str(exc.args[0]))} to watch; GET /api/sessions lists them", web.HTTPNotFound
+            ) from exc
         except PeerLimit as exc:
-            raise json_error(str(exc), web.HTTPServiceUnavailable, headers={"Retry-After": str(RETRY_AFTER_S)}) \
-                from exc
+            raise json_error(str(exc), web.HTTPServiceUnavailable, headers={"Retry-After": str(RETRY_AFTER_S)}) from exc
         except UserError as exc:  # the preset could not be built for this session
             raise json_error(str(exc), web.HTTPInternalServerError) from exc
         return peer
@@ -160,15 +161,20 @@ class Whip:
         if peer is None:
             raise json_error("no such session", web.HTTPNotFound)
         if request.content_type != SDP_FRAGMENT:
-            raise json_error(f"send the candidates as {SDP_FRAGMENT}, not {request.content_type or 'no type'}",
-                             web.HTTPUnsupportedMediaType)
+            raise json_error(
+                f"send the candidates as {SDP_FRAGMENT}, not {request.content_type or 'no type'}",
+                web.HTTPUnsupportedMediaType,
+            )
         match = request.headers.get("If-Match")
         if match == "*":
-            raise json_error("ICE restarts are not supported: start a new session (POST /whip)",
-                             web.HTTPUnprocessableEntity)
+            raise json_error(
+                "ICE restarts are not supported: start a new session (POST /whip)", web.HTTPUnprocessableEntity
+            )
         if match is not None and match != etag(peer):
-            raise json_error(f"If-Match {match[:60]!r} does not name this session's ICE session {etag(peer)}",
-                             web.HTTPPreconditionFailed)
+            raise json_error(
+                f"If-Match {match[:60]!r} does not name this session's ICE session {etag(peer)}",
+                web.HTTPPreconditionFailed,
+            )
         if request.content_length is not None and request.content_length > MAX_SDP_CHARS:
             raise too_large("fragment", request.content_length)
         fragment = await read_text(request, "fragment")
@@ -178,8 +184,10 @@ class Whip:
         known = _UFRAG.search(remote.sdp) if remote is not None else None
         given = _UFRAG.search(fragment)
         if given and known and given.group(1) != known.group(1):
-            raise json_error("a new ice-ufrag is an ICE restart, which is not supported: start a new session",
-                             web.HTTPUnprocessableEntity)
+            raise json_error(
+                "a new ice-ufrag is an ICE restart, which is not supported: start a new session",
+                web.HTTPUnprocessableEntity,
+            )
         await add_candidates(peer, fragment)
         return web.Response(status=204)  # no ETag: RFC 9725 §4.3.1 keeps it for an ICE restart's answer
 
@@ -187,8 +195,9 @@ class Whip:
 async def read_offer(request: web.Request) -> str:
     """The SDP offer of a WHIP/WHEP POST, or the 4xx that says what is wrong with it."""
     if request.content_type != SDP:
-        raise json_error(f"send the offer as {SDP}, not {request.content_type or 'no type'}",
-                         web.HTTPUnsupportedMediaType)
+        raise json_error(
+            f"send the offer as {SDP}, not {request.content_type or 'no type'}", web.HTTPUnsupportedMediaType
+        )
     if request.content_length is not None and request.content_length > MAX_SDP_CHARS:
         raise too_large("offer", request.content_length)
     offer = await read_text(request, "offer")
@@ -213,8 +222,12 @@ async def read_text(request: web.Request, what: str) -> str:
 
 
 def too_large(what: str, size: int) -> web.HTTPException:
-    return json_error(f"{what} too large: at most {MAX_SDP_CHARS} characters of SDP", web.HTTPRequestEntityTooLarge,
-                      max_size=MAX_SDP_CHARS, actual_size=size)
+    return json_error(
+        f"{what} too large: at most {MAX_SDP_CHARS} characters of SDP",
+        web.HTTPRequestEntityTooLarge,
+        max_size=MAX_SDP_CHARS,
+        actual_size=size,
+    )
 
 
 def answered(peer: Peer, location: str, links: list[str] | None = None) -> web.Response:
@@ -231,17 +244,20 @@ async def add_candidates(peer: Peer, fragment: str) -> None:
     or past MAX_CANDIDATES for the session (none of the fragment's is added then)."""
     count = sum(1 for line in fragment.splitlines() if line.strip().startswith("a=candidate:"))
     if peer.candidates + count > MAX_CANDIDATES:
-        raise json_error(f"too many ICE candidates: at most {MAX_CANDIDATES} per session, {peer.candidates} "
-                         f"taken already and {count} more sent", web.HTTPUnprocessableEntity)
+        raise json_error(
+            f"too many ICE candidates: at most {MAX_CANDIDATES} per session, {peer.candidates} "
+            f"taken already and {count} more sent",
+            web.HTTPUnprocessableEntity,
+        )
     peer.candidates += count
     mid: str | None = None
     for raw in fragment.splitlines():
         line = raw.strip()
         if line.startswith("a=mid:"):
-            mid = line[len("a=mid:"):]
+            mid = line[len("a=mid:") :]
         elif line.startswith("a=candidate:"):
             try:
-                candidate = candidate_from_sdp(line[len("a=candidate:"):])
+                candidate = candidate_from_sdp(line[len("a=candidate:") :])
             except (AssertionError, ValueError, IndexError) as exc:
                 raise json_error(f"malformed candidate line {line[:80]!r}") from exc
             candidate.sdpMid = mid

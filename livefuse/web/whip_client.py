@@ -76,9 +76,17 @@ class StillCamera(PacedCamera):
 class WhipClient:
     """POSTs its offer as application/sdp and keeps the resource; counts the frames it gets back."""
 
-    def __init__(self, base: str, send: MediaStreamTrack | None = None, token: str | None = None,
-                 on_frame: Callable[[av.VideoFrame], None] | None = None, keep_every: int = 3, *,
-                 audio: MediaStreamTrack | None = None, hear: bool = False) -> None:
+    def __init__(
+        self,
+        base: str,
+        send: MediaStreamTrack | None = None,
+        token: str | None = None,
+        on_frame: Callable[[av.VideoFrame], None] | None = None,
+        keep_every: int = 3,
+        *,
+        audio: MediaStreamTrack | None = None,
+        hear: bool = False,
+    ) -> None:
         """`send`: the camera to push (None: only watch). `audio`: a microphone to push too; `hear`: ask
         for sound without sending any. What sound comes back is counted in `audio_frames` and `loudest`."""
         self.base = base

@@ -20,7 +20,7 @@ def cover(image: np.ndarray, width: int, height: int) -> np.ndarray:
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(image, (nw, nh), interpolation=interp)
     x, y = (nw - width) // 2, (nh - height) // 2
-    return np.ascontiguousarray(resized[y:y + height, x:x + width])
+    return np.ascontiguousarray(resized[y : y + height, x : x + width])
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:
@@ -44,8 +44,10 @@ class Backdrop:
         self._current: np.ndarray | None = None
         where = f"background stage: image = {str(path)!r}"
         if not path.is_file():
-            raise PresetError(f"{where}: no such file; give an image (.jpg/.png) or video (.mp4/.webm), "
-                              f"relative to the preset file or absolute")
+            raise PresetError(
+                f"{where}: no such file; give an image (.jpg/.png) or video (.mp4/.webm), "
+                f"relative to the preset file or absolute"
+            )
         if path.suffix.lower() in VIDEO_SUFFIXES:
             self._video = cv2.VideoCapture(str(path))
             ok, first = self._video.read() if self._video.isOpened() else (False, None)

@@ -27,9 +27,11 @@ def parse_colour(text: str, where: str) -> tuple[int, int, int]:
     """'#rrggbb' (or 'rrggbb') -> BGR."""
     value = text.strip().removeprefix("#")
     if len(value) != 6 or any(c not in "0123456789abcdefABCDEF" for c in value):
-        raise PresetError(f"{where}: colour = {text!r} is not a colour; write it as \"#rrggbb\", "
-                          f"e.g. \"{CHROMA_GREEN}\" (chroma-key green)")
-    r, g, b = (int(value[i:i + 2], 16) for i in (0, 2, 4))
+        raise PresetError(
+            f'{where}: colour = {text!r} is not a colour; write it as "#rrggbb", '
+            f'e.g. "{CHROMA_GREEN}" (chroma-key green)'
+        )
+    r, g, b = (int(value[i : i + 2], 16) for i in (0, 2, 4))
     return b, g, r
 
 
@@ -67,8 +69,10 @@ class BackgroundStage(Stage):
         p = self.params
         if p["mode"] == "replace":
             if not p["image"]:
-                raise PresetError("background stage: mode = 'replace' needs image = \"PATH\" (a picture or a "
-                                  "video, relative to the preset file)")
+                raise PresetError(
+                    "background stage: mode = 'replace' needs image = \"PATH\" (a picture or a "
+                    "video, relative to the preset file)"
+                )
             path = preset_file(p["image"], self.preset_dir)
             if self._backdrop is None or self._backdrop.path != path:
                 if self._backdrop is not None:

@@ -49,8 +49,9 @@ def person_matte(image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, 
     return refine_matte(image[y0:y1, x0:x1], full, edge, width)
 
 
-def blend_person(image: np.ndarray, background: np.ndarray, mask: np.ndarray, scratch: bool,
-                 edge: str = "off") -> np.ndarray:
+def blend_person(
+    image: np.ndarray, background: np.ndarray, mask: np.ndarray, scratch: bool, edge: str = "off"
+) -> np.ndarray:
     """The person (`mask`, at model resolution) over `background`, both frame-sized; `scratch`: the
     background is this frame's own array, and becomes the result (else it is copied). `edge`: see
     `person_matte`.
@@ -69,8 +70,7 @@ def blend_person(image: np.ndarray, background: np.ndarray, mask: np.ndarray, sc
         return result
     full = person_matte(image, mask, (x0, y0, x1, y1), edge)
     # OpenCV takes a scalar operand here; its type stubs do not say so
-    result[y0:y1, x0:x1] = cv2.blendLinear(image[y0:y1, x0:x1], background[y0:y1, x0:x1], full,
-                                           cv2.subtract(1.0, full))  # type: ignore[call-overload]
+    result[y0:y1, x0:x1] = cv2.blendLinear(image[y0:y1, x0:x1], background[y0:y1, x0:x1], full, cv2.subtract(1.0, full))  # type: ignore[call-overload]
     return result
 
 

@@ -24,8 +24,7 @@ def _channel(b: GraphBuilder, x: str, index: int) -> str:
     return b.op("Slice", x, b.ints([index]), b.ints([index + 1]), b.ints([1]))
 
 
-def refined_matte(b: GraphBuilder, frame_nchw: str, frame_hwc: str, mask: str, mode: str,
-                  size: tuple[int, int]) -> str:
+def refined_matte(b: GraphBuilder, frame_nchw: str, frame_hwc: str, mask: str, mode: str, size: tuple[int, int]) -> str:
     """[H, W, 1] person weight: the mask [1, 1, mh, mw] fitted to the frame's colours (0..255 float)."""
     settings = SETTINGS[mode]
     width, height = size
@@ -34,8 +33,17 @@ def refined_matte(b: GraphBuilder, frame_nchw: str, frame_hwc: str, mask: str, m
     radius = max(1, round(settings.radius * width / s))
     # The guide as the CPU path's INTER_AREA shrink; the mask straight from model resolution (bilinear).
     guide = b.op("Mul", area_resize(b, frame_nchw, size, (gw, gh)), b.const(1.0 / 255.0))
-    matte = b.op("Resize", mask, "", "", b.ints([gh, gw]), axes=[2, 3], mode="linear", antialias=1,
-                 coordinate_transformation_mode="half_pixel")
+    matte = b.op(
+        "Resize",
+        mask,
+        "",
+        "",
+        b.ints([gh, gw]),
+        axes=[2, 3],
+        mode="linear",
+        antialias=1,
+        coordinate_transformation_mode="half_pixel",
+    )
     mean_i = _box(b, guide, radius)
     mean_p = _box(b, matte, radius)
     cov = b.op("Sub", _box(b, b.op("Mul", guide, matte), radius), b.op("Mul", mean_i, mean_p))
@@ -59,13 +67,23 @@ def refined_matte(b: GraphBuilder, frame_nchw: str, frame_hwc: str, mask: str, m
     c12, c22 = minus(mul(s01, s02), mul(s00, s12)), minus(mul(s00, s11), mul(s01, s01))
     det = b.op("Sum", mul(s00, c00), mul(s01, c01), mul(s02, c02))
     cx, cy, cz = (_channel(b, cov, c) for c in range(3))
-    a = [b.op("Div", b.op("Sum", mul(r0, cx), mul(r1, cy), mul(r2, cz)), det)
-         for r0, r1, r2 in ((c00, c01, c02), (c01, c11, c12), (c02, c12, c22))]
+    a = [
+        b.op("Div", b.op("Sum", mul(r0, cx), mul(r1, cy), mul(r2, cz)), det)
+        for r0, r1, r2 in ((c00, c01, c02), (c01, c11, c12), (c02, c12, c22))
+    ]
     offset = minus(mean_p, b.op("Sum", *(mul(a[c], means[c]) for c in range(3))))
     coefficients = _box(b, b.op("Concat", *a, offset, axis=1), radius)  # [1, 4, gh, gw]
     hwc = b.op("Transpose", b.op("Squeeze", coefficients, b.ints([0])), perm=[1, 2, 0])
-    up = b.op("Resize", hwc, "", "", b.ints([height, width]), axes=[0, 1], mode="linear",
-              coordinate_transformation_mode="half_pixel")  # [H, W, 4]
+    up = b.op(
+        "Resize",
+        hwc,
+        "",
+        "",
+        b.ints([height, width]),
+        axes=[0, 1],
+        mode="linear",
+        coordinate_transformation_mode="half_pixel",
+    )  # [H, W, 4]
     gains = b.op("Slice", up, b.ints([0]), b.ints([3]), b.ints([2]))
     offsets = b.op("Slice", up, b.ints([3]), b.ints([4]), b.ints([2]))
     weighted = b.op("Mul", gains, b.op("Mul", frame_hwc, b.const(1.0 / 255.0)))

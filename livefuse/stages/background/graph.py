@@ -35,7 +35,7 @@ def gaussian_taps(sigma: float, limit: int) -> np.ndarray:
     size = max(3, round(sigma * 8 + 1) | 1)
     taps = cv2.getGaussianKernel(size, sigma, cv2.CV_32F).ravel()
     radius = min(size // 2, max(1, limit))
-    taps = taps[size // 2 - radius: size // 2 + radius + 1]
+    taps = taps[size // 2 - radius : size // 2 + radius + 1]
     return (taps / taps.sum()).astype(np.float32)
 
 
@@ -52,12 +52,22 @@ def _separable_blur(b: GraphBuilder, x: str, channels: int, taps: np.ndarray) ->
 
 def _resize(b: GraphBuilder, x: str, sizes: list[int], axes: list[int]) -> str:
     """Bilinear with half-pixel centres; antialiased when shrinking (close to INTER_AREA)."""
-    return b.op("Resize", x, "", "", b.const(sizes, np.int64), axes=axes, mode="linear", antialias=1,
-                coordinate_transformation_mode="half_pixel")
+    return b.op(
+        "Resize",
+        x,
+        "",
+        "",
+        b.const(sizes, np.int64),
+        axes=axes,
+        mode="linear",
+        antialias=1,
+        coordinate_transformation_mode="half_pixel",
+    )
 
 
-def build_graph(model: onnx.ModelProto, size: tuple[int, int], model_size: tuple[int, int],
-                params: dict[str, Any]) -> onnx.ModelProto:
+def build_graph(
+    model: onnx.ModelProto, size: tuple[int, int], model_size: tuple[int, int], params: dict[str, Any]
+) -> onnx.ModelProto:
     """The whole stage as one graph, for the frame `size` and the stage `params` (baked in).
 
     Inputs: `frame` uint8 [H, W, 3] BGR, `state` float32 [1, 1, mh, mw] (the previous EMA mask; negative
@@ -79,8 +89,7 @@ def build_graph(model: onnx.ModelProto, size: tuple[int, int], model_size: tuple
     keep = float(params["smoothing"])
     ema = b.op("Add", b.op("Mul", "state", b.const(keep)), b.op("Mul", raw, b.const(1.0 - keep)))
     b.op("Where", b.op("Less", "state", b.const(0.0)), raw, ema, out="state_out")
-    mask = b.op("Clip", b.op("Mul", b.op("Sub", "state_out", b.const(0.25)), b.const(2.0)), b.const(0.0),
-                b.const(1.0))
+    mask = b.op("Clip", b.op("Mul", b.op("Sub", "state_out", b.const(0.25)), b.const(2.0)), b.const(0.0), b.const(1.0))
     if params["feather"] > 0:
         mask = _separable_blur(b, mask, 1, gaussian_taps(params["feather"] * 0.01 * mw, min(mw, mh) - 1))
     mode = params["mode"]
@@ -90,8 +99,10 @@ def build_graph(model: onnx.ModelProto, size: tuple[int, int], model_size: tuple
         weight = area_resize(b, b.op("Sub", b.const(1.0), mask), (mw, mh), (bw, bh))
         stack = b.op("Concat", b.op("Mul", img, weight), weight, img, axis=1)  # num | den | plain
         blurred = _separable_blur(b, stack, 7, gaussian_taps(sigma, min(bw, bh) - 1))
-        num, den, plain = (b.op("Slice", blurred, b.const([lo], np.int64), b.const([hi], np.int64),
-                                b.const([1], np.int64)) for lo, hi in ((0, 3), (3, 4), (4, 7)))
+        num, den, plain = (
+            b.op("Slice", blurred, b.const([lo], np.int64), b.const([hi], np.int64), b.const([1], np.int64))
+            for lo, hi in ((0, 3), (3, 4), (4, 7))
+        )
         trust = b.op("Clip", b.op("Mul", den, b.const(8.0)), b.const(0.0), b.const(1.0))
         normalised = b.op("Div", num, b.op("Max", den, b.const(1e-3)))
         bg = b.op("Add", b.op("Mul", normalised, trust), b.op("Mul", plain, b.op("Sub", b.const(1.0), trust)))
@@ -103,8 +114,9 @@ def build_graph(model: onnx.ModelProto, size: tuple[int, int], model_size: tuple
     else:
         background = b.const(np.reshape(parse_colour(params["colour"], "background stage"), (1, 1, 3)))
     if params["edge"] == "off":
-        full = _resize(b, b.op("Transpose", b.op("Squeeze", mask, b.const([0], np.int64)), perm=[1, 2, 0]),
-                       [height, width], [0, 1])  # [H, W, 1]
+        full = _resize(
+            b, b.op("Transpose", b.op("Squeeze", mask, b.const([0], np.int64)), perm=[1, 2, 0]), [height, width], [0, 1]
+        )  # [H, W, 1]
     else:
         full = refined_matte(b, nchw, frame, mask, params["edge"], size)
     out = b.op("Add", background, b.op("Mul", full, b.op("Sub", frame, background)))
@@ -114,8 +126,10 @@ def build_graph(model: onnx.ModelProto, size: tuple[int, int], model_size: tuple
     inputs = [frame_info, state_info]
     if mode == "replace":
         inputs.append(helper.make_tensor_value_info("backdrop", TensorProto.UINT8, [height, width, 3]))
-    outputs = [helper.make_tensor_value_info("image", TensorProto.UINT8, [height, width, 3]),
-               helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [1, 1, mh, mw])]
+    outputs = [
+        helper.make_tensor_value_info("image", TensorProto.UINT8, [height, width, 3]),
+        helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [1, 1, mh, mw]),
+    ]
     return b.model(inputs, outputs, build_graph.__doc__ or "")
 
 

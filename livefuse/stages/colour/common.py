@@ -57,8 +57,10 @@ class ColourStage(Stage):
             lut_path = preset_file(merged["lut"], self.preset_dir)
             if lut_path != self._lut_path:
                 if not lut_path.is_file():
-                    raise PresetError(f"colour stage: lut = {merged['lut']!r}: no such file ({lut_path}); give a "
-                                      f".cube file, relative to the preset")
+                    raise PresetError(
+                        f"colour stage: lut = {merged['lut']!r}: no such file ({lut_path}); give a "
+                        f".cube file, relative to the preset"
+                    )
                 self._cube, self._lut_path = load_cube(lut_path), lut_path
         else:
             self._cube, self._lut_path = None, None

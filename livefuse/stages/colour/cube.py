@@ -40,8 +40,9 @@ def parse_cube(text: str, where: str = ".cube file") -> np.ndarray:
             values = [float(v) for v in line.split()[1:4]]
             default = [0.0] * 3 if key == "DOMAIN_MIN" else [1.0] * 3
             if values != default:
-                raise PresetError(f"{where}: line {number}: {key} {values} is not supported; export the LUT "
-                                  f"for the 0..1 input range")
+                raise PresetError(
+                    f"{where}: line {number}: {key} {values} is not supported; export the LUT for the 0..1 input range"
+                )
             continue
         if key[0].isalpha():
             continue  # other keywords (LUT_3D_INPUT_RANGE with defaults, vendor tags) carry no data
@@ -55,8 +56,10 @@ def parse_cube(text: str, where: str = ".cube file") -> np.ndarray:
     if size == 0:
         raise PresetError(f"{where}: no LUT_3D_SIZE line; is this a 3D .cube LUT?")
     if len(rows) != size**3:
-        raise PresetError(f"{where}: LUT_3D_SIZE {size} needs {size**3} data lines, found {len(rows)}; "
-                          f"the file is truncated or malformed")
+        raise PresetError(
+            f"{where}: LUT_3D_SIZE {size} needs {size**3} data lines, found {len(rows)}; "
+            f"the file is truncated or malformed"
+        )
     return np.clip(np.asarray(rows, np.float32), 0.0, 1.0).reshape(size, size, size, 3)
 
 
@@ -64,8 +67,10 @@ def load_cube(path: Path) -> np.ndarray:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
-        raise PresetError(f"colour stage: lut = {str(path)!r} cannot be read ({exc.strerror}); give the path of "
-                          f"a .cube file, relative to the preset") from exc
+        raise PresetError(
+            f"colour stage: lut = {str(path)!r} cannot be read ({exc.strerror}); give the path of "
+            f"a .cube file, relative to the preset"
+        ) from exc
     return parse_cube(text, str(path))
 
 

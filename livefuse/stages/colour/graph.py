@@ -144,7 +144,8 @@ class ColourOnDevice(DevicePath):
     def run(self, frame: Frame) -> None:
         stage = self.stage
         session = stage.session()
-        feeds: dict[str, Any] = {name: self._on_device(name, value, session.device)
-                                 for name, value in stage.graph_feeds().items()}
+        feeds: dict[str, Any] = {
+            name: self._on_device(name, value, session.device) for name, value in stage.graph_feeds().items()
+        }
         feeds["image"] = frame.device_image
         frame.device_image = session.run_device(feeds)["output"]

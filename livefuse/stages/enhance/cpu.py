@@ -71,8 +71,10 @@ class EnhanceStage(Stage):
         faces = self.faces(frame)
         boxes = [footprint(estimate_affine(f.landmarks5, self.enhancer.template, size), size) for f in faces]
         if self._hands is not None:
-            boxes += [tuple(float(v) for v in box) for f in faces  # type: ignore[misc]
-                      if (box := self._hands.search_box(f, shape)) is not None]
+            for face in faces:
+                box = self._hands.search_box(face, shape)
+                if box is not None:
+                    boxes.append((float(box[0]), float(box[1]), float(box[2]), float(box[3])))
         return boxes
 
     def every(self) -> int:
@@ -90,8 +92,10 @@ class EnhanceStage(Stage):
             self._restore(frame)
             return
         image = frame.image
-        kept = [(region, image[region.box[1]:region.box[3], region.box[0]:region.box[2]].copy())
-                for region in hands.regions(image, faces)]  # before any face is restored
+        kept = [
+            (region, image[region.box[1] : region.box[3], region.box[0] : region.box[2]].copy())
+            for region in hands.regions(image, faces)
+        ]  # before any face is restored
         self._restore(frame)
         for region, original in kept:
             restore(image, original, region)

@@ -61,8 +61,9 @@ class FaceStage(Stage):
             tiles = short_range if kind == "blazeface" else full_range
             self.detector = TiledDetector(tiles, whole=full_range, close_range=short_range, wide=wide)
         elif kind == "yunet":
-            self.detector = TiledDetector(YuNetDetector(runner, score_threshold=score,
-                                                        input_size=params["detect_size"]), tile=False)
+            self.detector = TiledDetector(
+                YuNetDetector(runner, score_threshold=score, input_size=params["detect_size"]), tile=False
+            )
         else:
             self.detector = TiledDetector(RetinaFaceDetector(runner, score_threshold=score), tile=False)
         self.max_faces = limit
@@ -91,8 +92,7 @@ class FaceStage(Stage):
         """Before a privacy stage: the scan's level and the smallest face it looks for (px, at any frame size)."""
         if self.scan is None:
             return {}
-        return {"privacy_scan": self.params["privacy_scan"],
-                "smallest_face_px": self.scan.smallest_face}
+        return {"privacy_scan": self.params["privacy_scan"], "smallest_face_px": self.scan.smallest_face}
 
     def _configure(self) -> None:
         p = self.params
@@ -146,8 +146,15 @@ class FaceStage(Stage):
                 continue
             after = self.landmarker.mesh_roi(mesh)
             next_rois[track.id] = (mesh, after)
-            followed.append(Face(box=_follow_box(track.raw.box, roi, after), score=track.raw.score,
-                                 landmarks5=arcface_points(mesh), track_id=track.id, mesh=mesh))
+            followed.append(
+                Face(
+                    box=_follow_box(track.raw.box, roi, after),
+                    score=track.raw.score,
+                    landmarks5=arcface_points(mesh),
+                    track_id=track.id,
+                    mesh=mesh,
+                )
+            )
         self._next_rois = next_rois
         return followed, lost
 

@@ -39,8 +39,12 @@ class SwapStage(TakesSourceFace):
         self.params = dict(params)
         self.context = context
         engine = context.engine
-        sessions = all_models({field: partial(context.model, params[field], where=f"stage 'swap': {field}")
-                               for field in ("model", "arcface_model")})
+        sessions = all_models(
+            {
+                field: partial(context.model, params[field], where=f"stage 'swap': {field}")
+                for field in ("model", "arcface_model")
+            }
+        )
         self.swapper = InSwapper(sessions["model"], last_initializer(sessions["model"]))
         self.arcface = ArcFace(sessions["arcface_model"])
         self.finder = StillFaceFinder(engine)
@@ -68,8 +72,10 @@ class SwapStage(TakesSourceFace):
     def _embed_still(self, image_bgr: np.ndarray, what: str) -> np.ndarray:
         face = self.finder.largest(image_bgr)
         if face is None:
-            raise UserError(f"swap: no face found in the {what}; use a well-lit, frontal photo where the face "
-                            f"is at least ~80 px wide")
+            raise UserError(
+                f"swap: no face found in the {what}; use a well-lit, frontal photo where the face "
+                f"is at least ~80 px wide"
+            )
         return self.arcface.embed(image_bgr, face.landmarks5)
 
     def set_source_face(self, image_bgr: np.ndarray) -> None:
@@ -100,8 +106,10 @@ class SwapStage(TakesSourceFace):
             with self._lock:
                 reference = self._reference
             if reference is None:
-                self._warn_once("reference", "swap: faces = \"similar\" but no reference face is set "
-                                "(reference_image); nothing is swapped")
+                self._warn_once(
+                    "reference",
+                    'swap: faces = "similar" but no reference face is set (reference_image); nothing is swapped',
+                )
                 return []
             self.cache.tick(faces)
 
@@ -119,16 +127,18 @@ class SwapStage(TakesSourceFace):
     def process(self, frame: Frame) -> None:
         latent = self.latent()
         if latent is None:
-            self._warn_once("source", "swap: no source face yet (set source_image, or pick one in the web UI); "
-                            "frames pass through")
+            self._warn_once(
+                "source", "swap: no source face yet (set source_image, or pick one in the web UI); frames pass through"
+            )
             return
         strength = self.params["strength"]
         if strength <= 0 or not frame.faces:
             return
         targets = self.targets(frame)
-        keeps = [(region, frame.image[region.box[1]:region.box[3], region.box[0]:region.box[2]].copy())
-                 for region in self.keeps(targets, frame.image.shape)
-                 + self.occluders(frame.image, targets)]  # taken before any face is pasted
+        keeps = [
+            (region, frame.image[region.box[1] : region.box[3], region.box[0] : region.box[2]].copy())
+            for region in self.keeps(targets, frame.image.shape) + self.occluders(frame.image, targets)
+        ]  # taken before any face is pasted
         masks = [self.face_mask(frame.image, face) for face in targets]  # the parser sees no pasted face
         for face, mask in zip(targets, masks, strict=True):
             swapped, crop, matrix = self.swapper.swap(frame.image, face.landmarks5, latent, self.params["pixel_boost"])
@@ -147,7 +157,8 @@ class SwapStage(TakesSourceFace):
         faces = [f for f in frame.faces if f.landmarks5 is not None]
         size = self.swapper.size
         boxes: list[tuple[float, float, float, float]] = [
-            footprint(estimate_affine(f.landmarks5, self.swapper.template, size), size) for f in faces]
+            footprint(estimate_affine(f.landmarks5, self.swapper.template, size), size) for f in faces
+        ]
         boxes += [tuple(float(v) for v in region.box) for region in self.keeps(faces, shape)]  # type: ignore[misc]
         boxes += [tuple(float(v) for v in box) for box in self.search_boxes(faces, shape)]  # type: ignore[misc]
         return boxes
@@ -193,8 +204,11 @@ class SwapStage(TakesSourceFace):
         found = []
         for face in faces:
             if face.mesh is None:
-                self._warn_once("mesh", "swap: keep_regions needs FaceMesh points; set landmarks = true on the "
-                                "face stage (faces without a mesh keep the swapped parts)")
+                self._warn_once(
+                    "mesh",
+                    "swap: keep_regions needs FaceMesh points; set landmarks = true on the "
+                    "face stage (faces without a mesh keep the swapped parts)",
+                )
                 continue
             region = keep_region(face.mesh, parts, self.params["keep_grow"], self.params["keep_feather"], shape)
             if region is not None:

@@ -121,12 +121,14 @@ class SwapOnDevice(DevicePath):
                 tile[:, 2] -= (j, i)
                 target = self.crops.cut(image, tile / k)
                 feeds[f"tile_{i * k + j}"] = local(stage.swapper.session).run_device(
-                    {"target": target, "source": latent})[stage.swapper.output_name]
+                    {"target": target, "source": latent}
+                )[stage.swapper.output_name]
         return self._interleave[k].run(feeds)["crop"]
 
     @staticmethod
     def _matched(swapped: Any, target: Any, mask: np.ndarray) -> np.ndarray:
         """The swapped crop colour-matched to the original one (both 128 px crops, on the host)."""
+
         def bgr(value: Any) -> np.ndarray:
             rgb = np.clip(np.asarray(value.numpy(), np.float32)[0].transpose(1, 2, 0) * 255.0 + 0.5, 0, 255)
             return cv2.cvtColor(rgb.astype(np.uint8), cv2.COLOR_RGB2BGR)
@@ -145,5 +147,6 @@ class SwapOnDevice(DevicePath):
         if not found:
             return []
         canvas = self.kept.fetch(frame.device_image, [region.box for region in found])
-        return [(region, canvas[region.box[1]:region.box[3], region.box[0]:region.box[2]].copy())
-                for region in found]
+        return [
+            (region, canvas[region.box[1] : region.box[3], region.box[0] : region.box[2]].copy()) for region in found
+        ]
