@@ -94,10 +94,17 @@ def test_filter_my_camera(web_presets: Path, daemons: Any, browser: Any) -> None
             )
         )
         error = page.evaluate("window.livefuse.error")
+        # the session ended from elsewhere: the page says so at once (ICE consent would take ~8 s)
+        ending = time.monotonic()
+        assert http_json("DELETE", daemon.url + resource)[0] == 200
+        page.wait_for_function("window.livefuse.state === 'ended'", timeout=2_000)
+        print(f"the page knew its session had ended {1000 * (time.monotonic() - ending):.0f} ms after DELETE")
+        told = page.evaluate("window.livefuse.error")
     finally:
         page.close()
     cv2.imwrite(str(ARTIFACTS / "camera-frame.png"), shown)
     assert error is None
+    assert told is not None and "ended" in told
     assert [(p["mode"], p["preset"]) for p in peers] == [("camera", preset)]
     assert [s["resource"] for s in sessions] == [resource] and resource.startswith("/whip/"), (resource, sessions)
     assert sessions[0]["frames_out"] > 20 and sessions[0]["preset"] == preset

@@ -120,6 +120,18 @@ async function disconnect() {
   lf.state = "idle";
 }
 
+// The daemon ending this stream (its session deleted, the daemon stopped) closes DTLS at once; the connection
+// state would say so only when ICE consent runs out, seconds later.
+function watchForEnd(conn) {
+  const transport = conn.getTransceivers().map((t) => t.receiver.transport).find(Boolean);
+  if (!transport) return;
+  transport.addEventListener("statechange", () => {
+    if (pc !== conn || (transport.state !== "closed" && transport.state !== "failed")) return;
+    lf.state = "ended";
+    showMessage("The stream ended: the daemon closed it. Pick a mode above to connect again.");
+  });
+}
+
 async function connect(mode) {
   await disconnect();
   showMessage("");
@@ -136,7 +148,7 @@ async function connect(mode) {
     lf.audio = remote.getAudioTracks().length > 0;
     $("stat-sound").textContent = lf.audio ? "yes (muted)" : "none";
   });
-  conn.addEventListener("connectionstatechange", () => { lf.state = conn.connectionState; });
+  conn.addEventListener("connectionstatechange", () => { if (lf.state !== "ended") lf.state = conn.connectionState; });
   try {
     if (mode === "camera") {
       const size = (lf.status && lf.status.size) || [640, 360];
@@ -155,6 +167,7 @@ async function connect(mode) {
     lf.peer = answer.resource.split("/").pop();
     lf.session = mode === "camera" ? lf.peer : null;
     await conn.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    watchForEnd(conn);
     refresh();
   } catch (err) {
     lf.state = "failed";
