@@ -35,8 +35,11 @@ def letterbox(image: np.ndarray, width: int, height: int, centre: bool = True) -
 
     Centred padding is what MediaPipe's ImageToTensorCalculator does; RetinaFace and YuNet
     are trained on top-left-anchored inputs, where padding at the right/bottom keeps it simple.
+    An image already width x height is returned as it is: the callers only read it.
     """
     h, w = image.shape[:2]
+    if (w, h) == (width, height):  # already the model's size (the privacy scan's input): read as it is
+        return image, Letterbox(scale=1.0, pad_x=0, pad_y=0)
     scale = min(width / w, height / h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     px = (width - nw) // 2 if centre else 0
