@@ -124,6 +124,7 @@ def test_the_face_stage_failing_covers_every_frame_at_once(engine: Engine, image
         raise RuntimeError("detector model failed")
 
     finder.detector.detect = crashed  # type: ignore[attr-defined]
+    finder.scan.detector.detect = crashed  # type: ignore[attr-defined]  # the scan runs on every frame
     frames = run_chain(chain, images[:4])
     assert [independent_faces(f.image) for f in frames] == [0] * 4
     assert all(np.any(f.image != im, axis=2).mean() > 0.9 for f, im in zip(frames, images, strict=False))

@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from livefuse.commands.args import (
@@ -17,14 +18,16 @@ from livefuse.commands.args import (
     positive_int,
     positive_ms,
 )
-from livefuse.daemon import EngineOptions
 from livefuse.errors import UserError
 from livefuse.loop_priority import NORMAL, REALTIME
 from livefuse.presets import DEFAULT_PRESET, default_preset
 from livefuse.web.auth import is_loopback
-from livefuse.web.control import WebControl
 from livefuse.web.ice_servers import parse_ice_server
-from livefuse.web.server import WebOptions
+
+if TYPE_CHECKING:  # built in the functions below: every subcommand imports this module, and only run and serve
+    # may load onnxruntime (`livefuse models list` must not)
+    from livefuse.daemon import EngineOptions
+    from livefuse.web.control import WebControl
 
 log = logging.getLogger("livefuse")
 
@@ -124,6 +127,8 @@ def preset_arg(args: argparse.Namespace) -> str:
 
 
 def engine_options(args: argparse.Namespace) -> EngineOptions:
+    from livefuse.daemon import EngineOptions
+
     return EngineOptions(
         provider=args.provider,
         iobinding=args.iobinding,
@@ -135,6 +140,9 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
 
 def web_control(args: argparse.Namespace, port: int) -> WebControl:
     """The web server --host, --port and the rest ask for (each option checked now, before any model loads)."""
+    from livefuse.web.control import WebControl
+    from livefuse.web.server import WebOptions
+
     options = WebOptions(
         host=args.host,
         port=port,

@@ -7,7 +7,6 @@ import asyncio
 import logging
 from pathlib import Path
 
-from livefuse import daemon
 from livefuse.audio.denoise import AUDIO_FILTERS
 from livefuse.audio.inputs import AUDIO_HELP
 from livefuse.commands.args import positive_float, positive_int
@@ -96,6 +95,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> None:
+    from livefuse import daemon  # here, not at the top: the other subcommands never load onnxruntime
     from livefuse.triton.executor import parse_executor
 
     asyncio.get_running_loop().set_exception_handler(QuietLoopErrors())

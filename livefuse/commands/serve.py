@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from livefuse import daemon
 from livefuse.commands.daemon_args import DEFAULT_PORT, add_daemon_args, engine_options, preset_arg, web_control
 from livefuse.logs import QuietLoopErrors, setup_logging
 from livefuse.loop_priority import REALTIME, raise_loop_priority
@@ -31,6 +30,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    from livefuse import daemon  # here, not at the top: the other subcommands never load onnxruntime
     from livefuse.triton.executor import parse_executor
 
     asyncio.get_running_loop().set_exception_handler(QuietLoopErrors())
