@@ -174,6 +174,7 @@ def request(draw: st.DrawFn) -> tuple[str, str, bytes, str]:
                 "valid",
                 "valid",
                 "preset",
+                "audio",
                 "offer",
                 "offer",
                 "face",
@@ -192,6 +193,9 @@ def request(draw: st.DrawFn) -> tuple[str, str, bytes, str]:
     if kind == "preset":
         name = draw(st.sampled_from(["anonymise", "anonymise-pixel"]) | values)
         return "PUT", "/api/preset", json_text({"name": name}).encode(), "application/json"
+    if kind == "audio":
+        name = draw(st.sampled_from(["none", "denoise"]) | values)
+        return "PUT", "/api/audio-filter", json_text({"filter": name}).encode(), "application/json"
     if kind == "offer":
         offer = {
             "sdp": draw(sdp_text() | values),
@@ -241,7 +245,9 @@ def request(draw: st.DrawFn) -> tuple[str, str, bytes, str]:
             "",
         )
     method = draw(st.sampled_from(["PUT", "PATCH", "POST"]))
-    path = draw(st.sampled_from(["/api/preset", "/api/preset/params", "/api/offer", "/api/source-face"]))
+    path = draw(
+        st.sampled_from(["/api/preset", "/api/preset/params", "/api/audio-filter", "/api/offer", "/api/source-face"])
+    )
     body = draw(st.binary(max_size=300) | st.sampled_from([b"NaN", b"[" * 5000, b'{"a": 1e999}', b"9" * 5000]))
     ctype = draw(st.sampled_from(["application/json", "application/json; charset=nope", "text/plain"]))
     return method, path, body, ctype
