@@ -8,14 +8,19 @@ matrices go up; the frame stays down.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import onnxruntime as ort
 
 from livefuse.device import graphs as device_graphs
+from livefuse.device.regions import OnRegions, RegionLocal
 from livefuse.device.runner import DeviceGraph
 from livefuse.engine.core import Engine
 from livefuse.engine.session import ModelSession, Session
 from livefuse.faces.paste import paste_region
+from livefuse.stage import DevicePath
+from livefuse.transfers import TransferCounter
 
 
 def runs_on_device(session: Session) -> bool:
@@ -65,3 +70,15 @@ class FaceCrops:
         weight = np.ascontiguousarray(np.clip(mask, 0.0, 1.0)[None, None], np.float32)
         box = np.array([x1, y1, x2, y2], np.int64)
         return self._paste.run({"frame": frame, "crop": crop, "box": box, "theta": theta, "mask": weight})["image"]
+
+
+def crops_or_regions(
+    stage: RegionLocal,
+    session: Session,
+    engine: Engine,
+    counter: TransferCounter,
+    on_crops: Callable[[Engine, TransferCounter], DevicePath],
+) -> DevicePath:
+    """A face model's stage on a device frame: `on_crops` (crops cut on the device) where its session runs
+    there, else its own `process` on the faces' regions brought to the host."""
+    return on_crops(engine, counter) if runs_on_device(session) else OnRegions(stage, engine, counter)

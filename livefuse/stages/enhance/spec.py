@@ -6,10 +6,10 @@ a remote or FP16 one works on the faces' regions brought to the host.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from livefuse.device.crops import runs_on_device
-from livefuse.device.regions import OnRegions
+from livefuse.device.crops import crops_or_regions
 from livefuse.stage import Param, StageContext, StageSpec
 from livefuse.stages.enhance.cpu import EnhanceStage
 from livefuse.stages.enhance.device import EnhanceOnDevice
@@ -20,12 +20,8 @@ def make_enhance(params: dict[str, Any], context: StageContext) -> EnhanceStage:
     """The enhance stage, with its device path when the chain keeps its frames on the device."""
     stage = EnhanceStage(params, context)
     if context.transfers is not None:
-        engine = context.engine
-        stage.device = (
-            EnhanceOnDevice(stage, engine, context.transfers)
-            if runs_on_device(stage.enhancer.session)
-            else OnRegions(stage, engine, context.transfers)
-        )
+        on_crops = partial(EnhanceOnDevice, stage)
+        stage.device = crops_or_regions(stage, stage.enhancer.session, context.engine, context.transfers, on_crops)
     return stage
 
 

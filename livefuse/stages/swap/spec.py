@@ -6,10 +6,10 @@ a remote or FP16 one, and "similar" or the parser, work on the faces' regions br
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from livefuse.device.crops import runs_on_device
-from livefuse.device.regions import OnRegions
+from livefuse.device.crops import crops_or_regions
 from livefuse.faces.occlusion import MODES as OCCLUSION_MODES
 from livefuse.faces.regions import NAMES
 from livefuse.faces.select import MODES
@@ -24,12 +24,8 @@ def make_swap(params: dict[str, Any], context: StageContext) -> SwapStage:
     """The swap stage, with its device path when the chain keeps its frames on the device."""
     stage = SwapStage(params, context)
     if context.transfers is not None:
-        engine = context.engine
-        stage.device = (
-            SwapOnDevice(stage, engine, context.transfers)
-            if runs_on_device(stage.swapper.session)
-            else OnRegions(stage, engine, context.transfers)
-        )
+        on_crops = partial(SwapOnDevice, stage)
+        stage.device = crops_or_regions(stage, stage.swapper.session, context.engine, context.transfers, on_crops)
     return stage
 
 
