@@ -11,53 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def bench(tree: Path, preset: str, frames: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "bench.json"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "livefuse",
-                "bench",
-                "--preset",
-                preset,
-                "--frames",
-                str(frames),
-                "--mode",
-                "pipelined",
-                "--json",
-                str(out),
-            ],
-            cwd=tree,
-            check=True,
-            env={**os.environ, "PYTHONPATH": str(tree)},
-            stdout=subprocess.DEVNULL,
-        )
-        return dict(json.loads(out.read_text()))
-
-
-def figures(result: dict[str, Any]) -> dict[str, Any]:
-    run = result["modes"]["pipelined"]
-    lat = run["latency_ms"]
-    return {
-        "fps": run["fps"],
-        "p50": lat["p50"],
-        "p99": lat["p99"],
-        "dropped": run["dropped"],
-        "cpu_pct": run["cpu_percent"],
-        "rss_mb": run["rss_mb"],
-    }
+from bench_run import ROOT, figures, livefuse_bench
 
 
 def main() -> int:
@@ -73,12 +30,12 @@ def main() -> int:
     for round_ in range(args.rounds):
         for preset in args.presets.split(","):
             for name, tree in trees.items():
-                result = bench(tree, preset, args.frames)
+                result = livefuse_bench(preset, frames=args.frames, code=tree)
                 row = {"round": round_ + 1, "preset": preset, "tree": name, **figures(result), "raw": result}
                 runs.append(row)
                 print(
                     f"round {round_ + 1} {preset:18s} {name:6s} fps {row['fps']} p50 {row['p50']} ms "
-                    f"p99 {row['p99']} ms dropped {row['dropped']} cpu {row['cpu_pct']} % rss {row['rss_mb']} MB",
+                    f"p99 {row['p99']} ms dropped {row['dropped']} cpu {row['cpu_percent']} % rss {row['rss_mb']} MB",
                     flush=True,
                 )
     args.out.write_text(json.dumps({"before": str(args.before), "frames": args.frames, "runs": runs}, indent=1))

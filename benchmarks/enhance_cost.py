@@ -33,6 +33,7 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import models_builder as mb  # noqa: E402
+from bench_run import figures, livefuse_bench  # noqa: E402
 
 from livefuse.sources.demo import astronaut_bgr  # noqa: E402
 
@@ -125,40 +126,7 @@ def preset(work: Path, restorer: Path, every: int) -> Path:
 
 
 def bench(preset_path: Path, frames: int) -> dict[str, Any]:
-    out = preset_path.with_suffix(".json")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "livefuse",
-            "bench",
-            "--preset",
-            str(preset_path),
-            "--size",
-            "1280x720",
-            "--fps",
-            "30",
-            "--frames",
-            str(frames),
-            "--mode",
-            "pipelined",
-            "--provider",
-            "cpu",
-            "--json",
-            str(out),
-        ],
-        check=True,
-        cwd=ROOT,
-        capture_output=True,
-    )
-    mode = json.loads(out.read_text())["modes"]["pipelined"]
-    return {
-        "fps": mode["fps"],
-        "dropped": mode["dropped"],
-        "p50": mode["latency_ms"]["p50"],
-        "p99": mode["latency_ms"]["p99"],
-        "stages_ms": mode["stages_ms"],
-    }
+    return figures(livefuse_bench(preset_path, "--size", "1280x720", "--fps", "30", "--provider", "cpu", frames=frames))
 
 
 def restorer_ms(path: Path, runs: int = 3) -> float:

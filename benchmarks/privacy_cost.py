@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_run import ROOT, figures, livefuse_bench
+
 # (label, preset, size, extra TOML for the face stage): the effects' face stages are as their presets have them
 CASES = [
     ("anonymise fast 720p", "anonymise", "1280x720", 'privacy_scan = "fast"'),
@@ -48,45 +46,8 @@ def preset_file(folder: Path, preset: str, extra: str, scan_known: bool) -> Path
 
 
 def bench(preset: Path, size: str, frames: int, code: Path | None) -> dict[str, Any]:
-    env = dict(os.environ)
-    if code is not None:
-        env["PYTHONPATH"] = str(code)
-    with tempfile.TemporaryDirectory() as out:
-        result = Path(out) / "bench.json"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "livefuse",
-                "bench",
-                "--preset",
-                str(preset),
-                "--size",
-                size,
-                "--frames",
-                str(frames),
-                "--mode",
-                "pipelined",
-                "--provider",
-                "cpu",
-                "--json",
-                str(result),
-            ],
-            check=True,
-            env=env,
-            capture_output=True,
-            cwd=code or ROOT,
-        )  # -m puts the cwd first
-        mode = json.loads(result.read_text())["modes"]["pipelined"]
-    return {
-        "fps": mode["fps"],
-        "dropped": mode["dropped"],
-        "p50": mode["latency_ms"]["p50"],
-        "p99": mode["latency_ms"]["p99"],
-        "face_p50": mode["stages_ms"].get("face", {}).get("p50"),
-        "stages_ms": mode["stages_ms"],
-        "cpu_percent": mode["cpu_percent"],
-    }
+    run = figures(livefuse_bench(preset, "--size", size, "--provider", "cpu", frames=frames, code=code))
+    return {**run, "face_p50": run["stages_ms"].get("face", {}).get("p50")}
 
 
 def main() -> None:
