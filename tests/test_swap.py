@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import imread
-from hand_photos import hand_in_front
+from hand_photos import HAND_ON_CHEEK, THUMB_AND_LITTLE_TIPS, hand_in_front, weight_map
 from onnx import numpy_helper
 
 from livefuse.engine import Engine
@@ -462,6 +462,22 @@ def test_keep_regions_are_live_and_need_the_mesh(
 DATA = Path(__file__).resolve().parent / "data"
 
 
+def _hands_and_off(
+    engine: Engine, models: dict[str, Path], image: np.ndarray, face: Face
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stand-in swap of this face with occlusion = "hands", then with occlusion switched off live."""
+    stage = make_stage(engine, models, "tint", occlusion="hands")
+    stage.set_source_face(astronaut_bgr())
+    out = _processed(stage, image, face)
+    stage.update({"occlusion": "off"})
+    return out, _processed(stage, image, face)
+
+
+def _repainted(out: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Where a swap changed the picture by more than 8 levels."""
+    return np.abs(out.astype(np.int16) - image.astype(np.int16)).max(2) > 8
+
+
 def test_hand_in_front_of_a_face_keeps_its_pixels(
     engine: Engine, models: dict[str, Path], finder: StillFaceFinder
 ) -> None:
@@ -474,11 +490,7 @@ def test_hand_in_front_of_a_face_keeps_its_pixels(
     face = finder.largest(photo)
     assert face is not None
     image, hand, wrist = hand_in_front(photo, face)
-    stage = make_stage(engine, models, "tint", occlusion="hands")
-    stage.set_source_face(astronaut_bgr())
-    out = _processed(stage, image, face)
-    stage.update({"occlusion": "off"})
-    off = _processed(stage, image, face)
+    out, off = _hands_and_off(engine, models, image, face)
     occlusion = HandOcclusion(engine)
     found = occlusion.hands(image, [face])
     assert len(found) == 1
@@ -486,12 +498,8 @@ def test_hand_in_front_of_a_face_keeps_its_pixels(
     hull = np.zeros(image.shape[:2], np.uint8)
     cv2.fillPoly(hull, [np.round(cv2.convexHull(points.astype(np.float32))[:, 0]).astype(np.int32)], 1)
     assert (hand & (hull > 0)).sum() >= 0.85 * hull.sum()
-    region = occlusion.regions(image, [face])[0]
-    weight = np.zeros(image.shape[:2], np.float32)
-    x1, y1, x2, y2 = region.box
-    weight[y1:y2, x1:x2] = region.weight[..., 0]
-
-    swapped = np.abs(off.astype(np.int16) - image.astype(np.int16)).max(2) > 8  # what the plain swap repainted
+    weight = weight_map(occlusion.regions(image, [face]), image.shape)
+    swapped = _repainted(off, image)
     assert (hand & swapped).sum() > 2000  # the plain swap paints over the hand: the complaint
     kept = hand & (weight >= 1.0)
     assert np.abs(out.astype(np.int16) - image.astype(np.int16))[kept].max() <= 2
@@ -501,6 +509,38 @@ def test_hand_in_front_of_a_face_keeps_its_pixels(
     assert fist.sum() > 5000
     assert (fist & (weight >= 1.0)).sum() >= 0.9 * fist.sum()
     assert (fist & (weight > 0)).sum() >= 0.97 * fist.sum()
+    assert np.array_equal(out[weight == 0], off[weight == 0])  # the rest of the face is swapped as before
+    assert (swapped & (weight == 0)).sum() > 5000
+
+
+def test_real_photo_of_a_hand_on_a_face_keeps_the_hand(
+    engine: Engine, models: dict[str, Path], finder: StillFaceFinder
+) -> None:
+    """occlusion = "hands" on a real photo (not a composite) of a hand on a face: a woman's "call" gesture,
+    the fingers over her cheek and jaw, the little finger under her chin (tests/data/README.md). The hand
+    models find the one hand, its thumb and little fingertips where they are in the photo, its full hull
+    over part of the face box; where the hull is full the output is the input within 2 levels, where it
+    does not reach the output is the occlusion-off swap's exactly; and the plain swap did repaint most of
+    the hull's part of the face (what the test would catch if occlusion did nothing)."""
+    image = imread(HAND_ON_CHEEK)
+    face = finder.largest(image)
+    assert face is not None
+    out, off = _hands_and_off(engine, models, image, face)
+    occlusion = HandOcclusion(engine)
+    found = occlusion.hands(image, [face])
+    assert len(found) == 1
+    tips = found[0][[4, 20]]
+    assert np.hypot(*(tips - np.array(THUMB_AND_LITTLE_TIPS)).T).max() < 10  # on the real thumb and little finger
+    weight = weight_map(occlusion.regions(image, [face]), image.shape)
+    x1, y1, x2, y2 = face.box.astype(int)
+    on_face = np.zeros(image.shape[:2], bool)
+    on_face[y1:y2, x1:x2] = True
+    kept = weight >= 1.0
+    assert (kept & on_face).sum() > 1000  # the hand is in front of the face, not beside it
+    swapped = _repainted(off, image)
+    assert (swapped & kept).sum() > 2000  # the plain swap paints over the hand: the complaint
+    assert (swapped & kept & on_face).sum() >= 0.5 * (kept & on_face).sum()
+    assert np.abs(out.astype(np.int16) - image.astype(np.int16))[kept].max() <= 2
     assert np.array_equal(out[weight == 0], off[weight == 0])  # the rest of the face is swapped as before
     assert (swapped & (weight == 0)).sum() > 5000
 
