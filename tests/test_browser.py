@@ -99,6 +99,7 @@ def test_filter_my_camera(web_presets: Path, daemons: Any, browser: Any) -> None
         assert http_json("DELETE", daemon.url + resource)[0] == 200
         page.wait_for_function("window.livefuse.state === 'ended'", timeout=2_000)
         print(f"the page knew its session had ended {1000 * (time.monotonic() - ending):.0f} ms after DELETE")
+        time.sleep(1.5)  # a status refresh later, the page still says why, not that the session is gone
         told = page.evaluate("window.livefuse.error")
     finally:
         page.close()

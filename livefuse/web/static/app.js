@@ -128,6 +128,7 @@ function watchForEnd(conn) {
   transport.addEventListener("statechange", () => {
     if (pc !== conn || (transport.state !== "closed" && transport.state !== "failed")) return;
     lf.state = "ended";
+    lf.peer = lf.resource = lf.session = null;  // gone on the daemon: no DELETE, and status shows the daemon's
     showMessage("The stream ended: the daemon closed it. Pick a mode above to connect again.");
   });
 }
