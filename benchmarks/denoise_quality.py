@@ -1,4 +1,5 @@
-"""Noise removal (`--audio-filter denoise`, RNNoise): PESQ and STOI before and after, its delay and CPU cost.
+"""Noise removal (`--audio-filter denoise`: RNNoise; `deepfilternet`: DeepFilterNet 3): PESQ and STOI before and
+after each, in the same run, with each one's delay and CPU cost.
 
     .venv/bin/python benchmarks/denoise_quality.py
 
@@ -9,8 +10,8 @@ reachable from this machine (no noise corpus could be fetched):
 - keyboard: key clicks (3 ms decaying broadband bursts, 5-12 a second, random strength) on a quiet floor;
 - babble: six other espeak-ng voices saying other sentences at once, level-matched.
 Each is mixed at 0, 5 and 10 dB SNR; PESQ (wide band, at 16 kHz) and STOI are against the clean speech, the
-denoised sound aligned by the delay livefuse takes off its stamps. CPU is the process time per second of
-sound, one channel, on this machine.
+denoised sound aligned by the delay livefuse takes off its stamps. CPU is the process time (every thread)
+per second of sound, one channel, on this machine.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from livefuse.audio.chunk import AudioChunk  # noqa: E402
-from livefuse.audio.denoise import DELAY, RATE, Denoiser  # noqa: E402
+from livefuse.audio.denoise import RATE, SUPPRESSORS, Denoiser  # noqa: E402
 
 SENTENCES = (
     "The quick brown fox jumps over the lazy dog near the river bank.",
@@ -98,9 +99,9 @@ def mix(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     return (clean + noise * gain).astype(np.float32)
 
 
-def denoised(sound: np.ndarray) -> tuple[np.ndarray, float]:
+def denoised(sound: np.ndarray, suppressor: str) -> tuple[np.ndarray, float]:
     """(denoised sound, CPU seconds spent) in CHUNK pushes as a live input gives them."""
-    denoiser = Denoiser(1)
+    denoiser = Denoiser(1, suppressor)
     start = time.process_time()
     out = []
     for pos in range(0, sound.size, CHUNK):
@@ -145,25 +146,31 @@ def main() -> None:
             "babble": babble(clean.size, folder),
         }
     seconds = clean.size / RATE
-    print(
-        f"RNNoise (pyrnnoise's library), {seconds:.1f} s of espeak-ng speech, 48 kHz mono; delay taken off "
-        f"the stamps: {DELAY} samples = {DELAY / RATE * 1000:.0f} ms"
-    )
-    print(f"{'noise':9} {'SNR':>4} {'PESQ before':>12} {'after':>6} {'STOI before':>12} {'after':>6}")
-    cpu_total = 0.0
-    for name, noise in noises.items():
+    names = list(SUPPRESSORS)
+    print(f"{seconds:.1f} s of espeak-ng speech, 48 kHz mono; the delay each takes off the stamps:")
+    for name in names:
+        spec = SUPPRESSORS[name]
+        print(f"  {name}: {spec.label}, {spec.delay} samples = {spec.delay / RATE * 1000:.0f} ms")
+    after = " ".join(f"{name:>13}" for name in names)
+    print(f"{'noise':9} {'SNR':>4} {'PESQ before':>12} {after} {'STOI before':>12} {after}")
+    cpu_total = dict.fromkeys(names, 0.0)
+    for noise_name, noise in noises.items():
         for snr in SNRS:
             noisy = mix(clean, noise, snr)
-            out, cpu = denoised(noisy)
-            cpu_total += cpu
             pesq_before, stoi_before = scores(clean, noisy)
-            pesq_after, stoi_after = scores(clean, out)
-            print(f"{name:9} {snr:4d} {pesq_before:12.2f} {pesq_after:6.2f} {stoi_before:12.3f} {stoi_after:6.3f}")
+            pesqs, stois = [], []
+            for name in names:
+                out, cpu = denoised(noisy, name)
+                cpu_total[name] += cpu
+                pesq_after, stoi_after = scores(clean, out)
+                pesqs.append(f"{pesq_after:13.2f}")
+                stois.append(f"{stoi_after:13.3f}")
+            row = f"{noise_name:9} {snr:4d} {pesq_before:12.2f} {' '.join(pesqs)}"
+            print(f"{row} {stoi_before:12.3f} {' '.join(stois)}")
     runs = len(noises) * len(SNRS)
-    print(
-        f"CPU: {cpu_total / runs / seconds * 1000:.1f} ms per second of sound per channel "
-        f"({cpu_total / runs / seconds * 100:.1f} % of one core)"
-    )
+    for name in names:
+        share = cpu_total[name] / runs / seconds
+        print(f"CPU, {name}: {share * 1000:.1f} ms per second of sound per channel ({share * 100:.1f} % of one core)")
 
 
 if __name__ == "__main__":

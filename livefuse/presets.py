@@ -46,7 +46,7 @@ class Preset:
     description: str
     path: Path
     stages: list[StageConfig] = field(default_factory=list)
-    audio_filter: str | None = None  # "none" or "denoise"; None: the preset leaves the sound's filter as it is
+    audio_filter: str | None = None  # one of AUDIO_FILTERS; None: the preset leaves the sound's filter as it is
 
 
 def preset_dirs() -> list[Path]:
@@ -241,7 +241,8 @@ def parse_preset(text: str, path: Path) -> Preset:
     if audio_filter is not None and audio_filter not in AUDIO_FILTERS:
         raise PresetError(
             f"{path}: audio_filter = {shown(audio_filter)} is not allowed; expected one of "
-            f"{', '.join(repr(f) for f in AUDIO_FILTERS)} (denoise: RNNoise on the sound)"
+            f"{', '.join(repr(f) for f in AUDIO_FILTERS)} "
+            "(denoise: RNNoise on the sound; deepfilternet: DeepFilterNet 3)"
         )
     preset = Preset(str(data.get("name", path.stem)), str(data.get("description", "")), path, audio_filter=audio_filter)
     counts: dict[str, int] = {}

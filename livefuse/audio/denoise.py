@@ -1,102 +1,95 @@
-"""Noise removal on the sound: RNNoise (Valin, 2018; BSD-3) through the `pyrnnoise` package's library.
+"""Noise removal on the sound: the suppressors `--audio-filter` can name, and the stream that runs one.
 
-RNNoise works on 48 kHz mono frames of 480 samples (10 ms), one state per channel; what it gives back
-lags what it took by two frames (20 ms, measured by cross-correlation in tests/test_denoise.py).
-`Denoiser` takes chunks of any length and stamps what it gives back with the capture time of the sound it
-really is: its delay is on the audio clock, so outputs still place sound and picture captured at the same
-instant together. Sound at another rate is resampled to 48 kHz first (livefuse/audio/filtered.py).
+Both suppressors work on 48 kHz frames of 480 samples (10 ms) and give back what they took some frames
+late. `Denoiser` takes chunks of any length and stamps what it gives back with the capture time of the
+sound it really is: the delay is on the audio clock, so outputs still place sound and picture captured at
+the same instant together. Sound at another rate is resampled to 48 kHz first (livefuse/audio/filtered.py).
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import importlib.util
-import sys
 from collections import deque
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
+from livefuse.audio import deepfilternet, rnnoise
 from livefuse.audio.chunk import AudioChunk
-from livefuse.errors import UserError
 
 RATE = 48000
-FRAME = 480  # samples: RNNoise's frame at 48 kHz
-DELAY = 2 * FRAME  # samples: measured (tests/test_denoise.py), a frame comes back two frames late
-SCALE = 32768.0  # RNNoise works on 16-bit sample values held as floats
-AUDIO_FILTERS = ("none", "denoise")  # what --audio-filter and a preset's audio_filter may name
-LIBRARY_NAMES = {"darwin": "librnnoise.dylib", "win32": "rnnoise.dll"}
+FRAME = 480  # samples: both suppressors' frame at 48 kHz
 
 
-@functools.cache
-def _library() -> ctypes.CDLL:
-    """RNNoise's shared library from the installed `pyrnnoise` package (loaded without importing the
-    package, whose own module pulls in a file-conversion stack livefuse does not need)."""
-    spec = importlib.util.find_spec("pyrnnoise")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(
-            "--audio-filter denoise needs RNNoise: install the `pyrnnoise` package "
-            "(pip install pyrnnoise), or run with --audio-filter none"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / LIBRARY_NAMES.get(sys.platform, "librnnoise.so")
-    try:
-        lib = ctypes.CDLL(str(path))
-    except OSError as exc:
-        raise UserError(
-            f"--audio-filter denoise: RNNoise's library {path} does not load ({exc}); reinstall "
-            "pyrnnoise, or run with --audio-filter none"
-        ) from exc
-    lib.rnnoise_create.argtypes = [ctypes.c_void_p]
-    lib.rnnoise_create.restype = ctypes.c_void_p
-    lib.rnnoise_destroy.argtypes = [ctypes.c_void_p]
-    lib.rnnoise_process_frame.argtypes = [
-        ctypes.c_void_p,
-        ctypes.POINTER(ctypes.c_float),
-        ctypes.POINTER(ctypes.c_float),
-    ]
-    lib.rnnoise_process_frame.restype = ctypes.c_float
-    lib.rnnoise_get_frame_size.restype = ctypes.c_int
-    if lib.rnnoise_get_frame_size() != FRAME:
-        raise UserError(
-            f"--audio-filter denoise: this RNNoise build uses {lib.rnnoise_get_frame_size()}-sample "
-            f"frames, not {FRAME}; install pyrnnoise >= 0.4"
-        )
-    return lib
+class Suppressor(Protocol):
+    """What the stream needs of a suppressor: whole frames of (channels, samples) in, as many out."""
+
+    def run(self, samples: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SuppressorSpec:
+    """A noise suppressor as data: its name, what it is, its measured delay, and how to check and make it."""
+
+    name: str
+    label: str
+    delay: int  # samples its output lags its input (measured in tests/test_denoise.py)
+    installed: Callable[[], bool]  # whether its package is installed (nothing loaded)
+    check: Callable[[], None]  # a UserError naming what to install when it cannot run
+    make: Callable[[int], Suppressor]  # one for this many channels
+
+
+SUPPRESSORS = {
+    spec.name: spec
+    for spec in (
+        SuppressorSpec("denoise", "RNNoise", 2 * FRAME, rnnoise.installed, rnnoise.check, rnnoise.RNNoise),
+        SuppressorSpec(
+            "deepfilternet",
+            "DeepFilterNet 3",
+            deepfilternet.DELAY,
+            deepfilternet.installed,
+            deepfilternet.check,
+            deepfilternet.DeepFilterNet,
+        ),
+    )
+}
+AUDIO_FILTERS = ("none", *SUPPRESSORS)  # what --audio-filter and a preset's audio_filter may name
+
+
+def offered() -> list[str]:
+    """The filters this installation can run: none, and each suppressor whose package is installed."""
+    return ["none", *(name for name, spec in SUPPRESSORS.items() if spec.installed())]
 
 
 class Denoiser:
-    """Streams 48 kHz planar float chunks through RNNoise; `push` and `flush` return the chunks ready."""
+    """Streams 48 kHz planar float chunks through a suppressor; `push` and `flush` return the chunks ready."""
 
-    def __init__(self, channels: int) -> None:
-        self.lib = _library()
+    def __init__(self, channels: int, name: str = "denoise") -> None:
+        self.spec = SUPPRESSORS[name]
+        self.delay = self.spec.delay
         self.channels = channels
-        self._states = [self.lib.rnnoise_create(None) for _ in range(channels)]
+        self._suppressor = self.spec.make(channels)
         self._pending = np.zeros((channels, 0), np.float32)  # input not yet a whole frame
         self._ready = np.zeros((channels, 0), np.float32)  # output not yet handed on
-        self._frame = np.zeros(FRAME, np.float32)  # RNNoise's in-place buffer
-        self._pointer = self._frame.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
         self._anchors: deque[tuple[int, int]] = deque()  # (input sample index, its capture_ns), one a chunk
         self._taken = 0  # input samples taken in
-        self._out = -DELAY  # input sample index of the next output sample (the first DELAY are priming)
-        self.speech = 0.0  # RNNoise's voice probability for the last frame (the first channel's)
-
-    @staticmethod
-    def check() -> None:
-        """Raise a UserError saying what to install when RNNoise cannot be loaded."""
-        _library()
+        self._out = -self.delay  # input sample index of the next output sample (the first `delay` prime it)
 
     def push(self, chunk: AudioChunk) -> list[AudioChunk]:
         if chunk.rate != RATE or chunk.channels != self.channels:
             raise ValueError(
-                f"denoise takes {self.channels}-channel {RATE} Hz chunks, not {chunk.channels}-channel {chunk.rate} Hz"
+                f"{self.spec.name} takes {self.channels}-channel {RATE} Hz chunks, "
+                f"not {chunk.channels}-channel {chunk.rate} Hz"
             )
         self._anchors.append((self._taken, chunk.capture_ns))
         self._taken += chunk.samples.shape[1]
         self._pending = np.concatenate([self._pending, chunk.samples], axis=1)
         whole = self._pending.shape[1] // FRAME * FRAME
         if whole:
-            self._ready = np.concatenate([self._ready, self._run(self._pending[:, :whole])], axis=1)
+            self._ready = np.concatenate([self._ready, self._suppressor.run(self._pending[:, :whole])], axis=1)
             self._pending = self._pending[:, whole:]
         return self._emit(self._taken)
 
@@ -106,26 +99,16 @@ class Denoiser:
         tail = self._pending.shape[1]
         if self._taken == 0:
             return []
-        silence = np.zeros((self.channels, (FRAME - tail) % FRAME + DELAY), np.float32)
-        self._ready = np.concatenate([self._ready, self._run(np.concatenate([self._pending, silence], axis=1))], axis=1)
+        silence = np.zeros((self.channels, (FRAME - tail) % FRAME + self.delay), np.float32)
+        last = self._suppressor.run(np.concatenate([self._pending, silence], axis=1))
+        self._ready = np.concatenate([self._ready, last], axis=1)
         self._pending = self._pending[:, :0]
         return self._emit(self._taken)
-
-    def _run(self, samples: np.ndarray) -> np.ndarray:
-        out = np.empty_like(samples)
-        for c, state in enumerate(self._states):
-            for start in range(0, samples.shape[1], FRAME):
-                np.multiply(samples[c, start : start + FRAME], SCALE, out=self._frame)
-                voice = self.lib.rnnoise_process_frame(state, self._pointer, self._pointer)
-                if c == 0:
-                    self.speech = float(voice)
-                np.multiply(self._frame, 1.0 / SCALE, out=out[c, start : start + FRAME])
-        return out
 
     def _emit(self, upto: int) -> list[AudioChunk]:
         """The ready output for input samples before `upto`, one chunk per input chunk it came from, each
         stamped with its own input's capture time (so a gap between input chunks stays a gap)."""
-        if self._out < 0:  # RNNoise's first DELAY samples are its empty history, not sound
+        if self._out < 0:  # the suppressor's first `delay` samples are its empty history, not sound
             drop = min(-self._out, self._ready.shape[1])
             self._ready = self._ready[:, drop:]
             self._out += drop
@@ -147,6 +130,4 @@ class Denoiser:
         return chunks
 
     def close(self) -> None:
-        for state in self._states:
-            self.lib.rnnoise_destroy(state)
-        self._states = []
+        self._suppressor.close()

