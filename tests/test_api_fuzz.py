@@ -221,6 +221,8 @@ def request(draw: st.DrawFn) -> tuple[str, str, bytes, str]:
                     ("PATCH", "/whip/x1"),
                     ("DELETE", "/whip/x1"),
                     ("OPTIONS", "/whip"),
+                    ("POST", "/whep/main/x1/events"),  # WHEP's server-sent events, for a viewer not there
+                    ("GET", "/whep/main/x1/events/secret"),
                 ]
             )
         )

@@ -90,6 +90,58 @@ async def round_trip(http: aiohttp.ClientSession, daemon: LiveDaemon) -> dict[st
     return result
 
 
+def test_a_whep_viewer_hears_at_once_that_its_stream_ended(web_presets: Path, daemons: type[LiveDaemon]) -> None:
+    """The WHEP draft's server-sent events: the viewer's answer links its event stream; POSTing the events
+    wanted gives its location; the stream says `active`, then `inactive` and ends the moment the session
+    is deleted (a third-party player would otherwise wait ~8 s for ICE consent). The token guards the
+    POST; the stream's secret path stands in for it (an EventSource sends no header); bad bodies get 400."""
+    token = "whep-events-token-0123456789"
+    daemon = daemons("tag-a", size=SIZE, fps=FPS, token=token).start()
+    auth = {"Authorization": f"Bearer {token}"}
+
+    async def scenario() -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http:
+            client = WhipClient(daemon.url, StillCamera(astronaut_frame(SIZE), FPS), token=token)
+            assert await client.publish(http, "/whip") == 201, client.error
+            viewer = WhipClient(daemon.url, token=token)
+            assert await viewer.publish(http, f"/whep/{client.id}") == 201, viewer.error
+            [link] = [x for x in viewer.links if "server-sent-events" in x]
+            events_url = daemon.url + link[1 : link.index(">")]
+            out: dict[str, Any] = {"link": link}
+            async with http.post(events_url, json=["active", "inactive", "layers"]) as response:
+                out["without_token"] = response.status
+            for body in (b"{", b'{"a": 1}', b"[1]", b"[" + b'"x",' * 400 + b'"x"]'):
+                async with http.post(events_url, data=body, headers=auth) as response:
+                    out.setdefault("bad", []).append(response.status)
+            async with http.post(events_url, json=["active", "inactive", "layers"], headers=auth) as response:
+                out["subscribed"] = response.status
+                stream_url = daemon.url + response.headers["Location"]
+            async with http.get(stream_url + "x") as response:
+                out["wrong_secret"] = response.status
+            async with http.get(stream_url) as response:  # no token: the secret path is the capability
+                out["type"] = response.headers["Content-Type"]
+                out["first"] = (await response.content.readuntil(b"\n\n")).decode()
+                ending = time.monotonic()
+                assert await client.delete(http) == 200
+                out["rest"] = (await asyncio.wait_for(response.content.read(), 5)).decode()
+                out["told_after_s"] = time.monotonic() - ending
+            async with http.get(stream_url) as response:
+                out["reopened"] = response.status
+            await asyncio.gather(client.close(), viewer.close())
+        return out
+
+    out = asyncio.run(scenario())
+    print(f"the WHEP viewer's event stream said inactive {1000 * out['told_after_s']:.0f} ms after the DELETE")
+    assert 'rel="urn:ietf:params:whep:ext:core:server-sent-events"' in out["link"]
+    assert 'events="active,inactive"' in out["link"]
+    assert out["without_token"] == 401 and out["bad"] == [400, 400, 400, 413] and out["subscribed"] == 201
+    assert out["wrong_secret"] == 404 and out["reopened"] == 404
+    assert out["type"].startswith("text/event-stream")
+    assert out["first"] == "event: active\ndata: {}\n\n"
+    assert out["rest"] == "event: inactive\ndata: {}\n\n" and out["told_after_s"] < 1.0
+    assert daemon.server is not None and daemon.server.whep_events.streams == {}
+
+
 def test_whip_session_round_trip_whep_viewers_and_delete_leaves_nothing(
     web_presets: Path, daemons: type[LiveDaemon]
 ) -> None:

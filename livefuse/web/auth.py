@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from livefuse.web.cors import cors_allowed
+from livefuse.web.cors import cors_allowed, is_event_stream
 
 COOKIE = "livefuse_token"
 OPEN_PATHS = frozenset({"/healthz"})
@@ -67,8 +67,8 @@ def token_middleware(token: str) -> Middleware:
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
-            return await handler(request)
+        if request.path in OPEN_PATHS or (request.method == "GET" and is_event_stream(request.path)):
+            return await handler(request)  # a WHEP event stream's secret path is its own capability
         given = _presented(request)
         if given is None or not _same(given, token):
             return web.json_response(

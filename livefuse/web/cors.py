@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+CORS_HEADERS = "livefuse.cors_headers"  # the request key a streamed response finds its CORS headers under
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 EXPOSED = "Location, ETag, Link, Accept-Patch, Accept-Post, Retry-After"
@@ -25,7 +27,16 @@ def allowed_methods(path: str) -> str | None:
         return "OPTIONS, POST" if len(parts) == 1 else "OPTIONS, PATCH, DELETE"
     if parts[0] == "whep" and len(parts) in (2, 3):
         return "OPTIONS, POST" if len(parts) == 2 else "OPTIONS, PATCH, DELETE"
+    if parts[0] == "whep" and len(parts) in (4, 5) and parts[3] == "events":  # the viewer's events, its stream
+        return "OPTIONS, POST" if len(parts) == 4 else "OPTIONS, GET"
     return None
+
+
+def is_event_stream(path: str) -> bool:
+    """A WHEP viewer's event stream (web/whep_events.py): opened by an EventSource, which sends no token, so
+    the secret in its path stands in for one."""
+    parts = path.strip("/").split("/")
+    return len(parts) == 5 and parts[0] == "whep" and parts[3] == "events"
 
 
 def cors_allowed(request: web.Request, origins: frozenset[str]) -> bool:
@@ -53,12 +64,14 @@ def cors_middleware(origins: frozenset[str]) -> Middleware:
                 },
             )
         headers["Access-Control-Expose-Headers"] = EXPOSED
+        request[CORS_HEADERS] = headers  # a streamed response (WHEP's events) sends them before it returns
         try:
             response = await handler(request)
         except web.HTTPException as exc:
             exc.headers.update(headers)
             raise
-        response.headers.update(headers)
+        if not response.prepared:
+            response.headers.update(headers)
         return response
 
     return cors

@@ -35,6 +35,7 @@ from livefuse.web.session_api import SessionApi
 from livefuse.web.session_metrics import SessionCollector
 from livefuse.web.sessions import DEFAULT_BUDGET_MS, SessionRunner, Sessions
 from livefuse.web.signalling import PEER_TIMEOUT_S, Peers
+from livefuse.web.whep_events import WhepEvents
 from livefuse.web.whip import Whip
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class WebServer:
         self.metrics.registry.register(SessionCollector(self.sessions, served.engine.pool))
         self.loop_lag = LoopLagProbe(self.metrics.registry)
         self.whip = Whip(self.peers, self.sessions, options.ice_servers)
+        self.whep_events = WhepEvents(self.peers)
         self.session_api = SessionApi(self.sessions, self.loop_lag, options.allow_push)
         self.app = self._make_app()
         self._runner: web.AppRunner | None = None
@@ -111,6 +113,7 @@ class WebServer:
             *self.api.routes(),
             *self.session_api.routes(),
             *self.whip.routes(),
+            *self.whep_events.routes(),
             web.get("/", self.index),
             web.get("/metrics", self.prometheus),
         ]

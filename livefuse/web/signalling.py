@@ -80,6 +80,7 @@ class Peer:
     budget_ms: float | None = None  # camera mode: its glass-to-glass budget (None: the daemon's default)
     started: float = field(default_factory=time.monotonic)  # when it was answered (admission weighs its CPU)
     candidates: int = 0  # remote ICE candidates taken, from the offer and trickled (at most MAX_CANDIDATES)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # set as it starts closing (WHEP's events)
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"id": self.id, "mode": self.mode, "state": self.pc.connectionState}
@@ -247,6 +248,7 @@ class Peers:
         if peer is None or peer.closing:
             return peer is not None
         peer.closing = True
+        peer.ended.set()
         if peer.watchdog is not None and peer.watchdog is not asyncio.current_task():
             peer.watchdog.cancel()
         if peer.mode == "camera":  # a session ending ends its viewers

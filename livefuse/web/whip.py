@@ -7,7 +7,8 @@
   (204). aiortc gathers all its own candidates before answering, and cannot restart ICE, so an ICE
   restart is refused with 422, as the RFC asks of a server with trickle but no restarts.
 - `POST /whep/<id>` (a recvonly offer) watches a session's filtered output; `/whep/main` is the
-  daemon's own stream. `DELETE /whep/<id>/<viewer>` ends the viewer.
+  daemon's own stream. `DELETE /whep/<id>/<viewer>` ends the viewer. Its answer links the viewer's
+  server-sent events (web/whep_events.py), which say at once when the stream ends.
 - Past capacity (see sessions.py) or the peer limit, `POST /whip` answers 503 with `Retry-After`.
 
 Authorisation is the server's: the daemon's token as `Authorization: Bearer`, required off loopback.
@@ -30,6 +31,7 @@ from livefuse.web.ice_servers import IceServer
 from livefuse.web.offers import MAX_CANDIDATES, BadOffer
 from livefuse.web.sessions import RETRY_AFTER_S, Sessions, check_budget
 from livefuse.web.signalling import MAIN, NoSuchSession, Peer, PeerLimit, Peers
+from livefuse.web.whep_events import link as events_link
 
 log = logging.getLogger("livefuse.web")
 
@@ -120,7 +122,7 @@ class Whip:
         offer = await read_offer(request)
         session = request.match_info["session"]
         peer = await self._answer(offer, "preview", watch=session)
-        return answered(peer, f"/whep/{session}/{peer.id}", self.ice_links)
+        return answered(peer, f"/whep/{session}/{peer.id}", [*self.ice_links, events_link(session, peer.id)])
 
     def _viewer(self, request: web.Request) -> Peer | None:
         peer = self.peers.peers.get(request.match_info["id"])

@@ -100,6 +100,7 @@ class WhipClient:
         self.etag = ""
         self.accept_patch = ""
         self.error = ""
+        self.links: list[str] = []  # the answer's Link headers (ICE servers, WHEP's event stream)
         self.trickled = ""  # with publish(trickle=True): the candidates held back, as an SDP fragment to PATCH
         self._track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
         self.pc.on("track", self._on_track)
@@ -162,6 +163,7 @@ class WhipClient:
             self.location = response.headers["Location"]
             self.etag = response.headers.get("ETag", "")
             self.accept_patch = response.headers.get("Accept-Patch", "")
+            self.links = response.headers.getall("Link", [])
         await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         self._receiver = asyncio.create_task(self._receive())
         return 201
