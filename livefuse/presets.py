@@ -14,6 +14,7 @@ Every mistake is reported with the file, the key and what is allowed.
 
 from __future__ import annotations
 
+import logging
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from livefuse.errors import PresetError
 from livefuse.paths import extra_preset_dirs, names_a_file, shipped_presets_dir, user_presets_dir
 from livefuse.stage import MAX_LIST_LENGTH, MAX_STRING_LENGTH, Param, StageSpec
 from livefuse.stages.registry import stage_types
+
+log = logging.getLogger("livefuse.presets")
 
 PRESETS_DIR = shipped_presets_dir()
 DEFAULT_PRESET = "background-blur"
@@ -201,6 +204,10 @@ def validate_params(
     inside that folder (`check_api_file`).
     """
     known = {p.name: p for p in spec.params}
+    upgraded = spec.upgrade(given) if spec.upgrade is not None else None
+    if upgraded is not None:
+        given, said = upgraded
+        log.warning("%s: %s (update the preset to say so)", where, said)
     for key in given:
         if key not in known:
             allowed = ", ".join(known) or "no parameters"

@@ -190,6 +190,8 @@ class StageSpec:
     params: tuple[Param, ...]
     factory: StageFactory
     models: tuple[str, ...] = ()  # model names the stage may need (see models/manifest.toml)
+    # keys an older livefuse took, read as today's: (the keys rewritten, what they now say); None: none
+    upgrade: Callable[[dict[str, Any]], tuple[dict[str, Any], str] | None] | None = None
 
 
 IMPLEMENTATIONS = ("auto", "graph", "cpu")

@@ -424,6 +424,19 @@ def test_keep_regions_mouth_is_the_former_mouth_mask(
     assert grown.sum() > 1.8 * lips.sum() > 270 and to_input[grown].max() <= 2
 
 
+def test_a_preset_from_before_keep_regions_still_loads_its_mouth_mask(caplog: pytest.LogCaptureFixture) -> None:
+    """mouth_mask and mouth_feather (replaced by keep_regions' "mouth", keep_grow and keep_feather) are read as
+    what they now say, with a warning naming both; a bad value is refused under the key it now goes to."""
+    got = validate_params(SPEC, {"mouth_mask": 0.4, "mouth_feather": 0.3, "keep_regions": ["eyes"]}, "stages[2]")
+    assert got["keep_regions"] == ["eyes", "mouth"] and got["keep_grow"] == 0.4 and got["keep_feather"] == 0.3
+    assert "mouth_mask" not in got and "mouth_feather" not in got
+    assert 'stages[2]: mouth_mask = 0.4 is read as keep_regions with "mouth" and keep_grow = 0.4' in caplog.text
+    assert "mouth_feather is read as keep_feather = 0.3" in caplog.text and "update the preset" in caplog.text
+    assert validate_params(SPEC, {"mouth_mask": 0.0}, "stages[2]")["keep_regions"] == []
+    with pytest.raises(PresetError, match=r"keep_grow = 3"):
+        validate_params(SPEC, {"mouth_mask": 3}, "stages[2]")
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

@@ -20,6 +20,27 @@ from livefuse.stages.swap.cpu import SwapStage
 from livefuse.stages.swap.device import SwapOnDevice
 
 
+def former_mouth_mask(given: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """Presets from before keep_regions: `mouth_mask` (0 = off, up to 1 = the lips grown to twice their size)
+    is keep_regions' "mouth" with that keep_grow, and `mouth_feather` is keep_feather."""
+    if "mouth_mask" not in given and "mouth_feather" not in given:
+        return None
+    out = dict(given)
+    amount = out.pop("mouth_mask", 0.0)
+    said = []
+    if amount != 0:  # a value of the wrong type goes on to keep_grow's check, which names what is allowed
+        regions = out.get("keep_regions", [])
+        if isinstance(regions, list) and "mouth" not in regions:
+            out["keep_regions"] = [*regions, "mouth"]
+        out.setdefault("keep_grow", amount)
+        grow = out["keep_grow"]
+        said.append(f'mouth_mask = {amount!r} is read as keep_regions with "mouth" and keep_grow = {grow!r}')
+    if "mouth_feather" in out:
+        out.setdefault("keep_feather", out.pop("mouth_feather"))
+        said.append(f"mouth_feather is read as keep_feather = {out['keep_feather']!r}")
+    return out, "; ".join(said) or 'mouth_mask = 0 is off, as keep_regions without "mouth" is'
+
+
 def make_swap(params: dict[str, Any], context: StageContext) -> SwapStage:
     """The swap stage, with its device path when the chain keeps its frames on the device."""
     stage = SwapStage(params, context)
@@ -141,5 +162,6 @@ SPEC = register(
         ),
         factory=make_swap,
         models=("inswapper_128", "inswapper_128_fp16", "w600k_r50", "arcface_w600k_r50", "bisenet_resnet_34"),
+        upgrade=former_mouth_mask,
     )
 )
