@@ -530,7 +530,7 @@ def test_real_photo_of_a_hand_on_a_face_keeps_the_hand(
     engine: Engine, models: dict[str, Path], finder: StillFaceFinder
 ) -> None:
     """occlusion = "hands" on a real photo (not a composite) of a hand on a face: a woman's "call" gesture,
-    the fingers over her cheek and jaw, the little finger under her chin (tests/data/README.md). The hand
+    the folded fingers over her jaw, the little finger under her chin (tests/data/README.md). The hand
     models find the one hand, its thumb and little fingertips where they are in the photo, its full hull
     over part of the face box; where the hull is full the output is the input within 2 levels, where it
     does not reach the output is the occlusion-off swap's exactly; and the plain swap did repaint most of
