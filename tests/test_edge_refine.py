@@ -127,3 +127,13 @@ def test_graph_path_refines_as_the_opencv_path(engine: Engine, edge: str) -> Non
 def test_a_bad_edge_setting_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(PresetError, match=r"edge = 'sharp'.*'off', 'fast', 'fine'"):
         validate_params(SPEC, {"edge": "sharp"}, "stages[1] (background)")
+
+
+def test_a_hand_drawn_hard_mask_is_measured_along_its_contour() -> None:
+    # benchmarks/data/matting's true masks are 0 or 1: no soft pixel to find the edge by
+    true = np.zeros((60, 60), np.float32)
+    true[15:45, 15:45] = 1.0
+    assert edge_error(true, true) == 0.0
+    shifted = np.roll(true, 3, axis=1)
+    assert 0.0 < edge_error(shifted, true) < 0.2  # the band's error, not NaN, not the whole frame's
+    assert boundary_fscore(shifted, true, 2.0) < 0.7 < boundary_fscore(shifted, true, 5.0)

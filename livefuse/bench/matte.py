@@ -1,8 +1,8 @@
 """How close a matte is to the true one near its edge: the error a refinement of the edge can change.
 
 - `edge_error`: mean absolute alpha error in the band within `reach` pixels of the true edge (where the
-  true alpha is neither 0 nor 1, widened): the interior and the far room, which any mask gets right, are
-  left out.
+  true alpha is neither 0 nor 1, or the contour of a hard true mask, widened): the interior and the far
+  room, which any mask gets right, are left out.
 - `boundary_fscore`: the contour of the matte at 0.5 against the true contour, a contour pixel counting as
   found within `tolerance` pixels (the boundary F-measure of Martin et al., and of the DAVIS benchmark).
 """
@@ -13,10 +13,13 @@ import numpy as np
 
 
 def edge_band(true: np.ndarray, reach: int = 10) -> np.ndarray:
-    """Pixels within `reach` of the true edge (bool)."""
+    """Pixels within `reach` of the true edge (bool): of its soft pixels, or, where the truth is a hard
+    mask (no soft pixel, as a hand-drawn person mask), of its 0.5 contour."""
     import cv2
 
     soft = ((true > 0.01) & (true < 0.99)).astype(np.uint8)
+    if not soft.any():
+        soft = _contour(true >= 0.5).astype(np.uint8)
     return cv2.dilate(soft, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
 
 
