@@ -71,6 +71,18 @@ def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
     return bool(predicate())
 
 
+SLOW_SESSION_READS = """() => {
+  const realFetch = window.fetch;
+  window.fetch = async (url, init) => {
+    if (init && init.method === "GET" && /\\/api\\/sessions\\/[^/]+$/.test(String(url))) {
+      window.slowReadUnderWay = true;
+      await new Promise((resolve) => setTimeout(resolve, 800));
+    }
+    return realFetch(url, init);
+  };
+}"""
+
+
 def test_filter_my_camera(web_presets: Path, daemons: Any, browser: Any) -> None:
     preset = camera_preset()
     daemon = daemons(preset, size=SIZE, fps=FPS).start()
@@ -94,6 +106,9 @@ def test_filter_my_camera(web_presets: Path, daemons: Any, browser: Any) -> None
             )
         )
         error = page.evaluate("window.livefuse.error")
+        # a slow network: the page's status reads of its session take 0.8 s, so one is always under way
+        page.evaluate(SLOW_SESSION_READS)
+        page.wait_for_function("window.slowReadUnderWay === true", timeout=3_000)
         # the session ended from elsewhere: the page says so at once (ICE consent would take ~8 s)
         ending = time.monotonic()
         assert http_json("DELETE", daemon.url + resource)[0] == 200

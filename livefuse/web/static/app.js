@@ -351,16 +351,18 @@ function renderAudioFilter(status) {
 }
 
 async function refresh() {
+  const session = lf.session;  // what this refresh asks about: the page may drop it before the answers come
   try {
     const status = (lf.status = await api("GET", "/api/status"));
-    const shown = lf.session ? await api("GET", `/api/sessions/${lf.session}`) : status;  // what this page shows
+    const shown = session ? await api("GET", `/api/sessions/${session}`) : status;  // what this page shows
+    if (lf.session !== session) return;  // its session ended meanwhile: the next refresh shows what is
     renderPresets(status, shown.preset);
     renderParams(shown.preset_info);
     renderHealth(shown);
     renderStats(status);
     renderAudioFilter(status);
   } catch (err) {
-    showMessage(err.message);
+    if (lf.session === session) showMessage(err.message);  // not about a session the page no longer holds
   }
 }
 
