@@ -33,6 +33,17 @@ PAGE = """<!doctype html><meta charset="utf-8"><title>third-party WHIP/WHEP</tit
 <script type="module">
 import { WHIPClient } from "./whip.js";
 import { WHEPClient } from "./whep.js";
+// The client follows the answer's server-sent-events Link by itself and opens an EventSource; the page
+// hears the draft's events on it from its first moment.
+window.heard = [];
+const NativeEventSource = window.EventSource;
+window.EventSource = class extends NativeEventSource {
+  constructor(url, options) {
+    super(url, options);
+    for (const name of ["active", "inactive"])
+      this.addEventListener(name, () => window.heard.push([name, performance.now()]));
+  }
+};
 window.run = async (daemon, token) => {
   const result = {};
   try {
@@ -49,14 +60,7 @@ window.run = async (daemon, token) => {
     const whep = window.whep = new WHEPClient();
     await whep.view(viewer, daemon + "/whep/" + result.resource.split("/").pop(), token);
     result.viewing = whep.resourceURL.pathname;
-    // the client follows the answer's server-sent-events Link by itself; the page hears the draft's events
-    window.heard = [];
-    const listen = () => {
-      if (!whep.eventSource) return setTimeout(listen, 50);
-      for (const name of ["active", "inactive"])
-        whep.eventSource.addEventListener(name, () => window.heard.push([name, performance.now()]));
-    };
-    listen();
+
   } catch (error) {
     result.error = String(error);
   }
@@ -137,6 +141,8 @@ def test_a_third_party_whip_whep_client_publishes_and_plays_from_an_allowed_orig
                     break
                 time.sleep(0.2)
             assert corner is not None and abs(corner - 220) < 12, corner
+            # the client opens its event stream on its own time, after the answer: wait for its first event
+            page.wait_for_function("window.heard.length > 0", timeout=10_000, polling=100)
             assert page.evaluate("window.heard.map((e) => e[0])") == ["active"]
             unpublished = page.evaluate("performance.now()")
             page.evaluate("window.whip.stop()")  # unpublish: the client's DELETE ends the session
@@ -148,7 +154,7 @@ def test_a_third_party_whip_whep_client_publishes_and_plays_from_an_allowed_orig
                 time.sleep(0.2)
             assert http_json("GET", daemon.url + "/api/sessions", headers=auth)[1]["sessions"] == []
             # the WHEP player is told at once, by the event stream its client opened (ICE consent takes ~8 s)
-            page.wait_for_function("window.heard.some((e) => e[0] === 'inactive')", timeout=5_000)
+            page.wait_for_function("window.heard.some((e) => e[0] === 'inactive')", timeout=5_000, polling=100)
             told = page.evaluate("window.heard.find((e) => e[0] === 'inactive')[1]") - unpublished
             print(f"\nthe third-party WHEP player heard 'inactive' {told:.0f} ms after the unpublish")
             assert told < 2_000, told

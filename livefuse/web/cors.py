@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-CORS_HEADERS = "livefuse.cors_headers"  # the request key a streamed response finds its CORS headers under
+# the request key a streamed response finds its CORS headers under
+CORS_HEADERS = web.RequestKey("livefuse.cors_headers", dict[str, str])
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
