@@ -191,9 +191,9 @@ def test_the_filter_switches_live_without_losing_or_shifting_sound(name: str) ->
     assert device.closed
 
 
-def test_a_stalling_filter_never_holds_up_the_thread_that_delivers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The capture or decode thread (which, for a file, also decodes the picture) only queues its chunk: a
-    suppressor that stalls 0.2 s a batch delays the sound, never the deliverer; nothing is lost."""
+@pytest.fixture
+def stalled_rnnoise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RNNoise that stalls 0.2 s a batch of frames, as a suppressor on a busy machine might."""
     run_frames = rnnoise.RNNoise.run
 
     def stalling(self: rnnoise.RNNoise, samples: np.ndarray) -> np.ndarray:
@@ -201,6 +201,12 @@ def test_a_stalling_filter_never_holds_up_the_thread_that_delivers(monkeypatch: 
         return run_frames(self, samples)
 
     monkeypatch.setattr(rnnoise.RNNoise, "run", stalling)
+
+
+@pytest.mark.usefixtures("stalled_rnnoise")
+def test_a_stalling_filter_never_holds_up_the_thread_that_delivers() -> None:
+    """The capture or decode thread (which, for a file, also decodes the picture) only queues its chunk: a
+    suppressor that stalls 0.2 s a batch delays the sound, never the deliverer; nothing is lost."""
     device = FakeDevice()
     audio = FilteredAudio(device, "denoise")
     got: list[AudioChunk] = []
@@ -218,16 +224,10 @@ def test_a_stalling_filter_never_holds_up_the_thread_that_delivers(monkeypatch: 
     assert sum(c.samples.shape[1] for c in got) == sound.size and audio.dropped == 0
 
 
+@pytest.mark.usefixtures("stalled_rnnoise")
 def test_a_filter_that_cannot_keep_up_drops_sound_instead_of_building_a_backlog(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    run_frames = rnnoise.RNNoise.run
-
-    def stalling(self: rnnoise.RNNoise, samples: np.ndarray) -> np.ndarray:
-        time.sleep(0.2)
-        return run_frames(self, samples)
-
-    monkeypatch.setattr(rnnoise.RNNoise, "run", stalling)
     monkeypatch.setattr(filtered, "QUEUED", 3)
     device = FakeDevice()
     audio = FilteredAudio(device, "denoise")

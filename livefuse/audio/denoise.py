@@ -45,7 +45,7 @@ class SuppressorSpec:
 SUPPRESSORS = {
     spec.name: spec
     for spec in (
-        SuppressorSpec("denoise", "RNNoise", 2 * FRAME, rnnoise.installed, rnnoise.check, rnnoise.RNNoise),
+        SuppressorSpec("denoise", "RNNoise", rnnoise.DELAY, rnnoise.installed, rnnoise.check, rnnoise.RNNoise),
         SuppressorSpec(
             "deepfilternet",
             "DeepFilterNet 3",
@@ -69,14 +69,13 @@ class Denoiser:
 
     def __init__(self, channels: int, name: str = "denoise") -> None:
         self.spec = SUPPRESSORS[name]
-        self.delay = self.spec.delay
         self.channels = channels
         self._suppressor = self.spec.make(channels)
         self._pending = np.zeros((channels, 0), np.float32)  # input not yet a whole frame
         self._ready = np.zeros((channels, 0), np.float32)  # output not yet handed on
         self._anchors: deque[tuple[int, int]] = deque()  # (input sample index, its capture_ns), one a chunk
         self._taken = 0  # input samples taken in
-        self._out = -self.delay  # input sample index of the next output sample (the first `delay` prime it)
+        self._out = -self.spec.delay  # input sample index of the next output sample (the first `delay` prime it)
 
     def push(self, chunk: AudioChunk) -> list[AudioChunk]:
         if chunk.rate != RATE or chunk.channels != self.channels:
@@ -99,7 +98,7 @@ class Denoiser:
         tail = self._pending.shape[1]
         if self._taken == 0:
             return []
-        silence = np.zeros((self.channels, (FRAME - tail) % FRAME + self.delay), np.float32)
+        silence = np.zeros((self.channels, (FRAME - tail) % FRAME + self.spec.delay), np.float32)
         last = self._suppressor.run(np.concatenate([self._pending, silence], axis=1))
         self._ready = np.concatenate([self._ready, last], axis=1)
         self._pending = self._pending[:, :0]

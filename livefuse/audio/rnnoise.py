@@ -17,6 +17,7 @@ import numpy as np
 from livefuse.errors import UserError
 
 FRAME = 480  # samples: RNNoise's frame at 48 kHz
+DELAY = 2 * FRAME  # samples its output lags its input (measured in tests/test_denoise.py)
 SCALE = 32768.0  # RNNoise works on 16-bit sample values held as floats
 LIBRARY_NAMES = {"darwin": "librnnoise.dylib", "win32": "rnnoise.dll"}
 

@@ -28,9 +28,9 @@ def allowed_methods(path: str) -> str | None:
         return "OPTIONS, POST" if len(parts) == 1 else "OPTIONS, PATCH, DELETE"
     if parts[0] == "whep" and len(parts) in (2, 3):
         return "OPTIONS, POST" if len(parts) == 2 else "OPTIONS, PATCH, DELETE"
-    if parts[0] == "whep" and len(parts) in (4, 5) and parts[3] == "events":  # the viewer's events, its stream
-        return "OPTIONS, POST" if len(parts) == 4 else "OPTIONS, GET"
-    return None
+    if parts[0] == "whep" and len(parts) == 4 and parts[3] == "events":  # a viewer's events, asked for
+        return "OPTIONS, POST"
+    return "OPTIONS, GET" if is_event_stream(path) else None
 
 
 def is_event_stream(path: str) -> bool:

@@ -37,6 +37,7 @@ def link(session: str, viewer: str) -> str:
 @dataclass
 class _Stream:
     viewer: Peer
+    secret: str  # the path's last part: the capability an EventSource presents instead of a token
     events: frozenset[str]
     open: bool = False  # an EventSource reads it now
 
@@ -46,7 +47,7 @@ class WhepEvents:
 
     def __init__(self, peers: Peers) -> None:
         self.peers = peers
-        self.streams: dict[str, _Stream] = {}  # by secret
+        self.streams: dict[str, _Stream] = {}  # by viewer id
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -74,20 +75,17 @@ class WhepEvents:
         if not isinstance(asked, list) or not all(isinstance(e, str) for e in asked):
             raise json_error(f"expected a JSON list of event names, e.g. {json.dumps(list(EVENTS))}")
         events = frozenset(asked) & frozenset(EVENTS)  # the draft: events the server does not send are left out
-        for gone in [s for s, stream in self.streams.items() if stream.viewer.ended.is_set() and not stream.open]:
+        for gone in [v for v, stream in self.streams.items() if stream.viewer.ended.is_set() and not stream.open]:
             del self.streams[gone]  # asked for and never opened: at most one a viewer, so few
-        secret = next((s for s, stream in self.streams.items() if stream.viewer is viewer), None)
-        if secret is None:
-            secret = secrets.token_urlsafe(16)
-            self.streams[secret] = _Stream(viewer, events)
-        else:
-            self.streams[secret].events = events
-        location = f"/whep/{viewer.watching}/{viewer.id}/events/{secret}"
+        stream = self.streams.setdefault(viewer.id, _Stream(viewer, secrets.token_urlsafe(16), events))
+        stream.events = events
+        location = f"/whep/{viewer.watching}/{viewer.id}/events/{stream.secret}"
         return web.Response(status=201, headers={"Location": location})
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
-        stream = self.streams.get(request.match_info["secret"])
-        if stream is None or stream.open or stream.viewer.id != request.match_info["id"]:
+        stream = self.streams.get(request.match_info["id"])
+        given = request.match_info["secret"].encode("utf-8", "surrogatepass")  # any text a path may decode to
+        if stream is None or stream.open or not secrets.compare_digest(stream.secret.encode(), given):
             raise json_error("no such event stream", web.HTTPNotFound)
         stream.open = True
         response = web.StreamResponse(
@@ -108,5 +106,5 @@ class WhepEvents:
         except ConnectionError:
             pass  # the player went away
         finally:
-            self.streams.pop(request.match_info["secret"], None)
+            del self.streams[stream.viewer.id]
         return response
